@@ -1,0 +1,19 @@
+//! ipc-offload's copy engines and everything below them.
+//!
+//! - [`engine`]: `cpu` (libc) and `async-cpu` (a worker pool that shares a
+//!   large copy with the caller), the part/wave arithmetic, the pool.
+//! - [`real`]: the real libc functions, resolved once, and the memcpy
+//!   threshold the hooks test.
+//! - [`stats`]: per-class counters.
+//! - [`cpus`]: how many CPUs the process may use (affinity, cgroup quota).
+//! - [`sys`]: raw system calls, futexes, threads, `rep movsb`; the only home
+//!   of `unsafe` that talks to the kernel or the CPU.
+//!
+//! Nothing here reads the environment or a policy file: the runtime crate
+//! decides, this crate executes.
+
+pub mod cpus;
+pub mod engine;
+pub mod real;
+pub mod stats;
+pub mod sys;

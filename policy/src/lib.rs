@@ -1,0 +1,179 @@
+//! ipc-offload policy files: parse, validate, match a process, resolve a rule.
+//!
+//! A policy is TOML (see `docs/policy.md` for the reference):
+//!
+//! ```toml
+//! strict = false
+//! [defaults]
+//! mode = "throughput"
+//! [memcpy]
+//! engine = "auto"
+//! min_bytes = "1MiB"
+//! [process."redis-server"]
+//! unix.min_bytes = "64KiB"
+//! ```
+//!
+//! [`parse`] turns text into a [`Policy`] or a [`Rejected`] listing every
+//! problem as `FILE:LINE:COL: message`; [`Policy::resolve`] applies the
+//! `[process."GLOB"]` overrides that match a process and yields one [`Rule`]
+//! per operation class. Nothing here is unsafe or touches the process: the
+//! runtime and the `check` command share this code, so they agree.
+
+mod error;
+mod model;
+mod parse;
+mod units;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::{Diagnostic, ErrorKind, Rejected, line_col};
+pub use model::{Class, ClassSettings, Engine, Mode, Settings, Wait, Workers};
+pub use parse::parse;
+pub use units::{format_size, parse_duration, parse_size};
+
+/// The policy that applies when `IPC_OFFLOAD_POLICY` is not set, as a file.
+/// [`Policy::builtin`] is this text, parsed (a unit test keeps them equal).
+pub const BUILTIN_POLICY: &str = r#"# ipc-offload built-in policy: what applies when IPC_OFFLOAD_POLICY is unset.
+strict = false
+stats_interval = "1s"
+
+[defaults]
+mode = "throughput"
+
+[memcpy]
+engine = "auto"
+min_bytes = "1MiB"
+workers = "auto"
+
+[unix]
+engine = "auto"
+min_bytes = "256KiB"
+workers = "auto"
+
+[pipe]
+engine = "auto"
+min_bytes = "256KiB"
+workers = "auto"
+"#;
+
+const DEFAULT_MODE: Mode = Mode::Throughput;
+const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Built-in `(engine, min_bytes)` per class, indexed by [`Class::index`].
+const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] =
+    [(Engine::Auto, 1 << 20), (Engine::Auto, 256 << 10), (Engine::Auto, 256 << 10)];
+
+/// A `[process."GLOB"]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    /// Matched against basename(argv\[0\]) and basename(/proc/self/exe).
+    pub pattern: glob::Pattern,
+    /// What the section sets.
+    pub settings: Settings,
+}
+
+/// A validated policy file (or the built-in policy).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// `strict`: exit 2 instead of running as a pass-through when rejected.
+    pub strict: bool,
+    /// `stats_interval`: how often a running process rewrites its stats file.
+    pub stats_interval: Duration,
+    /// The file's top-level sections over the built-in values.
+    pub base: Settings,
+    /// `[process."GLOB"]` sections, in file order.
+    pub overrides: Vec<Override>,
+}
+
+/// The settings that govern one class in one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The engine as the policy names it (`auto` is decided by the runtime).
+    pub engine: Engine,
+    /// Calls moving fewer bytes than this are not intercepted.
+    pub min_bytes: u64,
+    /// Copy workers this class may use.
+    pub workers: Workers,
+    /// How a caller waits for its copy to complete.
+    pub wait: Wait,
+}
+
+/// A policy applied to one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The mode after overrides.
+    pub mode: Mode,
+    /// One rule per class, indexed by [`Class::index`].
+    pub rules: [Rule; Class::COUNT],
+    /// The patterns of the overrides that matched, in the order applied.
+    pub matched: Vec<String>,
+}
+
+impl Resolved {
+    /// The rule for `class`.
+    pub fn rule(&self, class: Class) -> Rule {
+        self.rules[class.index()]
+    }
+}
+
+impl Policy {
+    /// The built-in policy (the same as [`BUILTIN_POLICY`]).
+    pub fn builtin() -> Policy {
+        let mut base = Settings { mode: Some(DEFAULT_MODE), ..Settings::default() };
+        for (class, (engine, min_bytes)) in Class::ALL.iter().zip(CLASS_DEFAULTS) {
+            *base.class_mut(*class) = ClassSettings {
+                engine: Some(engine),
+                min_bytes: Some(min_bytes),
+                workers: Some(Workers::Auto),
+                wait: None,
+            };
+        }
+        Policy { strict: false, stats_interval: DEFAULT_STATS_INTERVAL, base, overrides: Vec::new() }
+    }
+
+    /// Reads and parses the policy file at `path`.
+    pub fn load(path: &Path) -> Result<Policy, Rejected> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => parse(&text, &file),
+            Err(e) => Err(Rejected {
+                diagnostics: vec![Diagnostic {
+                    file,
+                    position: None,
+                    kind: ErrorKind::Unreadable { reason: e.to_string() },
+                }],
+                strict: false,
+            }),
+        }
+    }
+
+    /// The rules for a process known by `names` (basenames of argv\[0\] and of
+    /// /proc/self/exe): the base settings, then every override whose pattern
+    /// matches one of the names, in file order, later values winning.
+    pub fn resolve(&self, names: &[&str]) -> Resolved {
+        let mut settings = self.base.clone();
+        let mut matched = Vec::new();
+        for o in &self.overrides {
+            if names.iter().any(|name| o.pattern.matches(name)) {
+                settings.overlay(&o.settings);
+                matched.push(o.pattern.as_str().to_owned());
+            }
+        }
+        let mode = settings.mode.unwrap_or(DEFAULT_MODE);
+        let rules = core::array::from_fn(|i| {
+            let s = &settings.classes[i];
+            let (engine, min_bytes) = CLASS_DEFAULTS[i];
+            Rule {
+                engine: s.engine.unwrap_or(engine),
+                min_bytes: s.min_bytes.unwrap_or(min_bytes),
+                workers: s.workers.unwrap_or(Workers::Auto),
+                wait: s.wait.unwrap_or(mode.default_wait()),
+            }
+        });
+        Resolved { mode, rules, matched }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! The vocabulary of a policy: operation classes, engines, modes, wait methods,
+//! and the settings a section or a process override can carry.
+
+/// Defines a fieldless enum whose variants have fixed policy-file spellings.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in the order the documentation lists them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The spellings accepted in a policy file, in the same order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The policy-file spelling of this value.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses a policy-file spelling; `None` for anything else.
+            pub fn from_name(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// An operation class: which calls a section of the policy governs.
+    Class {
+        /// memcpy, memmove, mempcpy and their `_chk` forms.
+        Memcpy = "memcpy",
+        /// Reads and writes on Unix-domain stream sockets.
+        Unix = "unix",
+        /// Reads and writes on pipes and FIFOs.
+        Pipe = "pipe",
+    }
+}
+
+impl Class {
+    /// Number of classes; the length of per-class arrays.
+    pub const COUNT: usize = 3;
+
+    /// Position of this class in per-class arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+named_enum! {
+    /// The engine that moves the bytes of a large copy.
+    Engine {
+        /// Pick the best available engine, silently.
+        Auto = "auto",
+        /// The real libc memcpy (for IPC classes: shared memory with libc copies).
+        Cpu = "cpu",
+        /// A pool of copy threads; the caller copies a share too.
+        AsyncCpu = "async-cpu",
+        /// Intel Data Streaming Accelerator work queues.
+        Dsa = "dsa",
+        /// One copy split between the CPU and DSA.
+        Hybrid = "hybrid",
+        /// Not intercepted: the real call (for IPC classes: the kernel path).
+        Off = "off",
+    }
+}
+
+named_enum! {
+    /// The trade-off a process asks for.
+    Mode {
+        /// Lowest latency per copy: the caller spins while it waits.
+        Latency = "latency",
+        /// Most bytes per second.
+        Throughput = "throughput",
+        /// Fewest CPU cycles per byte: waiters sleep.
+        Efficiency = "efficiency",
+    }
+}
+
+impl Mode {
+    /// The wait method a class uses when its section does not name one.
+    pub fn default_wait(self) -> Wait {
+        match self {
+            Mode::Latency => Wait::Spin,
+            Mode::Throughput => Wait::SpinThenSleep,
+            Mode::Efficiency => Wait::Sleep,
+        }
+    }
+}
+
+named_enum! {
+    /// How a thread waits for copies that other agents are completing.
+    Wait {
+        /// Busy-poll with a pause hint.
+        Spin = "spin",
+        /// Block in the kernel (futex) at once.
+        Sleep = "sleep",
+        /// Busy-poll briefly, then block.
+        SpinThenSleep = "spin-then-sleep",
+        /// UMONITOR/UMWAIT (waitpkg); where the CPU lacks it, spin-then-sleep.
+        Umwait = "umwait",
+        /// Poll, giving the CPU away between polls.
+        Yield = "yield",
+    }
+}
+
+/// How many copy workers a class may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Workers {
+    /// One fewer than the CPUs this process may run on (affinity mask and
+    /// cgroup CPU quota), at most [`Workers::AUTO_MAX`].
+    Auto,
+    /// Exactly this many (0 means the caller copies alone).
+    Count(u32),
+}
+
+impl Workers {
+    /// Upper bound of an explicit `workers` value.
+    pub const MAX: u32 = 256;
+    /// Upper bound of `auto`: beyond this, memory bandwidth, not threads, limits a copy.
+    pub const AUTO_MAX: u32 = 16;
+
+    /// The worker count for a process that may run on `cpus` CPUs.
+    pub fn count(self, cpus: u32) -> u32 {
+        match self {
+            Workers::Auto => cpus.saturating_sub(1).min(Self::AUTO_MAX),
+            Workers::Count(n) => n,
+        }
+    }
+}
+
+impl core::fmt::Display for Workers {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Workers::Auto => f.write_str("auto"),
+            Workers::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What one section (`[memcpy]`, `[unix]`, `[pipe]`) sets; `None` leaves the
+/// value to earlier layers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassSettings {
+    /// `engine`.
+    pub engine: Option<Engine>,
+    /// `min_bytes`: copies of this many bytes or more are intercepted.
+    pub min_bytes: Option<u64>,
+    /// `workers`.
+    pub workers: Option<Workers>,
+    /// `wait`.
+    pub wait: Option<Wait>,
+}
+
+impl ClassSettings {
+    /// Overlays `other` on `self`: values `other` sets win.
+    pub fn overlay(&mut self, other: &ClassSettings) {
+        self.engine = other.engine.or(self.engine);
+        self.min_bytes = other.min_bytes.or(self.min_bytes);
+        self.workers = other.workers.or(self.workers);
+        self.wait = other.wait.or(self.wait);
+    }
+}
+
+/// One layer of settings: the file's top level, or one `[process."GLOB"]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `[defaults] mode`.
+    pub mode: Option<Mode>,
+    /// One entry per [`Class`], indexed by [`Class::index`].
+    pub classes: [ClassSettings; Class::COUNT],
+}
+
+impl Settings {
+    /// Overlays `other` on `self`: values `other` sets win.
+    pub fn overlay(&mut self, other: &Settings) {
+        self.mode = other.mode.or(self.mode);
+        for (mine, theirs) in self.classes.iter_mut().zip(other.classes.iter()) {
+            mine.overlay(theirs);
+        }
+    }
+
+    /// The section for `class`.
+    pub fn class(&self, class: Class) -> &ClassSettings {
+        &self.classes[class.index()]
+    }
+
+    /// The section for `class`, mutable.
+    pub fn class_mut(&mut self, class: Class) -> &mut ClassSettings {
+        &mut self.classes[class.index()]
+    }
+}

@@ -1,0 +1,239 @@
+use super::*;
+
+fn reject(text: &str) -> Rejected {
+    parse(text, "p.toml").expect_err("the policy should be rejected")
+}
+
+fn messages(text: &str) -> Vec<String> {
+    reject(text).diagnostics.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn builtin_text_is_the_builtin_policy() {
+    let parsed = parse(BUILTIN_POLICY, "builtin").unwrap();
+    assert_eq!(parsed, Policy::builtin());
+}
+
+#[test]
+fn builtin_resolution() {
+    let r = Policy::builtin().resolve(&["anything"]);
+    assert_eq!(r.mode, Mode::Throughput);
+    assert_eq!(
+        r.rule(Class::Memcpy),
+        Rule { engine: Engine::Auto, min_bytes: 1 << 20, workers: Workers::Auto, wait: Wait::SpinThenSleep }
+    );
+    assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
+    assert_eq!(r.rule(Class::Pipe).min_bytes, 256 << 10);
+    assert!(r.matched.is_empty());
+}
+
+#[test]
+fn every_key_of_the_contract_is_accepted() {
+    let text = r#"
+strict = true
+stats_interval = 0.25
+[defaults]
+mode = "latency"
+[memcpy]
+engine = "async-cpu"
+min_bytes = 4096
+workers = 3
+wait = "yield"
+[unix]
+engine = "cpu"
+min_bytes = "64KiB"
+workers = "auto"
+wait = "umwait"
+[pipe]
+engine = "off"
+min_bytes = "1GiB"
+wait = "sleep"
+"#;
+    let p = parse(text, "p.toml").unwrap();
+    assert!(p.strict);
+    assert_eq!(p.stats_interval, Duration::from_millis(250));
+    let r = p.resolve(&["x"]);
+    assert_eq!(r.mode, Mode::Latency);
+    assert_eq!(
+        r.rule(Class::Memcpy),
+        Rule { engine: Engine::AsyncCpu, min_bytes: 4096, workers: Workers::Count(3), wait: Wait::Yield }
+    );
+    assert_eq!(
+        r.rule(Class::Unix),
+        Rule { engine: Engine::Cpu, min_bytes: 64 << 10, workers: Workers::Auto, wait: Wait::Umwait }
+    );
+    assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
+    assert_eq!(r.rule(Class::Pipe).min_bytes, 1 << 30);
+}
+
+#[test]
+fn mode_decides_the_wait_that_no_section_names() {
+    for (mode, wait) in [("latency", Wait::Spin), ("throughput", Wait::SpinThenSleep), ("efficiency", Wait::Sleep)] {
+        let p = parse(&format!("[defaults]\nmode = \"{mode}\"\n"), "p").unwrap();
+        assert_eq!(p.resolve(&[]).rule(Class::Memcpy).wait, wait);
+    }
+}
+
+#[test]
+fn overrides_apply_in_file_order_and_later_keys_win() {
+    let text = r#"
+[memcpy]
+min_bytes = "1MiB"
+[process."redis-*"]
+memcpy.min_bytes = "2MiB"
+unix.min_bytes = "64KiB"
+[process."redis-server"]
+memcpy.min_bytes = "4MiB"
+[process."python*"]
+defaults.mode = "efficiency"
+[process."a*"]
+memcpy.engine = "cpu"
+"#;
+    let p = parse(text, "p").unwrap();
+    let r = p.resolve(&["redis-server"]);
+    assert_eq!(r.rule(Class::Memcpy).min_bytes, 4 << 20);
+    assert_eq!(r.rule(Class::Unix).min_bytes, 64 << 10);
+    assert_eq!(r.matched, vec!["redis-*", "redis-server"]);
+    let r = p.resolve(&["redis-cli"]);
+    assert_eq!(r.rule(Class::Memcpy).min_bytes, 2 << 20);
+    // Either name may match: argv[0] "py" but /proc/self/exe "python3.11".
+    let r = p.resolve(&["py", "python3.11"]);
+    assert_eq!(r.mode, Mode::Efficiency);
+    assert_eq!(r.rule(Class::Memcpy).wait, Wait::Sleep);
+    let r = p.resolve(&["other"]);
+    assert_eq!(r.rule(Class::Memcpy).min_bytes, 1 << 20);
+    assert!(r.matched.is_empty());
+}
+
+#[test]
+fn override_order_is_the_file_order_not_the_key_order() {
+    // "z*" comes first in the file and sorts last: "a*" must still win.
+    let text = "[process.\"z*\"]\nmemcpy.min_bytes = 1\n[process.\"*\"]\nmemcpy.min_bytes = 2\n";
+    assert_eq!(parse(text, "p").unwrap().resolve(&["zed"]).rule(Class::Memcpy).min_bytes, 2);
+    let text = "[process.\"*\"]\nmemcpy.min_bytes = 2\n[process.\"z*\"]\nmemcpy.min_bytes = 1\n";
+    assert_eq!(parse(text, "p").unwrap().resolve(&["zed"]).rule(Class::Memcpy).min_bytes, 1);
+}
+
+#[test]
+fn syntax_error_has_a_position() {
+    assert_eq!(messages("[memcpy\n"), vec!["p.toml:1:8: TOML syntax error: unclosed table, expected `]`"]);
+    let r = reject("strict = true\nengine = = 3\n");
+    assert!(!r.strict, "an unparseable file cannot ask for strictness");
+    assert!(r.diagnostics[0].to_string().starts_with("p.toml:2:"), "{r}");
+}
+
+#[test]
+fn unknown_keys_name_the_section_and_the_expected_keys() {
+    assert_eq!(
+        messages("[memcpy]\nengine = \"cpu\"\nbogus = 3\n"),
+        vec!["p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait)"]
+    );
+    assert_eq!(
+        messages("[shm]\nengine = \"cpu\"\n"),
+        vec![
+            "p.toml:1:2: unknown key `shm` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, process)"
+        ]
+    );
+    assert_eq!(
+        messages("[defaults]\nmod = \"latency\"\n"),
+        vec!["p.toml:2:1: unknown key `mod` in [defaults] (expected one of: mode)"]
+    );
+    assert_eq!(
+        messages("[process.\"x\"]\nstrict = true\n"),
+        vec!["p.toml:2:1: unknown key `strict` in [process.\"x\"] (expected one of: defaults, memcpy, unix, pipe)"]
+    );
+    assert_eq!(
+        messages("[process.\"x\"]\nunix.min_byte = 1\n"),
+        vec![
+            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait)"
+        ]
+    );
+}
+
+#[test]
+fn bad_values_point_at_the_value() {
+    assert_eq!(
+        messages("[memcpy]\nengine = \"fast\"\n"),
+        vec![
+            "p.toml:2:10: bad value \"fast\" for `engine` in [memcpy] (expected one of: auto, cpu, async-cpu, dsa, hybrid, off)"
+        ]
+    );
+    assert_eq!(
+        messages("[defaults]\nmode = \"quick\"\n"),
+        vec!["p.toml:2:8: bad value \"quick\" for `mode` in [defaults] (expected one of: latency, throughput, efficiency)"]
+    );
+    assert_eq!(
+        messages("[pipe]\nwait = \"nap\"\n"),
+        vec!["p.toml:2:8: bad value \"nap\" for `wait` in [pipe] (expected one of: spin, sleep, spin-then-sleep, umwait, yield)"]
+    );
+    assert_eq!(
+        messages("[unix]\nmin_bytes = \"12XB\"\n"),
+        vec![
+            "p.toml:2:13: bad value \"12XB\" for `min_bytes` in [unix] (expected a non-negative integer or a size such as \"256KiB\", \"1MiB\", \"1GiB\")"
+        ]
+    );
+    assert_eq!(
+        messages("[unix]\nmin_bytes = -1\n"),
+        vec![
+            "p.toml:2:13: bad value -1 for `min_bytes` in [unix] (expected a non-negative integer or a size such as \"256KiB\", \"1MiB\", \"1GiB\")"
+        ]
+    );
+    assert_eq!(
+        messages("[memcpy]\nworkers = 1000\n"),
+        vec!["p.toml:2:11: bad value 1000 for `workers` in [memcpy] (expected \"auto\" or an integer from 0 to 256)"]
+    );
+    assert_eq!(
+        messages("stats_interval = \"1h\"\n"),
+        vec![
+            "p.toml:1:18: bad value \"1h\" for `stats_interval` at the top level (expected a duration from 10ms to 1 day: seconds (1, 0.5) or a string (\"500ms\", \"2s\"))"
+        ]
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected_and_found() {
+    assert_eq!(
+        messages("strict = 1\n"),
+        vec!["p.toml:1:10: `strict` at the top level must be a boolean (true or false), found an integer"]
+    );
+    assert_eq!(
+        messages("[memcpy]\nengine = 3\n"),
+        vec!["p.toml:2:10: `engine` in [memcpy] must be a string, found an integer"]
+    );
+    assert_eq!(messages("memcpy = 3\n"), vec!["p.toml:1:10: `memcpy` at the top level must be a table, found an integer"]);
+}
+
+#[test]
+fn every_error_is_reported_in_file_order_and_strict_is_still_read() {
+    let r = reject("strict = true\n[memcpy]\nengine = \"x\"\n[pipe]\nwait = \"y\"\nzzz = 1\n");
+    assert!(r.strict);
+    let lines: Vec<_> = r.diagnostics.iter().map(|d| d.position.unwrap().0).collect();
+    assert_eq!(lines, vec![3, 5, 6]);
+}
+
+#[test]
+fn bad_glob_is_reported() {
+    assert_eq!(
+        messages("[process.\"[a\"]\nmemcpy.engine = \"cpu\"\n"),
+        vec!["p.toml:1:10: bad process pattern \"[a\": invalid range pattern"]
+    );
+}
+
+#[test]
+fn unreadable_file_has_no_position() {
+    let r = Policy::load(Path::new("/nonexistent/ipc-offload.toml")).unwrap_err();
+    assert_eq!(
+        r.to_string(),
+        "/nonexistent/ipc-offload.toml: cannot read policy file: No such file or directory (os error 2)"
+    );
+    let r = Policy::load(Path::new("/")).unwrap_err();
+    assert!(r.to_string().starts_with("/: cannot read policy file: Is a directory"), "{r}");
+}
+
+#[test]
+fn workers_auto_counts_cpus() {
+    assert_eq!(Workers::Auto.count(1), 0);
+    assert_eq!(Workers::Auto.count(2), 1);
+    assert_eq!(Workers::Auto.count(64), Workers::AUTO_MAX);
+    assert_eq!(Workers::Count(5).count(2), 5);
+}

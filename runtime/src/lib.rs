@@ -1,0 +1,24 @@
+//! The process side of ipc-offload: everything the injected library does
+//! besides the exported symbols themselves.
+//!
+//! - [`init`]: the constructor (environment, policy, plan, stats, fork
+//!   handler) and the final stats write at exit.
+//! - [`dispatch`]: the slow path of the copy hooks.
+//! - [`plan`]: from a resolved policy to engines and workers.
+//! - [`stats_file`]: the JSON stats file.
+//! - [`env`], [`log`], [`process`], [`guard`], [`state`], [`fmtbuf`]: the
+//!   pieces those stand on.
+//!
+//! The `preload` crate's hooks call [`init::start`], [`init::finish`] and
+//! [`dispatch::large_copy`]; nothing else crosses that boundary.
+
+pub mod dispatch;
+pub mod env;
+pub mod fmtbuf;
+pub mod guard;
+pub mod init;
+pub mod log;
+pub mod plan;
+pub mod process;
+pub mod state;
+pub mod stats_file;

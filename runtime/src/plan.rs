@@ -1,0 +1,203 @@
+//! From a resolved policy to what this process will actually do: which
+//! engine serves each class, how many workers the pool gets, and what the
+//! user must be told (an engine named explicitly but unavailable).
+//! Pure logic: unit-tested without a process to interpose.
+
+use ipc_offload_engine::engine::EngineId;
+use ipc_offload_policy::{Class, Engine, Mode, Resolved, Rule, Wait};
+
+/// What one class does in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassPlan {
+    /// The policy's rule for the class.
+    pub rule: Rule,
+    /// The engine that serves the class; `None`: not intercepted.
+    pub engine: Option<EngineId>,
+    /// Workers a copy of this class may wake.
+    pub helpers: u32,
+    /// How a caller waits (after mapping methods the engine lacks).
+    pub wait: Wait,
+}
+
+/// Something the user should know about the plan (logged once at start).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// An explicitly named engine cannot run here; `using` replaces it.
+    EngineUnavailable { class: Class, requested: Engine, using: EngineId, reason: &'static str },
+    /// A wait method the engine cannot use; `using` replaces it.
+    WaitUnavailable { class: Class, requested: Wait, using: Wait },
+}
+
+impl core::fmt::Display for Note {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Note::EngineUnavailable { class, requested, using, reason } => write!(
+                f,
+                "[{class}] engine \"{requested}\" is unavailable ({reason}); using {}",
+                using.name()
+            ),
+            Note::WaitUnavailable { class, requested, using } => write!(
+                f,
+                "[{class}] wait \"{requested}\" applies to DSA completion records; async-cpu waits with \"{using}\""
+            ),
+        }
+    }
+}
+
+/// The whole process's plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The mode in force.
+    pub mode: Mode,
+    /// Per class, indexed by [`Class::index`].
+    pub classes: [ClassPlan; Class::COUNT],
+    /// Worker threads the pool starts (on first use).
+    pub workers: u32,
+    /// How idle workers wait for the next job.
+    pub idle_wait: Wait,
+    /// What to tell the user.
+    pub notes: Vec<Note>,
+}
+
+impl Plan {
+    /// The plan of `class`.
+    pub fn class(&self, class: Class) -> &ClassPlan {
+        &self.classes[class.index()]
+    }
+}
+
+/// Classes whose calls this version intercepts. Unix sockets and pipes have
+/// policy sections already; their hooks are not built yet.
+fn intercepted(class: Class) -> bool {
+    class == Class::Memcpy
+}
+
+/// Why DSA cannot serve a copy in this process.
+const NO_DSA: &str = "no usable DSA work queue";
+
+/// Decides engines for a process that may run on `cpus` CPUs.
+pub fn plan(resolved: &Resolved, cpus: u32) -> Plan {
+    let mut notes = Vec::new();
+    let classes = core::array::from_fn(|i| {
+        let class = Class::ALL[i];
+        let rule = resolved.rules[i];
+        let workers = rule.workers.count(cpus);
+        let best = if workers > 0 { EngineId::AsyncCpu } else { EngineId::Cpu };
+        let engine = if !intercepted(class) {
+            None
+        } else {
+            match rule.engine {
+                Engine::Off => None,
+                Engine::Cpu => Some(EngineId::Cpu),
+                Engine::Auto => Some(best),
+                Engine::AsyncCpu if workers == 0 => {
+                    let reason = "it has no worker: `workers` is 0 or one CPU is available";
+                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Cpu, reason });
+                    Some(EngineId::Cpu)
+                }
+                Engine::AsyncCpu => Some(EngineId::AsyncCpu),
+                Engine::Dsa | Engine::Hybrid => {
+                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
+                    Some(best)
+                }
+            }
+        };
+        let mut wait = rule.wait;
+        if engine == Some(EngineId::AsyncCpu) && wait == Wait::Umwait {
+            wait = Wait::SpinThenSleep;
+            notes.push(Note::WaitUnavailable { class, requested: Wait::Umwait, using: wait });
+        }
+        let helpers = if engine == Some(EngineId::AsyncCpu) { workers } else { 0 };
+        ClassPlan { rule, engine, helpers, wait }
+    });
+    let pooled = || classes.iter().filter(|c: &&ClassPlan| c.engine == Some(EngineId::AsyncCpu));
+    let workers = pooled().map(|c| c.helpers).max().unwrap_or(0);
+    let idle_wait = pooled().map(|c| c.wait).min_by_key(|w| eagerness(*w)).unwrap_or(Wait::Sleep);
+    Plan { mode: resolved.mode, classes, workers, idle_wait, notes }
+}
+
+/// Lower is more eager to poll: the pool's idle workers follow the most
+/// eager class, so that no class waits for a sleeping worker it did not ask for.
+fn eagerness(wait: Wait) -> u8 {
+    match wait {
+        Wait::Spin => 0,
+        Wait::Yield => 1,
+        Wait::SpinThenSleep | Wait::Umwait => 2,
+        Wait::Sleep => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc_offload_policy::{Policy, parse};
+
+    fn plan_of(text: &str, cpus: u32) -> Plan {
+        plan(&parse(text, "p").unwrap().resolve(&["prog"]), cpus)
+    }
+
+    #[test]
+    fn builtin_on_two_cpus_is_async_cpu_with_one_worker() {
+        let p = plan(&Policy::builtin().resolve(&["x"]), 2);
+        let m = p.class(Class::Memcpy);
+        assert_eq!(m.engine, Some(EngineId::AsyncCpu));
+        assert_eq!(m.helpers, 1);
+        assert_eq!(m.rule.min_bytes, 1 << 20);
+        assert_eq!(p.workers, 1);
+        assert_eq!(p.class(Class::Unix).engine, None);
+        assert_eq!(p.class(Class::Pipe).engine, None);
+        assert!(p.notes.is_empty());
+    }
+
+    #[test]
+    fn auto_on_one_cpu_is_the_cpu_engine_silently() {
+        let p = plan(&Policy::builtin().resolve(&["x"]), 1);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
+        assert_eq!(p.workers, 0);
+        assert!(p.notes.is_empty());
+    }
+
+    #[test]
+    fn explicit_dsa_falls_back_with_one_note() {
+        let p = plan_of("[memcpy]\nengine = \"dsa\"\n", 4);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::AsyncCpu));
+        assert_eq!(p.notes.len(), 1);
+        assert_eq!(
+            p.notes[0].to_string(),
+            "[memcpy] engine \"dsa\" is unavailable (no usable DSA work queue); using async-cpu"
+        );
+        let p = plan_of("[memcpy]\nengine = \"hybrid\"\nworkers = 0\n", 4);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
+        assert_eq!(p.notes.len(), 1);
+    }
+
+    #[test]
+    fn explicit_async_cpu_without_workers_falls_back() {
+        let p = plan_of("[memcpy]\nengine = \"async-cpu\"\nworkers = 0\n", 8);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
+        assert_eq!(p.notes.len(), 1);
+    }
+
+    #[test]
+    fn off_and_cpu() {
+        assert_eq!(plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine, None);
+        let p = plan_of("[memcpy]\nengine = \"cpu\"\n", 4);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
+        assert_eq!(p.workers, 0);
+    }
+
+    #[test]
+    fn umwait_maps_to_spin_then_sleep_for_async_cpu() {
+        let p = plan_of("[memcpy]\nengine = \"async-cpu\"\nwait = \"umwait\"\n", 4);
+        assert_eq!(p.class(Class::Memcpy).wait, Wait::SpinThenSleep);
+        assert!(matches!(p.notes[0], Note::WaitUnavailable { .. }));
+    }
+
+    #[test]
+    fn workers_and_idle_wait_follow_the_policy() {
+        let p = plan_of("[memcpy]\nworkers = 3\nwait = \"spin\"\n", 2);
+        assert_eq!((p.workers, p.idle_wait), (3, Wait::Spin));
+        let p = plan_of("[defaults]\nmode = \"efficiency\"\n", 16);
+        assert_eq!((p.workers, p.idle_wait), (15, Wait::Sleep));
+    }
+}

@@ -1,0 +1,53 @@
+//! What the constructor decided, frozen for the life of the process (a fork
+//! child inherits it). Read lock-free by the hooks' slow paths and the stats
+//! writer.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use ipc_offload_engine::engine::CopyOptions;
+use ipc_offload_policy::Class;
+
+use crate::plan::Plan;
+use crate::process::Identity;
+
+/// The process's settings.
+#[derive(Debug)]
+pub struct Settings {
+    /// `built-in`, or the policy file as named.
+    pub policy: String,
+    /// Names of the process.
+    pub identity: Identity,
+    /// Patterns of the `[process."GLOB"]` sections that matched.
+    pub matched: Vec<String>,
+    /// Engines and workers.
+    pub plan: Plan,
+    /// How each class's copies are made, `None` where not intercepted.
+    pub options: [Option<CopyOptions>; Class::COUNT],
+    /// When the constructor ran.
+    pub started: Instant,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// The settings, once the constructor has made them.
+pub fn get() -> Option<&'static Settings> {
+    SETTINGS.get()
+}
+
+/// Freezes the settings (first call wins).
+pub fn set(settings: Settings) -> &'static Settings {
+    SETTINGS.get_or_init(|| settings)
+}
+
+impl Settings {
+    /// Builds the settings of a plan.
+    pub fn new(policy: String, identity: Identity, matched: Vec<String>, plan: Plan) -> Settings {
+        let options = core::array::from_fn(|i| {
+            let class = Class::ALL[i];
+            let p = plan.class(class);
+            p.engine.map(|engine| CopyOptions { engine, class, wait: p.wait, helpers: p.helpers })
+        });
+        Settings { policy, identity, matched, plan, options, started: Instant::now() }
+    }
+}

@@ -1,0 +1,234 @@
+//! The stats file: one JSON object with the process's counters, rewritten
+//! atomically (temporary file + rename) every `stats_interval` by a writer
+//! thread, once at start-up, and at exit and `_exit`. No signal handlers:
+//! a process killed by a signal leaves figures at most one interval old.
+//!
+//! The process that first saw `IPC_OFFLOAD_STATS` writes the file itself and
+//! tells its descendants its pid through `IPC_OFFLOAD_STATS_ROOT`; every
+//! other process writes `FILE.PID`. `-` writes one line to stderr at exit.
+//!
+//! Writing allocates nothing and uses raw system calls, so it is safe from
+//! `_exit` and from the fork child's first copy alike.
+
+use core::fmt::Write as _;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicI32};
+use std::ffi::{CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ipc_offload_engine::engine::pool::POOL;
+use ipc_offload_engine::engine::{EngineId, Fallback};
+use ipc_offload_engine::stats::{self, ClassSnapshot};
+use ipc_offload_engine::sys;
+use ipc_offload_policy::Class;
+
+use crate::fmtbuf::StackBuf;
+use crate::state::{self, Settings};
+
+/// Longest stats path accepted (with room for `.PID` and `.tmp.TID`).
+const MAX_PATH: usize = 4000;
+/// A stats object is well under this.
+const MAX_JSON: usize = 16 << 10;
+/// How long an exit waits for a periodic write in progress to finish.
+const EXIT_WAIT: Duration = Duration::from_millis(200);
+
+/// Where stats go.
+#[derive(Debug)]
+enum Destination {
+    /// Standard error, one line at exit.
+    Stderr,
+    /// A file path (absolute, without NUL).
+    File(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct Target {
+    destination: Destination,
+    /// The pid that writes the file itself.
+    root: i32,
+    interval: Duration,
+}
+
+static TARGET: OnceLock<Target> = OnceLock::new();
+/// Set while a write is in progress in this process.
+static BUSY: AtomicBool = AtomicBool::new(false);
+/// The pid whose periodic writer thread runs (0: none).
+static WRITER_OF: AtomicI32 = AtomicI32::new(0);
+
+/// Why stats cannot be written where asked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StatsError {
+    /// The path is too long or contains a NUL byte.
+    BadPath,
+}
+
+impl core::fmt::Display for StatsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StatsError::BadPath => write!(f, "the stats path is longer than {MAX_PATH} bytes or contains a NUL byte"),
+        }
+    }
+}
+
+/// Sets the destination (from the constructor). `root` is the pid that
+/// writes the file itself.
+pub fn enable(destination: &OsStr, root: i32, interval: Duration) -> Result<(), StatsError> {
+    let destination = if destination == "-" {
+        Destination::Stderr
+    } else {
+        let mut path = PathBuf::from(destination);
+        if path.is_relative() {
+            // The program may chdir later: anchor the path now.
+            if let Ok(cwd) = std::env::current_dir() {
+                path = cwd.join(path);
+            }
+        }
+        let bytes = path.as_os_str().as_bytes().to_vec();
+        if bytes.len() > MAX_PATH || bytes.contains(&0) {
+            return Err(StatsError::BadPath);
+        }
+        Destination::File(bytes)
+    };
+    let _ = TARGET.set(Target { destination, root, interval });
+    Ok(())
+}
+
+/// In a fork child: no writer thread exists here, and no write is running.
+pub fn after_fork() {
+    BUSY.store(false, Relaxed);
+}
+
+/// Starts this process's periodic writer if it has none (first large copy,
+/// and the first after a fork).
+pub fn ensure_writer() {
+    let Some(target) = TARGET.get() else { return };
+    if matches!(target.destination, Destination::Stderr) {
+        return;
+    }
+    let me = sys::getpid();
+    let running = WRITER_OF.load(Relaxed);
+    if running == me || WRITER_OF.compare_exchange(running, me, Relaxed, Relaxed).is_err() {
+        return;
+    }
+    if let Err(e) = sys::thread::spawn_detached(writer_main, 0, 256 << 10) {
+        crate::log_at!(Warn, "stats: cannot start the writer thread ({e}); stats are written at exit only");
+    }
+}
+
+extern "C" fn writer_main(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
+    sys::thread::set_current_name(c"ipc-offload-st");
+    let interval = TARGET.get().map_or(Duration::from_secs(1), |t| t.interval);
+    loop {
+        std::thread::sleep(interval);
+        write(false);
+    }
+}
+
+/// Writes the stats now; `last` at exit (waits for a periodic write in
+/// progress instead of skipping).
+pub fn write(last: bool) {
+    let (Some(target), Some(settings)) = (TARGET.get(), state::get()) else { return };
+    let start = std::time::Instant::now();
+    while BUSY.swap(true, Acquire) {
+        if !last || start.elapsed() > EXIT_WAIT {
+            return;
+        }
+        sys::sched_yield();
+    }
+    let pid = sys::getpid();
+    let mut json = StackBuf::<MAX_JSON>::new();
+    render(&mut json, settings, pid, last);
+    match &target.destination {
+        Destination::Stderr => {
+            if last {
+                json.push_bytes(b"\n");
+                let _ = sys::write_all(2, json.as_bytes());
+            }
+        }
+        Destination::File(base) => {
+            if let Err(e) = write_file(base, pid == target.root, pid, json.as_bytes()) {
+                warn_once(e);
+            }
+        }
+    }
+    BUSY.store(false, Release);
+}
+
+fn warn_once(e: sys::Errno) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Relaxed) {
+        crate::log_at!(Warn, "stats: cannot write the stats file: {e}");
+    }
+}
+
+/// Writes `json` to `base` (or `base.PID`) through a temporary file.
+fn write_file(base: &[u8], root: bool, pid: i32, json: &[u8]) -> Result<(), sys::Errno> {
+    let mut path = StackBuf::<{ MAX_PATH + 64 }>::new();
+    path.push_bytes(base);
+    if !root {
+        let _ = write!(path, ".{pid}");
+    }
+    let mut tmp = StackBuf::<{ MAX_PATH + 64 }>::new();
+    tmp.push_bytes(path.as_bytes());
+    // Distinct writers (the periodic thread, an exiting thread) use distinct names.
+    let _ = write!(tmp, ".tmp.{}", sys::gettid());
+    path.push_bytes(b"\0");
+    tmp.push_bytes(b"\0");
+    let (Ok(path), Ok(tmp)) = (CStr::from_bytes_with_nul(path.as_bytes()), CStr::from_bytes_with_nul(tmp.as_bytes()))
+    else {
+        return Err(sys::Errno(libc::ENAMETOOLONG));
+    };
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let fd = sys::open(tmp, flags, 0o600)?;
+    let written = sys::write_all(fd, json);
+    sys::close(fd);
+    let renamed = written.and_then(|()| sys::rename(tmp, path));
+    if renamed.is_err() {
+        let _ = sys::unlink(tmp);
+    }
+    renamed
+}
+
+/// Formats the stats object of this process.
+pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i32, last: bool) {
+    let snapshots: [ClassSnapshot; Class::COUNT] = core::array::from_fn(|i| stats::counters(Class::ALL[i]).snapshot());
+    let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let _ = write!(out, "{{\"ipc_offload_stats\":1,\"pid\":{pid},\"process\":\"");
+    out.push_json_escaped(settings.identity.display());
+    out.push_bytes(b"\",\"exe\":\"");
+    out.push_json_escaped(&settings.identity.exe);
+    out.push_bytes(b"\",\"policy\":\"");
+    out.push_json_escaped(&settings.policy);
+    let _ = write!(
+        out,
+        "\",\"mode\":\"{}\",\"final\":{last},\"unix_time_ms\":{unix_ms},\"uptime_s\":{:.3},\"workers\":{}",
+        settings.plan.mode,
+        settings.started.elapsed().as_secs_f64(),
+        POOL.workers()
+    );
+    for class in Class::ALL {
+        render_class(out, settings, *class, &snapshots[class.index()]);
+    }
+    out.push_bytes(b"}");
+}
+
+fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, class: Class, s: &ClassSnapshot) {
+    let plan = settings.plan.class(class);
+    let engine = plan.engine.map_or("off", EngineId::name);
+    let _ = write!(
+        out,
+        ",\"{class}\":{{\"engine\":\"{engine}\",\"min_bytes\":{},\"calls\":{},\"bytes\":{},\"offloaded_calls\":{},\"offloaded_bytes\":{},\"worker_bytes\":{},\"by_engine\":{{",
+        plan.rule.min_bytes, s.calls, s.bytes, s.offloaded_calls, s.offloaded_bytes, s.worker_bytes
+    );
+    for (i, e) in EngineId::ALL.iter().enumerate() {
+        let _ = write!(out, "{}\"{}\":{}", if i == 0 { "" } else { "," }, e.name(), s.by_engine[e.index()]);
+    }
+    out.push_bytes(b"},\"fallbacks\":{");
+    for (i, f) in Fallback::ALL.iter().enumerate() {
+        let _ = write!(out, "{}\"{}\":{}", if i == 0 { "" } else { "," }, f.name(), s.fallbacks[f.index()]);
+    }
+    out.push_bytes(b"}}");
+}

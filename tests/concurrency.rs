@@ -1,0 +1,92 @@
+//! Threads, fork, vfork and signal handlers around large copies. Every
+//! program checks every byte and exits non-zero otherwise; a watchdog turns
+//! a deadlock into a failure.
+
+use std::time::Duration;
+
+use ipc_offload_tests::*;
+
+const POLICY: &str = "[memcpy]\nengine = \"async-cpu\"\nmin_bytes = \"1MiB\"\nworkers = 2\n";
+
+fn program(name: &str) -> std::path::PathBuf {
+    c_program(name, &["-O2", "-fno-builtin"])
+}
+
+#[test]
+fn sixty_four_threads_copy_at_once() {
+    let dir = scratch("threads");
+    let stats = dir.join("stats.json");
+    let out = Preload::new()
+        .policy(&dir, POLICY)
+        .stats(&stats)
+        .timeout(Duration::from_secs(120))
+        .run(program("threads"), &["64", "4"])
+        .success();
+    assert_eq!(out.stdout, "64 threads x 4 rounds: 0 failures\n");
+    let s = read_stats(&stats);
+    // 64 threads x 4 rounds x (one copy + one move).
+    assert_eq!(counter(&s, "memcpy", "calls"), 512, "{s}");
+    assert!(engine_bytes(&s, "memcpy", "async-cpu") > 0, "{s}");
+    assert!(counter(&s, "memcpy", "worker_bytes") > 0, "{s}");
+    assert_eq!(s["workers"], 2);
+}
+
+#[test]
+fn fork_children_get_a_fresh_pool() {
+    let dir = scratch("fork");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(program("forks"), &["fork", "4"]).success();
+    assert_eq!(out.stdout, "fork x 4: 0 bad\n");
+    // Each child wrote its own file, counting its own two copies; workers
+    // (its own, started after fork) took part in at least some of them.
+    let children: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("stats.json."))
+        .collect();
+    assert_eq!(children.len(), 4, "{children:?}");
+    let mut worker_bytes = 0;
+    for child in &children {
+        let s = read_stats(child);
+        assert_eq!(counter(&s, "memcpy", "calls"), 2, "{s}");
+        assert_eq!(s["final"], true);
+        worker_bytes += counter(&s, "memcpy", "worker_bytes");
+    }
+    assert!(worker_bytes > 0, "no child's workers copied anything");
+    assert_eq!(counter(&read_stats(&stats), "memcpy", "calls"), 2);
+}
+
+#[test]
+fn fork_while_another_thread_copies_never_deadlocks() {
+    let dir = scratch("fork-busy");
+    let out = Preload::new()
+        .policy(&dir, POLICY)
+        .timeout(Duration::from_secs(90))
+        .run(program("forks"), &["busy", "40"])
+        .success();
+    assert_eq!(out.stdout, "busy x 40: 0 bad\n");
+}
+
+#[test]
+fn vfork_children_copy_with_libc_into_the_parent() {
+    let dir = scratch("vfork");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(program("forks"), &["vfork", "8"]).success();
+    assert_eq!(out.stdout, "vfork x 8: 0 bad\n");
+    // The vfork children's copies are not the parent's: only the parent's
+    // two own copies are counted, and no child wrote a stats file.
+    assert_eq!(counter(&read_stats(&stats), "memcpy", "calls"), 2);
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, 2, "only policy.toml and stats.json expected");
+}
+
+#[test]
+fn signal_handlers_copy_safely() {
+    let dir = scratch("signals");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(program("signals"), &["1500"]).success();
+    assert!(out.stdout.contains(" 0 bad, handler ok"), "{}", out.stdout);
+    let s = read_stats(&stats);
+    assert!(counter(&s, "memcpy", "calls") > 10, "{s}");
+}

@@ -1,0 +1,64 @@
+//! memcpy, memmove and mempcpy across sizes, alignments and overlaps, with
+//! and without the library: same bytes (checked in the program against
+//! closed-form expectations), same output, and stats that show the engine
+//! and its workers did the copying.
+
+use ipc_offload_tests::*;
+
+const THRESHOLD: &str = "65536";
+const POLICY: &str = "[memcpy]\nengine = \"async-cpu\"\nmin_bytes = \"64KiB\"\nworkers = 1\n";
+
+fn matrix() -> std::path::PathBuf {
+    c_program("memcpy_matrix", &["-O2", "-fno-builtin", "-fno-tree-loop-distribute-patterns"])
+}
+
+#[test]
+fn every_size_alignment_and_overlap_matches_glibc() {
+    let program = matrix();
+    let plain = run_plain(&program, &[THRESHOLD]).success();
+    let dir = scratch("matrix");
+    let stats = dir.join("stats.json");
+    let preloaded = Preload::new().policy(&dir, POLICY).stats(&stats).run(&program, &[THRESHOLD]).success();
+    assert_eq!(preloaded.stdout, plain.stdout, "the library changed what the program computed");
+    assert!(preloaded.library_lines().is_empty(), "unexpected library output: {}", preloaded.stderr);
+
+    let s = read_stats(&stats);
+    assert_eq!(s["final"], true);
+    assert_eq!(s["memcpy"]["engine"], "async-cpu");
+    let calls = counter(&s, "memcpy", "calls");
+    let offloaded = engine_bytes(&s, "memcpy", "async-cpu");
+    assert!(calls > 1000, "only {calls} calls reached the engine");
+    assert!(offloaded > 1 << 30, "only {offloaded} bytes offloaded");
+    assert!(counter(&s, "memcpy", "worker_bytes") > 0, "the workers copied nothing: {s}");
+    // Close overlaps (distance 1, 63, 4096 bytes) go to libc's memmove, and say so.
+    assert!(fallbacks(&s, "memcpy", "overlap-close") > 0, "{s}");
+    assert_eq!(counter(&s, "memcpy", "offloaded_bytes"), offloaded);
+}
+
+#[test]
+fn one_gibibyte_copies_and_moves() {
+    let program = matrix();
+    let dir = scratch("huge");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(&program, &[THRESHOLD, "huge"]).success();
+    let plain = run_plain(&program, &[THRESHOLD, "huge"]).success();
+    assert_eq!(out.stdout, plain.stdout);
+    assert!(out.stdout.contains("huge: 4 cases"), "{}", out.stdout);
+    let s = read_stats(&stats);
+    assert!(engine_bytes(&s, "memcpy", "async-cpu") >= 4 << 30, "{s}");
+    assert!(counter(&s, "memcpy", "worker_bytes") >= 256 << 20, "workers did too little of 4 GiB: {s}");
+}
+
+#[test]
+fn below_the_threshold_nothing_is_counted() {
+    // The built-in threshold is 1 MiB: with only small copies, no call is
+    // counted (counting below the threshold would cost the fast path).
+    let program = c_program("echo_exit", &["-O2", "-fno-builtin"]);
+    let dir = scratch("below");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, "[memcpy]\nmin_bytes = \"4MiB\"\n").stats(&stats).run(&program, &["0"]);
+    assert_eq!(out.success().stdout, "hello from the program: bytes ok\n");
+    let s = read_stats(&stats);
+    assert_eq!(counter(&s, "memcpy", "calls"), 0, "{s}");
+    assert_eq!(s["memcpy"]["min_bytes"], 4 << 20);
+}
