@@ -14,9 +14,16 @@ fn program() -> std::path::PathBuf {
 fn under(name: &str, policy: &str) -> (serde_json::Value, Vec<String>) {
     let dir = scratch(name);
     let stats = dir.join("stats.json");
-    let out = Preload::new().policy(&dir, policy).stats(&stats).run(program(), &["0"]).success();
+    let out = Preload::new()
+        .policy(&dir, policy)
+        .stats(&stats)
+        .run(program(), &["0"])
+        .success();
     assert_eq!(out.stdout, "hello from the program: bytes ok\n");
-    (read_stats(&stats), out.library_lines().iter().map(|s| s.to_string()).collect())
+    (
+        read_stats(&stats),
+        out.library_lines().iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 #[test]
@@ -64,7 +71,11 @@ fn auto_picks_silently() {
 fn async_cpu_without_workers_is_the_cpu_engine() {
     let (s, log) = under("noworkers", "[memcpy]\nengine = \"async-cpu\"\nworkers = 0\n");
     assert_eq!(log.len(), 1, "{log:?}");
-    assert!(log[0].contains("engine \"async-cpu\" is unavailable (it has no worker"), "{}", log[0]);
+    assert!(
+        log[0].contains("engine \"async-cpu\" is unavailable (it has no worker"),
+        "{}",
+        log[0]
+    );
     assert_eq!(s["memcpy"]["engine"], "cpu");
 }
 
@@ -100,12 +111,31 @@ fn info_log_describes_the_plan() {
         .run(program(), &["0"])
         .success();
     let log = out.library_lines();
-    assert!(log.iter().any(|l| l.contains("info: [memcpy] async-cpu for copies of 1MiB or more, 1 helper(s)")), "{log:?}");
-    assert!(log.iter().any(|l| l.contains("info: [unix] not intercepted by this version")), "{log:?}");
-    assert_eq!(out.stdout, "hello from the program: bytes ok\n", "the log never goes to stdout");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("info: [memcpy] async-cpu for copies of 1MiB or more, 1 helper(s)")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("info: [unix] not intercepted by this version")),
+        "{log:?}"
+    );
+    assert_eq!(
+        out.stdout, "hello from the program: bytes ok\n",
+        "the log never goes to stdout"
+    );
     // An unknown level is reported and the default used.
-    let out = Preload::new().env("IPC_OFFLOAD_LOG", "loud").run(program(), &["0"]).success();
+    let out = Preload::new()
+        .env("IPC_OFFLOAD_LOG", "loud")
+        .run(program(), &["0"])
+        .success();
     assert_eq!(out.library_lines().len(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains("IPC_OFFLOAD_LOG=\"loud\" is not understood; using warn"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("IPC_OFFLOAD_LOG=\"loud\" is not understood; using warn"),
+        "{}",
+        out.stderr
+    );
     let _ = Command::new("true");
 }

@@ -32,7 +32,11 @@ fn pass_through(dir: &Path, policy_file: &Path, extra: &[(&str, &str)]) -> Strin
 /// The two lines a rejected policy prints: the diagnostic and the verdict.
 fn expect_rejected(stderr: &str, diagnostic: &str, source: &Path) {
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "expected exactly one diagnostic and one verdict:\n{stderr}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "expected exactly one diagnostic and one verdict:\n{stderr}"
+    );
     assert_eq!(lines[0], diagnostic);
     assert!(
         lines[1].starts_with("ipc-offload[")
@@ -52,7 +56,10 @@ fn case(name: &str, text: &str, diagnostic: impl Fn(&Path) -> String) {
     let stderr = pass_through(&dir, &file, &[]);
     expect_rejected(&stderr, &diagnostic(&file), &file);
     // `check` agrees, line for line, and exits 2.
-    let out = run(Command::new(tool()).arg("check").arg(&file), std::time::Duration::from_secs(30));
+    let out = run(
+        Command::new(tool()).arg("check").arg(&file),
+        std::time::Duration::from_secs(30),
+    );
     assert_eq!(out.code(), 2);
     assert_eq!(out.stderr.trim_end(), diagnostic(&file));
 }
@@ -64,7 +71,10 @@ fn missing_file() {
     let stderr = pass_through(&dir, &file, &[]);
     expect_rejected(
         &stderr,
-        &format!("{}: cannot read policy file: No such file or directory (os error 2)", file.display()),
+        &format!(
+            "{}: cannot read policy file: No such file or directory (os error 2)",
+            file.display()
+        ),
         &file,
     );
 }
@@ -75,13 +85,23 @@ fn unreadable_file() {
     // A directory cannot be read as a file, whoever runs the test (root
     // ignores permission bits).
     let stderr = pass_through(&dir, &dir, &[]);
-    expect_rejected(&stderr, &format!("{}: cannot read policy file: Is a directory (os error 21)", dir.display()), &dir);
+    expect_rejected(
+        &stderr,
+        &format!(
+            "{}: cannot read policy file: Is a directory (os error 21)",
+            dir.display()
+        ),
+        &dir,
+    );
 }
 
 #[test]
 fn syntax_error() {
     case("syntax", "[memcpy]\nengine = \"cpu\n", |f| {
-        format!("{}:2:14: TOML syntax error: invalid basic string, expected `\"`", f.display())
+        format!(
+            "{}:2:14: TOML syntax error: invalid basic string, expected `\"`",
+            f.display()
+        )
     });
 }
 
@@ -126,7 +146,10 @@ fn bad_values() {
         )
     });
     case("bad-workers", "[pipe]\nworkers = -2\n", |f| {
-        format!("{}:2:11: bad value -2 for `workers` in [pipe] (expected \"auto\" or an integer from 0 to 256)", f.display())
+        format!(
+            "{}:2:11: bad value -2 for `workers` in [pipe] (expected \"auto\" or an integer from 0 to 256)",
+            f.display()
+        )
     });
     case("bad-override", "[process.\"redis*\"]\nunix.wait = \"nap\"\n", |f| {
         format!(
@@ -147,7 +170,11 @@ fn strict_in_the_file_exits_2_before_main() {
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{}", out.stderr);
     assert!(lines[0].starts_with(&format!("{}:3:10: bad value \"nope\"", file.display())));
-    assert!(lines[1].ends_with("rejected (1 error) and strict = true: exiting with status 2"), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with("rejected (1 error) and strict = true: exiting with status 2"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
@@ -159,13 +186,23 @@ fn strict_from_the_environment_covers_unparseable_files() {
     let stderr = pass_through(&dir, &file, &[]);
     assert!(stderr.contains("TOML syntax error"), "{stderr}");
     // ...unless the environment says strict.
-    let out = Preload::new().env("IPC_OFFLOAD_POLICY", &file).env("IPC_OFFLOAD_STRICT", "1").run(program(), &["0"]);
+    let out = Preload::new()
+        .env("IPC_OFFLOAD_POLICY", &file)
+        .env("IPC_OFFLOAD_STRICT", "1")
+        .run(program(), &["0"]);
     assert_eq!(out.code(), 2);
     assert_eq!(out.stdout, "");
-    assert!(out.stderr.contains("and IPC_OFFLOAD_STRICT=1: exiting with status 2"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("and IPC_OFFLOAD_STRICT=1: exiting with status 2"),
+        "{}",
+        out.stderr
+    );
     // And a missing file too.
     let missing = dir.join("missing.toml");
-    let out = Preload::new().env("IPC_OFFLOAD_POLICY", &missing).env("IPC_OFFLOAD_STRICT", "1").run(program(), &["0"]);
+    let out = Preload::new()
+        .env("IPC_OFFLOAD_POLICY", &missing)
+        .env("IPC_OFFLOAD_STRICT", "1")
+        .run(program(), &["0"]);
     assert_eq!(out.code(), 2);
 }
 
@@ -194,13 +231,28 @@ fn check_accepts_a_good_policy_and_explains_a_process() {
     )
     .unwrap();
     let out = run(
-        Command::new(tool()).arg("check").arg("--process").arg("redis-server").arg(&file),
+        Command::new(tool())
+            .arg("check")
+            .arg("--process")
+            .arg("redis-server")
+            .arg(&file),
         std::time::Duration::from_secs(30),
     );
     assert_eq!(out.code(), 0, "{out:?}");
-    assert!(out.stdout.starts_with(&format!("{}: ok (1 process override(s))\n", file.display())));
-    assert!(out.stdout.contains("[memcpy] engine cpu, min_bytes 2MiB"), "{}", out.stdout);
-    assert!(out.stdout.contains("[unix] engine auto, min_bytes 64KiB"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .starts_with(&format!("{}: ok (1 process override(s))\n", file.display()))
+    );
+    assert!(
+        out.stdout.contains("[memcpy] engine cpu, min_bytes 2MiB"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("[unix] engine auto, min_bytes 64KiB"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn every_way_of_exiting_leaves_final_figures() {
         let dir = scratch(mode);
         let stats = dir.join("stats.json");
         let out = Preload::new().stats(&stats).run(program(), &[mode, "3"]).success();
-        assert_eq!(out.stdout, "3 copies done\n");
+        assert_eq!(out.stdout, "3 copies done, errno kept\n");
         let s = read_stats(&stats);
         assert_eq!(s["final"], true, "{mode}: {s}");
         assert_eq!(counter(&s, "memcpy", "calls"), 3, "{mode}: {s}");
@@ -47,7 +47,10 @@ fn a_running_process_rewrites_its_file_and_a_killed_one_leaves_it() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut stamps = vec![];
     while stamps.len() < 3 {
-        assert!(Instant::now() < deadline, "the stats file was not rewritten: {stamps:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the stats file was not rewritten: {stamps:?}"
+        );
         if let Ok(text) = std::fs::read_to_string(&stats) {
             let s: serde_json::Value = serde_json::from_str(&text).expect("never a torn file");
             if counter(&s, "memcpy", "calls") == 2 {
@@ -103,8 +106,11 @@ fn descendants_write_path_dot_pid() {
 
 #[test]
 fn dash_writes_one_line_to_stderr_at_exit() {
-    let out = Preload::new().env("IPC_OFFLOAD_STATS", "-").run(program(), &["_exit", "2"]).success();
-    assert_eq!(out.stdout, "2 copies done\n");
+    let out = Preload::new()
+        .env("IPC_OFFLOAD_STATS", "-")
+        .run(program(), &["_exit", "2"])
+        .success();
+    assert_eq!(out.stdout, "2 copies done, errno kept\n");
     let json: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with('{')).collect();
     assert_eq!(json.len(), 1, "{}", out.stderr);
     let s: serde_json::Value = serde_json::from_str(json[0]).unwrap();

@@ -26,15 +26,23 @@ fn run_prepends_the_library_and_keeps_other_preloads() {
     // Another preload that is harmless: libc itself.
     let other = "/lib/x86_64-linux-gnu/libc.so.6";
     let out = run(
-        wrapper()
-            .env("LD_PRELOAD", other)
-            .current_dir(&dir)
-            .args(["run", "--stats", "stats.json", "--", program.to_str().unwrap(), "4", "preload"]),
+        wrapper().env("LD_PRELOAD", other).current_dir(&dir).args([
+            "run",
+            "--stats",
+            "stats.json",
+            "--",
+            program.to_str().unwrap(),
+            "4",
+            "preload",
+        ]),
         Duration::from_secs(60),
     );
     assert_eq!(out.code(), 4, "{out:?}");
     let lib = library().display().to_string();
-    assert_eq!(out.stdout, format!("hello from the program: bytes ok\nLD_PRELOAD={lib} {other}\n"));
+    assert_eq!(
+        out.stdout,
+        format!("hello from the program: bytes ok\nLD_PRELOAD={lib} {other}\n")
+    );
     // The relative --stats path was made absolute and written.
     assert_eq!(counter(&read_stats(&stats), "memcpy", "calls"), 1);
 }
@@ -45,7 +53,12 @@ fn run_off_is_a_pass_through() {
     let dir = scratch("wrapper-off");
     let stats = dir.join("stats.json");
     let out = run(
-        wrapper().args(["run", "--off", "--stats"]).arg(&stats).arg("--").arg(&program).arg("0"),
+        wrapper()
+            .args(["run", "--off", "--stats"])
+            .arg(&stats)
+            .arg("--")
+            .arg(&program)
+            .arg("0"),
         Duration::from_secs(60),
     )
     .success();
@@ -55,7 +68,13 @@ fn run_off_is_a_pass_through() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["run", "--help"], &["check", "--help"], &["stats", "--help"], &["help", "run"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["stats", "--help"],
+        &["help", "run"],
+    ] {
         let out = run(wrapper().args(args), Duration::from_secs(60)).success();
         assert!(out.stdout.starts_with("usage: "), "{args:?}: {}", out.stdout);
     }
@@ -63,7 +82,12 @@ fn every_command_has_help() {
 
 #[test]
 fn bad_usage_exits_2_with_a_message() {
-    for args in [&["run"][..], &["run", "--bogus", "--", "true"], &["frobnicate"], &["check"]] {
+    for args in [
+        &["run"][..],
+        &["run", "--bogus", "--", "true"],
+        &["frobnicate"],
+        &["check"],
+    ] {
         let out = run(wrapper().args(args), Duration::from_secs(60));
         assert_eq!(out.code(), 2, "{args:?}: {out:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
@@ -80,5 +104,11 @@ fn check_through_the_wrapper() {
     std::fs::write(&file, "[memcpy]\nengine = 1\n").unwrap();
     let out = run(wrapper().arg("check").arg(&file), Duration::from_secs(60));
     assert_eq!(out.code(), 2);
-    assert_eq!(out.stderr, format!("{}:2:10: `engine` in [memcpy] must be a string, found an integer\n", file.display()));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{}:2:10: `engine` in [memcpy] must be a string, found an integer\n",
+            file.display()
+        )
+    );
 }

@@ -44,9 +44,10 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut objects = Vec::new();
     let mut failed = false;
     for path in expand(&files) {
-        match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| {
-            serde_json::from_str::<Value>(&t).map_err(|e| format!("not a stats file: {e}"))
-        }) {
+        match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("not a stats file: {e}")))
+        {
             Ok(v) if v.get("ipc_offload_stats").is_some() => objects.push(v),
             Ok(_) => {
                 eprintln!("{}: not an ipc-offload stats file", path.display());
@@ -59,7 +60,10 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&Value::Array(objects)).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(objects)).unwrap_or_default()
+        );
     } else if !objects.is_empty() {
         print!("{}", table(&objects));
     }
@@ -91,10 +95,18 @@ fn has_descendants(file: &Path) -> bool {
 }
 
 fn descendants(file: &Path) -> Vec<(u64, PathBuf)> {
-    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else { return vec![] };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return vec![];
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let prefix = format!("{}.", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
     entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -122,7 +134,11 @@ pub fn human(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.2} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
 }
 
 fn state(v: &Value) -> String {
@@ -131,11 +147,14 @@ fn state(v: &Value) -> String {
     }
     let pid = num(v, "pid") as i32;
     // SAFETY: kill with signal 0 only checks that the process exists.
-    let alive = pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+    let alive = pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
     if !alive {
         return "gone".into();
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let age = now.saturating_sub(num(v, "unix_time_ms")) as f64 / 1000.0;
     format!("running ({age:.1}s ago)")
 }
@@ -149,7 +168,18 @@ struct Totals {
 }
 
 fn table(objects: &[Value]) -> String {
-    let header = ["PID", "PROCESS", "STATE", "CLASS", "ENGINE", "CALLS", "BYTES", "OFFLOADED", "BY WORKERS", "FALLBACKS"];
+    let header = [
+        "PID",
+        "PROCESS",
+        "STATE",
+        "CLASS",
+        "ENGINE",
+        "CALLS",
+        "BYTES",
+        "OFFLOADED",
+        "BY WORKERS",
+        "FALLBACKS",
+    ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let mut totals: BTreeMap<&str, Totals> = BTreeMap::new();
     for v in objects {
@@ -172,7 +202,12 @@ fn table(objects: &[Value]) -> String {
             let fallbacks: Vec<String> = c
                 .get("fallbacks")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().filter(|(_, n)| n.as_u64().unwrap_or(0) > 0).map(|(k, n)| format!("{k}={n}")).collect())
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                        .map(|(k, n)| format!("{k}={n}"))
+                        .collect()
+                })
                 .unwrap_or_default();
             rows.push(vec![
                 num(v, "pid").to_string(),
@@ -184,11 +219,21 @@ fn table(objects: &[Value]) -> String {
                 human(num(c, "bytes")),
                 human(offloaded),
                 share(workers, offloaded),
-                if fallbacks.is_empty() { "-".into() } else { fallbacks.join(" ") },
+                if fallbacks.is_empty() {
+                    "-".into()
+                } else {
+                    fallbacks.join(" ")
+                },
             ]);
         }
         if !shown {
-            rows.push(vec![num(v, "pid").to_string(), text(v, "process").into(), state(v), "-".into(), "off".into()]);
+            rows.push(vec![
+                num(v, "pid").to_string(),
+                text(v, "process").into(),
+                state(v),
+                "-".into(),
+                "off".into(),
+            ]);
         }
     }
     if objects.len() > 1 {
@@ -211,16 +256,31 @@ fn table(objects: &[Value]) -> String {
 }
 
 fn share(part: u64, whole: u64) -> String {
-    if whole == 0 { "-".into() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
 }
 
 fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..columns).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -250,7 +310,10 @@ mod tests {
         let t = table(&[a.clone(), a]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");
-        assert!(lines[1].contains("async-cpu") && lines[1].contains("50.0%") && lines[1].contains("pool-saturated=1"), "{t}");
+        assert!(
+            lines[1].contains("async-cpu") && lines[1].contains("50.0%") && lines[1].contains("pool-saturated=1"),
+            "{t}"
+        );
         assert!(lines[3].starts_with("total") && lines[3].contains("8.00 MiB"), "{t}");
     }
 }

@@ -17,8 +17,50 @@ pub struct CpuBudget {
 impl CpuBudget {
     /// CPUs available: the affinity count, capped by the rounded-up quota; at least 1.
     pub fn available(&self) -> u32 {
-        let by_quota = self.quota.map_or(u32::MAX, |q| q.ceil().clamp(1.0, u32::MAX as f64) as u32);
+        let by_quota = self
+            .quota
+            .map_or(u32::MAX, |q| q.ceil().clamp(1.0, u32::MAX as f64) as u32);
         self.affinity.min(by_quota).max(1)
+    }
+}
+
+/// Size of the largest (last-level) data or unified cache of CPU 0, from
+/// sysfs under `cpu_root` (normally /sys/devices/system/cpu). CPUID is not
+/// used: virtual machines often report their host's cache there.
+pub fn last_level_cache(cpu_root: &Path) -> Option<u64> {
+    let dir = cpu_root.join("cpu0/cache");
+    let mut best: Option<(u32, u64)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let read = |name: &str| {
+            std::fs::read_to_string(entry.path().join(name))
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
+        let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size")) else {
+            continue;
+        };
+        if kind == "Instruction" {
+            continue;
+        }
+        let Ok(level) = level.parse::<u32>() else { continue };
+        let Some(bytes) = parse_cache_size(&size) else { continue };
+        if best.is_none_or(|(l, _)| level > l) {
+            best = Some((level, bytes));
+        }
+    }
+    best.map(|(_, bytes)| bytes)
+}
+
+/// "32768K", "1M", "512": sysfs cache sizes.
+fn parse_cache_size(text: &str) -> Option<u64> {
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "" => Some(n),
+        "K" => Some(n << 10),
+        "M" => Some(n << 20),
+        "G" => Some(n << 30),
+        _ => None,
     }
 }
 
@@ -26,7 +68,10 @@ impl CpuBudget {
 pub fn current() -> CpuBudget {
     let affinity = crate::sys::affinity_cpu_count().unwrap_or(1);
     let cgroup_list = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    CpuBudget { affinity, quota: quota(Path::new("/sys/fs/cgroup"), &cgroup_list) }
+    CpuBudget {
+        affinity,
+        quota: quota(Path::new("/sys/fs/cgroup"), &cgroup_list),
+    }
 }
 
 /// The tightest quota over the process's cgroup and its ancestors, given the
@@ -111,7 +156,14 @@ mod tests {
     fn no_quota_means_the_affinity_mask() {
         let root = fixture(&[("cpu.max", "max 100000\n"), ("a/cpu.max", "max 100000\n")]);
         assert_eq!(quota(&root, "0::/a\n"), None);
-        assert_eq!(CpuBudget { affinity: 8, quota: None }.available(), 8);
+        assert_eq!(
+            CpuBudget {
+                affinity: 8,
+                quota: None
+            }
+            .available(),
+            8
+        );
     }
 
     #[test]
@@ -122,9 +174,30 @@ mod tests {
             ("svc/job/task/cpu.max", "800000 100000\n"),
         ]);
         assert_eq!(quota(&root, "0::/svc/job/task\n"), Some(2.5));
-        assert_eq!(CpuBudget { affinity: 16, quota: Some(2.5) }.available(), 3);
-        assert_eq!(CpuBudget { affinity: 2, quota: Some(2.5) }.available(), 2);
-        assert_eq!(CpuBudget { affinity: 4, quota: Some(0.2) }.available(), 1);
+        assert_eq!(
+            CpuBudget {
+                affinity: 16,
+                quota: Some(2.5)
+            }
+            .available(),
+            3
+        );
+        assert_eq!(
+            CpuBudget {
+                affinity: 2,
+                quota: Some(2.5)
+            }
+            .available(),
+            2
+        );
+        assert_eq!(
+            CpuBudget {
+                affinity: 4,
+                quota: Some(0.2)
+            }
+            .available(),
+            1
+        );
     }
 
     #[test]
@@ -146,6 +219,28 @@ mod tests {
         assert_eq!(quota(&root, "0::/\n"), None);
         assert_eq!(quota(&root, "nonsense"), None);
         assert_eq!(quota(Path::new("/nonexistent"), "0::/a/b\n"), None);
+    }
+
+    #[test]
+    fn last_level_cache_from_sysfs() {
+        let root = fixture(&[
+            ("cpu0/cache/index0/level", "1\n"),
+            ("cpu0/cache/index0/type", "Data\n"),
+            ("cpu0/cache/index0/size", "48K\n"),
+            ("cpu0/cache/index1/level", "1\n"),
+            ("cpu0/cache/index1/type", "Instruction\n"),
+            ("cpu0/cache/index1/size", "32K\n"),
+            ("cpu0/cache/index2/level", "2\n"),
+            ("cpu0/cache/index2/type", "Unified\n"),
+            ("cpu0/cache/index2/size", "1024K\n"),
+            ("cpu0/cache/index3/level", "3\n"),
+            ("cpu0/cache/index3/type", "Unified\n"),
+            ("cpu0/cache/index3/size", "32768K\n"),
+        ]);
+        assert_eq!(last_level_cache(&root), Some(32 << 20));
+        assert_eq!(last_level_cache(Path::new("/nonexistent")), None);
+        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
+        assert_eq!(parse_cache_size("lots"), None);
     }
 
     #[test]

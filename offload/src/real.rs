@@ -29,19 +29,28 @@ pub struct Slot<F> {
 
 impl Slot<CopyFn> {
     const fn new(f: CopyFn) -> Self {
-        Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
+        Slot {
+            ptr: AtomicPtr::new(f as *mut c_void),
+            _kind: core::marker::PhantomData,
+        }
     }
 }
 
 impl Slot<CheckedCopyFn> {
     const fn new(f: CheckedCopyFn) -> Self {
-        Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
+        Slot {
+            ptr: AtomicPtr::new(f as *mut c_void),
+            _kind: core::marker::PhantomData,
+        }
     }
 }
 
 impl Slot<Option<ExitFn>> {
     const fn empty() -> Self {
-        Slot { ptr: AtomicPtr::new(core::ptr::null_mut()), _kind: core::marker::PhantomData }
+        Slot {
+            ptr: AtomicPtr::new(core::ptr::null_mut()),
+            _kind: core::marker::PhantomData,
+        }
     }
 }
 
@@ -67,7 +76,6 @@ macro_rules! slot_impl {
                 // or what `set_raw` stored under its contract.
                 unsafe { core::mem::transmute::<*mut c_void, $fnty>(self.ptr.load(Relaxed)) }
             }
-
         }
     };
 }
@@ -116,7 +124,11 @@ pub struct MissingSymbol(pub &'static CStr);
 
 impl core::fmt::Display for MissingSymbol {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "dlsym(RTLD_NEXT, \"{}\") found nothing; using the built-in copy", self.0.to_string_lossy())
+        write!(
+            f,
+            "dlsym(RTLD_NEXT, \"{}\") found nothing; using the built-in copy",
+            self.0.to_string_lossy()
+        )
     }
 }
 

@@ -61,8 +61,11 @@ const DEFAULT_MODE: Mode = Mode::Throughput;
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Built-in `(engine, min_bytes)` per class, indexed by [`Class::index`].
-const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] =
-    [(Engine::Auto, 1 << 20), (Engine::Auto, 256 << 10), (Engine::Auto, 256 << 10)];
+const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] = [
+    (Engine::Auto, 1 << 20),
+    (Engine::Auto, 256 << 10),
+    (Engine::Auto, 256 << 10),
+];
 
 /// A `[process."GLOB"]` section.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,7 +123,10 @@ impl Resolved {
 impl Policy {
     /// The built-in policy (the same as [`BUILTIN_POLICY`]).
     pub fn builtin() -> Policy {
-        let mut base = Settings { mode: Some(DEFAULT_MODE), ..Settings::default() };
+        let mut base = Settings {
+            mode: Some(DEFAULT_MODE),
+            ..Settings::default()
+        };
         for (class, (engine, min_bytes)) in Class::ALL.iter().zip(CLASS_DEFAULTS) {
             *base.class_mut(*class) = ClassSettings {
                 engine: Some(engine),
@@ -129,7 +135,12 @@ impl Policy {
                 wait: None,
             };
         }
-        Policy { strict: false, stats_interval: DEFAULT_STATS_INTERVAL, base, overrides: Vec::new() }
+        Policy {
+            strict: false,
+            stats_interval: DEFAULT_STATS_INTERVAL,
+            base,
+            overrides: Vec::new(),
+        }
     }
 
     /// Reads and parses the policy file at `path`.

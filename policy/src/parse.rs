@@ -16,7 +16,15 @@ use crate::units::{parse_duration, parse_size, seconds};
 use crate::{Override, Policy};
 
 /// Keys of the top level of a policy file (besides sections).
-const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "process"];
+const TOP_KEYS: &[&str] = &[
+    "strict",
+    "stats_interval",
+    "defaults",
+    "memcpy",
+    "unix",
+    "pipe",
+    "process",
+];
 /// Keys a `[process."GLOB"]` override may hold.
 const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe"];
 /// Keys of `[defaults]`.
@@ -32,27 +40,45 @@ pub fn parse(text: &str, file: &str) -> Result<Policy, Rejected> {
     let document = match DeTable::parse(text) {
         Ok(document) => document,
         Err(error) => {
-            let kind = ErrorKind::Syntax { message: error.message().trim().to_owned() };
+            let kind = ErrorKind::Syntax {
+                message: error.message().trim().to_owned(),
+            };
             let diagnostic = match error.span() {
                 Some(span) => Diagnostic::at(file, text, span.start, kind),
-                None => Diagnostic { file: file.to_owned(), position: None, kind },
+                None => Diagnostic {
+                    file: file.to_owned(),
+                    position: None,
+                    kind,
+                },
             };
-            return Err(Rejected { diagnostics: vec![diagnostic], strict: false });
+            return Err(Rejected {
+                diagnostics: vec![diagnostic],
+                strict: false,
+            });
         }
     };
-    let mut walker = Walker { file, text, errors: Vec::new() };
+    let mut walker = Walker {
+        file,
+        text,
+        errors: Vec::new(),
+    };
     let policy = walker.top(document.get_ref());
     if walker.errors.is_empty() {
         Ok(policy)
     } else {
         let mut diagnostics = walker.errors;
         diagnostics.sort_by_key(|d| d.position);
-        Err(Rejected { diagnostics, strict: policy.strict })
+        Err(Rejected {
+            diagnostics,
+            strict: policy.strict,
+        })
     }
 }
 
 /// Entries of a table in file order (the map itself is sorted by key).
-fn in_file_order<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Spanned<toml::de::DeString<'i>>, &'t Spanned<DeValue<'i>>)> {
+fn in_file_order<'t, 'i>(
+    table: &'t DeTable<'i>,
+) -> Vec<(&'t Spanned<toml::de::DeString<'i>>, &'t Spanned<DeValue<'i>>)> {
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(key, _)| key.span().start);
     entries
@@ -105,7 +131,11 @@ impl Walker<'_> {
     }
 
     fn unknown_key(&mut self, key: &Spanned<toml::de::DeString<'_>>, section: &str, expected: &'static [&'static str]) {
-        let kind = ErrorKind::UnknownKey { key: key.get_ref().to_string(), section: section.to_owned(), expected };
+        let kind = ErrorKind::UnknownKey {
+            key: key.get_ref().to_string(),
+            section: section.to_owned(),
+            expected,
+        };
         self.error(key.span().start, kind);
     }
 
@@ -205,14 +235,20 @@ impl Walker<'_> {
         settings: &mut Settings,
     ) -> bool {
         let name = key.get_ref().as_ref();
-        let section = if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") };
+        let section = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        };
         if name == "defaults" {
             if let Some(table) = self.table(name, prefix, value) {
                 self.defaults(table, &section, settings);
             }
             return true;
         }
-        let Some(class) = Class::from_name(name) else { return false };
+        let Some(class) = Class::from_name(name) else {
+            return false;
+        };
         if let Some(table) = self.table(name, prefix, value) {
             self.class_section(table, &section, settings.class_mut(class));
         }
@@ -222,7 +258,11 @@ impl Walker<'_> {
     fn defaults(&mut self, table: &DeTable<'_>, section: &str, settings: &mut Settings) {
         for (key, value) in in_file_order(table) {
             match key.get_ref().as_ref() {
-                "mode" => settings.mode = self.named("mode", section, value, Mode::NAMES, Mode::from_name).or(settings.mode),
+                "mode" => {
+                    settings.mode = self
+                        .named("mode", section, value, Mode::NAMES, Mode::from_name)
+                        .or(settings.mode)
+                }
                 _ => self.unknown_key(key, section, DEFAULTS_KEYS),
             }
         }
@@ -231,8 +271,16 @@ impl Walker<'_> {
     fn class_section(&mut self, table: &DeTable<'_>, section: &str, out: &mut ClassSettings) {
         for (key, value) in in_file_order(table) {
             match key.get_ref().as_ref() {
-                "engine" => out.engine = self.named("engine", section, value, Engine::NAMES, Engine::from_name).or(out.engine),
-                "wait" => out.wait = self.named("wait", section, value, Wait::NAMES, Wait::from_name).or(out.wait),
+                "engine" => {
+                    out.engine = self
+                        .named("engine", section, value, Engine::NAMES, Engine::from_name)
+                        .or(out.engine)
+                }
+                "wait" => {
+                    out.wait = self
+                        .named("wait", section, value, Wait::NAMES, Wait::from_name)
+                        .or(out.wait)
+                }
                 "min_bytes" => out.min_bytes = self.min_bytes(section, value).or(out.min_bytes),
                 "workers" => out.workers = self.workers(section, value).or(out.workers),
                 _ => self.unknown_key(key, section, CLASS_KEYS),
@@ -282,7 +330,12 @@ impl Walker<'_> {
             DeValue::Float(x) => x.as_str().parse::<f64>().ok().and_then(seconds),
             DeValue::String(s) => parse_duration(s),
             _ => {
-                self.wrong_type("stats_interval", "", value, "a number of seconds or a string such as \"500ms\"");
+                self.wrong_type(
+                    "stats_interval",
+                    "",
+                    value,
+                    "a number of seconds or a string such as \"500ms\"",
+                );
                 return None;
             }
         };
@@ -302,12 +355,17 @@ impl Walker<'_> {
             let pattern = match glob::Pattern::new(&glob_text) {
                 Ok(pattern) => Some(pattern),
                 Err(e) => {
-                    let kind = ErrorKind::BadPattern { pattern: glob_text.clone(), reason: e.msg.to_owned() };
+                    let kind = ErrorKind::BadPattern {
+                        pattern: glob_text.clone(),
+                        reason: e.msg.to_owned(),
+                    };
                     self.error(key.span().start, kind);
                     None
                 }
             };
-            let Some(layer) = self.table(&section, "", value) else { continue };
+            let Some(layer) = self.table(&section, "", value) else {
+                continue;
+            };
             let mut settings = Settings::default();
             for (inner_key, inner_value) in in_file_order(layer) {
                 if !self.layer_entry(inner_key, inner_value, &section, &mut settings) {

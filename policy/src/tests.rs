@@ -20,7 +20,12 @@ fn builtin_resolution() {
     assert_eq!(r.mode, Mode::Throughput);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule { engine: Engine::Auto, min_bytes: 1 << 20, workers: Workers::Auto, wait: Wait::SpinThenSleep }
+        Rule {
+            engine: Engine::Auto,
+            min_bytes: 1 << 20,
+            workers: Workers::Auto,
+            wait: Wait::SpinThenSleep
+        }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 256 << 10);
@@ -56,11 +61,21 @@ wait = "sleep"
     assert_eq!(r.mode, Mode::Latency);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule { engine: Engine::AsyncCpu, min_bytes: 4096, workers: Workers::Count(3), wait: Wait::Yield }
+        Rule {
+            engine: Engine::AsyncCpu,
+            min_bytes: 4096,
+            workers: Workers::Count(3),
+            wait: Wait::Yield
+        }
     );
     assert_eq!(
         r.rule(Class::Unix),
-        Rule { engine: Engine::Cpu, min_bytes: 64 << 10, workers: Workers::Auto, wait: Wait::Umwait }
+        Rule {
+            engine: Engine::Cpu,
+            min_bytes: 64 << 10,
+            workers: Workers::Auto,
+            wait: Wait::Umwait
+        }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 1 << 30);
@@ -68,7 +83,11 @@ wait = "sleep"
 
 #[test]
 fn mode_decides_the_wait_that_no_section_names() {
-    for (mode, wait) in [("latency", Wait::Spin), ("throughput", Wait::SpinThenSleep), ("efficiency", Wait::Sleep)] {
+    for (mode, wait) in [
+        ("latency", Wait::Spin),
+        ("throughput", Wait::SpinThenSleep),
+        ("efficiency", Wait::Sleep),
+    ] {
         let p = parse(&format!("[defaults]\nmode = \"{mode}\"\n"), "p").unwrap();
         assert_eq!(p.resolve(&[]).rule(Class::Memcpy).wait, wait);
     }
@@ -109,14 +128,31 @@ memcpy.engine = "cpu"
 fn override_order_is_the_file_order_not_the_key_order() {
     // "z*" comes first in the file and sorts last: "a*" must still win.
     let text = "[process.\"z*\"]\nmemcpy.min_bytes = 1\n[process.\"*\"]\nmemcpy.min_bytes = 2\n";
-    assert_eq!(parse(text, "p").unwrap().resolve(&["zed"]).rule(Class::Memcpy).min_bytes, 2);
+    assert_eq!(
+        parse(text, "p")
+            .unwrap()
+            .resolve(&["zed"])
+            .rule(Class::Memcpy)
+            .min_bytes,
+        2
+    );
     let text = "[process.\"*\"]\nmemcpy.min_bytes = 2\n[process.\"z*\"]\nmemcpy.min_bytes = 1\n";
-    assert_eq!(parse(text, "p").unwrap().resolve(&["zed"]).rule(Class::Memcpy).min_bytes, 1);
+    assert_eq!(
+        parse(text, "p")
+            .unwrap()
+            .resolve(&["zed"])
+            .rule(Class::Memcpy)
+            .min_bytes,
+        1
+    );
 }
 
 #[test]
 fn syntax_error_has_a_position() {
-    assert_eq!(messages("[memcpy\n"), vec!["p.toml:1:8: TOML syntax error: unclosed table, expected `]`"]);
+    assert_eq!(
+        messages("[memcpy\n"),
+        vec!["p.toml:1:8: TOML syntax error: unclosed table, expected `]`"]
+    );
     let r = reject("strict = true\nengine = = 3\n");
     assert!(!r.strict, "an unparseable file cannot ask for strictness");
     assert!(r.diagnostics[0].to_string().starts_with("p.toml:2:"), "{r}");
@@ -160,11 +196,15 @@ fn bad_values_point_at_the_value() {
     );
     assert_eq!(
         messages("[defaults]\nmode = \"quick\"\n"),
-        vec!["p.toml:2:8: bad value \"quick\" for `mode` in [defaults] (expected one of: latency, throughput, efficiency)"]
+        vec![
+            "p.toml:2:8: bad value \"quick\" for `mode` in [defaults] (expected one of: latency, throughput, efficiency)"
+        ]
     );
     assert_eq!(
         messages("[pipe]\nwait = \"nap\"\n"),
-        vec!["p.toml:2:8: bad value \"nap\" for `wait` in [pipe] (expected one of: spin, sleep, spin-then-sleep, umwait, yield)"]
+        vec![
+            "p.toml:2:8: bad value \"nap\" for `wait` in [pipe] (expected one of: spin, sleep, spin-then-sleep, umwait, yield)"
+        ]
     );
     assert_eq!(
         messages("[unix]\nmin_bytes = \"12XB\"\n"),
@@ -200,7 +240,10 @@ fn wrong_types_say_what_was_expected_and_found() {
         messages("[memcpy]\nengine = 3\n"),
         vec!["p.toml:2:10: `engine` in [memcpy] must be a string, found an integer"]
     );
-    assert_eq!(messages("memcpy = 3\n"), vec!["p.toml:1:10: `memcpy` at the top level must be a table, found an integer"]);
+    assert_eq!(
+        messages("memcpy = 3\n"),
+        vec!["p.toml:1:10: `memcpy` at the top level must be a table, found an integer"]
+    );
 }
 
 #[test]
@@ -227,7 +270,10 @@ fn unreadable_file_has_no_position() {
         "/nonexistent/ipc-offload.toml: cannot read policy file: No such file or directory (os error 2)"
     );
     let r = Policy::load(Path::new("/")).unwrap_err();
-    assert!(r.to_string().starts_with("/: cannot read policy file: Is a directory"), "{r}");
+    assert!(
+        r.to_string().starts_with("/: cannot read policy file: Is a directory"),
+        "{r}"
+    );
 }
 
 #[test]

@@ -75,7 +75,17 @@ mod tests {
 
     #[test]
     fn sizes_that_are_refused() {
-        for bad in ["", "KiB", "1KB", "1MB", "1 kib", "-1", "1.5MiB", "12XB", "99999999999TiB"] {
+        for bad in [
+            "",
+            "KiB",
+            "1KB",
+            "1MB",
+            "1 kib",
+            "-1",
+            "1.5MiB",
+            "12XB",
+            "99999999999TiB",
+        ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
     }

@@ -16,7 +16,11 @@ pub struct StackBuf<const N: usize> {
 impl<const N: usize> StackBuf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        StackBuf { buf: [0; N], len: 0, overflowed: false }
+        StackBuf {
+            buf: [0; N],
+            len: 0,
+            overflowed: false,
+        }
     }
 
     /// The bytes written so far.
@@ -80,7 +84,8 @@ mod tests {
     #[test]
     fn formats_and_truncates() {
         let mut b = StackBuf::<8>::new();
-        write!(b, "{}-{}", 12, "ab").unwrap();
+        let word = "ab";
+        write!(b, "{}-{word}", 12).unwrap();
         assert_eq!(b.as_bytes(), b"12-ab");
         assert!(!b.overflowed());
         write!(b, "0123456789").unwrap();

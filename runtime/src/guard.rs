@@ -54,6 +54,8 @@ mod tests {
     #[test]
     fn threads_are_independent() {
         let _outer = Inside::enter().unwrap();
-        std::thread::spawn(|| assert!(Inside::enter().is_some())).join().unwrap();
+        std::thread::spawn(|| assert!(Inside::enter().is_some()))
+            .join()
+            .unwrap();
     }
 }

@@ -23,7 +23,12 @@ pub struct ClassPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
     /// An explicitly named engine cannot run here; `using` replaces it.
-    EngineUnavailable { class: Class, requested: Engine, using: EngineId, reason: &'static str },
+    EngineUnavailable {
+        class: Class,
+        requested: Engine,
+        using: EngineId,
+        reason: &'static str,
+    },
     /// A wait method the engine cannot use; `using` replaces it.
     WaitUnavailable { class: Class, requested: Wait, using: Wait },
 }
@@ -31,12 +36,21 @@ pub enum Note {
 impl core::fmt::Display for Note {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Note::EngineUnavailable { class, requested, using, reason } => write!(
+            Note::EngineUnavailable {
+                class,
+                requested,
+                using,
+                reason,
+            } => write!(
                 f,
                 "[{class}] engine \"{requested}\" is unavailable ({reason}); using {}",
                 using.name()
             ),
-            Note::WaitUnavailable { class, requested, using } => write!(
+            Note::WaitUnavailable {
+                class,
+                requested,
+                using,
+            } => write!(
                 f,
                 "[{class}] wait \"{requested}\" applies to DSA completion records; async-cpu waits with \"{using}\""
             ),
@@ -55,6 +69,8 @@ pub struct Plan {
     pub workers: u32,
     /// How idle workers wait for the next job.
     pub idle_wait: Wait,
+    /// Offloaded copies this large or larger use non-temporal stores.
+    pub stream_min: u64,
     /// What to tell the user.
     pub notes: Vec<Note>,
 }
@@ -75,8 +91,24 @@ fn intercepted(class: Class) -> bool {
 /// Why DSA cannot serve a copy in this process.
 const NO_DSA: &str = "no usable DSA work queue";
 
-/// Decides engines for a process that may run on `cpus` CPUs.
-pub fn plan(resolved: &Resolved, cpus: u32) -> Plan {
+/// What the plan depends on besides the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// CPUs the process may use.
+    pub cpus: u32,
+    /// Size of the last-level cache, if known.
+    pub llc: Option<u64>,
+}
+
+/// Decides engines for a process on `machine`.
+///
+/// Copies at least as large as the last-level cache are made with
+/// non-temporal stores: their destination cannot stay in the cache anyway,
+/// and skipping the read-for-ownership spares a third of the memory traffic.
+/// (glibc does the same above its own threshold, which a copy cut into parts
+/// never reaches.)
+pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
+    let cpus = machine.cpus;
     let mut notes = Vec::new();
     let classes = core::array::from_fn(|i| {
         let class = Class::ALL[i];
@@ -92,12 +124,22 @@ pub fn plan(resolved: &Resolved, cpus: u32) -> Plan {
                 Engine::Auto => Some(best),
                 Engine::AsyncCpu if workers == 0 => {
                     let reason = "it has no worker: `workers` is 0 or one CPU is available";
-                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Cpu, reason });
+                    notes.push(Note::EngineUnavailable {
+                        class,
+                        requested: rule.engine,
+                        using: EngineId::Cpu,
+                        reason,
+                    });
                     Some(EngineId::Cpu)
                 }
                 Engine::AsyncCpu => Some(EngineId::AsyncCpu),
                 Engine::Dsa | Engine::Hybrid => {
-                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
+                    notes.push(Note::EngineUnavailable {
+                        class,
+                        requested: rule.engine,
+                        using: best,
+                        reason: NO_DSA,
+                    });
                     Some(best)
                 }
             }
@@ -105,15 +147,39 @@ pub fn plan(resolved: &Resolved, cpus: u32) -> Plan {
         let mut wait = rule.wait;
         if engine == Some(EngineId::AsyncCpu) && wait == Wait::Umwait {
             wait = Wait::SpinThenSleep;
-            notes.push(Note::WaitUnavailable { class, requested: Wait::Umwait, using: wait });
+            notes.push(Note::WaitUnavailable {
+                class,
+                requested: Wait::Umwait,
+                using: wait,
+            });
         }
         let helpers = if engine == Some(EngineId::AsyncCpu) { workers } else { 0 };
-        ClassPlan { rule, engine, helpers, wait }
+        ClassPlan {
+            rule,
+            engine,
+            helpers,
+            wait,
+        }
     });
-    let pooled = || classes.iter().filter(|c: &&ClassPlan| c.engine == Some(EngineId::AsyncCpu));
+    let pooled = || {
+        classes
+            .iter()
+            .filter(|c: &&ClassPlan| c.engine == Some(EngineId::AsyncCpu))
+    };
     let workers = pooled().map(|c| c.helpers).max().unwrap_or(0);
-    let idle_wait = pooled().map(|c| c.wait).min_by_key(|w| eagerness(*w)).unwrap_or(Wait::Sleep);
-    Plan { mode: resolved.mode, classes, workers, idle_wait, notes }
+    let idle_wait = pooled()
+        .map(|c| c.wait)
+        .min_by_key(|w| eagerness(*w))
+        .unwrap_or(Wait::Sleep);
+    let stream_min = machine.llc.unwrap_or(u64::MAX);
+    Plan {
+        mode: resolved.mode,
+        classes,
+        workers,
+        idle_wait,
+        stream_min,
+        notes,
+    }
 }
 
 /// Lower is more eager to poll: the pool's idle workers follow the most
@@ -132,18 +198,26 @@ mod tests {
     use super::*;
     use ipc_offload_policy::{Policy, parse};
 
+    fn machine(cpus: u32) -> Machine {
+        Machine {
+            cpus,
+            llc: Some(32 << 20),
+        }
+    }
+
     fn plan_of(text: &str, cpus: u32) -> Plan {
-        plan(&parse(text, "p").unwrap().resolve(&["prog"]), cpus)
+        plan(&parse(text, "p").unwrap().resolve(&["prog"]), machine(cpus))
     }
 
     #[test]
     fn builtin_on_two_cpus_is_async_cpu_with_one_worker() {
-        let p = plan(&Policy::builtin().resolve(&["x"]), 2);
+        let p = plan(&Policy::builtin().resolve(&["x"]), machine(2));
         let m = p.class(Class::Memcpy);
         assert_eq!(m.engine, Some(EngineId::AsyncCpu));
         assert_eq!(m.helpers, 1);
         assert_eq!(m.rule.min_bytes, 1 << 20);
         assert_eq!(p.workers, 1);
+        assert_eq!(p.stream_min, 32 << 20);
         assert_eq!(p.class(Class::Unix).engine, None);
         assert_eq!(p.class(Class::Pipe).engine, None);
         assert!(p.notes.is_empty());
@@ -151,7 +225,7 @@ mod tests {
 
     #[test]
     fn auto_on_one_cpu_is_the_cpu_engine_silently() {
-        let p = plan(&Policy::builtin().resolve(&["x"]), 1);
+        let p = plan(&Policy::builtin().resolve(&["x"]), machine(1));
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
         assert_eq!(p.workers, 0);
         assert!(p.notes.is_empty());
@@ -180,7 +254,10 @@ mod tests {
 
     #[test]
     fn off_and_cpu() {
-        assert_eq!(plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine, None);
+        assert_eq!(
+            plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine,
+            None
+        );
         let p = plan_of("[memcpy]\nengine = \"cpu\"\n", 4);
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
         assert_eq!(p.workers, 0);

@@ -46,8 +46,21 @@ impl Settings {
         let options = core::array::from_fn(|i| {
             let class = Class::ALL[i];
             let p = plan.class(class);
-            p.engine.map(|engine| CopyOptions { engine, class, wait: p.wait, helpers: p.helpers })
+            p.engine.map(|engine| CopyOptions {
+                engine,
+                class,
+                wait: p.wait,
+                helpers: p.helpers,
+                stream_min: usize::try_from(plan.stream_min).unwrap_or(usize::MAX),
+            })
         });
-        Settings { policy, identity, matched, plan, options, started: Instant::now() }
+        Settings {
+            policy,
+            identity,
+            matched,
+            plan,
+            options,
+            started: Instant::now(),
+        }
     }
 }

@@ -31,7 +31,12 @@ pub unsafe fn copy(pool: &'static Pool, dst: *mut u8, src: *const u8, len: usize
         }
     };
     let helpers = opts.helpers.min(pool.workers());
-    let agents = helpers + 1;
+    let shape = Shape {
+        agents: helpers + 1,
+        streaming: len >= opts.stream_min,
+        class: opts.class,
+        wait: opts.wait,
+    };
     match layout {
         Layout::Waves { stride, descending } => {
             let mut forked = false;
@@ -43,27 +48,49 @@ pub unsafe fn copy(pool: &'static Pool, dst: *mut u8, src: *const u8, len: usize
                     if forked {
                         real::copy(wave_dst, wave_src, n);
                     } else {
-                        forked = run(&lease, wave_dst, wave_src, n, agents, opts).is_err();
+                        forked = run(&lease, wave_dst, wave_src, n, &shape).is_err();
                     }
                 }
             }
         }
         // SAFETY: disjoint regions, per the caller's contract and `layout`.
         _ => unsafe {
-            let _ = run(&lease, dst, src, len, agents, opts);
+            let _ = run(&lease, dst, src, len, &shape);
         },
     }
     Outcome::done_by(EngineId::AsyncCpu)
+}
+
+/// How every job of one copy is run.
+struct Shape {
+    agents: u32,
+    streaming: bool,
+    class: ipc_offload_policy::Class,
+    wait: ipc_offload_policy::Wait,
 }
 
 /// Runs one disjoint job on the lease.
 ///
 /// # Safety
 /// As memcpy(3) for the job's range.
-unsafe fn run(lease: &Lease, dst: *mut u8, src: *const u8, len: usize, agents: u32, opts: &CopyOptions) -> Result<(), super::pool::Forked> {
-    let job = Job { dst, src, len, split: split::split(len, agents), class: opts.class };
+unsafe fn run(
+    lease: &Lease,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    shape: &Shape,
+) -> Result<(), super::pool::Forked> {
+    let split = split::split(len, shape.agents);
+    let job = Job {
+        dst,
+        src,
+        len,
+        split,
+        class: shape.class,
+        streaming: shape.streaming,
+    };
     // SAFETY: forwarded contract.
-    unsafe { lease.run(&job, opts.wait, agents - 1) }
+    unsafe { lease.run(&job, shape.wait, shape.agents - 1) }
 }
 
 #[cfg(test)]
@@ -78,7 +105,13 @@ mod tests {
     }
 
     fn opts() -> CopyOptions {
-        CopyOptions { engine: EngineId::AsyncCpu, class: Class::Memcpy, wait: Wait::SpinThenSleep, helpers: 2 }
+        CopyOptions {
+            engine: EngineId::AsyncCpu,
+            class: Class::Memcpy,
+            wait: Wait::SpinThenSleep,
+            helpers: 2,
+            stream_min: usize::MAX,
+        }
     }
 
     /// memmove through the engine, checked against slice::copy_within.
@@ -110,17 +143,52 @@ mod tests {
     fn close_overlap_goes_to_memmove() {
         let p = pool();
         for distance in [1usize, 63, 4096, split::MIN_WAVE - 1] {
-            assert_eq!(check_move(p, (2 << 20) + distance, 0, distance, 2 << 20), Outcome::fell_back(Fallback::OverlapClose));
-            assert_eq!(check_move(p, (2 << 20) + distance, distance, 0, 2 << 20), Outcome::fell_back(Fallback::OverlapClose));
+            assert_eq!(
+                check_move(p, (2 << 20) + distance, 0, distance, 2 << 20),
+                Outcome::fell_back(Fallback::OverlapClose)
+            );
+            assert_eq!(
+                check_move(p, (2 << 20) + distance, distance, 0, 2 << 20),
+                Outcome::fell_back(Fallback::OverlapClose)
+            );
         }
-        assert_eq!(check_move(p, 2 << 20, 0, 0, 2 << 20), Outcome::fell_back(Fallback::OverlapClose));
+        assert_eq!(
+            check_move(p, 2 << 20, 0, 0, 2 << 20),
+            Outcome::fell_back(Fallback::OverlapClose)
+        );
     }
 
     #[test]
     fn disjoint_unaligned_copies() {
         let p = pool();
         for (from, to, len) in [(1usize, (64 << 20) + 3, 5 << 20), ((40 << 20) + 7, 5, (9 << 20) + 1)] {
-            assert_eq!(check_move(p, 80 << 20, from, to, len), Outcome::done_by(EngineId::AsyncCpu));
+            assert_eq!(
+                check_move(p, 80 << 20, from, to, len),
+                Outcome::done_by(EngineId::AsyncCpu)
+            );
+        }
+    }
+
+    #[test]
+    fn streaming_copies_and_moves_are_exact() {
+        let p = pool();
+        let streaming = CopyOptions {
+            stream_min: 1 << 20,
+            ..opts()
+        };
+        for (total, from, to, len) in [
+            (40usize << 20, 3usize, (20 << 20) + 5, (9 << 20) + 7),
+            (12 << 20, 0, 3 << 20, 9 << 20),
+        ] {
+            let orig: Vec<u8> = (0..total).map(|i| (i * 29 + i / 4099) as u8).collect();
+            let mut want = orig.clone();
+            want.copy_within(from..from + len, to);
+            let mut buf = orig;
+            let base = buf.as_mut_ptr();
+            // SAFETY: both ranges lie inside `buf`.
+            let outcome = unsafe { copy(p, base.add(to), base.add(from), len, &streaming) };
+            assert_eq!(outcome, Outcome::done_by(EngineId::AsyncCpu));
+            assert!(buf == want, "total={total} from={from} to={to}");
         }
     }
 
@@ -129,6 +197,9 @@ mod tests {
         let p: &'static Pool = Box::leak(Box::new(Pool::new()));
         p.configure(1, Wait::Sleep);
         p.force_failed();
-        assert_eq!(check_move(p, 4 << 20, 0, 2 << 20, 1 << 20), Outcome::fell_back(Fallback::PoolUnavailable));
+        assert_eq!(
+            check_move(p, 4 << 20, 0, 2 << 20, 1 << 20),
+            Outcome::fell_back(Fallback::PoolUnavailable)
+        );
     }
 }

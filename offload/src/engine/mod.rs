@@ -81,7 +81,10 @@ impl Outcome {
 
     /// The CPU did the copy instead of the chosen engine.
     pub fn fell_back(reason: Fallback) -> Self {
-        Outcome { engine: EngineId::Cpu, fallback: Some(reason) }
+        Outcome {
+            engine: EngineId::Cpu,
+            fallback: Some(reason),
+        }
     }
 }
 
@@ -96,6 +99,9 @@ pub struct CopyOptions {
     pub wait: Wait,
     /// At most this many workers are woken to help.
     pub helpers: u32,
+    /// Offloaded copies of at least this many bytes use non-temporal stores
+    /// (the destination cannot stay in the last-level cache anyway).
+    pub stream_min: usize,
 }
 
 /// Copies `len` bytes from `src` to `dst` with memmove semantics (regions may

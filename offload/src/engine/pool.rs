@@ -73,6 +73,8 @@ struct Slot {
     part: AtomicUsize,
     parts: AtomicU32,
     class: AtomicU32,
+    /// Non-zero: copy with non-temporal stores.
+    streaming: AtomicU32,
     /// Parts completed; the owner sleeps on this word.
     done: AtomicU32,
     /// Non-zero while the owner may be asleep on `done`.
@@ -89,6 +91,7 @@ impl Slot {
             part: AtomicUsize::new(0),
             parts: AtomicU32::new(0),
             class: AtomicU32::new(0),
+            streaming: AtomicU32::new(0),
             done: AtomicU32::new(0),
             waiter: AtomicU32::new(0),
         }
@@ -120,6 +123,8 @@ pub struct Job {
     pub split: Split,
     /// The class whose counters get the workers' bytes.
     pub class: Class,
+    /// Copy with non-temporal stores.
+    pub streaming: bool,
 }
 
 /// Why a job could not be run by the pool.
@@ -227,7 +232,11 @@ impl Pool {
             FAILED => return Err(PoolError::Unavailable),
             _ => {}
         }
-        if self.state.compare_exchange(NOT_STARTED, STARTING, AcqRel, Acquire).is_err() {
+        if self
+            .state
+            .compare_exchange(NOT_STARTED, STARTING, AcqRel, Acquire)
+            .is_err()
+        {
             return Ok(());
         }
         let target = self.target.load(Relaxed);
@@ -260,7 +269,11 @@ impl Pool {
             match self.free.compare_exchange_weak(free, free & !bit, Acquire, Relaxed) {
                 Ok(_) => {
                     self.active.fetch_or(bit, Relaxed);
-                    return Ok(Lease { pool: self, index, epoch });
+                    return Ok(Lease {
+                        pool: self,
+                        index,
+                        epoch,
+                    });
                 }
                 Err(now) => free = now,
             }
@@ -306,6 +319,7 @@ impl Pool {
             let part = slot.part.load(Relaxed);
             let parts = slot.parts.load(Relaxed);
             let class = slot.class.load(Relaxed);
+            let streaming = slot.streaming.load(Relaxed) != 0;
             fence(Acquire);
             if index >= parts {
                 return helped;
@@ -319,7 +333,7 @@ impl Pool {
             // SAFETY: the job's owner guarantees [dst, dst+len) writable and
             // [src, src+len) readable and disjoint until every part is done,
             // which cannot happen before complete_one below.
-            unsafe { real::copy((dst + offset) as *mut u8, (src + offset) as *const u8, n) };
+            unsafe { copy_part(streaming, (dst + offset) as *mut u8, (src + offset) as *const u8, n) };
             if let Some(class) = Class::ALL.get(class as usize) {
                 stats::counters(*class).add_worker_bytes(n as u64);
             }
@@ -388,6 +402,23 @@ impl Pool {
     }
 }
 
+/// Copies one part, with streaming stores when the job asks for them (the
+/// streaming copy fences its stores before returning, so the completion
+/// count published next covers them).
+///
+/// # Safety
+/// As memcpy(3).
+unsafe fn copy_part(streaming: bool, dst: *mut u8, src: *const u8, n: usize) {
+    // SAFETY: forwarded memcpy contract.
+    unsafe {
+        if streaming {
+            crate::sys::stream::copy(dst, src, n)
+        } else {
+            real::copy(dst, src, n)
+        }
+    }
+}
+
 extern "C" fn worker_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `ensure_started` passes the address of a `'static` pool.
     let pool = unsafe { &*(arg as *const Pool) };
@@ -429,6 +460,7 @@ impl Lease {
         slot.part.store(part, Relaxed);
         slot.parts.store(parts, Relaxed);
         slot.class.store(job.class.index() as u32, Relaxed);
+        slot.streaming.store(job.streaming as u32, Relaxed);
         slot.done.store(0, Relaxed);
         slot.waiter.store(0, Relaxed);
         slot.claim.store(generation << 32, Release);
@@ -449,7 +481,7 @@ impl Lease {
             }
             let (offset, n) = job.split.range(index, job.len);
             // SAFETY: part `index` lies inside the job, per the caller's contract.
-            unsafe { real::copy(job.dst.add(offset), job.src.add(offset), n) };
+            unsafe { copy_part(job.streaming, job.dst.add(offset), job.src.add(offset), n) };
             slot.complete_one(parts);
         }
         let result = self.wait_done(parts, wait);

@@ -26,14 +26,22 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken
     let ts;
     let ts_ptr = match timeout {
         Some(t) => {
-            ts = libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as libc::c_long };
+            ts = libc::timespec {
+                tv_sec: t.as_secs() as libc::time_t,
+                tv_nsec: t.subsec_nanos() as libc::c_long,
+            };
             &ts as *const libc::timespec as usize
         }
         None => 0,
     };
     // SAFETY: `word` is a live, aligned u32 for the duration of the call, and
     // `ts_ptr` is null or points to a timespec on this stack frame.
-    let r = unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, WAIT_PRIVATE, expected as usize, ts_ptr, 0, 0]) };
+    let r = unsafe {
+        syscall6(
+            libc::SYS_futex,
+            [word.as_ptr() as usize, WAIT_PRIVATE, expected as usize, ts_ptr, 0, 0],
+        )
+    };
     match r {
         Err(Errno::TIMEDOUT) => Woken::TimedOut,
         Err(Errno::INTR) => Woken::Interrupted,
@@ -45,7 +53,12 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken
 pub fn wake(word: &AtomicU32, count: u32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key; it never dereferences
     // memory beyond the aligned word, which is live.
-    let _ = unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, WAKE_PRIVATE, count as usize, 0, 0, 0]) };
+    let _ = unsafe {
+        syscall6(
+            libc::SYS_futex,
+            [word.as_ptr() as usize, WAKE_PRIVATE, count as usize, 0, 0, 0],
+        )
+    };
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ compile_error!("ipc-offload supports x86-64 Linux only");
 
 pub mod fallback;
 pub mod futex;
+pub mod stream;
 pub mod thread;
 
 use core::arch::asm;
@@ -41,7 +42,11 @@ pub type SysResult = Result<usize, Errno>;
 
 fn check(ret: isize) -> SysResult {
     // The kernel returns -4095..-1 for errors, anything else is a value.
-    if (-4095..0).contains(&ret) { Err(Errno(-ret as i32)) } else { Ok(ret as usize) }
+    if (-4095..0).contains(&ret) {
+        Err(Errno(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
 }
 
 /// Issues system call `nr` with up to six arguments (unused ones are 0).
@@ -100,7 +105,12 @@ pub fn exit_group(code: i32) -> ! {
 pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), Errno> {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a live slice of the given length.
-        let r = unsafe { syscall6(libc::SYS_write, [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0]) };
+        let r = unsafe {
+            syscall6(
+                libc::SYS_write,
+                [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
+            )
+        };
         match r {
             Ok(0) => return Err(Errno(libc::EIO)),
             Ok(n) => bytes = &bytes[n.min(bytes.len())..],
@@ -117,7 +127,14 @@ pub fn open(path: &CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
     unsafe {
         syscall6(
             libc::SYS_openat,
-            [libc::AT_FDCWD as usize, path.as_ptr() as usize, flags as usize, mode as usize, 0, 0],
+            [
+                libc::AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                flags as usize,
+                mode as usize,
+                0,
+                0,
+            ],
         )
     }
     .map(|fd| fd as i32)
@@ -133,15 +150,25 @@ pub fn close(fd: i32) {
 pub fn rename(from: &CStr, to: &CStr) -> Result<(), Errno> {
     let cwd = libc::AT_FDCWD as usize;
     // SAFETY: both paths are NUL-terminated and outlive the call.
-    unsafe { syscall6(libc::SYS_renameat, [cwd, from.as_ptr() as usize, cwd, to.as_ptr() as usize, 0, 0]) }
-        .map(|_| ())
+    unsafe {
+        syscall6(
+            libc::SYS_renameat,
+            [cwd, from.as_ptr() as usize, cwd, to.as_ptr() as usize, 0, 0],
+        )
+    }
+    .map(|_| ())
 }
 
 /// unlinkat(2) relative to the working directory.
 pub fn unlink(path: &CStr) -> Result<(), Errno> {
     // SAFETY: `path` is NUL-terminated and outlives the call.
-    unsafe { syscall6(libc::SYS_unlinkat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0]) }
-        .map(|_| ())
+    unsafe {
+        syscall6(
+            libc::SYS_unlinkat,
+            [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0],
+        )
+    }
+    .map(|_| ())
 }
 
 /// sched_getaffinity(2) of the calling thread: the number of CPUs it may run on.
@@ -149,7 +176,10 @@ pub fn affinity_cpu_count() -> Result<u32, Errno> {
     let mut mask = [0u64; 128]; // 8192 CPUs
     // SAFETY: the kernel writes at most size_of_val(&mask) bytes into `mask`.
     let written = unsafe {
-        syscall6(libc::SYS_sched_getaffinity, [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0])
+        syscall6(
+            libc::SYS_sched_getaffinity,
+            [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0],
+        )
     }?;
     let words = (written / 8).min(mask.len());
     Ok(mask[..words].iter().map(|w| w.count_ones()).sum())

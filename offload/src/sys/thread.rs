@@ -43,8 +43,11 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
     let stack = stack_bytes.max(libc::PTHREAD_STACK_MIN);
     // SAFETY: `attr` was initialised above and is destroyed below.
     let configured = unsafe {
-        pthread_result(libc::pthread_attr_setdetachstate(attr_ptr, libc::PTHREAD_CREATE_DETACHED))
-            .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
+        pthread_result(libc::pthread_attr_setdetachstate(
+            attr_ptr,
+            libc::PTHREAD_CREATE_DETACHED,
+        ))
+        .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
     };
     let result = configured.map_err(SpawnError::Attributes).and_then(|_| {
         let mut all = MaybeUninit::<libc::sigset_t>::uninit();
@@ -70,7 +73,12 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
 /// /proc/self/task/*/comm, top and gdb.
 pub fn set_current_name(name: &CStr) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    let _ = unsafe { syscall6(libc::SYS_prctl, [libc::PR_SET_NAME as usize, name.as_ptr() as usize, 0, 0, 0, 0]) };
+    let _ = unsafe {
+        syscall6(
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as usize, name.as_ptr() as usize, 0, 0, 0, 0],
+        )
+    };
 }
 
 /// Registers `handler` to run in the child after every fork(2) made through

@@ -32,6 +32,7 @@ fn run_job(pool: &'static Pool, src: &[u8], dst: &mut [u8], agents: u32, wait: W
         len: src.len(),
         split: split::split(src.len(), agents),
         class: Class::Memcpy,
+        streaming: false,
     };
     // SAFETY: two distinct live vectors of job.len bytes.
     unsafe { lease.run(&job, wait, agents - 1) }.unwrap();
@@ -65,7 +66,10 @@ fn workers_take_parts() {
         }
     }
     assert!(dst == src);
-    assert!(stats::counters(Class::Memcpy).snapshot().worker_bytes > before, "no worker ever copied a part");
+    assert!(
+        stats::counters(Class::Memcpy).snapshot().worker_bytes > before,
+        "no worker ever copied a part"
+    );
     assert_eq!(p.workers(), 1);
 }
 
@@ -98,6 +102,7 @@ fn many_threads_share_a_small_pool() {
                                 len,
                                 split: split::split(len, 3),
                                 class: Class::Memcpy,
+                                streaming: t % 2 == 0,
                             };
                             // SAFETY: distinct live vectors of `len` bytes.
                             unsafe { lease.run(&job, Wait::SpinThenSleep, 2) }.unwrap();
@@ -164,7 +169,14 @@ fn caller_survives_a_reset_while_waiting() {
             })
         };
         let mut dst = vec![0u8; len];
-        let job = Job { dst: dst.as_mut_ptr(), src: src.as_ptr(), len, split: split::split(len, 2), class: Class::Memcpy };
+        let job = Job {
+            dst: dst.as_mut_ptr(),
+            src: src.as_ptr(),
+            len,
+            split: split::split(len, 2),
+            class: Class::Memcpy,
+            streaming: false,
+        };
         // SAFETY: distinct live buffers of `len` bytes.
         let result = unsafe { lease.run(&job, Wait::Sleep, 1) };
         finished.store(true, SeqCst);
