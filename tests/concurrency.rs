@@ -105,3 +105,47 @@ fn signal_handlers_copy_safely() {
     let s = read_stats(&stats);
     assert!(counter(&s, "memcpy", "calls") > 10, "{s}");
 }
+
+#[test]
+fn faults_in_a_copy_reach_the_programs_handler_on_any_thread() {
+    // The last 4 MiB of each 16 MiB destination are read-only until a
+    // SIGSEGV handler opens them: workers fault too, and must not die of it.
+    let dir = scratch("faults");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(program("faults"), &["20"]).success();
+    assert_eq!(out.stdout, "20 rounds ok\n");
+    assert!(counter(&read_stats(&stats), "memcpy", "worker_bytes") > 0);
+}
+
+#[test]
+fn workers_run_on_the_process_cpus_not_the_first_copiers() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: one CPU: nothing to pin away from");
+        return;
+    }
+    // The main thread pins itself to CPU 0, then makes the first large copy
+    // (which starts the workers); the workers keep the process's CPU set.
+    let mine = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = mine.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_owned();
+    let dir = scratch("pinned");
+    let out = Preload::new().policy(&dir, POLICY).run(program("pinned"), &[]).success();
+    assert_eq!(out.stdout, format!("worker {allowed}\nworker {allowed}\n"));
+}
+
+#[test]
+fn exit_from_a_handler_on_a_small_alternate_stack() {
+    let dir = scratch("altstack");
+    let stats = dir.join("stats.json");
+    let plain = run_plain(program("altstack_exit"), &[]);
+    assert_eq!(plain.code(), 3);
+    for with_stats in [false, true] {
+        let mut preload = Preload::new().policy(&dir, POLICY);
+        if with_stats {
+            preload = preload.stats(&stats);
+        }
+        let out = preload.run(program("altstack_exit"), &[]);
+        assert_eq!(out.code(), 3, "with_stats={with_stats}: {out:?}");
+    }
+    // No final write from the tiny stack; the start-up figures stand.
+    assert_eq!(read_stats(&stats)["final"], false);
+}

@@ -131,3 +131,23 @@ fn stats_never_follow_a_symlink_planted_at_the_temporary_name() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert!(!std::fs::symlink_metadata(&stats).unwrap().file_type().is_symlink());
 }
+
+#[test]
+fn final_figures_are_not_replaced_while_the_process_winds_down() {
+    // Another library's destructor runs after ours and lingers for 300 ms
+    // while our writer thread wakes every 20 ms: the file must stay final.
+    let lingering = c_program("slow_destructor", &["-shared", "-fPIC"]);
+    for order in [0, 1] {
+        let dir = scratch("final");
+        let stats = dir.join("stats.json");
+        let ours = library().display().to_string();
+        let theirs = lingering.display().to_string();
+        let preload = if order == 0 { format!("{ours} {theirs}") } else { format!("{theirs} {ours}") };
+        let mut cmd = Preload::new().policy(&dir, "stats_interval = \"20ms\"\n").stats(&stats).command(program());
+        cmd.env("LD_PRELOAD", preload).args(["return", "2"]);
+        run(&mut cmd, Duration::from_secs(60)).success();
+        let s = read_stats(&stats);
+        assert_eq!(s["final"], true, "order {order}: {s}");
+        assert_eq!(counter(&s, "memcpy", "calls"), 2);
+    }
+}

@@ -81,6 +81,11 @@ fn start_inner(argv0: Option<&[u8]>) {
     }
     announce(&source, &identity, &resolved.matched, &plan, budget);
     POOL.configure(plan.workers, plan.idle_wait);
+    // Workers run on the CPUs the process started with, not on those of
+    // whichever thread makes the first large copy (it may have pinned itself).
+    if let Ok(mask) = sys::thread::current_affinity() {
+        POOL.set_affinity(&mask);
+    }
     let settings = state::set(Settings::new(source, identity, resolved.matched, plan));
     if let Some(destination) = &env.stats {
         start_stats(destination, env.stats_root, policy.stats_interval);

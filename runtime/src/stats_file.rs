@@ -28,10 +28,12 @@ use ipc_offload_policy::Class;
 use crate::fmtbuf::StackBuf;
 use crate::state::{self, Settings};
 
-/// Longest stats path accepted (with room for `.PID` and `.tmp.TID`).
-const MAX_PATH: usize = 4000;
-/// A stats object is well under this.
-const MAX_JSON: usize = 16 << 10;
+/// Longest stats path accepted (with room for `.PID` and `.tmp.TID`). The
+/// path and the JSON are formatted on the stack of whatever calls `_exit`,
+/// possibly a signal handler: the whole write stays under 12 KiB of stack.
+const MAX_PATH: usize = 1024;
+/// A stats object is about 2.5 KiB.
+const MAX_JSON: usize = 8 << 10;
 /// How long an exit waits for a periodic write in progress to finish.
 const EXIT_WAIT: Duration = Duration::from_millis(200);
 
@@ -55,6 +57,9 @@ struct Target {
 static TARGET: OnceLock<Target> = OnceLock::new();
 /// Set while a write is in progress in this process.
 static BUSY: AtomicBool = AtomicBool::new(false);
+/// Set once final figures are written: periodic writes stop, so that none
+/// can replace them with `"final": false` while the process winds down.
+static FINAL: AtomicBool = AtomicBool::new(false);
 /// The pid whose periodic writer thread runs (0: none).
 static WRITER_OF: AtomicI32 = AtomicI32::new(0);
 
@@ -103,9 +108,11 @@ pub fn enable(destination: &OsStr, root: i32, interval: Duration) -> Result<(), 
     Ok(())
 }
 
-/// In a fork child: no writer thread exists here, and no write is running.
+/// In a fork child: no writer thread exists here, no write is running, and
+/// the child's final figures are still to come.
 pub fn after_fork() {
     BUSY.store(false, Relaxed);
+    FINAL.store(false, Relaxed);
 }
 
 /// Starts this process's periodic writer if it has none (first large copy,
@@ -140,9 +147,15 @@ extern "C" fn writer_main(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
 /// Writes the stats now; `last` at exit (waits for a periodic write in
 /// progress instead of skipping).
 pub fn write(last: bool) {
+    // The checks come first, in a small frame: `_exit` calls this whether or
+    // not stats are on, maybe from a handler on a small alternate stack.
     let (Some(target), Some(settings)) = (TARGET.get(), state::get()) else {
         return;
     };
+    if last && sys::on_alternate_signal_stack() {
+        // Too little stack to format on; the periodic figures stand.
+        return;
+    }
     let start = std::time::Instant::now();
     while BUSY.swap(true, Acquire) {
         if !last || start.elapsed() > EXIT_WAIT {
@@ -150,6 +163,20 @@ pub fn write(last: bool) {
         }
         sys::sched_yield();
     }
+    if !last && FINAL.load(Relaxed) {
+        BUSY.store(false, Release);
+        return;
+    }
+    write_locked(target, settings, last);
+    if last {
+        FINAL.store(true, Relaxed);
+    }
+    BUSY.store(false, Release);
+}
+
+/// Formats and writes, with `BUSY` held.
+#[inline(never)]
+fn write_locked(target: &Target, settings: &Settings, last: bool) {
     let pid = sys::getpid();
     let mut json = StackBuf::<MAX_JSON>::new();
     render(&mut json, settings, pid, last);
@@ -161,12 +188,13 @@ pub fn write(last: bool) {
             }
         }
         Destination::File(base) => {
-            if let Err(e) = write_file(base, pid == target.root, pid, json.as_bytes()) {
+            if json.overflowed() {
+                warn_once(sys::Errno(libc::EOVERFLOW));
+            } else if let Err(e) = write_file(base, pid == target.root, pid, json.as_bytes()) {
                 warn_once(e);
             }
         }
     }
-    BUSY.store(false, Release);
 }
 
 fn warn_once(e: sys::Errno) {

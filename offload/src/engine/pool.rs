@@ -41,7 +41,7 @@ use super::split::Split;
 use crate::real;
 use crate::stats;
 use crate::sys::futex::{self, Woken};
-use crate::sys::thread::{self, SpawnError};
+use crate::sys::thread::{self, CpuMask, SpawnError};
 
 /// Job slots: at most this many copies are in flight at once; a caller that
 /// finds none free copies alone.
@@ -167,6 +167,10 @@ pub struct Pool {
     idle_yield: AtomicU32,
     /// The first error of a failed thread start (errno), or 0.
     spawn_error: AtomicU32,
+    /// The CPUs workers run on (the process's, captured at start-up), and
+    /// whether it was captured: not those of whichever thread starts them.
+    affinity: [AtomicU64; 128],
+    has_affinity: AtomicU32,
 }
 
 /// The process's pool.
@@ -194,7 +198,18 @@ impl Pool {
             idle_spin_us: AtomicU32::new(0),
             idle_yield: AtomicU32::new(0),
             spawn_error: AtomicU32::new(0),
+            affinity: [const { AtomicU64::new(0) }; 128],
+            has_affinity: AtomicU32::new(0),
         }
+    }
+
+    /// Sets the CPUs workers will run on (the process's CPU set, captured
+    /// before the program pins any thread).
+    pub fn set_affinity(&self, mask: &CpuMask) {
+        for (slot, word) in self.affinity.iter().zip(mask) {
+            slot.store(*word, Relaxed);
+        }
+        self.has_affinity.store(1, Release);
     }
 
     /// Sets the number of workers to start and how idle workers wait. Takes
@@ -232,6 +247,7 @@ impl Pool {
             FAILED => return Err(PoolError::Unavailable),
             _ => {}
         }
+        let epoch = self.epoch.load(Acquire);
         if self
             .state
             .compare_exchange(NOT_STARTED, STARTING, AcqRel, Acquire)
@@ -250,6 +266,12 @@ impl Pool {
                 }
             }
         }
+        if self.epoch.load(Acquire) != epoch {
+            // A signal handler forked while this thread was starting workers,
+            // and this is the child, whose pool was reset meanwhile: leave it
+            // unstarted (threads started after the fork help all the same).
+            return Ok(());
+        }
         self.workers.store(started, Relaxed);
         let failed = started == 0 && target > 0;
         self.state.store(if failed { FAILED } else { RUNNING }, Release);
@@ -258,7 +280,6 @@ impl Pool {
 
     /// Leases a job slot.
     pub fn lease(&'static self) -> Result<Lease, PoolError> {
-        let epoch = self.epoch.load(Acquire);
         let mut free = self.free.load(Relaxed);
         loop {
             if free == 0 {
@@ -268,6 +289,10 @@ impl Pool {
             let bit = 1u64 << index;
             match self.free.compare_exchange_weak(free, free & !bit, Acquire, Relaxed) {
                 Ok(_) => {
+                    // Read once the slot is ours: a fork (from a signal
+                    // handler) before this point reset the masks, and the
+                    // lease then belongs to the child's epoch.
+                    let epoch = self.epoch.load(Acquire);
                     self.active.fetch_or(bit, Relaxed);
                     return Ok(Lease {
                         pool: self,
@@ -423,6 +448,11 @@ extern "C" fn worker_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `ensure_started` passes the address of a `'static` pool.
     let pool = unsafe { &*(arg as *const Pool) };
     thread::set_current_name(c"ipc-offload-cp");
+    if pool.has_affinity.load(Acquire) != 0 {
+        let mask: CpuMask = core::array::from_fn(|i| pool.affinity[i].load(Relaxed));
+        // Best effort: a mask the kernel refuses leaves the inherited one.
+        let _ = thread::set_current_affinity(&mask);
+    }
     pool.work()
 }
 

@@ -98,12 +98,18 @@ pub unsafe extern "C" fn mempcpy(dst: *mut c_void, src: *const c_void, n: usize)
     }
 }
 
-/// glibc's fortify failure without glibc: the same message, then SIGABRT.
+/// glibc's fortify failure without glibc's `__chk_fail`: the same message,
+/// then death by SIGABRT, whatever the program did with that signal.
 pub fn chk_fail() -> ! {
     let _ = super::write_all(2, b"*** buffer overflow detected ***: terminated\n");
-    // SAFETY: raising SIGABRT on this thread; abort(3) does the same after
-    // flushing nothing, and a fortify failure must not run atexit handlers.
+    // SAFETY: plain libc calls on locals: restore SIGABRT's default action,
+    // unblock it, raise it; abort(3) does the same.
     unsafe {
+        libc::signal(libc::SIGABRT, libc::SIG_DFL);
+        let mut set = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGABRT);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), core::ptr::null_mut());
         libc::raise(libc::SIGABRT);
     }
     super::exit_group(127)

@@ -171,18 +171,19 @@ pub fn unlink(path: &CStr) -> Result<(), Errno> {
     .map(|_| ())
 }
 
-/// sched_getaffinity(2) of the calling thread: the number of CPUs it may run on.
+/// The number of CPUs the calling thread may run on (sched_getaffinity(2)).
 pub fn affinity_cpu_count() -> Result<u32, Errno> {
-    let mut mask = [0u64; 128]; // 8192 CPUs
-    // SAFETY: the kernel writes at most size_of_val(&mask) bytes into `mask`.
-    let written = unsafe {
-        syscall6(
-            libc::SYS_sched_getaffinity,
-            [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0],
-        )
-    }?;
-    let words = (written / 8).min(mask.len());
-    Ok(mask[..words].iter().map(|w| w.count_ones()).sum())
+    thread::current_affinity().map(|mask| mask.iter().map(|w| w.count_ones()).sum())
+}
+
+/// True while the calling thread runs on an alternate signal stack
+/// (sigaltstack(2) reports SS_ONSTACK): a signal handler with little stack.
+pub fn on_alternate_signal_stack() -> bool {
+    let mut current = core::mem::MaybeUninit::<libc::stack_t>::zeroed();
+    // SAFETY: a null new stack only queries; the kernel fills `current`.
+    let r = unsafe { syscall6(libc::SYS_sigaltstack, [0, current.as_mut_ptr() as usize, 0, 0, 0, 0]) };
+    // SAFETY: zero-initialised, then possibly filled by the kernel.
+    r.is_ok() && unsafe { current.assume_init() }.ss_flags & libc::SS_ONSTACK != 0
 }
 
 /// True in a set-user-ID, set-group-ID or capability-raising program

@@ -1,7 +1,12 @@
-//! Threads the engine starts: detached pthreads that begin with every signal
-//! blocked, so that the host program's signal handlers never run on them and
-//! process-directed signals go to the program's own threads.
-//! See pthread_create(3), pthread_sigmask(3), prctl(2) PR_SET_NAME.
+//! Threads the engine starts: detached pthreads that begin with every
+//! asynchronous signal blocked, so that process-directed signals go to the
+//! program's own threads, and with the synchronous fault signals (SIGSEGV,
+//! SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS) open: a fault in a copy a worker
+//! makes for the program reaches the program's handler (a garbage collector's
+//! write barrier, a lazily mapped file) instead of killing the process, as a
+//! blocked synchronous signal would. They run under the process's scheduling
+//! policy and CPU set, not those of the thread that happened to start them.
+//! See pthread_create(3), pthread_sigmask(3), sched_setaffinity(2), prctl(2).
 
 use core::ffi::{CStr, c_void};
 use core::mem::MaybeUninit;
@@ -33,8 +38,12 @@ fn pthread_result(code: i32) -> Result<(), Errno> {
     if code == 0 { Ok(()) } else { Err(Errno(code)) }
 }
 
+/// Signals raised by the instruction a thread executes: never blocked.
+const SYNCHRONOUS: [i32; 6] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS];
+
 /// Starts a detached thread running `entry(arg)` on a stack of `stack_bytes`,
-/// with all signals blocked from its first instruction.
+/// with every asynchronous signal blocked from its first instruction and the
+/// default scheduling policy (SCHED_OTHER), whatever the caller's.
 pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<(), SpawnError> {
     let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
     // SAFETY: pthread_attr_init initialises the attribute object it is given.
@@ -43,11 +52,12 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
     let stack = stack_bytes.max(libc::PTHREAD_STACK_MIN);
     // SAFETY: `attr` was initialised above and is destroyed below.
     let configured = unsafe {
-        pthread_result(libc::pthread_attr_setdetachstate(
-            attr_ptr,
-            libc::PTHREAD_CREATE_DETACHED,
-        ))
-        .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
+        let other = libc::sched_param { sched_priority: 0 };
+        pthread_result(libc::pthread_attr_setdetachstate(attr_ptr, libc::PTHREAD_CREATE_DETACHED))
+            .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
+            .and_then(|_| pthread_result(libc::pthread_attr_setinheritsched(attr_ptr, libc::PTHREAD_EXPLICIT_SCHED)))
+            .and_then(|_| pthread_result(libc::pthread_attr_setschedpolicy(attr_ptr, libc::SCHED_OTHER)))
+            .and_then(|_| pthread_result(libc::pthread_attr_setschedparam(attr_ptr, &other)))
     };
     let result = configured.map_err(SpawnError::Attributes).and_then(|_| {
         let mut all = MaybeUninit::<libc::sigset_t>::uninit();
@@ -58,6 +68,9 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
         // after pthread_create, whatever it returned.
         unsafe {
             libc::sigfillset(all.as_mut_ptr());
+            for signal in SYNCHRONOUS {
+                libc::sigdelset(all.as_mut_ptr(), signal);
+            }
             libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
             let created = libc::pthread_create(thread.as_mut_ptr(), attr_ptr, entry, arg as *mut c_void);
             libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
@@ -67,6 +80,24 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
     // SAFETY: `attr` is initialised and no longer needed.
     unsafe { libc::pthread_attr_destroy(attr_ptr) };
     result
+}
+
+/// A CPU affinity mask of up to 8192 CPUs.
+pub type CpuMask = [u64; 128];
+
+/// The calling thread's CPU affinity mask (sched_getaffinity(2)).
+pub fn current_affinity() -> Result<CpuMask, Errno> {
+    let mut mask: CpuMask = [0; 128];
+    // SAFETY: the kernel writes at most size_of_val(&mask) bytes into `mask`.
+    unsafe { syscall6(libc::SYS_sched_getaffinity, [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0]) }
+        .map(|_| mask)
+}
+
+/// Sets the calling thread's CPU affinity mask (sched_setaffinity(2)).
+pub fn set_current_affinity(mask: &CpuMask) -> Result<(), Errno> {
+    // SAFETY: the kernel reads size_of_val(mask) bytes from `mask`.
+    unsafe { syscall6(libc::SYS_sched_setaffinity, [0, size_of_val(mask), mask.as_ptr() as usize, 0, 0, 0]) }
+        .map(|_| ())
 }
 
 /// Names the calling thread (at most 15 bytes are kept), as shown in
@@ -99,19 +130,27 @@ mod tests {
 
     extern "C" fn probe(arg: *mut c_void) -> *mut c_void {
         let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: querying this thread's mask into a local sigset.
-        let blocked = unsafe {
+        let mut policy = 0;
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: querying this thread's signal mask and scheduling policy
+        // into locals.
+        let ok = unsafe {
             libc::pthread_sigmask(libc::SIG_SETMASK, core::ptr::null(), mask.as_mut_ptr());
-            libc::sigismember(mask.as_ptr(), libc::SIGTERM) == 1 && libc::sigismember(mask.as_ptr(), libc::SIGUSR1) == 1
+            libc::pthread_getschedparam(libc::pthread_self(), &mut policy, &mut param);
+            libc::sigismember(mask.as_ptr(), libc::SIGTERM) == 1
+                && libc::sigismember(mask.as_ptr(), libc::SIGUSR1) == 1
+                && libc::sigismember(mask.as_ptr(), libc::SIGSEGV) == 0
+                && libc::sigismember(mask.as_ptr(), libc::SIGBUS) == 0
+                && policy == libc::SCHED_OTHER
         };
         set_current_name(c"probe-thread");
-        BLOCKED_ALL.store(blocked as u32, Ordering::SeqCst);
+        BLOCKED_ALL.store(ok as u32, Ordering::SeqCst);
         STARTED.store(arg as u32, Ordering::SeqCst);
         core::ptr::null_mut()
     }
 
     #[test]
-    fn spawned_thread_runs_with_signals_blocked() {
+    fn spawned_thread_blocks_asynchronous_signals_and_runs_sched_other() {
         spawn_detached(probe, 7, 64 << 10).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while STARTED.load(Ordering::SeqCst) != 7 {
@@ -119,5 +158,18 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(BLOCKED_ALL.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[cfg(test)]
+mod affinity_tests {
+    use super::*;
+
+    #[test]
+    fn affinity_round_trips() {
+        let mask = current_affinity().unwrap();
+        assert!(mask.iter().any(|w| *w != 0));
+        set_current_affinity(&mask).unwrap();
+        assert_eq!(current_affinity().unwrap(), mask);
     }
 }
