@@ -112,7 +112,11 @@ fn faults_in_a_copy_reach_the_programs_handler_on_any_thread() {
     // SIGSEGV handler opens them: workers fault too, and must not die of it.
     let dir = scratch("faults");
     let stats = dir.join("stats.json");
-    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(program("faults"), &["20"]).success();
+    let out = Preload::new()
+        .policy(&dir, POLICY)
+        .stats(&stats)
+        .run(program("faults"), &["20"])
+        .success();
     assert_eq!(out.stdout, "20 rounds ok\n");
     assert!(counter(&read_stats(&stats), "memcpy", "worker_bytes") > 0);
 }
@@ -126,9 +130,17 @@ fn workers_run_on_the_process_cpus_not_the_first_copiers() {
     // The main thread pins itself to CPU 0, then makes the first large copy
     // (which starts the workers); the workers keep the process's CPU set.
     let mine = std::fs::read_to_string("/proc/self/status").unwrap();
-    let allowed = mine.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_owned();
+    let allowed = mine
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned();
     let dir = scratch("pinned");
-    let out = Preload::new().policy(&dir, POLICY).run(program("pinned"), &[]).success();
+    let out = Preload::new()
+        .policy(&dir, POLICY)
+        .run(program("pinned"), &[])
+        .success();
     assert_eq!(out.stdout, format!("worker {allowed}\nworker {allowed}\n"));
 }
 

@@ -142,8 +142,15 @@ fn final_figures_are_not_replaced_while_the_process_winds_down() {
         let stats = dir.join("stats.json");
         let ours = library().display().to_string();
         let theirs = lingering.display().to_string();
-        let preload = if order == 0 { format!("{ours} {theirs}") } else { format!("{theirs} {ours}") };
-        let mut cmd = Preload::new().policy(&dir, "stats_interval = \"20ms\"\n").stats(&stats).command(program());
+        let preload = if order == 0 {
+            format!("{ours} {theirs}")
+        } else {
+            format!("{theirs} {ours}")
+        };
+        let mut cmd = Preload::new()
+            .policy(&dir, "stats_interval = \"20ms\"\n")
+            .stats(&stats)
+            .command(program());
         cmd.env("LD_PRELOAD", preload).args(["return", "2"]);
         run(&mut cmd, Duration::from_secs(60)).success();
         let s = read_stats(&stats);

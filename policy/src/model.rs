@@ -1,7 +1,10 @@
 //! The vocabulary of a policy: operation classes, engines, modes, wait methods,
 //! and the settings a section or a process override can carry.
 
-/// Defines a fieldless enum whose variants have fixed policy-file spellings.
+/// Defines a fieldless enum whose variants have fixed spellings (in policy
+/// files, stats files and logs), with `ALL`, `NAMES`, `COUNT`, `name`,
+/// `from_name`, `index` (position in arrays keyed by the enum) and `Display`.
+#[macro_export]
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -11,17 +14,24 @@ macro_rules! named_enum {
         impl $name {
             /// Every value, in the order the documentation lists them.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            /// The spellings accepted in a policy file, in the same order.
+            /// The spellings, in the same order.
             pub const NAMES: &'static [&'static str] = &[$($text),+];
+            /// Number of values: the length of arrays keyed by this enum.
+            pub const COUNT: usize = Self::ALL.len();
 
-            /// The policy-file spelling of this value.
+            /// The spelling of this value.
             pub fn name(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
 
-            /// Parses a policy-file spelling; `None` for anything else.
+            /// Parses a spelling; `None` for anything else.
             pub fn from_name(text: &str) -> Option<Self> {
                 match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// Position of this value in arrays keyed by the enum.
+            pub fn index(self) -> usize {
+                self as usize
             }
         }
 
@@ -42,16 +52,6 @@ named_enum! {
         Unix = "unix",
         /// Reads and writes on pipes and FIFOs.
         Pipe = "pipe",
-    }
-}
-
-impl Class {
-    /// Number of classes; the length of per-class arrays.
-    pub const COUNT: usize = 3;
-
-    /// Position of this class in per-class arrays.
-    pub fn index(self) -> usize {
-        self as usize
     }
 }
 

@@ -267,24 +267,15 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
         ",\"{class}\":{{\"engine\":\"{engine}\",\"min_bytes\":{},\"calls\":{},\"bytes\":{},\"offloaded_calls\":{},\"offloaded_bytes\":{},\"worker_bytes\":{},\"by_engine\":{{",
         plan.rule.min_bytes, s.calls, s.bytes, s.offloaded_calls, s.offloaded_bytes, s.worker_bytes
     );
-    for (i, e) in EngineId::ALL.iter().enumerate() {
-        let _ = write!(
-            out,
-            "{}\"{}\":{}",
-            if i == 0 { "" } else { "," },
-            e.name(),
-            s.by_engine[e.index()]
-        );
-    }
+    render_counts(out, EngineId::NAMES, &s.by_engine);
     out.push_bytes(b"},\"fallbacks\":{");
-    for (i, f) in Fallback::ALL.iter().enumerate() {
-        let _ = write!(
-            out,
-            "{}\"{}\":{}",
-            if i == 0 { "" } else { "," },
-            f.name(),
-            s.fallbacks[f.index()]
-        );
-    }
+    render_counts(out, Fallback::NAMES, &s.fallbacks);
     out.push_bytes(b"}}");
+}
+
+/// `"name":count` pairs, comma-separated.
+fn render_counts<const N: usize>(out: &mut StackBuf<N>, names: &[&str], counts: &[u64]) {
+    for (i, (name, count)) in names.iter().zip(counts).enumerate() {
+        let _ = write!(out, "{}\"{name}\":{count}", if i == 0 { "" } else { "," });
+    }
 }

@@ -47,18 +47,9 @@ fn main() -> ExitCode {
     if let Some(i) = args.iter().position(|a| a == "--phase") {
         let quick = args.iter().any(|a| a == "--quick");
         return match args.get(i + 1).map(String::as_str) {
-            Some("throughput") => phase(|c| measure::throughput(c, Options::new(quick))),
-            Some("hook-cost") => phase(|c| measure::hook_cost(c, Options::new(quick))),
-            Some("plt-cost") => match measure::plt_cost(Options::new(quick)) {
-                Ok(v) => {
-                    println!("{v}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("memcpy-bench: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+            Some("throughput") => phase(|| measure::throughput(&Copier::resolve()?, Options::new(quick))),
+            Some("hook-cost") => phase(|| measure::hook_cost(&Copier::resolve()?, Options::new(quick))),
+            Some("plt-cost") => phase(|| measure::plt_cost(Options::new(quick))),
             other => {
                 eprintln!("memcpy-bench: unknown phase {other:?}");
                 ExitCode::from(2)
@@ -104,16 +95,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one phase in this (preloaded) process; prints its JSON on stdout.
-fn phase(run: impl FnOnce(&Copier) -> Result<Value, String>) -> ExitCode {
-    let copier = match Copier::resolve() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("memcpy-bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&copier) {
+/// Runs one phase in this process; prints its JSON on stdout.
+fn phase(run: impl FnOnce() -> Result<Value, String>) -> ExitCode {
+    match run() {
         Ok(v) => {
             println!("{v}");
             ExitCode::SUCCESS
@@ -255,29 +239,26 @@ fn report(result: &Value) -> String {
             f(row, "two_threads_ratio")
         ));
     }
+    let cost_rows = |key: &str, a: &str, b: &str| -> String {
+        let mut t = String::new();
+        for row in result[key]["rows"].as_array().into_iter().flatten() {
+            t.push_str(&format!(
+                "| {} | {:.2} | {:.2} | {:+.2} | {:.3}x |\n",
+                size_label(row["size"].as_u64().unwrap_or(0)),
+                f(row, a),
+                f(row, b),
+                f(row, "added_ns"),
+                f(row, "ratio")
+            ));
+        }
+        t
+    };
     out.push_str("\nhook cost below the threshold (ns per call, tight loop, medians, same process)\n\n");
     out.push_str("| size | glibc | through the hook | added | ratio |\n|---:|---:|---:|---:|---:|\n");
-    for row in result["hook_cost"]["rows"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:+.2} | {:.3}x |\n",
-            size_label(row["size"].as_u64().unwrap_or(0)),
-            f(row, "glibc_ns"),
-            f(row, "hooked_ns"),
-            f(row, "added_ns"),
-            f(row, "ratio")
-        ));
-    }
-    out.push_str("\nhook cost through the PLT, an unmodified loop of memcpy calls without and with LD_PRELOAD (ns per call, medians of interleaved processes)\n\n");
+    out.push_str(&cost_rows("hook_cost", "glibc_ns", "hooked_ns"));
+    out.push_str("\nhook cost through the PLT, an unmodified loop of memcpy calls without and with LD_PRELOAD ");
+    out.push_str("(ns per call, medians of interleaved processes)\n\n");
     out.push_str("| size | without | with | added | ratio |\n|---:|---:|---:|---:|---:|\n");
-    for row in result["plt_cost"]["rows"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:+.2} | {:.3}x |\n",
-            size_label(row["size"].as_u64().unwrap_or(0)),
-            f(row, "without_ns"),
-            f(row, "with_ns"),
-            f(row, "added_ns"),
-            f(row, "ratio")
-        ));
-    }
+    out.push_str(&cost_rows("plt_cost", "without_ns", "with_ns"));
     out
 }

@@ -7,37 +7,11 @@ pub mod async_cpu;
 pub mod pool;
 pub mod split;
 
-use ipc_offload_policy::{Class, Wait};
+use ipc_offload_policy::{Class, Wait, named_enum};
 
 use crate::real;
 
-/// Defines a fieldless enum used as a stats key, with its JSON spelling.
-macro_rules! stats_key {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
-
-        impl $name {
-            /// Every value, in index order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            /// Number of values: the length of counter arrays keyed by this enum.
-            pub const COUNT: usize = Self::ALL.len();
-
-            /// The name used in stats files and logs.
-            pub fn name(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// Position in counter arrays.
-            pub fn index(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
-stats_key! {
+named_enum! {
     /// An engine that actually moved bytes.
     EngineId {
         /// The real libc memcpy/memmove on the calling thread.
@@ -47,7 +21,7 @@ stats_key! {
     }
 }
 
-stats_key! {
+named_enum! {
     /// Why a copy meant for an offload engine was done by the CPU instead.
     Fallback {
         /// Source and destination overlap too closely to split the move.

@@ -39,7 +39,14 @@ fn pthread_result(code: i32) -> Result<(), Errno> {
 }
 
 /// Signals raised by the instruction a thread executes: never blocked.
-const SYNCHRONOUS: [i32; 6] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS];
+const SYNCHRONOUS: [i32; 6] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
 
 /// Starts a detached thread running `entry(arg)` on a stack of `stack_bytes`,
 /// with every asynchronous signal blocked from its first instruction and the
@@ -53,11 +60,19 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
     // SAFETY: `attr` was initialised above and is destroyed below.
     let configured = unsafe {
         let other = libc::sched_param { sched_priority: 0 };
-        pthread_result(libc::pthread_attr_setdetachstate(attr_ptr, libc::PTHREAD_CREATE_DETACHED))
-            .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
-            .and_then(|_| pthread_result(libc::pthread_attr_setinheritsched(attr_ptr, libc::PTHREAD_EXPLICIT_SCHED)))
-            .and_then(|_| pthread_result(libc::pthread_attr_setschedpolicy(attr_ptr, libc::SCHED_OTHER)))
-            .and_then(|_| pthread_result(libc::pthread_attr_setschedparam(attr_ptr, &other)))
+        pthread_result(libc::pthread_attr_setdetachstate(
+            attr_ptr,
+            libc::PTHREAD_CREATE_DETACHED,
+        ))
+        .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
+        .and_then(|_| {
+            pthread_result(libc::pthread_attr_setinheritsched(
+                attr_ptr,
+                libc::PTHREAD_EXPLICIT_SCHED,
+            ))
+        })
+        .and_then(|_| pthread_result(libc::pthread_attr_setschedpolicy(attr_ptr, libc::SCHED_OTHER)))
+        .and_then(|_| pthread_result(libc::pthread_attr_setschedparam(attr_ptr, &other)))
     };
     let result = configured.map_err(SpawnError::Attributes).and_then(|_| {
         let mut all = MaybeUninit::<libc::sigset_t>::uninit();
@@ -89,15 +104,25 @@ pub type CpuMask = [u64; 128];
 pub fn current_affinity() -> Result<CpuMask, Errno> {
     let mut mask: CpuMask = [0; 128];
     // SAFETY: the kernel writes at most size_of_val(&mask) bytes into `mask`.
-    unsafe { syscall6(libc::SYS_sched_getaffinity, [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0]) }
-        .map(|_| mask)
+    unsafe {
+        syscall6(
+            libc::SYS_sched_getaffinity,
+            [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0],
+        )
+    }
+    .map(|_| mask)
 }
 
 /// Sets the calling thread's CPU affinity mask (sched_setaffinity(2)).
 pub fn set_current_affinity(mask: &CpuMask) -> Result<(), Errno> {
     // SAFETY: the kernel reads size_of_val(mask) bytes from `mask`.
-    unsafe { syscall6(libc::SYS_sched_setaffinity, [0, size_of_val(mask), mask.as_ptr() as usize, 0, 0, 0]) }
-        .map(|_| ())
+    unsafe {
+        syscall6(
+            libc::SYS_sched_setaffinity,
+            [0, size_of_val(mask), mask.as_ptr() as usize, 0, 0, 0],
+        )
+    }
+    .map(|_| ())
 }
 
 /// Names the calling thread (at most 15 bytes are kept), as shown in
