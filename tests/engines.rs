@@ -2,8 +2,6 @@
 //! engines, `off`, an unavailable engine (one warning, then the next best),
 //! and `[process."GLOB"]` overrides matched by argv[0] or the executable.
 
-use std::process::Command;
-
 use ipc_offload_tests::*;
 
 fn program() -> std::path::PathBuf {
@@ -137,5 +135,23 @@ fn info_log_describes_the_plan() {
         "{}",
         out.stderr
     );
-    let _ = Command::new("true");
+}
+
+#[test]
+fn auto_workers_follow_the_affinity_mask_not_the_machine() {
+    if !have("taskset") {
+        return;
+    }
+    // Confined to one CPU, the process has no CPU to spare for a worker:
+    // `auto` means the cpu engine, silently, and no thread is started.
+    let dir = scratch("taskset");
+    let stats = dir.join("stats.json");
+    let mut cmd = Preload::new().policy(&dir, "[memcpy]\nengine = \"auto\"\n").stats(&stats).command("taskset");
+    cmd.arg("-c").arg("0").arg(program()).arg("0");
+    let out = run(&mut cmd, std::time::Duration::from_secs(60)).success();
+    assert!(out.library_lines().is_empty(), "{}", out.stderr);
+    let s = read_stats(&stats);
+    assert_eq!(s["memcpy"]["engine"], "cpu", "{s}");
+    assert_eq!(s["workers"], 0);
+    assert_eq!(engine_bytes(&s, "memcpy", "cpu"), 2 << 20);
 }

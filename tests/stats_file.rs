@@ -63,6 +63,9 @@ fn a_running_process_rewrites_its_file_and_a_killed_one_leaves_it() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    // While it runs, the table says so.
+    let out = run(Command::new(tool()).arg("stats").arg(&stats), Duration::from_secs(30)).success();
+    assert!(out.stdout.contains(" running ("), "{}", out.stdout);
     child.kill().unwrap();
     child.wait().unwrap();
     let s = read_stats(&stats);
