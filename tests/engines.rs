@@ -12,16 +12,9 @@ fn program() -> std::path::PathBuf {
 fn under(name: &str, policy: &str) -> (serde_json::Value, Vec<String>) {
     let dir = scratch(name);
     let stats = dir.join("stats.json");
-    let out = Preload::new()
-        .policy(&dir, policy)
-        .stats(&stats)
-        .run(program(), &["0"])
-        .success();
+    let out = Preload::new().policy(&dir, policy).stats(&stats).run(program(), &["0"]).success();
     assert_eq!(out.stdout, "hello from the program: bytes ok\n");
-    (
-        read_stats(&stats),
-        out.library_lines().iter().map(|s| s.to_string()).collect(),
-    )
+    (read_stats(&stats), out.library_lines().iter().map(|s| s.to_string()).collect())
 }
 
 #[test]
@@ -69,11 +62,7 @@ fn auto_picks_silently() {
 fn async_cpu_without_workers_is_the_cpu_engine() {
     let (s, log) = under("noworkers", "[memcpy]\nengine = \"async-cpu\"\nworkers = 0\n");
     assert_eq!(log.len(), 1, "{log:?}");
-    assert!(
-        log[0].contains("engine \"async-cpu\" is unavailable (it has no worker"),
-        "{}",
-        log[0]
-    );
+    assert!(log[0].contains("engine \"async-cpu\" is unavailable (it has no worker"), "{}", log[0]);
     assert_eq!(s["memcpy"]["engine"], "cpu");
 }
 
@@ -110,31 +99,15 @@ fn info_log_describes_the_plan() {
         .success();
     let log = out.library_lines();
     assert!(
-        log.iter()
-            .any(|l| l.contains("info: [memcpy] async-cpu for copies of 1MiB or more, 1 helper(s)")),
+        log.iter().any(|l| l.contains("info: [memcpy] async-cpu for copies of 1MiB or more, 1 helper(s)")),
         "{log:?}"
     );
-    assert!(
-        log.iter()
-            .any(|l| l.contains("info: [unix] not intercepted by this version")),
-        "{log:?}"
-    );
-    assert_eq!(
-        out.stdout, "hello from the program: bytes ok\n",
-        "the log never goes to stdout"
-    );
+    assert!(log.iter().any(|l| l.contains("info: [unix] not intercepted by this version")), "{log:?}");
+    assert_eq!(out.stdout, "hello from the program: bytes ok\n", "the log never goes to stdout");
     // An unknown level is reported and the default used.
-    let out = Preload::new()
-        .env("IPC_OFFLOAD_LOG", "loud")
-        .run(program(), &["0"])
-        .success();
+    let out = Preload::new().env("IPC_OFFLOAD_LOG", "loud").run(program(), &["0"]).success();
     assert_eq!(out.library_lines().len(), 1, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("IPC_OFFLOAD_LOG=\"loud\" is not understood; using warn"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("IPC_OFFLOAD_LOG=\"loud\" is not understood; using warn"), "{}", out.stderr);
 }
 
 #[test]
@@ -154,4 +127,45 @@ fn auto_workers_follow_the_affinity_mask_not_the_machine() {
     assert_eq!(s["memcpy"]["engine"], "cpu", "{s}");
     assert_eq!(s["workers"], 0);
     assert_eq!(engine_bytes(&s, "memcpy", "cpu"), 2 << 20);
+}
+
+#[test]
+fn auto_workers_are_the_cpus_to_spare() {
+    // The built-in policy: workers = "auto", one fewer than the CPUs the
+    // process may use (affinity and cgroup quota, as std reads them too).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let dir = scratch("auto-workers");
+    let stats = dir.join("stats.json");
+    Preload::new().stats(&stats).run(program(), &["0"]).success();
+    let s = read_stats(&stats);
+    assert_eq!(s["workers"], (cpus - 1).min(16), "{s}");
+    assert_eq!(s["memcpy"]["engine"], if cpus > 1 { "async-cpu" } else { "cpu" });
+}
+
+#[test]
+fn the_hooks_chain_to_another_preload_in_either_order() {
+    let counter_lib =
+        c_program("count_memcpy", &["-shared", "-fPIC", "-fno-builtin", "-fno-tree-loop-distribute-patterns"]);
+    let ours = library().display().to_string();
+    let theirs = counter_lib.display().to_string();
+    for (order, preload) in [("ours first", format!("{ours} {theirs}")), ("theirs first", format!("{theirs} {ours}"))] {
+        let dir = scratch("chain");
+        let stats = dir.join("stats.json");
+        let mut cmd = Preload::new().policy(&dir, "[memcpy]\nworkers = 1\n").stats(&stats).command(program());
+        cmd.env("LD_PRELOAD", &preload).arg("0");
+        let out = run(&mut cmd, std::time::Duration::from_secs(60)).success();
+        assert_eq!(out.stdout, "hello from the program: bytes ok\n", "{order}");
+        // The other preload saw calls: ours passed them on (first), or
+        // it passed them to us (second).
+        let count: u64 = out
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("count_memcpy: "))
+            .and_then(|l| l.strip_suffix(" calls"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{order}: no count in {:?}", out.stderr));
+        assert!(count >= 1, "{order}: {count}");
+        // And our engine still served the 2 MiB copy.
+        assert_eq!(engine_bytes(&read_stats(&stats), "memcpy", "async-cpu"), 2 << 20, "{order}");
+    }
 }

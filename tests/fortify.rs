@@ -12,17 +12,10 @@ fn program() -> std::path::PathBuf {
 
 #[test]
 fn the_program_really_calls_the_chk_functions() {
-    let out = Command::new("nm")
-        .arg("-D")
-        .arg(program())
-        .output()
-        .expect("nm (binutils) runs");
+    let out = Command::new("nm").arg("-D").arg(program()).output().expect("nm (binutils) runs");
     let symbols = String::from_utf8_lossy(&out.stdout);
     for f in ["__memcpy_chk", "__memmove_chk", "__mempcpy_chk"] {
-        assert!(
-            symbols.contains(f),
-            "{f} is not imported; the test would prove nothing:\n{symbols}"
-        );
+        assert!(symbols.contains(f), "{f} is not imported; the test would prove nothing:\n{symbols}");
     }
 }
 
@@ -31,13 +24,12 @@ fn large_fortified_copies_are_offloaded_and_exact() {
     let dir = scratch("fortify");
     let stats = dir.join("stats.json");
     let policy = "[memcpy]\nengine = \"async-cpu\"\nmin_bytes = \"1MiB\"\nworkers = 1\n";
-    for n in ["8388608", "1048576", "1048575", "3000001"] {
-        let out = Preload::new()
-            .policy(&dir, policy)
-            .stats(&stats)
-            .run(program(), &["ok", n])
-            .success();
+    // Each run makes three fortified calls: memcpy of N, memmove of N - 1
+    // and mempcpy of N - 5 bytes; those of 1 MiB or more are counted.
+    for (n, counted) in [("8388608", 3), ("1048581", 3), ("1048576", 1), ("1048575", 0), ("3000001", 3)] {
+        let out = Preload::new().policy(&dir, policy).stats(&stats).run(program(), &["ok", n]).success();
         assert_eq!(out.stdout, format!("fortified copies of {n} bytes ok\n"));
+        assert_eq!(counter(&read_stats(&stats), "memcpy", "calls"), counted, "N = {n}");
     }
     // The last run: three fortified calls of ~3 MB. The copy and the
     // mempcpy go through the engine; the memmove by one byte overlaps too
@@ -70,9 +62,7 @@ fn overflowing_memcpy_aborts_like_glibc_below_the_threshold() {
     // 8 MiB + 1 into an 8 MiB object with a 16 MiB threshold: the fast path.
     let plain = run_plain(program(), &["overflow", "8388609"]);
     let dir = scratch("overflow-small");
-    let out = Preload::new()
-        .policy(&dir, "[memcpy]\nmin_bytes = \"16MiB\"\n")
-        .run(program(), &["overflow", "8388609"]);
+    let out = Preload::new().policy(&dir, "[memcpy]\nmin_bytes = \"16MiB\"\n").run(program(), &["overflow", "8388609"]);
     assert_eq!(out.signal(), Some(libc::SIGABRT));
     assert_eq!(out.stderr, plain.stderr);
 }
@@ -80,4 +70,9 @@ fn overflowing_memcpy_aborts_like_glibc_below_the_threshold() {
 #[test]
 fn overflowing_memmove_aborts_like_glibc() {
     overflow("moveover", "8388609");
+}
+
+#[test]
+fn overflowing_mempcpy_aborts_like_glibc() {
+    overflow("pcpyover", "8388609");
 }

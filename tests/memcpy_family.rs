@@ -9,10 +9,7 @@ const THRESHOLD: &str = "65536";
 const POLICY: &str = "[memcpy]\nengine = \"async-cpu\"\nmin_bytes = \"64KiB\"\nworkers = 1\n";
 
 fn matrix() -> std::path::PathBuf {
-    c_program(
-        "memcpy_matrix",
-        &["-O2", "-fno-builtin", "-fno-tree-loop-distribute-patterns"],
-    )
+    c_program("memcpy_matrix", &["-O2", "-fno-builtin", "-fno-tree-loop-distribute-patterns"])
 }
 
 #[test]
@@ -21,20 +18,9 @@ fn every_size_alignment_and_overlap_matches_glibc() {
     let plain = run_plain(&program, &[THRESHOLD]).success();
     let dir = scratch("matrix");
     let stats = dir.join("stats.json");
-    let preloaded = Preload::new()
-        .policy(&dir, POLICY)
-        .stats(&stats)
-        .run(&program, &[THRESHOLD])
-        .success();
-    assert_eq!(
-        preloaded.stdout, plain.stdout,
-        "the library changed what the program computed"
-    );
-    assert!(
-        preloaded.library_lines().is_empty(),
-        "unexpected library output: {}",
-        preloaded.stderr
-    );
+    let preloaded = Preload::new().policy(&dir, POLICY).stats(&stats).run(&program, &[THRESHOLD]).success();
+    assert_eq!(preloaded.stdout, plain.stdout, "the library changed what the program computed");
+    assert!(preloaded.library_lines().is_empty(), "unexpected library output: {}", preloaded.stderr);
 
     let s = read_stats(&stats);
     assert_eq!(s["final"], true);
@@ -43,10 +29,7 @@ fn every_size_alignment_and_overlap_matches_glibc() {
     let offloaded = engine_bytes(&s, "memcpy", "async-cpu");
     assert!(calls > 1000, "only {calls} calls reached the engine");
     assert!(offloaded > 1 << 30, "only {offloaded} bytes offloaded");
-    assert!(
-        counter(&s, "memcpy", "worker_bytes") > 0,
-        "the workers copied nothing: {s}"
-    );
+    assert!(counter(&s, "memcpy", "worker_bytes") > 0, "the workers copied nothing: {s}");
     // Close overlaps (distance 1, 63, 4096 bytes) go to libc's memmove, and say so.
     assert!(fallbacks(&s, "memcpy", "overlap-close") > 0, "{s}");
     assert_eq!(counter(&s, "memcpy", "offloaded_bytes"), offloaded);
@@ -57,20 +40,13 @@ fn one_gibibyte_copies_and_moves() {
     let program = matrix();
     let dir = scratch("huge");
     let stats = dir.join("stats.json");
-    let out = Preload::new()
-        .policy(&dir, POLICY)
-        .stats(&stats)
-        .run(&program, &[THRESHOLD, "huge"])
-        .success();
+    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(&program, &[THRESHOLD, "huge"]).success();
     let plain = run_plain(&program, &[THRESHOLD, "huge"]).success();
     assert_eq!(out.stdout, plain.stdout);
     assert!(out.stdout.contains("huge: 4 cases"), "{}", out.stdout);
     let s = read_stats(&stats);
     assert!(engine_bytes(&s, "memcpy", "async-cpu") >= 4 << 30, "{s}");
-    assert!(
-        counter(&s, "memcpy", "worker_bytes") >= 256 << 20,
-        "workers did too little of 4 GiB: {s}"
-    );
+    assert!(counter(&s, "memcpy", "worker_bytes") >= 256 << 20, "workers did too little of 4 GiB: {s}");
 }
 
 #[test]
@@ -80,10 +56,7 @@ fn below_the_threshold_nothing_is_counted() {
     let program = c_program("echo_exit", &["-O2", "-fno-builtin"]);
     let dir = scratch("below");
     let stats = dir.join("stats.json");
-    let out = Preload::new()
-        .policy(&dir, "[memcpy]\nmin_bytes = \"4MiB\"\n")
-        .stats(&stats)
-        .run(&program, &["0"]);
+    let out = Preload::new().policy(&dir, "[memcpy]\nmin_bytes = \"4MiB\"\n").stats(&stats).run(&program, &["0"]);
     assert_eq!(out.success().stdout, "hello from the program: bytes ok\n");
     let s = read_stats(&stats);
     assert_eq!(counter(&s, "memcpy", "calls"), 0, "{s}");
@@ -94,26 +67,34 @@ fn below_the_threshold_nothing_is_counted() {
 fn old_binaries_get_memmove_semantics_from_memcpy() {
     // Linked against memcpy@GLIBC_2.2.5, which glibc makes an alias of memmove.
     let program = c_program("legacy_memcpy", &["-O2", "-fno-builtin"]);
-    let symbols = std::process::Command::new("nm")
-        .arg("-D")
-        .arg(&program)
-        .output()
-        .expect("nm runs");
-    assert!(
-        String::from_utf8_lossy(&symbols.stdout).contains("memcpy@GLIBC_2.2.5"),
-        "not linked to the old memcpy"
-    );
+    let symbols = std::process::Command::new("nm").arg("-D").arg(&program).output().expect("nm runs");
+    assert!(String::from_utf8_lossy(&symbols.stdout).contains("memcpy@GLIBC_2.2.5"), "not linked to the old memcpy");
     let dir = scratch("legacy");
     let stats = dir.join("stats.json");
-    let out = Preload::new()
-        .policy(&dir, POLICY)
-        .stats(&stats)
-        .run(&program, &[])
-        .success();
+    let out = Preload::new().policy(&dir, POLICY).stats(&stats).run(&program, &[]).success();
     assert_eq!(out.stdout, "legacy memcpy: 0 bad\n");
     // The old symbol bound to the hook: the far overlaps went through the
     // engine as waves, the close ones to libc's memmove.
     let s = read_stats(&stats);
     assert!(engine_bytes(&s, "memcpy", "async-cpu") > 0, "{s}");
     assert!(fallbacks(&s, "memcpy", "overlap-close") > 0, "{s}");
+}
+
+#[test]
+fn the_threshold_is_at_or_above_min_bytes_for_every_function() {
+    let program = c_program("sizes", &["-O2", "-fno-builtin"]);
+    let policy = "[memcpy]\nengine = \"async-cpu\"\nmin_bytes = \"1MiB\"\nworkers = 1\n";
+    for function in ["memcpy", "memmove", "mempcpy"] {
+        let dir = scratch(function);
+        let stats = dir.join("stats.json");
+        let out = Preload::new()
+            .policy(&dir, policy)
+            .stats(&stats)
+            .run(&program, &[function, "1048575", "1048576", "1048577", "65536"])
+            .success();
+        assert_eq!(out.stdout, "4 copies ok\n");
+        let s = read_stats(&stats);
+        assert_eq!(counter(&s, "memcpy", "calls"), 2, "{function}: {s}");
+        assert_eq!(counter(&s, "memcpy", "bytes"), 1048576 + 1048577, "{function}: {s}");
+    }
 }

@@ -12,18 +12,20 @@ fn program() -> std::path::PathBuf {
     c_program("echo_exit", &["-O2", "-fno-builtin"])
 }
 
-const HELLO: &str = "hello from the program: bytes ok\n";
+/// What the program prints with `threads` when the library started nothing.
+const HELLO_ONE_THREAD: &str = "hello from the program: bytes ok\nthreads=1\n";
 
 /// Runs the program (exit status 3) under `policy`; checks that stdout and
-/// the status are untouched, that nothing was offloaded, and returns stderr.
+/// the status are untouched, that the library started no thread and wrote
+/// no stats, and returns stderr.
 fn pass_through(dir: &Path, policy_file: &Path, extra: &[(&str, &str)]) -> String {
     let stats = dir.join("stats.json");
     let mut preload = Preload::new().env("IPC_OFFLOAD_POLICY", policy_file).stats(&stats);
     for (k, v) in extra {
         preload = preload.env(k, *v);
     }
-    let out = preload.run(program(), &["3"]);
-    assert_eq!(out.stdout, HELLO);
+    let out = preload.run(program(), &["3", "threads"]);
+    assert_eq!(out.stdout, HELLO_ONE_THREAD, "{}", out.stderr);
     assert_eq!(out.code(), 3);
     assert!(!stats.exists(), "a rejected policy must leave the library inert");
     out.stderr
@@ -32,11 +34,7 @@ fn pass_through(dir: &Path, policy_file: &Path, extra: &[(&str, &str)]) -> Strin
 /// The two lines a rejected policy prints: the diagnostic and the verdict.
 fn expect_rejected(stderr: &str, diagnostic: &str, source: &Path) {
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        2,
-        "expected exactly one diagnostic and one verdict:\n{stderr}"
-    );
+    assert_eq!(lines.len(), 2, "expected exactly one diagnostic and one verdict:\n{stderr}");
     assert_eq!(lines[0], diagnostic);
     assert!(
         lines[1].starts_with("ipc-offload[")
@@ -56,10 +54,7 @@ fn case(name: &str, text: &str, diagnostic: impl Fn(&Path) -> String) {
     let stderr = pass_through(&dir, &file, &[]);
     expect_rejected(&stderr, &diagnostic(&file), &file);
     // `check` agrees, line for line, and exits 2.
-    let out = run(
-        Command::new(tool()).arg("check").arg(&file),
-        std::time::Duration::from_secs(30),
-    );
+    let out = run(Command::new(tool()).arg("check").arg(&file), std::time::Duration::from_secs(30));
     assert_eq!(out.code(), 2);
     assert_eq!(out.stderr.trim_end(), diagnostic(&file));
 }
@@ -71,10 +66,7 @@ fn missing_file() {
     let stderr = pass_through(&dir, &file, &[]);
     expect_rejected(
         &stderr,
-        &format!(
-            "{}: cannot read policy file: No such file or directory (os error 2)",
-            file.display()
-        ),
+        &format!("{}: cannot read policy file: No such file or directory (os error 2)", file.display()),
         &file,
     );
 }
@@ -87,10 +79,7 @@ fn unreadable_file() {
     let stderr = pass_through(&dir, &dir, &[]);
     expect_rejected(
         &stderr,
-        &format!(
-            "{}: cannot read policy file: Is a directory (os error 21)",
-            dir.display()
-        ),
+        &format!("{}: cannot read policy file: Is a directory (os error 21)", dir.display()),
         &dir,
     );
 }
@@ -98,10 +87,7 @@ fn unreadable_file() {
 #[test]
 fn syntax_error() {
     case("syntax", "[memcpy]\nengine = \"cpu\n", |f| {
-        format!(
-            "{}:2:14: TOML syntax error: invalid basic string, expected `\"`",
-            f.display()
-        )
+        format!("{}:2:14: TOML syntax error: invalid basic string, expected `\"`", f.display())
     });
 }
 
@@ -170,11 +156,7 @@ fn strict_in_the_file_exits_2_before_main() {
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{}", out.stderr);
     assert!(lines[0].starts_with(&format!("{}:3:10: bad value \"nope\"", file.display())));
-    assert!(
-        lines[1].ends_with("rejected (1 error) and strict = true: exiting with status 2"),
-        "{}",
-        lines[1]
-    );
+    assert!(lines[1].ends_with("rejected (1 error) and strict = true: exiting with status 2"), "{}", lines[1]);
 }
 
 #[test]
@@ -186,23 +168,13 @@ fn strict_from_the_environment_covers_unparseable_files() {
     let stderr = pass_through(&dir, &file, &[]);
     assert!(stderr.contains("TOML syntax error"), "{stderr}");
     // ...unless the environment says strict.
-    let out = Preload::new()
-        .env("IPC_OFFLOAD_POLICY", &file)
-        .env("IPC_OFFLOAD_STRICT", "1")
-        .run(program(), &["0"]);
+    let out = Preload::new().env("IPC_OFFLOAD_POLICY", &file).env("IPC_OFFLOAD_STRICT", "1").run(program(), &["0"]);
     assert_eq!(out.code(), 2);
     assert_eq!(out.stdout, "");
-    assert!(
-        out.stderr.contains("and IPC_OFFLOAD_STRICT=1: exiting with status 2"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("and IPC_OFFLOAD_STRICT is on: exiting with status 2"), "{}", out.stderr);
     // And a missing file too.
     let missing = dir.join("missing.toml");
-    let out = Preload::new()
-        .env("IPC_OFFLOAD_POLICY", &missing)
-        .env("IPC_OFFLOAD_STRICT", "1")
-        .run(program(), &["0"]);
+    let out = Preload::new().env("IPC_OFFLOAD_POLICY", &missing).env("IPC_OFFLOAD_STRICT", "1").run(program(), &["0"]);
     assert_eq!(out.code(), 2);
 }
 
@@ -231,28 +203,13 @@ fn check_accepts_a_good_policy_and_explains_a_process() {
     )
     .unwrap();
     let out = run(
-        Command::new(tool())
-            .arg("check")
-            .arg("--process")
-            .arg("redis-server")
-            .arg(&file),
+        Command::new(tool()).arg("check").arg("--process").arg("redis-server").arg(&file),
         std::time::Duration::from_secs(30),
     );
     assert_eq!(out.code(), 0, "{out:?}");
-    assert!(
-        out.stdout
-            .starts_with(&format!("{}: ok (1 process override(s))\n", file.display()))
-    );
-    assert!(
-        out.stdout.contains("[memcpy] engine cpu, min_bytes 2MiB"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("[unix] engine auto, min_bytes 64KiB"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.starts_with(&format!("{}: ok (1 process override(s))\n", file.display())));
+    assert!(out.stdout.contains("[memcpy] engine cpu, min_bytes 2MiB"), "{}", out.stdout);
+    assert!(out.stdout.contains("[unix] engine auto, min_bytes 64KiB"), "{}", out.stdout);
 }
 
 #[test]
@@ -263,8 +220,11 @@ fn kill_switch_makes_every_hook_a_pass_through() {
         .env("IPC_OFFLOAD", "off")
         .policy(&dir, "[memcpy]\nmin_bytes = 1\n")
         .stats(&stats)
-        .run(program(), &["5"]);
-    assert_eq!((out.stdout.as_str(), out.code()), (HELLO, 5));
+        .run(program(), &["5", "threads"]);
+    assert_eq!((out.stdout.as_str(), out.code()), (HELLO_ONE_THREAD, 5));
     assert_eq!(out.stderr, "");
     assert!(!stats.exists(), "IPC_OFFLOAD=off writes nothing");
+    // The same program with the library on runs a worker for its copy.
+    let out = Preload::new().policy(&dir, "[memcpy]\nmin_bytes = 1\nworkers = 1\n").run(program(), &["5", "threads"]);
+    assert_eq!(out.stdout, "hello from the program: bytes ok\nthreads=2\n");
 }

@@ -12,6 +12,16 @@ fn program() -> std::path::PathBuf {
     c_program("exit_modes", &["-O2", "-fno-builtin"])
 }
 
+/// A child process killed when the test ends, whichever way it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn every_way_of_exiting_leaves_final_figures() {
     for mode in ["return", "exit", "_exit", "_Exit"] {
@@ -34,7 +44,7 @@ fn every_way_of_exiting_leaves_final_figures() {
 fn a_running_process_rewrites_its_file_and_a_killed_one_leaves_it() {
     let dir = scratch("periodic");
     let stats = dir.join("stats.json");
-    let mut child = Preload::new()
+    let child = Preload::new()
         .policy(&dir, "stats_interval = \"50ms\"\n")
         .stats(&stats)
         .command(program())
@@ -42,15 +52,14 @@ fn a_running_process_rewrites_its_file_and_a_killed_one_leaves_it() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
     // The file appears at start (zeros), then shows the copies while the
-    // process sleeps, rewritten at least twice.
+    // process sleeps, rewritten every 50 ms: three different stamps within
+    // well under the default interval of one second.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut stamps = vec![];
     while stamps.len() < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the stats file was not rewritten: {stamps:?}"
-        );
+        assert!(Instant::now() < deadline, "the stats file was not rewritten: {stamps:?}");
         if let Ok(text) = std::fs::read_to_string(&stats) {
             let s: serde_json::Value = serde_json::from_str(&text).expect("never a torn file");
             if counter(&s, "memcpy", "calls") == 2 {
@@ -63,11 +72,12 @@ fn a_running_process_rewrites_its_file_and_a_killed_one_leaves_it() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(stamps[2] - stamps[0] < 900, "stats_interval ignored: {stamps:?}");
     // While it runs, the table says so.
     let out = run(Command::new(tool()).arg("stats").arg(&stats), Duration::from_secs(30)).success();
     assert!(out.stdout.contains(" running ("), "{}", out.stdout);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let s = read_stats(&stats);
     assert_eq!(s["final"], false, "killed: the last periodic figures stay");
     assert_eq!(counter(&s, "memcpy", "calls"), 2);
@@ -109,10 +119,7 @@ fn descendants_write_path_dot_pid() {
 
 #[test]
 fn dash_writes_one_line_to_stderr_at_exit() {
-    let out = Preload::new()
-        .env("IPC_OFFLOAD_STATS", "-")
-        .run(program(), &["_exit", "2"])
-        .success();
+    let out = Preload::new().env("IPC_OFFLOAD_STATS", "-").run(program(), &["_exit", "2"]).success();
     assert_eq!(out.stdout, "2 copies done, errno kept\n");
     let json: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with('{')).collect();
     assert_eq!(json.len(), 1, "{}", out.stderr);
@@ -122,13 +129,12 @@ fn dash_writes_one_line_to_stderr_at_exit() {
 }
 
 #[test]
-fn stats_never_follow_a_symlink_planted_at_the_temporary_name() {
+fn a_symlink_at_the_stats_path_is_replaced_not_followed() {
     let dir = scratch("symlink");
     let stats = dir.join("stats.json");
     let victim = dir.join("victim");
     std::fs::write(&victim, "precious").unwrap();
-    // The writer uses stats.json.tmp.TID; plant links for plausible TIDs is
-    // not possible, so plant the final name: rename replaces the link itself.
+    // rename(2) replaces the link itself; the file it pointed to is untouched.
     std::os::unix::fs::symlink(&victim, &stats).unwrap();
     Preload::new().stats(&stats).run(program(), &["return", "1"]).success();
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
@@ -145,15 +151,8 @@ fn final_figures_are_not_replaced_while_the_process_winds_down() {
         let stats = dir.join("stats.json");
         let ours = library().display().to_string();
         let theirs = lingering.display().to_string();
-        let preload = if order == 0 {
-            format!("{ours} {theirs}")
-        } else {
-            format!("{theirs} {ours}")
-        };
-        let mut cmd = Preload::new()
-            .policy(&dir, "stats_interval = \"20ms\"\n")
-            .stats(&stats)
-            .command(program());
+        let preload = if order == 0 { format!("{ours} {theirs}") } else { format!("{theirs} {ours}") };
+        let mut cmd = Preload::new().policy(&dir, "stats_interval = \"20ms\"\n").stats(&stats).command(program());
         cmd.env("LD_PRELOAD", preload).args(["return", "2"]);
         run(&mut cmd, Duration::from_secs(60)).success();
         let s = read_stats(&stats);

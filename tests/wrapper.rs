@@ -25,8 +25,9 @@ fn run_prepends_the_library_and_keeps_other_preloads() {
     let stats = dir.join("stats.json");
     // Another preload that is harmless: libc itself.
     let other = "/lib/x86_64-linux-gnu/libc.so.6";
+    // A stale root from some earlier tree: `run --stats` starts a new one.
     let out = run(
-        wrapper().env("LD_PRELOAD", other).current_dir(&dir).args([
+        wrapper().env("IPC_OFFLOAD_STATS_ROOT", "1").env("LD_PRELOAD", other).current_dir(&dir).args([
             "run",
             "--stats",
             "stats.json",
@@ -39,11 +40,9 @@ fn run_prepends_the_library_and_keeps_other_preloads() {
     );
     assert_eq!(out.code(), 4, "{out:?}");
     let lib = library().display().to_string();
-    assert_eq!(
-        out.stdout,
-        format!("hello from the program: bytes ok\nLD_PRELOAD={lib} {other}\n")
-    );
-    // The relative --stats path was made absolute and written.
+    assert_eq!(out.stdout, format!("hello from the program: bytes ok\nLD_PRELOAD={lib} {other}\n"));
+    // The relative --stats path was made absolute and written by the
+    // program itself (the root of the new tree), not as stats.json.PID.
     assert_eq!(counter(&read_stats(&stats), "memcpy", "calls"), 1);
 }
 
@@ -53,12 +52,7 @@ fn run_off_is_a_pass_through() {
     let dir = scratch("wrapper-off");
     let stats = dir.join("stats.json");
     let out = run(
-        wrapper()
-            .args(["run", "--off", "--stats"])
-            .arg(&stats)
-            .arg("--")
-            .arg(&program)
-            .arg("0"),
+        wrapper().args(["run", "--off", "--stats"]).arg(&stats).arg("--").arg(&program).arg("0"),
         Duration::from_secs(60),
     )
     .success();
@@ -68,13 +62,7 @@ fn run_off_is_a_pass_through() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [
-        &["--help"][..],
-        &["run", "--help"],
-        &["check", "--help"],
-        &["stats", "--help"],
-        &["help", "run"],
-    ] {
+    for args in [&["--help"][..], &["run", "--help"], &["check", "--help"], &["stats", "--help"], &["help", "run"]] {
         let out = run(wrapper().args(args), Duration::from_secs(60)).success();
         assert!(out.stdout.starts_with("usage: "), "{args:?}: {}", out.stdout);
     }
@@ -82,12 +70,7 @@ fn every_command_has_help() {
 
 #[test]
 fn bad_usage_exits_2_with_a_message() {
-    for args in [
-        &["run"][..],
-        &["run", "--bogus", "--", "true"],
-        &["frobnicate"],
-        &["check"],
-    ] {
+    for args in [&["run"][..], &["run", "--bogus", "--", "true"], &["frobnicate"], &["check"]] {
         let out = run(wrapper().args(args), Duration::from_secs(60));
         assert_eq!(out.code(), 2, "{args:?}: {out:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
@@ -106,9 +89,6 @@ fn check_through_the_wrapper() {
     assert_eq!(out.code(), 2);
     assert_eq!(
         out.stderr,
-        format!(
-            "{}:2:10: `engine` in [memcpy] must be a string, found an integer\n",
-            file.display()
-        )
+        format!("{}:2:10: `engine` in [memcpy] must be a string, found an integer\n", file.display())
     );
 }

@@ -58,11 +58,7 @@ pub fn main(args: &[String]) -> ExitCode {
 
 fn explain(policy: &Policy, name: &str) {
     let r = policy.resolve(&[name]);
-    let matched = if r.matched.is_empty() {
-        "none".to_owned()
-    } else {
-        r.matched.join(", ")
-    };
+    let matched = if r.matched.is_empty() { "none".to_owned() } else { r.matched.join(", ") };
     println!("  process {name:?}: mode {}, overrides matched: {matched}", r.mode);
     for class in Class::ALL {
         let rule = r.rule(*class);

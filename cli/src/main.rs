@@ -20,7 +20,8 @@ check   validate policy files; prints nothing but a summary when they are
         (exit 2). --process NAME also shows the rules NAME would get.
 stats   print stats files written by the library (IPC_OFFLOAD_STATS) as a
         table, one row per process and class, with FILE.PID files of
-        descendant processes included. --json prints the merged objects.
+        descendant processes included. --json prints the objects read as a
+        JSON array. Exits 1 if a file cannot be read or is not a stats file.
 ";
 
 fn main() -> ExitCode {

@@ -16,6 +16,8 @@ processes are included. Files of running processes are read as they are
 (they are rewritten every stats_interval); STATE says running, exited
 (final figures) or gone (killed before writing final figures).
 --json prints the objects read, as a JSON array, instead of the table.
+Exits 1 if a file cannot be read or is not a stats file (the others are
+still shown).
 ";
 
 const CLASSES: [&str; 3] = ["memcpy", "unix", "pipe"];
@@ -60,10 +62,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Value::Array(objects)).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&Value::Array(objects)).unwrap_or_default());
     } else if !objects.is_empty() {
         print!("{}", table(&objects));
     }
@@ -98,11 +97,7 @@ fn descendants(file: &Path) -> Vec<(u64, PathBuf)> {
     let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
         return vec![];
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let prefix = format!("{}.", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(dir) else {
         return vec![];
@@ -134,11 +129,7 @@ pub fn human(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.2} {}", UNITS[unit]) }
 }
 
 fn state(v: &Value) -> String {
@@ -152,9 +143,7 @@ fn state(v: &Value) -> String {
     if !alive {
         return "gone".into();
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let age = now.saturating_sub(num(v, "unix_time_ms")) as f64 / 1000.0;
     format!("running ({age:.1}s ago)")
 }
@@ -168,18 +157,8 @@ struct Totals {
 }
 
 fn table(objects: &[Value]) -> String {
-    let header = [
-        "PID",
-        "PROCESS",
-        "STATE",
-        "CLASS",
-        "ENGINE",
-        "CALLS",
-        "BYTES",
-        "OFFLOADED",
-        "BY WORKERS",
-        "FALLBACKS",
-    ];
+    let header =
+        ["PID", "PROCESS", "STATE", "CLASS", "ENGINE", "CALLS", "BYTES", "OFFLOADED", "BY WORKERS", "FALLBACKS"];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let mut totals: BTreeMap<&str, Totals> = BTreeMap::new();
     for v in objects {
@@ -203,10 +182,7 @@ fn table(objects: &[Value]) -> String {
                 .get("fallbacks")
                 .and_then(Value::as_object)
                 .map(|m| {
-                    m.iter()
-                        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-                        .map(|(k, n)| format!("{k}={n}"))
-                        .collect()
+                    m.iter().filter(|(_, n)| n.as_u64().unwrap_or(0) > 0).map(|(k, n)| format!("{k}={n}")).collect()
                 })
                 .unwrap_or_default();
             rows.push(vec![
@@ -219,21 +195,11 @@ fn table(objects: &[Value]) -> String {
                 human(num(c, "bytes")),
                 human(offloaded),
                 share(workers, offloaded),
-                if fallbacks.is_empty() {
-                    "-".into()
-                } else {
-                    fallbacks.join(" ")
-                },
+                if fallbacks.is_empty() { "-".into() } else { fallbacks.join(" ") },
             ]);
         }
         if !shown {
-            rows.push(vec![
-                num(v, "pid").to_string(),
-                text(v, "process").into(),
-                state(v),
-                "-".into(),
-                "off".into(),
-            ]);
+            rows.push(vec![num(v, "pid").to_string(), text(v, "process").into(), state(v), "-".into(), "off".into()]);
         }
     }
     if objects.len() > 1 {
@@ -256,31 +222,17 @@ fn table(objects: &[Value]) -> String {
 }
 
 fn share(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "-".into()
-    } else {
-        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
-    }
+    if whole == 0 { "-".into() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }
 }
 
 fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
+        let line: Vec<String> = row.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

@@ -17,9 +17,7 @@ pub struct CpuBudget {
 impl CpuBudget {
     /// CPUs available: the affinity count, capped by the rounded-up quota; at least 1.
     pub fn available(&self) -> u32 {
-        let by_quota = self
-            .quota
-            .map_or(u32::MAX, |q| q.ceil().clamp(1.0, u32::MAX as f64) as u32);
+        let by_quota = self.quota.map_or(u32::MAX, |q| q.ceil().clamp(1.0, u32::MAX as f64) as u32);
         self.affinity.min(by_quota).max(1)
     }
 }
@@ -31,11 +29,7 @@ pub fn last_level_cache(cpu_root: &Path) -> Option<u64> {
     let dir = cpu_root.join("cpu0/cache");
     let mut best: Option<(u32, u64)> = None;
     for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
-        let read = |name: &str| {
-            std::fs::read_to_string(entry.path().join(name))
-                .ok()
-                .map(|s| s.trim().to_owned())
-        };
+        let read = |name: &str| std::fs::read_to_string(entry.path().join(name)).ok().map(|s| s.trim().to_owned());
         let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size")) else {
             continue;
         };
@@ -68,10 +62,7 @@ fn parse_cache_size(text: &str) -> Option<u64> {
 pub fn current() -> CpuBudget {
     let affinity = crate::sys::affinity_cpu_count().unwrap_or(1);
     let cgroup_list = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    CpuBudget {
-        affinity,
-        quota: quota(Path::new("/sys/fs/cgroup"), &cgroup_list),
-    }
+    CpuBudget { affinity, quota: quota(Path::new("/sys/fs/cgroup"), &cgroup_list) }
 }
 
 /// The tightest quota over the process's cgroup and its ancestors, given the
@@ -156,14 +147,7 @@ mod tests {
     fn no_quota_means_the_affinity_mask() {
         let root = fixture(&[("cpu.max", "max 100000\n"), ("a/cpu.max", "max 100000\n")]);
         assert_eq!(quota(&root, "0::/a\n"), None);
-        assert_eq!(
-            CpuBudget {
-                affinity: 8,
-                quota: None
-            }
-            .available(),
-            8
-        );
+        assert_eq!(CpuBudget { affinity: 8, quota: None }.available(), 8);
     }
 
     #[test]
@@ -174,30 +158,9 @@ mod tests {
             ("svc/job/task/cpu.max", "800000 100000\n"),
         ]);
         assert_eq!(quota(&root, "0::/svc/job/task\n"), Some(2.5));
-        assert_eq!(
-            CpuBudget {
-                affinity: 16,
-                quota: Some(2.5)
-            }
-            .available(),
-            3
-        );
-        assert_eq!(
-            CpuBudget {
-                affinity: 2,
-                quota: Some(2.5)
-            }
-            .available(),
-            2
-        );
-        assert_eq!(
-            CpuBudget {
-                affinity: 4,
-                quota: Some(0.2)
-            }
-            .available(),
-            1
-        );
+        assert_eq!(CpuBudget { affinity: 16, quota: Some(2.5) }.available(), 3);
+        assert_eq!(CpuBudget { affinity: 2, quota: Some(2.5) }.available(), 2);
+        assert_eq!(CpuBudget { affinity: 4, quota: Some(0.2) }.available(), 1);
     }
 
     #[test]

@@ -29,28 +29,19 @@ pub struct Slot<F> {
 
 impl Slot<CopyFn> {
     const fn new(f: CopyFn) -> Self {
-        Slot {
-            ptr: AtomicPtr::new(f as *mut c_void),
-            _kind: core::marker::PhantomData,
-        }
+        Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
     }
 }
 
 impl Slot<CheckedCopyFn> {
     const fn new(f: CheckedCopyFn) -> Self {
-        Slot {
-            ptr: AtomicPtr::new(f as *mut c_void),
-            _kind: core::marker::PhantomData,
-        }
+        Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
     }
 }
 
 impl Slot<Option<ExitFn>> {
     const fn empty() -> Self {
-        Slot {
-            ptr: AtomicPtr::new(core::ptr::null_mut()),
-            _kind: core::marker::PhantomData,
-        }
+        Slot { ptr: AtomicPtr::new(core::ptr::null_mut()), _kind: core::marker::PhantomData }
     }
 }
 
@@ -124,11 +115,7 @@ pub struct MissingSymbol(pub &'static CStr);
 
 impl core::fmt::Display for MissingSymbol {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "dlsym(RTLD_NEXT, \"{}\") found nothing; using the built-in copy",
-            self.0.to_string_lossy()
-        )
+        write!(f, "dlsym(RTLD_NEXT, \"{}\") found nothing; using the built-in copy", self.0.to_string_lossy())
     }
 }
 

@@ -90,13 +90,7 @@ impl ClassCounters {
     }
 
     fn reset(&self) {
-        for c in [
-            &self.calls,
-            &self.bytes,
-            &self.offloaded_calls,
-            &self.offloaded_bytes,
-            &self.worker_bytes,
-        ] {
+        for c in [&self.calls, &self.bytes, &self.offloaded_calls, &self.offloaded_bytes, &self.worker_bytes] {
             c.store(0, Relaxed);
         }
         for c in self.by_engine.iter().chain(self.fallbacks.iter()) {
@@ -129,10 +123,7 @@ mod tests {
         c.record(7, Outcome::fell_back(Fallback::PoolSaturated));
         c.add_worker_bytes(60);
         let s = c.snapshot();
-        assert_eq!(
-            (s.calls, s.bytes, s.offloaded_calls, s.offloaded_bytes),
-            (3, 157, 1, 100)
-        );
+        assert_eq!((s.calls, s.bytes, s.offloaded_calls, s.offloaded_bytes), (3, 157, 1, 100));
         assert_eq!(s.by_engine[EngineId::AsyncCpu.index()], 100);
         assert_eq!(s.by_engine[EngineId::Cpu.index()], 57);
         assert_eq!(s.fallbacks[Fallback::PoolSaturated.index()], 1);

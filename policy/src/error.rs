@@ -11,25 +11,11 @@ pub enum ErrorKind {
     /// The text is not valid TOML.
     Syntax { message: String },
     /// A key that no section of this version knows.
-    UnknownKey {
-        key: String,
-        section: String,
-        expected: &'static [&'static str],
-    },
+    UnknownKey { key: String, section: String, expected: &'static [&'static str] },
     /// A value of the wrong TOML type.
-    WrongType {
-        key: String,
-        section: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { key: String, section: String, expected: &'static str, found: &'static str },
     /// A value of the right type that is not allowed.
-    BadValue {
-        key: String,
-        section: String,
-        value: String,
-        expected: String,
-    },
+    BadValue { key: String, section: String, value: String, expected: String },
     /// A `[process."GLOB"]` pattern that is not a valid glob.
     BadPattern { pattern: String, reason: String },
 }
@@ -48,11 +34,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at byte `offset` of `text`.
     pub fn at(file: &str, text: &str, offset: usize, kind: ErrorKind) -> Self {
-        Diagnostic {
-            file: file.to_owned(),
-            position: Some(line_col(text, offset)),
-            kind,
-        }
+        Diagnostic { file: file.to_owned(), position: Some(line_col(text, offset)), kind }
     }
 }
 
@@ -70,11 +52,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// `in [memcpy]` or `at the top level`.
 fn place(section: &str) -> String {
-    if section.is_empty() {
-        "at the top level".to_owned()
-    } else {
-        format!("in [{section}]")
-    }
+    if section.is_empty() { "at the top level".to_owned() } else { format!("in [{section}]") }
 }
 
 impl fmt::Display for ErrorKind {
@@ -82,31 +60,14 @@ impl fmt::Display for ErrorKind {
         match self {
             ErrorKind::Unreadable { reason } => write!(f, "cannot read policy file: {reason}"),
             ErrorKind::Syntax { message } => write!(f, "TOML syntax error: {message}"),
-            ErrorKind::UnknownKey { key, section, expected } => write!(
-                f,
-                "unknown key `{key}` {} (expected one of: {})",
-                place(section),
-                expected.join(", ")
-            ),
-            ErrorKind::WrongType {
-                key,
-                section,
-                expected,
-                found,
-            } => {
+            ErrorKind::UnknownKey { key, section, expected } => {
+                write!(f, "unknown key `{key}` {} (expected one of: {})", place(section), expected.join(", "))
+            }
+            ErrorKind::WrongType { key, section, expected, found } => {
                 write!(f, "`{key}` {} must be {expected}, found {found}", place(section))
             }
-            ErrorKind::BadValue {
-                key,
-                section,
-                value,
-                expected,
-            } => {
-                write!(
-                    f,
-                    "bad value {value} for `{key}` {} (expected {expected})",
-                    place(section)
-                )
+            ErrorKind::BadValue { key, section, value, expected } => {
+                write!(f, "bad value {value} for `{key}` {} (expected {expected})", place(section))
             }
             ErrorKind::BadPattern { pattern, reason } => {
                 write!(f, "bad process pattern \"{pattern}\": {reason}")
@@ -180,13 +141,8 @@ mod tests {
             d.to_string(),
             "p.toml:3:10: bad value \"fast\" for `engine` in [memcpy] (expected one of: auto, cpu)"
         );
-        let d = Diagnostic {
-            file: "/x".into(),
-            position: None,
-            kind: ErrorKind::Unreadable {
-                reason: "denied".into(),
-            },
-        };
+        let d =
+            Diagnostic { file: "/x".into(), position: None, kind: ErrorKind::Unreadable { reason: "denied".into() } };
         assert_eq!(d.to_string(), "/x: cannot read policy file: denied");
     }
 }

@@ -1,6 +1,6 @@
 //! ipc-offload policy files: parse, validate, match a process, resolve a rule.
 //!
-//! A policy is TOML (see `docs/policy.md` for the reference):
+//! A policy is TOML (README.md, "The policy file", is the reference):
 //!
 //! ```toml
 //! strict = false
@@ -61,11 +61,8 @@ const DEFAULT_MODE: Mode = Mode::Throughput;
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Built-in `(engine, min_bytes)` per class, indexed by [`Class::index`].
-const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] = [
-    (Engine::Auto, 1 << 20),
-    (Engine::Auto, 256 << 10),
-    (Engine::Auto, 256 << 10),
-];
+const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] =
+    [(Engine::Auto, 1 << 20), (Engine::Auto, 256 << 10), (Engine::Auto, 256 << 10)];
 
 /// A `[process."GLOB"]` section.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,10 +120,7 @@ impl Resolved {
 impl Policy {
     /// The built-in policy (the same as [`BUILTIN_POLICY`]).
     pub fn builtin() -> Policy {
-        let mut base = Settings {
-            mode: Some(DEFAULT_MODE),
-            ..Settings::default()
-        };
+        let mut base = Settings { mode: Some(DEFAULT_MODE), ..Settings::default() };
         for (class, (engine, min_bytes)) in Class::ALL.iter().zip(CLASS_DEFAULTS) {
             *base.class_mut(*class) = ClassSettings {
                 engine: Some(engine),
@@ -135,12 +129,7 @@ impl Policy {
                 wait: None,
             };
         }
-        Policy {
-            strict: false,
-            stats_interval: DEFAULT_STATS_INTERVAL,
-            base,
-            overrides: Vec::new(),
-        }
+        Policy { strict: false, stats_interval: DEFAULT_STATS_INTERVAL, base, overrides: Vec::new() }
     }
 
     /// Reads and parses the policy file at `path`.

@@ -105,7 +105,8 @@ named_enum! {
         Sleep = "sleep",
         /// Busy-poll briefly, then block.
         SpinThenSleep = "spin-then-sleep",
-        /// UMONITOR/UMWAIT (waitpkg); where the CPU lacks it, spin-then-sleep.
+        /// UMONITOR/UMWAIT on a DSA completion record (waitpkg); the CPU
+        /// engines use spin-then-sleep instead.
         Umwait = "umwait",
         /// Poll, giving the CPU away between polls.
         Yield = "yield",

@@ -16,15 +16,7 @@ use crate::units::{parse_duration, parse_size, seconds};
 use crate::{Override, Policy};
 
 /// Keys of the top level of a policy file (besides sections).
-const TOP_KEYS: &[&str] = &[
-    "strict",
-    "stats_interval",
-    "defaults",
-    "memcpy",
-    "unix",
-    "pipe",
-    "process",
-];
+const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "process"];
 /// Keys a `[process."GLOB"]` override may hold.
 const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe"];
 /// Keys of `[defaults]`.
@@ -40,38 +32,22 @@ pub fn parse(text: &str, file: &str) -> Result<Policy, Rejected> {
     let document = match DeTable::parse(text) {
         Ok(document) => document,
         Err(error) => {
-            let kind = ErrorKind::Syntax {
-                message: error.message().trim().to_owned(),
-            };
+            let kind = ErrorKind::Syntax { message: error.message().trim().to_owned() };
             let diagnostic = match error.span() {
                 Some(span) => Diagnostic::at(file, text, span.start, kind),
-                None => Diagnostic {
-                    file: file.to_owned(),
-                    position: None,
-                    kind,
-                },
+                None => Diagnostic { file: file.to_owned(), position: None, kind },
             };
-            return Err(Rejected {
-                diagnostics: vec![diagnostic],
-                strict: false,
-            });
+            return Err(Rejected { diagnostics: vec![diagnostic], strict: false });
         }
     };
-    let mut walker = Walker {
-        file,
-        text,
-        errors: Vec::new(),
-    };
+    let mut walker = Walker { file, text, errors: Vec::new() };
     let policy = walker.top(document.get_ref());
     if walker.errors.is_empty() {
         Ok(policy)
     } else {
         let mut diagnostics = walker.errors;
         diagnostics.sort_by_key(|d| d.position);
-        Err(Rejected {
-            diagnostics,
-            strict: policy.strict,
-        })
+        Err(Rejected { diagnostics, strict: policy.strict })
     }
 }
 
@@ -131,11 +107,7 @@ impl Walker<'_> {
     }
 
     fn unknown_key(&mut self, key: &Spanned<toml::de::DeString<'_>>, section: &str, expected: &'static [&'static str]) {
-        let kind = ErrorKind::UnknownKey {
-            key: key.get_ref().to_string(),
-            section: section.to_owned(),
-            expected,
-        };
+        let kind = ErrorKind::UnknownKey { key: key.get_ref().to_string(), section: section.to_owned(), expected };
         self.error(key.span().start, kind);
     }
 
@@ -235,11 +207,7 @@ impl Walker<'_> {
         settings: &mut Settings,
     ) -> bool {
         let name = key.get_ref().as_ref();
-        let section = if prefix.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{prefix}.{name}")
-        };
+        let section = if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") };
         if name == "defaults" {
             if let Some(table) = self.table(name, prefix, value) {
                 self.defaults(table, &section, settings);
@@ -259,9 +227,7 @@ impl Walker<'_> {
         for (key, value) in in_file_order(table) {
             match key.get_ref().as_ref() {
                 "mode" => {
-                    settings.mode = self
-                        .named("mode", section, value, Mode::NAMES, Mode::from_name)
-                        .or(settings.mode)
+                    settings.mode = self.named("mode", section, value, Mode::NAMES, Mode::from_name).or(settings.mode)
                 }
                 _ => self.unknown_key(key, section, DEFAULTS_KEYS),
             }
@@ -272,15 +238,9 @@ impl Walker<'_> {
         for (key, value) in in_file_order(table) {
             match key.get_ref().as_ref() {
                 "engine" => {
-                    out.engine = self
-                        .named("engine", section, value, Engine::NAMES, Engine::from_name)
-                        .or(out.engine)
+                    out.engine = self.named("engine", section, value, Engine::NAMES, Engine::from_name).or(out.engine)
                 }
-                "wait" => {
-                    out.wait = self
-                        .named("wait", section, value, Wait::NAMES, Wait::from_name)
-                        .or(out.wait)
-                }
+                "wait" => out.wait = self.named("wait", section, value, Wait::NAMES, Wait::from_name).or(out.wait),
                 "min_bytes" => out.min_bytes = self.min_bytes(section, value).or(out.min_bytes),
                 "workers" => out.workers = self.workers(section, value).or(out.workers),
                 _ => self.unknown_key(key, section, CLASS_KEYS),
@@ -330,12 +290,7 @@ impl Walker<'_> {
             DeValue::Float(x) => x.as_str().parse::<f64>().ok().and_then(seconds),
             DeValue::String(s) => parse_duration(s),
             _ => {
-                self.wrong_type(
-                    "stats_interval",
-                    "",
-                    value,
-                    "a number of seconds or a string such as \"500ms\"",
-                );
+                self.wrong_type("stats_interval", "", value, "a number of seconds or a string such as \"500ms\"");
                 return None;
             }
         };
@@ -355,10 +310,7 @@ impl Walker<'_> {
             let pattern = match glob::Pattern::new(&glob_text) {
                 Ok(pattern) => Some(pattern),
                 Err(e) => {
-                    let kind = ErrorKind::BadPattern {
-                        pattern: glob_text.clone(),
-                        reason: e.msg.to_owned(),
-                    };
+                    let kind = ErrorKind::BadPattern { pattern: glob_text.clone(), reason: e.msg.to_owned() };
                     self.error(key.span().start, kind);
                     None
                 }

@@ -12,6 +12,29 @@ fn messages(text: &str) -> Vec<String> {
 fn builtin_text_is_the_builtin_policy() {
     let parsed = parse(BUILTIN_POLICY, "builtin").unwrap();
     assert_eq!(parsed, Policy::builtin());
+    // Parsing starts from the built-in values, so the comparison alone would
+    // pass with keys missing from the text: check that it states every one.
+    let document = toml::de::DeTable::parse(BUILTIN_POLICY).unwrap();
+    let table = document.get_ref();
+    for key in ["strict", "stats_interval"] {
+        assert!(table.get(key).is_some(), "BUILTIN_POLICY lacks `{key}`");
+    }
+    let defaults = table.get("defaults").and_then(|v| v.get_ref().as_table().cloned()).unwrap();
+    assert!(defaults.get("mode").is_some());
+    for class in Class::ALL {
+        let section = table.get(class.name()).and_then(|v| v.get_ref().as_table().cloned());
+        let section = section.unwrap_or_else(|| panic!("BUILTIN_POLICY lacks [{class}]"));
+        for key in ["engine", "min_bytes", "workers"] {
+            assert!(section.get(key).is_some(), "BUILTIN_POLICY lacks {class}.{key}");
+        }
+    }
+}
+
+#[test]
+fn the_readme_shows_the_builtin_policy() {
+    let readme = include_str!("../../README.md");
+    let body = BUILTIN_POLICY.split_once('\n').unwrap().1; // without the comment line
+    assert!(readme.contains(body), "README.md's built-in policy differs from policy::BUILTIN_POLICY");
 }
 
 #[test]
@@ -20,12 +43,7 @@ fn builtin_resolution() {
     assert_eq!(r.mode, Mode::Throughput);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule {
-            engine: Engine::Auto,
-            min_bytes: 1 << 20,
-            workers: Workers::Auto,
-            wait: Wait::SpinThenSleep
-        }
+        Rule { engine: Engine::Auto, min_bytes: 1 << 20, workers: Workers::Auto, wait: Wait::SpinThenSleep }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 256 << 10);
@@ -61,21 +79,11 @@ wait = "sleep"
     assert_eq!(r.mode, Mode::Latency);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule {
-            engine: Engine::AsyncCpu,
-            min_bytes: 4096,
-            workers: Workers::Count(3),
-            wait: Wait::Yield
-        }
+        Rule { engine: Engine::AsyncCpu, min_bytes: 4096, workers: Workers::Count(3), wait: Wait::Yield }
     );
     assert_eq!(
         r.rule(Class::Unix),
-        Rule {
-            engine: Engine::Cpu,
-            min_bytes: 64 << 10,
-            workers: Workers::Auto,
-            wait: Wait::Umwait
-        }
+        Rule { engine: Engine::Cpu, min_bytes: 64 << 10, workers: Workers::Auto, wait: Wait::Umwait }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 1 << 30);
@@ -83,11 +91,7 @@ wait = "sleep"
 
 #[test]
 fn mode_decides_the_wait_that_no_section_names() {
-    for (mode, wait) in [
-        ("latency", Wait::Spin),
-        ("throughput", Wait::SpinThenSleep),
-        ("efficiency", Wait::Sleep),
-    ] {
+    for (mode, wait) in [("latency", Wait::Spin), ("throughput", Wait::SpinThenSleep), ("efficiency", Wait::Sleep)] {
         let p = parse(&format!("[defaults]\nmode = \"{mode}\"\n"), "p").unwrap();
         assert_eq!(p.resolve(&[]).rule(Class::Memcpy).wait, wait);
     }
@@ -128,31 +132,14 @@ memcpy.engine = "cpu"
 fn override_order_is_the_file_order_not_the_key_order() {
     // "z*" comes first in the file and sorts last: "a*" must still win.
     let text = "[process.\"z*\"]\nmemcpy.min_bytes = 1\n[process.\"*\"]\nmemcpy.min_bytes = 2\n";
-    assert_eq!(
-        parse(text, "p")
-            .unwrap()
-            .resolve(&["zed"])
-            .rule(Class::Memcpy)
-            .min_bytes,
-        2
-    );
+    assert_eq!(parse(text, "p").unwrap().resolve(&["zed"]).rule(Class::Memcpy).min_bytes, 2);
     let text = "[process.\"*\"]\nmemcpy.min_bytes = 2\n[process.\"z*\"]\nmemcpy.min_bytes = 1\n";
-    assert_eq!(
-        parse(text, "p")
-            .unwrap()
-            .resolve(&["zed"])
-            .rule(Class::Memcpy)
-            .min_bytes,
-        1
-    );
+    assert_eq!(parse(text, "p").unwrap().resolve(&["zed"]).rule(Class::Memcpy).min_bytes, 1);
 }
 
 #[test]
 fn syntax_error_has_a_position() {
-    assert_eq!(
-        messages("[memcpy\n"),
-        vec!["p.toml:1:8: TOML syntax error: unclosed table, expected `]`"]
-    );
+    assert_eq!(messages("[memcpy\n"), vec!["p.toml:1:8: TOML syntax error: unclosed table, expected `]`"]);
     let r = reject("strict = true\nengine = = 3\n");
     assert!(!r.strict, "an unparseable file cannot ask for strictness");
     assert!(r.diagnostics[0].to_string().starts_with("p.toml:2:"), "{r}");
@@ -270,10 +257,7 @@ fn unreadable_file_has_no_position() {
         "/nonexistent/ipc-offload.toml: cannot read policy file: No such file or directory (os error 2)"
     );
     let r = Policy::load(Path::new("/")).unwrap_err();
-    assert!(
-        r.to_string().starts_with("/: cannot read policy file: Is a directory"),
-        "{r}"
-    );
+    assert!(r.to_string().starts_with("/: cannot read policy file: Is a directory"), "{r}");
 }
 
 #[test]

@@ -3,13 +3,8 @@
 use std::time::Duration;
 
 /// Binary suffixes accepted after a size, with their multipliers.
-const SIZE_SUFFIXES: &[(&str, u64)] = &[
-    ("TiB", 1 << 40),
-    ("GiB", 1 << 30),
-    ("MiB", 1 << 20),
-    ("KiB", 1 << 10),
-    ("B", 1),
-];
+const SIZE_SUFFIXES: &[(&str, u64)] =
+    &[("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)];
 
 /// Parses `"<digits>[ ]<suffix>"` where suffix is B, KiB, MiB, GiB or TiB (or
 /// none). Decimal suffixes (KB, MB) are refused: they are ambiguous.
@@ -75,17 +70,7 @@ mod tests {
 
     #[test]
     fn sizes_that_are_refused() {
-        for bad in [
-            "",
-            "KiB",
-            "1KB",
-            "1MB",
-            "1 kib",
-            "-1",
-            "1.5MiB",
-            "12XB",
-            "99999999999TiB",
-        ] {
+        for bad in ["", "KiB", "1KB", "1MB", "1 kib", "-1", "1.5MiB", "12XB", "99999999999TiB"] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
     }

@@ -39,11 +39,12 @@ pub struct Env {
     pub complaints: Vec<(&'static str, String, &'static str)>,
 }
 
-/// True for the spellings of "yes"; `None` when neither yes nor no.
+/// The spellings of yes (`1`, `on`, `true`, `yes`) and no (`0`, `off`,
+/// `false`, `no`), in any case; `None` for anything else.
 fn flag(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "on" | "true" | "yes" => Some(true),
-        "0" | "off" | "false" | "no" | "" => Some(false),
+        "0" | "off" | "false" | "no" => Some(false),
         _ => None,
     }
 }
@@ -53,7 +54,8 @@ impl Env {
     /// library; a map in tests).
     pub fn read(get: impl Fn(&str) -> Option<OsString>) -> Env {
         let mut env = Env::default();
-        let text = |name| get(name).map(|v| v.to_string_lossy().into_owned());
+        // An empty variable counts as unset, as for IPC_OFFLOAD_POLICY.
+        let text = |name| get(name).map(|v| v.to_string_lossy().into_owned()).filter(|v| !v.trim().is_empty());
         if let Some(v) = text(SWITCH) {
             env.off = match flag(&v) {
                 Some(on) => !on,
@@ -110,6 +112,8 @@ mod tests {
         assert!(env(&[("IPC_OFFLOAD", "off")]).off);
         assert!(env(&[("IPC_OFFLOAD", "0")]).off);
         assert!(!env(&[("IPC_OFFLOAD", "on")]).off);
+        assert!(!env(&[("IPC_OFFLOAD", "")]).off, "empty is unset");
+        assert!(env(&[("IPC_OFFLOAD", "FALSE")]).off);
         let e = env(&[("IPC_OFFLOAD", "disable")]);
         assert!(e.off);
         assert_eq!(e.complaints, vec![("IPC_OFFLOAD", "disable".to_string(), "off")]);

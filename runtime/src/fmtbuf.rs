@@ -16,11 +16,7 @@ pub struct StackBuf<const N: usize> {
 impl<const N: usize> StackBuf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        StackBuf {
-            buf: [0; N],
-            len: 0,
-            overflowed: false,
-        }
+        StackBuf { buf: [0; N], len: 0, overflowed: false }
     }
 
     /// The bytes written so far.

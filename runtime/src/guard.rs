@@ -54,8 +54,6 @@ mod tests {
     #[test]
     fn threads_are_independent() {
         let _outer = Inside::enter().unwrap();
-        std::thread::spawn(|| assert!(Inside::enter().is_some()))
-            .join()
-            .unwrap();
+        std::thread::spawn(|| assert!(Inside::enter().is_some())).join().unwrap();
     }
 }

@@ -30,10 +30,7 @@ pub const STRICT_EXIT: i32 = 2;
 pub fn start(argv0: Option<&[u8]>) {
     let _errno = sys::ErrnoGuard::save();
     if catch_unwind(AssertUnwindSafe(|| start_inner(argv0))).is_err() {
-        log_at!(
-            Error,
-            "internal error during start-up; every hook passes through to libc"
-        );
+        log_at!(Error, "internal error during start-up; every hook passes through to libc");
     }
 }
 
@@ -69,13 +66,7 @@ fn start_inner(argv0: Option<&[u8]>) {
     let resolved = policy.resolve(&identity.names());
     let budget = cpus::current();
     let llc = cpus::last_level_cache(Path::new("/sys/devices/system/cpu"));
-    let plan = plan::plan(
-        &resolved,
-        plan::Machine {
-            cpus: budget.available(),
-            llc,
-        },
-    );
+    let plan = plan::plan(&resolved, plan::Machine { cpus: budget.available(), llc });
     for note in &plan.notes {
         log_at!(Warn, "{note}");
     }
@@ -95,8 +86,7 @@ fn start_inner(argv0: Option<&[u8]>) {
     }
     if settings.options[Class::Memcpy.index()].is_some() {
         let min = settings.plan.class(Class::Memcpy).rule.min_bytes;
-        REAL.memcpy_min
-            .store(usize::try_from(min).unwrap_or(usize::MAX), Release);
+        REAL.memcpy_min.store(usize::try_from(min).unwrap_or(usize::MAX), Release);
     }
 }
 
@@ -106,27 +96,13 @@ fn reject(rejected: &Rejected, source: &str, env_strict: bool) {
         log::raw_line(d.to_string().as_bytes());
     }
     let count = rejected.diagnostics.len();
-    let errors = if count == 1 {
-        "1 error".to_owned()
-    } else {
-        format!("{count} errors")
-    };
+    let errors = if count == 1 { "1 error".to_owned() } else { format!("{count} errors") };
     if rejected.strict || env_strict {
-        let why = if rejected.strict {
-            "strict = true"
-        } else {
-            "IPC_OFFLOAD_STRICT=1"
-        };
-        log_at!(
-            Error,
-            "policy {source} rejected ({errors}) and {why}: exiting with status {STRICT_EXIT}"
-        );
+        let why = if rejected.strict { "strict = true" } else { "IPC_OFFLOAD_STRICT is on" };
+        log_at!(Error, "policy {source} rejected ({errors}) and {why}: exiting with status {STRICT_EXIT}");
         real::exit(STRICT_EXIT);
     }
-    log_at!(
-        Error,
-        "policy {source} rejected ({errors}); every hook passes through to libc"
-    );
+    log_at!(Error, "policy {source} rejected ({errors}); every hook passes through to libc");
 }
 
 fn start_stats(destination: &std::ffi::OsStr, inherited_root: Option<i32>, interval: std::time::Duration) {
@@ -145,12 +121,7 @@ fn start_stats(destination: &std::ffi::OsStr, inherited_root: Option<i32>, inter
     };
     match stats_file::enable(destination, root, interval) {
         Ok(()) => stats_file::write(false),
-        Err(e) => log_at!(
-            Warn,
-            "{}={}: {e}; no stats",
-            env::STATS,
-            Path::new(destination).display()
-        ),
+        Err(e) => log_at!(Warn, "{}={}: {e}; no stats", env::STATS, Path::new(destination).display()),
     }
 }
 
@@ -160,11 +131,7 @@ fn announce(source: &str, identity: &Identity, matched: &[String], plan: &Plan, 
         return;
     }
     let quota = budget.quota.map_or(String::new(), |q| format!(", cgroup quota {q:.2}"));
-    let matched = if matched.is_empty() {
-        "none".to_owned()
-    } else {
-        matched.join(", ")
-    };
+    let matched = if matched.is_empty() { "none".to_owned() } else { matched.join(", ") };
     log_at!(
         Info,
         "process {:?} (exe {:?}); policy {source}; overrides matched: {matched}; mode {}; {} CPU(s) available (affinity {}{quota}); pool of {} worker(s); non-temporal stores from {}",

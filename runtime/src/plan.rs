@@ -23,12 +23,7 @@ pub struct ClassPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
     /// An explicitly named engine cannot run here; `using` replaces it.
-    EngineUnavailable {
-        class: Class,
-        requested: Engine,
-        using: EngineId,
-        reason: &'static str,
-    },
+    EngineUnavailable { class: Class, requested: Engine, using: EngineId, reason: &'static str },
     /// A wait method the engine cannot use; `using` replaces it.
     WaitUnavailable { class: Class, requested: Wait, using: Wait },
 }
@@ -36,21 +31,10 @@ pub enum Note {
 impl core::fmt::Display for Note {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Note::EngineUnavailable {
-                class,
-                requested,
-                using,
-                reason,
-            } => write!(
-                f,
-                "[{class}] engine \"{requested}\" is unavailable ({reason}); using {}",
-                using.name()
-            ),
-            Note::WaitUnavailable {
-                class,
-                requested,
-                using,
-            } => write!(
+            Note::EngineUnavailable { class, requested, using, reason } => {
+                write!(f, "[{class}] engine \"{requested}\" is unavailable ({reason}); using {}", using.name())
+            }
+            Note::WaitUnavailable { class, requested, using } => write!(
                 f,
                 "[{class}] wait \"{requested}\" applies to DSA completion records; async-cpu waits with \"{using}\""
             ),
@@ -124,22 +108,12 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
                 Engine::Auto => Some(best),
                 Engine::AsyncCpu if workers == 0 => {
                     let reason = "it has no worker: `workers` is 0 or one CPU is available";
-                    notes.push(Note::EngineUnavailable {
-                        class,
-                        requested: rule.engine,
-                        using: EngineId::Cpu,
-                        reason,
-                    });
+                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Cpu, reason });
                     Some(EngineId::Cpu)
                 }
                 Engine::AsyncCpu => Some(EngineId::AsyncCpu),
                 Engine::Dsa | Engine::Hybrid => {
-                    notes.push(Note::EngineUnavailable {
-                        class,
-                        requested: rule.engine,
-                        using: best,
-                        reason: NO_DSA,
-                    });
+                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
                     Some(best)
                 }
             }
@@ -147,39 +121,16 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
         let mut wait = rule.wait;
         if engine == Some(EngineId::AsyncCpu) && wait == Wait::Umwait {
             wait = Wait::SpinThenSleep;
-            notes.push(Note::WaitUnavailable {
-                class,
-                requested: Wait::Umwait,
-                using: wait,
-            });
+            notes.push(Note::WaitUnavailable { class, requested: Wait::Umwait, using: wait });
         }
         let helpers = if engine == Some(EngineId::AsyncCpu) { workers } else { 0 };
-        ClassPlan {
-            rule,
-            engine,
-            helpers,
-            wait,
-        }
+        ClassPlan { rule, engine, helpers, wait }
     });
-    let pooled = || {
-        classes
-            .iter()
-            .filter(|c: &&ClassPlan| c.engine == Some(EngineId::AsyncCpu))
-    };
+    let pooled = || classes.iter().filter(|c: &&ClassPlan| c.engine == Some(EngineId::AsyncCpu));
     let workers = pooled().map(|c| c.helpers).max().unwrap_or(0);
-    let idle_wait = pooled()
-        .map(|c| c.wait)
-        .min_by_key(|w| eagerness(*w))
-        .unwrap_or(Wait::Sleep);
+    let idle_wait = pooled().map(|c| c.wait).min_by_key(|w| eagerness(*w)).unwrap_or(Wait::Sleep);
     let stream_min = machine.llc.unwrap_or(u64::MAX);
-    Plan {
-        mode: resolved.mode,
-        classes,
-        workers,
-        idle_wait,
-        stream_min,
-        notes,
-    }
+    Plan { mode: resolved.mode, classes, workers, idle_wait, stream_min, notes }
 }
 
 /// Lower is more eager to poll: the pool's idle workers follow the most
@@ -199,10 +150,7 @@ mod tests {
     use ipc_offload_policy::{Policy, parse};
 
     fn machine(cpus: u32) -> Machine {
-        Machine {
-            cpus,
-            llc: Some(32 << 20),
-        }
+        Machine { cpus, llc: Some(32 << 20) }
     }
 
     fn plan_of(text: &str, cpus: u32) -> Plan {
@@ -254,10 +202,7 @@ mod tests {
 
     #[test]
     fn off_and_cpu() {
-        assert_eq!(
-            plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine,
-            None
-        );
+        assert_eq!(plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine, None);
         let p = plan_of("[memcpy]\nengine = \"cpu\"\n", 4);
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
         assert_eq!(p.workers, 0);

@@ -56,15 +56,9 @@ pub struct Identity {
 impl Identity {
     /// From argv\[0\] as given to the constructor, and /proc/self/exe.
     pub fn current(argv0: Option<&[u8]>) -> Identity {
-        let base = |p: &Path| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+        let base = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let argv0 = argv0.map(|a| base(Path::new(OsStr::from_bytes(a)))).unwrap_or_default();
-        let exe = std::fs::read_link("/proc/self/exe")
-            .map(|p| base(&p))
-            .unwrap_or_default();
+        let exe = std::fs::read_link("/proc/self/exe").map(|p| base(&p)).unwrap_or_default();
         Identity { argv0, exe }
     }
 
@@ -95,10 +89,7 @@ mod tests {
         assert_eq!(id.argv0, "redis-server");
         assert!(!id.exe.is_empty());
         assert!(id.names().contains(&"redis-server"));
-        let id = Identity {
-            argv0: "x".into(),
-            exe: "x".into(),
-        };
+        let id = Identity { argv0: "x".into(), exe: "x".into() };
         assert_eq!(id.names(), vec!["x"]);
     }
 

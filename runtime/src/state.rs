@@ -54,13 +54,6 @@ impl Settings {
                 stream_min: usize::try_from(plan.stream_min).unwrap_or(usize::MAX),
             })
         });
-        Settings {
-            policy,
-            identity,
-            matched,
-            plan,
-            options,
-            started: Instant::now(),
-        }
+        Settings { policy, identity, matched, plan, options, started: Instant::now() }
     }
 }

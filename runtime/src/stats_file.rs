@@ -73,10 +73,7 @@ pub enum StatsError {
 impl core::fmt::Display for StatsError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            StatsError::BadPath => write!(
-                f,
-                "the stats path is longer than {MAX_PATH} bytes or contains a NUL byte"
-            ),
+            StatsError::BadPath => write!(f, "the stats path is longer than {MAX_PATH} bytes or contains a NUL byte"),
         }
     }
 }
@@ -100,11 +97,7 @@ pub fn enable(destination: &OsStr, root: i32, interval: Duration) -> Result<(), 
         }
         Destination::File(bytes)
     };
-    let _ = TARGET.set(Target {
-        destination,
-        root,
-        interval,
-    });
+    let _ = TARGET.set(Target { destination, root, interval });
     Ok(())
 }
 
@@ -128,10 +121,7 @@ pub fn ensure_writer() {
         return;
     }
     if let Err(e) = sys::thread::spawn_detached(writer_main, 0, 256 << 10) {
-        crate::log_at!(
-            Warn,
-            "stats: cannot start the writer thread ({e}); stats are written at exit only"
-        );
+        crate::log_at!(Warn, "stats: cannot start the writer thread ({e}); stats are written at exit only");
     }
 }
 
@@ -217,10 +207,8 @@ fn write_file(base: &[u8], root: bool, pid: i32, json: &[u8]) -> Result<(), sys:
     let _ = write!(tmp, ".tmp.{}", sys::gettid());
     path.push_bytes(b"\0");
     tmp.push_bytes(b"\0");
-    let (Ok(path), Ok(tmp)) = (
-        CStr::from_bytes_with_nul(path.as_bytes()),
-        CStr::from_bytes_with_nul(tmp.as_bytes()),
-    ) else {
+    let (Ok(path), Ok(tmp)) = (CStr::from_bytes_with_nul(path.as_bytes()), CStr::from_bytes_with_nul(tmp.as_bytes()))
+    else {
         return Err(sys::Errno(libc::ENAMETOOLONG));
     };
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW;
@@ -237,9 +225,7 @@ fn write_file(base: &[u8], root: bool, pid: i32, json: &[u8]) -> Result<(), sys:
 /// Formats the stats object of this process.
 pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i32, last: bool) {
     let snapshots: [ClassSnapshot; Class::COUNT] = core::array::from_fn(|i| stats::counters(Class::ALL[i]).snapshot());
-    let unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let _ = write!(out, "{{\"ipc_offload_stats\":1,\"pid\":{pid},\"process\":\"");
     out.push_json_escaped(settings.identity.display());
     out.push_bytes(b"\",\"exe\":\"");

@@ -1,10 +1,12 @@
 /*
  * Prints a line, makes one large copy (so the hooks are exercised), prints
- * LD_PRELOAD when asked, and exits with the status given.
+ * LD_PRELOAD or the number of threads when asked, and exits with the status
+ * given.
  *
- * usage: echo_exit STATUS [preload]
+ * usage: echo_exit STATUS [preload|threads]
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <string.h>
 #include "common.h"
 
@@ -18,6 +20,14 @@ int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[2], "preload") == 0) {
         const char *p = getenv("LD_PRELOAD");
         printf("LD_PRELOAD=%s\n", p ? p : "(unset)");
+    }
+    if (argc > 2 && strcmp(argv[2], "threads") == 0) {
+        int threads = 0;
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *e;
+        while (d && (e = readdir(d))) threads += e->d_name[0] != '.';
+        if (d) closedir(d);
+        printf("threads=%d\n", threads);
     }
     return status;
 }

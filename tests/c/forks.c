@@ -1,9 +1,11 @@
 /*
  * Fork and vfork around large copies.
  *
- * usage: forks fork N     the parent starts the copy pool, forks N children
+ * usage: forks fork N [W] the parent starts the copy pool, forks N children
  *                         that copy (each with a fresh pool) and exit; the
- *                         parent copies again afterwards
+ *                         parent copies again afterwards. With W, each child
+ *                         also checks that it runs W live copy workers of its
+ *                         own (threads named ipc-offload-cp)
  *        forks busy N     a thread copies without pause while the main
  *                         thread forks N children, which copy and _exit:
  *                         no child may deadlock on the parent's state
@@ -13,6 +15,7 @@
  * Exits 0 when every child exited 0 and every byte was right.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -30,6 +33,23 @@ static int copy_and_check(uint32_t seed) {
     munmap(src, N_BYTES);
     munmap(dst, N_BYTES);
     return ok;
+}
+
+/* Threads of this process named like the library's copy workers. */
+static int live_workers(void) {
+    int count = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], name[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(name, sizeof name, f) && strncmp(name, "ipc-offload-cp", 14) == 0) count++;
+        fclose(f);
+    }
+    if (d) closedir(d);
+    return count;
 }
 
 static int wait_all(int n) {
@@ -65,14 +85,21 @@ static void *copier(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %s fork|busy|vfork N\n", argv[0]); return 2; }
-    int n = atoi(argv[2]), bad = 0;
+    if (argc < 3) { fprintf(stderr, "usage: %s fork|busy|vfork N [W]\n", argv[0]); return 2; }
+    int n = atoi(argv[2]), bad = 0, workers = argc > 3 ? atoi(argv[3]) : -1;
     if (!copy_and_check(1)) return 1; /* starts the parent's pool */
 
     if (strcmp(argv[1], "fork") == 0) {
         for (int i = 0; i < n; i++) {
             pid_t pid = fork();
-            if (pid == 0) exit(copy_and_check(100 + i) && copy_and_check(200 + i) ? 0 : 1);
+            if (pid == 0) {
+                int ok = copy_and_check(100 + i) && copy_and_check(200 + i);
+                if (workers >= 0 && live_workers() != workers) {
+                    fprintf(stderr, "child %d: %d live workers, expected %d\n", i, live_workers(), workers);
+                    ok = 0;
+                }
+                exit(ok ? 0 : 1);
+            }
             if (pid < 0) { perror("fork"); return 2; }
         }
         bad = wait_all(n);

@@ -6,6 +6,7 @@
  * usage: fortify ok N        copy/move N bytes (N <= 8 MiB) and check them
  *        fortify overflow N  memcpy N bytes into an 8 MiB object: must abort
  *        fortify moveover N  memmove N bytes into an 8 MiB object: must abort
+ *        fortify pcpyover N  mempcpy N bytes into an 8 MiB object: must abort
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -20,7 +21,7 @@ static unsigned char spill[2 * OBJ]; /* room for an overflowing copy to read fro
 static unsigned char pat(size_t i) { return (unsigned char)(i * 131 + (i >> 9)); }
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %s ok|overflow|moveover N\n", argv[0]); return 2; }
+    if (argc != 3) { fprintf(stderr, "usage: %s ok|overflow|moveover|pcpyover N\n", argv[0]); return 2; }
     size_t n = strtoull(argv[2], NULL, 0);
     for (size_t i = 0; i < OBJ; i++) b.data[i] = pat(i);
     if (strcmp(argv[1], "overflow") == 0) {
@@ -30,6 +31,11 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "moveover") == 0) {
         memmove(a.data, spill, n);       /* __memmove_chk */
+        puts("not reached");
+        return 0;
+    }
+    if (strcmp(argv[1], "pcpyover") == 0) {
+        mempcpy(a.data, spill, n);       /* __mempcpy_chk */
         puts("not reached");
         return 0;
     }

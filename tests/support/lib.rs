@@ -15,9 +15,7 @@ use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent")
 }
 
 fn cargo_build(package: &str) {
@@ -73,9 +71,7 @@ pub fn have(program: &str) -> bool {
 pub fn scratch(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = root()
-        .join("target/test-scratch")
-        .join(format!("{name}-{}-{n}", std::process::id()));
+    let dir = root().join("target/test-scratch").join(format!("{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -93,11 +89,7 @@ pub fn c_program(name: &str, flags: &[&str]) -> PathBuf {
     let dir = root().join("target/test-programs");
     std::fs::create_dir_all(&dir).unwrap();
     let tag: String = flags.join("").chars().filter(char::is_ascii_alphanumeric).collect();
-    let out = dir.join(format!(
-        "{name}{}{tag}-{}",
-        if tag.is_empty() { "" } else { "-" },
-        std::process::id()
-    ));
+    let out = dir.join(format!("{name}{}{tag}-{}", if tag.is_empty() { "" } else { "-" }, std::process::id()));
     let source = root().join("tests/c").join(format!("{name}.c"));
     let status = Command::new("cc")
         .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-pthread", "-g"])
@@ -123,9 +115,7 @@ pub struct Outcome {
 impl Outcome {
     /// The exit code, or panics with the output if killed by a signal.
     pub fn code(&self) -> i32 {
-        self.status
-            .code()
-            .unwrap_or_else(|| panic!("killed by a signal: {self:#?}"))
+        self.status.code().unwrap_or_else(|| panic!("killed by a signal: {self:#?}"))
     }
 
     /// Asserts exit code 0 and returns self.
@@ -149,12 +139,7 @@ impl Outcome {
 /// Runs `cmd` to completion; kills it and panics after `timeout` (a hang is
 /// a failure, not a slow test).
 pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let mut out_pipe = child.stdout.take().unwrap();
     let mut err_pipe = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -281,9 +266,6 @@ pub fn python() -> Option<PathBuf> {
     if !have("python3") {
         return None;
     }
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
     Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }

@@ -15,22 +15,14 @@ pub fn describe() -> Value {
     let mem_kib: u64 = first_line_with("/proc/meminfo", "MemTotal")
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let summary = format!(
-        "{cpus} CPUs, {:.0} GiB, Linux {kernel}",
-        mem_kib as f64 / (1 << 20) as f64
-    );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let summary = format!("{cpus} CPUs, {:.0} GiB, Linux {kernel}", mem_kib as f64 / (1 << 20) as f64);
     json!({ "cpu": cpu, "cpus": cpus, "memory_kib": mem_kib, "kernel": kernel, "summary": summary })
 }
 
 /// Today's date (UTC) as YYYY-MM-DD.
 pub fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = (secs / 86_400) as i64;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;

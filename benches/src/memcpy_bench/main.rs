@@ -57,10 +57,7 @@ fn main() -> ExitCode {
         };
     }
     let mut quick = false;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut json_out = root.join("docs/bench/memcpy.json");
     let mut lib = root.join("target/release/libipc_offload.so");
     let mut it = args.iter();
@@ -80,10 +77,7 @@ fn main() -> ExitCode {
         }
     }
     if !lib.exists() {
-        eprintln!(
-            "memcpy-bench: {} is missing: run `cargo build --release` first",
-            lib.display()
-        );
+        eprintln!("memcpy-bench: {} is missing: run `cargo build --release` first", lib.display());
         return ExitCode::from(2);
     }
     match drive(&lib, quick, &json_out) {
@@ -113,11 +107,7 @@ fn phase(run: impl FnOnce() -> Result<Value, String>) -> ExitCode {
 fn run_phase(lib: Option<&Path>, name: &str, policy: Option<&str>, quick: bool) -> Result<Value, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--phase")
-        .arg(name)
-        .env_remove("IPC_OFFLOAD_POLICY")
-        .env_remove("IPC_OFFLOAD")
-        .env_remove("LD_PRELOAD");
+    cmd.arg("--phase").arg(name).env_remove("IPC_OFFLOAD_POLICY").env_remove("IPC_OFFLOAD").env_remove("LD_PRELOAD");
     if let Some(lib) = lib {
         cmd.env("LD_PRELOAD", lib);
     }
@@ -138,12 +128,8 @@ fn run_phase(lib: Option<&Path>, name: &str, policy: Option<&str>, quick: bool) 
 }
 
 fn drive(lib: &Path, quick: bool, json_out: &Path) -> Result<(), String> {
-    let throughput = run_phase(
-        Some(lib),
-        "throughput",
-        Some("[memcpy]\nengine = \"async-cpu\"\nmin_bytes = \"4KiB\"\n"),
-        quick,
-    )?;
+    let throughput =
+        run_phase(Some(lib), "throughput", Some("[memcpy]\nengine = \"async-cpu\"\nmin_bytes = \"4KiB\"\n"), quick)?;
     let hook_cost = run_phase(Some(lib), "hook-cost", None, quick)?;
     let plt_cost = plt_ab(lib, quick)?;
     let command = format!("target/release/memcpy-bench{}", if quick { " --quick" } else { "" });
@@ -174,12 +160,7 @@ fn plt_ab(lib: &Path, quick: bool) -> Result<Value, String> {
         a.push(run_phase(None, "plt-cost", None, quick)?);
         b.push(run_phase(Some(lib), "plt-cost", None, quick)?);
     }
-    let sizes: Vec<u64> = a[0]["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["size"].as_u64())
-        .collect();
+    let sizes: Vec<u64> = a[0]["rows"].as_array().into_iter().flatten().filter_map(|r| r["size"].as_u64()).collect();
     let ns_of = |runs: &[Value], i: usize| -> Vec<f64> { runs.iter().map(|r| f(&r["rows"][i], "ns")).collect() };
     let median = |mut v: Vec<f64>| {
         v.sort_by(|x, y| x.total_cmp(y));

@@ -55,17 +55,9 @@ pub struct Options {
 impl Options {
     pub fn new(quick: bool) -> Self {
         if quick {
-            Options {
-                rounds: 3,
-                batch: Duration::from_millis(15),
-                quick,
-            }
+            Options { rounds: 3, batch: Duration::from_millis(15), quick }
         } else {
-            Options {
-                rounds: 11,
-                batch: Duration::from_millis(40),
-                quick,
-            }
+            Options { rounds: 11, batch: Duration::from_millis(40), quick }
         }
     }
 }
@@ -122,13 +114,7 @@ fn batch(f: CopyFn, src: &Region, dst: &Region, size: usize, slots: usize, iters
     for i in 0..iters {
         let offset = (i % slots) * size;
         // SAFETY: offset + size <= slots * size <= region length.
-        unsafe {
-            f(
-                black_box(dst.ptr.add(offset).cast()),
-                black_box(src.ptr.add(offset).cast()),
-                size,
-            )
-        };
+        unsafe { f(black_box(dst.ptr.add(offset).cast()), black_box(src.ptr.add(offset).cast()), size) };
     }
     start.elapsed()
 }
@@ -181,11 +167,7 @@ impl TwoThreads {
                 }
             }
         });
-        TwoThreads {
-            job,
-            helper: helper.thread().clone(),
-            glibc,
-        }
+        TwoThreads { job, helper: helper.thread().clone(), glibc }
     }
 
     fn copy(&self, dst: *mut u8, src: *const u8, n: usize) {

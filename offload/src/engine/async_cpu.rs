@@ -31,12 +31,7 @@ pub unsafe fn copy(pool: &'static Pool, dst: *mut u8, src: *const u8, len: usize
         }
     };
     let helpers = opts.helpers.min(pool.workers());
-    let shape = Shape {
-        agents: helpers + 1,
-        streaming: len >= opts.stream_min,
-        class: opts.class,
-        wait: opts.wait,
-    };
+    let shape = Shape { agents: helpers + 1, streaming: len >= opts.stream_min, class: opts.class, wait: opts.wait };
     match layout {
         Layout::Waves { stride, descending } => {
             let mut forked = false;
@@ -81,14 +76,7 @@ unsafe fn run(
     shape: &Shape,
 ) -> Result<(), super::pool::Forked> {
     let split = split::split(len, shape.agents);
-    let job = Job {
-        dst,
-        src,
-        len,
-        split,
-        class: shape.class,
-        streaming: shape.streaming,
-    };
+    let job = Job { dst, src, len, split, class: shape.class, streaming: shape.streaming };
     // SAFETY: forwarded contract.
     unsafe { lease.run(&job, shape.wait, shape.agents - 1) }
 }
@@ -152,34 +140,24 @@ mod tests {
                 Outcome::fell_back(Fallback::OverlapClose)
             );
         }
-        assert_eq!(
-            check_move(p, 2 << 20, 0, 0, 2 << 20),
-            Outcome::fell_back(Fallback::OverlapClose)
-        );
+        assert_eq!(check_move(p, 2 << 20, 0, 0, 2 << 20), Outcome::fell_back(Fallback::OverlapClose));
     }
 
     #[test]
     fn disjoint_unaligned_copies() {
         let p = pool();
         for (from, to, len) in [(1usize, (64 << 20) + 3, 5 << 20), ((40 << 20) + 7, 5, (9 << 20) + 1)] {
-            assert_eq!(
-                check_move(p, 80 << 20, from, to, len),
-                Outcome::done_by(EngineId::AsyncCpu)
-            );
+            assert_eq!(check_move(p, 80 << 20, from, to, len), Outcome::done_by(EngineId::AsyncCpu));
         }
     }
 
     #[test]
     fn streaming_copies_and_moves_are_exact() {
         let p = pool();
-        let streaming = CopyOptions {
-            stream_min: 1 << 20,
-            ..opts()
-        };
-        for (total, from, to, len) in [
-            (40usize << 20, 3usize, (20 << 20) + 5, (9 << 20) + 7),
-            (12 << 20, 0, 3 << 20, 9 << 20),
-        ] {
+        let streaming = CopyOptions { stream_min: 1 << 20, ..opts() };
+        for (total, from, to, len) in
+            [(40usize << 20, 3usize, (20 << 20) + 5, (9 << 20) + 7), (12 << 20, 0, 3 << 20, 9 << 20)]
+        {
             let orig: Vec<u8> = (0..total).map(|i| (i * 29 + i / 4099) as u8).collect();
             let mut want = orig.clone();
             want.copy_within(from..from + len, to);
@@ -193,13 +171,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_with_every_slot_leased_falls_back() {
+        let p = pool();
+        let leases: Vec<_> = (0..super::super::pool::SLOTS).map(|_| p.lease().unwrap()).collect();
+        assert_eq!(check_move(p, 4 << 20, 0, 2 << 20, 1 << 20), Outcome::fell_back(Fallback::PoolSaturated));
+        drop(leases);
+        assert_eq!(check_move(p, 4 << 20, 0, 2 << 20, 1 << 20), Outcome::done_by(EngineId::AsyncCpu));
+    }
+
+    #[test]
     fn a_pool_that_cannot_start_falls_back() {
         let p: &'static Pool = Box::leak(Box::new(Pool::new()));
         p.configure(1, Wait::Sleep);
         p.force_failed();
-        assert_eq!(
-            check_move(p, 4 << 20, 0, 2 << 20, 1 << 20),
-            Outcome::fell_back(Fallback::PoolUnavailable)
-        );
+        assert_eq!(check_move(p, 4 << 20, 0, 2 << 20, 1 << 20), Outcome::fell_back(Fallback::PoolUnavailable));
     }
 }

@@ -55,10 +55,7 @@ impl Outcome {
 
     /// The CPU did the copy instead of the chosen engine.
     pub fn fell_back(reason: Fallback) -> Self {
-        Outcome {
-            engine: EngineId::Cpu,
-            fallback: Some(reason),
-        }
+        Outcome { engine: EngineId::Cpu, fallback: Some(reason) }
     }
 }
 

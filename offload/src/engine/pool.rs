@@ -248,11 +248,7 @@ impl Pool {
             _ => {}
         }
         let epoch = self.epoch.load(Acquire);
-        if self
-            .state
-            .compare_exchange(NOT_STARTED, STARTING, AcqRel, Acquire)
-            .is_err()
-        {
+        if self.state.compare_exchange(NOT_STARTED, STARTING, AcqRel, Acquire).is_err() {
             return Ok(());
         }
         let target = self.target.load(Relaxed);
@@ -294,11 +290,7 @@ impl Pool {
                     // lease then belongs to the child's epoch.
                     let epoch = self.epoch.load(Acquire);
                     self.active.fetch_or(bit, Relaxed);
-                    return Ok(Lease {
-                        pool: self,
-                        index,
-                        epoch,
-                    });
+                    return Ok(Lease { pool: self, index, epoch });
                 }
                 Err(now) => free = now,
             }
@@ -435,13 +427,7 @@ impl Pool {
 /// As memcpy(3).
 unsafe fn copy_part(streaming: bool, dst: *mut u8, src: *const u8, n: usize) {
     // SAFETY: forwarded memcpy contract.
-    unsafe {
-        if streaming {
-            crate::sys::stream::copy(dst, src, n)
-        } else {
-            real::copy(dst, src, n)
-        }
-    }
+    unsafe { if streaming { crate::sys::stream::copy(dst, src, n) } else { real::copy(dst, src, n) } }
 }
 
 extern "C" fn worker_main(arg: *mut c_void) -> *mut c_void {

@@ -44,14 +44,8 @@ pub fn split(len: usize, agents: u32) -> Split {
     let agents = agents.max(1) as usize;
     let target = (len / (agents * PARTS_PER_AGENT)).next_multiple_of(PART_ALIGN);
     // The part count must fit a u32: absurd lengths get larger parts.
-    let part = target
-        .max(MIN_PART)
-        .min(len.max(1))
-        .max(len.div_ceil(u32::MAX as usize));
-    Split {
-        part,
-        parts: len.div_ceil(part).max(1) as u32,
-    }
+    let part = target.max(MIN_PART).min(len.max(1)).max(len.div_ceil(u32::MAX as usize));
+    Split { part, parts: len.div_ceil(part).max(1) as u32 }
 }
 
 /// True when `[dst, dst+len)` and `[src, src+len)` share a byte.
@@ -78,10 +72,7 @@ pub fn layout(dst: usize, src: usize, len: usize) -> Layout {
     } else if distance < MIN_WAVE {
         Layout::TooClose
     } else {
-        Layout::Waves {
-            stride: distance,
-            descending: dst > src,
-        }
+        Layout::Waves { stride: distance, descending: dst > src }
     }
 }
 
@@ -119,17 +110,7 @@ mod tests {
 
     #[test]
     fn parts_cover_the_copy_exactly() {
-        for len in [
-            1usize,
-            4095,
-            4096,
-            MIN_PART - 1,
-            MIN_PART,
-            MIN_PART + 1,
-            1 << 20,
-            (64 << 20) + 13,
-            1 << 30,
-        ] {
+        for len in [1usize, 4095, 4096, MIN_PART - 1, MIN_PART, MIN_PART + 1, 1 << 20, (64 << 20) + 13, 1 << 30] {
             for agents in [1u32, 2, 3, 8, 17, 64] {
                 let s = split(len, agents);
                 covers(s, len);
@@ -154,20 +135,8 @@ mod tests {
         assert_eq!(layout(1 << 20, 0, 1 << 20), Layout::Disjoint);
         assert_eq!(layout(100, 100, 1 << 20), Layout::TooClose);
         assert_eq!(layout(0, 64, 1 << 20), Layout::TooClose);
-        assert_eq!(
-            layout(0, MIN_WAVE, 1 << 20),
-            Layout::Waves {
-                stride: MIN_WAVE,
-                descending: false
-            }
-        );
-        assert_eq!(
-            layout(MIN_WAVE, 0, 1 << 20),
-            Layout::Waves {
-                stride: MIN_WAVE,
-                descending: true
-            }
-        );
+        assert_eq!(layout(0, MIN_WAVE, 1 << 20), Layout::Waves { stride: MIN_WAVE, descending: false });
+        assert_eq!(layout(MIN_WAVE, 0, 1 << 20), Layout::Waves { stride: MIN_WAVE, descending: true });
     }
 
     #[test]

@@ -26,22 +26,15 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken
     let ts;
     let ts_ptr = match timeout {
         Some(t) => {
-            ts = libc::timespec {
-                tv_sec: t.as_secs() as libc::time_t,
-                tv_nsec: t.subsec_nanos() as libc::c_long,
-            };
+            ts = libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as libc::c_long };
             &ts as *const libc::timespec as usize
         }
         None => 0,
     };
     // SAFETY: `word` is a live, aligned u32 for the duration of the call, and
     // `ts_ptr` is null or points to a timespec on this stack frame.
-    let r = unsafe {
-        syscall6(
-            libc::SYS_futex,
-            [word.as_ptr() as usize, WAIT_PRIVATE, expected as usize, ts_ptr, 0, 0],
-        )
-    };
+    let r =
+        unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, WAIT_PRIVATE, expected as usize, ts_ptr, 0, 0]) };
     match r {
         Err(Errno::TIMEDOUT) => Woken::TimedOut,
         Err(Errno::INTR) => Woken::Interrupted,
@@ -53,12 +46,7 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken
 pub fn wake(word: &AtomicU32, count: u32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key; it never dereferences
     // memory beyond the aligned word, which is live.
-    let _ = unsafe {
-        syscall6(
-            libc::SYS_futex,
-            [word.as_ptr() as usize, WAKE_PRIVATE, count as usize, 0, 0, 0],
-        )
-    };
+    let _ = unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, WAKE_PRIVATE, count as usize, 0, 0, 0]) };
 }
 
 #[cfg(test)]
@@ -81,16 +69,21 @@ mod tests {
 
     #[test]
     fn wake_releases_a_waiter() {
+        // The waiter blocks with a long timeout; if wake did nothing it
+        // would come back with TimedOut, and the test fails.
         let w = Arc::new(AtomicU32::new(0));
         let w2 = Arc::clone(&w);
         let t = std::thread::spawn(move || {
+            let mut results = vec![];
             while w2.load(Ordering::Acquire) == 0 {
-                wait(&w2, 0, Some(Duration::from_secs(10)));
+                results.push(wait(&w2, 0, Some(Duration::from_secs(20))));
             }
+            results
         });
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
         w.store(1, Ordering::Release);
         wake(&w, 1);
-        t.join().unwrap();
+        let results = t.join().unwrap();
+        assert!(!results.contains(&Woken::TimedOut), "{results:?}");
     }
 }

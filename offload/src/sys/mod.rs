@@ -42,11 +42,7 @@ pub type SysResult = Result<usize, Errno>;
 
 fn check(ret: isize) -> SysResult {
     // The kernel returns -4095..-1 for errors, anything else is a value.
-    if (-4095..0).contains(&ret) {
-        Err(Errno(-ret as i32))
-    } else {
-        Ok(ret as usize)
-    }
+    if (-4095..0).contains(&ret) { Err(Errno(-ret as i32)) } else { Ok(ret as usize) }
 }
 
 /// Issues system call `nr` with up to six arguments (unused ones are 0).
@@ -105,12 +101,7 @@ pub fn exit_group(code: i32) -> ! {
 pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), Errno> {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a live slice of the given length.
-        let r = unsafe {
-            syscall6(
-                libc::SYS_write,
-                [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
-            )
-        };
+        let r = unsafe { syscall6(libc::SYS_write, [fd as usize, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0]) };
         match r {
             Ok(0) => return Err(Errno(libc::EIO)),
             Ok(n) => bytes = &bytes[n.min(bytes.len())..],
@@ -127,14 +118,7 @@ pub fn open(path: &CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
     unsafe {
         syscall6(
             libc::SYS_openat,
-            [
-                libc::AT_FDCWD as usize,
-                path.as_ptr() as usize,
-                flags as usize,
-                mode as usize,
-                0,
-                0,
-            ],
+            [libc::AT_FDCWD as usize, path.as_ptr() as usize, flags as usize, mode as usize, 0, 0],
         )
     }
     .map(|fd| fd as i32)
@@ -150,25 +134,13 @@ pub fn close(fd: i32) {
 pub fn rename(from: &CStr, to: &CStr) -> Result<(), Errno> {
     let cwd = libc::AT_FDCWD as usize;
     // SAFETY: both paths are NUL-terminated and outlive the call.
-    unsafe {
-        syscall6(
-            libc::SYS_renameat,
-            [cwd, from.as_ptr() as usize, cwd, to.as_ptr() as usize, 0, 0],
-        )
-    }
-    .map(|_| ())
+    unsafe { syscall6(libc::SYS_renameat, [cwd, from.as_ptr() as usize, cwd, to.as_ptr() as usize, 0, 0]) }.map(|_| ())
 }
 
 /// unlinkat(2) relative to the working directory.
 pub fn unlink(path: &CStr) -> Result<(), Errno> {
     // SAFETY: `path` is NUL-terminated and outlives the call.
-    unsafe {
-        syscall6(
-            libc::SYS_unlinkat,
-            [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0],
-        )
-    }
-    .map(|_| ())
+    unsafe { syscall6(libc::SYS_unlinkat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0]) }.map(|_| ())
 }
 
 /// The number of CPUs the calling thread may run on (sched_getaffinity(2)).

@@ -63,11 +63,7 @@ mod tests {
                 let mut dst = vec![0xEEu8; len + 200];
                 // SAFETY: both ranges lie inside their vectors.
                 unsafe { copy(dst.as_mut_ptr().add(doff), src.as_ptr().add(so), len) };
-                assert_eq!(
-                    &dst[doff..doff + len],
-                    &src[so..so + len],
-                    "len={len} so={so} do={doff}"
-                );
+                assert_eq!(&dst[doff..doff + len], &src[so..so + len], "len={len} so={so} do={doff}");
                 assert!(dst[..doff].iter().all(|&b| b == 0xEE));
                 assert!(dst[doff + len..].iter().all(|&b| b == 0xEE));
             }

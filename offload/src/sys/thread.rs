@@ -39,14 +39,7 @@ fn pthread_result(code: i32) -> Result<(), Errno> {
 }
 
 /// Signals raised by the instruction a thread executes: never blocked.
-const SYNCHRONOUS: [i32; 6] = [
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGILL,
-    libc::SIGFPE,
-    libc::SIGTRAP,
-    libc::SIGSYS,
-];
+const SYNCHRONOUS: [i32; 6] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS];
 
 /// Starts a detached thread running `entry(arg)` on a stack of `stack_bytes`,
 /// with every asynchronous signal blocked from its first instruction and the
@@ -60,19 +53,11 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
     // SAFETY: `attr` was initialised above and is destroyed below.
     let configured = unsafe {
         let other = libc::sched_param { sched_priority: 0 };
-        pthread_result(libc::pthread_attr_setdetachstate(
-            attr_ptr,
-            libc::PTHREAD_CREATE_DETACHED,
-        ))
-        .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
-        .and_then(|_| {
-            pthread_result(libc::pthread_attr_setinheritsched(
-                attr_ptr,
-                libc::PTHREAD_EXPLICIT_SCHED,
-            ))
-        })
-        .and_then(|_| pthread_result(libc::pthread_attr_setschedpolicy(attr_ptr, libc::SCHED_OTHER)))
-        .and_then(|_| pthread_result(libc::pthread_attr_setschedparam(attr_ptr, &other)))
+        pthread_result(libc::pthread_attr_setdetachstate(attr_ptr, libc::PTHREAD_CREATE_DETACHED))
+            .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
+            .and_then(|_| pthread_result(libc::pthread_attr_setinheritsched(attr_ptr, libc::PTHREAD_EXPLICIT_SCHED)))
+            .and_then(|_| pthread_result(libc::pthread_attr_setschedpolicy(attr_ptr, libc::SCHED_OTHER)))
+            .and_then(|_| pthread_result(libc::pthread_attr_setschedparam(attr_ptr, &other)))
     };
     let result = configured.map_err(SpawnError::Attributes).and_then(|_| {
         let mut all = MaybeUninit::<libc::sigset_t>::uninit();
@@ -104,37 +89,22 @@ pub type CpuMask = [u64; 128];
 pub fn current_affinity() -> Result<CpuMask, Errno> {
     let mut mask: CpuMask = [0; 128];
     // SAFETY: the kernel writes at most size_of_val(&mask) bytes into `mask`.
-    unsafe {
-        syscall6(
-            libc::SYS_sched_getaffinity,
-            [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0],
-        )
-    }
-    .map(|_| mask)
+    unsafe { syscall6(libc::SYS_sched_getaffinity, [0, size_of_val(&mask), mask.as_mut_ptr() as usize, 0, 0, 0]) }
+        .map(|_| mask)
 }
 
 /// Sets the calling thread's CPU affinity mask (sched_setaffinity(2)).
 pub fn set_current_affinity(mask: &CpuMask) -> Result<(), Errno> {
     // SAFETY: the kernel reads size_of_val(mask) bytes from `mask`.
-    unsafe {
-        syscall6(
-            libc::SYS_sched_setaffinity,
-            [0, size_of_val(mask), mask.as_ptr() as usize, 0, 0, 0],
-        )
-    }
-    .map(|_| ())
+    unsafe { syscall6(libc::SYS_sched_setaffinity, [0, size_of_val(mask), mask.as_ptr() as usize, 0, 0, 0]) }
+        .map(|_| ())
 }
 
 /// Names the calling thread (at most 15 bytes are kept), as shown in
 /// /proc/self/task/*/comm, top and gdb.
 pub fn set_current_name(name: &CStr) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    let _ = unsafe {
-        syscall6(
-            libc::SYS_prctl,
-            [libc::PR_SET_NAME as usize, name.as_ptr() as usize, 0, 0, 0, 0],
-        )
-    };
+    let _ = unsafe { syscall6(libc::SYS_prctl, [libc::PR_SET_NAME as usize, name.as_ptr() as usize, 0, 0, 0, 0]) };
 }
 
 /// Registers `handler` to run in the child after every fork(2) made through
@@ -176,7 +146,30 @@ mod tests {
 
     #[test]
     fn spawned_thread_blocks_asynchronous_signals_and_runs_sched_other() {
-        spawn_detached(probe, 7, 64 << 10).unwrap();
+        // Spawn from a SCHED_BATCH thread with SIGUSR2 blocked: the new
+        // thread must not inherit the policy, and the spawner's own signal
+        // mask must come back as it was.
+        std::thread::spawn(|| {
+            let batch = libc::sched_param { sched_priority: 0 };
+            let mut mine = MaybeUninit::<libc::sigset_t>::uninit();
+            let mut after = MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: plain libc calls on this thread and on local sigsets.
+            unsafe {
+                assert_eq!(libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_BATCH, &batch), 0);
+                libc::sigemptyset(mine.as_mut_ptr());
+                libc::sigaddset(mine.as_mut_ptr(), libc::SIGUSR2);
+                libc::pthread_sigmask(libc::SIG_SETMASK, mine.as_ptr(), core::ptr::null_mut());
+            }
+            spawn_detached(probe, 7, 64 << 10).unwrap();
+            // SAFETY: as above.
+            unsafe {
+                libc::pthread_sigmask(libc::SIG_SETMASK, core::ptr::null(), after.as_mut_ptr());
+                assert_eq!(libc::sigismember(after.as_ptr(), libc::SIGUSR2), 1);
+                assert_eq!(libc::sigismember(after.as_ptr(), libc::SIGTERM), 0, "the spawner's mask leaked");
+            }
+        })
+        .join()
+        .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while STARTED.load(Ordering::SeqCst) != 7 {
             assert!(std::time::Instant::now() < deadline, "thread never ran");
