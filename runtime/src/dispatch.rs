@@ -1,13 +1,16 @@
 //! The slow path of every copy hook: a call at or above its class threshold
 //! lands here, is handed to the class's engine, and is counted.
 
+use core::sync::atomic::AtomicBool;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use ipc_offload_engine::engine::pool::POOL;
 use ipc_offload_engine::engine::{self, Fallback, Outcome, cpu_move};
 use ipc_offload_engine::{stats, sys};
 use ipc_offload_policy::Class;
 
 use crate::guard::Inside;
+use crate::log::first_time;
 use crate::{process, state, stats_file};
 
 /// Copies `len` bytes from `src` to `dst` with memmove semantics through
@@ -47,4 +50,16 @@ pub unsafe fn large_copy(class: Class, dst: *mut u8, src: *const u8, len: usize)
         Outcome::fell_back(Fallback::Panic)
     });
     counters.record(len as u64, outcome);
+    static POOL_WARNED: AtomicBool = AtomicBool::new(false);
+    static PANIC_WARNED: AtomicBool = AtomicBool::new(false);
+    match outcome.fallback {
+        Some(Fallback::PoolUnavailable) if first_time(&POOL_WARNED) => {
+            let why = POOL.start_error().map_or_else(|| "unknown error".to_owned(), |e| e.to_string());
+            crate::log_at!(Warn, "cannot start copy workers ({why}); large copies are made by libc");
+        }
+        Some(Fallback::Panic) if first_time(&PANIC_WARNED) => {
+            crate::log_at!(Error, "internal error: a copy engine panicked; that copy was made by libc");
+        }
+        _ => {}
+    }
 }

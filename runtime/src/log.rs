@@ -3,7 +3,7 @@
 //! from several processes do not interleave. Level from `IPC_OFFLOAD_LOG`.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
 use ipc_offload_engine::sys;
 
@@ -68,6 +68,11 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
         let _ = write!(line, "ipc-offload[{}]: {}: {}", sys::getpid(), level.label(), args);
         raw_line(line.as_bytes());
     }
+}
+
+/// True the first time it is called with `flag`: for what is said once.
+pub fn first_time(flag: &AtomicBool) -> bool {
+    !flag.swap(true, Relaxed)
 }
 
 /// Writes `text` and a newline to stderr as one write, whatever the level.

@@ -189,7 +189,7 @@ fn write_locked(target: &Target, settings: &Settings, last: bool) {
 
 fn warn_once(e: sys::Errno) {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.swap(true, Relaxed) {
+    if crate::log::first_time(&WARNED) {
         crate::log_at!(Warn, "stats: cannot write the stats file: {e}");
     }
 }

@@ -52,6 +52,10 @@ const CLOSED: u32 = u32::MAX;
 const WORKER_STACK: usize = 128 << 10;
 /// A caller waiting with `spin-then-sleep` spins this long before sleeping.
 const CALLER_SPIN: Duration = Duration::from_micros(50);
+/// Even `spin` and `yield` sleep after polling this long: a caller with a
+/// real-time priority would otherwise keep a worker that shares its CPU
+/// from ever finishing the part it waits for.
+const POLL_LIMIT: Duration = Duration::from_millis(10);
 /// A sleeping caller re-checks the pool's epoch this often (see the module
 /// documentation on fork).
 const CALLER_NAP: Duration = Duration::from_millis(10);
@@ -525,17 +529,18 @@ impl Lease {
                 return Err(Forked);
             }
             polls = polls.wrapping_add(1);
+            let polled_for = |limit| polls % 64 == 0 && start.elapsed() >= limit;
             let sleep = match wait {
                 Wait::Sleep => true,
-                Wait::Spin => false,
-                Wait::Yield => {
-                    crate::sys::sched_yield();
-                    continue;
-                }
-                Wait::SpinThenSleep | Wait::Umwait => polls % 64 == 0 && start.elapsed() >= CALLER_SPIN,
+                Wait::Spin | Wait::Yield => polled_for(POLL_LIMIT),
+                Wait::SpinThenSleep | Wait::Umwait => polled_for(CALLER_SPIN),
             };
             if !sleep {
-                core::hint::spin_loop();
+                if wait == Wait::Yield {
+                    crate::sys::sched_yield();
+                } else {
+                    core::hint::spin_loop();
+                }
                 continue;
             }
             self.slot().waiter.store(1, SeqCst);
