@@ -120,13 +120,12 @@ pub fn ensure_writer() {
     if running == me || WRITER_OF.compare_exchange(running, me, Relaxed, Relaxed).is_err() {
         return;
     }
-    if let Err(e) = sys::thread::spawn_detached(writer_main, 0, 256 << 10) {
+    if let Err(e) = sys::thread::spawn_detached(writer_main, 0, 256 << 10, c"ipc-offload-st") {
         crate::log_at!(Warn, "stats: cannot start the writer thread ({e}); stats are written at exit only");
     }
 }
 
 extern "C" fn writer_main(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
-    sys::thread::set_current_name(c"ipc-offload-st");
     let interval = TARGET.get().map_or(Duration::from_secs(1), |t| t.interval);
     loop {
         std::thread::sleep(interval);

@@ -258,7 +258,7 @@ impl Pool {
         let target = self.target.load(Relaxed);
         let mut started = 0;
         for _ in 0..target {
-            match thread::spawn_detached(worker_main, self as *const Pool as usize, WORKER_STACK) {
+            match thread::spawn_detached(worker_main, self as *const Pool as usize, WORKER_STACK, c"ipc-offload-cp") {
                 Ok(()) => started += 1,
                 Err(SpawnError::Create(e) | SpawnError::Attributes(e)) => {
                     self.spawn_error.store(e.0 as u32, Relaxed);
@@ -437,7 +437,6 @@ unsafe fn copy_part(streaming: bool, dst: *mut u8, src: *const u8, n: usize) {
 extern "C" fn worker_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `ensure_started` passes the address of a `'static` pool.
     let pool = unsafe { &*(arg as *const Pool) };
-    thread::set_current_name(c"ipc-offload-cp");
     if pool.has_affinity.load(Acquire) != 0 {
         let mask: CpuMask = core::array::from_fn(|i| pool.affinity[i].load(Relaxed));
         // Best effort: a mask the kernel refuses leaves the inherited one.

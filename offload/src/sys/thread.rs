@@ -6,7 +6,8 @@
 //! write barrier, a lazily mapped file) instead of killing the process, as a
 //! blocked synchronous signal would. They run under the process's scheduling
 //! policy and CPU set, not those of the thread that happened to start them.
-//! See pthread_create(3), pthread_sigmask(3), sched_setaffinity(2), prctl(2).
+//! See pthread_create(3), pthread_sigmask(3), sched_setaffinity(2),
+//! pthread_setname_np(3).
 
 use core::ffi::{CStr, c_void};
 use core::mem::MaybeUninit;
@@ -43,8 +44,10 @@ const SYNCHRONOUS: [i32; 6] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::
 
 /// Starts a detached thread running `entry(arg)` on a stack of `stack_bytes`,
 /// with every asynchronous signal blocked from its first instruction and the
-/// default scheduling policy (SCHED_OTHER), whatever the caller's.
-pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<(), SpawnError> {
+/// default scheduling policy (SCHED_OTHER), whatever the caller's. `name` (at
+/// most 15 bytes) is set before this returns, as /proc/self/task/*/comm, top
+/// and gdb show it.
+pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize, name: &CStr) -> Result<(), SpawnError> {
     let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
     // SAFETY: pthread_attr_init initialises the attribute object it is given.
     pthread_result(unsafe { libc::pthread_attr_init(attr.as_mut_ptr()) }).map_err(SpawnError::Attributes)?;
@@ -53,8 +56,7 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
     // SAFETY: `attr` was initialised above and is destroyed below.
     let configured = unsafe {
         let other = libc::sched_param { sched_priority: 0 };
-        pthread_result(libc::pthread_attr_setdetachstate(attr_ptr, libc::PTHREAD_CREATE_DETACHED))
-            .and_then(|_| pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack)))
+        pthread_result(libc::pthread_attr_setstacksize(attr_ptr, stack))
             .and_then(|_| pthread_result(libc::pthread_attr_setinheritsched(attr_ptr, libc::PTHREAD_EXPLICIT_SCHED)))
             .and_then(|_| pthread_result(libc::pthread_attr_setschedpolicy(attr_ptr, libc::SCHED_OTHER)))
             .and_then(|_| pthread_result(libc::pthread_attr_setschedparam(attr_ptr, &other)))
@@ -65,7 +67,9 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
         let mut thread = MaybeUninit::<libc::pthread_t>::uninit();
         // SAFETY: the sigset pointers are valid for writing; the new thread
         // inherits the blocked mask, and this thread's mask is restored right
-        // after pthread_create, whatever it returned.
+        // after pthread_create, whatever it returned. The thread is created
+        // joinable so that its handle stays valid (even if it has already
+        // finished) until it is named and detached.
         unsafe {
             libc::sigfillset(all.as_mut_ptr());
             for signal in SYNCHRONOUS {
@@ -74,7 +78,11 @@ pub fn spawn_detached(entry: Entry, arg: usize, stack_bytes: usize) -> Result<()
             libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
             let created = libc::pthread_create(thread.as_mut_ptr(), attr_ptr, entry, arg as *mut c_void);
             libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
-            pthread_result(created).map_err(SpawnError::Create)
+            pthread_result(created).map_err(SpawnError::Create)?;
+            let thread = thread.assume_init();
+            libc::pthread_setname_np(thread, name.as_ptr());
+            libc::pthread_detach(thread);
+            Ok(())
         }
     });
     // SAFETY: `attr` is initialised and no longer needed.
@@ -98,13 +106,6 @@ pub fn set_current_affinity(mask: &CpuMask) -> Result<(), Errno> {
     // SAFETY: the kernel reads size_of_val(mask) bytes from `mask`.
     unsafe { syscall6(libc::SYS_sched_setaffinity, [0, size_of_val(mask), mask.as_ptr() as usize, 0, 0, 0]) }
         .map(|_| ())
-}
-
-/// Names the calling thread (at most 15 bytes are kept), as shown in
-/// /proc/self/task/*/comm, top and gdb.
-pub fn set_current_name(name: &CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    let _ = unsafe { syscall6(libc::SYS_prctl, [libc::PR_SET_NAME as usize, name.as_ptr() as usize, 0, 0, 0, 0]) };
 }
 
 /// Registers `handler` to run in the child after every fork(2) made through
@@ -138,7 +139,6 @@ mod tests {
                 && libc::sigismember(mask.as_ptr(), libc::SIGBUS) == 0
                 && policy == libc::SCHED_OTHER
         };
-        set_current_name(c"probe-thread");
         BLOCKED_ALL.store(ok as u32, Ordering::SeqCst);
         STARTED.store(arg as u32, Ordering::SeqCst);
         core::ptr::null_mut()
@@ -160,7 +160,7 @@ mod tests {
                 libc::sigaddset(mine.as_mut_ptr(), libc::SIGUSR2);
                 libc::pthread_sigmask(libc::SIG_SETMASK, mine.as_ptr(), core::ptr::null_mut());
             }
-            spawn_detached(probe, 7, 64 << 10).unwrap();
+            spawn_detached(probe, 7, 64 << 10, c"probe-thread").unwrap();
             // SAFETY: as above.
             unsafe {
                 libc::pthread_sigmask(libc::SIG_SETMASK, core::ptr::null(), after.as_mut_ptr());
