@@ -14,6 +14,8 @@
 
 pub mod cpus;
 pub mod engine;
+pub mod ipc;
 pub mod real;
+pub mod real_io;
 pub mod stats;
 pub mod sys;

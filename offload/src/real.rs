@@ -115,11 +115,12 @@ pub struct MissingSymbol(pub &'static CStr);
 
 impl core::fmt::Display for MissingSymbol {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "dlsym(RTLD_NEXT, \"{}\") found nothing; using the built-in copy", self.0.to_string_lossy())
+        write!(f, "dlsym(RTLD_NEXT, \"{}\") found nothing; using a built-in stand-in", self.0.to_string_lossy())
     }
 }
 
-fn next(name: &'static CStr) -> Result<*mut c_void, MissingSymbol> {
+/// dlsym(RTLD_NEXT, name).
+pub(crate) fn next(name: &'static CStr) -> Result<*mut c_void, MissingSymbol> {
     // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; it returns the
     // next definition after this library in the lookup order, or null.
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };

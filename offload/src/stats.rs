@@ -21,6 +21,8 @@ pub struct ClassCounters {
     offloaded_calls: AtomicU64,
     offloaded_bytes: AtomicU64,
     worker_bytes: AtomicU64,
+    fast_path_bytes: AtomicU64,
+    kernel_path_bytes: AtomicU64,
     by_engine: [AtomicU64; EngineId::COUNT],
     fallbacks: [AtomicU64; Fallback::COUNT],
 }
@@ -38,6 +40,10 @@ pub struct ClassSnapshot {
     pub offloaded_bytes: u64,
     /// Bytes that worker threads (not callers) copied.
     pub worker_bytes: u64,
+    /// IPC classes: bytes of large calls that went through shared memory.
+    pub fast_path_bytes: u64,
+    /// IPC classes: bytes of large calls that went through the kernel.
+    pub kernel_path_bytes: u64,
     /// Bytes per engine, indexed by [`EngineId::index`].
     pub by_engine: [u64; EngineId::COUNT],
     /// Fallbacks per reason, indexed by [`Fallback::index`].
@@ -52,6 +58,8 @@ impl ClassCounters {
             offloaded_calls: AtomicU64::new(0),
             offloaded_bytes: AtomicU64::new(0),
             worker_bytes: AtomicU64::new(0),
+            fast_path_bytes: AtomicU64::new(0),
+            kernel_path_bytes: AtomicU64::new(0),
             by_engine: [const { AtomicU64::new(0) }; EngineId::COUNT],
             fallbacks: [const { AtomicU64::new(0) }; Fallback::COUNT],
         }
@@ -71,6 +79,30 @@ impl ClassCounters {
         }
     }
 
+    /// Records one large IPC call (at or above the threshold): `fast` bytes
+    /// went through shared memory, copied on this side by `engine`, `kernel`
+    /// bytes through the kernel, and `fallback` says why the kernel, if it
+    /// was used.
+    pub fn record_ipc(&self, fast: u64, kernel: u64, engine: EngineId, fallback: Option<Fallback>) {
+        self.calls.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(fast + kernel, Relaxed);
+        self.fast_path_bytes.fetch_add(fast, Relaxed);
+        self.kernel_path_bytes.fetch_add(kernel, Relaxed);
+        if fast > 0 {
+            self.offloaded_calls.fetch_add(1, Relaxed);
+            self.offloaded_bytes.fetch_add(fast, Relaxed);
+            self.by_engine[engine.index()].fetch_add(fast, Relaxed);
+        }
+        if let Some(reason) = fallback {
+            self.fallbacks[reason.index()].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a fallback that belongs to no call (a budget that ran out).
+    pub fn note_fallback(&self, reason: Fallback) {
+        self.fallbacks[reason.index()].fetch_add(1, Relaxed);
+    }
+
     /// Adds bytes copied by a worker thread.
     pub fn add_worker_bytes(&self, bytes: u64) {
         self.worker_bytes.fetch_add(bytes, Relaxed);
@@ -84,13 +116,23 @@ impl ClassCounters {
             offloaded_calls: self.offloaded_calls.load(Relaxed),
             offloaded_bytes: self.offloaded_bytes.load(Relaxed),
             worker_bytes: self.worker_bytes.load(Relaxed),
+            fast_path_bytes: self.fast_path_bytes.load(Relaxed),
+            kernel_path_bytes: self.kernel_path_bytes.load(Relaxed),
             by_engine: core::array::from_fn(|i| self.by_engine[i].load(Relaxed)),
             fallbacks: core::array::from_fn(|i| self.fallbacks[i].load(Relaxed)),
         }
     }
 
     fn reset(&self) {
-        for c in [&self.calls, &self.bytes, &self.offloaded_calls, &self.offloaded_bytes, &self.worker_bytes] {
+        for c in [
+            &self.calls,
+            &self.bytes,
+            &self.offloaded_calls,
+            &self.offloaded_bytes,
+            &self.worker_bytes,
+            &self.fast_path_bytes,
+            &self.kernel_path_bytes,
+        ] {
             c.store(0, Relaxed);
         }
         for c in self.by_engine.iter().chain(self.fallbacks.iter()) {
@@ -130,5 +172,17 @@ mod tests {
         assert_eq!(s.worker_bytes, 60);
         c.reset();
         assert_eq!(c.snapshot(), ClassSnapshot::default());
+    }
+
+    #[test]
+    fn ipc_calls_split_fast_and_kernel_bytes() {
+        let c = ClassCounters::new();
+        c.record_ipc(1000, 24, EngineId::Cpu, Some(Fallback::NotWaiting));
+        c.record_ipc(0, 500, EngineId::Cpu, Some(Fallback::NoPeer));
+        let s = c.snapshot();
+        assert_eq!((s.calls, s.bytes, s.fast_path_bytes, s.kernel_path_bytes), (2, 1524, 1000, 524));
+        assert_eq!((s.offloaded_calls, s.offloaded_bytes), (1, 1000));
+        assert_eq!(s.by_engine[EngineId::Cpu.index()], 1000);
+        assert_eq!(s.fallbacks[Fallback::NoPeer.index()], 1);
     }
 }

@@ -50,14 +50,17 @@ workers = "auto"
 engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
+ring_bytes = "64MiB"
 
 [pipe]
 engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
+ring_bytes = "64MiB"
 "#;
 
 const DEFAULT_MODE: Mode = Mode::Throughput;
+const DEFAULT_RING_BYTES: u64 = 64 << 20;
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Built-in `(engine, min_bytes)` per class, indexed by [`Class::index`].
@@ -97,6 +100,8 @@ pub struct Rule {
     pub workers: Workers,
     /// How a caller waits for its copy to complete.
     pub wait: Wait,
+    /// IPC classes: most bytes of rings this process may create.
+    pub ring_bytes: u64,
 }
 
 /// A policy applied to one process.
@@ -127,6 +132,7 @@ impl Policy {
                 min_bytes: Some(min_bytes),
                 workers: Some(Workers::Auto),
                 wait: None,
+                ring_bytes: class.is_ipc().then_some(DEFAULT_RING_BYTES),
             };
         }
         Policy { strict: false, stats_interval: DEFAULT_STATS_INTERVAL, base, overrides: Vec::new() }
@@ -169,6 +175,7 @@ impl Policy {
                 min_bytes: s.min_bytes.unwrap_or(min_bytes),
                 workers: s.workers.unwrap_or(Workers::Auto),
                 wait: s.wait.unwrap_or(mode.default_wait()),
+                ring_bytes: s.ring_bytes.unwrap_or(DEFAULT_RING_BYTES),
             }
         });
         Resolved { mode, rules, matched }

@@ -55,6 +55,13 @@ named_enum! {
     }
 }
 
+impl Class {
+    /// True for the classes that move bytes between processes.
+    pub fn is_ipc(self) -> bool {
+        matches!(self, Class::Unix | Class::Pipe)
+    }
+}
+
 named_enum! {
     /// The engine that moves the bytes of a large copy.
     Engine {
@@ -159,6 +166,8 @@ pub struct ClassSettings {
     pub workers: Option<Workers>,
     /// `wait`.
     pub wait: Option<Wait>,
+    /// `ring_bytes` (IPC classes): the per-process budget of ring memory.
+    pub ring_bytes: Option<u64>,
 }
 
 impl ClassSettings {
@@ -168,6 +177,7 @@ impl ClassSettings {
         self.min_bytes = other.min_bytes.or(self.min_bytes);
         self.workers = other.workers.or(self.workers);
         self.wait = other.wait.or(self.wait);
+        self.ring_bytes = other.ring_bytes.or(self.ring_bytes);
     }
 }
 

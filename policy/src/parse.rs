@@ -21,8 +21,10 @@ const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "u
 const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe"];
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
-/// Keys of a class section.
-const CLASS_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait"];
+/// Keys of the `[memcpy]` section.
+const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait"];
+/// Keys of the `[unix]` and `[pipe]` sections.
+const IPC_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "ring_bytes"];
 
 /// Shortest and longest accepted `stats_interval`.
 const STATS_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
@@ -218,7 +220,7 @@ impl Walker<'_> {
             return false;
         };
         if let Some(table) = self.table(name, prefix, value) {
-            self.class_section(table, &section, settings.class_mut(class));
+            self.class_section(table, &section, class, settings.class_mut(class));
         }
         true
     }
@@ -234,32 +236,37 @@ impl Walker<'_> {
         }
     }
 
-    fn class_section(&mut self, table: &DeTable<'_>, section: &str, out: &mut ClassSettings) {
+    fn class_section(&mut self, table: &DeTable<'_>, section: &str, class: Class, out: &mut ClassSettings) {
+        let keys = if class.is_ipc() { IPC_KEYS } else { COPY_KEYS };
         for (key, value) in in_file_order(table) {
             match key.get_ref().as_ref() {
                 "engine" => {
                     out.engine = self.named("engine", section, value, Engine::NAMES, Engine::from_name).or(out.engine)
                 }
                 "wait" => out.wait = self.named("wait", section, value, Wait::NAMES, Wait::from_name).or(out.wait),
-                "min_bytes" => out.min_bytes = self.min_bytes(section, value).or(out.min_bytes),
+                "min_bytes" => out.min_bytes = self.size("min_bytes", section, value).or(out.min_bytes),
                 "workers" => out.workers = self.workers(section, value).or(out.workers),
-                _ => self.unknown_key(key, section, CLASS_KEYS),
+                "ring_bytes" if class.is_ipc() => {
+                    out.ring_bytes = self.size("ring_bytes", section, value).or(out.ring_bytes)
+                }
+                _ => self.unknown_key(key, section, keys),
             }
         }
     }
 
-    fn min_bytes(&mut self, section: &str, value: &Spanned<DeValue<'_>>) -> Option<u64> {
+    /// A byte count: an integer or a size string.
+    fn size(&mut self, key: &str, section: &str, value: &Spanned<DeValue<'_>>) -> Option<u64> {
         const EXPECTED: &str = "a non-negative integer or a size such as \"256KiB\", \"1MiB\", \"1GiB\"";
         let parsed = match value.get_ref() {
             DeValue::Integer(_) => integer(value.get_ref()).and_then(|n| u64::try_from(n).ok()),
             DeValue::String(s) => parse_size(s),
             _ => {
-                self.wrong_type("min_bytes", section, value, "an integer or a size string");
+                self.wrong_type(key, section, value, "an integer or a size string");
                 return None;
             }
         };
         if parsed.is_none() {
-            self.bad_value("min_bytes", section, value, EXPECTED.to_owned());
+            self.bad_value(key, section, value, EXPECTED.to_owned());
         }
         parsed
     }

@@ -24,8 +24,9 @@ fn builtin_text_is_the_builtin_policy() {
     for class in Class::ALL {
         let section = table.get(class.name()).and_then(|v| v.get_ref().as_table().cloned());
         let section = section.unwrap_or_else(|| panic!("BUILTIN_POLICY lacks [{class}]"));
-        for key in ["engine", "min_bytes", "workers"] {
-            assert!(section.get(key).is_some(), "BUILTIN_POLICY lacks {class}.{key}");
+        let keys: &[&str] = if class.is_ipc() { &["engine", "min_bytes", "workers", "ring_bytes"] } else { &["engine", "min_bytes", "workers"] };
+        for key in keys {
+            assert!(section.get(*key).is_some(), "BUILTIN_POLICY lacks {class}.{key}");
         }
     }
 }
@@ -43,7 +44,7 @@ fn builtin_resolution() {
     assert_eq!(r.mode, Mode::Throughput);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule { engine: Engine::Auto, min_bytes: 1 << 20, workers: Workers::Auto, wait: Wait::SpinThenSleep }
+        Rule { engine: Engine::Auto, min_bytes: 1 << 20, workers: Workers::Auto, wait: Wait::SpinThenSleep, ring_bytes: 64 << 20 }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 256 << 10);
@@ -67,6 +68,7 @@ engine = "cpu"
 min_bytes = "64KiB"
 workers = "auto"
 wait = "umwait"
+ring_bytes = "8MiB"
 [pipe]
 engine = "off"
 min_bytes = "1GiB"
@@ -79,11 +81,11 @@ wait = "sleep"
     assert_eq!(r.mode, Mode::Latency);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule { engine: Engine::AsyncCpu, min_bytes: 4096, workers: Workers::Count(3), wait: Wait::Yield }
+        Rule { engine: Engine::AsyncCpu, min_bytes: 4096, workers: Workers::Count(3), wait: Wait::Yield, ring_bytes: 64 << 20 }
     );
     assert_eq!(
         r.rule(Class::Unix),
-        Rule { engine: Engine::Cpu, min_bytes: 64 << 10, workers: Workers::Auto, wait: Wait::Umwait }
+        Rule { engine: Engine::Cpu, min_bytes: 64 << 10, workers: Workers::Auto, wait: Wait::Umwait, ring_bytes: 8 << 20 }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 1 << 30);
@@ -152,6 +154,10 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
         vec!["p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait)"]
     );
     assert_eq!(
+        messages("[memcpy]\nring_bytes = \"1MiB\"\n"),
+        vec!["p.toml:2:1: unknown key `ring_bytes` in [memcpy] (expected one of: engine, min_bytes, workers, wait)"]
+    );
+    assert_eq!(
         messages("[shm]\nengine = \"cpu\"\n"),
         vec![
             "p.toml:1:2: unknown key `shm` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, process)"
@@ -168,7 +174,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nunix.min_byte = 1\n"),
         vec![
-            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait)"
+            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes)"
         ]
     );
 }

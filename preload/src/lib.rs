@@ -8,4 +8,5 @@
 
 mod copy;
 mod exit;
+mod io;
 mod lifecycle;

@@ -35,7 +35,7 @@ pub fn start(argv0: Option<&[u8]>) {
 }
 
 fn start_inner(argv0: Option<&[u8]>) {
-    let missing = real::resolve();
+    let missing = real::resolve().and(ipc_offload_engine::real_io::resolve());
     if sys::is_secure_exec() {
         return; // set-user-ID and friends: trust no variable, stay inert
     }
@@ -83,6 +83,11 @@ fn start_inner(argv0: Option<&[u8]>) {
     }
     if let Err(e) = process::install_fork_handler() {
         log_at!(Warn, "pthread_atfork failed ({e}): fork children copy with libc only");
+    }
+    crate::ipc::init();
+    if settings.options[Class::Unix.index()].is_some() {
+        let min = settings.plan.class(Class::Unix).rule.min_bytes;
+        ipc_offload_engine::real_io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
     }
     if settings.options[Class::Memcpy.index()].is_some() {
         let min = settings.plan.class(Class::Memcpy).rule.min_bytes;

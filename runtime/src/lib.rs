@@ -17,6 +17,7 @@ pub mod env;
 pub mod fmtbuf;
 pub mod guard;
 pub mod init;
+pub mod ipc;
 pub mod log;
 pub mod plan;
 pub mod process;

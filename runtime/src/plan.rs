@@ -4,7 +4,7 @@
 //! Pure logic: unit-tested without a process to interpose.
 
 use ipc_offload_engine::engine::EngineId;
-use ipc_offload_policy::{Class, Engine, Mode, Resolved, Rule, Wait};
+use ipc_offload_policy::{Class, Engine, Mode, Resolved, Rule, Wait, Workers};
 
 /// What one class does in this process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,10 +66,20 @@ impl Plan {
     }
 }
 
-/// Classes whose calls this version intercepts. Unix sockets and pipes have
-/// policy sections already; their hooks are not built yet.
+/// Classes whose calls this version intercepts. Pipes have a policy section
+/// already; their fast path is not built yet.
 fn intercepted(class: Class) -> bool {
-    class == Class::Memcpy
+    class != Class::Pipe
+}
+
+/// Workers a class may use on `cpus` CPUs. For the IPC classes `auto` leaves
+/// two CPUs to the two processes at the ends of a transfer, which copy at
+/// the same time already (the writer into the ring, the reader out of it).
+fn workers(class: Class, rule: &Rule, cpus: u32) -> u32 {
+    match rule.workers {
+        Workers::Auto if class.is_ipc() => cpus.saturating_sub(2).min(Workers::AUTO_MAX),
+        w => w.count(cpus),
+    }
 }
 
 /// Why DSA cannot serve a copy in this process.
@@ -97,7 +107,7 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
     let classes = core::array::from_fn(|i| {
         let class = Class::ALL[i];
         let rule = resolved.rules[i];
-        let workers = rule.workers.count(cpus);
+        let workers = workers(class, &rule, cpus);
         let best = if workers > 0 { EngineId::AsyncCpu } else { EngineId::Cpu };
         let engine = if !intercepted(class) {
             None
@@ -166,9 +176,14 @@ mod tests {
         assert_eq!(m.rule.min_bytes, 1 << 20);
         assert_eq!(p.workers, 1);
         assert_eq!(p.stream_min, 32 << 20);
-        assert_eq!(p.class(Class::Unix).engine, None);
+        // Both ends of a socket copy already: no worker on 2 CPUs.
+        assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Cpu));
+        assert_eq!(p.class(Class::Unix).rule.ring_bytes, 64 << 20);
         assert_eq!(p.class(Class::Pipe).engine, None);
         assert!(p.notes.is_empty());
+        let p = plan(&Policy::builtin().resolve(&["x"]), machine(8));
+        assert_eq!(p.class(Class::Unix).engine, Some(EngineId::AsyncCpu));
+        assert_eq!(p.class(Class::Unix).helpers, 6);
     }
 
     #[test]
@@ -203,9 +218,10 @@ mod tests {
     #[test]
     fn off_and_cpu() {
         assert_eq!(plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine, None);
-        let p = plan_of("[memcpy]\nengine = \"cpu\"\n", 4);
+        let p = plan_of("[memcpy]\nengine = \"cpu\"\n[unix]\nengine = \"off\"\n", 4);
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
-        assert_eq!(p.workers, 0);
+        assert_eq!(p.class(Class::Unix).engine, None);
+        assert_eq!(p.workers, 0, "no class uses the pool");
     }
 
     #[test]

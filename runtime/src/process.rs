@@ -42,6 +42,8 @@ unsafe extern "C" fn after_fork_in_child() {
     POOL.reset_after_fork();
     stats::reset_all();
     crate::stats_file::after_fork();
+    // SAFETY: this is the fork child handler: one thread.
+    unsafe { crate::ipc::after_fork() };
 }
 
 /// How the process is known to `[process."GLOB"]` patterns.

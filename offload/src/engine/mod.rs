@@ -22,7 +22,8 @@ named_enum! {
 }
 
 named_enum! {
-    /// Why a copy meant for an offload engine was done by the CPU instead.
+    /// Why a call meant for an offload engine or the shared-memory path was
+    /// served by the CPU or the kernel instead.
     Fallback {
         /// Source and destination overlap too closely to split the move.
         OverlapClose = "overlap-close",
@@ -30,12 +31,68 @@ named_enum! {
         PoolSaturated = "pool-saturated",
         /// The pool could not start a single worker thread.
         PoolUnavailable = "pool-unavailable",
-        /// A copy made while this thread was already inside the library
-        /// (a signal handler that interrupted a copy, or the library itself).
+        /// A call made while this thread was already inside the library
+        /// (a signal handler that interrupted it, or the library itself).
         Reentrant = "reentrant",
         /// A bug: the library panicked before moving any byte.
         Panic = "panic",
+        /// IPC: the peer has not opted in (no library, no large blocking
+        /// reads), or the handshake has not completed yet.
+        NoPeer = "no-peer",
+        /// IPC writer: the reader was not waiting in a read (or had kernel
+        /// bytes to read first).
+        NotWaiting = "reader-not-waiting",
+        /// IPC reader: a nonblocking socket or MSG_DONTWAIT.
+        Nonblocking = "nonblocking",
+        /// IPC: MSG_PEEK, MSG_OOB, ancillary data, or too many buffers.
+        Unsupported = "unsupported-call",
+        /// IPC: another thread of the process was using the channel, or the
+        /// channel table was full.
+        Busy = "busy",
+        /// IPC reader: the opt-in failed (sock_diag, or the name is taken).
+        OptInFailed = "opt-in-failed",
+        /// IPC reader: bytes written through the kernel were queued first.
+        KernelFirst = "kernel-bytes-first",
+        /// IPC reader: a signal interrupted the wait.
+        Interrupted = "interrupted",
+        /// IPC reader: SO_RCVTIMEO expired.
+        TimedOut = "timed-out",
+        /// IPC: the peer exited during a transfer.
+        PeerGone = "peer-gone",
+        /// IPC: the peer wrote garbage into the ring; the ring was dropped.
+        Corrupt = "corrupt",
+        /// IPC reader: the ring_bytes budget was used up.
+        RingBudget = "ring-budget",
+        /// IPC writer: the socket cannot send (shut down, no peer): the
+        /// kernel reports the error.
+        SocketError = "socket-error",
     }
+}
+
+impl Fallback {
+    /// The reasons that apply to copies (the memcpy class).
+    pub const COPY: &'static [Fallback] =
+        &[Fallback::OverlapClose, Fallback::PoolSaturated, Fallback::PoolUnavailable, Fallback::Reentrant, Fallback::Panic];
+
+    /// The reasons that apply to the IPC classes (their copies into and out
+    /// of rings fall back like any copy, but are not counted separately).
+    pub const IPC: &'static [Fallback] = &[
+        Fallback::NoPeer,
+        Fallback::NotWaiting,
+        Fallback::Nonblocking,
+        Fallback::Unsupported,
+        Fallback::Busy,
+        Fallback::OptInFailed,
+        Fallback::KernelFirst,
+        Fallback::Interrupted,
+        Fallback::TimedOut,
+        Fallback::PeerGone,
+        Fallback::Corrupt,
+        Fallback::RingBudget,
+        Fallback::SocketError,
+        Fallback::Reentrant,
+        Fallback::Panic,
+    ];
 }
 
 /// What happened to one large copy.

@@ -8,6 +8,8 @@ use super::{Errno, syscall6};
 
 const WAIT_PRIVATE: usize = (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize;
 const WAKE_PRIVATE: usize = (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize;
+const WAIT_SHARED: usize = libc::FUTEX_WAIT as usize;
+const WAKE_SHARED: usize = libc::FUTEX_WAKE as usize;
 
 /// Why a wait returned. Callers re-check their condition in every case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +25,15 @@ pub enum Woken {
 /// Blocks while `word` holds `expected`, for at most `timeout` when given
 /// (FUTEX_WAIT, private).
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken {
+    wait_op(word, expected, timeout, WAIT_PRIVATE)
+}
+
+/// As [`wait`], on a word in memory shared with other processes.
+pub fn wait_shared(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken {
+    wait_op(word, expected, timeout, WAIT_SHARED)
+}
+
+fn wait_op(word: &AtomicU32, expected: u32, timeout: Option<Duration>, op: usize) -> Woken {
     let ts;
     let ts_ptr = match timeout {
         Some(t) => {
@@ -33,8 +44,7 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken
     };
     // SAFETY: `word` is a live, aligned u32 for the duration of the call, and
     // `ts_ptr` is null or points to a timespec on this stack frame.
-    let r =
-        unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, WAIT_PRIVATE, expected as usize, ts_ptr, 0, 0]) };
+    let r = unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, op, expected as usize, ts_ptr, 0, 0]) };
     match r {
         Err(Errno::TIMEDOUT) => Woken::TimedOut,
         Err(Errno::INTR) => Woken::Interrupted,
@@ -44,9 +54,18 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken
 
 /// Wakes at most `count` threads blocked on `word` (FUTEX_WAKE, private).
 pub fn wake(word: &AtomicU32, count: u32) {
+    wake_op(word, count, WAKE_PRIVATE);
+}
+
+/// As [`wake`], for a word in memory shared with other processes.
+pub fn wake_shared(word: &AtomicU32, count: u32) {
+    wake_op(word, count, WAKE_SHARED);
+}
+
+fn wake_op(word: &AtomicU32, count: u32, op: usize) {
     // SAFETY: FUTEX_WAKE only uses the address as a key; it never dereferences
     // memory beyond the aligned word, which is live.
-    let _ = unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, WAKE_PRIVATE, count as usize, 0, 0, 0]) };
+    let _ = unsafe { syscall6(libc::SYS_futex, [word.as_ptr() as usize, op, count as usize, 0, 0, 0]) };
 }
 
 #[cfg(test)]

@@ -1,0 +1,529 @@
+//! The shared-memory ring of one direction of a connection, as laid out in
+//! docs/ipc-protocol.md: a header page, a page of slot words, then the
+//! slots. Created and pre-faulted by the reader, mapped by the writer.
+//!
+//! Both sides keep the geometry they validated when they mapped the ring and
+//! never re-read it from shared memory: a peer that scribbles over the
+//! header can break a transfer, never make this side touch memory outside
+//! its mapping. Every word both sides use is an atomic at a fixed, aligned
+//! offset; payload bytes are copied only between a Release store and an
+//! Acquire load of the slot word that hands the slot over.
+
+use core::ffi::CStr;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::sys::futex::{self, Woken};
+use crate::sys::mem::{self, Mapping, OwnedFd};
+
+/// "IPCORING", little-endian.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"IPCORING");
+/// Protocol version of the layout and of the mailbox.
+pub const VERSION: u32 = 1;
+/// Most slots a ring may have.
+pub const MAX_SLOTS: u32 = 64;
+/// Largest slot.
+pub const MAX_SLOT_BYTES: u32 = 16 << 20;
+
+const HEADER_BYTES: usize = 4096;
+const SLOT_WORDS: usize = 4096; // offset of the slot words' page
+const DATA: usize = 8192; // offset of slot 0
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_SLOTS: usize = 12;
+const OFF_SLOT_BYTES: usize = 16;
+const OFF_READER_PID: usize = 20;
+const OFF_RING_BYTES: usize = 24;
+const OFF_READER_INO: usize = 32;
+const OFF_WRITER_INO: usize = 36;
+const OFF_MAILBOX: usize = 64;
+const OFF_WANT: usize = 72;
+const OFF_TOTAL: usize = 80;
+
+/// Mailbox states.
+const IDLE: u64 = 0;
+const WAITING: u64 = 1;
+const CLAIMING: u64 = 2;
+const CLAIMED: u64 = 3;
+
+/// Slot word values.
+const EMPTY: u32 = 0;
+const FULL: u32 = 1;
+const SLEEPER: u32 = 1 << 31;
+
+/// How long a side polls a slot word before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+/// How long a sleep lasts before the peer's liveness is checked.
+const NAP: Duration = Duration::from_millis(20);
+
+fn mailbox(state: u64, ticket: u32, pid: i32) -> u64 {
+    state | (u64::from(ticket & 0x00ff_ffff) << 8) | (u64::from(pid as u32) << 32)
+}
+
+fn state_of(word: u64) -> u64 {
+    word & 0xff
+}
+
+fn ticket_of(word: u64) -> u32 {
+    ((word >> 8) & 0x00ff_ffff) as u32
+}
+
+fn pid_of(word: u64) -> i32 {
+    (word >> 32) as u32 as i32
+}
+
+/// The size and shape of a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Number of slots.
+    pub slots: u32,
+    /// Bytes per slot (a multiple of 4096).
+    pub slot_bytes: u32,
+}
+
+impl Geometry {
+    /// Bytes of the whole ring (header, slot words, slots).
+    pub fn ring_bytes(&self) -> u64 {
+        DATA as u64 + u64::from(self.slots) * u64::from(self.slot_bytes)
+    }
+
+    fn valid(&self) -> bool {
+        (1..=MAX_SLOTS).contains(&self.slots)
+            && self.slot_bytes > 0
+            && self.slot_bytes <= MAX_SLOT_BYTES
+            && self.slot_bytes % 4096 == 0
+    }
+}
+
+/// Why a ring could not be created or accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// The geometry is out of range.
+    BadGeometry,
+    /// memfd_create, ftruncate, seals or mmap failed.
+    System(crate::sys::Errno),
+    /// A received memfd is not what the protocol says (owner, size, seals,
+    /// magic, version, inodes).
+    Refused(&'static str),
+}
+
+impl core::fmt::Display for RingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RingError::BadGeometry => f.write_str("ring geometry out of range"),
+            RingError::System(e) => write!(f, "{e}"),
+            RingError::Refused(why) => write!(f, "ring refused: {why}"),
+        }
+    }
+}
+
+impl From<crate::sys::Errno> for RingError {
+    fn from(e: crate::sys::Errno) -> Self {
+        RingError::System(e)
+    }
+}
+
+/// Why a transfer stopped before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abort {
+    /// The other side exited (its pidfd became readable).
+    PeerGone,
+    /// The other side gave the transfer up (the mailbox moved on).
+    Withdrawn,
+    /// A slot length out of range: a peer writing garbage.
+    Corrupt,
+}
+
+/// A claim a writer won: it must send exactly `total` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The wait it answers.
+    pub ticket: u32,
+    /// Bytes to send.
+    pub total: u64,
+}
+
+/// What the reader finds in its mailbox while it waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Still waiting; nobody claimed.
+    Waiting,
+    /// A writer is writing its claim: look again in a moment.
+    Claiming { writer: i32 },
+    /// Claimed: `total` bytes will come from `writer`.
+    Claimed { writer: i32, total: u64 },
+    /// Not this wait any more (withdrawn or ended).
+    Other,
+}
+
+/// Copies `n` bytes from `src` to `dst` (the class's engine).
+pub type CopyFn<'a> = &'a mut dyn FnMut(*mut u8, *const u8, usize);
+
+/// A mapped ring.
+#[derive(Debug)]
+pub struct Ring {
+    map: Mapping,
+    geometry: Geometry,
+    reader_pid: i32,
+}
+
+impl Ring {
+    /// Creates a ring for the reader of socket `reader_ino`, whose peer is
+    /// `writer_ino`: a sealed memfd, mapped and pre-faulted.
+    pub fn create(geometry: Geometry, reader_pid: i32, reader_ino: u32, writer_ino: u32) -> Result<(Ring, OwnedFd), RingError> {
+        if !geometry.valid() {
+            return Err(RingError::BadGeometry);
+        }
+        let bytes = geometry.ring_bytes();
+        let fd = mem::sealed_memfd(MEMFD_NAME, bytes)?;
+        let map = Mapping::shared(fd.raw(), bytes as usize)?;
+        let ring = Ring { map, geometry, reader_pid };
+        ring.u64_at(OFF_MAGIC).store(MAGIC, Relaxed);
+        ring.u32_at(OFF_VERSION).store(VERSION, Relaxed);
+        ring.u32_at(OFF_SLOTS).store(geometry.slots, Relaxed);
+        ring.u32_at(OFF_SLOT_BYTES).store(geometry.slot_bytes, Relaxed);
+        ring.u32_at(OFF_READER_PID).store(reader_pid as u32, Relaxed);
+        ring.u64_at(OFF_RING_BYTES).store(bytes, Relaxed);
+        ring.u32_at(OFF_READER_INO).store(reader_ino, Relaxed);
+        ring.u32_at(OFF_WRITER_INO).store(writer_ino, Release);
+        Ok((ring, fd))
+    }
+
+    /// Maps a ring received from a reader, after checking everything the
+    /// protocol lets the writer check: owner `uid`, size, seals, magic,
+    /// version, geometry, and that it serves writer socket `writer_ino`.
+    pub fn attach(fd: i32, uid: u32, writer_ino: u32) -> Result<Ring, RingError> {
+        let st = mem::fstat(fd)?;
+        if st.uid != uid {
+            return Err(RingError::Refused("owned by another user"));
+        }
+        let need = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK;
+        if mem::seals(fd)? & need != need {
+            return Err(RingError::Refused("not sealed against resizing"));
+        }
+        if st.size < DATA as u64 || st.size > DATA as u64 + u64::from(MAX_SLOTS) * u64::from(MAX_SLOT_BYTES) {
+            return Err(RingError::Refused("size out of range"));
+        }
+        let map = Mapping::shared(fd, st.size as usize)?;
+        let probe = Ring { map, geometry: Geometry { slots: 1, slot_bytes: 4096 }, reader_pid: 0 };
+        if probe.u64_at(OFF_MAGIC).load(Acquire) != MAGIC {
+            return Err(RingError::Refused("bad magic"));
+        }
+        if probe.u32_at(OFF_VERSION).load(Relaxed) != VERSION {
+            return Err(RingError::Refused("other protocol version"));
+        }
+        let geometry = Geometry {
+            slots: probe.u32_at(OFF_SLOTS).load(Relaxed),
+            slot_bytes: probe.u32_at(OFF_SLOT_BYTES).load(Relaxed),
+        };
+        if !geometry.valid() || geometry.ring_bytes() != st.size {
+            return Err(RingError::Refused("geometry does not match the size"));
+        }
+        if probe.u32_at(OFF_WRITER_INO).load(Relaxed) != writer_ino {
+            return Err(RingError::Refused("ring of another connection"));
+        }
+        let reader_pid = probe.u32_at(OFF_READER_PID).load(Relaxed) as i32;
+        Ok(Ring { map: probe.map, geometry, reader_pid })
+    }
+
+    /// The geometry this side checked.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// The reader's pid, as read once when the ring was mapped.
+    pub fn reader_pid(&self) -> i32 {
+        self.reader_pid
+    }
+
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= HEADER_BYTES);
+        // SAFETY: `off` is one of the header constants: 8-aligned, inside
+        // the first page of a mapping of at least DATA bytes (checked at
+        // create/attach), and the page is page-aligned.
+        unsafe { &*self.map.ptr().add(off).cast::<AtomicU64>() }
+    }
+
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off + 4 <= DATA);
+        // SAFETY: as `u64_at`, 4-aligned, inside the first two pages.
+        unsafe { &*self.map.ptr().add(off).cast::<AtomicU32>() }
+    }
+
+    fn slot_word(&self, slot: u32) -> &AtomicU32 {
+        self.u32_at(SLOT_WORDS + 64 * (slot % self.geometry.slots) as usize)
+    }
+
+    fn slot_len(&self, slot: u32) -> &AtomicU32 {
+        self.u32_at(SLOT_WORDS + 64 * (slot % self.geometry.slots) as usize + 4)
+    }
+
+    fn slot_data(&self, slot: u32) -> *mut u8 {
+        let offset = DATA + (slot % self.geometry.slots) as usize * self.geometry.slot_bytes as usize;
+        // SAFETY: slot < slots and the mapping is ring_bytes long (checked),
+        // so the slot's bytes lie inside it.
+        unsafe { self.map.ptr().add(offset) }
+    }
+
+    // ---- the reader's side of the mailbox ----
+
+    /// Starts waiting for up to `want` bytes; returns the wait's ticket.
+    /// Every slot is empty between transfers; this makes sure of it.
+    pub fn begin_wait(&self, want: u64) -> u32 {
+        for slot in 0..self.geometry.slots {
+            self.slot_word(slot).store(EMPTY, Relaxed);
+        }
+        let ticket = ticket_of(self.u64_at(OFF_MAILBOX).load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
+        self.u64_at(OFF_WANT).store(want, Relaxed);
+        self.u64_at(OFF_MAILBOX).store(mailbox(WAITING, ticket, 0), SeqCst);
+        ticket
+    }
+
+    /// Looks at the mailbox of wait `ticket`.
+    pub fn seen(&self, ticket: u32) -> Seen {
+        let word = self.u64_at(OFF_MAILBOX).load(Acquire);
+        if ticket_of(word) != ticket {
+            return Seen::Other;
+        }
+        match state_of(word) {
+            WAITING => Seen::Waiting,
+            CLAIMING => Seen::Claiming { writer: pid_of(word) },
+            CLAIMED => Seen::Claimed { writer: pid_of(word), total: self.u64_at(OFF_TOTAL).load(Relaxed) },
+            _ => Seen::Other,
+        }
+    }
+
+    /// Takes wait `ticket` back; false if a writer claimed it first (then
+    /// the transfer must be taken).
+    pub fn withdraw(&self, ticket: u32) -> bool {
+        self.u64_at(OFF_MAILBOX)
+            .compare_exchange(mailbox(WAITING, ticket, 0), mailbox(IDLE, ticket, 0), SeqCst, Acquire)
+            .is_ok()
+    }
+
+    /// Ends wait `ticket` after its transfer (complete or abandoned).
+    pub fn end(&self, ticket: u32) {
+        self.u64_at(OFF_MAILBOX).store(mailbox(IDLE, ticket, 0), SeqCst);
+    }
+
+    // ---- the writer's side of the mailbox ----
+
+    /// True while a reader waits.
+    pub fn reader_waiting(&self) -> bool {
+        state_of(self.u64_at(OFF_MAILBOX).load(Acquire)) == WAITING
+    }
+
+    /// Claims the waiting reader for at most `max` bytes, as writer `pid`.
+    pub fn try_claim(&self, max: u64, pid: i32) -> Option<Claim> {
+        let mb = self.u64_at(OFF_MAILBOX);
+        let word = mb.load(Acquire);
+        if state_of(word) != WAITING {
+            return None;
+        }
+        let ticket = ticket_of(word);
+        mb.compare_exchange(word, mailbox(CLAIMING, ticket, pid), SeqCst, Relaxed).ok()?;
+        let want = self.u64_at(OFF_WANT).load(Relaxed);
+        let total = want.min(max);
+        self.u64_at(OFF_TOTAL).store(total, Relaxed);
+        mb.store(mailbox(CLAIMED, ticket, pid), Release);
+        Some(Claim { ticket, total })
+    }
+
+    /// True while claim `claim`, by writer `pid`, stands.
+    fn claim_stands(&self, claim: &Claim, pid: i32) -> bool {
+        self.u64_at(OFF_MAILBOX).load(Acquire) == mailbox(CLAIMED, claim.ticket, pid)
+    }
+
+    // ---- slots ----
+
+    /// Waits until slot word `slot` reads `want` (FULL or EMPTY). `go_on`
+    /// is asked after every nap; false abandons the wait.
+    fn wait_slot(&self, slot: u32, want: u32, go_on: &mut dyn FnMut() -> Result<(), Abort>) -> Result<(), Abort> {
+        let word = self.slot_word(slot);
+        let start = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            let value = word.load(Acquire);
+            if value & !SLEEPER == want {
+                return Ok(());
+            }
+            polls = polls.wrapping_add(1);
+            if polls % 64 != 0 || start.elapsed() < SPIN {
+                core::hint::spin_loop();
+                continue;
+            }
+            let sleeping = value | SLEEPER;
+            if value & SLEEPER == 0 && word.compare_exchange(value, sleeping, SeqCst, Relaxed).is_err() {
+                continue;
+            }
+            if futex::wait_shared(word, sleeping, Some(NAP)) == Woken::TimedOut {
+                go_on()?;
+            }
+        }
+    }
+
+    /// Hands slot `slot` over as `value`, waking the other side if it sleeps.
+    fn set_slot(&self, slot: u32, value: u32) {
+        let word = self.slot_word(slot);
+        if word.swap(value, SeqCst) & SLEEPER != 0 {
+            futex::wake_shared(word, 1);
+        }
+    }
+
+    /// Writer: sends `claim.total` bytes taken from `src` through the slots,
+    /// pipelined with the reader. `alive` says whether the reader still runs.
+    /// Returns the bytes placed in slots (all of them, unless the reader went
+    /// away or withdrew).
+    ///
+    /// # Safety
+    /// `src` must yield `claim.total` readable bytes.
+    pub unsafe fn send(
+        &self,
+        claim: &Claim,
+        pid: i32,
+        src: &mut Cursor<'_>,
+        copy: CopyFn<'_>,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> (u64, Option<Abort>) {
+        let slot_bytes = u64::from(self.geometry.slot_bytes);
+        let mut sent = 0u64;
+        let mut slot = 0u32;
+        while sent < claim.total {
+            let mut go_on = || {
+                if !self.claim_stands(claim, pid) {
+                    Err(Abort::Withdrawn)
+                } else if !alive() {
+                    Err(Abort::PeerGone)
+                } else {
+                    Ok(())
+                }
+            };
+            if let Err(abort) = self.wait_slot(slot, EMPTY, &mut go_on) {
+                return (sent, Some(abort));
+            }
+            let n = (claim.total - sent).min(slot_bytes);
+            // SAFETY: the slot holds slot_bytes >= n bytes and is ours until
+            // it is marked full; the caller vouches for `src`.
+            unsafe { src.copy_out(self.slot_data(slot), n as usize, copy) };
+            self.slot_len(slot).store(n as u32, Relaxed);
+            self.set_slot(slot, FULL);
+            sent += n;
+            slot = (slot + 1) % self.geometry.slots;
+        }
+        (sent, None)
+    }
+
+    /// Reader: receives `total` bytes of the claimed wait into `dst`.
+    /// `alive` says whether the writer still runs. Returns the bytes
+    /// delivered (all of them unless the writer went away or wrote garbage).
+    ///
+    /// # Safety
+    /// `dst` must have room for `total` writable bytes.
+    pub unsafe fn receive(
+        &self,
+        total: u64,
+        dst: &mut Cursor<'_>,
+        copy: CopyFn<'_>,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> (u64, Option<Abort>) {
+        let slot_bytes = u64::from(self.geometry.slot_bytes);
+        let mut received = 0u64;
+        let mut slot = 0u32;
+        while received < total {
+            let mut go_on = || if alive() { Ok(()) } else { Err(Abort::PeerGone) };
+            if let Err(abort) = self.wait_slot(slot, FULL, &mut go_on) {
+                return (received, Some(abort));
+            }
+            let n = u64::from(self.slot_len(slot).load(Relaxed));
+            if n == 0 || n > slot_bytes || n > total - received {
+                return (received, Some(Abort::Corrupt));
+            }
+            // SAFETY: n <= slot_bytes: the bytes lie in the slot, handed over
+            // by the Acquire load in wait_slot; the caller vouches for `dst`.
+            unsafe { dst.copy_in(self.slot_data(slot), n as usize, copy) };
+            self.set_slot(slot, EMPTY);
+            received += n;
+            slot = (slot + 1) % self.geometry.slots;
+        }
+        (received, None)
+    }
+}
+
+/// A position in a list of buffers (an iovec array), consumed front to back.
+#[derive(Debug)]
+pub struct Cursor<'a> {
+    segments: &'a [libc::iovec],
+    index: usize,
+    offset: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `segments`.
+    pub fn new(segments: &'a [libc::iovec]) -> Self {
+        Cursor { segments, index: 0, offset: 0 }
+    }
+
+    /// Total bytes left.
+    pub fn remaining(&self) -> u64 {
+        let left: usize = self.segments.iter().skip(self.index).map(|s| s.iov_len).sum();
+        (left - self.offset.min(left)) as u64
+    }
+
+    /// Moves `n` bytes forward without copying.
+    pub fn advance(&mut self, n: u64) {
+        self.spans(n as usize, &mut |_, _| {});
+    }
+
+    /// Calls `f(ptr, len)` for each span covering the next `n` bytes.
+    fn spans(&mut self, mut n: usize, f: &mut dyn FnMut(*mut u8, usize)) {
+        while n > 0 && self.index < self.segments.len() {
+            let seg = &self.segments[self.index];
+            let take = (seg.iov_len - self.offset).min(n);
+            if take > 0 {
+                // SAFETY: offset + take <= iov_len: inside the segment.
+                f(unsafe { seg.iov_base.cast::<u8>().add(self.offset) }, take);
+            }
+            self.offset += take;
+            n -= take;
+            if self.offset == seg.iov_len {
+                self.index += 1;
+                self.offset = 0;
+            }
+        }
+    }
+
+    /// Copies the next `n` bytes of the buffers to `dst`.
+    ///
+    /// # Safety
+    /// `dst` writable for `n` bytes, the buffers readable for `n` more bytes.
+    pub unsafe fn copy_out(&mut self, dst: *mut u8, n: usize, copy: CopyFn<'_>) {
+        let mut at = 0;
+        self.spans(n, &mut |src, len| {
+            // SAFETY: at + len <= n: inside `dst`; `src` is a span of a buffer.
+            copy(unsafe { dst.add(at) }, src, len);
+            at += len;
+        });
+    }
+
+    /// Copies `n` bytes from `src` into the next bytes of the buffers.
+    ///
+    /// # Safety
+    /// `src` readable for `n` bytes, the buffers writable for `n` more bytes.
+    pub unsafe fn copy_in(&mut self, src: *const u8, n: usize, copy: CopyFn<'_>) {
+        let mut at = 0;
+        self.spans(n, &mut |dst, len| {
+            // SAFETY: at + len <= n: inside `src`; `dst` is a span of a buffer.
+            copy(dst, unsafe { src.add(at) }, len);
+            at += len;
+        });
+    }
+}
+
+/// The memfd name rings get (visible in /proc/PID/fd and /proc/PID/maps).
+pub const MEMFD_NAME: &CStr = c"ipc-offload-ring";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+use super::*;
+use std::sync::Arc;
+
+const GEOMETRY: Geometry = Geometry { slots: 4, slot_bytes: 64 << 10 };
+
+fn uid() -> u32 {
+    crate::sys::net::geteuid()
+}
+
+/// A reader's ring and the writer's mapping of the same memfd.
+fn pair(geometry: Geometry) -> (Arc<Ring>, Arc<Ring>) {
+    let (reader, fd) = Ring::create(geometry, std::process::id() as i32, 11, 22).unwrap();
+    let writer = Ring::attach(fd.raw(), uid(), 22).unwrap();
+    (Arc::new(reader), Arc::new(writer))
+}
+
+fn plain_copy() -> impl FnMut(*mut u8, *const u8, usize) {
+    // SAFETY (of the closure's use): the ring and the cursors pass ranges
+    // inside their buffers.
+    |d, s, n| unsafe { core::ptr::copy_nonoverlapping(s, d, n) }
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed ^ (i >> 12) as u8)).collect()
+}
+
+fn iov(buf: &mut [u8]) -> libc::iovec {
+    libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }
+}
+
+/// One full rendezvous of `n` bytes (reader buffer `want`), writer in a thread.
+fn rendezvous(reader: &Arc<Ring>, writer: &Arc<Ring>, n: usize, want: usize) -> Vec<u8> {
+    let data = Arc::new(pattern(n, n as u8));
+    let w = Arc::clone(writer);
+    let d = Arc::clone(&data);
+    let writer_thread = std::thread::spawn(move || {
+        let claim = loop {
+            if let Some(c) = w.try_claim(d.len() as u64, 4242) {
+                break c;
+            }
+            std::thread::yield_now();
+        };
+        let mut src = d[..claim.total as usize].to_vec();
+        let segs = [iov(&mut src)];
+        let mut cursor = Cursor::new(&segs);
+        // SAFETY: the cursor covers claim.total bytes.
+        unsafe { w.send(&claim, 4242, &mut cursor, &mut plain_copy(), &mut || true) }
+    });
+    let ticket = reader.begin_wait(want as u64);
+    let total = loop {
+        match reader.seen(ticket) {
+            Seen::Claimed { writer, total } => {
+                assert_eq!(writer, 4242);
+                break total;
+            }
+            Seen::Waiting | Seen::Claiming { .. } => std::thread::yield_now(),
+            Seen::Other => panic!("the wait vanished"),
+        }
+    };
+    let mut out = vec![0u8; want];
+    let segs = [iov(&mut out)];
+    let mut cursor = Cursor::new(&segs);
+    // SAFETY: `out` holds want >= total bytes.
+    let (got, abort) = unsafe { reader.receive(total, &mut cursor, &mut plain_copy(), &mut || true) };
+    reader.end(ticket);
+    assert_eq!((got, abort), (total, None));
+    assert_eq!(writer_thread.join().unwrap(), (total, None));
+    out.truncate(total as usize);
+    assert_eq!(out, data[..total as usize]);
+    out
+}
+
+#[test]
+fn create_and_attach_agree() {
+    let (reader, writer) = pair(GEOMETRY);
+    assert_eq!(writer.geometry(), GEOMETRY);
+    assert_eq!(writer.reader_pid(), std::process::id() as i32);
+    assert_eq!(reader.geometry().ring_bytes(), 8192 + 4 * (64 << 10));
+}
+
+#[test]
+fn attach_refuses_what_the_protocol_forbids() {
+    let (_reader, fd) = Ring::create(GEOMETRY, 1, 11, 22).unwrap();
+    assert_eq!(Ring::attach(fd.raw(), uid(), 23).unwrap_err(), RingError::Refused("ring of another connection"));
+    assert_eq!(Ring::attach(fd.raw(), uid() + 1, 22).unwrap_err(), RingError::Refused("owned by another user"));
+    // A memfd that is not sealed, or that is not a ring.
+    let loose = {
+        let flags = (libc::MFD_CLOEXEC) as usize;
+        // SAFETY: memfd_create with a literal name.
+        let fd = unsafe { crate::sys::syscall6(libc::SYS_memfd_create, [c"x".as_ptr() as usize, flags, 0, 0, 0, 0]) };
+        OwnedFd::new(fd.unwrap() as i32)
+    };
+    assert_eq!(Ring::attach(loose.raw(), uid(), 22).unwrap_err(), RingError::Refused("not sealed against resizing"));
+    let garbage = crate::sys::mem::sealed_memfd(c"garbage", 1 << 20).unwrap();
+    assert_eq!(Ring::attach(garbage.raw(), uid(), 22).unwrap_err(), RingError::Refused("bad magic"));
+    assert_eq!(Ring::create(Geometry { slots: 0, slot_bytes: 4096 }, 1, 1, 2).unwrap_err(), RingError::BadGeometry);
+    assert_eq!(Ring::create(Geometry { slots: 4, slot_bytes: 1000 }, 1, 1, 2).unwrap_err(), RingError::BadGeometry);
+}
+
+#[test]
+fn transfers_of_every_shape() {
+    let (reader, writer) = pair(GEOMETRY);
+    for (n, want) in [(1, 1 << 20), (65536, 65536), (65537, 1 << 20), (1 << 20, 1 << 20), ((3 << 20) + 5, 1 << 22)] {
+        rendezvous(&reader, &writer, n, want);
+    }
+    // The reader's buffer is smaller than the write: the claim covers it only.
+    let got = rendezvous(&reader, &writer, 1 << 20, 300_000);
+    assert_eq!(got.len(), 300_000);
+}
+
+#[test]
+fn a_withdrawn_wait_cannot_be_claimed() {
+    let (reader, writer) = pair(GEOMETRY);
+    let ticket = reader.begin_wait(1 << 20);
+    assert!(writer.reader_waiting());
+    assert!(reader.withdraw(ticket));
+    assert!(!writer.reader_waiting());
+    assert_eq!(writer.try_claim(100, 1), None);
+    // A claimed wait cannot be withdrawn.
+    let ticket = reader.begin_wait(1 << 20);
+    let claim = writer.try_claim(100, 7).unwrap();
+    assert_eq!(claim.ticket, ticket);
+    assert!(!reader.withdraw(ticket));
+    assert_eq!(reader.seen(ticket), Seen::Claimed { writer: 7, total: 100 });
+    assert_eq!(writer.try_claim(100, 8), None, "one claim per wait");
+}
+
+#[test]
+fn the_reader_keeps_what_a_dead_writer_sent() {
+    let (reader, writer) = pair(GEOMETRY);
+    let ticket = reader.begin_wait(1 << 20);
+    let claim = writer.try_claim(300_000, 9).unwrap();
+    // The writer sends one slot of its claim, then "dies".
+    let mut src = pattern(65536, 1);
+    let segs = [iov(&mut src)];
+    let partial = Claim { ticket: claim.ticket, total: 65536 };
+    // SAFETY: 65536 bytes available.
+    let sent = unsafe { writer.send(&partial, 9, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true) };
+    assert_eq!(sent, (65536, None));
+    let mut out = vec![0u8; 1 << 20];
+    let segs = [iov(&mut out)];
+    let mut checks = 0;
+    // SAFETY: `out` holds 1 MiB.
+    let (got, abort) = unsafe {
+        reader.receive(claim.total, &mut Cursor::new(&segs), &mut plain_copy(), &mut || {
+            checks += 1;
+            false
+        })
+    };
+    reader.end(ticket);
+    assert_eq!((got, abort), (65536, Some(Abort::PeerGone)));
+    assert!(checks >= 1);
+    assert_eq!(out[..65536], pattern(65536, 1)[..]);
+}
+
+#[test]
+fn the_writer_stops_when_the_reader_is_gone() {
+    let (reader, writer) = pair(GEOMETRY);
+    let _ticket = reader.begin_wait(1 << 22);
+    let claim = writer.try_claim(1 << 22, 5).unwrap();
+    let mut src = pattern(1 << 22, 2);
+    let segs = [iov(&mut src)];
+    // Nobody drains: the writer fills the 4 slots, then finds the reader gone.
+    // SAFETY: 4 MiB available.
+    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false) };
+    assert_eq!((sent, abort), (4 * 65536, Some(Abort::PeerGone)));
+}
+
+#[test]
+fn the_writer_stops_when_the_reader_gives_up() {
+    let (reader, writer) = pair(GEOMETRY);
+    let ticket = reader.begin_wait(1 << 22);
+    let claim = writer.try_claim(1 << 22, 5).unwrap();
+    reader.end(ticket);
+    let mut src = pattern(1 << 22, 2);
+    let segs = [iov(&mut src)];
+    // SAFETY: 4 MiB available.
+    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true) };
+    assert_eq!((sent, abort), (4 * 65536, Some(Abort::Withdrawn)));
+}
+
+#[test]
+fn a_slot_length_out_of_range_is_caught() {
+    let (reader, writer) = pair(GEOMETRY);
+    let ticket = reader.begin_wait(1 << 20);
+    let claim = writer.try_claim(1 << 20, 3).unwrap();
+    // A hostile writer: slot 0 "full" with a length beyond the slot.
+    writer.slot_len(0).store(10 << 20, Relaxed);
+    writer.set_slot(0, FULL);
+    let mut out = vec![0u8; 1 << 20];
+    let segs = [iov(&mut out)];
+    // SAFETY: `out` holds 1 MiB.
+    let r = unsafe { reader.receive(claim.total, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true) };
+    reader.end(ticket);
+    assert_eq!(r, (0, Some(Abort::Corrupt)));
+}
+
+#[test]
+fn cursors_span_iovecs() {
+    let mut a = vec![0u8; 3];
+    let mut b = vec![0u8; 0];
+    let mut c = vec![0u8; 10];
+    let segs = [iov(&mut a), iov(&mut b), iov(&mut c)];
+    let mut cursor = Cursor::new(&segs);
+    assert_eq!(cursor.remaining(), 13);
+    let src: Vec<u8> = (1..=8).collect();
+    // SAFETY: 8 bytes of src, 13 of room.
+    unsafe { cursor.copy_in(src.as_ptr(), 8, &mut plain_copy()) };
+    assert_eq!(cursor.remaining(), 5);
+    assert_eq!(a, [1, 2, 3]);
+    assert_eq!(&c[..5], &[4, 5, 6, 7, 8]);
+}

@@ -1,0 +1,160 @@
+//! Shared memory: memfd_create(2), seals (fcntl(2) F_ADD_SEALS), fstat(2),
+//! mmap(2)/munmap(2). The only owner of raw mappings: [`Mapping`] unmaps on
+//! drop.
+
+use core::ffi::CStr;
+
+use super::{Errno, syscall6};
+
+/// A file descriptor this code owns; closed on drop (raw close(2), which
+/// never goes through the library's own `close` hook).
+#[derive(Debug)]
+pub struct OwnedFd(i32);
+
+impl OwnedFd {
+    /// Takes ownership of `fd`.
+    pub fn new(fd: i32) -> Self {
+        OwnedFd(fd)
+    }
+
+    /// The descriptor number.
+    pub fn raw(&self) -> i32 {
+        self.0
+    }
+
+    /// Gives the descriptor up without closing it.
+    pub fn into_raw(self) -> i32 {
+        let fd = self.0;
+        core::mem::forget(self);
+        fd
+    }
+}
+
+impl Drop for OwnedFd {
+    fn drop(&mut self) {
+        super::close(self.0);
+    }
+}
+
+/// The parts of fstat(2) this crate uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    /// Inode number.
+    pub ino: u64,
+    /// File type and permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl FileStat {
+    /// True for a socket.
+    pub fn is_socket(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFSOCK
+    }
+}
+
+/// fstat(2).
+pub fn fstat(fd: i32) -> Result<FileStat, Errno> {
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: the kernel fills the stat buffer, which lives on this frame.
+    unsafe { syscall6(libc::SYS_fstat, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+    // SAFETY: zero-initialised and filled by the kernel.
+    let st = unsafe { st.assume_init() };
+    Ok(FileStat { ino: st.st_ino, mode: st.st_mode, uid: st.st_uid, size: st.st_size as u64 })
+}
+
+/// memfd_create(2) with close-on-exec and sealing allowed, sized to `len`,
+/// mode 0600, and sealed against growing, shrinking and further seals.
+pub fn sealed_memfd(name: &CStr, len: u64) -> Result<OwnedFd, Errno> {
+    let flags = (libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) as usize;
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    let fd = OwnedFd::new(unsafe { syscall6(libc::SYS_memfd_create, [name.as_ptr() as usize, flags, 0, 0, 0, 0]) }? as i32);
+    // SAFETY: plain calls on the descriptor just created.
+    unsafe {
+        syscall6(libc::SYS_fchmod, [fd.raw() as usize, 0o600, 0, 0, 0, 0])?;
+        syscall6(libc::SYS_ftruncate, [fd.raw() as usize, len as usize, 0, 0, 0, 0])?;
+        let seals = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+        syscall6(libc::SYS_fcntl, [fd.raw() as usize, libc::F_ADD_SEALS as usize, seals as usize, 0, 0, 0])?;
+    }
+    Ok(fd)
+}
+
+/// The seals of a memfd (fcntl F_GET_SEALS).
+pub fn seals(fd: i32) -> Result<i32, Errno> {
+    // SAFETY: F_GET_SEALS takes no pointer.
+    unsafe { syscall6(libc::SYS_fcntl, [fd as usize, libc::F_GET_SEALS as usize, 0, 0, 0, 0]) }.map(|s| s as i32)
+}
+
+/// A shared read-write mapping of a whole file, unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access to it goes
+// through atomics or through copies whose callers coordinate with atomics.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` shared, read-write, pre-faulted.
+    pub fn shared(fd: i32, len: usize) -> Result<Mapping, Errno> {
+        let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+        let flags = (libc::MAP_SHARED | libc::MAP_POPULATE) as usize;
+        // SAFETY: a new mapping chosen by the kernel; nothing else is touched.
+        let ptr = unsafe { syscall6(libc::SYS_mmap, [0, len, prot, flags, fd as usize, 0]) }?;
+        Ok(Mapping { ptr: ptr as *mut u8, len })
+    }
+
+    /// Start of the mapping.
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: mappings are at least one page.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `shared` mapped; no reference into
+        // it outlives the Mapping (its users borrow it).
+        let _ = unsafe { syscall6(libc::SYS_munmap, [self.ptr as usize, self.len, 0, 0, 0, 0]) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_memfd_maps_and_refuses_to_grow() {
+        let fd = sealed_memfd(c"ipc-offload-test", 1 << 20).unwrap();
+        let st = fstat(fd.raw()).unwrap();
+        assert_eq!(st.size, 1 << 20);
+        assert_eq!(st.mode & 0o777, 0o600);
+        let s = seals(fd.raw()).unwrap();
+        assert_eq!(s & (libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL), libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL);
+        // SAFETY: a plain ftruncate on our own memfd; it must fail.
+        let grow = unsafe { syscall6(libc::SYS_ftruncate, [fd.raw() as usize, 2 << 20, 0, 0, 0, 0]) };
+        assert_eq!(grow, Err(Errno(libc::EPERM)));
+        let m = Mapping::shared(fd.raw(), 1 << 20).unwrap();
+        // SAFETY: inside the mapping.
+        unsafe { *m.ptr().add(12345) = 7 };
+        let m2 = Mapping::shared(fd.raw(), 1 << 20).unwrap();
+        // SAFETY: inside the second mapping of the same memfd.
+        assert_eq!(unsafe { *m2.ptr().add(12345) }, 7);
+    }
+}

@@ -1,0 +1,320 @@
+//! The read and write families, and the calls that close fds.
+//!
+//! Below the IPC threshold (`REAL_IO.io_min`: usize::MAX while no IPC class
+//! is on) a read or write hook is one compare and a jump to libc. Above it,
+//! the call goes to `ipc_offload_runtime::ipc`, which serves Unix stream
+//! sockets whose peer runs the library and replays everything else as it
+//! was. The vector forms add up their lengths first (a short loop).
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::Ordering::Relaxed;
+
+use ipc_offload_engine::real_io::REAL_IO;
+use ipc_offload_runtime::ipc::call::{ReadCall, ReadKind, WriteCall, WriteKind, total};
+use ipc_offload_runtime::ipc::{self, closing, tracked};
+
+fn below(n: u64) -> bool {
+    n < REAL_IO.io_min.load(Relaxed) as u64
+}
+
+/// The caller's iovec array as a slice (empty for a null or negative count).
+///
+/// # Safety
+/// `iov` valid for `count` entries when `count > 0`.
+unsafe fn iovecs<'a>(iov: *const libc::iovec, count: usize) -> &'a [libc::iovec] {
+    if iov.is_null() || count == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::slice::from_raw_parts(iov, count) }
+    }
+}
+
+/// read(2).
+///
+/// # Safety
+/// As read(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: usize) -> isize {
+    if below(n as u64) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.read.get())(fd, buf, n) };
+    }
+    // SAFETY: as read(2).
+    unsafe { read_large(fd, buf, n) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn read_large(fd: c_int, buf: *mut c_void, n: usize) -> isize {
+    // SAFETY: as read(2).
+    unsafe { read_one(fd, buf, n, 0, ReadKind::Read) }
+}
+
+/// recv(2).
+///
+/// # Safety
+/// As recv(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize {
+    if below(n as u64) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.recv.get())(fd, buf, n, flags) };
+    }
+    // SAFETY: as recv(2).
+    unsafe { recv_large(fd, buf, n, flags) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn recv_large(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize {
+    // SAFETY: as recv(2).
+    unsafe { read_one(fd, buf, n, flags, ReadKind::Recv) }
+}
+
+/// recvfrom(2).
+///
+/// # Safety
+/// As recvfrom(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: usize,
+    flags: c_int,
+    addr: *mut libc::sockaddr,
+    addrlen: *mut libc::socklen_t,
+) -> isize {
+    if below(n as u64) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.recvfrom.get())(fd, buf, n, flags, addr, addrlen) };
+    }
+    // SAFETY: as recvfrom(2).
+    unsafe { recvfrom_large(fd, buf, n, flags, addr, addrlen) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn recvfrom_large(
+    fd: c_int,
+    buf: *mut c_void,
+    n: usize,
+    flags: c_int,
+    addr: *mut libc::sockaddr,
+    addrlen: *mut libc::socklen_t,
+) -> isize {
+    // SAFETY: as recvfrom(2).
+    unsafe { read_one(fd, buf, n, flags, ReadKind::RecvFrom(addr, addrlen)) }
+}
+
+/// A single-buffer read call, for the runtime.
+unsafe fn read_one(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, kind: ReadKind) -> isize {
+    let iov = [libc::iovec { iov_base: buf, iov_len: n }];
+    // SAFETY: the caller's buffer, as for the libc function.
+    unsafe { ipc::read(&ReadCall { fd, iov: &iov, flags, kind }) }
+}
+
+/// readv(2).
+///
+/// # Safety
+/// As readv(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, count: c_int) -> isize {
+    // SAFETY: as readv(2): `iov` holds `count` entries.
+    let segments = unsafe { iovecs(iov, count.max(0) as usize) };
+    if below(total(segments)) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.readv.get())(fd, iov, count) };
+    }
+    // SAFETY: the caller's buffers, as for readv(2).
+    unsafe { ipc::read(&ReadCall { fd, iov: segments, flags: 0, kind: ReadKind::Readv }) }
+}
+
+/// recvmsg(2).
+///
+/// # Safety
+/// As recvmsg(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
+    // SAFETY: as recvmsg(2): `msg` is valid, its iov holds iovlen entries.
+    let segments = unsafe { if msg.is_null() { &[] } else { iovecs((*msg).msg_iov, (*msg).msg_iovlen) } };
+    if below(total(segments)) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.recvmsg.get())(fd, msg, flags) };
+    }
+    // SAFETY: the caller's message, as for recvmsg(2).
+    unsafe { ipc::read(&ReadCall { fd, iov: segments, flags, kind: ReadKind::RecvMsg(msg) }) }
+}
+
+/// write(2).
+///
+/// # Safety
+/// As write(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: usize) -> isize {
+    if below(n as u64) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.write.get())(fd, buf, n) };
+    }
+    // SAFETY: as write(2).
+    unsafe { write_large(fd, buf, n) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn write_large(fd: c_int, buf: *const c_void, n: usize) -> isize {
+    // SAFETY: as write(2).
+    unsafe { write_one(fd, buf, n, 0, WriteKind::Write) }
+}
+
+/// send(2).
+///
+/// # Safety
+/// As send(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize {
+    if below(n as u64) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.send.get())(fd, buf, n, flags) };
+    }
+    // SAFETY: as send(2).
+    unsafe { send_large(fd, buf, n, flags) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn send_large(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize {
+    // SAFETY: as send(2).
+    unsafe { write_one(fd, buf, n, flags, WriteKind::Send) }
+}
+
+/// sendto(2).
+///
+/// # Safety
+/// As sendto(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: usize,
+    flags: c_int,
+    addr: *const libc::sockaddr,
+    addrlen: libc::socklen_t,
+) -> isize {
+    if below(n as u64) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.sendto.get())(fd, buf, n, flags, addr, addrlen) };
+    }
+    // SAFETY: as sendto(2).
+    unsafe { sendto_large(fd, buf, n, flags, addr, addrlen) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn sendto_large(
+    fd: c_int,
+    buf: *const c_void,
+    n: usize,
+    flags: c_int,
+    addr: *const libc::sockaddr,
+    addrlen: libc::socklen_t,
+) -> isize {
+    // SAFETY: as sendto(2).
+    unsafe { write_one(fd, buf, n, flags, WriteKind::SendTo(addr, addrlen)) }
+}
+
+/// A single-buffer write call, for the runtime.
+unsafe fn write_one(fd: c_int, buf: *const c_void, n: usize, flags: c_int, kind: WriteKind) -> isize {
+    let iov = [libc::iovec { iov_base: buf.cast_mut(), iov_len: n }];
+    // SAFETY: the caller's buffer, as for the libc function.
+    unsafe { ipc::write(&WriteCall { fd, iov: &iov, flags, kind }) }
+}
+
+/// writev(2).
+///
+/// # Safety
+/// As writev(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, count: c_int) -> isize {
+    // SAFETY: as writev(2): `iov` holds `count` entries.
+    let segments = unsafe { iovecs(iov, count.max(0) as usize) };
+    if below(total(segments)) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.writev.get())(fd, iov, count) };
+    }
+    // SAFETY: the caller's buffers, as for writev(2).
+    unsafe { ipc::write(&WriteCall { fd, iov: segments, flags: 0, kind: WriteKind::Writev }) }
+}
+
+/// sendmsg(2).
+///
+/// # Safety
+/// As sendmsg(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
+    // SAFETY: as sendmsg(2): `msg` is valid, its iov holds iovlen entries.
+    let segments = unsafe { if msg.is_null() { &[] } else { iovecs((*msg).msg_iov, (*msg).msg_iovlen) } };
+    if below(total(segments)) {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { (REAL_IO.sendmsg.get())(fd, msg, flags) };
+    }
+    // SAFETY: the caller's message, as for sendmsg(2).
+    unsafe { ipc::write(&WriteCall { fd, iov: segments, flags, kind: WriteKind::SendMsg(msg) }) }
+}
+
+/// close(2): forgets a socket the library tracks, then closes.
+///
+/// # Safety
+/// As close(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if tracked(fd) {
+        closing(fd);
+    }
+    // SAFETY: the caller's argument, passed on.
+    unsafe { (REAL_IO.close.get())(fd) }
+}
+
+/// dup2(2): `new` is closed first if open.
+///
+/// # Safety
+/// As dup2(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    if old != new && tracked(new) {
+        closing(new);
+    }
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { (REAL_IO.dup2.get())(old, new) }
+}
+
+/// dup3(2): `new` is closed first if open.
+///
+/// # Safety
+/// As dup3(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old != new && tracked(new) {
+        closing(new);
+    }
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { (REAL_IO.dup3.get())(old, new, flags) }
+}
+
+/// close_range(2).
+///
+/// # Safety
+/// As close_range(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close_range(first: u32, last: u32, flags: c_int) -> c_int {
+    if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        let end = last.min(ipc::table::MAX_FDS as u32 - 1);
+        for fd in first..=end {
+            if tracked(fd as c_int) {
+                closing(fd as c_int);
+            }
+        }
+    }
+    // SAFETY: the caller's arguments, passed on.
+    unsafe { (REAL_IO.close_range.get())(first, last, flags) }
+}

@@ -1,0 +1,226 @@
+//! The application's read and write calls as the hooks received them, and
+//! the kernel path: replaying a call as it was, or reading or writing a part
+//! of its buffers through the real libc functions.
+
+use core::ffi::c_int;
+
+use ipc_offload_engine::real_io::REAL_IO;
+
+/// Most buffers of a readv/writev/recvmsg/sendmsg the fast path handles
+/// (pieces of them are re-described in an array of this size on the stack);
+/// calls with more take the kernel path.
+pub const MAX_IOV: usize = 64;
+
+/// Which read-family function the application called.
+#[derive(Clone, Copy, Debug)]
+pub enum ReadKind {
+    /// read(fd, buf, n).
+    Read,
+    /// readv(fd, iov, count).
+    Readv,
+    /// recv(fd, buf, n, flags).
+    Recv,
+    /// recvfrom(fd, buf, n, flags, addr, addrlen).
+    RecvFrom(*mut libc::sockaddr, *mut libc::socklen_t),
+    /// recvmsg(fd, msg, flags).
+    RecvMsg(*mut libc::msghdr),
+}
+
+/// Which write-family function the application called.
+#[derive(Clone, Copy, Debug)]
+pub enum WriteKind {
+    /// write(fd, buf, n).
+    Write,
+    /// writev(fd, iov, count).
+    Writev,
+    /// send(fd, buf, n, flags).
+    Send,
+    /// sendto(fd, buf, n, flags, addr, addrlen).
+    SendTo(*const libc::sockaddr, libc::socklen_t),
+    /// sendmsg(fd, msg, flags).
+    SendMsg(*const libc::msghdr),
+}
+
+/// A read-family call.
+#[derive(Debug)]
+pub struct ReadCall<'a> {
+    /// The fd.
+    pub fd: c_int,
+    /// The caller's buffers.
+    pub iov: &'a [libc::iovec],
+    /// recv flags (0 for read, readv).
+    pub flags: c_int,
+    /// The function called.
+    pub kind: ReadKind,
+}
+
+/// A write-family call.
+#[derive(Debug)]
+pub struct WriteCall<'a> {
+    /// The fd.
+    pub fd: c_int,
+    /// The caller's buffers.
+    pub iov: &'a [libc::iovec],
+    /// send flags (0 for write, writev).
+    pub flags: c_int,
+    /// The function called.
+    pub kind: WriteKind,
+}
+
+/// Sum of the lengths of `iov`.
+pub fn total(iov: &[libc::iovec]) -> u64 {
+    iov.iter().map(|s| s.iov_len as u64).sum()
+}
+
+impl ReadCall<'_> {
+    /// Bytes the buffers hold.
+    pub fn capacity(&self) -> u64 {
+        total(self.iov)
+    }
+
+    /// True when the application asked for ancillary data (a control buffer).
+    pub fn wants_control(&self) -> bool {
+        // SAFETY: the hook passed the application's msghdr, valid for the call.
+        matches!(self.kind, ReadKind::RecvMsg(msg) if !msg.is_null() && unsafe { (*msg).msg_controllen } > 0)
+    }
+
+    /// The call exactly as the application made it: the kernel path.
+    ///
+    /// # Safety
+    /// The application's arguments, valid as for the libc function.
+    pub unsafe fn replay(&self) -> isize {
+        let (base, len) = self.iov.first().map_or((core::ptr::null_mut(), 0), |s| (s.iov_base, s.iov_len));
+        // SAFETY: forwarded arguments of the original call.
+        unsafe {
+            match self.kind {
+                ReadKind::Read => (REAL_IO.read.get())(self.fd, base, len),
+                ReadKind::Readv => (REAL_IO.readv.get())(self.fd, self.iov.as_ptr(), self.iov.len() as c_int),
+                ReadKind::Recv => (REAL_IO.recv.get())(self.fd, base, len, self.flags),
+                ReadKind::RecvFrom(addr, addrlen) => {
+                    (REAL_IO.recvfrom.get())(self.fd, base, len, self.flags, addr, addrlen)
+                }
+                ReadKind::RecvMsg(msg) => (REAL_IO.recvmsg.get())(self.fd, msg, self.flags),
+            }
+        }
+    }
+
+    /// Reads through the kernel into the buffers from byte `skip` on, with
+    /// `flags` (recvmsg with a re-described buffer list).
+    ///
+    /// # Safety
+    /// The buffers valid for writing, as for the original call.
+    pub unsafe fn kernel_from(&self, skip: u64, flags: c_int) -> isize {
+        let mut parts = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        let n = tail(self.iov, skip, &mut parts);
+        // SAFETY: msghdr is plain data; zeroes is valid.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = parts.as_mut_ptr();
+        msg.msg_iovlen = n;
+        // SAFETY: `parts` describes the caller's buffers, valid per contract.
+        unsafe { (REAL_IO.recvmsg.get())(self.fd, &mut msg, flags) }
+    }
+}
+
+impl WriteCall<'_> {
+    /// Bytes the buffers hold.
+    pub fn length(&self) -> u64 {
+        total(self.iov)
+    }
+
+    /// True when the application sends ancillary data.
+    pub fn has_control(&self) -> bool {
+        // SAFETY: the hook passed the application's msghdr, valid for the call.
+        matches!(self.kind, WriteKind::SendMsg(msg) if !msg.is_null() && unsafe { (*msg).msg_controllen } > 0)
+    }
+
+    /// The call exactly as the application made it: the kernel path.
+    ///
+    /// # Safety
+    /// The application's arguments, valid as for the libc function.
+    pub unsafe fn replay(&self) -> isize {
+        let (base, len) = self.iov.first().map_or((core::ptr::null_mut(), 0), |s| (s.iov_base, s.iov_len));
+        // SAFETY: forwarded arguments of the original call.
+        unsafe {
+            match self.kind {
+                WriteKind::Write => (REAL_IO.write.get())(self.fd, base, len),
+                WriteKind::Writev => (REAL_IO.writev.get())(self.fd, self.iov.as_ptr(), self.iov.len() as c_int),
+                WriteKind::Send => (REAL_IO.send.get())(self.fd, base, len, self.flags),
+                WriteKind::SendTo(addr, addrlen) => (REAL_IO.sendto.get())(self.fd, base, len, self.flags, addr, addrlen),
+                WriteKind::SendMsg(msg) => (REAL_IO.sendmsg.get())(self.fd, msg, self.flags),
+            }
+        }
+    }
+
+    /// Writes bytes `[skip, skip + max)` of the buffers through the kernel,
+    /// with the call's flags (sendmsg with a re-described buffer list):
+    /// `write` on a socket is `sendmsg` with no flags, SIGPIPE included.
+    ///
+    /// # Safety
+    /// The buffers valid for reading, as for the original call.
+    pub unsafe fn kernel_piece(&self, skip: u64, max: u64) -> isize {
+        let mut parts = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        let n = tail(self.iov, skip, &mut parts);
+        truncate(&mut parts[..n], max);
+        // SAFETY: msghdr is plain data; zeroes is valid.
+        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+        msg.msg_iov = parts.as_mut_ptr();
+        msg.msg_iovlen = n;
+        // SAFETY: `parts` describes the caller's buffers, valid per contract.
+        unsafe { (REAL_IO.sendmsg.get())(self.fd, &msg, self.flags) }
+    }
+}
+
+/// Describes `iov` from byte `skip` on into `out`; returns how many entries.
+fn tail(iov: &[libc::iovec], mut skip: u64, out: &mut [libc::iovec; MAX_IOV]) -> usize {
+    let mut n = 0;
+    for seg in iov {
+        let len = seg.iov_len as u64;
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        if n == out.len() {
+            break;
+        }
+        // SAFETY (pointer arithmetic only): skip < len, inside the segment.
+        out[n] = libc::iovec { iov_base: unsafe { seg.iov_base.cast::<u8>().add(skip as usize) }.cast(), iov_len: (len - skip) as usize };
+        skip = 0;
+        n += 1;
+    }
+    n
+}
+
+/// Shortens `parts` to at most `max` bytes in all.
+fn truncate(parts: &mut [libc::iovec], mut max: u64) {
+    for p in parts {
+        let len = (p.iov_len as u64).min(max);
+        p.iov_len = len as usize;
+        max -= len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iov(buf: &mut [u8]) -> libc::iovec {
+        libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }
+    }
+
+    #[test]
+    fn tails_and_truncation() {
+        let mut a = [0u8; 4];
+        let mut b = [0u8; 6];
+        let segs = [iov(&mut a), iov(&mut b)];
+        let mut out = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        assert_eq!(tail(&segs, 0, &mut out), 2);
+        assert_eq!(tail(&segs, 5, &mut out), 1);
+        assert_eq!(out[0].iov_len, 5);
+        assert_eq!(out[0].iov_base as usize, b.as_ptr() as usize + 1);
+        assert_eq!(tail(&segs, 10, &mut out), 0);
+        let n = tail(&segs, 2, &mut out);
+        truncate(&mut out[..n], 3);
+        assert_eq!((out[0].iov_len, out[1].iov_len), (2, 1));
+        assert_eq!(total(&segs), 10);
+    }
+}

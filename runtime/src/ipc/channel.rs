@@ -1,0 +1,232 @@
+//! The channel table: one entry per direction this process takes part in,
+//! as the reader of a socket (its side-channel name and its ring) or as the
+//! writer into one (its side-channel socket and the reader's ring).
+//!
+//! A fixed table of try-locked slots: no allocation, no blocking. A slot's
+//! inode and role are atomics, readable without its lock, so lookups scan
+//! without locking; the state behind the lock is what the transfer uses.
+
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
+
+use ipc_offload_engine::ipc::ring::Ring;
+use ipc_offload_engine::sys::mem::OwnedFd;
+use ipc_offload_engine::sys::net;
+
+use super::table::{Guard, TrySlot};
+
+/// Most directions a process serves at once; beyond, the kernel path.
+pub const CHANNELS: usize = 256;
+
+/// The reader's side of a direction.
+#[derive(Debug)]
+pub struct Reader {
+    /// The socket read from.
+    pub ino: u32,
+    /// Its peer, the writer's socket.
+    pub peer: u32,
+    /// The side-channel socket bound to the opt-in name.
+    pub side: OwnedFd,
+    /// The ring and its memfd, created on the first REQUEST.
+    pub ring: Option<(Ring, OwnedFd)>,
+    /// The last writer seen claiming, and a pidfd on it.
+    pub writer: Option<(i32, OwnedFd)>,
+}
+
+/// The writer's side of a direction.
+#[derive(Debug)]
+pub struct Writer {
+    /// The socket written to.
+    pub ino: u32,
+    /// The side-channel socket (autobound); OFFERs arrive here.
+    pub side: Option<OwnedFd>,
+    /// The reader's ring, once offered and checked.
+    pub ring: Option<Ring>,
+    /// A pidfd on the reader.
+    pub reader: Option<OwnedFd>,
+    /// When the next REQUEST may go (backing off while refused).
+    pub next_request: Option<Instant>,
+    /// How long to back off after the next refusal.
+    pub backoff: Duration,
+    /// When the last rendezvous ended (a streaming reader comes back soon).
+    pub last_rendezvous: Option<Instant>,
+}
+
+/// A slot's content.
+#[derive(Debug, Default)]
+pub enum Channel {
+    /// Free.
+    #[default]
+    Empty,
+    /// This process reads the socket.
+    Reader(Reader),
+    /// This process writes the socket.
+    Writer(Writer),
+}
+
+/// Roles, as stored in a slot's atomic tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// [`Channel::Reader`].
+    Reader = 1,
+    /// [`Channel::Writer`].
+    Writer = 2,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// The socket inode this slot serves (0: free).
+    ino: AtomicU32,
+    role: AtomicU8,
+    state: TrySlot<Channel>,
+}
+
+static SLOTS: [Slot; CHANNELS] =
+    [const { Slot { ino: AtomicU32::new(0), role: AtomicU8::new(0), state: TrySlot::new(Channel::Empty) } }; CHANNELS];
+
+/// Bytes of rings this process created (the `ring_bytes` budget).
+static RING_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Locked access to a channel; the slot stays claimed for its inode.
+pub type Locked = Guard<'static, Channel>;
+
+/// Why no channel could be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Another thread of this process is using it.
+    Busy,
+    /// Every slot is taken.
+    Full,
+}
+
+/// The channel of `ino` in `role`, locked; created empty (the caller fills
+/// it) if there is none.
+pub fn lock(ino: u32, role: Role) -> Result<Locked, Unavailable> {
+    for slot in &SLOTS {
+        if slot.ino.load(Acquire) == ino && slot.role.load(Acquire) == role as u8 {
+            return slot.state.try_lock().ok_or(Unavailable::Busy);
+        }
+    }
+    for slot in &SLOTS {
+        if slot.ino.compare_exchange(0, ino, AcqRel, Relaxed).is_ok() {
+            slot.role.store(role as u8, Release);
+            return slot.state.try_lock().ok_or(Unavailable::Busy);
+        }
+    }
+    Err(Unavailable::Full)
+}
+
+/// Frees every channel of socket `ino` (both roles): its fds close, its
+/// rings are unmapped and, if this process made them, leave the budget.
+pub fn release(ino: u32) {
+    for slot in &SLOTS {
+        if slot.ino.load(Acquire) != ino || ino == 0 {
+            continue;
+        }
+        // A thread inside a transfer holds the lock; it will find the fd
+        // closed under it and fail over to the kernel path. Spin briefly.
+        let start = Instant::now();
+        let mut guard = loop {
+            if let Some(g) = slot.state.try_lock() {
+                break g;
+            }
+            if start.elapsed() > Duration::from_millis(100) {
+                return;
+            }
+            ipc_offload_engine::sys::sched_yield();
+        };
+        drop_channel(&mut guard);
+        slot.role.store(0, Release);
+        slot.ino.store(0, Release);
+    }
+}
+
+/// Empties a channel, returning its ring bytes to the budget.
+fn drop_channel(channel: &mut Channel) {
+    if let Channel::Reader(Reader { ring: Some((ring, _)), .. }) = channel {
+        RING_BYTES.fetch_sub(ring.geometry().ring_bytes(), Relaxed);
+    }
+    *channel = Channel::Empty;
+}
+
+/// Takes `bytes` from the ring budget `limit`; false if it does not fit.
+pub fn reserve_ring(bytes: u64, limit: u64) -> bool {
+    let mut used = RING_BYTES.load(Relaxed);
+    loop {
+        if used.saturating_add(bytes) > limit {
+            return false;
+        }
+        match RING_BYTES.compare_exchange_weak(used, used + bytes, AcqRel, Relaxed) {
+            Ok(_) => return true,
+            Err(now) => used = now,
+        }
+    }
+}
+
+/// Returns `bytes` to the budget (a ring that could not be made).
+pub fn unreserve_ring(bytes: u64) {
+    RING_BYTES.fetch_sub(bytes, Relaxed);
+}
+
+/// In a fork child: forget every channel. The parent keeps them; the child's
+/// copies of their fds are closed and its mappings unmapped (system calls
+/// only: async-signal-safe).
+///
+/// # Safety
+/// Only from the fork child handler, while the child has one thread.
+pub unsafe fn after_fork() {
+    for slot in &SLOTS {
+        if slot.ino.load(Relaxed) == 0 {
+            continue;
+        }
+        // SAFETY: forwarded contract.
+        unsafe { slot.state.reset_after_fork(|c| *c = Channel::Empty) };
+        slot.role.store(0, Relaxed);
+        slot.ino.store(0, Relaxed);
+    }
+    RING_BYTES.store(0, Relaxed);
+}
+
+/// True while the process behind `pidfd` (if known) runs.
+pub fn alive(pidfd: Option<&OwnedFd>) -> bool {
+    pidfd.is_none_or(|fd| net::pidfd_alive(fd.raw()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_create_find_release() {
+        let ino = 0x7777_0001;
+        {
+            let mut g = lock(ino, Role::Writer).unwrap();
+            assert!(matches!(*g, Channel::Empty));
+            assert_eq!(lock(ino, Role::Writer).unwrap_err(), Unavailable::Busy);
+            *g = Channel::Writer(Writer {
+                ino,
+                side: None,
+                ring: None,
+                reader: None,
+                next_request: None,
+                backoff: Duration::from_millis(1),
+                last_rendezvous: None,
+            });
+        }
+        assert!(matches!(*lock(ino, Role::Writer).unwrap(), Channel::Writer(_)));
+        // Another role is another channel.
+        assert!(matches!(*lock(ino, Role::Reader).unwrap(), Channel::Empty));
+        release(ino);
+        assert!(matches!(*lock(ino, Role::Writer).unwrap(), Channel::Empty));
+        release(ino);
+    }
+
+    #[test]
+    fn ring_budget() {
+        assert!(reserve_ring(10, u64::MAX));
+        assert!(!reserve_ring(u64::MAX, u64::MAX - 1));
+        unreserve_ring(10);
+    }
+}

@@ -1,0 +1,287 @@
+//! The shared-memory fast path for Unix stream sockets
+//! (docs/ipc-protocol.md): the slow paths of the read/write hooks, the
+//! close hooks' bookkeeping, and the fork child's reset.
+//!
+//! - [`call`]: the application's call, and the kernel path.
+//! - [`reader`], [`writer`]: the two sides of a rendezvous.
+//! - [`side`]: side-channel datagrams; [`channel`]: per-direction state;
+//!   [`table`]: the per-fd table and try-locks.
+
+pub mod call;
+pub mod channel;
+mod reader;
+pub mod side;
+pub mod table;
+mod writer;
+
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use ipc_offload_engine::engine::{self, CopyOptions, EngineId, Fallback};
+use ipc_offload_engine::ipc::ring::Geometry;
+use ipc_offload_engine::stats;
+use ipc_offload_engine::sys::{self, Errno, mem, net};
+use ipc_offload_policy::Class;
+
+use crate::guard::Inside;
+use crate::{process, state};
+use call::{ReadCall, WriteCall};
+use table::{FdInfo, FdKind, FdTable};
+
+/// What the process knows of its fds.
+pub static FDS: FdTable = FdTable::new();
+
+/// The geometry of the rings this process creates: 8 slots of 256 KiB.
+/// A slot is the pipelining step (the reader copies one while the writer
+/// fills the next); 256 KiB takes 10-30 µs to copy, long enough to hide a
+/// hand-over, short enough to start the reader early.
+pub const GEOMETRY: Geometry = Geometry { slots: 8, slot_bytes: 256 << 10 };
+
+/// This process's effective uid, read once at start-up.
+static EUID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Reads the effective uid (from the constructor).
+pub fn init() {
+    EUID.store(net::geteuid(), Relaxed);
+}
+
+/// Everything a transfer needs from the process's settings.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Effective uid: peers must share it.
+    pub euid: u32,
+    /// This process's pid.
+    pub pid: i32,
+    /// Geometry of rings this process creates.
+    pub geometry: Geometry,
+    /// The `ring_bytes` budget.
+    pub ring_budget: u64,
+    /// How ring copies are made.
+    pub opts: CopyOptions,
+}
+
+impl Ctx {
+    fn current() -> Option<Ctx> {
+        let settings = state::get()?;
+        let opts = settings.options[Class::Unix.index()]?;
+        Some(Ctx {
+            euid: EUID.load(Relaxed),
+            pid: sys::getpid(),
+            geometry: GEOMETRY,
+            ring_budget: settings.plan.class(Class::Unix).rule.ring_bytes,
+            opts,
+        })
+    }
+
+    /// A copier with this class's engine.
+    pub fn copier(&self) -> Copier {
+        Copier { opts: self.opts, engine: self.opts.engine }
+    }
+}
+
+/// Copies with the class's engine and remembers which engine did it.
+#[derive(Debug)]
+pub struct Copier {
+    opts: CopyOptions,
+    engine: EngineId,
+}
+
+impl Copier {
+    /// Copies `n` bytes (disjoint ranges: a ring slot and a caller's buffer).
+    pub fn copy(&mut self, dst: *mut u8, src: *const u8, n: usize) {
+        // SAFETY: the ring hands out slot ranges inside its mapping and the
+        // cursors spans of the caller's buffers, valid for the call.
+        self.engine = unsafe { engine::copy(dst, src, n, &self.opts) }.engine;
+    }
+
+    /// The engine of the last copy.
+    pub fn engine(&self) -> EngineId {
+        self.engine
+    }
+}
+
+/// What one call did, for the stats and for errno.
+#[derive(Debug, Default)]
+pub struct Tally {
+    fast: u64,
+    kernel: u64,
+    engine: Option<EngineId>,
+    reason: Option<Fallback>,
+}
+
+impl Tally {
+    /// Notes why (part of) the call took the kernel path.
+    pub fn reason(&mut self, reason: Fallback) {
+        self.reason.get_or_insert(reason);
+    }
+
+    /// Notes bytes that went through shared memory, copied by `engine`.
+    pub fn engine_bytes(&mut self, engine: EngineId, n: u64) {
+        self.fast += n;
+        if n > 0 {
+            self.engine = Some(engine);
+        }
+    }
+
+    /// Notes bytes that went through the kernel.
+    pub fn kernel_bytes(&mut self, n: u64) {
+        self.kernel += n;
+    }
+
+    /// The whole read call through the kernel, for `reason`.
+    pub fn kernel(&mut self, reason: Fallback, call: &ReadCall<'_>) -> isize {
+        self.reason(reason);
+        // SAFETY: the application's own call, replayed as it was.
+        let r = unsafe { call.replay() };
+        self.kernel_result(r)
+    }
+
+    /// The whole write call through the kernel, for `reason`.
+    pub fn kernel_write(&mut self, reason: Fallback, call: &WriteCall<'_>) -> isize {
+        self.reason(reason);
+        // SAFETY: the application's own call, replayed as it was.
+        let r = unsafe { call.replay() };
+        self.kernel_result(r)
+    }
+
+    /// A kernel call's result, counted.
+    pub fn kernel_result(&mut self, r: isize) -> isize {
+        if r > 0 {
+            self.kernel += r as u64;
+        }
+        r
+    }
+
+    /// The call moved `n` bytes in all.
+    pub fn fast_done(&mut self, n: u64) -> isize {
+        n as isize
+    }
+
+    /// The call fails with `errno` (what the kernel would have said).
+    pub fn error(&mut self, reason: Fallback, errno: Errno) -> isize {
+        self.reason(reason);
+        // SAFETY: this thread's errno slot.
+        unsafe { *libc::__errno_location() = errno.0 };
+        -1
+    }
+
+    fn record(&self) {
+        let reason = if self.kernel > 0 || self.fast == 0 { self.reason } else { None };
+        stats::counters(Class::Unix).record_ipc(self.fast, self.kernel, self.engine.unwrap_or(EngineId::Cpu), reason);
+    }
+}
+
+/// What `fd` is, learned or re-learned (fstat every time: the number may
+/// have been closed and reused behind the library's back, by stdio say).
+/// `None` for anything but a Unix stream socket.
+fn classify(fd: i32) -> Option<FdInfo> {
+    let st = mem::fstat(fd).ok()?;
+    let ino = st.ino as u32;
+    let known = FDS.get(fd);
+    if let Some(info) = known.filter(|i| i.ino == ino && st.is_socket()) {
+        return (info.kind != FdKind::Other).then_some(info);
+    }
+    if let Some(old) = known {
+        // The number now names another file: the old socket's state goes.
+        forget(fd, old);
+    }
+    let kind = if st.is_socket() && net::is_unix_stream(fd) { FdKind::UnixStream } else { FdKind::Other };
+    let info = FdInfo { ino, kind };
+    FDS.set(fd, info);
+    (kind != FdKind::Other).then_some(info)
+}
+
+/// Runs a slow path: owner, re-entry and panic guards, errno kept on
+/// success, stats recorded. `kernel` is the whole call as the application
+/// made it, for every case the fast path does not take.
+fn guarded(fd: i32, kernel: impl Fn() -> isize, fast: impl FnOnce(FdInfo, &Ctx, &mut Tally) -> isize) -> isize {
+    if !process::is_owner() {
+        return kernel();
+    }
+    let Some(_inside) = Inside::enter() else { return kernel() };
+    let Some(ctx) = Ctx::current() else { return kernel() };
+    let Some(info) = classify(fd) else { return kernel() };
+    let errno = sys::ErrnoGuard::save();
+    let mut tally = Tally::default();
+    let r = if info.kind == FdKind::UnixNoFast {
+        tally.reason(Fallback::OptInFailed);
+        tally.kernel_result(kernel())
+    } else {
+        match catch_unwind(AssertUnwindSafe(|| fast(info, &ctx, &mut tally))) {
+            Ok(r) => r,
+            Err(_) => {
+                // A bug. Whatever moved is lost to the caller's count; the
+                // kernel path at least leaves the stream consistent.
+                tally.reason(Fallback::Panic);
+                tally.kernel_result(kernel())
+            }
+        }
+    };
+    tally.record();
+    if r >= 0 {
+        drop(errno); // restore: a success leaves errno alone
+    } else {
+        core::mem::forget(errno); // keep the errno of the failure
+    }
+    r
+}
+
+/// The slow path of the read hooks (the buffers hold at least the
+/// threshold).
+///
+/// # Safety
+/// The application's call, valid as for the libc function.
+pub unsafe fn read(call: &ReadCall<'_>) -> isize {
+    // SAFETY: forwarded contract (both closures use the caller's arguments).
+    guarded(call.fd, || unsafe { call.replay() }, |info, ctx, tally| unsafe { reader::read(call, info, ctx, tally) })
+}
+
+/// The slow path of the write hooks (the buffers hold at least the
+/// threshold).
+///
+/// # Safety
+/// The application's call, valid as for the libc function.
+pub unsafe fn write(call: &WriteCall<'_>) -> isize {
+    // SAFETY: forwarded contract (both closures use the caller's arguments).
+    guarded(call.fd, || unsafe { call.replay() }, |info, ctx, tally| unsafe { writer::write(call, info, ctx, tally) })
+}
+
+/// Before the application closes `fd` (close, dup2 and dup3 over it,
+/// close_range): drop what the library knows, and the socket's channels
+/// when no other fd of the process refers to it.
+pub fn closing(fd: i32) {
+    if let Some(info) = FDS.get(fd) {
+        forget(fd, info);
+    }
+}
+
+fn forget(fd: i32, info: FdInfo) {
+    FDS.forget(fd);
+    if info.kind != FdKind::Other && !FDS.other_fd_for(info.ino, fd) {
+        channel::release(info.ino);
+    }
+}
+
+/// Whether `fd` needs [`closing`] (the close hooks' cheap test).
+pub fn tracked(fd: i32) -> bool {
+    FDS.is_socket(fd)
+}
+
+/// In the fork child: forget every channel and fd (the parent keeps them).
+///
+/// # Safety
+/// Only from the fork child handler, while the child has one thread.
+pub unsafe fn after_fork() {
+    // SAFETY: forwarded contract.
+    unsafe { channel::after_fork() };
+    FDS.clear();
+}
+
+/// A ring budget ran out (reported once per process).
+pub fn note_budget_exhausted() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if crate::log::first_time(&SAID) {
+        crate::log_at!(Warn, "[unix] ring_bytes budget used up: further sockets use the kernel path");
+    }
+    stats::counters(Class::Unix).note_fallback(Fallback::RingBudget);
+}

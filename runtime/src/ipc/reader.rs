@@ -1,0 +1,225 @@
+//! The reader's side of a rendezvous (docs/ipc-protocol.md, "One
+//! rendezvous"): opt in, answer REQUESTs, wait in poll on the socket and the
+//! side channel, take the claimed transfer, or do exactly what the kernel
+//! would have done.
+
+use std::time::{Duration, Instant};
+
+use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring, Seen};
+use ipc_offload_engine::sys::mem::OwnedFd;
+use ipc_offload_engine::sys::net::{self, PollFd};
+use ipc_offload_engine::sys::{self, Errno};
+
+use super::call::ReadCall;
+use super::channel::{self, Channel, Locked, Reader, Role};
+use super::side::{self, Message};
+use super::table::{FdInfo, FdKind};
+use super::{Ctx, Tally};
+use ipc_offload_engine::engine::Fallback;
+
+/// How long a reader polls its mailbox before it sleeps in poll(2).
+const SPIN: Duration = Duration::from_micros(30);
+
+/// A large read on Unix stream socket `info.ino`.
+///
+/// # Safety
+/// The call's buffers valid for writing, as for the libc function.
+pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut Tally) -> isize {
+    let unsupported = libc::MSG_PEEK | libc::MSG_OOB | libc::MSG_ERRQUEUE;
+    if call.flags & unsupported != 0 || call.wants_control() || call.iov.len() > super::call::MAX_IOV {
+        return tally.kernel(Fallback::Unsupported, call);
+    }
+    if call.flags & libc::MSG_DONTWAIT != 0 || !net::is_blocking(call.fd).unwrap_or(false) {
+        return tally.kernel(Fallback::Nonblocking, call);
+    }
+    let mut ch = match channel::lock(info.ino, Role::Reader) {
+        Ok(ch) => ch,
+        Err(_) => return tally.kernel(Fallback::Busy, call),
+    };
+    if matches!(*ch, Channel::Empty) {
+        match opt_in(info.ino) {
+            Some(reader) => *ch = Channel::Reader(reader),
+            None => {
+                drop(ch);
+                channel::release(info.ino);
+                super::FDS.set(call.fd, FdInfo { ino: info.ino, kind: FdKind::UnixNoFast });
+                return tally.kernel(Fallback::OptInFailed, call);
+            }
+        }
+    }
+    let Channel::Reader(reader) = &mut *ch else { return tally.kernel(Fallback::Busy, call) };
+    serve_side(reader, ctx);
+    if reader.ring.is_none() {
+        return tally.kernel(Fallback::NoPeer, call);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { rendezvous(call, &mut ch, ctx, tally) }
+}
+
+/// Binds the opt-in name for the peer of socket `ino`.
+fn opt_in(ino: u32) -> Option<Reader> {
+    let peer = net::peer_inode(ino).ok()?;
+    let side = net::dgram_socket().ok()?;
+    net::bind(side.raw(), &side::reader_name(peer)).ok()?;
+    Some(Reader { ino, peer, side, ring: None, writer: None })
+}
+
+/// Answers every queued side-channel datagram: REQUESTs get an OFFER of the
+/// ring (made on the first one, within the budget); the rest is dropped.
+fn serve_side(reader: &mut Reader, ctx: &Ctx) {
+    let mut buf = [0u8; side::MAX_LEN];
+    while let Ok(d) = net::recv_dgram(reader.side.raw(), &mut buf) {
+        let Some(creds) = d.creds else { continue };
+        if creds.uid != ctx.euid || d.truncated {
+            continue;
+        }
+        let Some(Message::Request { writer_pid, writer_ino }) = Message::decode(&buf[..d.len]) else { continue };
+        if writer_pid != creds.pid || writer_ino != reader.peer {
+            continue;
+        }
+        if reader.ring.is_none() {
+            reader.ring = make_ring(reader, ctx);
+        }
+        if let Some((ring, memfd)) = &reader.ring {
+            let (msg, len) = Message::Offer { ring_bytes: ring.geometry().ring_bytes() }.encode();
+            let _ = net::send_dgram(reader.side.raw(), &d.from, &msg[..len], Some(memfd.raw()));
+        }
+    }
+}
+
+fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<(Ring, OwnedFd)> {
+    let bytes = ctx.geometry.ring_bytes();
+    if !channel::reserve_ring(bytes, ctx.ring_budget) {
+        super::note_budget_exhausted();
+        return None;
+    }
+    match Ring::create(ctx.geometry, ctx.pid, reader.ino, reader.peer) {
+        Ok(made) => Some(made),
+        Err(_) => {
+            channel::unreserve_ring(bytes);
+            None
+        }
+    }
+}
+
+/// Waits for a writer, transfers, or hands over to the kernel path.
+///
+/// # Safety
+/// As [`read`].
+unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mut Tally) -> isize {
+    let capacity = call.capacity();
+    let wait_all = call.flags & libc::MSG_WAITALL != 0;
+    let timeout = net::receive_timeout(call.fd);
+    let mut got = 0u64;
+    let mut cursor = Cursor::new(call.iov);
+    loop {
+        // Kernel bytes first: they were written before any writer could claim.
+        if net::queued_in(call.fd).is_ok_and(|n| n > 0) || got == capacity {
+            return finish_with_kernel(call, got, tally);
+        }
+        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally) };
+        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
+        let ticket = ring.begin_wait(capacity - got);
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let claimed = loop {
+            let Some((ring, _)) = &reader.ring else { break None };
+            match ring.seen(ticket) {
+                Seen::Claimed { writer, total } => break Some((writer, total)),
+                Seen::Claiming { .. } => {
+                    core::hint::spin_loop();
+                    continue;
+                }
+                Seen::Other => break None,
+                Seen::Waiting if started.elapsed() < SPIN => {
+                    core::hint::spin_loop();
+                    continue;
+                }
+                Seen::Waiting => {}
+            }
+            let mut fds = [
+                PollFd { fd: call.fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 },
+                PollFd { fd: reader.side.raw(), events: libc::POLLIN, revents: 0 },
+            ];
+            let polled = net::poll(&mut fds, deadline.map(|d| d.saturating_duration_since(Instant::now())));
+            if fds[1].revents != 0 {
+                serve_side(reader, ctx);
+            }
+            let Some((ring, _)) = &reader.ring else { break None };
+            let interrupted = polled == Err(Errno::INTR);
+            let timed_out = polled == Ok(0) && deadline.is_some_and(|d| Instant::now() >= d);
+            let socket_event = fds[0].revents != 0 || (polled.is_err() && !interrupted);
+            if !(socket_event || interrupted || timed_out) || !ring.withdraw(ticket) {
+                continue; // only a datagram, or a writer claimed first: look again
+            }
+            if got > 0 && !wait_all {
+                return tally.fast_done(got);
+            }
+            if interrupted {
+                if got == 0 && !sys::every_handler_restarts() {
+                    return tally.error(Fallback::Interrupted, Errno::INTR);
+                }
+                break None; // restart: look at the queue again
+            }
+            if timed_out {
+                return if got > 0 { tally.fast_done(got) } else { tally.error(Fallback::TimedOut, Errno::AGAIN) };
+            }
+            return finish_with_kernel(call, got, tally);
+        };
+        let Some((writer, total)) = claimed else { continue };
+        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally) };
+        writer_pidfd(reader, writer);
+        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
+        let writer_alive = reader.writer.as_ref().map(|(_, fd)| fd);
+        let mut copier = ctx.copier();
+        let mut copy = |d: *mut u8, s: *const u8, n: usize| copier.copy(d, s, n);
+        let mut alive = || channel::alive(writer_alive);
+        // SAFETY: at most capacity - got bytes (the claim is bounded by the
+        // wait's `want`); the cursor covers the caller's remaining buffers.
+        let (n, abort) = unsafe { ring.receive(total.min(capacity - got), &mut cursor, &mut copy, &mut alive) };
+        ring.end(ticket);
+        tally.engine_bytes(copier.engine(), n);
+        got += n;
+        match abort {
+            None => {}
+            Some(Abort::Corrupt) => {
+                reader.ring = None; // never again from this ring
+                tally.reason(Fallback::Corrupt);
+            }
+            Some(_) => tally.reason(Fallback::PeerGone),
+        }
+        if abort.is_some() || !wait_all || got == capacity {
+            if got == 0 {
+                return finish_with_kernel(call, 0, tally);
+            }
+            return tally.fast_done(got);
+        }
+    }
+}
+
+/// Opens a pidfd on the claiming writer, once per writer pid.
+fn writer_pidfd(reader: &mut Reader, pid: i32) {
+    if reader.writer.as_ref().is_none_or(|(p, _)| *p != pid) {
+        reader.writer = net::pidfd_open(pid).ok().map(|fd| (pid, fd));
+    }
+}
+
+/// Ends the call through the kernel: the whole call as it was, or, after
+/// `got` bytes came through shared memory, a read into the rest (waiting for
+/// all of it only with MSG_WAITALL, as the kernel would).
+fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally) -> isize {
+    if got == 0 {
+        return tally.kernel(Fallback::KernelFirst, call);
+    }
+    if call.flags & libc::MSG_WAITALL == 0 {
+        return tally.fast_done(got);
+    }
+    // SAFETY: the caller's buffers, from byte `got` on.
+    let r = unsafe { call.kernel_from(got, call.flags) };
+    if r > 0 {
+        tally.kernel_bytes(r as u64);
+        tally.fast_done(got + r as u64)
+    } else {
+        tally.fast_done(got)
+    }
+}

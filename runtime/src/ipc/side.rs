@@ -1,0 +1,145 @@
+//! The side channel's datagrams (docs/ipc-protocol.md, "Opting in, and the
+//! side channel"): REQUEST, OFFER and WAKE, their encoding, and the
+//! abstract name a reader binds for a writer socket.
+
+use ipc_offload_engine::sys::net::AbstractAddr;
+
+/// Every datagram starts with this.
+pub const MAGIC: [u8; 4] = *b"IPCO";
+/// The protocol version carried by names and datagrams.
+pub const VERSION: u8 = 1;
+
+/// A side-channel message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A writer asks the reader of `writer_ino`'s peer for its ring.
+    Request { writer_pid: i32, writer_ino: u32 },
+    /// The reader's answer: the ring (its memfd travels as SCM_RIGHTS).
+    Offer { ring_bytes: u64 },
+    /// A writer claimed wait `ticket`.
+    Wake { ticket: u32 },
+}
+
+const REQUEST: u8 = 1;
+const OFFER: u8 = 2;
+const WAKE: u8 = 3;
+
+/// Longest encoded message.
+pub const MAX_LEN: usize = 64;
+
+impl Message {
+    /// The datagram for this message.
+    pub fn encode(&self) -> ([u8; MAX_LEN], usize) {
+        let mut out = [0u8; MAX_LEN];
+        out[..4].copy_from_slice(&MAGIC);
+        out[4] = VERSION;
+        let len = match *self {
+            Message::Request { writer_pid, writer_ino } => {
+                out[5] = REQUEST;
+                out[8..12].copy_from_slice(&writer_pid.to_le_bytes());
+                out[12..16].copy_from_slice(&writer_ino.to_le_bytes());
+                16
+            }
+            Message::Offer { ring_bytes } => {
+                out[5] = OFFER;
+                out[8..16].copy_from_slice(&ring_bytes.to_le_bytes());
+                16
+            }
+            Message::Wake { ticket } => {
+                out[5] = WAKE;
+                out[8..12].copy_from_slice(&ticket.to_le_bytes());
+                12
+            }
+        };
+        (out, len)
+    }
+
+    /// Decodes a datagram; `None` for anything but a well-formed message of
+    /// this version.
+    pub fn decode(bytes: &[u8]) -> Option<Message> {
+        if bytes.len() < 8 || bytes[..4] != MAGIC || bytes[4] != VERSION {
+            return None;
+        }
+        let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        match (bytes[5], bytes.len()) {
+            (REQUEST, 16) => Some(Message::Request { writer_pid: u32_at(8)? as i32, writer_ino: u32_at(12)? }),
+            (OFFER, 16) => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&bytes[8..16]);
+                Some(Message::Offer { ring_bytes: u64::from_le_bytes(b) })
+            }
+            (WAKE, 12) => Some(Message::Wake { ticket: u32_at(8)? }),
+            _ => None,
+        }
+    }
+}
+
+/// The abstract name the reader of `writer_ino`'s peer binds.
+pub fn reader_name(writer_ino: u32) -> AbstractAddr {
+    let mut name = [0u8; 40];
+    let mut at = 0;
+    for b in b"ipc-offload/1/" {
+        name[at] = *b;
+        at += 1;
+    }
+    let digits = {
+        let mut d = [0u8; 10];
+        let mut n = writer_ino;
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        (d, i)
+    };
+    for b in &digits.0[digits.1..] {
+        name[at] = *b;
+        at += 1;
+    }
+    // The name is at most 14 + 10 bytes: always within MAX_NAME.
+    AbstractAddr::new(&name[..at]).expect("a short name")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for m in [
+            Message::Request { writer_pid: 1234, writer_ino: 0xfeed_beef },
+            Message::Offer { ring_bytes: 8 << 20 },
+            Message::Wake { ticket: 77 },
+        ] {
+            let (bytes, len) = m.encode();
+            assert_eq!(Message::decode(&bytes[..len]), Some(m));
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        let (bytes, len) = Message::Wake { ticket: 1 }.encode();
+        assert_eq!(Message::decode(&bytes[..len - 1]), None, "short");
+        let mut other = bytes;
+        other[4] = 2;
+        assert_eq!(Message::decode(&other[..len]), None, "other version");
+        other = bytes;
+        other[0] = b'X';
+        assert_eq!(Message::decode(&other[..len]), None, "bad magic");
+        other = bytes;
+        other[5] = 9;
+        assert_eq!(Message::decode(&other[..len]), None, "unknown type");
+        assert_eq!(Message::decode(&[]), None);
+    }
+
+    #[test]
+    fn names_carry_version_and_inode() {
+        assert_eq!(reader_name(44681).name(), b"ipc-offload/1/44681");
+        assert_eq!(reader_name(0).name(), b"ipc-offload/1/0");
+        assert_eq!(reader_name(u32::MAX).name(), b"ipc-offload/1/4294967295");
+    }
+}

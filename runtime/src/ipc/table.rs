@@ -1,0 +1,214 @@
+//! Fixed-size, allocation-free tables for the IPC state: a try-lock slot
+//! type, and the per-fd table.
+//!
+//! Nothing here blocks: a busy slot means "take the kernel path this time".
+//! After fork the child resets every lock (its other threads are gone), so a
+//! lock held by another thread at fork time cannot wedge it.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicU64};
+
+/// A value behind a try-lock.
+#[derive(Debug)]
+pub struct TrySlot<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is only reached through `try_lock`, which hands out one
+// guard at a time (the Acquire/Release pair orders the accesses).
+unsafe impl<T: Send> Sync for TrySlot<T> {}
+
+/// Exclusive access to a [`TrySlot`]'s value; unlocks on drop.
+#[derive(Debug)]
+pub struct Guard<'a, T> {
+    slot: &'a TrySlot<T>,
+}
+
+impl<T> TrySlot<T> {
+    /// An unlocked slot holding `value`.
+    pub const fn new(value: T) -> Self {
+        TrySlot { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+    }
+
+    /// The value, if nobody else holds it.
+    pub fn try_lock(&self) -> Option<Guard<'_, T>> {
+        (!self.locked.swap(true, Acquire)).then_some(Guard { slot: self })
+    }
+
+    /// In a fork child: forgets a lock held by a thread that does not exist
+    /// here, and gives the value to `reset` (async-signal-safe work only).
+    ///
+    /// # Safety
+    /// Only while the process has one thread (the fork child's handler).
+    pub unsafe fn reset_after_fork(&self, reset: impl FnOnce(&mut T)) {
+        self.locked.store(false, Relaxed);
+        // SAFETY: single-threaded by the caller's contract: no guard exists.
+        reset(unsafe { &mut *self.value.get() });
+    }
+}
+
+impl<T> core::ops::Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves exclusive access.
+        unsafe { &*self.slot.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves exclusive access.
+        unsafe { &mut *self.slot.value.get() }
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        self.slot.locked.store(false, Release);
+    }
+}
+
+/// Fds at or above this are not tracked (their calls take the kernel path).
+pub const MAX_FDS: usize = 65536;
+
+/// What the library knows about an fd: the inode it referred to when it was
+/// classified, and what it is. 0 means unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdInfo {
+    /// The socket's inode (`fstat().st_ino`).
+    pub ino: u32,
+    /// What kind of file it is.
+    pub kind: FdKind,
+}
+
+/// Classes of fds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// A Unix stream socket: the fast path applies.
+    UnixStream,
+    /// A Unix stream socket whose opt-in failed: kernel path for good.
+    UnixNoFast,
+    /// Anything else.
+    Other,
+}
+
+impl FdInfo {
+    fn pack(self) -> u64 {
+        let kind = match self.kind {
+            FdKind::UnixStream => 1,
+            FdKind::UnixNoFast => 2,
+            FdKind::Other => 3,
+        };
+        (u64::from(self.ino) << 8) | kind
+    }
+
+    fn unpack(word: u64) -> Option<FdInfo> {
+        let kind = match word & 0xff {
+            1 => FdKind::UnixStream,
+            2 => FdKind::UnixNoFast,
+            3 => FdKind::Other,
+            _ => return None,
+        };
+        Some(FdInfo { ino: (word >> 8) as u32, kind })
+    }
+}
+
+/// The per-fd table: one word per fd number.
+#[derive(Debug)]
+pub struct FdTable {
+    words: [AtomicU64; MAX_FDS],
+}
+
+impl FdTable {
+    /// An empty table.
+    pub const fn new() -> Self {
+        FdTable { words: [const { AtomicU64::new(0) }; MAX_FDS] }
+    }
+
+    fn word(&self, fd: i32) -> Option<&AtomicU64> {
+        usize::try_from(fd).ok().and_then(|i| self.words.get(i))
+    }
+
+    /// What is known of `fd`.
+    pub fn get(&self, fd: i32) -> Option<FdInfo> {
+        self.word(fd).and_then(|w| FdInfo::unpack(w.load(Relaxed)))
+    }
+
+    /// Records what `fd` is; false if it cannot be tracked.
+    pub fn set(&self, fd: i32, info: FdInfo) -> bool {
+        self.word(fd).map(|w| w.store(info.pack(), Relaxed)).is_some()
+    }
+
+    /// Forgets `fd`; returns what was known.
+    pub fn forget(&self, fd: i32) -> Option<FdInfo> {
+        self.word(fd).and_then(|w| FdInfo::unpack(w.swap(0, Relaxed)))
+    }
+
+    /// True if `fd` is tracked as a Unix stream socket (cheap: close's test).
+    pub fn is_socket(&self, fd: i32) -> bool {
+        self.get(fd).is_some_and(|i| i.kind != FdKind::Other)
+    }
+
+    /// True if another fd than `except` refers to inode `ino`.
+    pub fn other_fd_for(&self, ino: u32, except: i32) -> bool {
+        self.words.iter().enumerate().any(|(fd, w)| {
+            fd as i32 != except && FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.ino == ino && i.kind != FdKind::Other)
+        })
+    }
+
+    /// Forgets everything (a fork child keeps its fds, but re-learns them).
+    /// Only touches words in use: untouched pages stay unmapped.
+    pub fn clear(&self) {
+        for w in &self.words {
+            if w.load(Relaxed) != 0 {
+                w.store(0, Relaxed);
+            }
+        }
+    }
+}
+
+impl Default for FdTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn try_slot_is_exclusive() {
+        let slot = TrySlot::new(5);
+        let mut g = slot.try_lock().unwrap();
+        assert!(slot.try_lock().is_none());
+        *g += 1;
+        drop(g);
+        assert_eq!(*slot.try_lock().unwrap(), 6);
+        let _held = slot.try_lock().unwrap();
+        // SAFETY: this test is the only user of `slot`.
+        unsafe { slot.reset_after_fork(|v| *v = 0) };
+        assert_eq!(*slot.try_lock().unwrap(), 0);
+    }
+
+    #[test]
+    fn fd_table_round_trips() {
+        let t: &'static FdTable = Box::leak(Box::new(FdTable::new()));
+        assert_eq!(t.get(3), None);
+        let info = FdInfo { ino: 0xdead_beef, kind: FdKind::UnixStream };
+        assert!(t.set(3, info));
+        assert_eq!(t.get(3), Some(info));
+        assert!(t.is_socket(3));
+        assert!(!t.other_fd_for(0xdead_beef, 3));
+        t.set(9, info);
+        assert!(t.other_fd_for(0xdead_beef, 3));
+        assert_eq!(t.forget(3), Some(info));
+        assert_eq!(t.get(3), None);
+        assert!(!t.set(-1, info));
+        assert!(!t.set(MAX_FDS as i32, info));
+        t.set(4, FdInfo { ino: 1, kind: FdKind::Other });
+        assert!(!t.is_socket(4));
+    }
+}

@@ -1,0 +1,213 @@
+//! The writer's side of a rendezvous (docs/ipc-protocol.md, "One
+//! rendezvous"): find the reader's ring over the side channel, claim the
+//! reader when it waits and every kernel byte is consumed, fill slots; in
+//! between, and whenever the rendezvous is not possible, kernel pieces.
+
+use std::time::{Duration, Instant};
+
+use ipc_offload_engine::engine::Fallback;
+use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring};
+use ipc_offload_engine::sys::net;
+
+use super::call::WriteCall;
+use super::channel::{self, Channel, Role, Writer};
+use super::side::{self, Message};
+use super::table::FdInfo;
+use super::{Ctx, Tally};
+
+/// Largest piece sent through the kernel between two looks at the ring.
+const PIECE: u64 = 256 << 10;
+/// How long a writer waits for a reader that is coming back (it just ended
+/// a transfer, or it is draining the kernel queue).
+const PATIENCE: Duration = Duration::from_micros(200);
+/// A reader that ended a transfer this recently is streaming.
+const STREAMING: Duration = Duration::from_millis(2);
+/// First and longest pause between REQUESTs to a socket whose reader has
+/// not opted in.
+const BACKOFF_FIRST: Duration = Duration::from_millis(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// A large write on Unix stream socket `info.ino`.
+///
+/// # Safety
+/// The call's buffers valid for reading, as for the libc function.
+pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut Tally) -> isize {
+    if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV {
+        return tally.kernel_write(Fallback::Unsupported, call);
+    }
+    let mut ch = match channel::lock(info.ino, Role::Writer) {
+        Ok(ch) => ch,
+        Err(_) => return tally.kernel_write(Fallback::Busy, call),
+    };
+    if matches!(*ch, Channel::Empty) {
+        *ch = Channel::Writer(Writer {
+            ino: info.ino,
+            side: None,
+            ring: None,
+            reader: None,
+            next_request: None,
+            backoff: BACKOFF_FIRST,
+            last_rendezvous: None,
+        });
+    }
+    let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
+    let blocking = call.flags & libc::MSG_DONTWAIT == 0 && net::is_blocking(call.fd).unwrap_or(false);
+    let len = call.length();
+    let mut sent = 0u64;
+    let mut cursor = Cursor::new(call.iov);
+    let mut kernel_piece_sent = false;
+    while sent < len {
+        take_offers(writer, ctx);
+        if writer.ring.is_none() {
+            request(writer, ctx);
+            if sent == 0 && writer.backoff >= BACKOFF_MAX {
+                // A reader that never opted in: exactly the kernel's call.
+                return tally.kernel_write(Fallback::NoPeer, call);
+            }
+            tally.reason(Fallback::NoPeer);
+        } else {
+            if net::can_send(call.fd).is_err() {
+                // Shut down or no peer: the kernel reports it (EPIPE, SIGPIPE).
+                tally.reason(Fallback::SocketError);
+                return finish_with_kernel(call, sent, len - sent, tally);
+            }
+            let recent = kernel_piece_sent || writer.last_rendezvous.is_some_and(|t| t.elapsed() < STREAMING);
+            if claimable(call.fd, writer) || (blocking && recent && wait_for_reader(call.fd, writer)) {
+                match transfer(writer, &mut cursor, len - sent, ctx, tally) {
+                    Some(n) => {
+                        sent += n;
+                        continue;
+                    }
+                    None => tally.reason(Fallback::PeerGone),
+                }
+            } else {
+                tally.reason(Fallback::NotWaiting);
+            }
+        }
+        // A piece through the kernel, from where the transfer stands.
+        let asked = PIECE.min(len - sent);
+        // SAFETY: the caller's buffers, bytes [sent, sent + asked).
+        let r = unsafe { call.kernel_piece(sent, asked) };
+        if r <= 0 {
+            return if sent > 0 { tally.fast_done(sent) } else { tally.kernel_result(r) };
+        }
+        tally.kernel_bytes(r as u64);
+        sent += r as u64;
+        cursor.advance(r as u64);
+        kernel_piece_sent = true;
+        if !blocking && (r as u64) < asked {
+            break; // the kernel took less than offered: a nonblocking write ends here
+        }
+    }
+    tally.fast_done(sent)
+}
+
+/// Sends the rest through the kernel in one call, returning the total.
+fn finish_with_kernel(call: &WriteCall<'_>, sent: u64, rest: u64, tally: &mut Tally) -> isize {
+    // SAFETY: the caller's buffers, bytes [sent, sent + rest).
+    let r = unsafe { call.kernel_piece(sent, rest) };
+    if r > 0 {
+        tally.kernel_bytes(r as u64);
+        tally.fast_done(sent + r as u64)
+    } else if sent > 0 {
+        tally.fast_done(sent)
+    } else {
+        tally.kernel_result(r)
+    }
+}
+
+/// True when a reader waits and every byte this socket sent through the
+/// kernel has been read (so nothing written before can come after).
+fn claimable(fd: i32, writer: &Writer) -> bool {
+    writer.ring.as_ref().is_some_and(Ring::reader_waiting) && net::queued_out(fd) == Ok(0)
+}
+
+/// Waits up to [`PATIENCE`] for the reader to drain the kernel queue and wait.
+fn wait_for_reader(fd: i32, writer: &Writer) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < PATIENCE {
+        if claimable(fd, writer) {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
+
+/// One rendezvous: claim, wake, fill. `None` if the claim failed or the
+/// reader vanished before anything moved (the ring is then dropped).
+fn transfer(
+    writer: &mut Writer,
+    cursor: &mut Cursor<'_>,
+    rest: u64,
+    ctx: &Ctx,
+    tally: &mut Tally,
+) -> Option<u64> {
+    let ring = writer.ring.as_ref()?;
+    let claim = ring.try_claim(rest, ctx.pid)?;
+    let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();
+    if let Some(side) = &writer.side {
+        let _ = net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], None);
+    }
+    let reader = writer.reader.as_ref();
+    let mut copier = ctx.copier();
+    let mut copy = |d: *mut u8, s: *const u8, n: usize| copier.copy(d, s, n);
+    let mut alive = || channel::alive(reader);
+    // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
+    // claim.total <= rest bytes remain.
+    let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive) };
+    tally.engine_bytes(copier.engine(), n);
+    if abort.is_some() {
+        // The reader went away or gave up: this ring is done.
+        writer.ring = None;
+        writer.reader = None;
+        writer.side = None;
+        writer.next_request = None;
+    } else {
+        writer.last_rendezvous = Some(Instant::now());
+    }
+    if n == 0 && matches!(abort, Some(Abort::PeerGone | Abort::Withdrawn)) { None } else { Some(n) }
+}
+
+/// Sends a REQUEST unless backing off; a refusal (no reader bound the name)
+/// doubles the back-off.
+fn request(writer: &mut Writer, ctx: &Ctx) {
+    let now = Instant::now();
+    if writer.next_request.is_some_and(|t| now < t) {
+        return;
+    }
+    if writer.side.is_none() {
+        writer.side = net::dgram_socket().ok().filter(|s| net::autobind(s.raw()).is_ok());
+    }
+    let Some(side) = &writer.side else { return };
+    let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: writer.ino }.encode();
+    match net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], None) {
+        Ok(()) => writer.next_request = Some(now + BACKOFF_MAX),
+        Err(_) => {
+            // Nobody opted in (ECONNREFUSED) or the side channel is full.
+            writer.side = None;
+            writer.next_request = Some(now + writer.backoff);
+            writer.backoff = (writer.backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// Picks up OFFERs: the reader's ring, checked and mapped.
+fn take_offers(writer: &mut Writer, ctx: &Ctx) {
+    let Some(side) = &writer.side else { return };
+    let mut buf = [0u8; side::MAX_LEN];
+    while let Ok(d) = net::recv_dgram(side.raw(), &mut buf) {
+        let (Some(creds), Some(memfd)) = (d.creds, d.fd) else { continue };
+        if creds.uid != ctx.euid || d.truncated || writer.ring.is_some() {
+            continue;
+        }
+        let Some(Message::Offer { ring_bytes }) = Message::decode(&buf[..d.len]) else { continue };
+        let Ok(ring) = Ring::attach(memfd.raw(), ctx.euid, writer.ino) else { continue };
+        if ring.geometry().ring_bytes() != ring_bytes || ring.reader_pid() != creds.pid {
+            continue;
+        }
+        writer.reader = net::pidfd_open(creds.pid).ok();
+        writer.ring = Some(ring);
+        writer.backoff = BACKOFF_FIRST;
+    }
+}
