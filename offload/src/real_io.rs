@@ -25,7 +25,8 @@ pub type SendFn = unsafe extern "C" fn(c_int, *const c_void, usize, c_int) -> is
 pub type RecvFromFn =
     unsafe extern "C" fn(c_int, *mut c_void, usize, c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> isize;
 /// sendto: (fd, buf, n, flags, addr, addrlen).
-pub type SendToFn = unsafe extern "C" fn(c_int, *const c_void, usize, c_int, *const libc::sockaddr, libc::socklen_t) -> isize;
+pub type SendToFn =
+    unsafe extern "C" fn(c_int, *const c_void, usize, c_int, *const libc::sockaddr, libc::socklen_t) -> isize;
 /// recvmsg: (fd, msg, flags).
 pub type RecvMsgFn = unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> isize;
 /// sendmsg: (fd, msg, flags).

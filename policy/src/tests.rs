@@ -24,7 +24,11 @@ fn builtin_text_is_the_builtin_policy() {
     for class in Class::ALL {
         let section = table.get(class.name()).and_then(|v| v.get_ref().as_table().cloned());
         let section = section.unwrap_or_else(|| panic!("BUILTIN_POLICY lacks [{class}]"));
-        let keys: &[&str] = if class.is_ipc() { &["engine", "min_bytes", "workers", "ring_bytes"] } else { &["engine", "min_bytes", "workers"] };
+        let keys: &[&str] = if class.is_ipc() {
+            &["engine", "min_bytes", "workers", "ring_bytes"]
+        } else {
+            &["engine", "min_bytes", "workers"]
+        };
         for key in keys {
             assert!(section.get(*key).is_some(), "BUILTIN_POLICY lacks {class}.{key}");
         }
@@ -44,7 +48,13 @@ fn builtin_resolution() {
     assert_eq!(r.mode, Mode::Throughput);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule { engine: Engine::Auto, min_bytes: 1 << 20, workers: Workers::Auto, wait: Wait::SpinThenSleep, ring_bytes: 64 << 20 }
+        Rule {
+            engine: Engine::Auto,
+            min_bytes: 1 << 20,
+            workers: Workers::Auto,
+            wait: Wait::SpinThenSleep,
+            ring_bytes: 64 << 20
+        }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 256 << 10);
@@ -81,11 +91,23 @@ wait = "sleep"
     assert_eq!(r.mode, Mode::Latency);
     assert_eq!(
         r.rule(Class::Memcpy),
-        Rule { engine: Engine::AsyncCpu, min_bytes: 4096, workers: Workers::Count(3), wait: Wait::Yield, ring_bytes: 64 << 20 }
+        Rule {
+            engine: Engine::AsyncCpu,
+            min_bytes: 4096,
+            workers: Workers::Count(3),
+            wait: Wait::Yield,
+            ring_bytes: 64 << 20
+        }
     );
     assert_eq!(
         r.rule(Class::Unix),
-        Rule { engine: Engine::Cpu, min_bytes: 64 << 10, workers: Workers::Auto, wait: Wait::Umwait, ring_bytes: 8 << 20 }
+        Rule {
+            engine: Engine::Cpu,
+            min_bytes: 64 << 10,
+            workers: Workers::Auto,
+            wait: Wait::Umwait,
+            ring_bytes: 8 << 20
+        }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 1 << 30);

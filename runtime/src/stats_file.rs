@@ -252,15 +252,24 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
         ",\"{class}\":{{\"engine\":\"{engine}\",\"min_bytes\":{},\"calls\":{},\"bytes\":{},\"offloaded_calls\":{},\"offloaded_bytes\":{},\"worker_bytes\":{},\"by_engine\":{{",
         plan.rule.min_bytes, s.calls, s.bytes, s.offloaded_calls, s.offloaded_bytes, s.worker_bytes
     );
-    render_counts(out, EngineId::NAMES, &s.by_engine);
-    out.push_bytes(b"},\"fallbacks\":{");
-    render_counts(out, Fallback::NAMES, &s.fallbacks);
+    render_counts(out, EngineId::ALL.iter().map(|e| (e.name(), s.by_engine[e.index()])));
+    out.push_bytes(b"},");
+    if class.is_ipc() {
+        let _ = write!(
+            out,
+            "\"fast_path_bytes\":{},\"kernel_path_bytes\":{},\"ring_bytes\":{},",
+            s.fast_path_bytes, s.kernel_path_bytes, plan.rule.ring_bytes
+        );
+    }
+    out.push_bytes(b"\"fallbacks\":{");
+    let reasons = if class.is_ipc() { Fallback::IPC } else { Fallback::COPY };
+    render_counts(out, reasons.iter().map(|f| (f.name(), s.fallbacks[f.index()])));
     out.push_bytes(b"}}");
 }
 
 /// `"name":count` pairs, comma-separated.
-fn render_counts<const N: usize>(out: &mut StackBuf<N>, names: &[&str], counts: &[u64]) {
-    for (i, (name, count)) in names.iter().zip(counts).enumerate() {
+fn render_counts<const N: usize>(out: &mut StackBuf<N>, pairs: impl Iterator<Item = (&'static str, u64)>) {
+    for (i, (name, count)) in pairs.enumerate() {
         let _ = write!(out, "{}\"{name}\":{count}", if i == 0 { "" } else { "," });
     }
 }

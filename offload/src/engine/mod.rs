@@ -71,8 +71,13 @@ named_enum! {
 
 impl Fallback {
     /// The reasons that apply to copies (the memcpy class).
-    pub const COPY: &'static [Fallback] =
-        &[Fallback::OverlapClose, Fallback::PoolSaturated, Fallback::PoolUnavailable, Fallback::Reentrant, Fallback::Panic];
+    pub const COPY: &'static [Fallback] = &[
+        Fallback::OverlapClose,
+        Fallback::PoolSaturated,
+        Fallback::PoolUnavailable,
+        Fallback::Reentrant,
+        Fallback::Panic,
+    ];
 
     /// The reasons that apply to the IPC classes (their copies into and out
     /// of rings fall back like any copy, but are not counted separately).

@@ -42,6 +42,7 @@ const OFF_WRITER_INO: usize = 36;
 const OFF_MAILBOX: usize = 64;
 const OFF_WANT: usize = 72;
 const OFF_TOTAL: usize = 80;
+const OFF_ARMS: usize = 96;
 
 /// Mailbox states.
 const IDLE: u64 = 0;
@@ -173,7 +174,12 @@ pub struct Ring {
 impl Ring {
     /// Creates a ring for the reader of socket `reader_ino`, whose peer is
     /// `writer_ino`: a sealed memfd, mapped and pre-faulted.
-    pub fn create(geometry: Geometry, reader_pid: i32, reader_ino: u32, writer_ino: u32) -> Result<(Ring, OwnedFd), RingError> {
+    pub fn create(
+        geometry: Geometry,
+        reader_pid: i32,
+        reader_ino: u32,
+        writer_ino: u32,
+    ) -> Result<(Ring, OwnedFd), RingError> {
         if !geometry.valid() {
             return Err(RingError::BadGeometry);
         }
@@ -279,6 +285,12 @@ impl Ring {
         let ticket = ticket_of(self.u64_at(OFF_MAILBOX).load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
         self.u64_at(OFF_WANT).store(want, Relaxed);
         self.u64_at(OFF_MAILBOX).store(mailbox(WAITING, ticket, 0), SeqCst);
+        // Tell a writer sleeping in `wait_for_reader`.
+        let arms = self.u32_at(OFF_ARMS);
+        if arms.fetch_add(1, SeqCst) & SLEEPER != 0 {
+            arms.fetch_and(!SLEEPER, SeqCst);
+            futex::wake_shared(arms, u32::MAX);
+        }
         ticket
     }
 
@@ -314,6 +326,31 @@ impl Ring {
     /// True while a reader waits.
     pub fn reader_waiting(&self) -> bool {
         state_of(self.u64_at(OFF_MAILBOX).load(Acquire)) == WAITING
+    }
+
+    /// Waits up to `patience` for a reader to wait, sleeping in a futex the
+    /// reader's `begin_wait` wakes. True if one waits.
+    pub fn wait_for_reader(&self, patience: Duration) -> bool {
+        let arms = self.u32_at(OFF_ARMS);
+        let deadline = Instant::now() + patience;
+        loop {
+            let seen = arms.load(SeqCst);
+            if self.reader_waiting() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let sleeping = seen | SLEEPER;
+            if seen & SLEEPER == 0 && arms.compare_exchange(seen, sleeping, SeqCst, Relaxed).is_err() {
+                continue;
+            }
+            if self.reader_waiting() {
+                return true;
+            }
+            futex::wait_shared(arms, sleeping, Some(deadline - now));
+        }
     }
 
     /// Claims the waiting reader for at most `max` bytes, as writer `pid`.

@@ -71,7 +71,8 @@ pub fn fstat(fd: i32) -> Result<FileStat, Errno> {
 pub fn sealed_memfd(name: &CStr, len: u64) -> Result<OwnedFd, Errno> {
     let flags = (libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) as usize;
     // SAFETY: `name` is NUL-terminated and outlives the call.
-    let fd = OwnedFd::new(unsafe { syscall6(libc::SYS_memfd_create, [name.as_ptr() as usize, flags, 0, 0, 0, 0]) }? as i32);
+    let fd =
+        OwnedFd::new(unsafe { syscall6(libc::SYS_memfd_create, [name.as_ptr() as usize, flags, 0, 0, 0, 0]) }? as i32);
     // SAFETY: plain calls on the descriptor just created.
     unsafe {
         syscall6(libc::SYS_fchmod, [fd.raw() as usize, 0o600, 0, 0, 0, 0])?;
@@ -146,7 +147,10 @@ mod tests {
         assert_eq!(st.size, 1 << 20);
         assert_eq!(st.mode & 0o777, 0o600);
         let s = seals(fd.raw()).unwrap();
-        assert_eq!(s & (libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL), libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL);
+        assert_eq!(
+            s & (libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL),
+            libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL
+        );
         // SAFETY: a plain ftruncate on our own memfd; it must fail.
         let grow = unsafe { syscall6(libc::SYS_ftruncate, [fd.raw() as usize, 2 << 20, 0, 0, 0, 0]) };
         assert_eq!(grow, Err(Errno(libc::EPERM)));

@@ -93,10 +93,7 @@ pub fn autobind(fd: i32) -> Result<(), Errno> {
     raw.sun_family = libc::AF_UNIX as libc::sa_family_t;
     // SAFETY: the address lives on this frame for the call.
     unsafe {
-        syscall6(
-            libc::SYS_bind,
-            [fd as usize, &raw as *const _ as usize, size_of::<libc::sa_family_t>(), 0, 0, 0],
-        )
+        syscall6(libc::SYS_bind, [fd as usize, &raw as *const _ as usize, size_of::<libc::sa_family_t>(), 0, 0, 0])
     }
     .map(|_| ())
 }
@@ -319,10 +316,9 @@ pub fn peer_inode(ino: u32) -> Result<u32, Errno> {
 
     let kind = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
     // SAFETY: socket(2) with constant arguments.
-    let nl = OwnedFd::new(
-        unsafe { syscall6(libc::SYS_socket, [libc::AF_NETLINK as usize, kind, libc::NETLINK_SOCK_DIAG as usize, 0, 0, 0]) }?
-            as i32,
-    );
+    let nl = OwnedFd::new(unsafe {
+        syscall6(libc::SYS_socket, [libc::AF_NETLINK as usize, kind, libc::NETLINK_SOCK_DIAG as usize, 0, 0, 0])
+    }? as i32);
     let request = Request {
         nlh: libc::nlmsghdr {
             nlmsg_len: size_of::<Request>() as u32,
@@ -421,7 +417,14 @@ mod tests {
         unsafe {
             syscall6(
                 libc::SYS_socketpair,
-                [libc::AF_UNIX as usize, (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as usize, 0, sv.as_mut_ptr() as usize, 0, 0],
+                [
+                    libc::AF_UNIX as usize,
+                    (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as usize,
+                    0,
+                    sv.as_mut_ptr() as usize,
+                    0,
+                    0,
+                ],
             )
         }
         .unwrap();

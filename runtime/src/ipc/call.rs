@@ -145,7 +145,9 @@ impl WriteCall<'_> {
                 WriteKind::Write => (REAL_IO.write.get())(self.fd, base, len),
                 WriteKind::Writev => (REAL_IO.writev.get())(self.fd, self.iov.as_ptr(), self.iov.len() as c_int),
                 WriteKind::Send => (REAL_IO.send.get())(self.fd, base, len, self.flags),
-                WriteKind::SendTo(addr, addrlen) => (REAL_IO.sendto.get())(self.fd, base, len, self.flags, addr, addrlen),
+                WriteKind::SendTo(addr, addrlen) => {
+                    (REAL_IO.sendto.get())(self.fd, base, len, self.flags, addr, addrlen)
+                }
                 WriteKind::SendMsg(msg) => (REAL_IO.sendmsg.get())(self.fd, msg, self.flags),
             }
         }
@@ -183,7 +185,10 @@ fn tail(iov: &[libc::iovec], mut skip: u64, out: &mut [libc::iovec; MAX_IOV]) ->
             break;
         }
         // SAFETY (pointer arithmetic only): skip < len, inside the segment.
-        out[n] = libc::iovec { iov_base: unsafe { seg.iov_base.cast::<u8>().add(skip as usize) }.cast(), iov_len: (len - skip) as usize };
+        out[n] = libc::iovec {
+            iov_base: unsafe { seg.iov_base.cast::<u8>().add(skip as usize) }.cast(),
+            iov_len: (len - skip) as usize,
+        };
         skip = 0;
         n += 1;
     }

@@ -113,9 +113,18 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
     let mut got = 0u64;
     let mut cursor = Cursor::new(call.iov);
     loop {
+        if got == capacity {
+            return tally.fast_done(got);
+        }
         // Kernel bytes first: they were written before any writer could claim.
-        if net::queued_in(call.fd).is_ok_and(|n| n > 0) || got == capacity {
-            return finish_with_kernel(call, got, tally);
+        if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
+            if !wait_all {
+                return finish_with_kernel(call, got, tally);
+            }
+            match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
+                Some(r) => return r,
+                None => continue,
+            }
         }
         let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally) };
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
@@ -164,7 +173,14 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
             if timed_out {
                 return if got > 0 { tally.fast_done(got) } else { tally.error(Fallback::TimedOut, Errno::AGAIN) };
             }
-            return finish_with_kernel(call, got, tally);
+            if !wait_all {
+                return finish_with_kernel(call, got, tally);
+            }
+            // MSG_WAITALL: take what the kernel has (or its EOF), go on waiting.
+            match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
+                Some(r) => return r,
+                None => break None,
+            }
         };
         let Some((writer, total)) = claimed else { continue };
         let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally) };
@@ -204,22 +220,30 @@ fn writer_pidfd(reader: &mut Reader, pid: i32) {
     }
 }
 
-/// Ends the call through the kernel: the whole call as it was, or, after
-/// `got` bytes came through shared memory, a read into the rest (waiting for
-/// all of it only with MSG_WAITALL, as the kernel would).
+/// Ends a call without MSG_WAITALL through the kernel: the whole call as it
+/// was, or, after `got` bytes came through shared memory, just those.
 fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally) -> isize {
-    if got == 0 {
-        return tally.kernel(Fallback::KernelFirst, call);
-    }
-    if call.flags & libc::MSG_WAITALL == 0 {
-        return tally.fast_done(got);
-    }
+    if got == 0 { tally.kernel(Fallback::KernelFirst, call) } else { tally.fast_done(got) }
+}
+
+/// MSG_WAITALL: reads what the kernel has queued (without waiting) into the
+/// rest of the buffers. `Some(result)` ends the call (EOF, an error, full
+/// buffers); `None` goes on waiting.
+fn take_kernel_bytes(call: &ReadCall<'_>, got: &mut u64, cursor: &mut Cursor<'_>, tally: &mut Tally) -> Option<isize> {
+    let flags = (call.flags & !libc::MSG_WAITALL) | libc::MSG_DONTWAIT;
     // SAFETY: the caller's buffers, from byte `got` on.
-    let r = unsafe { call.kernel_from(got, call.flags) };
+    let r = unsafe { call.kernel_from(*got, flags) };
+    tally.reason(Fallback::KernelFirst);
     if r > 0 {
         tally.kernel_bytes(r as u64);
-        tally.fast_done(got + r as u64)
-    } else {
-        tally.fast_done(got)
+        *got += r as u64;
+        cursor.advance(r as u64);
+        return (*got == call.capacity()).then(|| tally.fast_done(*got));
     }
+    // SAFETY: this thread's errno, just set by the failed call.
+    let again = r < 0 && unsafe { *libc::__errno_location() } == libc::EAGAIN;
+    if again {
+        return None;
+    }
+    Some(if *got > 0 { tally.fast_done(*got) } else { r })
 }

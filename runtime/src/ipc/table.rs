@@ -154,7 +154,8 @@ impl FdTable {
     /// True if another fd than `except` refers to inode `ino`.
     pub fn other_fd_for(&self, ino: u32, except: i32) -> bool {
         self.words.iter().enumerate().any(|(fd, w)| {
-            fd as i32 != except && FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.ino == ino && i.kind != FdKind::Other)
+            fd as i32 != except
+                && FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.ino == ino && i.kind != FdKind::Other)
         })
     }
 

@@ -17,11 +17,14 @@ use super::{Ctx, Tally};
 
 /// Largest piece sent through the kernel between two looks at the ring.
 const PIECE: u64 = 256 << 10;
-/// How long a writer waits for a reader that is coming back (it just ended
-/// a transfer, or it is draining the kernel queue).
+/// How long a blocking writer waits for the reader to come back to a read
+/// before it sends a kernel piece: briefly for a reader it has not met
+/// lately, longer for one that is streaming (a blocking write would wait for
+/// such a reader in the kernel anyway, once the socket buffer is full).
 const PATIENCE: Duration = Duration::from_micros(200);
+const PATIENCE_STREAMING: Duration = Duration::from_millis(20);
 /// A reader that ended a transfer this recently is streaming.
-const STREAMING: Duration = Duration::from_millis(2);
+const STREAMING: Duration = Duration::from_millis(50);
 /// First and longest pause between REQUESTs to a socket whose reader has
 /// not opted in.
 const BACKOFF_FIRST: Duration = Duration::from_millis(1);
@@ -55,7 +58,6 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
     let len = call.length();
     let mut sent = 0u64;
     let mut cursor = Cursor::new(call.iov);
-    let mut kernel_piece_sent = false;
     while sent < len {
         take_offers(writer, ctx);
         if writer.ring.is_none() {
@@ -71,8 +73,9 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
                 tally.reason(Fallback::SocketError);
                 return finish_with_kernel(call, sent, len - sent, tally);
             }
-            let recent = kernel_piece_sent || writer.last_rendezvous.is_some_and(|t| t.elapsed() < STREAMING);
-            if claimable(call.fd, writer) || (blocking && recent && wait_for_reader(call.fd, writer)) {
+            let streaming = writer.last_rendezvous.is_some_and(|t| t.elapsed() < STREAMING);
+            let patience = if streaming { PATIENCE_STREAMING } else { PATIENCE };
+            if claimable(call.fd, writer) || (blocking && wait_for_reader(call.fd, writer, patience)) {
                 match transfer(writer, &mut cursor, len - sent, ctx, tally) {
                     Some(n) => {
                         sent += n;
@@ -94,7 +97,6 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
         tally.kernel_bytes(r as u64);
         sent += r as u64;
         cursor.advance(r as u64);
-        kernel_piece_sent = true;
         if !blocking && (r as u64) < asked {
             break; // the kernel took less than offered: a nonblocking write ends here
         }
@@ -122,27 +124,27 @@ fn claimable(fd: i32, writer: &Writer) -> bool {
     writer.ring.as_ref().is_some_and(Ring::reader_waiting) && net::queued_out(fd) == Ok(0)
 }
 
-/// Waits up to [`PATIENCE`] for the reader to drain the kernel queue and wait.
-fn wait_for_reader(fd: i32, writer: &Writer) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < PATIENCE {
-        if claimable(fd, writer) {
+/// Waits up to `patience` for the reader to drain the kernel queue and wait.
+fn wait_for_reader(fd: i32, writer: &Writer, patience: Duration) -> bool {
+    let Some(ring) = &writer.ring else { return false };
+    let deadline = Instant::now() + patience;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || !ring.wait_for_reader(deadline - now) {
+            return false;
+        }
+        if net::queued_out(fd) == Ok(0) {
             return true;
         }
-        core::hint::spin_loop();
+        // The reader waits while our kernel bytes are still queued: it is
+        // about to see them and read them first. Give it a moment.
+        ipc_offload_engine::sys::sched_yield();
     }
-    false
 }
 
 /// One rendezvous: claim, wake, fill. `None` if the claim failed or the
 /// reader vanished before anything moved (the ring is then dropped).
-fn transfer(
-    writer: &mut Writer,
-    cursor: &mut Cursor<'_>,
-    rest: u64,
-    ctx: &Ctx,
-    tally: &mut Tally,
-) -> Option<u64> {
+fn transfer(writer: &mut Writer, cursor: &mut Cursor<'_>, rest: u64, ctx: &Ctx, tally: &mut Tally) -> Option<u64> {
     let ring = writer.ring.as_ref()?;
     let claim = ring.try_claim(rest, ctx.pid)?;
     let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();

@@ -210,3 +210,19 @@ fn cursors_span_iovecs() {
     assert_eq!(a, [1, 2, 3]);
     assert_eq!(&c[..5], &[4, 5, 6, 7, 8]);
 }
+
+#[test]
+fn a_writer_sleeps_until_the_reader_waits() {
+    let (reader, writer) = pair(GEOMETRY);
+    assert!(!writer.wait_for_reader(Duration::from_millis(5)), "nobody waits yet");
+    let r = Arc::clone(&reader);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        r.begin_wait(100)
+    });
+    let start = Instant::now();
+    assert!(writer.wait_for_reader(Duration::from_secs(20)));
+    assert!(start.elapsed() < Duration::from_secs(10), "woken, not timed out");
+    let ticket = t.join().unwrap();
+    assert!(reader.withdraw(ticket));
+}

@@ -1,0 +1,188 @@
+/*
+ * One transfer over a Unix stream socketpair between a writer child and a
+ * reading parent, checked byte for byte against the stream's pattern (byte i
+ * of the stream is pat(i)), in one of the ways programs read.
+ *
+ * usage: unix_matrix MODE TOTAL WRITE READ
+ *   MODE   blocking | nonblock-poll | epoll-lt | epoll-et | select | waitall
+ *          | peek | readv | recvmsg | eintr | rcvtimeo
+ *   TOTAL  bytes the writer sends, in writes of WRITE bytes (write, writev,
+ *          send and sendmsg in turn), then it closes its end
+ *   READ   the reader's buffer size
+ *
+ * Prints one line: the mode, the bytes read, the number of reads that
+ * returned data, whether EOF was seen, and "ok"; exits 1 at the first wrong
+ * byte. The writer prints its /proc/self/io wchar on stderr (for the tests
+ * that prove payload did not cross the socket).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include "common.h"
+
+static const uint32_t SEED = 0x5eed;
+static size_t checked;
+static int bad;
+
+static void verify(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n && !bad; i++)
+        if (p[i] != pat(checked + i, SEED)) {
+            printf("byte %zu is %d, expected %d\n", checked + i, p[i], pat(checked + i, SEED));
+            bad = 1;
+        }
+    checked += n;
+}
+
+static long wchar(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "wchar: %ld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
+static void writer(int fd, size_t total, size_t wsize) {
+    uint8_t *buf = map_or_die(wsize);
+    size_t sent = 0;
+    for (long k = 0; sent < total; k++) {
+        size_t n = total - sent < wsize ? total - sent : wsize;
+        for (size_t i = 0; i < n; i++) buf[i] = pat(sent + i, SEED);
+        size_t off = 0;
+        while (off < n) {
+            ssize_t w;
+            struct iovec iov[2] = {{buf + off, (n - off) / 2}, {buf + off + (n - off) / 2, n - off - (n - off) / 2}};
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+            switch (k % 4) {
+            case 0: w = write(fd, buf + off, n - off); break;
+            case 1: w = writev(fd, iov, 2); break;
+            case 2: w = send(fd, buf + off, n - off, 0); break;
+            default: w = sendmsg(fd, &msg, 0); break;
+            }
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) { perror("writer"); _exit(1); }
+            off += (size_t)w;
+        }
+        sent += n;
+    }
+    fprintf(stderr, "writer wchar %ld\n", wchar());
+    close(fd);
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+/* One read in `mode`; returns what read(2) would. */
+static ssize_t one_read(const char *mode, int fd, uint8_t *buf, size_t size) {
+    if (strcmp(mode, "waitall") == 0) return recv(fd, buf, size, MSG_WAITALL);
+    if (strcmp(mode, "readv") == 0) {
+        struct iovec iov[3] = {{buf, size / 3}, {buf + size / 3, 0}, {buf + size / 3, size - size / 3}};
+        return readv(fd, iov, 3);
+    }
+    if (strcmp(mode, "recvmsg") == 0) {
+        struct iovec iov[2] = {{buf, size / 2}, {buf + size / 2, size - size / 2}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+        return recvmsg(fd, &msg, 0);
+    }
+    if (strcmp(mode, "peek") == 0) {
+        /* Peek, then read exactly what the peek saw: both must agree. */
+        ssize_t p = recv(fd, buf, size, MSG_PEEK);
+        if (p <= 0) return p;
+        uint8_t *again = malloc((size_t)p);
+        ssize_t r = recv(fd, again, (size_t)p, 0);
+        if (r != p || memcmp(again, buf, (size_t)p) != 0) { printf("peek and read disagree\n"); exit(1); }
+        free(again);
+        return r;
+    }
+    return read(fd, buf, size);
+}
+
+static int wait_readable(const char *mode, int fd, int ep) {
+    if (strcmp(mode, "nonblock-poll") == 0) {
+        struct pollfd p = {fd, POLLIN, 0};
+        return poll(&p, 1, 10000) == 1 ? 0 : -1;
+    }
+    if (strncmp(mode, "epoll", 5) == 0) {
+        struct epoll_event ev;
+        return epoll_wait(ep, &ev, 1, 10000) == 1 ? 0 : -1;
+    }
+    if (strcmp(mode, "select") == 0) {
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(fd, &set);
+        struct timeval tv = {10, 0};
+        return select(fd + 1, &set, NULL, NULL, &tv) == 1 ? 0 : -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5) { fprintf(stderr, "usage: %s MODE TOTAL WRITE READ\n", argv[0]); return 2; }
+    const char *mode = argv[1];
+    size_t total = strtoull(argv[2], NULL, 0), wsize = strtoull(argv[3], NULL, 0), rsize = strtoull(argv[4], NULL, 0);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        signal(SIGPIPE, SIG_IGN);
+        writer(sv[1], total, wsize);
+        _exit(0);
+    }
+    close(sv[1]);
+    int fd = sv[0];
+    int nonblocking = strcmp(mode, "nonblock-poll") == 0 || strncmp(mode, "epoll", 5) == 0 || strcmp(mode, "select") == 0;
+    if (nonblocking) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int ep = -1;
+    if (strncmp(mode, "epoll", 5) == 0) {
+        ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN | (strcmp(mode, "epoll-et") == 0 ? EPOLLET : 0), .data.fd = fd};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    }
+    if (strcmp(mode, "eintr") == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm; /* no SA_RESTART: reads may fail with EINTR */
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval it = {{0, 2000}, {0, 2000}};
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+    if (strcmp(mode, "rcvtimeo") == 0) {
+        struct timeval tv = {0, 50000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    uint8_t *buf = map_or_die(rsize);
+    long reads = 0, eintr = 0, again = 0;
+    int eof = 0;
+    while (!bad) {
+        ssize_t r = one_read(mode, fd, buf, rsize);
+        if (r > 0) { verify(buf, (size_t)r); reads++; continue; }
+        if (r == 0) { eof = 1; break; }
+        if (errno == EINTR) { eintr++; continue; }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            again++;
+            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); bad = 1; }
+            continue;
+        }
+        perror("read");
+        bad = 1;
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    int status;
+    waitpid(pid, &status, 0);
+    printf("%s w=%zu r=%zu: %zu bytes, %s, %s\n", mode, wsize, rsize, checked, eof ? "eof" : "no eof",
+           bad ? "BAD" : "ok");
+    fprintf(stderr, "reads %ld eintr %ld eagain %ld\n", reads, eintr, again);
+    return bad || checked != total || !eof || !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+}
