@@ -257,14 +257,14 @@ fn ioctl_int(fd: i32, request: u64) -> Result<i32, Errno> {
 /// Bytes queued for this socket to read (`SIOCINQ`).
 pub fn queued_in(fd: i32) -> Result<i32, Errno> {
     // SIOCINQ is FIONREAD on Linux.
-    ioctl_int(fd, libc::FIONREAD as u64)
+    ioctl_int(fd, libc::FIONREAD)
 }
 
 /// Memory of this socket's writes not yet read by the peer (`SIOCOUTQ`):
 /// zero exactly when every byte it wrote has been consumed.
 pub fn queued_out(fd: i32) -> Result<i32, Errno> {
     // SIOCOUTQ is TIOCOUTQ on Linux.
-    ioctl_int(fd, libc::TIOCOUTQ as u64)
+    ioctl_int(fd, libc::TIOCOUTQ)
 }
 
 /// A zero-byte send without signal: `EPIPE` when the socket can no longer

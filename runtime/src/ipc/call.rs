@@ -184,11 +184,9 @@ fn tail(iov: &[libc::iovec], mut skip: u64, out: &mut [libc::iovec; MAX_IOV]) ->
         if n == out.len() {
             break;
         }
-        // SAFETY (pointer arithmetic only): skip < len, inside the segment.
-        out[n] = libc::iovec {
-            iov_base: unsafe { seg.iov_base.cast::<u8>().add(skip as usize) }.cast(),
-            iov_len: (len - skip) as usize,
-        };
+        // SAFETY: skip < len: the pointer stays inside the segment.
+        let base = unsafe { seg.iov_base.cast::<u8>().add(skip as usize) };
+        out[n] = libc::iovec { iov_base: base.cast(), iov_len: (len - skip) as usize };
         skip = 0;
         n += 1;
     }

@@ -88,10 +88,21 @@ pub struct Copier {
 
 impl Copier {
     /// Copies `n` bytes (disjoint ranges: a ring slot and a caller's buffer).
-    pub fn copy(&mut self, dst: *mut u8, src: *const u8, n: usize) {
-        // SAFETY: the ring hands out slot ranges inside its mapping and the
-        // cursors spans of the caller's buffers, valid for the call.
+    ///
+    /// # Safety
+    /// As memcpy(3).
+    pub unsafe fn copy(&mut self, dst: *mut u8, src: *const u8, n: usize) {
+        // SAFETY: forwarded memcpy contract.
         self.engine = unsafe { engine::copy(dst, src, n, &self.opts) }.engine;
+    }
+
+    /// The copy function a ring transfer calls.
+    pub fn as_fn(&mut self) -> impl FnMut(*mut u8, *const u8, usize) + '_ {
+        move |dst, src, n| {
+            // SAFETY: a ring calls its copy function only with a slot range of
+            // its mapping and a span of the caller's buffers (ring::CopyFn).
+            unsafe { self.copy(dst, src, n) }
+        }
     }
 
     /// The engine of the last copy.

@@ -188,12 +188,13 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
         let writer_alive = reader.writer.as_ref().map(|(_, fd)| fd);
         let mut copier = ctx.copier();
-        let mut copy = |d: *mut u8, s: *const u8, n: usize| copier.copy(d, s, n);
+        let mut copy = copier.as_fn();
         let mut alive = || channel::alive(writer_alive);
         // SAFETY: at most capacity - got bytes (the claim is bounded by the
         // wait's `want`); the cursor covers the caller's remaining buffers.
         let (n, abort) = unsafe { ring.receive(total.min(capacity - got), &mut cursor, &mut copy, &mut alive) };
         ring.end(ticket);
+        drop(copy);
         tally.engine_bytes(copier.engine(), n);
         got += n;
         match abort {

@@ -153,11 +153,12 @@ fn transfer(writer: &mut Writer, cursor: &mut Cursor<'_>, rest: u64, ctx: &Ctx, 
     }
     let reader = writer.reader.as_ref();
     let mut copier = ctx.copier();
-    let mut copy = |d: *mut u8, s: *const u8, n: usize| copier.copy(d, s, n);
+    let mut copy = copier.as_fn();
     let mut alive = || channel::alive(reader);
     // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
     // claim.total <= rest bytes remain.
     let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive) };
+    drop(copy);
     tally.engine_bytes(copier.engine(), n);
     if abort.is_some() {
         // The reader went away or gave up: this ring is done.

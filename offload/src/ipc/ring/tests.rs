@@ -15,9 +15,10 @@ fn pair(geometry: Geometry) -> (Arc<Ring>, Arc<Ring>) {
 }
 
 fn plain_copy() -> impl FnMut(*mut u8, *const u8, usize) {
-    // SAFETY (of the closure's use): the ring and the cursors pass ranges
-    // inside their buffers.
-    |d, s, n| unsafe { core::ptr::copy_nonoverlapping(s, d, n) }
+    |d, s, n| {
+        // SAFETY: the ring and the cursors pass ranges inside their buffers.
+        unsafe { core::ptr::copy_nonoverlapping(s, d, n) }
+    }
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
