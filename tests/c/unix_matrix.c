@@ -5,7 +5,11 @@
  *
  * usage: unix_matrix MODE TOTAL WRITE READ
  *   MODE   blocking | nonblock-poll | epoll-lt | epoll-et | select | waitall
- *          | peek | readv | recvmsg | eintr | rcvtimeo
+ *          | peek | readv | recvmsg | eintr | rcvtimeo | shutdown | nbwrite
+ *          shutdown: the writer half-closes (SHUT_WR) instead of closing and
+ *          then reads the reader's reply "done" on the same socket;
+ *          nbwrite: the writer's socket is nonblocking (partial writes,
+ *          EAGAIN, poll for POLLOUT)
  *   TOTAL  bytes the writer sends, in writes of WRITE bytes (write, writev,
  *          send and sendmsg in turn), then it closes its end
  *   READ   the reader's buffer size
@@ -53,7 +57,9 @@ static long wchar(void) {
     return v;
 }
 
-static void writer(int fd, size_t total, size_t wsize) {
+static void writer(int fd, size_t total, size_t wsize, const char *mode) {
+    int nbwrite = strcmp(mode, "nbwrite") == 0;
+    if (nbwrite) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     uint8_t *buf = map_or_die(wsize);
     size_t sent = 0;
     for (long k = 0; sent < total; k++) {
@@ -71,12 +77,23 @@ static void writer(int fd, size_t total, size_t wsize) {
             default: w = sendmsg(fd, &msg, 0); break;
             }
             if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && nbwrite && errno == EAGAIN) {
+                struct pollfd p = {fd, POLLOUT, 0};
+                poll(&p, 1, 10000);
+                continue;
+            }
             if (w <= 0) { perror("writer"); _exit(1); }
             off += (size_t)w;
         }
         sent += n;
     }
     fprintf(stderr, "writer wchar %ld\n", wchar());
+    if (strcmp(mode, "shutdown") == 0) {
+        shutdown(fd, SHUT_WR);
+        char reply[8] = {0};
+        ssize_t r = recv(fd, reply, 4, MSG_WAITALL);
+        if (r != 4 || memcmp(reply, "done", 4) != 0) { fprintf(stderr, "no reply after half-close\n"); _exit(1); }
+    }
     close(fd);
 }
 
@@ -136,7 +153,7 @@ int main(int argc, char **argv) {
     if (pid == 0) {
         close(sv[0]);
         signal(SIGPIPE, SIG_IGN);
-        writer(sv[1], total, wsize);
+        writer(sv[1], total, wsize, mode);
         _exit(0);
     }
     close(sv[1]);
@@ -179,6 +196,7 @@ int main(int argc, char **argv) {
     }
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
+    if (strcmp(mode, "shutdown") == 0 && eof && send(fd, "done", 4, MSG_NOSIGNAL) != 4) { perror("reply"); bad = 1; }
     int status;
     waitpid(pid, &status, 0);
     printf("%s w=%zu r=%zu: %zu bytes, %s, %s\n", mode, wsize, rsize, checked, eof ? "eof" : "no eof",

@@ -41,8 +41,9 @@ pub struct Writer {
     pub ino: u32,
     /// The side-channel socket (autobound); OFFERs arrive here.
     pub side: Option<OwnedFd>,
-    /// The reader's ring, once offered and checked.
-    pub ring: Option<Ring>,
+    /// The reader's ring, once offered and checked, and its memfd's inode
+    /// (an OFFER of another ring replaces it: a new reader).
+    pub ring: Option<(Ring, u64)>,
     /// A pidfd on the reader.
     pub reader: Option<OwnedFd>,
     /// When the next REQUEST may go (backing off while refused).

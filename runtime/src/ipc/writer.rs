@@ -85,6 +85,7 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
                 }
             } else {
                 tally.reason(Fallback::NotWaiting);
+                check_reader(writer, ctx);
             }
         }
         // A piece through the kernel, from where the transfer stands.
@@ -121,12 +122,37 @@ fn finish_with_kernel(call: &WriteCall<'_>, sent: u64, rest: u64, tally: &mut Ta
 /// True when a reader waits and every byte this socket sent through the
 /// kernel has been read (so nothing written before can come after).
 fn claimable(fd: i32, writer: &Writer) -> bool {
-    writer.ring.as_ref().is_some_and(Ring::reader_waiting) && net::queued_out(fd) == Ok(0)
+    writer.ring.as_ref().is_some_and(|(ring, _)| ring.reader_waiting()) && net::queued_out(fd) == Ok(0)
+}
+
+/// The reader did not come: is it still the reader of this ring? One that
+/// exited, exec'd or closed the socket leaves a ring nobody will wait on;
+/// drop it, so that the next reader's ring can be had.
+fn check_reader(writer: &mut Writer, ctx: &Ctx) {
+    if !channel::alive(writer.reader.as_ref()) {
+        forget_ring(writer);
+        return;
+    }
+    // Alive: ask again now and then; a refusal means its opt-in is gone
+    // (exec, close), an OFFER of another ring means a new reader.
+    if writer.next_request.is_none_or(|t| Instant::now() >= t) {
+        request(writer, ctx);
+        if writer.side.is_none() {
+            forget_ring(writer);
+        }
+    }
+}
+
+fn forget_ring(writer: &mut Writer) {
+    writer.ring = None;
+    writer.reader = None;
+    writer.next_request = None;
+    writer.backoff = BACKOFF_FIRST;
 }
 
 /// Waits up to `patience` for the reader to drain the kernel queue and wait.
 fn wait_for_reader(fd: i32, writer: &Writer, patience: Duration) -> bool {
-    let Some(ring) = &writer.ring else { return false };
+    let Some((ring, _)) = &writer.ring else { return false };
     let deadline = Instant::now() + patience;
     loop {
         let now = Instant::now();
@@ -145,7 +171,7 @@ fn wait_for_reader(fd: i32, writer: &Writer, patience: Duration) -> bool {
 /// One rendezvous: claim, wake, fill. `None` if the claim failed or the
 /// reader vanished before anything moved (the ring is then dropped).
 fn transfer(writer: &mut Writer, cursor: &mut Cursor<'_>, rest: u64, ctx: &Ctx, tally: &mut Tally) -> Option<u64> {
-    let ring = writer.ring.as_ref()?;
+    let (ring, _) = writer.ring.as_ref()?;
     let claim = ring.try_claim(rest, ctx.pid)?;
     let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();
     if let Some(side) = &writer.side {
@@ -162,10 +188,8 @@ fn transfer(writer: &mut Writer, cursor: &mut Cursor<'_>, rest: u64, ctx: &Ctx, 
     tally.engine_bytes(copier.engine(), n);
     if abort.is_some() {
         // The reader went away or gave up: this ring is done.
-        writer.ring = None;
-        writer.reader = None;
+        forget_ring(writer);
         writer.side = None;
-        writer.next_request = None;
     } else {
         writer.last_rendezvous = Some(Instant::now());
     }
@@ -201,16 +225,20 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
     let mut buf = [0u8; side::MAX_LEN];
     while let Ok(d) = net::recv_dgram(side.raw(), &mut buf) {
         let (Some(creds), Some(memfd)) = (d.creds, d.fd) else { continue };
-        if creds.uid != ctx.euid || d.truncated || writer.ring.is_some() {
+        if creds.uid != ctx.euid || d.truncated {
             continue;
         }
         let Some(Message::Offer { ring_bytes }) = Message::decode(&buf[..d.len]) else { continue };
+        let Ok(memfd_ino) = ipc_offload_engine::sys::mem::fstat(memfd.raw()).map(|st| st.ino) else { continue };
+        if writer.ring.as_ref().is_some_and(|(_, ino)| *ino == memfd_ino) {
+            continue; // the ring it has: the reader answered a probe
+        }
         let Ok(ring) = Ring::attach(memfd.raw(), ctx.euid, writer.ino) else { continue };
         if ring.geometry().ring_bytes() != ring_bytes || ring.reader_pid() != creds.pid {
             continue;
         }
         writer.reader = net::pidfd_open(creds.pid).ok();
-        writer.ring = Some(ring);
+        writer.ring = Some((ring, memfd_ino));
         writer.backoff = BACKOFF_FIRST;
     }
 }

@@ -1,0 +1,375 @@
+//! The shared-memory fast path for Unix stream sockets, differentially: the
+//! same programs with and without the library give the same bytes in the
+//! same order, the same totals, errors and EOF; the stats (and strace, from
+//! outside) show where the fast path carried the payload.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc_offload_tests::*;
+
+fn matrix() -> PathBuf {
+    c_program("unix_matrix", &["-O2", "-fno-builtin"])
+}
+
+fn peer() -> PathBuf {
+    c_program("unix_peer", &["-O2", "-fno-builtin"])
+}
+
+/// Sums a stats counter of the unix class over FILE and its FILE.PID siblings.
+fn unix_total(stats: &Path, key: &str) -> u64 {
+    let dir = stats.parent().unwrap();
+    let name = stats.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n == name || n.strip_prefix(&format!("{name}.")).is_some_and(|pid| pid.parse::<u32>().is_ok())
+        })
+        .map(|e| counter(&read_stats(&e.path()), "unix", key))
+        .sum()
+}
+
+fn unix_fallbacks(stats: &Path, reason: &str) -> u64 {
+    let dir = stats.parent().unwrap();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("stats.json"))
+        .map(|e| fallbacks(&read_stats(&e.path()), "unix", reason))
+        .sum()
+}
+
+/// Runs the matrix program without and with the library; same output.
+/// Returns the fast-path bytes the two processes counted.
+fn differential(mode: &str, total: u64, write: u64, read: u64) -> u64 {
+    let args = [mode.to_owned(), total.to_string(), write.to_string(), read.to_string()];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let plain = run_plain(matrix(), &args);
+    assert!(plain.status.success(), "{mode} without the library failed: {plain:?}");
+    let dir = scratch(&format!("unix-{mode}"));
+    let stats = dir.join("stats.json");
+    let out = Preload::new().stats(&stats).run(matrix(), &args);
+    assert!(out.status.success(), "{mode} w={write} r={read} failed under the library: {out:?}");
+    assert_eq!(out.stdout, plain.stdout, "{mode} w={write} r={read}");
+    assert!(out.library_lines().is_empty(), "{}", out.stderr);
+    unix_total(&stats, "fast_path_bytes")
+}
+
+#[test]
+fn blocking_readers_of_every_shape_match_the_kernel_and_take_the_fast_path() {
+    for mode in ["blocking", "waitall", "readv", "recvmsg", "eintr", "rcvtimeo", "shutdown"] {
+        let fast = differential(mode, 64 << 20, 1 << 20, 1 << 20);
+        // Both ends count what crossed shared memory: the handshake costs
+        // the first write or two, the rest must take the fast path.
+        assert!(fast >= 2 * (48 << 20), "{mode}: only {fast} fast-path bytes");
+    }
+    // A nonblocking writer does not wait for the reader to come back: it
+    // sends kernel pieces meanwhile, and rendezvous when it finds it waiting.
+    assert!(differential("nbwrite", 64 << 20, 1 << 20, 1 << 20) > 0);
+}
+
+#[test]
+fn read_and_write_sizes_from_1_byte_up() {
+    let cases: &[(u64, u64, u64)] = &[
+        (300_000, 1, 1 << 20),
+        (300_000, 1 << 20, 1),
+        (8 << 20, 300_000, 65536),
+        (8 << 20, 65536, 4 << 20),
+        (16 << 20, 5_000_000, 3_000_000),
+        (256 << 20, 256 << 20, 64 << 20),
+    ];
+    for &(total, write, read) in cases {
+        differential("blocking", total, write, read);
+        differential("waitall", total, write, read);
+    }
+}
+
+#[test]
+fn nonblocking_and_peeking_readers_stay_on_the_kernel_path() {
+    for mode in ["nonblock-poll", "epoll-lt", "epoll-et", "select", "peek"] {
+        for (write, read) in [(1 << 20, 1 << 20), (300_000, 65536), (65536, 4 << 20)] {
+            assert_eq!(differential(mode, 16 << 20, write, read), 0, "{mode}");
+        }
+    }
+}
+
+#[test]
+fn payload_does_not_cross_the_socket() {
+    if !have("strace") {
+        return;
+    }
+    // strace counts the bytes every data system call moved, library or not.
+    let moved = |preload: bool| -> u64 {
+        let dir = scratch("strace");
+        let trace = dir.join("trace");
+        let mut cmd = if preload { Preload::new().command("strace") } else { Command::new("strace") };
+        cmd.args(["-f", "-qq", "-e", "trace=read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg", "-o"])
+            .arg(&trace)
+            .arg(matrix())
+            .args(["blocking", &(256u64 << 20).to_string(), &(1u64 << 20).to_string(), &(1u64 << 20).to_string()]);
+        if !preload {
+            cmd.env_remove("LD_PRELOAD");
+        }
+        run(&mut cmd, Duration::from_secs(120)).success();
+        std::fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            // "pid call(args...) = N" and "pid <... call resumed>)    = N"
+            .filter_map(|l| {
+                let (_, result) = l.rsplit_once(')')?;
+                result.trim_start().strip_prefix('=')?.split_whitespace().next()?.parse::<i64>().ok()
+            })
+            .filter(|n| *n > 0)
+            .map(|n| n as u64)
+            .sum()
+    };
+    let without = moved(false);
+    let with = moved(true);
+    // Each byte is written once and read once through the kernel without
+    // the library; with it, only the handshake's first piece and the
+    // side channel's small datagrams.
+    assert!(without >= 2 * (256 << 20), "the kernel path moved {without} bytes");
+    assert!(with < 16 << 20, "{with} bytes crossed the socket with the library");
+}
+
+/// A server and a client of unix_peer, each with or without the library.
+struct Pair {
+    dir: PathBuf,
+    server: Child,
+}
+
+fn start_server(dir: &Path, addr: &str, total: u64, how: &str, preload: bool) -> Child {
+    let mut cmd =
+        if preload { Preload::new().stats(&dir.join("server.json")).command(peer()) } else { Command::new(peer()) };
+    if !preload {
+        cmd.env_remove("LD_PRELOAD");
+    }
+    cmd.args(["serve", addr, &total.to_string(), &(1u64 << 20).to_string(), how])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+impl Pair {
+    fn new(name: &str, addr_kind: &str, total: u64, how: &str, server_preloaded: bool) -> (Pair, String) {
+        let dir = scratch(name);
+        let addr = if addr_kind == "abstract" {
+            format!("@ipc-offload-test-{}-{name}", std::process::id())
+        } else {
+            dir.join("sock").display().to_string()
+        };
+        let server = start_server(&dir, &addr, total, how, server_preloaded);
+        (Pair { dir, server }, addr)
+    }
+
+    fn client(&self, addr: &str, total: u64, preload: bool) -> Command {
+        let mut cmd = if preload {
+            Preload::new().stats(&self.dir.join("client.json")).command(peer())
+        } else {
+            Command::new(peer())
+        };
+        if !preload {
+            cmd.env_remove("LD_PRELOAD");
+        }
+        cmd.args(["send", addr, &total.to_string(), &(1u64 << 20).to_string()]);
+        cmd
+    }
+
+    fn server_output(mut self, within: Duration) -> Outcome {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.server.try_wait().unwrap() {
+                let mut stdout = String::new();
+                let mut stderr = String::new();
+                use std::io::Read;
+                self.server.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+                self.server.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+                return Outcome { status, stdout, stderr };
+            }
+            if Instant::now() > deadline {
+                let _ = self.server.kill();
+                panic!("watchdog: the server did not finish within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn transfer(name: &str, addr_kind: &str, how: &str, server: bool, client: bool) -> (Outcome, u64) {
+    let total = 64u64 << 20;
+    let (pair, addr) = Pair::new(name, addr_kind, total, how, server);
+    let sent = run(&mut pair.client(&addr, total, client), Duration::from_secs(120)).success();
+    assert_eq!(sent.stdout, format!("sent {total} bytes, closed\n"));
+    let dir = pair.dir.clone();
+    let out = pair.server_output(Duration::from_secs(120));
+    assert!(out.status.success(), "{name}: {out:?}");
+    assert!(out.stdout.ends_with(&format!("got {total} bytes, eof, ok\n")), "{name}: {}", out.stdout);
+    let fast = unix_total(&dir.join("server.json"), "fast_path_bytes")
+        + unix_total(&dir.join("client.json"), "fast_path_bytes");
+    (out, fast)
+}
+
+#[test]
+fn path_and_abstract_addresses_take_the_fast_path() {
+    for kind in ["path", "abstract"] {
+        let (_, fast) = transfer(&format!("both-{kind}"), kind, "read", true, true);
+        assert!(fast >= 2 * (48 << 20), "{kind}: {fast}");
+    }
+}
+
+#[test]
+fn only_one_side_preloaded_is_the_kernel_path() {
+    for (server, client) in [(true, false), (false, true)] {
+        let (_, fast) = transfer(&format!("one-side-{server}"), "path", "read", server, client);
+        assert_eq!(fast, 0);
+    }
+}
+
+#[test]
+fn a_stdio_reader_gets_plain_bytes() {
+    // fread reads inside glibc: it never opts in, the writer never frames.
+    let (_, fast) = transfer("stdio", "path", "stdio", true, true);
+    assert_eq!(fast, 0);
+}
+
+#[test]
+fn a_reader_that_execs_a_program_without_the_library() {
+    // The first half through shared memory, then the exec'd program (no
+    // library) reads the rest through the kernel. (The reader's own stats
+    // end at the exec; the writer's show the first half.)
+    let (_, fast) = transfer("exec", "path", "exec", true, true);
+    assert!(fast >= 24 << 20, "{fast}");
+}
+
+#[test]
+fn forked_readers_share_the_socket() {
+    // A child reads the first half, then the parent the rest: each opts in
+    // in turn (the name is free again once the child is gone).
+    let (_, fast) = transfer("fork", "path", "fork", true, true);
+    assert!(fast >= 2 * (40 << 20), "{fast}");
+}
+
+#[test]
+fn a_socket_passed_with_scm_rights() {
+    let (_, fast) = transfer("pass", "abstract", "pass", true, true);
+    assert!(fast >= 2 * (48 << 20), "{fast}");
+}
+
+#[test]
+fn a_killed_writer_gives_the_reader_eof() {
+    for round in 0..5 {
+        let total = 64u64 << 30; // far more than can move before the kill
+        let (pair, addr) = Pair::new(&format!("kill-writer-{round}"), "path", total, "read", true);
+        let mut client = pair.client(&addr, total, true).stdout(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(100 + 50 * round));
+        client.kill().unwrap();
+        client.wait().unwrap();
+        let killed = Instant::now();
+        let out = pair.server_output(Duration::from_secs(2));
+        assert!(killed.elapsed() < Duration::from_secs(2));
+        // Short of the total (exit 1), but every byte it got was right.
+        assert!(out.stdout.contains("bytes, eof, ok"), "{out:?}");
+    }
+}
+
+#[test]
+fn a_killed_reader_gives_the_writer_epipe() {
+    for round in 0..5 {
+        let total = 64u64 << 30;
+        let (mut pair, addr) = Pair::new(&format!("kill-reader-{round}"), "path", total, "read", true);
+        let mut client = pair.client(&addr, total, true).stdout(Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(100 + 50 * round));
+        pair.server.kill().unwrap();
+        pair.server.wait().unwrap();
+        let killed = Instant::now();
+        let deadline = killed + Duration::from_secs(2);
+        let status = loop {
+            if let Some(s) = client.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = client.kill();
+                panic!("watchdog: the writer did not see EPIPE within 2 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(status.success());
+        let mut out = String::new();
+        use std::io::Read;
+        client.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert!(out.ends_with("bytes, EPIPE\n"), "{out}");
+    }
+}
+
+#[test]
+fn python_multiprocessing_pipe_duplex() {
+    let Some(python) = python() else { return };
+    let script = r#"
+import hashlib, multiprocessing as mp, sys
+def child(conn, n):
+    data = bytes(bytearray(range(251)) * (n // 251 + 1))[:n]
+    conn.send_bytes(data)
+    conn.send_bytes(hashlib.sha256(data).digest())
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    n = 256 << 20
+    a, b = mp.Pipe(duplex=True)
+    p = mp.Process(target=child, args=(b, n))
+    p.start()
+    data = a.recv_bytes()
+    digest = a.recv_bytes()
+    p.join()
+    ok = len(data) == n and hashlib.sha256(data).digest() == digest
+    print("received", len(data), "ok" if ok else "BAD")
+    sys.exit(0 if ok and p.exitcode == 0 else 1)
+"#;
+    let plain = run_plain(&python, &["-c", script]).success();
+    let dir = scratch("python-pipe");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().stats(&stats).run(&python, &["-c", script]).success();
+    assert_eq!(out.stdout, plain.stdout);
+    assert_eq!(out.stdout, format!("received {} ok\n", 256 << 20));
+    let fast = unix_total(&stats, "fast_path_bytes");
+    assert!(fast >= 2 * (200 << 20), "only {fast} bytes through shared memory");
+}
+
+#[test]
+fn ring_budget_exhaustion_falls_back() {
+    // A budget smaller than one ring: the reader cannot make one.
+    let dir = scratch("budget");
+    let stats = dir.join("stats.json");
+    let args = ["blocking", "16777216", "1048576", "1048576"];
+    let plain = run_plain(matrix(), &args).success();
+    let out =
+        Preload::new().policy(&dir, "[unix]\nring_bytes = \"1MiB\"\n").stats(&stats).run(matrix(), &args).success();
+    assert_eq!(out.stdout, plain.stdout);
+    assert_eq!(unix_total(&stats, "fast_path_bytes"), 0);
+    assert!(unix_fallbacks(&stats, "ring-budget") > 0);
+    assert!(out.stderr.contains("ring_bytes budget used up"), "{}", out.stderr);
+}
+
+#[test]
+fn unix_off_is_the_kernel_path() {
+    let dir = scratch("unix-off");
+    let stats = dir.join("stats.json");
+    let args = ["blocking", "16777216", "1048576", "1048576"];
+    let out = Preload::new().policy(&dir, "[unix]\nengine = \"off\"\n").stats(&stats).run(matrix(), &args).success();
+    assert!(out.stdout.ends_with("ok\n"));
+    assert_eq!(unix_total(&stats, "calls"), 0);
+}
+
+#[test]
+fn unix_cpu_engine_is_the_fast_path_with_libc_copies() {
+    let dir = scratch("unix-cpu");
+    let stats = dir.join("stats.json");
+    let args = ["blocking", "33554432", "1048576", "1048576"];
+    Preload::new().policy(&dir, "[unix]\nengine = \"cpu\"\n").stats(&stats).run(matrix(), &args).success();
+    assert!(unix_total(&stats, "fast_path_bytes") >= 2 * (24 << 20));
+    let s = read_stats(&stats);
+    assert_eq!(s["unix"]["engine"], "cpu");
+}
