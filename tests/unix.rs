@@ -373,3 +373,62 @@ fn unix_cpu_engine_is_the_fast_path_with_libc_copies() {
     let s = read_stats(&stats);
     assert_eq!(s["unix"]["engine"], "cpu");
 }
+
+#[test]
+fn redis_through_the_wrapper() {
+    if !have("redis-server") || !have("redis-cli") || !have("redis-benchmark") {
+        return;
+    }
+    let dir = scratch("redis");
+    let sock = dir.join("r.sock");
+    let wrapper = root().join("scripts/ipc-offload");
+    library();
+    let mut server = Command::new(&wrapper)
+        .args(["run", "--stats"])
+        .arg(dir.join("server.json"))
+        .args(["--", "redis-server", "--port", "0", "--unixsocket"])
+        .arg(&sock)
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Stop<'a>(&'a mut Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(&mut server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A 256 MiB value in, the same 256 MiB out.
+    let value: Vec<u8> = (0..256usize << 20).map(|i| (i * 7 + (i >> 11)) as u8).collect();
+    let file = dir.join("value");
+    std::fs::write(&file, &value).unwrap();
+    let cli = |args: &[&str], stdin: Option<&Path>| {
+        let mut cmd = Command::new(&wrapper);
+        cmd.args(["run", "--", "redis-cli", "-s"]).arg(&sock).args(args);
+        if let Some(f) = stdin {
+            cmd.stdin(std::fs::File::open(f).unwrap());
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    assert_eq!(cli(&["-x", "set", "big"], Some(&file)), b"OK\n");
+    let got = cli(&["--raw", "get", "big"], None);
+    assert_eq!(got.len(), value.len() + 1, "value plus the newline redis-cli adds");
+    assert!(got[..value.len()] == value[..], "the value came back different");
+    // The load of ../shared/workloads.md completes.
+    let mut bench = Command::new(&wrapper);
+    bench.args(["run", "--", "redis-benchmark", "-s"]).arg(&sock);
+    bench.args(["-t", "set,get", "-d", "1000000", "-n", "2000", "-c", "4", "-q"]);
+    let out = run(&mut bench, Duration::from_secs(240)).success();
+    assert!(out.stdout.contains("SET:") && out.stdout.contains("GET:"), "{}", out.stdout);
+}
