@@ -509,6 +509,22 @@ impl<'a> Cursor<'a> {
         (left - self.offset.min(left)) as u64
     }
 
+    /// Faults in at once the pages of the next `n` bytes of the buffers
+    /// that look fresh (their last page not yet resident; the first may be,
+    /// malloc writes its header there): a reader about to receive into newly
+    /// allocated memory. Buffers in use are left alone (walking their page
+    /// tables would cost more than it saves).
+    pub fn populate_fresh(&self, n: u64) {
+        let mut probe = Cursor { segments: self.segments, index: self.index, offset: self.offset };
+        probe.spans(n as usize, &mut |ptr, len| {
+            // SAFETY (arithmetic only): len >= 1, the last byte of the span.
+            let last = unsafe { ptr.add(len - 1) };
+            if !crate::sys::mem::resident(last) {
+                crate::sys::mem::populate_write(ptr, len);
+            }
+        });
+    }
+
     /// Moves `n` bytes forward without copying.
     pub fn advance(&mut self, n: u64) {
         self.spans(n as usize, &mut |_, _| {});

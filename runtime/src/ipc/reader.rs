@@ -17,6 +17,10 @@ use super::table::{FdInfo, FdKind};
 use super::{Ctx, Tally};
 use ipc_offload_engine::engine::Fallback;
 
+/// Transfers at least this large into fresh memory have their destination
+/// pages faulted in before the copy.
+const POPULATE_FROM: u64 = 4 << 20;
+
 /// How long a reader polls its mailbox before it sleeps in poll(2).
 const SPIN: Duration = Duration::from_micros(30);
 
@@ -190,6 +194,11 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         let mut copier = ctx.copier();
         let mut copy = copier.as_fn();
         let mut alive = || channel::alive(writer_alive);
+        // Fresh buffers (Python's, for one) would take a page fault per page
+        // in the copy: fault them in at once.
+        if total >= POPULATE_FROM {
+            cursor.populate_fresh(total.min(capacity - got));
+        }
         // SAFETY: at most capacity - got bytes (the claim is bounded by the
         // wait's `want`); the cursor covers the caller's remaining buffers.
         let (n, abort) = unsafe { ring.receive(total.min(capacity - got), &mut cursor, &mut copy, &mut alive) };
