@@ -17,6 +17,25 @@ fn peer() -> PathBuf {
     c_program("unix_peer", &["-O2", "-fno-builtin"])
 }
 
+fn edges() -> PathBuf {
+    c_program("unix_edges", &["-O2", "-fno-builtin", "-pthread"])
+}
+
+/// Runs an edge case of unix_edges.c without and with the library: the same
+/// output and the same end (exit code or signal), within `watchdog`.
+/// Returns the library run's output and its fast-path bytes.
+fn edge_case(mode: &str, watchdog: Duration) -> (Outcome, u64) {
+    let mut plain = Command::new(edges());
+    plain.arg(mode).env_remove("LD_PRELOAD");
+    let plain = run(&mut plain, watchdog);
+    let dir = scratch(&format!("edge-{mode}"));
+    let stats = dir.join("stats.json");
+    let out = Preload::new().stats(&stats).timeout(watchdog).run(edges(), &[mode]);
+    assert_eq!(out.stdout, plain.stdout, "{mode}: {out:#?}");
+    assert_eq!((out.status.code(), out.signal()), (plain.status.code(), plain.signal()), "{mode}: {out:#?}");
+    (out, unix_total(&stats, "fast_path_bytes"))
+}
+
 /// Sums a stats counter of the unix class over FILE and its FILE.PID siblings.
 fn unix_total(stats: &Path, key: &str) -> u64 {
     let dir = stats.parent().unwrap();
@@ -304,6 +323,69 @@ fn a_killed_reader_gives_the_writer_epipe() {
         client.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         assert!(out.ends_with("bytes, EPIPE\n"), "{out}");
     }
+}
+
+#[test]
+fn a_write_cut_short_by_a_dead_reader_returns_its_count_without_sigpipe() {
+    // The kernel raises SIGPIPE only for a write that sent nothing: a write
+    // whose reader dies midway returns its count, the next one is killed.
+    let (out, fast) = edge_case("sigpipe", Duration::from_secs(30));
+    assert_eq!(out.stdout, "first write: partial\nsend(MSG_NOSIGNAL): Broken pipe\n");
+    assert_eq!(out.signal(), Some(libc::SIGPIPE));
+    assert!(fast > 0, "the write never took the fast path");
+}
+
+#[test]
+fn a_signal_ends_a_waitall_read_that_has_bytes() {
+    let (out, fast) = edge_case("waitall-signal", Duration::from_secs(30));
+    assert!(out.stdout.starts_with(&format!("interrupted recv(MSG_WAITALL) returned {}\n", 1 << 20)), "{out:#?}");
+    assert!(fast >= 2 * (1 << 20), "the interrupted read did not take the fast path");
+}
+
+#[test]
+fn a_writer_that_execs_from_another_thread_mid_transfer() {
+    // The pid lives on through the exec; the reader must notice the claim
+    // is dead (its writer's side channel closed with the exec), deliver the
+    // slots it has and go back to the kernel, where the exec'd program's
+    // bytes come next. A transfer is in flight at the exec about half the
+    // time: three rounds.
+    for _ in 0..3 {
+        let (out, fast) = edge_case("writer-execs", Duration::from_secs(20));
+        assert_eq!(out.stdout, "a prefix of the stream, the marker, then eof; sh ok\n");
+        assert!(fast > 0);
+    }
+}
+
+#[test]
+fn a_reader_that_execs_from_another_thread_mid_transfer() {
+    // The writer must notice its reader's name is gone and finish through
+    // the kernel, to the exec'd cat.
+    for _ in 0..3 {
+        let (out, fast) = edge_case("reader-execs", Duration::from_secs(20));
+        assert_eq!(out.stdout, "the writes completed; sh ok\n");
+        assert!(fast > 0);
+    }
+}
+
+#[test]
+fn scm_credentials_travel_with_their_bytes() {
+    // Control data goes through the kernel, in order with the bytes around
+    // it that took the fast path.
+    let (out, fast) = edge_case("credentials", Duration::from_secs(30));
+    assert_eq!(out.stdout, "recvmsg: stream bytes, credentials of the writer\n9 MiB in order; writer ok\n");
+    assert!(fast > 0);
+}
+
+#[test]
+fn fds_beyond_the_table_stay_on_the_kernel_path() {
+    let (out, fast) = edge_case("highfd", Duration::from_secs(30));
+    if out.stdout.starts_with("skipped") {
+        // Raising RLIMIT_NOFILE past 65536 needs CAP_SYS_RESOURCE here.
+        eprintln!("SKIPPED: {}", out.stdout.trim());
+        return;
+    }
+    assert_eq!(out.stdout, "64 MiB read on fd 70000\n");
+    assert_eq!(fast, 0, "an untracked fd took the fast path: its close could not release it");
 }
 
 #[test]

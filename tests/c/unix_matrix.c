@@ -14,10 +14,11 @@
  *          send and sendmsg in turn), then it closes its end
  *   READ   the reader's buffer size
  *
- * Prints one line: the mode, the bytes read, the number of reads that
- * returned data, whether EOF was seen, and "ok"; exits 1 at the first wrong
- * byte. The writer prints its /proc/self/io wchar on stderr (for the tests
- * that prove payload did not cross the socket).
+ * Prints one line: the mode and sizes, the bytes read, whether EOF was
+ * seen, and "ok"; exits 1 at the first wrong byte. On stderr: the number of
+ * reads (which differs between runs, with or without the library), and the
+ * writer's /proc/self/io wchar (for the tests that prove payload did not
+ * cross the socket).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -137,9 +137,13 @@ impl Outcome {
 }
 
 /// Runs `cmd` to completion; kills it and panics after `timeout` (a hang is
-/// a failure, not a slow test).
+/// a failure, not a slow test). The program runs in a process group of its
+/// own, which the watchdog kills whole: its children too, which would
+/// otherwise keep the output pipes open.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    use std::os::unix::process::CommandExt;
+    let mut child =
+        cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let mut out_pipe = child.stdout.take().unwrap();
     let mut err_pipe = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -158,7 +162,8 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
             break status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            // SAFETY: kill(2) on the process group the child leads.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
             let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
             panic!("watchdog: {cmd:?} still running after {timeout:?}; stderr:\n{stderr}");

@@ -20,7 +20,6 @@
 //!
 //! Prints Markdown tables on stdout, progress on stderr, and writes JSON.
 
-mod machine;
 mod measure;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +27,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use serde_json::{Value, json};
 
+use ipc_offload_bench::{machine, median, size_label};
 use measure::{Copier, Options};
 
 const USAGE: &str = "\
@@ -162,10 +162,6 @@ fn plt_ab(lib: &Path, quick: bool) -> Result<Value, String> {
     }
     let sizes: Vec<u64> = a[0]["rows"].as_array().into_iter().flatten().filter_map(|r| r["size"].as_u64()).collect();
     let ns_of = |runs: &[Value], i: usize| -> Vec<f64> { runs.iter().map(|r| f(&r["rows"][i], "ns")).collect() };
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(|x, y| x.total_cmp(y));
-        v[v.len() / 2]
-    };
     let rows: Vec<Value> = sizes
         .iter()
         .enumerate()
@@ -178,14 +174,6 @@ fn plt_ab(lib: &Path, quick: bool) -> Result<Value, String> {
         .collect();
     eprintln!("memcpy-bench: PLT calls without/with the library done ({runs} runs each)");
     Ok(json!({ "runs": runs, "rows": rows }))
-}
-
-fn size_label(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
-        b => format!("{b} B"),
-    }
 }
 
 fn f(v: &Value, key: &str) -> f64 {

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{self, Relaxed};
 use std::time::{Duration, Instant};
 
+use ipc_offload_bench::median;
 use serde_json::{Value, json};
 
 type CopyFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mut c_void;
@@ -95,11 +96,6 @@ impl Drop for Region {
         // SAFETY: unmapping what `new` mapped.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// The median of the ratios of batches run back to back: robust against

@@ -316,6 +316,14 @@ impl Ring {
             .is_ok()
     }
 
+    /// Takes wait `ticket` back from writer `writer`, which died between
+    /// claiming it and publishing its claim; false if the claim moved on.
+    pub fn abandon_claim(&self, ticket: u32, writer: i32) -> bool {
+        self.u64_at(OFF_MAILBOX)
+            .compare_exchange(mailbox(CLAIMING, ticket, writer), mailbox(IDLE, ticket, 0), SeqCst, Acquire)
+            .is_ok()
+    }
+
     /// Ends wait `ticket` after its transfer (complete or abandoned).
     pub fn end(&self, ticket: u32) {
         self.u64_at(OFF_MAILBOX).store(mailbox(IDLE, ticket, 0), SeqCst);
@@ -507,22 +515,6 @@ impl<'a> Cursor<'a> {
     pub fn remaining(&self) -> u64 {
         let left: usize = self.segments.iter().skip(self.index).map(|s| s.iov_len).sum();
         (left - self.offset.min(left)) as u64
-    }
-
-    /// Faults in at once the pages of the next `n` bytes of the buffers
-    /// that look fresh (their last page not yet resident; the first may be,
-    /// malloc writes its header there): a reader about to receive into newly
-    /// allocated memory. Buffers in use are left alone (walking their page
-    /// tables would cost more than it saves).
-    pub fn populate_fresh(&self, n: u64) {
-        let mut probe = Cursor { segments: self.segments, index: self.index, offset: self.offset };
-        probe.spans(n as usize, &mut |ptr, len| {
-            // SAFETY (arithmetic only): len >= 1, the last byte of the span.
-            let last = unsafe { ptr.add(len - 1) };
-            if !crate::sys::mem::resident(last) {
-                crate::sys::mem::populate_write(ptr, len);
-            }
-        });
     }
 
     /// Moves `n` bytes forward without copying.

@@ -89,29 +89,6 @@ pub fn seals(fd: i32) -> Result<i32, Errno> {
     unsafe { syscall6(libc::SYS_fcntl, [fd as usize, libc::F_GET_SEALS as usize, 0, 0, 0, 0]) }.map(|s| s as i32)
 }
 
-/// True if the page holding `ptr` is resident (mincore(2)); false also when
-/// the address is not mapped.
-pub fn resident(ptr: *const u8) -> bool {
-    let page = ptr as usize & !4095;
-    let mut vec = 0u8;
-    // SAFETY: mincore writes one byte for the one page asked about.
-    let r = unsafe { syscall6(libc::SYS_mincore, [page, 4096, &mut vec as *mut u8 as usize, 0, 0, 0]) };
-    r.is_ok() && vec & 1 != 0
-}
-
-/// Faults in, writable, the pages of `[ptr, ptr + len)` in one call
-/// (madvise(2) MADV_POPULATE_WRITE, Linux 5.14): cheaper than one page
-/// fault per page while copying into fresh memory. Contents never change.
-/// Best effort: errors (an older kernel, not plain memory) are ignored.
-pub fn populate_write(ptr: *mut u8, len: usize) {
-    const MADV_POPULATE_WRITE: usize = 23;
-    let start = ptr as usize & !4095;
-    let end = (ptr as usize).saturating_add(len);
-    // SAFETY: MADV_POPULATE_WRITE only faults pages in (as a write of their
-    // own contents would); it never changes memory or mappings.
-    let _ = unsafe { syscall6(libc::SYS_madvise, [start, end - start, MADV_POPULATE_WRITE, 0, 0, 0]) };
-}
-
 /// A shared read-write mapping of a whole file, unmapped on drop.
 #[derive(Debug)]
 pub struct Mapping {

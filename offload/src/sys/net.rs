@@ -129,12 +129,28 @@ pub fn send_dgram(fd: i32, to: &AbstractAddr, bytes: &[u8], pass: Option<i32>) -
     unsafe { syscall6(libc::SYS_sendmsg, [fd as usize, &msg as *const _ as usize, flags, 0, 0, 0]) }.map(|_| ())
 }
 
+/// Whether a socket is still bound to `to` (its holder has not closed it,
+/// exec'd or died): sends it an empty datagram from `fd`, which receivers
+/// drop as too short. False only on `ECONNREFUSED`; a full queue counts as
+/// bound.
+pub fn bound(fd: i32, to: &AbstractAddr) -> bool {
+    send_dgram(fd, to, &[], None) != Err(Errno(libc::ECONNREFUSED))
+}
+
+/// Whether process `pid` exists (pidfd_open(2) fails with `ESRCH` when not).
+pub fn pid_exists(pid: i32) -> bool {
+    match pidfd_open(pid) {
+        Ok(_) => true,
+        Err(e) => e != Errno(libc::ESRCH),
+    }
+}
+
 /// Credentials the kernel attached to a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Creds {
     /// Sender's pid.
     pub pid: i32,
-    /// Sender's effective uid.
+    /// Sender's uid as the kernel attaches it (its real uid).
     pub uid: u32,
 }
 
@@ -487,6 +503,28 @@ mod tests {
     fn pidfd_of_this_process_is_alive() {
         let fd = pidfd_open(std::process::id() as i32).unwrap();
         assert!(pidfd_alive(fd.raw()));
+        assert!(pid_exists(std::process::id() as i32));
+        // A child that has exited and been reaped no longer exists.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!pid_exists(pid));
+    }
+
+    #[test]
+    fn bound_sees_a_name_go_away() {
+        let name = format!("ipc-offload-test-bound-{}", std::process::id());
+        let addr = AbstractAddr::new(name.as_bytes()).unwrap();
+        let prober = dgram_socket().unwrap();
+        assert!(!bound(prober.raw(), &addr));
+        let holder = dgram_socket().unwrap();
+        bind(holder.raw(), &addr).unwrap();
+        assert!(bound(prober.raw(), &addr));
+        // The probe is an empty datagram.
+        let mut buf = [0u8; 8];
+        assert_eq!(recv_dgram(holder.raw(), &mut buf).unwrap().len, 0);
+        drop(holder);
+        assert!(!bound(prober.raw(), &addr));
     }
 
     #[test]

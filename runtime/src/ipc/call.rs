@@ -156,10 +156,13 @@ impl WriteCall<'_> {
     /// Writes bytes `[skip, skip + max)` of the buffers through the kernel,
     /// with the call's flags (sendmsg with a re-described buffer list):
     /// `write` on a socket is `sendmsg` with no flags, SIGPIPE included.
+    /// `quiet` adds `MSG_NOSIGNAL`: for pieces after the first bytes of the
+    /// call went out, where the kernel's own write would return its count
+    /// rather than raise SIGPIPE.
     ///
     /// # Safety
     /// The buffers valid for reading, as for the original call.
-    pub unsafe fn kernel_piece(&self, skip: u64, max: u64) -> isize {
+    pub unsafe fn kernel_piece(&self, skip: u64, max: u64, quiet: bool) -> isize {
         let mut parts = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
         let n = tail(self.iov, skip, &mut parts);
         truncate(&mut parts[..n], max);
@@ -167,8 +170,9 @@ impl WriteCall<'_> {
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
         msg.msg_iov = parts.as_mut_ptr();
         msg.msg_iovlen = n;
+        let flags = if quiet { self.flags | libc::MSG_NOSIGNAL } else { self.flags };
         // SAFETY: `parts` describes the caller's buffers, valid per contract.
-        unsafe { (REAL_IO.sendmsg.get())(self.fd, &msg, self.flags) }
+        unsafe { (REAL_IO.sendmsg.get())(self.fd, &msg, flags) }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ipc_offload_engine::ipc::ring::Ring;
 use ipc_offload_engine::sys::mem::OwnedFd;
-use ipc_offload_engine::sys::net;
+use ipc_offload_engine::sys::net::{self, AbstractAddr};
 
 use super::table::{Guard, TrySlot};
 
@@ -32,6 +32,25 @@ pub struct Reader {
     pub ring: Option<(Ring, OwnedFd)>,
     /// The last writer seen claiming, and a pidfd on it.
     pub writer: Option<(i32, OwnedFd)>,
+    /// The side-channel addresses of writers that sent REQUESTs, by pid: a
+    /// claiming writer whose address is no longer bound has exec'd.
+    pub requesters: [Option<(i32, AbstractAddr)>; REQUESTERS],
+}
+
+/// Writers' addresses a reader remembers (more writers share the slots).
+pub const REQUESTERS: usize = 4;
+
+impl Reader {
+    /// Remembers the side-channel address of writer `pid`.
+    pub fn note_requester(&mut self, pid: i32, from: AbstractAddr) {
+        let i = self.requesters.iter().position(|r| r.is_some_and(|(p, _)| p == pid));
+        self.requesters[i.unwrap_or(pid.unsigned_abs() as usize % REQUESTERS)] = Some((pid, from));
+    }
+
+    /// The side-channel address of writer `pid`, if it sent a REQUEST.
+    pub fn requester(&self, pid: i32) -> Option<AbstractAddr> {
+        self.requesters.iter().flatten().find(|(p, _)| *p == pid).map(|(_, a)| *a)
+    }
 }
 
 /// The writer's side of a direction.
@@ -55,6 +74,9 @@ pub struct Writer {
 }
 
 /// A slot's content.
+// The table is static (256 slots of about 600 bytes) and hooks never
+// allocate: no Box for the larger variant.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Default)]
 pub enum Channel {
     /// Free.

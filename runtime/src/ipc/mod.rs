@@ -198,8 +198,9 @@ fn classify(fd: i32) -> Option<FdInfo> {
     }
     let kind = if st.is_socket() && net::is_unix_stream(fd) { FdKind::UnixStream } else { FdKind::Other };
     let info = FdInfo { ino, kind };
-    FDS.set(fd, info);
-    (kind != FdKind::Other).then_some(info)
+    // An fd the table cannot track (65536 and up) could not have its state
+    // released at close: the kernel path, uncounted.
+    (FDS.set(fd, info) && kind != FdKind::Other).then_some(info)
 }
 
 /// Runs a slow path: owner, re-entry and panic guards, errno kept on

@@ -17,12 +17,11 @@ use super::table::{FdInfo, FdKind};
 use super::{Ctx, Tally};
 use ipc_offload_engine::engine::Fallback;
 
-/// Transfers at least this large into fresh memory have their destination
-/// pages faulted in before the copy.
-const POPULATE_FROM: u64 = 4 << 20;
-
 /// How long a reader polls its mailbox before it sleeps in poll(2).
 const SPIN: Duration = Duration::from_micros(30);
+/// A writer publishes its claim two stores after making it; one that takes
+/// longer than this was preempted, or died: check which.
+const CLAIM_STALL: Duration = Duration::from_millis(1);
 
 /// A large read on Unix stream socket `info.ino`.
 ///
@@ -65,7 +64,7 @@ fn opt_in(ino: u32) -> Option<Reader> {
     let peer = net::peer_inode(ino).ok()?;
     let side = net::dgram_socket().ok()?;
     net::bind(side.raw(), &side::reader_name(peer)).ok()?;
-    Some(Reader { ino, peer, side, ring: None, writer: None })
+    Some(Reader { ino, peer, side, ring: None, writer: None, requesters: [None; channel::REQUESTERS] })
 }
 
 /// Answers every queued side-channel datagram: REQUESTs get an OFFER of the
@@ -81,6 +80,7 @@ fn serve_side(reader: &mut Reader, ctx: &Ctx) {
         if writer_pid != creds.pid || writer_ino != reader.peer {
             continue;
         }
+        reader.note_requester(writer_pid, d.from);
         if reader.ring.is_none() {
             reader.ring = make_ring(reader, ctx);
         }
@@ -135,12 +135,21 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         let ticket = ring.begin_wait(capacity - got);
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
+        let mut claiming_since = None;
         let claimed = loop {
             let Some((ring, _)) = &reader.ring else { break None };
             match ring.seen(ticket) {
                 Seen::Claimed { writer, total } => break Some((writer, total)),
-                Seen::Claiming { .. } => {
-                    core::hint::spin_loop();
+                Seen::Claiming { writer } => {
+                    if claiming_since.get_or_insert_with(Instant::now).elapsed() < CLAIM_STALL {
+                        core::hint::spin_loop();
+                        continue;
+                    }
+                    if !net::pid_exists(writer) && ring.abandon_claim(ticket, writer) {
+                        break None; // it died in between: wait afresh
+                    }
+                    sys::sched_yield(); // preempted: let it run
+                    claiming_since = None;
                     continue;
                 }
                 Seen::Other => break None,
@@ -165,7 +174,9 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
             if !(socket_event || interrupted || timed_out) || !ring.withdraw(ticket) {
                 continue; // only a datagram, or a writer claimed first: look again
             }
-            if got > 0 && !wait_all {
+            if got > 0 && (!wait_all || interrupted) {
+                // Bytes are in: the kernel returns them (MSG_WAITALL too,
+                // when a signal arrives).
                 return tally.fast_done(got);
             }
             if interrupted {
@@ -191,14 +202,12 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         writer_pidfd(reader, writer);
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
         let writer_alive = reader.writer.as_ref().map(|(_, fd)| fd);
+        let (side, writer_side) = (reader.side.raw(), reader.requester(writer));
         let mut copier = ctx.copier();
         let mut copy = copier.as_fn();
-        let mut alive = || channel::alive(writer_alive);
-        // Fresh buffers (Python's, for one) would take a page fault per page
-        // in the copy: fault them in at once.
-        if total >= POPULATE_FROM {
-            cursor.populate_fresh(total.min(capacity - got));
-        }
+        // Alive, and not exec'd by another of its threads (that closes its
+        // side channel, close-on-exec, and the pid lives on).
+        let mut alive = || channel::alive(writer_alive) && writer_side.is_none_or(|a| net::bound(side, &a));
         // SAFETY: at most capacity - got bytes (the claim is bounded by the
         // wait's `want`); the cursor covers the caller's remaining buffers.
         let (n, abort) = unsafe { ring.receive(total.min(capacity - got), &mut cursor, &mut copy, &mut alive) };
@@ -209,7 +218,10 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         match abort {
             None => {}
             Some(Abort::Corrupt) => {
-                reader.ring = None; // never again from this ring
+                // Never again from this ring.
+                if let Some((ring, _)) = reader.ring.take() {
+                    channel::unreserve_ring(ring.geometry().ring_bytes());
+                }
                 tally.reason(Fallback::Corrupt);
             }
             Some(_) => tally.reason(Fallback::PeerGone),

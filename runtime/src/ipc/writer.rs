@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use ipc_offload_engine::engine::Fallback;
 use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring};
-use ipc_offload_engine::sys::net;
+use ipc_offload_engine::sys::mem::OwnedFd;
+use ipc_offload_engine::sys::{Errno, net};
 
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
@@ -77,11 +78,11 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
             let patience = if streaming { PATIENCE_STREAMING } else { PATIENCE };
             if claimable(call.fd, writer) || (blocking && wait_for_reader(call.fd, writer, patience)) {
                 match transfer(writer, &mut cursor, len - sent, ctx, tally) {
-                    Some(n) => {
+                    Ok(n) => {
                         sent += n;
                         continue;
                     }
-                    None => tally.reason(Fallback::PeerGone),
+                    Err(reason) => tally.reason(reason),
                 }
             } else {
                 tally.reason(Fallback::NotWaiting);
@@ -91,15 +92,18 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
         // A piece through the kernel, from where the transfer stands.
         let asked = PIECE.min(len - sent);
         // SAFETY: the caller's buffers, bytes [sent, sent + asked).
-        let r = unsafe { call.kernel_piece(sent, asked) };
+        let r = unsafe { call.kernel_piece(sent, asked, sent > 0) };
         if r <= 0 {
             return if sent > 0 { tally.fast_done(sent) } else { tally.kernel_result(r) };
         }
         tally.kernel_bytes(r as u64);
         sent += r as u64;
         cursor.advance(r as u64);
-        if !blocking && (r as u64) < asked {
-            break; // the kernel took less than offered: a nonblocking write ends here
+        if (r as u64) < asked {
+            // The kernel took less than offered: a nonblocking socket is
+            // full, or a blocking send was cut short by a signal or
+            // SO_SNDTIMEO. Its write would return here too.
+            break;
         }
     }
     tally.fast_done(sent)
@@ -108,7 +112,7 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
 /// Sends the rest through the kernel in one call, returning the total.
 fn finish_with_kernel(call: &WriteCall<'_>, sent: u64, rest: u64, tally: &mut Tally) -> isize {
     // SAFETY: the caller's buffers, bytes [sent, sent + rest).
-    let r = unsafe { call.kernel_piece(sent, rest) };
+    let r = unsafe { call.kernel_piece(sent, rest, sent > 0) };
     if r > 0 {
         tally.kernel_bytes(r as u64);
         tally.fast_done(sent + r as u64)
@@ -168,19 +172,27 @@ fn wait_for_reader(fd: i32, writer: &Writer, patience: Duration) -> bool {
     }
 }
 
-/// One rendezvous: claim, wake, fill. `None` if the claim failed or the
-/// reader vanished before anything moved (the ring is then dropped).
-fn transfer(writer: &mut Writer, cursor: &mut Cursor<'_>, rest: u64, ctx: &Ctx, tally: &mut Tally) -> Option<u64> {
-    let (ring, _) = writer.ring.as_ref()?;
-    let claim = ring.try_claim(rest, ctx.pid)?;
+/// One rendezvous: claim, wake, fill; the bytes placed in slots. Fails if
+/// the reader withdrew first (`reader-not-waiting`), or vanished before
+/// anything moved (`peer-gone`; the ring is then dropped).
+fn transfer(
+    writer: &mut Writer,
+    cursor: &mut Cursor<'_>,
+    rest: u64,
+    ctx: &Ctx,
+    tally: &mut Tally,
+) -> Result<u64, Fallback> {
+    let (ring, ring_ino) = writer.ring.as_ref().ok_or(Fallback::NoPeer)?;
+    let claim = ring.try_claim(rest, ctx.pid).ok_or(Fallback::NotWaiting)?;
     let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();
     if let Some(side) = &writer.side {
         let _ = net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], None);
     }
     let reader = writer.reader.as_ref();
+    let (side, ino, ring_ino) = (writer.side.as_ref().map(OwnedFd::raw), writer.ino, *ring_ino);
     let mut copier = ctx.copier();
     let mut copy = copier.as_fn();
-    let mut alive = || channel::alive(reader);
+    let mut alive = || channel::alive(reader) && side.is_none_or(|fd| still_the_reader(fd, ino, ring_ino, ctx));
     // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
     // claim.total <= rest bytes remain.
     let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive) };
@@ -193,7 +205,31 @@ fn transfer(writer: &mut Writer, cursor: &mut Cursor<'_>, rest: u64, ctx: &Ctx, 
     } else {
         writer.last_rendezvous = Some(Instant::now());
     }
-    if n == 0 && matches!(abort, Some(Abort::PeerGone | Abort::Withdrawn)) { None } else { Some(n) }
+    if n == 0 && matches!(abort, Some(Abort::PeerGone | Abort::Withdrawn)) { Err(Fallback::PeerGone) } else { Ok(n) }
+}
+
+/// Asked while a transfer stalls: is the process that claimed still there
+/// to read? Its pid may live on through an exec by another of its threads,
+/// which closes its side channel (close-on-exec): the name is then refused,
+/// or taken by a new reader, which answers the REQUEST sent here with an
+/// OFFER of another ring. The reader itself answers when it is next in a
+/// read, with its own ring, which `take_offers` then ignores.
+fn still_the_reader(side: i32, ino: u32, ring_ino: u64, ctx: &Ctx) -> bool {
+    let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: ino }.encode();
+    if net::send_dgram(side, &side::reader_name(ino), &msg[..len], None) == Err(Errno(libc::ECONNREFUSED)) {
+        return false;
+    }
+    let mut buf = [0u8; side::MAX_LEN];
+    while let Ok(d) = net::recv_dgram(side, &mut buf) {
+        if d.creds.is_none_or(|c| c.uid != ctx.euid) {
+            continue;
+        }
+        let offered = d.fd.and_then(|fd| ipc_offload_engine::sys::mem::fstat(fd.raw()).ok()).map(|st| st.ino);
+        if offered.is_some_and(|other| other != ring_ino) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Sends a REQUEST unless backing off; a refusal (no reader bound the name)

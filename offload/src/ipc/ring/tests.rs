@@ -127,6 +127,23 @@ fn a_withdrawn_wait_cannot_be_claimed() {
 }
 
 #[test]
+fn a_claim_left_half_made_can_be_abandoned() {
+    let (reader, writer) = pair(GEOMETRY);
+    let ticket = reader.begin_wait(1 << 20);
+    // A writer that died between CLAIMING and CLAIMED.
+    writer.u64_at(OFF_MAILBOX).store(mailbox(CLAIMING, ticket, 99), SeqCst);
+    assert_eq!(reader.seen(ticket), Seen::Claiming { writer: 99 });
+    assert!(!reader.withdraw(ticket));
+    assert!(!reader.abandon_claim(ticket, 98), "only the claimer's own claim");
+    assert!(reader.abandon_claim(ticket, 99));
+    assert_eq!(reader.seen(ticket), Seen::Other);
+    // The ring is usable again.
+    let ticket = reader.begin_wait(100);
+    assert_eq!(writer.try_claim(100, 7).map(|c| c.ticket), Some(ticket));
+    assert!(!reader.abandon_claim(ticket, 7), "a published claim stands");
+}
+
+#[test]
 fn the_reader_keeps_what_a_dead_writer_sent() {
     let (reader, writer) = pair(GEOMETRY);
     let ticket = reader.begin_wait(1 << 20);
