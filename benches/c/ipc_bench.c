@@ -62,10 +62,10 @@ static int cmp(const void *a, const void *b) {
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: see the comment in ipc_bench.c\n"); return 2; }
     int sv[2];
-    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
     if (strcmp(argv[1], "stream") == 0 && argc == 5) {
         size_t total = strtoull(argv[2], 0, 0), wsize = strtoull(argv[3], 0, 0), rsize = strtoull(argv[4], 0, 0);
-        uint8_t go;
+        uint8_t go = 1;
         pid_t pid = fork();
         if (pid == 0) {
             uint8_t *buf = buffer(wsize, 7);

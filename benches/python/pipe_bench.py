@@ -2,10 +2,10 @@
 
 usage: python3 pipe_bench.py duplex|simplex [MiB]
 
-The child builds the payload, then waits for the parent's go signal; the
-parent sends it and times until recv_bytes() returns (the workload of
-../shared/workloads.md). Prints the seconds, then exits 0 if the bytes
-arrived intact (checked after the clock stops).
+The child builds the payload and says it is ready, then waits for the
+parent's go signal; the parent times from that signal until recv_bytes()
+returns. Prints the seconds, then exits 0 if the bytes arrived intact
+(checked after the clock stops).
 """
 import hashlib
 import multiprocessing as mp
@@ -16,6 +16,7 @@ import time
 def child(conn, go, n):
     data = bytes(bytearray(range(251)) * (n // 251 + 1))[:n]
     digest = hashlib.sha256(data).digest()
+    conn.send_bytes(b"ready")
     go.recv_bytes()
     conn.send_bytes(data)
     conn.send_bytes(digest)
@@ -29,7 +30,7 @@ def main():
     go_recv, go_send = mp.Pipe(duplex=False)
     p = mp.Process(target=child, args=(send_end, go_recv, n))
     p.start()
-    time.sleep(0.5)  # let the child build its payload
+    assert recv_end.recv_bytes() == b"ready"  # the payload is built
     t0 = time.perf_counter()
     go_send.send_bytes(b"go")
     data = recv_end.recv_bytes()

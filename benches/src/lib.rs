@@ -3,13 +3,15 @@
 
 pub mod machine;
 
-/// The median of `v` (the upper one of an even count); NaN when empty.
+/// The median of `v` (the mean of the two middle values of an even count);
+/// NaN when empty.
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
     v.sort_by(|x, y| x.total_cmp(y));
-    v[v.len() / 2]
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
 }
 
 /// "64 MiB", "4 KiB", "64 B".
@@ -29,7 +31,7 @@ mod tests {
     #[test]
     fn median_of_odd_even_and_empty() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(vec![]).is_nan());
     }
 

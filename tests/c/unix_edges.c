@@ -9,23 +9,27 @@
  *                   write returns a partial count without SIGPIPE; then
  *                   send(MSG_NOSIGNAL) fails with EPIPE, and write raises
  *                   SIGPIPE
- *   waitall-signal  after a warm-up, the child writes 1 MiB, pauses 400 ms,
- *                   writes 7 MiB; the parent's recv(8 MiB, MSG_WAITALL) is
- *                   interrupted by a timer at 150 ms (no SA_RESTART): it
- *                   returns the 1 MiB it has
- *   writer-execs    the child writes 1 GiB from a second thread while its
- *                   main thread execs sh, which sends a 4-byte marker
- *                   (bytes 255 254 253 252) on the inherited socket and
- *                   waits for one byte back; the parent reads a prefix of
- *                   the stream, the marker, answers, then sees EOF
- *   reader-execs    the child reads from a second thread while its main
- *                   thread execs sh, which drains the socket with cat; the
- *                   parent's 1 GiB write completes
- *   credentials     the child writes 4 MiB, sends 1 MiB with SCM_CREDENTIALS
- *                   through sendmsg, writes 4 MiB more; the parent (with
- *                   SO_PASSCRED) reads the first 4 MiB, then recvmsg with a
- *                   control buffer gets the child's credentials with the
- *                   bytes that follow
+ *   waitall-signal  after a warm-up, the child writes 1 MiB, then signals the
+ *                   parent, whose recv(8 MiB, MSG_WAITALL) has those bytes
+ *                   and waits for more: it returns the 1 MiB (the child's
+ *                   wchar for that write goes to stderr)
+ *   writer-execs    after a warm-up, the child writes 512 MiB from a second
+ *                   thread while its main thread execs sh, which sends a
+ *                   4-byte marker (bytes 255 254 253 252) on the inherited
+ *                   socket and waits for one byte back; the parent, in a
+ *                   512 MiB read, gets a prefix of the stream, then the
+ *                   marker, answers, then sees EOF
+ *   reader-execs    after a warm-up, the child reads 512 MiB from a second
+ *                   thread while its main thread execs this program as
+ *                   check-rest; the parent's 1 GiB of writes complete
+ *   check-rest      reads fd 3 to EOF: the bytes must continue the stream
+ *                   without a gap or a repeat
+ *   credentials     a grandchild writes 4 MiB, the child sends 1 MiB with
+ *                   SCM_CREDENTIALS through sendmsg, another grandchild
+ *                   writes 4 MiB; the parent (with SO_PASSCRED) reads the
+ *                   first 4 MiB, then recvmsg with control buffers gets
+ *                   exactly the child's 1 MiB, each read with its
+ *                   credentials (the kernel never joins two senders' bytes)
  *   highfd          the parent reads 64 MiB on fd 70000 (the library does
  *                   not track fds that high: kernel path)
  */
@@ -37,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -99,56 +104,86 @@ static int sigpipe_mode(int sv[2]) {
 
 static void on_alarm(int sig) { (void)sig; }
 
+static long wchar(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "wchar: %ld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
+/* The 8 MiB warm-up that makes the ends meet (the first large message of a
+   connection goes through the kernel), read in 1 MiB reads, then a 1-byte
+   ack from the reader. */
+static void warm_up_writer(int fd) {
+    uint8_t ack;
+    if (write(fd, pattern, 8 * MIB) != (ssize_t)(8 * MIB) || read(fd, &ack, 1) != 1) _exit(1);
+}
+
+static void warm_up_reader(int fd, uint8_t *buf) {
+    read_exactly(fd, buf, 8 * MIB, 0);
+    if (write(fd, "k", 1) != 1) exit(1);
+}
+
 static int waitall_signal_mode(int sv[2]) {
-    pid_t pid = fork();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm; /* no SA_RESTART */
+    sigaction(SIGALRM, &sa, NULL);
+    pid_t parent = getpid(), pid = fork();
     if (pid == 0) {
         close(sv[0]);
         uint8_t ack;
-        if (write(sv[1], pattern, 8 * MIB) != (ssize_t)(8 * MIB)) _exit(1); /* warm-up: the ends meet */
-        if (read(sv[1], &ack, 1) != 1) _exit(1);
+        warm_up_writer(sv[1]);
+        long before = wchar();
         if (write(sv[1], pattern + (8 * MIB) % 251, MIB) != (ssize_t)MIB) _exit(1);
-        usleep(400 * 1000);
+        fprintf(stderr, "test write: wchar +%ld\n", wchar() - before);
+        int queued = 1;
+        while (ioctl(sv[1], TIOCOUTQ, &queued) == 0 && queued > 0) usleep(100);
+        kill(parent, SIGALRM); /* the reader has all of it, and waits for more */
+        if (read(sv[1], &ack, 1) != 1) _exit(1);
         if (write(sv[1], pattern + (9 * MIB) % 251, 7 * MIB) != (ssize_t)(7 * MIB)) _exit(1);
         _exit(0);
     }
     close(sv[1]);
     uint8_t *buf = buffer(8 * MIB);
-    read_exactly(sv[0], buf, 8 * MIB, 0);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm; /* no SA_RESTART */
-    sigaction(SIGALRM, &sa, NULL);
-    if (write(sv[0], "k", 1) != 1) return 1;
-    struct itimerval it = {{0, 0}, {0, 150 * 1000}};
-    setitimer(ITIMER_REAL, &it, NULL);
+    warm_up_reader(sv[0], buf);
     ssize_t r = recv(sv[0], buf, 8 * MIB, MSG_WAITALL);
     printf("interrupted recv(MSG_WAITALL) returned %zd\n", r);
     size_t got = r > 0 ? (size_t)r : 0;
     if (!is_stream(buf, 8 * MIB, got)) { printf("wrong bytes\n"); return 1; }
-    read_exactly(sv[0], buf, 8 * MIB - got, 8 * MIB + got);
+    if (write(sv[0], "k", 1) != 1) return 1;
+    /* The rest in reads below the threshold: the kernel path. */
+    for (size_t at = 8 * MIB + got; at < 16 * MIB;) {
+        ssize_t n = read(sv[0], buf, 64 * 1024);
+        if (n <= 0 || !is_stream(buf, at, (size_t)n)) { printf("wrong rest\n"); return 1; }
+        at += (size_t)n;
+    }
     int status;
     waitpid(pid, &status, 0);
     printf("rest read, writer %s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "failed");
     return 0;
 }
 
-static int socket_fd;
-static volatile size_t moved; /* bytes the second thread has moved so far */
+/* A thread moves bytes on fd 3 while the main thread execs a program that
+   inherits fd 3: the exec ends the thread in the middle of its call. */
+static int started; /* set (atomically) once the thread is in its call */
 
-/* Lets the second thread move 64 MiB, then execs `script` on fd 3. */
-static void exec_when_busy(const char *script) {
-    while (moved < 64 * MIB) usleep(1000);
-    execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+/* Waits for the thread to enter its call, then 20 ms, then execs. */
+static void exec_when_busy(char *const argv[]) {
+    while (!__atomic_load_n(&started, __ATOMIC_ACQUIRE)) usleep(100);
+    usleep(20 * 1000);
+    execv(argv[0], argv);
     _exit(127);
 }
 
-static void *write_forever(void *arg) {
+static void *write_512_mib(void *arg) {
     (void)arg;
-    for (;;) { /* until the exec ends this thread */
-        ssize_t w = write(socket_fd, pattern + moved % 251, 64 * MIB);
-        if (w <= 0) break;
-        moved += (size_t)w;
-    }
+    __atomic_store_n(&started, 1, __ATOMIC_RELEASE);
+    for (size_t at = 8 * MIB; at < 8 * MIB + 512 * MIB; at += PATTERN_LEN) /* until the exec ends it */
+        if (write(3, pattern + at % 251, PATTERN_LEN) != (ssize_t)PATTERN_LEN) break;
     return NULL;
 }
 
@@ -157,17 +192,19 @@ static int writer_execs_mode(int sv[2]) {
     if (pid == 0) {
         close(sv[0]);
         dup2(sv[1], 3); /* inherited by sh: no close-on-exec */
-        socket_fd = 3;
+        warm_up_writer(3);
         pthread_t t;
-        pthread_create(&t, NULL, write_forever, NULL);
-        exec_when_busy("printf '\\377\\376\\375\\374' >&3; head -c 1 <&3 >/dev/null");
+        pthread_create(&t, NULL, write_512_mib, NULL);
+        char *argv[] = {"/bin/sh", "-c", "printf '\\377\\376\\375\\374' >&3; head -c 1 <&3 >/dev/null", NULL};
+        exec_when_busy(argv);
     }
     close(sv[1]);
-    size_t cap = 64 * MIB, at = 0;
+    size_t cap = 512 * MIB, at = 8 * MIB;
     uint8_t *buf = buffer(cap);
+    warm_up_reader(sv[0], buf);
     uint8_t marker[4];
     size_t have = 0;
-    for (;;) {
+    for (;;) { /* one read of 512 MiB: a rendezvous that the exec cuts */
         ssize_t r = read(sv[0], buf, cap);
         if (r <= 0) { printf("stream ended before the marker: %zd\n", r); return 1; }
         size_t n = (size_t)r, plain = 0;
@@ -187,15 +224,36 @@ static int writer_execs_mode(int sv[2]) {
     return !ok || r != 0;
 }
 
-static void *read_forever(void *arg) {
+static void *read_512_mib(void *arg) {
     (void)arg;
-    uint8_t *buf = buffer(64 * MIB);
-    for (;;) { /* until the exec ends this thread */
-        ssize_t r = read(socket_fd, buf, 64 * MIB);
-        if (r <= 0) break;
-        moved += (size_t)r;
-    }
+    uint8_t *buf = buffer(512 * MIB);
+    __atomic_store_n(&started, 1, __ATOMIC_RELEASE);
+    for (;;) /* until the exec ends it */
+        if (read(3, buf, 512 * MIB) <= 0) break;
     return NULL;
+}
+
+/* The exec'd reader: what is left of the stream must have no gap and no
+   repeat (each byte one more than the last, modulo 251). */
+static int check_rest_mode(void) {
+    uint8_t *buf = buffer(4 * MIB);
+    size_t total = 0;
+    int last = -1;
+    for (;;) {
+        ssize_t r = read(3, buf, 4 * MIB);
+        if (r < 0) { perror("read"); return 1; }
+        if (r == 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (last >= 0 && buf[i] != (last + 1) % 251) {
+                printf("the rest of the stream breaks after %zu bytes\n", total + (size_t)i);
+                return 1;
+            }
+            last = buf[i];
+        }
+        total += (size_t)r;
+    }
+    printf("the exec'd reader got the rest of the stream without a gap\n");
+    return 0;
 }
 
 static int reader_execs_mode(int sv[2]) {
@@ -203,14 +261,16 @@ static int reader_execs_mode(int sv[2]) {
     if (pid == 0) {
         close(sv[0]);
         dup2(sv[1], 3);
-        socket_fd = 3;
+        warm_up_reader(3, buffer(8 * MIB));
         pthread_t t;
-        pthread_create(&t, NULL, read_forever, NULL);
-        exec_when_busy("cat <&3 >/dev/null");
+        pthread_create(&t, NULL, read_512_mib, NULL);
+        char *argv[] = {"/proc/self/exe", "check-rest", NULL};
+        exec_when_busy(argv);
     }
     close(sv[1]);
-    size_t sent = 0;
-    for (int i = 0; i < 4; i++) { /* 1 GiB: the reader execs after 64 MiB */
+    warm_up_writer(sv[0]);
+    size_t sent = 8 * MIB;
+    for (int i = 0; i < 4; i++) { /* 1 GiB: the reader execs during the first write */
         ssize_t w = write(sv[0], pattern + sent % 251, PATTERN_LEN);
         if (w != (ssize_t)PATTERN_LEN) break;
         sent += PATTERN_LEN;
@@ -218,9 +278,18 @@ static int reader_execs_mode(int sv[2]) {
     close(sv[0]);
     int status;
     waitpid(pid, &status, 0);
-    printf("the writes %s; sh %s\n", sent == 4 * PATTERN_LEN ? "completed" : "were cut short",
+    printf("the writes %s; the reader %s\n", sent == 8 * MIB + 4 * PATTERN_LEN ? "completed" : "were cut short",
            WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "failed");
-    return sent != 4 * PATTERN_LEN;
+    return sent != 8 * MIB + 4 * PATTERN_LEN;
+}
+
+/* Writes stream bytes [at, at + n) from a process of its own. */
+static void write_from_a_child(int fd, size_t at, size_t n) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(write(fd, pattern + at % 251, n) != (ssize_t)n);
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) _exit(1);
 }
 
 static int credentials_mode(int sv[2]) {
@@ -229,7 +298,7 @@ static int credentials_mode(int sv[2]) {
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        if (write(sv[1], pattern, 4 * MIB) != (ssize_t)(4 * MIB)) _exit(1);
+        write_from_a_child(sv[1], 0, 4 * MIB);
         struct ucred cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
         union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof cred)]; } control;
         struct iovec iov = {.iov_base = pattern + (4 * MIB) % 251, .iov_len = MIB};
@@ -241,26 +310,34 @@ static int credentials_mode(int sv[2]) {
         c->cmsg_len = CMSG_LEN(sizeof cred);
         memcpy(CMSG_DATA(c), &cred, sizeof cred);
         if (sendmsg(sv[1], &msg, 0) != (ssize_t)MIB) _exit(1);
-        if (write(sv[1], pattern + (5 * MIB) % 251, 4 * MIB) != (ssize_t)(4 * MIB)) _exit(1);
+        write_from_a_child(sv[1], 5 * MIB, 4 * MIB);
         _exit(0);
     }
     close(sv[1]);
     uint8_t *buf = buffer(4 * MIB);
     read_exactly(sv[0], buf, 4 * MIB, 0);
-    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(struct ucred))]; } control;
-    struct iovec iov = {.iov_base = buf, .iov_len = MIB};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                         .msg_controllen = sizeof control.buf};
-    ssize_t r = recvmsg(sv[0], &msg, 0);
-    if (r <= 0 || !is_stream(buf, 4 * MIB, (size_t)r)) { printf("recvmsg: %zd\n", r); return 1; }
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    struct ucred cred = {0, 0, 0};
-    if (c && c->cmsg_type == SCM_CREDENTIALS) memcpy(&cred, CMSG_DATA(c), sizeof cred);
-    printf("recvmsg: stream bytes, credentials %s\n", cred.pid == pid && cred.uid == getuid() ? "of the writer" : "missing");
-    read_exactly(sv[0], buf, 9 * MIB - (size_t)r - 4 * MIB, 4 * MIB + (size_t)r);
+    /* The kernel never joins bytes of different senders in one read: the
+       1 MiB comes in reads that each carry this child's credentials. */
+    size_t got = 0;
+    int every_part_ok = 1;
+    while (got < MIB) {
+        union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(struct ucred))]; } control;
+        struct iovec iov = {.iov_base = buf, .iov_len = 2 * MIB - got};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof control.buf};
+        ssize_t r = recvmsg(sv[0], &msg, 0);
+        if (r <= 0 || !is_stream(buf, 4 * MIB + got, (size_t)r)) { printf("recvmsg: %zd\n", r); return 1; }
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        struct ucred cred = {0, 0, 0};
+        if (c && c->cmsg_type == SCM_CREDENTIALS) memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        every_part_ok &= cred.pid == pid && cred.uid == getuid();
+        got += (size_t)r;
+    }
+    printf("recvmsg: %zu bytes, %s\n", got, every_part_ok ? "each read with its sender's credentials" : "WRONG credentials");
+    read_exactly(sv[0], buf, 4 * MIB, 5 * MIB);
     int status;
     waitpid(pid, &status, 0);
-    printf("9 MiB in order; writer %s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "failed");
+    printf("9 MiB in order; writers %s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "failed");
     return 0;
 }
 
@@ -290,10 +367,11 @@ static int highfd_mode(int sv[2]) {
 
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: %s MODE\n", argv[0]); return 2; }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (strcmp(argv[1], "check-rest") == 0) return check_rest_mode();
     make_pattern();
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) { perror("socketpair"); return 2; }
-    setvbuf(stdout, NULL, _IOLBF, 0);
     if (strcmp(argv[1], "sigpipe") == 0) return sigpipe_mode(sv);
     if (strcmp(argv[1], "waitall-signal") == 0) return waitall_signal_mode(sv);
     if (strcmp(argv[1], "writer-execs") == 0) return writer_execs_mode(sv);

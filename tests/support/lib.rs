@@ -138,42 +138,56 @@ impl Outcome {
 
 /// Runs `cmd` to completion; kills it and panics after `timeout` (a hang is
 /// a failure, not a slow test). The program runs in a process group of its
-/// own, which the watchdog kills whole: its children too, which would
-/// otherwise keep the output pipes open.
+/// own, which the watchdog kills whole; the deadline also covers its
+/// children that keep the output pipes open after it exits.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
     use std::os::unix::process::CommandExt;
+    let deadline = Instant::now() + timeout;
     let mut child =
         cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out_pipe.read_to_end(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err_pipe.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
+    let group = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (index, mut pipe) in [
+        (0, Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>),
+        (1, Box::new(child.stderr.take().unwrap())),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = pipe.read_to_end(&mut s);
+            let _ = tx.send((index, s));
+        });
+    }
+    let kill_group = || {
+        // SAFETY: kill(2) on the process group the child leads.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    };
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {
-            // SAFETY: kill(2) on the process group the child leads.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            kill_group();
             let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-            panic!("watchdog: {cmd:?} still running after {timeout:?}; stderr:\n{stderr}");
+            panic!("watchdog: {cmd:?} still running after {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    let mut outputs = [Vec::new(), Vec::new()];
+    for _ in 0..2 {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((index, bytes)) => outputs[index] = bytes,
+            Err(_) => {
+                kill_group();
+                panic!("watchdog: {cmd:?} exited, but its children held its output open after {timeout:?}");
+            }
+        }
+    }
+    let [stdout, stderr] = outputs;
     Outcome {
         status,
-        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
 

@@ -340,7 +340,15 @@ impl Ring {
     /// reader's `begin_wait` wakes. True if one waits.
     pub fn wait_for_reader(&self, patience: Duration) -> bool {
         let arms = self.u32_at(OFF_ARMS);
-        let deadline = Instant::now() + patience;
+        let start = Instant::now();
+        let deadline = start + patience;
+        // A streaming reader is usually a few microseconds away: spin first.
+        while start.elapsed() < SPIN.min(patience) {
+            if self.reader_waiting() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
         loop {
             let seen = arms.load(SeqCst);
             if self.reader_waiting() {
@@ -419,9 +427,12 @@ impl Ring {
     }
 
     /// Writer: sends `claim.total` bytes taken from `src` through the slots,
-    /// pipelined with the reader. `alive` says whether the reader still runs.
-    /// Returns the bytes placed in slots (all of them, unless the reader went
-    /// away or withdrew).
+    /// pipelined with the reader, and waits until the reader has copied the
+    /// last of them. `alive` says whether the reader still runs. Returns the
+    /// bytes the reader took: all of them, unless it went away or withdrew;
+    /// then what it had not copied out of its slots is not counted (as bytes
+    /// still queued in the kernel, they were never read) and `src` stands
+    /// past bytes that were not sent: the caller resumes from the count.
     ///
     /// # Safety
     /// `src` must yield `claim.total` readable bytes.
@@ -434,20 +445,19 @@ impl Ring {
         alive: &mut dyn FnMut() -> bool,
     ) -> (u64, Option<Abort>) {
         let slot_bytes = u64::from(self.geometry.slot_bytes);
-        let mut sent = 0u64;
-        let mut slot = 0u32;
+        let (mut sent, mut slot, mut filled) = (0u64, 0u32, 0u64);
+        let mut go_on = || {
+            if !self.claim_stands(claim, pid) {
+                Err(Abort::Withdrawn)
+            } else if !alive() {
+                Err(Abort::PeerGone)
+            } else {
+                Ok(())
+            }
+        };
         while sent < claim.total {
-            let mut go_on = || {
-                if !self.claim_stands(claim, pid) {
-                    Err(Abort::Withdrawn)
-                } else if !alive() {
-                    Err(Abort::PeerGone)
-                } else {
-                    Ok(())
-                }
-            };
             if let Err(abort) = self.wait_slot(slot, EMPTY, &mut go_on) {
-                return (sent, Some(abort));
+                return (sent - self.unconsumed(slot, filled), Some(abort));
             }
             let n = (claim.total - sent).min(slot_bytes);
             // SAFETY: the slot holds slot_bytes >= n bytes and is ours until
@@ -456,9 +466,30 @@ impl Ring {
             self.slot_len(slot).store(n as u32, Relaxed);
             self.set_slot(slot, FULL);
             sent += n;
+            filled += 1;
             slot = (slot + 1) % self.geometry.slots;
         }
+        // The reader copies the last slots: wait for it. It empties them in
+        // order, so the newest one empty means all are.
+        if filled > 0 {
+            let newest = (slot + self.geometry.slots - 1) % self.geometry.slots;
+            if let Err(abort) = self.wait_slot(newest, EMPTY, &mut go_on) {
+                return (sent - self.unconsumed(slot, filled), Some(abort));
+            }
+        }
         (sent, None)
+    }
+
+    /// Bytes of the last `filled` slots filled before slot `next` that the
+    /// reader has not copied out (still full). The reader empties them in
+    /// order, so they are the newest ones.
+    fn unconsumed(&self, next: u32, filled: u64) -> u64 {
+        let slots = self.geometry.slots;
+        (1..=filled.min(u64::from(slots)) as u32)
+            .map(|back| (next + slots - back) % slots)
+            .filter(|&slot| self.slot_word(slot).load(Acquire) & !SLEEPER == FULL)
+            .map(|slot| u64::from(self.slot_len(slot).load(Relaxed)))
+            .sum()
     }
 
     /// Reader: receives `total` bytes of the claimed wait into `dst`.

@@ -14,6 +14,7 @@ pub mod fallback;
 pub mod futex;
 pub mod mem;
 pub mod net;
+pub mod signal;
 pub mod stream;
 pub mod thread;
 
@@ -158,22 +159,6 @@ pub fn on_alternate_signal_stack() -> bool {
     let r = unsafe { syscall6(libc::SYS_sigaltstack, [0, current.as_mut_ptr() as usize, 0, 0, 0, 0]) };
     // SAFETY: zero-initialised, then possibly filled by the kernel.
     r.is_ok() && unsafe { current.assume_init() }.ss_flags & libc::SS_ONSTACK != 0
-}
-
-/// Whether every installed signal handler has SA_RESTART (rt_sigaction(2)):
-/// then the kernel restarts a blocking call a handler interrupted before it
-/// moved any byte, and a library that waits on the caller's behalf must do
-/// the same.
-pub fn every_handler_restarts() -> bool {
-    (1..=64usize).filter(|s| *s != libc::SIGKILL as usize && *s != libc::SIGSTOP as usize).all(|signal| {
-        // struct kernel_sigaction: handler, flags, restorer, mask (8 bytes).
-        let mut old = [0usize; 4];
-        // SAFETY: a null new action only queries; the kernel fills `old`
-        // (sigsetsize 8 matches its 4-word layout).
-        let r = unsafe { syscall6(libc::SYS_rt_sigaction, [signal, 0, old.as_mut_ptr() as usize, 8, 0, 0]) };
-        let [handler, flags, _, _] = old;
-        r.is_err() || handler == libc::SIG_DFL || handler == libc::SIG_IGN || flags & libc::SA_RESTART as usize != 0
-    })
 }
 
 /// True in a set-user-ID, set-group-ID or capability-raising program

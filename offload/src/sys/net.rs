@@ -98,10 +98,15 @@ pub fn autobind(fd: i32) -> Result<(), Errno> {
     .map(|_| ())
 }
 
-/// Sends one datagram to `to`, with `pass` attached as `SCM_RIGHTS`.
-pub fn send_dgram(fd: i32, to: &AbstractAddr, bytes: &[u8], pass: Option<i32>) -> Result<(), Errno> {
+/// Most descriptors one datagram carries.
+pub const MAX_PASSED: usize = 2;
+
+/// Sends one datagram to `to`, with the descriptors `pass` (at most
+/// [`MAX_PASSED`]) attached as `SCM_RIGHTS`.
+pub fn send_dgram(fd: i32, to: &AbstractAddr, bytes: &[u8], pass: &[i32]) -> Result<(), Errno> {
+    let pass = &pass[..pass.len().min(MAX_PASSED)];
     let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-    // Control buffer for one fd, aligned for cmsghdr.
+    // Control buffer for two fds, aligned for cmsghdr.
     let mut control = [0u64; 4];
     // SAFETY: msghdr is plain data; zeroes is a valid value.
     let mut msg: libc::msghdr = unsafe { zeroed() };
@@ -109,19 +114,21 @@ pub fn send_dgram(fd: i32, to: &AbstractAddr, bytes: &[u8], pass: Option<i32>) -
     msg.msg_namelen = to.len;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    if let Some(pass) = pass {
+    if !pass.is_empty() {
+        let bytes = size_of_val(pass) as u32;
         // SAFETY: CMSG_SPACE/CMSG_FIRSTHDR/CMSG_DATA compute positions inside
-        // `control` (32 bytes; one fd needs CMSG_SPACE(4) = 24); the header
-        // and the fd are written in bounds.
+        // `control` (32 bytes; two fds need CMSG_SPACE(8) = 24); the header
+        // and the fds are written in bounds.
         unsafe {
-            let space = libc::CMSG_SPACE(size_of::<i32>() as u32) as usize;
             msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = space;
+            msg.msg_controllen = libc::CMSG_SPACE(bytes) as usize;
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as usize;
-            core::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), pass);
+            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+            for (i, fd) in pass.iter().enumerate() {
+                core::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>().add(i), *fd);
+            }
         }
     }
     let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
@@ -134,15 +141,7 @@ pub fn send_dgram(fd: i32, to: &AbstractAddr, bytes: &[u8], pass: Option<i32>) -
 /// drop as too short. False only on `ECONNREFUSED`; a full queue counts as
 /// bound.
 pub fn bound(fd: i32, to: &AbstractAddr) -> bool {
-    send_dgram(fd, to, &[], None) != Err(Errno(libc::ECONNREFUSED))
-}
-
-/// Whether process `pid` exists (pidfd_open(2) fails with `ESRCH` when not).
-pub fn pid_exists(pid: i32) -> bool {
-    match pidfd_open(pid) {
-        Ok(_) => true,
-        Err(e) => e != Errno(libc::ESRCH),
-    }
+    send_dgram(fd, to, &[], &[]) != Err(Errno(libc::ECONNREFUSED))
 }
 
 /// Credentials the kernel attached to a datagram.
@@ -165,8 +164,9 @@ pub struct Datagram {
     pub from: AbstractAddr,
     /// The sender's credentials (always present with `SO_PASSCRED`).
     pub creds: Option<Creds>,
-    /// A descriptor passed with `SCM_RIGHTS` (close-on-exec); extra ones are closed.
-    pub fd: Option<OwnedFd>,
+    /// Descriptors passed with `SCM_RIGHTS` (close-on-exec), in order;
+    /// beyond [`MAX_PASSED`] they are closed.
+    pub fds: [Option<OwnedFd>; MAX_PASSED],
 }
 
 /// Receives one datagram without blocking (`EAGAIN` when none is queued).
@@ -187,7 +187,7 @@ pub fn recv_dgram(fd: i32, buf: &mut [u8]) -> Result<Datagram, Errno> {
     // SAFETY: every pointer in `msg` refers to this frame or to `buf`.
     let len = unsafe { syscall6(libc::SYS_recvmsg, [fd as usize, &mut msg as *mut _ as usize, flags, 0, 0, 0]) }?;
     let mut creds = None;
-    let mut passed: Option<OwnedFd> = None;
+    let mut passed: [Option<OwnedFd>; MAX_PASSED] = [None, None];
     // SAFETY: the CMSG macros walk the control buffer the kernel filled,
     // bounded by msg_controllen; data is read unaligned.
     unsafe {
@@ -203,8 +203,8 @@ pub fn recv_dgram(fd: i32, buf: &mut [u8]) -> Result<Datagram, Errno> {
                 (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
                     for i in 0..data_len / size_of::<i32>() {
                         let fd = OwnedFd::new(core::ptr::read_unaligned(data.cast::<i32>().add(i)));
-                        if passed.is_none() {
-                            passed = Some(fd);
+                        if let Some(slot) = passed.iter_mut().find(|p| p.is_none()) {
+                            *slot = Some(fd);
                         } // else: dropped, which closes it
                     }
                 }
@@ -218,7 +218,7 @@ pub fn recv_dgram(fd: i32, buf: &mut [u8]) -> Result<Datagram, Errno> {
         truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
         from: AbstractAddr { raw: from, len: msg.msg_namelen },
         creds,
-        fd: passed,
+        fds: passed,
     })
 }
 
@@ -411,8 +411,21 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     unsafe { syscall6(libc::SYS_pidfd_open, [pid as usize, 0, 0, 0, 0, 0]) }.map(|fd| OwnedFd::new(fd as i32))
 }
 
-/// True while the process behind `pidfd` runs.
-pub fn pidfd_alive(pidfd: i32) -> bool {
+/// A lifeline: a connected pair of stream sockets, close-on-exec. The end
+/// given away reads as hung up (readable, EOF) once every copy of the end
+/// kept is closed: its holder closed it, exec'd or died.
+pub fn lifeline() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut sv = [0i32; 2];
+    let kind = (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as usize;
+    // SAFETY: the kernel writes two fds into `sv`.
+    unsafe { syscall6(libc::SYS_socketpair, [libc::AF_UNIX as usize, kind, 0, sv.as_mut_ptr() as usize, 0, 0]) }?;
+    Ok((OwnedFd::new(sv[0]), OwnedFd::new(sv[1])))
+}
+
+/// True while the process behind `pidfd` runs; for the far end of a
+/// [`lifeline`], while the near end is held. (Both read as readable once
+/// the other side is gone.)
+pub fn alive(pidfd: i32) -> bool {
     let mut fds = [PollFd { fd: pidfd, events: libc::POLLIN, revents: 0 }];
     !matches!(poll(&mut fds, Some(Duration::ZERO)), Ok(1))
 }
@@ -481,34 +494,43 @@ mod tests {
         let client = dgram_socket().unwrap();
         autobind(client.raw()).unwrap();
         let (pass, _keep) = socketpair();
-        send_dgram(client.raw(), &addr, b"hello", Some(pass.raw())).unwrap();
+        let (keep, give) = lifeline().unwrap();
+        send_dgram(client.raw(), &addr, b"hello", &[pass.raw(), give.raw()]).unwrap();
         let mut buf = [0u8; 64];
         let d = recv_dgram(server.raw(), &mut buf).unwrap();
         assert_eq!(&buf[..d.len], b"hello");
         assert_eq!(d.creds, Some(Creds { pid: std::process::id() as i32, uid: geteuid() }));
-        let got = d.fd.expect("an fd");
+        let [Some(got), Some(line)] = d.fds else { panic!("two fds") };
         assert!(is_unix_stream(got.raw()));
+        // The lifeline holds while the kept end is open, anywhere.
+        drop(give);
+        assert!(alive(line.raw()));
+        drop(keep);
+        assert!(!alive(line.raw()));
         assert!(d.from.is_abstract());
         // Reply to the autobound sender.
-        send_dgram(server.raw(), &d.from, b"back", None).unwrap();
+        send_dgram(server.raw(), &d.from, b"back", &[]).unwrap();
         let d = recv_dgram(client.raw(), &mut buf).unwrap();
         assert_eq!(&buf[..d.len], b"back");
         assert_eq!(recv_dgram(client.raw(), &mut buf).unwrap_err(), Errno::AGAIN);
         // Nobody bound: refused.
         let nobody = AbstractAddr::new(b"ipc-offload-test-nobody-here").unwrap();
-        assert_eq!(send_dgram(client.raw(), &nobody, b"x", None), Err(Errno(libc::ECONNREFUSED)));
+        assert_eq!(send_dgram(client.raw(), &nobody, b"x", &[]), Err(Errno(libc::ECONNREFUSED)));
     }
 
     #[test]
     fn pidfd_of_this_process_is_alive() {
         let fd = pidfd_open(std::process::id() as i32).unwrap();
-        assert!(pidfd_alive(fd.raw()));
-        assert!(pid_exists(std::process::id() as i32));
-        // A child that has exited and been reaped no longer exists.
+        assert!(alive(fd.raw()));
+        // A child that has exited (a zombie until reaped) reads as gone.
         let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
+        let fd = pidfd_open(child.id() as i32).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive(fd.raw()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!alive(fd.raw()));
         child.wait().unwrap();
-        assert!(!pid_exists(pid));
     }
 
     #[test]

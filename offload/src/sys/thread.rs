@@ -12,6 +12,7 @@
 use core::ffi::{CStr, c_void};
 use core::mem::MaybeUninit;
 
+use super::signal::SYNCHRONOUS;
 use super::{Errno, syscall6};
 
 /// Entry point of a thread started by [`spawn_detached`].
@@ -38,9 +39,6 @@ impl core::fmt::Display for SpawnError {
 fn pthread_result(code: i32) -> Result<(), Errno> {
     if code == 0 { Ok(()) } else { Err(Errno(code)) }
 }
-
-/// Signals raised by the instruction a thread executes: never blocked.
-const SYNCHRONOUS: [i32; 6] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS];
 
 /// Starts a detached thread running `entry(arg)` on a stack of `stack_bytes`,
 /// with every asynchronous signal blocked from its first instruction and the

@@ -30,6 +30,10 @@ pub struct Reader {
     pub side: OwnedFd,
     /// The ring and its memfd, created on the first REQUEST.
     pub ring: Option<(Ring, OwnedFd)>,
+    /// The ring's lifeline: the end kept, and the end given to writers
+    /// with each OFFER, which reads as hung up once this process lets the
+    /// ring go, execs or dies.
+    pub lifeline: Option<(OwnedFd, OwnedFd)>,
     /// The last writer seen claiming, and a pidfd on it.
     pub writer: Option<(i32, OwnedFd)>,
     /// The side-channel addresses of writers that sent REQUESTs, by pid: a
@@ -63,7 +67,7 @@ pub struct Writer {
     /// The reader's ring, once offered and checked, and its memfd's inode
     /// (an OFFER of another ring replaces it: a new reader).
     pub ring: Option<(Ring, u64)>,
-    /// A pidfd on the reader.
+    /// The far end of the reader's lifeline (hung up: the reader is gone).
     pub reader: Option<OwnedFd>,
     /// When the next REQUEST may go (backing off while refused).
     pub next_request: Option<Instant>,
@@ -212,9 +216,10 @@ pub unsafe fn after_fork() {
     RING_BYTES.store(0, Relaxed);
 }
 
-/// True while the process behind `pidfd` (if known) runs.
+/// True while the process behind `pidfd` (if known) runs, or, for a
+/// lifeline, while its other end is held.
 pub fn alive(pidfd: Option<&OwnedFd>) -> bool {
-    pidfd.is_none_or(|fd| net::pidfd_alive(fd.raw()))
+    pidfd.is_none_or(|fd| net::alive(fd.raw()))
 }
 
 #[cfg(test)]

@@ -118,12 +118,21 @@ pub struct Tally {
     kernel: u64,
     engine: Option<EngineId>,
     reason: Option<Fallback>,
+    cut_short: bool,
 }
 
 impl Tally {
     /// Notes why (part of) the call took the kernel path.
     pub fn reason(&mut self, reason: Fallback) {
         self.reason.get_or_insert(reason);
+    }
+
+    /// Notes that a transfer ended early (the peer died, exec'd, or wrote
+    /// garbage): counted under `reason` even if the call moved bytes through
+    /// shared memory only.
+    pub fn cut_short(&mut self, reason: Fallback) {
+        self.reason = Some(reason);
+        self.cut_short = true;
     }
 
     /// Notes bytes that went through shared memory, copied by `engine`.
@@ -177,7 +186,7 @@ impl Tally {
     }
 
     fn record(&self) {
-        let reason = if self.kernel > 0 || self.fast == 0 { self.reason } else { None };
+        let reason = if self.kernel > 0 || self.fast == 0 || self.cut_short { self.reason } else { None };
         stats::counters(Class::Unix).record_ipc(self.fast, self.kernel, self.engine.unwrap_or(EngineId::Cpu), reason);
     }
 }

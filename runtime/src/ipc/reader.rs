@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring, Seen};
 use ipc_offload_engine::sys::mem::OwnedFd;
 use ipc_offload_engine::sys::net::{self, PollFd};
-use ipc_offload_engine::sys::{self, Errno};
+use ipc_offload_engine::sys::{self, Errno, signal};
 
 use super::call::ReadCall;
 use super::channel::{self, Channel, Locked, Reader, Role};
@@ -64,7 +64,7 @@ fn opt_in(ino: u32) -> Option<Reader> {
     let peer = net::peer_inode(ino).ok()?;
     let side = net::dgram_socket().ok()?;
     net::bind(side.raw(), &side::reader_name(peer)).ok()?;
-    Some(Reader { ino, peer, side, ring: None, writer: None, requesters: [None; channel::REQUESTERS] })
+    Some(Reader { ino, peer, side, ring: None, lifeline: None, writer: None, requesters: [None; channel::REQUESTERS] })
 }
 
 /// Answers every queued side-channel datagram: REQUESTs get an OFFER of the
@@ -82,28 +82,30 @@ fn serve_side(reader: &mut Reader, ctx: &Ctx) {
         }
         reader.note_requester(writer_pid, d.from);
         if reader.ring.is_none() {
-            reader.ring = make_ring(reader, ctx);
+            let (ring, lifeline) = make_ring(reader, ctx).unzip();
+            (reader.ring, reader.lifeline) = (ring, lifeline);
         }
-        if let Some((ring, memfd)) = &reader.ring {
+        if let (Some((ring, memfd)), Some((_, give))) = (&reader.ring, &reader.lifeline) {
             let (msg, len) = Message::Offer { ring_bytes: ring.geometry().ring_bytes() }.encode();
-            let _ = net::send_dgram(reader.side.raw(), &d.from, &msg[..len], Some(memfd.raw()));
+            let _ = net::send_dgram(reader.side.raw(), &d.from, &msg[..len], &[memfd.raw(), give.raw()]);
         }
     }
 }
 
-fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<(Ring, OwnedFd)> {
+/// A new ring within the budget, and its lifeline.
+fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, OwnedFd))> {
     let bytes = ctx.geometry.ring_bytes();
     if !channel::reserve_ring(bytes, ctx.ring_budget) {
         super::note_budget_exhausted();
         return None;
     }
-    match Ring::create(ctx.geometry, ctx.pid, reader.ino, reader.peer) {
-        Ok(made) => Some(made),
-        Err(_) => {
-            channel::unreserve_ring(bytes);
-            None
-        }
+    let made = net::lifeline().ok().and_then(|lifeline| {
+        Ring::create(ctx.geometry, ctx.pid, reader.ino, reader.peer).ok().map(|ring| (ring, lifeline))
+    });
+    if made.is_none() {
+        channel::unreserve_ring(bytes);
     }
+    made
 }
 
 /// Waits for a writer, transfers, or hands over to the kernel path.
@@ -120,6 +122,9 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         if got == capacity {
             return tally.fast_done(got);
         }
+        // Until the transfer, signals are held back: one that arrives stays
+        // pending and ends the wait below, as it would end the kernel's.
+        let held = signal::Held::block();
         // Kernel bytes first: they were written before any writer could claim.
         if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
             if !wait_all {
@@ -145,8 +150,13 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                         core::hint::spin_loop();
                         continue;
                     }
-                    if !net::pid_exists(writer) && ring.abandon_claim(ticket, writer) {
-                        break None; // it died in between: wait afresh
+                    writer_pidfd(reader, writer);
+                    if !writer_alive(reader, writer) {
+                        // It died (or exec'd) between its two stores.
+                        if reader.ring.as_ref().is_some_and(|(ring, _)| ring.abandon_claim(ticket, writer)) {
+                            break None; // wait afresh
+                        }
+                        continue;
                     }
                     sys::sched_yield(); // preempted: let it run
                     claiming_since = None;
@@ -163,7 +173,8 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                 PollFd { fd: call.fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 },
                 PollFd { fd: reader.side.raw(), events: libc::POLLIN, revents: 0 },
             ];
-            let polled = net::poll(&mut fds, deadline.map(|d| d.saturating_duration_since(Instant::now())));
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let polled = signal::ppoll(&mut fds, timeout, held.outside());
             if fds[1].revents != 0 {
                 serve_side(reader, ctx);
             }
@@ -180,7 +191,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                 return tally.fast_done(got);
             }
             if interrupted {
-                if got == 0 && !sys::every_handler_restarts() {
+                if got == 0 && !signal::every_handler_restarts() {
                     return tally.error(Fallback::Interrupted, Errno::INTR);
                 }
                 break None; // restart: look at the queue again
@@ -197,17 +208,16 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                 None => break None,
             }
         };
+        // The copy runs with the caller's mask: a signal's handler (or its
+        // default action) must not wait for a writer that may be stopped.
+        drop(held);
         let Some((writer, total)) = claimed else { continue };
         let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally) };
         writer_pidfd(reader, writer);
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
-        let writer_alive = reader.writer.as_ref().map(|(_, fd)| fd);
-        let (side, writer_side) = (reader.side.raw(), reader.requester(writer));
         let mut copier = ctx.copier();
         let mut copy = copier.as_fn();
-        // Alive, and not exec'd by another of its threads (that closes its
-        // side channel, close-on-exec, and the pid lives on).
-        let mut alive = || channel::alive(writer_alive) && writer_side.is_none_or(|a| net::bound(side, &a));
+        let mut alive = || writer_alive(reader, writer);
         // SAFETY: at most capacity - got bytes (the claim is bounded by the
         // wait's `want`); the cursor covers the caller's remaining buffers.
         let (n, abort) = unsafe { ring.receive(total.min(capacity - got), &mut cursor, &mut copy, &mut alive) };
@@ -222,9 +232,10 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                 if let Some((ring, _)) = reader.ring.take() {
                     channel::unreserve_ring(ring.geometry().ring_bytes());
                 }
-                tally.reason(Fallback::Corrupt);
+                reader.lifeline = None; // its writers see the ring go
+                tally.cut_short(Fallback::Corrupt);
             }
-            Some(_) => tally.reason(Fallback::PeerGone),
+            Some(_) => tally.cut_short(Fallback::PeerGone),
         }
         if abort.is_some() || !wait_all || got == capacity {
             if got == 0 {
@@ -233,6 +244,15 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
             return tally.fast_done(got);
         }
     }
+}
+
+/// Whether writer `pid` (whose pidfd `writer_pidfd` opened) still runs and
+/// has not exec'd: an exec by another of its threads keeps the pid but
+/// closes its side channel (close-on-exec), which the REQUESTs it sent
+/// named.
+fn writer_alive(reader: &Reader, pid: i32) -> bool {
+    let pidfd = reader.writer.as_ref().filter(|(p, _)| *p == pid).map(|(_, fd)| fd);
+    channel::alive(pidfd) && reader.requester(pid).is_none_or(|addr| net::bound(reader.side.raw(), &addr))
 }
 
 /// Opens a pidfd on the claiming writer, once per writer pid.

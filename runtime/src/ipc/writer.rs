@@ -77,7 +77,14 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
             let streaming = writer.last_rendezvous.is_some_and(|t| t.elapsed() < STREAMING);
             let patience = if streaming { PATIENCE_STREAMING } else { PATIENCE };
             if claimable(call.fd, writer) || (blocking && wait_for_reader(call.fd, writer, patience)) {
-                match transfer(writer, &mut cursor, len - sent, ctx, tally) {
+                let result = transfer(writer, &mut cursor, len - sent, ctx, tally);
+                if writer.ring.is_none() {
+                    // Aborted: the cursor went past slots the reader never
+                    // copied; the rest starts from the count.
+                    cursor = Cursor::new(call.iov);
+                    cursor.advance(sent + result.unwrap_or(0));
+                }
+                match result {
                     Ok(n) => {
                         sent += n;
                         continue;
@@ -182,17 +189,18 @@ fn transfer(
     ctx: &Ctx,
     tally: &mut Tally,
 ) -> Result<u64, Fallback> {
-    let (ring, ring_ino) = writer.ring.as_ref().ok_or(Fallback::NoPeer)?;
+    let (ring, _) = writer.ring.as_ref().ok_or(Fallback::NoPeer)?;
     let claim = ring.try_claim(rest, ctx.pid).ok_or(Fallback::NotWaiting)?;
     let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();
     if let Some(side) = &writer.side {
-        let _ = net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], None);
+        let _ = net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], &[]);
     }
     let reader = writer.reader.as_ref();
-    let (side, ino, ring_ino) = (writer.side.as_ref().map(OwnedFd::raw), writer.ino, *ring_ino);
     let mut copier = ctx.copier();
     let mut copy = copier.as_fn();
-    let mut alive = || channel::alive(reader) && side.is_none_or(|fd| still_the_reader(fd, ino, ring_ino, ctx));
+    // The reader's lifeline hangs up when it lets the ring go, execs (from
+    // any thread: the pid lives on) or dies.
+    let mut alive = || channel::alive(reader);
     // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
     // claim.total <= rest bytes remain.
     let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive) };
@@ -200,36 +208,13 @@ fn transfer(
     tally.engine_bytes(copier.engine(), n);
     if abort.is_some() {
         // The reader went away or gave up: this ring is done.
+        tally.cut_short(Fallback::PeerGone);
         forget_ring(writer);
         writer.side = None;
     } else {
         writer.last_rendezvous = Some(Instant::now());
     }
     if n == 0 && matches!(abort, Some(Abort::PeerGone | Abort::Withdrawn)) { Err(Fallback::PeerGone) } else { Ok(n) }
-}
-
-/// Asked while a transfer stalls: is the process that claimed still there
-/// to read? Its pid may live on through an exec by another of its threads,
-/// which closes its side channel (close-on-exec): the name is then refused,
-/// or taken by a new reader, which answers the REQUEST sent here with an
-/// OFFER of another ring. The reader itself answers when it is next in a
-/// read, with its own ring, which `take_offers` then ignores.
-fn still_the_reader(side: i32, ino: u32, ring_ino: u64, ctx: &Ctx) -> bool {
-    let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: ino }.encode();
-    if net::send_dgram(side, &side::reader_name(ino), &msg[..len], None) == Err(Errno(libc::ECONNREFUSED)) {
-        return false;
-    }
-    let mut buf = [0u8; side::MAX_LEN];
-    while let Ok(d) = net::recv_dgram(side, &mut buf) {
-        if d.creds.is_none_or(|c| c.uid != ctx.euid) {
-            continue;
-        }
-        let offered = d.fd.and_then(|fd| ipc_offload_engine::sys::mem::fstat(fd.raw()).ok()).map(|st| st.ino);
-        if offered.is_some_and(|other| other != ring_ino) {
-            return false;
-        }
-    }
-    true
 }
 
 /// Sends a REQUEST unless backing off; a refusal (no reader bound the name)
@@ -244,37 +229,57 @@ fn request(writer: &mut Writer, ctx: &Ctx) {
     }
     let Some(side) = &writer.side else { return };
     let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: writer.ino }.encode();
-    match net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], None) {
-        Ok(()) => writer.next_request = Some(now + BACKOFF_MAX),
-        Err(_) => {
-            // Nobody opted in (ECONNREFUSED) or the side channel is full.
+    match net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], &[]) {
+        Err(Errno(libc::ECONNREFUSED)) => {
+            // Nobody opted in.
             writer.side = None;
             writer.next_request = Some(now + writer.backoff);
             writer.backoff = (writer.backoff * 2).min(BACKOFF_MAX);
         }
+        // Delivered, or the reader's queue is full (it is there, busy).
+        _ => writer.next_request = Some(now + BACKOFF_MAX),
+    }
+}
+
+/// An OFFER as it arrived: the ring's memfd, its lifeline, and what was
+/// said of them.
+struct Offer {
+    memfd: OwnedFd,
+    memfd_ino: u64,
+    lifeline: OwnedFd,
+    ring_bytes: u64,
+    reader_pid: i32,
+}
+
+/// The next OFFER queued on `side` from a process of our uid; anything else
+/// queued before it is dropped.
+fn next_offer(side: i32, ctx: &Ctx) -> Option<Offer> {
+    let mut buf = [0u8; side::MAX_LEN];
+    loop {
+        let d = net::recv_dgram(side, &mut buf).ok()?;
+        let (Some(creds), [Some(memfd), Some(lifeline)]) = (d.creds, d.fds) else { continue };
+        if creds.uid != ctx.euid || d.truncated {
+            continue;
+        }
+        let Some(Message::Offer { ring_bytes }) = Message::decode(&buf[..d.len]) else { continue };
+        let Ok(st) = ipc_offload_engine::sys::mem::fstat(memfd.raw()) else { continue };
+        return Some(Offer { memfd, memfd_ino: st.ino, lifeline, ring_bytes, reader_pid: creds.pid });
     }
 }
 
 /// Picks up OFFERs: the reader's ring, checked and mapped.
 fn take_offers(writer: &mut Writer, ctx: &Ctx) {
-    let Some(side) = &writer.side else { return };
-    let mut buf = [0u8; side::MAX_LEN];
-    while let Ok(d) = net::recv_dgram(side.raw(), &mut buf) {
-        let (Some(creds), Some(memfd)) = (d.creds, d.fd) else { continue };
-        if creds.uid != ctx.euid || d.truncated {
-            continue;
-        }
-        let Some(Message::Offer { ring_bytes }) = Message::decode(&buf[..d.len]) else { continue };
-        let Ok(memfd_ino) = ipc_offload_engine::sys::mem::fstat(memfd.raw()).map(|st| st.ino) else { continue };
-        if writer.ring.as_ref().is_some_and(|(_, ino)| *ino == memfd_ino) {
+    let Some(side) = writer.side.as_ref().map(OwnedFd::raw) else { return };
+    while let Some(offer) = next_offer(side, ctx) {
+        if writer.ring.as_ref().is_some_and(|(_, ino)| *ino == offer.memfd_ino) {
             continue; // the ring it has: the reader answered a probe
         }
-        let Ok(ring) = Ring::attach(memfd.raw(), ctx.euid, writer.ino) else { continue };
-        if ring.geometry().ring_bytes() != ring_bytes || ring.reader_pid() != creds.pid {
+        let Ok(ring) = Ring::attach(offer.memfd.raw(), ctx.euid, writer.ino) else { continue };
+        if ring.geometry().ring_bytes() != offer.ring_bytes || ring.reader_pid() != offer.reader_pid {
             continue;
         }
-        writer.reader = net::pidfd_open(creds.pid).ok();
-        writer.ring = Some((ring, memfd_ino));
+        writer.reader = Some(offer.lifeline);
+        writer.ring = Some((ring, offer.memfd_ino));
         writer.backoff = BACKOFF_FIRST;
     }
 }

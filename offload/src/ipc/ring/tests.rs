@@ -152,9 +152,11 @@ fn the_reader_keeps_what_a_dead_writer_sent() {
     let mut src = pattern(65536, 1);
     let segs = [iov(&mut src)];
     let partial = Claim { ticket: claim.ticket, total: 65536 };
+    // It waits for the reader to copy the slot; told the reader is gone, it
+    // counts nothing sent, and the slot stays full.
     // SAFETY: 65536 bytes available.
-    let sent = unsafe { writer.send(&partial, 9, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true) };
-    assert_eq!(sent, (65536, None));
+    let sent = unsafe { writer.send(&partial, 9, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false) };
+    assert_eq!(sent, (0, Some(Abort::PeerGone)));
     let mut out = vec![0u8; 1 << 20];
     let segs = [iov(&mut out)];
     let mut checks = 0;
@@ -178,10 +180,34 @@ fn the_writer_stops_when_the_reader_is_gone() {
     let claim = writer.try_claim(1 << 22, 5).unwrap();
     let mut src = pattern(1 << 22, 2);
     let segs = [iov(&mut src)];
-    // Nobody drains: the writer fills the 4 slots, then finds the reader gone.
+    // Nobody drains: the writer fills the 4 slots, then finds the reader
+    // gone; none of those bytes was read, so none counts as sent.
     // SAFETY: 4 MiB available.
     let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false) };
-    assert_eq!((sent, abort), (4 * 65536, Some(Abort::PeerGone)));
+    assert_eq!((sent, abort), (0, Some(Abort::PeerGone)));
+}
+
+#[test]
+fn a_writer_counts_what_a_vanished_reader_copied() {
+    let (reader, writer) = pair(GEOMETRY);
+    let _ticket = reader.begin_wait(1 << 22);
+    let claim = writer.try_claim(1 << 22, 5).unwrap();
+    let mut src = pattern(1 << 22, 2);
+    let segs = [iov(&mut src)];
+    // The "reader" copies slots 0 and 1 at the writer's first nap, then
+    // vanishes: the writer refills them, waits on slot 2 and gives up.
+    let mut naps = 0;
+    let mut alive = || {
+        naps += 1;
+        if naps == 1 {
+            reader.set_slot(0, EMPTY);
+            reader.set_slot(1, EMPTY);
+        }
+        naps == 1
+    };
+    // SAFETY: 4 MiB available.
+    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut alive) };
+    assert_eq!((sent, abort), (2 * 65536, Some(Abort::PeerGone)));
 }
 
 #[test]
@@ -194,7 +220,7 @@ fn the_writer_stops_when_the_reader_gives_up() {
     let segs = [iov(&mut src)];
     // SAFETY: 4 MiB available.
     let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true) };
-    assert_eq!((sent, abort), (4 * 65536, Some(Abort::Withdrawn)));
+    assert_eq!((sent, abort), (0, Some(Abort::Withdrawn)));
 }
 
 #[test]
