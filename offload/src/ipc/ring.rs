@@ -17,11 +17,12 @@ use std::time::Instant;
 
 use crate::sys::futex::{self, Woken};
 use crate::sys::mem::{self, Mapping, OwnedFd};
+use crate::sys::signal::{self, SigMask};
 
 /// "IPCORING", little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IPCORING");
 /// Protocol version of the layout and of the mailbox.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Most slots a ring may have.
 pub const MAX_SLOTS: u32 = 64;
 /// Largest slot.
@@ -43,6 +44,10 @@ const OFF_MAILBOX: usize = 64;
 const OFF_WANT: usize = 72;
 const OFF_TOTAL: usize = 80;
 const OFF_ARMS: usize = 96;
+/// Per-ticket results: `ticket << 40 | bytes the reader copied`, at
+/// `OFF_RESULTS + 8 * (ticket % RESULTS)`.
+const OFF_RESULTS: usize = 1024;
+const RESULTS: u32 = 64;
 
 /// Mailbox states.
 const IDLE: u64 = 0;
@@ -127,10 +132,20 @@ impl From<crate::sys::Errno> for RingError {
     }
 }
 
+/// How a side sleeps while it waits for a slot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sleep {
+    /// The signal mask to sleep under (None: the thread's own).
+    pub mask: Option<SigMask>,
+    /// Set when a signal handler ran while it slept.
+    pub interrupted: bool,
+}
+
 /// Why a transfer stopped before its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Abort {
-    /// The other side exited (its pidfd became readable).
+    /// The other side is gone: it exited or exec'd (its pidfd or its
+    /// lifeline read as hung up, or its side channel is closed).
     PeerGone,
     /// The other side gave the transfer up (the mailbox moved on).
     Withdrawn,
@@ -381,7 +396,8 @@ impl Ring {
         let want = self.u64_at(OFF_WANT).load(Relaxed);
         let total = want.min(max);
         self.u64_at(OFF_TOTAL).store(total, Relaxed);
-        mb.store(mailbox(CLAIMED, ticket, pid), Release);
+        // A reader that took us for dead meanwhile has abandoned the claim.
+        mb.compare_exchange(mailbox(CLAIMING, ticket, pid), mailbox(CLAIMED, ticket, pid), SeqCst, Relaxed).ok()?;
         Some(Claim { ticket, total })
     }
 
@@ -393,8 +409,15 @@ impl Ring {
     // ---- slots ----
 
     /// Waits until slot word `slot` reads `want` (FULL or EMPTY). `go_on`
-    /// is asked after every nap; false abandons the wait.
-    fn wait_slot(&self, slot: u32, want: u32, go_on: &mut dyn FnMut() -> Result<(), Abort>) -> Result<(), Abort> {
+    /// is asked after every nap; an error abandons the wait (unless the slot
+    /// got there meanwhile).
+    fn wait_slot(
+        &self,
+        slot: u32,
+        want: u32,
+        go_on: &mut dyn FnMut() -> Result<(), Abort>,
+        sleep: &mut Sleep,
+    ) -> Result<(), Abort> {
         let word = self.slot_word(slot);
         let start = Instant::now();
         let mut polls = 0u32;
@@ -412,8 +435,19 @@ impl Ring {
             if value & SLEEPER == 0 && word.compare_exchange(value, sleeping, SeqCst, Relaxed).is_err() {
                 continue;
             }
-            if futex::wait_shared(word, sleeping, Some(NAP)) == Woken::TimedOut {
-                go_on()?;
+            let held = sleep.mask.map(signal::set);
+            let woken = futex::wait_shared(word, sleeping, Some(NAP));
+            if let Some(held) = held {
+                signal::set(held);
+            }
+            match woken {
+                Woken::Interrupted => sleep.interrupted = true,
+                Woken::TimedOut => {
+                    if let Err(abort) = go_on() {
+                        return if word.load(Acquire) & !SLEEPER == want { Ok(()) } else { Err(abort) };
+                    }
+                }
+                Woken::Changed => {}
             }
         }
     }
@@ -428,11 +462,12 @@ impl Ring {
 
     /// Writer: sends `claim.total` bytes taken from `src` through the slots,
     /// pipelined with the reader, and waits until the reader has copied the
-    /// last of them. `alive` says whether the reader still runs. Returns the
-    /// bytes the reader took: all of them, unless it went away or withdrew;
-    /// then what it had not copied out of its slots is not counted (as bytes
-    /// still queued in the kernel, they were never read) and `src` stands
-    /// past bytes that were not sent: the caller resumes from the count.
+    /// last of them (at most `drain`, when given). `alive` says whether the
+    /// reader still runs. Returns the bytes the reader took, as it recorded
+    /// them for this ticket: all of them, unless it went away or withdrew;
+    /// bytes it had not copied out of their slots were never read, and
+    /// `src` then stands past bytes that were not sent: the caller resumes
+    /// from the count. After `drain`, what was placed counts as sent.
     ///
     /// # Safety
     /// `src` must yield `claim.total` readable bytes.
@@ -443,9 +478,10 @@ impl Ring {
         src: &mut Cursor<'_>,
         copy: CopyFn<'_>,
         alive: &mut dyn FnMut() -> bool,
+        drain: Option<Duration>,
     ) -> (u64, Option<Abort>) {
         let slot_bytes = u64::from(self.geometry.slot_bytes);
-        let (mut sent, mut slot, mut filled) = (0u64, 0u32, 0u64);
+        let (mut sent, mut slot) = (0u64, 0u32);
         let mut go_on = || {
             if !self.claim_stands(claim, pid) {
                 Err(Abort::Withdrawn)
@@ -455,62 +491,82 @@ impl Ring {
                 Ok(())
             }
         };
+        let mut sleep = Sleep::default();
+        let taken = |sent: u64| self.consumed(claim.ticket).unwrap_or(0).min(sent);
         while sent < claim.total {
-            if let Err(abort) = self.wait_slot(slot, EMPTY, &mut go_on) {
-                return (sent - self.unconsumed(slot, filled), Some(abort));
+            if let Err(abort) = self.wait_slot(slot, EMPTY, &mut go_on, &mut sleep) {
+                return (taken(sent), Some(abort));
+            }
+            if !self.claim_stands(claim, pid) {
+                // Given up by the reader: the slots are not ours any more.
+                return (taken(sent), Some(Abort::Withdrawn));
             }
             let n = (claim.total - sent).min(slot_bytes);
             // SAFETY: the slot holds slot_bytes >= n bytes and is ours until
-            // it is marked full; the caller vouches for `src`.
+            // it is marked full (the claim stands); the caller vouches for
+            // `src`.
             unsafe { src.copy_out(self.slot_data(slot), n as usize, copy) };
             self.slot_len(slot).store(n as u32, Relaxed);
             self.set_slot(slot, FULL);
             sent += n;
-            filled += 1;
             slot = (slot + 1) % self.geometry.slots;
         }
-        // The reader copies the last slots: wait for it. It empties them in
-        // order, so the newest one empty means all are.
-        if filled > 0 {
-            let newest = (slot + self.geometry.slots - 1) % self.geometry.slots;
-            if let Err(abort) = self.wait_slot(newest, EMPTY, &mut go_on) {
-                return (sent - self.unconsumed(slot, filled), Some(abort));
+        // The reader copies the last slots. It empties them in order and
+        // records its count first: sleep on the newest slot, trust the count.
+        let newest = (slot + self.geometry.slots - 1) % self.geometry.slots;
+        let start = Instant::now();
+        loop {
+            if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
+                return (sent, None);
             }
+            if let Err(abort) = self.wait_slot(newest, EMPTY, &mut go_on, &mut sleep) {
+                let done = self.consumed(claim.ticket) == Some(sent);
+                return if done { (sent, None) } else { (taken(sent), Some(abort)) };
+            }
+            if !self.claim_stands(claim, pid) && self.consumed(claim.ticket) != Some(sent) {
+                // Emptied by a reader that gave the claim up.
+                return (taken(sent), Some(Abort::Withdrawn));
+            }
+            core::hint::spin_loop();
         }
-        (sent, None)
     }
 
-    /// Bytes of the last `filled` slots filled before slot `next` that the
-    /// reader has not copied out (still full). The reader empties them in
-    /// order, so they are the newest ones.
-    fn unconsumed(&self, next: u32, filled: u64) -> u64 {
-        let slots = self.geometry.slots;
-        (1..=filled.min(u64::from(slots)) as u32)
-            .map(|back| (next + slots - back) % slots)
-            .filter(|&slot| self.slot_word(slot).load(Acquire) & !SLEEPER == FULL)
-            .map(|slot| u64::from(self.slot_len(slot).load(Relaxed)))
-            .sum()
+    /// What the reader recorded as copied for `ticket`, if the record is
+    /// that ticket's (none before it copied its first slot).
+    fn consumed(&self, ticket: u32) -> Option<u64> {
+        let record = self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).load(Acquire);
+        (record >> 40 == u64::from(ticket)).then_some(record & ((1 << 40) - 1))
     }
 
-    /// Reader: receives `total` bytes of the claimed wait into `dst`.
-    /// `alive` says whether the writer still runs. Returns the bytes
-    /// delivered (all of them unless the writer went away or wrote garbage).
+    fn record_consumed(&self, ticket: u32, bytes: u64) {
+        self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).store(u64::from(ticket) << 40 | bytes, Release);
+    }
+
+    /// Reader: receives `total` bytes of claimed wait `ticket` into `dst`,
+    /// recording its count for the writer as it goes. `alive` says whether
+    /// the writer still runs. `sleep.mask`, when given, is the signal mask
+    /// to sleep under (the caller holds signals back otherwise);
+    /// `sleep.interrupted` tells whether a signal arrived while it slept.
+    /// Returns the bytes delivered (all of them unless the writer went away
+    /// or wrote garbage).
     ///
     /// # Safety
     /// `dst` must have room for `total` writable bytes.
     pub unsafe fn receive(
         &self,
+        ticket: u32,
         total: u64,
         dst: &mut Cursor<'_>,
         copy: CopyFn<'_>,
         alive: &mut dyn FnMut() -> bool,
+        sleep: &mut Sleep,
     ) -> (u64, Option<Abort>) {
         let slot_bytes = u64::from(self.geometry.slot_bytes);
         let mut received = 0u64;
         let mut slot = 0u32;
         while received < total {
             let mut go_on = || if alive() { Ok(()) } else { Err(Abort::PeerGone) };
-            if let Err(abort) = self.wait_slot(slot, FULL, &mut go_on) {
+            if let Err(abort) = self.wait_slot(slot, FULL, &mut go_on, sleep) {
                 return (received, Some(abort));
             }
             let n = u64::from(self.slot_len(slot).load(Relaxed));
@@ -520,8 +576,9 @@ impl Ring {
             // SAFETY: n <= slot_bytes: the bytes lie in the slot, handed over
             // by the Acquire load in wait_slot; the caller vouches for `dst`.
             unsafe { dst.copy_in(self.slot_data(slot), n as usize, copy) };
-            self.set_slot(slot, EMPTY);
             received += n;
+            self.record_consumed(ticket, received);
+            self.set_slot(slot, EMPTY);
             slot = (slot + 1) % self.geometry.slots;
         }
         (received, None)

@@ -72,6 +72,11 @@ pub fn current() -> SigMask {
     sigprocmask(libc::SIG_BLOCK, None)
 }
 
+/// Puts `mask` in force in the calling thread; returns the mask before.
+pub fn set(mask: SigMask) -> SigMask {
+    sigprocmask(libc::SIG_SETMASK, Some(mask.0))
+}
+
 /// poll(2) with `mask` in force while it waits (ppoll(2)): `EINTR` if a
 /// signal that `mask` lets through is pending or arrives.
 pub fn ppoll(fds: &mut [PollFd], timeout: Option<Duration>, mask: SigMask) -> Result<usize, Errno> {

@@ -48,7 +48,9 @@ impl Reader {
     /// Remembers the side-channel address of writer `pid`.
     pub fn note_requester(&mut self, pid: i32, from: AbstractAddr) {
         let i = self.requesters.iter().position(|r| r.is_some_and(|(p, _)| p == pid));
-        self.requesters[i.unwrap_or(pid.unsigned_abs() as usize % REQUESTERS)] = Some((pid, from));
+        let free = || self.requesters.iter().position(Option::is_none);
+        let i = i.or_else(free).unwrap_or(pid.unsigned_abs() as usize % REQUESTERS);
+        self.requesters[i] = Some((pid, from));
     }
 
     /// The side-channel address of writer `pid`, if it sent a REQUEST.

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring, Seen};
+use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring, Seen, Sleep};
 use ipc_offload_engine::sys::mem::OwnedFd;
 use ipc_offload_engine::sys::net::{self, PollFd};
-use ipc_offload_engine::sys::{self, Errno, signal};
+use ipc_offload_engine::sys::{Errno, signal};
 
 use super::call::ReadCall;
 use super::channel::{self, Channel, Locked, Reader, Role};
@@ -118,25 +118,28 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
     let timeout = net::receive_timeout(call.fd);
     let mut got = 0u64;
     let mut cursor = Cursor::new(call.iov);
+    // Signals are held back for the whole call, except while it sleeps (in
+    // ppoll, or in a slot's futex) and while it replays itself on the
+    // kernel: one that arrives stays pending and ends the next sleep, as it
+    // would end the kernel's.
+    let held = signal::Held::block();
+    let mut signalled = false;
     loop {
         if got == capacity {
             return tally.fast_done(got);
         }
-        // Until the transfer, signals are held back: one that arrives stays
-        // pending and ends the wait below, as it would end the kernel's.
-        let held = signal::Held::block();
         // Kernel bytes first: they were written before any writer could claim.
         if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
             if !wait_all {
-                return finish_with_kernel(call, got, tally);
+                return finish_with_kernel(call, got, tally, held);
             }
             match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
                 Some(r) => return r,
                 None => continue,
             }
         }
-        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally) };
-        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
+        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
+        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
         let ticket = ring.begin_wait(capacity - got);
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
@@ -150,15 +153,16 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                         core::hint::spin_loop();
                         continue;
                     }
-                    writer_pidfd(reader, writer);
-                    if !writer_alive(reader, writer) {
+                    if !track_writer(reader, writer) || !writer_alive(reader, writer) {
                         // It died (or exec'd) between its two stores.
                         if reader.ring.as_ref().is_some_and(|(ring, _)| ring.abandon_claim(ticket, writer)) {
                             break None; // wait afresh
                         }
                         continue;
                     }
-                    sys::sched_yield(); // preempted: let it run
+                    // Preempted (or stopped): let it run, signals let through.
+                    let nap = signal::ppoll(&mut [], Some(CLAIM_STALL), held.outside());
+                    signalled |= nap == Err(Errno::INTR);
                     claiming_since = None;
                     continue;
                 }
@@ -200,7 +204,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                 return if got > 0 { tally.fast_done(got) } else { tally.error(Fallback::TimedOut, Errno::AGAIN) };
             }
             if !wait_all {
-                return finish_with_kernel(call, got, tally);
+                return finish_with_kernel(call, got, tally, held);
             }
             // MSG_WAITALL: take what the kernel has (or its EOF), go on waiting.
             match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
@@ -208,19 +212,21 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
                 None => break None,
             }
         };
-        // The copy runs with the caller's mask: a signal's handler (or its
-        // default action) must not wait for a writer that may be stopped.
-        drop(held);
         let Some((writer, total)) = claimed else { continue };
-        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally) };
-        writer_pidfd(reader, writer);
-        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally) };
+        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
+        track_writer(reader, writer);
+        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
         let mut copier = ctx.copier();
         let mut copy = copier.as_fn();
         let mut alive = || writer_alive(reader, writer);
+        // Sleeps for slots let signals through: a handler, or a default
+        // action, must not wait for a writer that may be stopped.
+        let mut sleep = Sleep { mask: Some(held.outside()), interrupted: false };
         // SAFETY: at most capacity - got bytes (the claim is bounded by the
         // wait's `want`); the cursor covers the caller's remaining buffers.
-        let (n, abort) = unsafe { ring.receive(total.min(capacity - got), &mut cursor, &mut copy, &mut alive) };
+        let (n, abort) =
+            unsafe { ring.receive(ticket, total.min(capacity - got), &mut cursor, &mut copy, &mut alive, &mut sleep) };
+        signalled |= sleep.interrupted;
         ring.end(ticket);
         drop(copy);
         tally.engine_bytes(copier.engine(), n);
@@ -237,9 +243,10 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
             }
             Some(_) => tally.cut_short(Fallback::PeerGone),
         }
-        if abort.is_some() || !wait_all || got == capacity {
+        // MSG_WAITALL ends early when a signal arrived, as the kernel's does.
+        if abort.is_some() || !wait_all || got == capacity || (signalled && got > 0) {
             if got == 0 {
-                return finish_with_kernel(call, 0, tally);
+                return finish_with_kernel(call, 0, tally, held);
             }
             return tally.fast_done(got);
         }
@@ -255,16 +262,30 @@ fn writer_alive(reader: &Reader, pid: i32) -> bool {
     channel::alive(pidfd) && reader.requester(pid).is_none_or(|addr| net::bound(reader.side.raw(), &addr))
 }
 
-/// Opens a pidfd on the claiming writer, once per writer pid.
-fn writer_pidfd(reader: &mut Reader, pid: i32) {
-    if reader.writer.as_ref().is_none_or(|(p, _)| *p != pid) {
-        reader.writer = net::pidfd_open(pid).ok().map(|fd| (pid, fd));
+/// Keeps a pidfd on the claiming writer: opened once per writer, and again
+/// when the one held reads as exited (the pid may have been reused). False
+/// when no process has that pid.
+fn track_writer(reader: &mut Reader, pid: i32) -> bool {
+    if reader.writer.as_ref().is_some_and(|(p, fd)| *p == pid && net::alive(fd.raw())) {
+        return true;
+    }
+    match net::pidfd_open(pid) {
+        Ok(fd) => {
+            reader.writer = Some((pid, fd));
+            true
+        }
+        Err(e) => {
+            reader.writer = None;
+            e != Errno(libc::ESRCH)
+        }
     }
 }
 
 /// Ends a call without MSG_WAITALL through the kernel: the whole call as it
-/// was, or, after `got` bytes came through shared memory, just those.
-fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally) -> isize {
+/// was (a blocking replay: signals let through first), or, after `got`
+/// bytes came through shared memory, just those.
+fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally, held: signal::Held) -> isize {
+    drop(held);
     if got == 0 { tally.kernel(Fallback::KernelFirst, call) } else { tally.fast_done(got) }
 }
 

@@ -7,14 +7,15 @@ use ipc_offload_engine::sys::net::AbstractAddr;
 /// Every datagram starts with this.
 pub const MAGIC: [u8; 4] = *b"IPCO";
 /// The protocol version carried by names and datagrams.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// A side-channel message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message {
     /// A writer asks the reader of `writer_ino`'s peer for its ring.
     Request { writer_pid: i32, writer_ino: u32 },
-    /// The reader's answer: the ring (its memfd travels as SCM_RIGHTS).
+    /// The reader's answer: the ring (its memfd and the far end of its
+    /// lifeline travel as SCM_RIGHTS).
     Offer { ring_bytes: u64 },
     /// A writer claimed wait `ticket`.
     Wake { ticket: u32 },
@@ -78,7 +79,7 @@ impl Message {
 pub fn reader_name(writer_ino: u32) -> AbstractAddr {
     let mut name = [0u8; 40];
     let mut at = 0;
-    for b in b"ipc-offload/1/" {
+    for b in b"ipc-offload/2/" {
         name[at] = *b;
         at += 1;
     }
@@ -125,7 +126,7 @@ mod tests {
         let (bytes, len) = Message::Wake { ticket: 1 }.encode();
         assert_eq!(Message::decode(&bytes[..len - 1]), None, "short");
         let mut other = bytes;
-        other[4] = 2;
+        other[4] = VERSION + 1;
         assert_eq!(Message::decode(&other[..len]), None, "other version");
         other = bytes;
         other[0] = b'X';
@@ -138,8 +139,8 @@ mod tests {
 
     #[test]
     fn names_carry_version_and_inode() {
-        assert_eq!(reader_name(44681).name(), b"ipc-offload/1/44681");
-        assert_eq!(reader_name(0).name(), b"ipc-offload/1/0");
-        assert_eq!(reader_name(u32::MAX).name(), b"ipc-offload/1/4294967295");
+        assert_eq!(reader_name(44681).name(), b"ipc-offload/2/44681");
+        assert_eq!(reader_name(0).name(), b"ipc-offload/2/0");
+        assert_eq!(reader_name(u32::MAX).name(), b"ipc-offload/2/4294967295");
     }
 }

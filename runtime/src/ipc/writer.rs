@@ -24,6 +24,8 @@ const PIECE: u64 = 256 << 10;
 /// such a reader in the kernel anyway, once the socket buffer is full).
 const PATIENCE: Duration = Duration::from_micros(200);
 const PATIENCE_STREAMING: Duration = Duration::from_millis(20);
+/// Longest a nonblocking write waits for its reader to copy the last slots.
+const DRAIN_NONBLOCKING: Duration = Duration::from_millis(20);
 /// A reader that ended a transfer this recently is streaming.
 const STREAMING: Duration = Duration::from_millis(50);
 /// First and longest pause between REQUESTs to a socket whose reader has
@@ -77,7 +79,7 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
             let streaming = writer.last_rendezvous.is_some_and(|t| t.elapsed() < STREAMING);
             let patience = if streaming { PATIENCE_STREAMING } else { PATIENCE };
             if claimable(call.fd, writer) || (blocking && wait_for_reader(call.fd, writer, patience)) {
-                let result = transfer(writer, &mut cursor, len - sent, ctx, tally);
+                let result = transfer(writer, &mut cursor, len - sent, blocking, ctx, tally);
                 if writer.ring.is_none() {
                     // Aborted: the cursor went past slots the reader never
                     // copied; the rest starts from the count.
@@ -186,6 +188,7 @@ fn transfer(
     writer: &mut Writer,
     cursor: &mut Cursor<'_>,
     rest: u64,
+    blocking: bool,
     ctx: &Ctx,
     tally: &mut Tally,
 ) -> Result<u64, Fallback> {
@@ -201,9 +204,12 @@ fn transfer(
     // The reader's lifeline hangs up when it lets the ring go, execs (from
     // any thread: the pid lives on) or dies.
     let mut alive = || channel::alive(reader);
+    // A nonblocking write waits a bounded time for the reader to copy its
+    // last slots; past that, what it placed counts as sent.
+    let drain = (!blocking).then_some(DRAIN_NONBLOCKING);
     // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
     // claim.total <= rest bytes remain.
-    let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive) };
+    let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive, drain) };
     drop(copy);
     tally.engine_bytes(copier.engine(), n);
     if abort.is_some() {

@@ -45,7 +45,7 @@ fn rendezvous(reader: &Arc<Ring>, writer: &Arc<Ring>, n: usize, want: usize) -> 
         let segs = [iov(&mut src)];
         let mut cursor = Cursor::new(&segs);
         // SAFETY: the cursor covers claim.total bytes.
-        unsafe { w.send(&claim, 4242, &mut cursor, &mut plain_copy(), &mut || true) }
+        unsafe { w.send(&claim, 4242, &mut cursor, &mut plain_copy(), &mut || true, None) }
     });
     let ticket = reader.begin_wait(want as u64);
     let total = loop {
@@ -62,7 +62,8 @@ fn rendezvous(reader: &Arc<Ring>, writer: &Arc<Ring>, n: usize, want: usize) -> 
     let segs = [iov(&mut out)];
     let mut cursor = Cursor::new(&segs);
     // SAFETY: `out` holds want >= total bytes.
-    let (got, abort) = unsafe { reader.receive(total, &mut cursor, &mut plain_copy(), &mut || true) };
+    let (got, abort) =
+        unsafe { reader.receive(ticket, total, &mut cursor, &mut plain_copy(), &mut || true, &mut Sleep::default()) };
     reader.end(ticket);
     assert_eq!((got, abort), (total, None));
     assert_eq!(writer_thread.join().unwrap(), (total, None));
@@ -155,17 +156,25 @@ fn the_reader_keeps_what_a_dead_writer_sent() {
     // It waits for the reader to copy the slot; told the reader is gone, it
     // counts nothing sent, and the slot stays full.
     // SAFETY: 65536 bytes available.
-    let sent = unsafe { writer.send(&partial, 9, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false) };
+    let sent = unsafe { writer.send(&partial, 9, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false, None) };
     assert_eq!(sent, (0, Some(Abort::PeerGone)));
     let mut out = vec![0u8; 1 << 20];
     let segs = [iov(&mut out)];
     let mut checks = 0;
     // SAFETY: `out` holds 1 MiB.
     let (got, abort) = unsafe {
-        reader.receive(claim.total, &mut Cursor::new(&segs), &mut plain_copy(), &mut || {
+        let mut alive = || {
             checks += 1;
             false
-        })
+        };
+        reader.receive(
+            ticket,
+            claim.total,
+            &mut Cursor::new(&segs),
+            &mut plain_copy(),
+            &mut alive,
+            &mut Sleep::default(),
+        )
     };
     reader.end(ticket);
     assert_eq!((got, abort), (65536, Some(Abort::PeerGone)));
@@ -183,14 +192,15 @@ fn the_writer_stops_when_the_reader_is_gone() {
     // Nobody drains: the writer fills the 4 slots, then finds the reader
     // gone; none of those bytes was read, so none counts as sent.
     // SAFETY: 4 MiB available.
-    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false) };
+    let (sent, abort) =
+        unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false, None) };
     assert_eq!((sent, abort), (0, Some(Abort::PeerGone)));
 }
 
 #[test]
 fn a_writer_counts_what_a_vanished_reader_copied() {
     let (reader, writer) = pair(GEOMETRY);
-    let _ticket = reader.begin_wait(1 << 22);
+    let ticket = reader.begin_wait(1 << 22);
     let claim = writer.try_claim(1 << 22, 5).unwrap();
     let mut src = pattern(1 << 22, 2);
     let segs = [iov(&mut src)];
@@ -200,13 +210,14 @@ fn a_writer_counts_what_a_vanished_reader_copied() {
     let mut alive = || {
         naps += 1;
         if naps == 1 {
+            reader.record_consumed(ticket, 2 * 65536);
             reader.set_slot(0, EMPTY);
             reader.set_slot(1, EMPTY);
         }
         naps == 1
     };
     // SAFETY: 4 MiB available.
-    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut alive) };
+    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut alive, None) };
     assert_eq!((sent, abort), (2 * 65536, Some(Abort::PeerGone)));
 }
 
@@ -219,7 +230,8 @@ fn the_writer_stops_when_the_reader_gives_up() {
     let mut src = pattern(1 << 22, 2);
     let segs = [iov(&mut src)];
     // SAFETY: 4 MiB available.
-    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true) };
+    let (sent, abort) =
+        unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true, None) };
     assert_eq!((sent, abort), (0, Some(Abort::Withdrawn)));
 }
 
@@ -234,7 +246,16 @@ fn a_slot_length_out_of_range_is_caught() {
     let mut out = vec![0u8; 1 << 20];
     let segs = [iov(&mut out)];
     // SAFETY: `out` holds 1 MiB.
-    let r = unsafe { reader.receive(claim.total, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true) };
+    let r = unsafe {
+        reader.receive(
+            ticket,
+            claim.total,
+            &mut Cursor::new(&segs),
+            &mut plain_copy(),
+            &mut || true,
+            &mut Sleep::default(),
+        )
+    };
     reader.end(ticket);
     assert_eq!(r, (0, Some(Abort::Corrupt)));
 }
@@ -269,4 +290,19 @@ fn a_writer_sleeps_until_the_reader_waits() {
     assert!(start.elapsed() < Duration::from_secs(10), "woken, not timed out");
     let ticket = t.join().unwrap();
     assert!(reader.withdraw(ticket));
+}
+
+#[test]
+fn each_ticket_keeps_its_own_count() {
+    // A writer that looks late at its transfer must find its own count, not
+    // that of the next writer's claim on the same ring.
+    let (reader, writer) = pair(GEOMETRY);
+    let first = rendezvous(&reader, &writer, 300_000, 1 << 20);
+    assert_eq!(first.len(), 300_000);
+    let t1 = ticket_of(reader.u64_at(OFF_MAILBOX).load(SeqCst));
+    let second = rendezvous(&reader, &writer, 70_000, 1 << 20);
+    assert_eq!(second.len(), 70_000);
+    assert_eq!(writer.consumed(t1), Some(300_000));
+    assert_eq!(writer.consumed(t1.wrapping_add(1) & 0x00ff_ffff), Some(70_000));
+    assert_eq!(writer.consumed(t1.wrapping_add(2) & 0x00ff_ffff), None, "nothing copied for a wait not yet made");
 }
