@@ -48,6 +48,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "common.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -68,12 +69,6 @@ static int is_stream(const uint8_t *buf, size_t at, size_t n) {
     return memcmp(buf, pattern + at % 251, n) == 0;
 }
 
-static uint8_t *buffer(size_t n) {
-    uint8_t *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) { perror("mmap"); exit(2); }
-    return p;
-}
-
 static void read_exactly(int fd, uint8_t *buf, size_t n, size_t at) {
     for (size_t got = 0; got < n;) {
         ssize_t r = read(fd, buf, n - got < MIB ? n - got : MIB);
@@ -87,7 +82,7 @@ static int sigpipe_mode(int sv[2]) {
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        read_exactly(sv[1], buffer(MIB), 32 * MIB, 0);
+        read_exactly(sv[1], map_or_die(MIB), 32 * MIB, 0);
         _exit(0);
     }
     close(sv[1]);
@@ -103,16 +98,6 @@ static int sigpipe_mode(int sv[2]) {
 }
 
 static void on_alarm(int sig) { (void)sig; }
-
-static long wchar(void) {
-    FILE *f = fopen("/proc/self/io", "r");
-    char line[128];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "wchar: %ld", &v) == 1) break;
-    if (f) fclose(f);
-    return v;
-}
 
 /* The 8 MiB warm-up that makes the ends meet (the first large message of a
    connection goes through the kernel), read in 1 MiB reads, then a 1-byte
@@ -148,7 +133,7 @@ static int waitall_signal_mode(int sv[2]) {
         _exit(0);
     }
     close(sv[1]);
-    uint8_t *buf = buffer(8 * MIB);
+    uint8_t *buf = map_or_die(8 * MIB);
     warm_up_reader(sv[0], buf);
     ssize_t r = recv(sv[0], buf, 8 * MIB, MSG_WAITALL);
     printf("interrupted recv(MSG_WAITALL) returned %zd\n", r);
@@ -200,7 +185,7 @@ static int writer_execs_mode(int sv[2]) {
     }
     close(sv[1]);
     size_t cap = 512 * MIB, at = 8 * MIB;
-    uint8_t *buf = buffer(cap);
+    uint8_t *buf = map_or_die(cap);
     warm_up_reader(sv[0], buf);
     uint8_t marker[4];
     size_t have = 0;
@@ -226,7 +211,7 @@ static int writer_execs_mode(int sv[2]) {
 
 static void *read_512_mib(void *arg) {
     (void)arg;
-    uint8_t *buf = buffer(512 * MIB);
+    uint8_t *buf = map_or_die(512 * MIB);
     __atomic_store_n(&started, 1, __ATOMIC_RELEASE);
     for (;;) /* until the exec ends it */
         if (read(3, buf, 512 * MIB) <= 0) break;
@@ -236,7 +221,7 @@ static void *read_512_mib(void *arg) {
 /* The exec'd reader: what is left of the stream must have no gap and no
    repeat (each byte one more than the last, modulo 251). */
 static int check_rest_mode(void) {
-    uint8_t *buf = buffer(4 * MIB);
+    uint8_t *buf = map_or_die(4 * MIB);
     size_t total = 0;
     int last = -1;
     for (;;) {
@@ -261,7 +246,7 @@ static int reader_execs_mode(int sv[2]) {
     if (pid == 0) {
         close(sv[0]);
         dup2(sv[1], 3);
-        warm_up_reader(3, buffer(8 * MIB));
+        warm_up_reader(3, map_or_die(8 * MIB));
         pthread_t t;
         pthread_create(&t, NULL, read_512_mib, NULL);
         char *argv[] = {"/proc/self/exe", "check-rest", NULL};
@@ -314,7 +299,7 @@ static int credentials_mode(int sv[2]) {
         _exit(0);
     }
     close(sv[1]);
-    uint8_t *buf = buffer(4 * MIB);
+    uint8_t *buf = map_or_die(4 * MIB);
     read_exactly(sv[0], buf, 4 * MIB, 0);
     /* The kernel never joins bytes of different senders in one read: the
        1 MiB comes in reads that each carry this child's credentials. */
@@ -358,7 +343,7 @@ static int highfd_mode(int sv[2]) {
     close(sv[1]);
     if (dup2(sv[0], 70000) != 70000) { perror("dup2"); return 1; }
     close(sv[0]);
-    read_exactly(70000, buffer(4 * MIB), 64 * MIB, 0);
+    read_exactly(70000, map_or_die(4 * MIB), 64 * MIB, 0);
     int status;
     waitpid(pid, &status, 0);
     printf("64 MiB read on fd 70000\n");

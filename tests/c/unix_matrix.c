@@ -48,16 +48,6 @@ static void verify(const uint8_t *p, size_t n) {
     checked += n;
 }
 
-static long wchar(void) {
-    FILE *f = fopen("/proc/self/io", "r");
-    char line[128];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "wchar: %ld", &v) == 1) break;
-    if (f) fclose(f);
-    return v;
-}
-
 static void writer(int fd, size_t total, size_t wsize, const char *mode) {
     int nbwrite = strcmp(mode, "nbwrite") == 0;
     if (nbwrite) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
