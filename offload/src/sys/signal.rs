@@ -17,13 +17,6 @@ pub const SYNCHRONOUS: [i32; 6] =
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigMask(u64);
 
-impl SigMask {
-    /// Whether `signal` is in the mask.
-    pub fn has(self, signal: i32) -> bool {
-        (1..=64).contains(&signal) && self.0 & (1 << (signal - 1)) != 0
-    }
-}
-
 /// The asynchronous signals a wait may hold back: all but the fault signals
 /// and glibc's two internal ones (32 cancels threads, 33 runs setuid(2) on
 /// every thread: another thread's setuid would wait for this one).
@@ -67,11 +60,6 @@ impl Drop for Held {
     }
 }
 
-/// The calling thread's mask.
-pub fn current() -> SigMask {
-    sigprocmask(libc::SIG_BLOCK, None)
-}
-
 /// Puts `mask` in force in the calling thread; returns the mask before.
 pub fn set(mask: SigMask) -> SigMask {
     sigprocmask(libc::SIG_SETMASK, Some(mask.0))
@@ -112,6 +100,15 @@ pub fn every_handler_restarts() -> bool {
 mod tests {
     use super::*;
 
+    /// The calling thread's mask.
+    fn current() -> SigMask {
+        sigprocmask(libc::SIG_BLOCK, None)
+    }
+
+    fn has(mask: SigMask, signal: i32) -> bool {
+        mask.0 & (1 << (signal - 1)) != 0
+    }
+
     #[test]
     fn held_signals_stay_pending_and_interrupt_ppoll() {
         // Runs on its own thread: the mask is per thread.
@@ -121,8 +118,8 @@ mod tests {
                 let held = Held::block();
                 assert_eq!(held.outside(), before);
                 let inside = current();
-                assert!(inside.has(libc::SIGUSR1) && inside.has(libc::SIGALRM));
-                assert!(!inside.has(libc::SIGSEGV) && !inside.has(33));
+                assert!(has(inside, libc::SIGUSR1) && has(inside, libc::SIGALRM));
+                assert!(!has(inside, libc::SIGSEGV) && !has(inside, 33));
                 // SIGUSR2 with a handler that does nothing (no SA_RESTART),
                 // sent to this very thread while it is held.
                 extern "C" fn nothing(_: libc::c_int) {}
