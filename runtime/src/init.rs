@@ -85,8 +85,14 @@ fn start_inner(argv0: Option<&[u8]>) {
         log_at!(Warn, "pthread_atfork failed ({e}): fork children copy with libc only");
     }
     crate::ipc::init();
-    if settings.options[Class::Unix.index()].is_some() {
-        let min = settings.plan.class(Class::Unix).rule.min_bytes;
+    // The read/write hooks' one compare: the lowest threshold of the IPC
+    // classes that are on (each class checks its own after).
+    let io_min = [Class::Unix, Class::Pipe]
+        .into_iter()
+        .filter(|c| settings.options[c.index()].is_some())
+        .map(|c| crate::ipc::threshold(c, settings.plan.class(c).rule.min_bytes))
+        .min();
+    if let Some(min) = io_min {
         ipc_offload_engine::real_io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
     }
     if settings.options[Class::Memcpy.index()].is_some() {

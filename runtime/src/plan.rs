@@ -66,12 +66,6 @@ impl Plan {
     }
 }
 
-/// Classes whose calls this version intercepts. Pipes have a policy section
-/// already; their fast path is not built yet.
-fn intercepted(class: Class) -> bool {
-    class != Class::Pipe
-}
-
 /// Workers a class may use on `cpus` CPUs. For the IPC classes `auto` leaves
 /// two CPUs to the two processes at the ends of a transfer, which copy at
 /// the same time already (the writer into the ring, the reader out of it).
@@ -109,23 +103,19 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
         let rule = resolved.rules[i];
         let workers = workers(class, &rule, cpus);
         let best = if workers > 0 { EngineId::AsyncCpu } else { EngineId::Cpu };
-        let engine = if !intercepted(class) {
-            None
-        } else {
-            match rule.engine {
-                Engine::Off => None,
-                Engine::Cpu => Some(EngineId::Cpu),
-                Engine::Auto => Some(best),
-                Engine::AsyncCpu if workers == 0 => {
-                    let reason = "it has no worker: `workers` is 0 or one CPU is available";
-                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Cpu, reason });
-                    Some(EngineId::Cpu)
-                }
-                Engine::AsyncCpu => Some(EngineId::AsyncCpu),
-                Engine::Dsa | Engine::Hybrid => {
-                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
-                    Some(best)
-                }
+        let engine = match rule.engine {
+            Engine::Off => None,
+            Engine::Cpu => Some(EngineId::Cpu),
+            Engine::Auto => Some(best),
+            Engine::AsyncCpu if workers == 0 => {
+                let reason = "it has no worker: `workers` is 0 or one CPU is available";
+                notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Cpu, reason });
+                Some(EngineId::Cpu)
+            }
+            Engine::AsyncCpu => Some(EngineId::AsyncCpu),
+            Engine::Dsa | Engine::Hybrid => {
+                notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
+                Some(best)
             }
         };
         let mut wait = rule.wait;
@@ -176,10 +166,11 @@ mod tests {
         assert_eq!(m.rule.min_bytes, 1 << 20);
         assert_eq!(p.workers, 1);
         assert_eq!(p.stream_min, 32 << 20);
-        // Both ends of a socket copy already: no worker on 2 CPUs.
+        // Both ends of a socket or pipe copy already: no worker on 2 CPUs.
         assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Cpu));
         assert_eq!(p.class(Class::Unix).rule.ring_bytes, 64 << 20);
-        assert_eq!(p.class(Class::Pipe).engine, None);
+        assert_eq!(p.class(Class::Pipe).engine, Some(EngineId::Cpu));
+        assert_eq!(p.class(Class::Pipe).rule.ring_bytes, 64 << 20);
         assert!(p.notes.is_empty());
         let p = plan(&Policy::builtin().resolve(&["x"]), machine(8));
         assert_eq!(p.class(Class::Unix).engine, Some(EngineId::AsyncCpu));
@@ -218,7 +209,7 @@ mod tests {
     #[test]
     fn off_and_cpu() {
         assert_eq!(plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine, None);
-        let p = plan_of("[memcpy]\nengine = \"cpu\"\n[unix]\nengine = \"off\"\n", 4);
+        let p = plan_of("[memcpy]\nengine = \"cpu\"\n[unix]\nengine = \"off\"\n[pipe]\nengine = \"off\"\n", 4);
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
         assert_eq!(p.class(Class::Unix).engine, None);
         assert_eq!(p.workers, 0, "no class uses the pool");

@@ -66,6 +66,9 @@ named_enum! {
         /// IPC writer: the socket cannot send (shut down, no peer): the
         /// kernel reports the error.
         SocketError = "socket-error",
+        /// IPC writer: nobody holds the pipe's read end: the kernel
+        /// reports the error (EPIPE, SIGPIPE).
+        NoReaders = "no-readers",
     }
 }
 
@@ -95,6 +98,7 @@ impl Fallback {
         Fallback::Corrupt,
         Fallback::RingBudget,
         Fallback::SocketError,
+        Fallback::NoReaders,
         Fallback::Reentrant,
         Fallback::Panic,
     ];

@@ -39,6 +39,8 @@ impl Drop for OwnedFd {
 /// The parts of fstat(2) this crate uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileStat {
+    /// Device of the file system holding it.
+    pub dev: u64,
     /// Inode number.
     pub ino: u64,
     /// File type and permission bits.
@@ -54,6 +56,11 @@ impl FileStat {
     pub fn is_socket(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFSOCK
     }
+
+    /// True for a pipe or a FIFO.
+    pub fn is_fifo(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFIFO
+    }
 }
 
 /// fstat(2).
@@ -63,7 +70,7 @@ pub fn fstat(fd: i32) -> Result<FileStat, Errno> {
     unsafe { syscall6(libc::SYS_fstat, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
     // SAFETY: zero-initialised and filled by the kernel.
     let st = unsafe { st.assume_init() };
-    Ok(FileStat { ino: st.st_ino, mode: st.st_mode, uid: st.st_uid, size: st.st_size as u64 })
+    Ok(FileStat { dev: st.st_dev, ino: st.st_ino, mode: st.st_mode, uid: st.st_uid, size: st.st_size as u64 })
 }
 
 /// memfd_create(2) with close-on-exec and sealing allowed, sized to `len`,

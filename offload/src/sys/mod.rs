@@ -14,6 +14,7 @@ pub mod fallback;
 pub mod futex;
 pub mod mem;
 pub mod net;
+pub mod pipe;
 pub mod signal;
 pub mod stream;
 pub mod thread;

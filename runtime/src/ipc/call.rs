@@ -6,6 +6,8 @@ use core::ffi::c_int;
 
 use ipc_offload_engine::real_io::REAL_IO;
 
+use super::endpoint::Family;
+
 /// Most buffers of a readv/writev/recvmsg/sendmsg the fast path handles
 /// (pieces of them are re-described in an array of this size on the stack);
 /// calls with more take the kernel path.
@@ -78,6 +80,11 @@ impl ReadCall<'_> {
         total(self.iov)
     }
 
+    /// True for read and readv, the calls a pipe takes.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.kind, ReadKind::Read | ReadKind::Readv)
+    }
+
     /// True when the application asked for ancillary data (a control buffer).
     pub fn wants_control(&self) -> bool {
         // SAFETY: the hook passed the application's msghdr, valid for the call.
@@ -127,6 +134,11 @@ impl WriteCall<'_> {
         total(self.iov)
     }
 
+    /// True for write and writev, the calls a pipe takes.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.kind, WriteKind::Write | WriteKind::Writev)
+    }
+
     /// True when the application sends ancillary data.
     pub fn has_control(&self) -> bool {
         // SAFETY: the hook passed the application's msghdr, valid for the call.
@@ -153,19 +165,25 @@ impl WriteCall<'_> {
         }
     }
 
-    /// Writes bytes `[skip, skip + max)` of the buffers through the kernel,
-    /// with the call's flags (sendmsg with a re-described buffer list):
-    /// `write` on a socket is `sendmsg` with no flags, SIGPIPE included.
-    /// `quiet` adds `MSG_NOSIGNAL`: for pieces after the first bytes of the
-    /// call went out, where the kernel's own write would return its count
-    /// rather than raise SIGPIPE.
+    /// Writes bytes `[skip, skip + max)` of the buffers through the kernel.
+    /// On a socket, with the call's flags (sendmsg with a re-described
+    /// buffer list: `write` on a socket is `sendmsg` with no flags, SIGPIPE
+    /// included); `quiet` adds `MSG_NOSIGNAL`, for pieces after the first
+    /// bytes of the call went out, where the kernel's own write would return
+    /// its count rather than raise SIGPIPE. On a pipe, writev: a pipe's
+    /// kernel raises SIGPIPE even for a write that moved bytes before its
+    /// last reader left, so a piece does what the whole write would.
     ///
     /// # Safety
     /// The buffers valid for reading, as for the original call.
-    pub unsafe fn kernel_piece(&self, skip: u64, max: u64, quiet: bool) -> isize {
+    pub unsafe fn kernel_piece(&self, skip: u64, max: u64, family: Family, quiet: bool) -> isize {
         let mut parts = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
         let n = tail(self.iov, skip, &mut parts);
         truncate(&mut parts[..n], max);
+        if family == Family::Pipe {
+            // SAFETY: `parts` describes the caller's buffers, valid per contract.
+            return unsafe { (REAL_IO.writev.get())(self.fd, parts.as_ptr(), n as c_int) };
+        }
         // SAFETY: msghdr is plain data; zeroes is valid.
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
         msg.msg_iov = parts.as_mut_ptr();

@@ -1,19 +1,22 @@
 //! The channel table: one entry per direction this process takes part in,
-//! as the reader of a socket (its side-channel name and its ring) or as the
-//! writer into one (its side-channel socket and the reader's ring).
+//! as the reader of a socket or pipe (its side-channel name and its ring)
+//! or as the writer into one (its side-channel socket and the reader's
+//! ring).
 //!
 //! A fixed table of try-locked slots: no allocation, no blocking. A slot's
-//! inode and role are atomics, readable without its lock, so lookups scan
-//! without locking; the state behind the lock is what the transfer uses.
+//! key and role are atomics, readable without its lock, so lookups scan
+//! without locking; the state behind the lock is what the transfer uses,
+//! and names its endpoint in full (two FIFOs may share a key).
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicU8, AtomicU64};
 use std::time::{Duration, Instant};
 
 use ipc_offload_engine::ipc::ring::Ring;
 use ipc_offload_engine::sys::mem::OwnedFd;
 use ipc_offload_engine::sys::net::{self, AbstractAddr};
 
+use super::endpoint::{Endpoint, Family};
 use super::table::{Guard, TrySlot};
 
 /// Most directions a process serves at once; beyond, the kernel path.
@@ -22,10 +25,10 @@ pub const CHANNELS: usize = 256;
 /// The reader's side of a direction.
 #[derive(Debug)]
 pub struct Reader {
-    /// The socket read from.
-    pub ino: u32,
-    /// Its peer, the writer's socket.
-    pub peer: u32,
+    /// The socket or pipe read from.
+    pub own: Endpoint,
+    /// What writers write into: the peer socket, or the pipe itself.
+    pub peer: Endpoint,
     /// The side-channel socket bound to the opt-in name.
     pub side: OwnedFd,
     /// The ring and its memfd, created on the first REQUEST.
@@ -62,8 +65,8 @@ impl Reader {
 /// The writer's side of a direction.
 #[derive(Debug)]
 pub struct Writer {
-    /// The socket written to.
-    pub ino: u32,
+    /// The socket or pipe written to.
+    pub target: Endpoint,
     /// The side-channel socket (autobound); OFFERs arrive here.
     pub side: Option<OwnedFd>,
     /// The reader's ring, once offered and checked, and its memfd's inode
@@ -88,10 +91,22 @@ pub enum Channel {
     /// Free.
     #[default]
     Empty,
-    /// This process reads the socket.
+    /// This process reads the socket or pipe.
     Reader(Reader),
-    /// This process writes the socket.
+    /// This process writes the socket or pipe.
     Writer(Writer),
+}
+
+impl Channel {
+    /// True when this channel serves `endpoint` (or is free): a slot found
+    /// by key may belong to another FIFO with the same key.
+    pub fn serves(&self, endpoint: Endpoint) -> bool {
+        match self {
+            Channel::Empty => true,
+            Channel::Reader(r) => r.own == endpoint,
+            Channel::Writer(w) => w.target == endpoint,
+        }
+    }
 }
 
 /// Roles, as stored in a slot's atomic tag.
@@ -106,19 +121,24 @@ pub enum Role {
 
 #[derive(Debug)]
 struct Slot {
-    /// The socket inode this slot serves (0: free).
-    ino: AtomicU32,
+    /// The endpoint key this slot serves (0: free).
+    key: AtomicU64,
     role: AtomicU8,
     state: TrySlot<Channel>,
 }
 
 static SLOTS: [Slot; CHANNELS] =
-    [const { Slot { ino: AtomicU32::new(0), role: AtomicU8::new(0), state: TrySlot::new(Channel::Empty) } }; CHANNELS];
+    [const { Slot { key: AtomicU64::new(0), role: AtomicU8::new(0), state: TrySlot::new(Channel::Empty) } }; CHANNELS];
 
-/// Bytes of rings this process created (the `ring_bytes` budget).
-static RING_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Bytes of rings this process created, per family (the `ring_bytes`
+/// budget of `[unix]` and of `[pipe]`).
+static RING_BYTES: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
-/// Locked access to a channel; the slot stays claimed for its inode.
+fn budget(family: Family) -> &'static AtomicU64 {
+    &RING_BYTES[family as usize]
+}
+
+/// Locked access to a channel; the slot stays claimed for its key.
 pub type Locked = Guard<'static, Channel>;
 
 /// Why no channel could be had.
@@ -130,28 +150,31 @@ pub enum Unavailable {
     Full,
 }
 
-/// The channel of `ino` in `role`, locked; created empty (the caller fills
-/// it) if there is none.
-pub fn lock(ino: u32, role: Role) -> Result<Locked, Unavailable> {
+/// The channel of `endpoint` in `role`, locked; created empty (the caller
+/// fills it) if there is none. `Busy` too when the slot of its key serves
+/// another endpoint.
+pub fn lock(endpoint: Endpoint, role: Role) -> Result<Locked, Unavailable> {
+    let key = endpoint.key();
+    let mine = |g: Locked| if g.serves(endpoint) { Ok(g) } else { Err(Unavailable::Busy) };
     for slot in &SLOTS {
-        if slot.ino.load(Acquire) == ino && slot.role.load(Acquire) == role as u8 {
-            return slot.state.try_lock().ok_or(Unavailable::Busy);
+        if slot.key.load(Acquire) == key && slot.role.load(Acquire) == role as u8 {
+            return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(mine);
         }
     }
     for slot in &SLOTS {
-        if slot.ino.compare_exchange(0, ino, AcqRel, Relaxed).is_ok() {
+        if slot.key.compare_exchange(0, key, AcqRel, Relaxed).is_ok() {
             slot.role.store(role as u8, Release);
-            return slot.state.try_lock().ok_or(Unavailable::Busy);
+            return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(mine);
         }
     }
     Err(Unavailable::Full)
 }
 
-/// Frees every channel of socket `ino` (both roles): its fds close, its
-/// rings are unmapped and, if this process made them, leave the budget.
-pub fn release(ino: u32) {
+/// Frees every channel of endpoint key `key` (both roles): its fds close,
+/// its rings are unmapped and, if this process made them, leave the budget.
+pub fn release(key: u64) {
     for slot in &SLOTS {
-        if slot.ino.load(Acquire) != ino || ino == 0 {
+        if slot.key.load(Acquire) != key || key == 0 {
             continue;
         }
         // A thread inside a transfer holds the lock; it will find the fd
@@ -168,35 +191,38 @@ pub fn release(ino: u32) {
         };
         drop_channel(&mut guard);
         slot.role.store(0, Release);
-        slot.ino.store(0, Release);
+        slot.key.store(0, Release);
     }
 }
 
 /// Empties a channel, returning its ring bytes to the budget.
 fn drop_channel(channel: &mut Channel) {
-    if let Channel::Reader(Reader { ring: Some((ring, _)), .. }) = channel {
-        RING_BYTES.fetch_sub(ring.geometry().ring_bytes(), Relaxed);
+    if let Channel::Reader(Reader { ring: Some((ring, _)), own, .. }) = channel {
+        budget(own.family).fetch_sub(ring.geometry().ring_bytes(), Relaxed);
     }
     *channel = Channel::Empty;
 }
 
-/// Takes `bytes` from the ring budget `limit`; false if it does not fit.
-pub fn reserve_ring(bytes: u64, limit: u64) -> bool {
-    let mut used = RING_BYTES.load(Relaxed);
+/// Takes `bytes` from `family`'s ring budget `limit`; false if it does not
+/// fit.
+pub fn reserve_ring(family: Family, bytes: u64, limit: u64) -> bool {
+    let used_now = budget(family);
+    let mut used = used_now.load(Relaxed);
     loop {
         if used.saturating_add(bytes) > limit {
             return false;
         }
-        match RING_BYTES.compare_exchange_weak(used, used + bytes, AcqRel, Relaxed) {
+        match used_now.compare_exchange_weak(used, used + bytes, AcqRel, Relaxed) {
             Ok(_) => return true,
             Err(now) => used = now,
         }
     }
 }
 
-/// Returns `bytes` to the budget (a ring that could not be made).
-pub fn unreserve_ring(bytes: u64) {
-    RING_BYTES.fetch_sub(bytes, Relaxed);
+/// Returns `bytes` to `family`'s budget (a ring that could not be made,
+/// or was dropped).
+pub fn unreserve_ring(family: Family, bytes: u64) {
+    budget(family).fetch_sub(bytes, Relaxed);
 }
 
 /// In a fork child: forget every channel. The parent keeps them; the child's
@@ -207,15 +233,17 @@ pub fn unreserve_ring(bytes: u64) {
 /// Only from the fork child handler, while the child has one thread.
 pub unsafe fn after_fork() {
     for slot in &SLOTS {
-        if slot.ino.load(Relaxed) == 0 {
+        if slot.key.load(Relaxed) == 0 {
             continue;
         }
         // SAFETY: forwarded contract.
         unsafe { slot.state.reset_after_fork(|c| *c = Channel::Empty) };
         slot.role.store(0, Relaxed);
-        slot.ino.store(0, Relaxed);
+        slot.key.store(0, Relaxed);
     }
-    RING_BYTES.store(0, Relaxed);
+    for used in &RING_BYTES {
+        used.store(0, Relaxed);
+    }
 }
 
 /// True while the process behind `pidfd` (if known) runs, or, for a
@@ -230,13 +258,13 @@ mod tests {
 
     #[test]
     fn lock_create_find_release() {
-        let ino = 0x7777_0001;
+        let target = Endpoint::socket(0x7777_0001);
         {
-            let mut g = lock(ino, Role::Writer).unwrap();
+            let mut g = lock(target, Role::Writer).unwrap();
             assert!(matches!(*g, Channel::Empty));
-            assert_eq!(lock(ino, Role::Writer).unwrap_err(), Unavailable::Busy);
+            assert_eq!(lock(target, Role::Writer).unwrap_err(), Unavailable::Busy);
             *g = Channel::Writer(Writer {
-                ino,
+                target,
                 side: None,
                 ring: None,
                 reader: None,
@@ -245,18 +273,42 @@ mod tests {
                 last_rendezvous: None,
             });
         }
-        assert!(matches!(*lock(ino, Role::Writer).unwrap(), Channel::Writer(_)));
+        assert!(matches!(*lock(target, Role::Writer).unwrap(), Channel::Writer(_)));
         // Another role is another channel.
-        assert!(matches!(*lock(ino, Role::Reader).unwrap(), Channel::Empty));
-        release(ino);
-        assert!(matches!(*lock(ino, Role::Writer).unwrap(), Channel::Empty));
-        release(ino);
+        assert!(matches!(*lock(target, Role::Reader).unwrap(), Channel::Empty));
+        release(target.key());
+        assert!(matches!(*lock(target, Role::Writer).unwrap(), Channel::Empty));
+        release(target.key());
     }
 
     #[test]
-    fn ring_budget() {
-        assert!(reserve_ring(10, u64::MAX));
-        assert!(!reserve_ring(u64::MAX, u64::MAX - 1));
-        unreserve_ring(10);
+    fn a_key_shared_by_two_fifos_is_busy_for_the_second() {
+        let fifo = Endpoint { family: Family::Pipe, dev: 0x803, ino: 0x1234_0000_0042 };
+        // Another FIFO whose identity folds to the same key (device bit 23
+        // lands on the tag bit, which the key masks off).
+        let other = Endpoint { dev: fifo.dev ^ (1 << 23), ..fifo };
+        assert_eq!(fifo.key(), other.key());
+        *lock(fifo, Role::Writer).unwrap() = Channel::Writer(Writer {
+            target: fifo,
+            side: None,
+            ring: None,
+            reader: None,
+            next_request: None,
+            backoff: Duration::from_millis(1),
+            last_rendezvous: None,
+        });
+        assert_eq!(lock(other, Role::Writer).unwrap_err(), Unavailable::Busy);
+        assert!(lock(fifo, Role::Writer).is_ok());
+        release(fifo.key());
+    }
+
+    #[test]
+    fn ring_budgets_are_per_family() {
+        assert!(reserve_ring(Family::Pipe, 10, 10));
+        assert!(!reserve_ring(Family::Pipe, 1, 10));
+        assert!(reserve_ring(Family::Unix, 10, 10));
+        assert!(!reserve_ring(Family::Unix, u64::MAX, u64::MAX - 1));
+        unreserve_ring(Family::Pipe, 10);
+        unreserve_ring(Family::Unix, 10);
     }
 }

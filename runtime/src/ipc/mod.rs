@@ -1,14 +1,16 @@
-//! The shared-memory fast path for Unix stream sockets
+//! The shared-memory fast path for Unix stream sockets, pipes and FIFOs
 //! (docs/ipc-protocol.md): the slow paths of the read/write hooks, the
 //! close hooks' bookkeeping, and the fork child's reset.
 //!
 //! - [`call`]: the application's call, and the kernel path.
+//! - [`endpoint`]: socket or pipe, its identity and its kernel questions.
 //! - [`reader`], [`writer`]: the two sides of a rendezvous.
 //! - [`side`]: side-channel datagrams; [`channel`]: per-direction state;
 //!   [`table`]: the per-fd table and try-locks.
 
 pub mod call;
 pub mod channel;
+pub mod endpoint;
 mod reader;
 pub mod side;
 pub mod table;
@@ -26,6 +28,7 @@ use ipc_offload_policy::Class;
 use crate::guard::Inside;
 use crate::{process, state};
 use call::{ReadCall, WriteCall};
+use endpoint::{Endpoint, Family};
 use table::{FdInfo, FdKind, FdTable};
 
 /// What the process knows of its fds.
@@ -48,6 +51,11 @@ pub fn init() {
 /// Everything a transfer needs from the process's settings.
 #[derive(Debug)]
 pub struct Ctx {
+    /// The class of the fd (`unix` or `pipe`).
+    pub class: Class,
+    /// Calls below this take the kernel path, uncounted (the class's
+    /// `min_bytes`; for pipes above `PIPE_BUF`, see [`threshold`])
+    pub min_bytes: u64,
     /// Effective uid: peers must share it.
     pub euid: u32,
     /// This process's pid.
@@ -61,14 +69,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn current() -> Option<Ctx> {
+    fn current(class: Class) -> Option<Ctx> {
         let settings = state::get()?;
-        let opts = settings.options[Class::Unix.index()]?;
+        let opts = settings.options[class.index()]?;
+        let rule = &settings.plan.class(class).rule;
         Some(Ctx {
+            class,
+            min_bytes: threshold(class, rule.min_bytes),
             euid: EUID.load(Relaxed),
             pid: sys::getpid(),
             geometry: GEOMETRY,
-            ring_budget: settings.plan.class(Class::Unix).rule.ring_bytes,
+            ring_budget: rule.ring_bytes,
             opts,
         })
     }
@@ -111,9 +122,17 @@ impl Copier {
     }
 }
 
+/// The smallest call an IPC class serves. Pipe writes of at most
+/// `PIPE_BUF` bytes are atomic (pipe(7)): the kernel path keeps them so,
+/// whatever `min_bytes` says (a rendezvous could split one between two reads).
+pub fn threshold(class: Class, min_bytes: u64) -> u64 {
+    if class == Class::Pipe { min_bytes.max(libc::PIPE_BUF as u64 + 1) } else { min_bytes }
+}
+
 /// What one call did, for the stats and for errno.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
+    class: Class,
     fast: u64,
     kernel: u64,
     engine: Option<EngineId>,
@@ -122,6 +141,11 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Nothing done yet, for a call of `class`.
+    pub fn new(class: Class) -> Tally {
+        Tally { class, fast: 0, kernel: 0, engine: None, reason: None, cut_short: false }
+    }
+
     /// Notes why (part of) the call took the kernel path.
     pub fn reason(&mut self, reason: Fallback) {
         self.reason.get_or_insert(reason);
@@ -187,48 +211,69 @@ impl Tally {
 
     fn record(&self) {
         let reason = if self.kernel > 0 || self.fast == 0 || self.cut_short { self.reason } else { None };
-        stats::counters(Class::Unix).record_ipc(self.fast, self.kernel, self.engine.unwrap_or(EngineId::Cpu), reason);
+        stats::counters(self.class).record_ipc(self.fast, self.kernel, self.engine.unwrap_or(EngineId::Cpu), reason);
     }
 }
 
 /// What `fd` is, learned or re-learned (fstat every time: the number may
 /// have been closed and reused behind the library's back, by stdio say).
-/// `None` for anything but a Unix stream socket.
-fn classify(fd: i32) -> Option<FdInfo> {
+/// `None` for anything but a Unix stream socket, a pipe or a FIFO.
+fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
     let st = mem::fstat(fd).ok()?;
-    let ino = st.ino as u32;
     let known = FDS.get(fd);
-    if let Some(info) = known.filter(|i| i.ino == ino && st.is_socket()) {
-        return (info.kind != FdKind::Other).then_some(info);
+    let quick = if st.is_fifo() { Some(Endpoint { family: Family::Pipe, dev: st.dev, ino: st.ino }) } else { None };
+    if let Some(info) = known {
+        // A pipe is known by its stat alone; a socket's family needs a
+        // getsockopt, done once.
+        let same = match quick {
+            Some(pipe) => info.key == pipe.key(),
+            None => st.is_socket() && info.key == Endpoint::socket(st.ino as u32).key(),
+        };
+        if same {
+            let endpoint = quick.unwrap_or(Endpoint::socket(st.ino as u32));
+            return (info.kind != FdKind::Other).then_some((info, endpoint));
+        }
+        // The number now names another file: the old one's state goes.
+        forget(fd, info);
     }
-    if let Some(old) = known {
-        // The number now names another file: the old socket's state goes.
-        forget(fd, old);
-    }
-    let kind = if st.is_socket() && net::is_unix_stream(fd) { FdKind::UnixStream } else { FdKind::Other };
-    let info = FdInfo { ino, kind };
+    let endpoint = Endpoint::of(fd, &st);
+    let info = match endpoint {
+        Some(e) => FdInfo { key: e.key(), kind: FdKind::Fast },
+        None => FdInfo { key: Endpoint::socket(st.ino as u32).key(), kind: FdKind::Other },
+    };
     // An fd the table cannot track (65536 and up) could not have its state
     // released at close: the kernel path, uncounted.
-    (FDS.set(fd, info) && kind != FdKind::Other).then_some(info)
+    if !FDS.set(fd, info) {
+        return None;
+    }
+    endpoint.map(|e| (info, e))
 }
 
 /// Runs a slow path: owner, re-entry and panic guards, errno kept on
-/// success, stats recorded. `kernel` is the whole call as the application
-/// made it, for every case the fast path does not take.
-fn guarded(fd: i32, kernel: impl Fn() -> isize, fast: impl FnOnce(FdInfo, &Ctx, &mut Tally) -> isize) -> isize {
+/// success, stats recorded. `len` is the bytes the call names; `kernel` is
+/// the whole call as the application made it, for every case the fast path
+/// does not take.
+fn guarded(
+    fd: i32,
+    len: u64,
+    kernel: impl Fn() -> isize,
+    fast: impl FnOnce(FdInfo, Endpoint, &Ctx, &mut Tally) -> isize,
+) -> isize {
     if !process::is_owner() {
         return kernel();
     }
     let Some(_inside) = Inside::enter() else { return kernel() };
-    let Some(ctx) = Ctx::current() else { return kernel() };
-    let Some(info) = classify(fd) else { return kernel() };
+    let Some((info, endpoint)) = classify(fd) else { return kernel() };
+    // The hook's threshold is the lowest of the IPC classes': this class may
+    // be off, or want larger calls.
+    let Some(ctx) = Ctx::current(endpoint.class()).filter(|c| len >= c.min_bytes) else { return kernel() };
     let errno = sys::ErrnoGuard::save();
-    let mut tally = Tally::default();
-    let r = if info.kind == FdKind::UnixNoFast {
+    let mut tally = Tally::new(ctx.class);
+    let r = if info.kind == FdKind::NoFast {
         tally.reason(Fallback::OptInFailed);
         tally.kernel_result(kernel())
     } else {
-        match catch_unwind(AssertUnwindSafe(|| fast(info, &ctx, &mut tally))) {
+        match catch_unwind(AssertUnwindSafe(|| fast(info, endpoint, &ctx, &mut tally))) {
             Ok(r) => r,
             Err(_) => {
                 // A bug. Whatever moved is lost to the caller's count; the
@@ -253,8 +298,14 @@ fn guarded(fd: i32, kernel: impl Fn() -> isize, fast: impl FnOnce(FdInfo, &Ctx, 
 /// # Safety
 /// The application's call, valid as for the libc function.
 pub unsafe fn read(call: &ReadCall<'_>) -> isize {
+    let (fd, len) = (call.fd, call.capacity());
     // SAFETY: forwarded contract (both closures use the caller's arguments).
-    guarded(call.fd, || unsafe { call.replay() }, |info, ctx, tally| unsafe { reader::read(call, info, ctx, tally) })
+    guarded(
+        fd,
+        len,
+        || unsafe { call.replay() },
+        |info, at, ctx, tally| unsafe { reader::read(call, info, at, ctx, tally) },
+    )
 }
 
 /// The slow path of the write hooks (the buffers hold at least the
@@ -263,13 +314,14 @@ pub unsafe fn read(call: &ReadCall<'_>) -> isize {
 /// # Safety
 /// The application's call, valid as for the libc function.
 pub unsafe fn write(call: &WriteCall<'_>) -> isize {
+    let (fd, len) = (call.fd, call.length());
     // SAFETY: forwarded contract (both closures use the caller's arguments).
-    guarded(call.fd, || unsafe { call.replay() }, |info, ctx, tally| unsafe { writer::write(call, info, ctx, tally) })
+    guarded(fd, len, || unsafe { call.replay() }, |_, at, ctx, tally| unsafe { writer::write(call, at, ctx, tally) })
 }
 
 /// Before the application closes `fd` (close, dup2 and dup3 over it,
-/// close_range): drop what the library knows, and the socket's channels
-/// when no other fd of the process refers to it.
+/// close_range): drop what the library knows, and the socket's or pipe's
+/// channels when no other fd of the process refers to it.
 pub fn closing(fd: i32) {
     if let Some(info) = FDS.get(fd) {
         forget(fd, info);
@@ -278,14 +330,14 @@ pub fn closing(fd: i32) {
 
 fn forget(fd: i32, info: FdInfo) {
     FDS.forget(fd);
-    if info.kind != FdKind::Other && !FDS.other_fd_for(info.ino, fd) {
-        channel::release(info.ino);
+    if info.kind != FdKind::Other && !FDS.other_fd_for(info.key, fd) {
+        channel::release(info.key);
     }
 }
 
 /// Whether `fd` needs [`closing`] (the close hooks' cheap test).
 pub fn tracked(fd: i32) -> bool {
-    FDS.is_socket(fd)
+    FDS.is_tracked(fd)
 }
 
 /// In the fork child: forget every channel and fd (the parent keeps them).
@@ -298,11 +350,12 @@ pub unsafe fn after_fork() {
     FDS.clear();
 }
 
-/// A ring budget ran out (reported once per process).
-pub fn note_budget_exhausted() {
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if crate::log::first_time(&SAID) {
-        crate::log_at!(Warn, "[unix] ring_bytes budget used up: further sockets use the kernel path");
+/// A class's ring budget ran out (reported once per process and class).
+pub fn note_budget_exhausted(class: Class) {
+    static SAID: [AtomicBool; 2] = [const { AtomicBool::new(false) }; 2];
+    let (said, what) = if class == Class::Pipe { (&SAID[1], "pipes") } else { (&SAID[0], "sockets") };
+    if crate::log::first_time(said) {
+        crate::log_at!(Warn, "[{class}] ring_bytes budget used up: further {what} use the kernel path");
     }
-    stats::counters(Class::Unix).note_fallback(Fallback::RingBudget);
+    stats::counters(class).note_fallback(Fallback::RingBudget);
 }

@@ -1,21 +1,23 @@
 //! The reader's side of a rendezvous (docs/ipc-protocol.md, "One
-//! rendezvous"): opt in, answer REQUESTs, wait in poll on the socket and the
-//! side channel, take the claimed transfer, or do exactly what the kernel
-//! would have done.
+//! rendezvous"): opt in, answer REQUESTs, wait in poll on the socket or pipe
+//! and the side channel, take the claimed transfer, or do exactly what the
+//! kernel would have done.
 
 use std::time::{Duration, Instant};
 
 use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring, Seen, Sleep};
 use ipc_offload_engine::sys::mem::OwnedFd;
 use ipc_offload_engine::sys::net::{self, PollFd};
-use ipc_offload_engine::sys::{Errno, signal};
+use ipc_offload_engine::sys::{Errno, pipe, signal};
 
 use super::call::ReadCall;
 use super::channel::{self, Channel, Locked, Reader, Role};
+use super::endpoint::{Endpoint, Family};
 use super::side::{self, Message};
 use super::table::{FdInfo, FdKind};
 use super::{Ctx, Tally};
 use ipc_offload_engine::engine::Fallback;
+use ipc_offload_policy::Class;
 
 /// How long a reader polls its mailbox before it sleeps in poll(2).
 const SPIN: Duration = Duration::from_micros(30);
@@ -23,29 +25,38 @@ const SPIN: Duration = Duration::from_micros(30);
 /// longer than this was preempted, or died: check which.
 const CLAIM_STALL: Duration = Duration::from_millis(1);
 
-/// A large read on Unix stream socket `info.ino`.
+/// A large read on the socket or pipe `at`.
 ///
 /// # Safety
 /// The call's buffers valid for writing, as for the libc function.
-pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut Tally) -> isize {
+pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, tally: &mut Tally) -> isize {
     let unsupported = libc::MSG_PEEK | libc::MSG_OOB | libc::MSG_ERRQUEUE;
-    if call.flags & unsupported != 0 || call.wants_control() || call.iov.len() > super::call::MAX_IOV {
+    let pipe_misuse = at.family == Family::Pipe && !call.is_plain();
+    if call.flags & unsupported != 0 || call.wants_control() || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel(Fallback::Unsupported, call);
     }
-    if call.flags & libc::MSG_DONTWAIT != 0 || !net::is_blocking(call.fd).unwrap_or(false) {
+    let blocking = match at.family {
+        Family::Unix => net::is_blocking(call.fd).unwrap_or(false),
+        // A write-only end fails with EBADF, as the kernel says.
+        Family::Pipe => match pipe::access(call.fd) {
+            Ok(access) if access.read => access.blocking,
+            _ => return tally.kernel(Fallback::Unsupported, call),
+        },
+    };
+    if call.flags & libc::MSG_DONTWAIT != 0 || !blocking {
         return tally.kernel(Fallback::Nonblocking, call);
     }
-    let mut ch = match channel::lock(info.ino, Role::Reader) {
+    let mut ch = match channel::lock(at, Role::Reader) {
         Ok(ch) => ch,
         Err(_) => return tally.kernel(Fallback::Busy, call),
     };
     if matches!(*ch, Channel::Empty) {
-        match opt_in(info.ino) {
+        match opt_in(at) {
             Some(reader) => *ch = Channel::Reader(reader),
             None => {
                 drop(ch);
-                channel::release(info.ino);
-                super::FDS.set(call.fd, FdInfo { ino: info.ino, kind: FdKind::UnixNoFast });
+                channel::release(info.key);
+                super::FDS.set(call.fd, FdInfo { key: info.key, kind: FdKind::NoFast });
                 return tally.kernel(Fallback::OptInFailed, call);
             }
         }
@@ -59,12 +70,16 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut Tal
     unsafe { rendezvous(call, &mut ch, ctx, tally) }
 }
 
-/// Binds the opt-in name for the peer of socket `ino`.
-fn opt_in(ino: u32) -> Option<Reader> {
-    let peer = net::peer_inode(ino).ok()?;
+/// Binds the opt-in name for what is written into `own`: its peer socket,
+/// or the pipe itself.
+fn opt_in(own: Endpoint) -> Option<Reader> {
+    let peer = match own.family {
+        Family::Unix => Endpoint::socket(net::peer_inode(own.ino32()).ok()?),
+        Family::Pipe => own,
+    };
     let side = net::dgram_socket().ok()?;
     net::bind(side.raw(), &side::reader_name(peer)).ok()?;
-    Some(Reader { ino, peer, side, ring: None, lifeline: None, writer: None, requesters: [None; channel::REQUESTERS] })
+    Some(Reader { own, peer, side, ring: None, lifeline: None, writer: None, requesters: [None; channel::REQUESTERS] })
 }
 
 /// Answers every queued side-channel datagram: REQUESTs get an OFFER of the
@@ -77,7 +92,7 @@ fn serve_side(reader: &mut Reader, ctx: &Ctx) {
             continue;
         }
         let Some(Message::Request { writer_pid, writer_ino }) = Message::decode(&buf[..d.len]) else { continue };
-        if writer_pid != creds.pid || writer_ino != reader.peer {
+        if writer_pid != creds.pid || writer_ino != reader.peer.ino32() {
             continue;
         }
         reader.note_requester(writer_pid, d.from);
@@ -95,15 +110,17 @@ fn serve_side(reader: &mut Reader, ctx: &Ctx) {
 /// A new ring within the budget, and its lifeline.
 fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, OwnedFd))> {
     let bytes = ctx.geometry.ring_bytes();
-    if !channel::reserve_ring(bytes, ctx.ring_budget) {
-        super::note_budget_exhausted();
+    let family = reader.own.family;
+    if !channel::reserve_ring(family, bytes, ctx.ring_budget) {
+        super::note_budget_exhausted(ctx.class);
         return None;
     }
     let made = net::lifeline().ok().and_then(|lifeline| {
-        Ring::create(ctx.geometry, ctx.pid, reader.ino, reader.peer).ok().map(|ring| (ring, lifeline))
+        let ring = Ring::create(ctx.geometry, ctx.pid, reader.own.ino32(), reader.peer.ino32());
+        ring.ok().map(|ring| (ring, lifeline))
     });
     if made.is_none() {
-        channel::unreserve_ring(bytes);
+        channel::unreserve_ring(family, bytes);
     }
     made
 }
@@ -115,7 +132,8 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
 unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mut Tally) -> isize {
     let capacity = call.capacity();
     let wait_all = call.flags & libc::MSG_WAITALL != 0;
-    let timeout = net::receive_timeout(call.fd);
+    // A pipe has no SO_RCVTIMEO.
+    let timeout = if ctx.class == Class::Pipe { None } else { net::receive_timeout(call.fd) };
     let mut got = 0u64;
     let mut cursor = Cursor::new(call.iov);
     // Signals are held back for the whole call, except while it sleeps (in
@@ -236,7 +254,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
             Some(Abort::Corrupt) => {
                 // Never again from this ring.
                 if let Some((ring, _)) = reader.ring.take() {
-                    channel::unreserve_ring(ring.geometry().ring_bytes());
+                    channel::unreserve_ring(reader.own.family, ring.geometry().ring_bytes());
                 }
                 reader.lifeline = None; // its writers see the ring go
                 tally.cut_short(Fallback::Corrupt);

@@ -1,8 +1,10 @@
 //! The side channel's datagrams (docs/ipc-protocol.md, "Opting in, and the
 //! side channel"): REQUEST, OFFER and WAKE, their encoding, and the
-//! abstract name a reader binds for a writer socket.
+//! abstract name a reader binds for a writer socket or a pipe.
 
 use ipc_offload_engine::sys::net::AbstractAddr;
+
+use super::endpoint::{Endpoint, Family};
 
 /// Every datagram starts with this.
 pub const MAGIC: [u8; 4] = *b"IPCO";
@@ -75,34 +77,50 @@ impl Message {
     }
 }
 
-/// The abstract name the reader of `writer_ino`'s peer binds.
-pub fn reader_name(writer_ino: u32) -> AbstractAddr {
-    let mut name = [0u8; 40];
-    let mut at = 0;
-    for b in b"ipc-offload/2/" {
-        name[at] = *b;
-        at += 1;
+/// The abstract name the reader of what is written into `target` binds:
+/// `ipc-offload/2/<W>` for the peer of socket `W`, `ipc-offload/2/p<dev>.<ino>`
+/// for a pipe or FIFO (both ends are one inode).
+pub fn reader_name(target: Endpoint) -> AbstractAddr {
+    let mut name = Name { bytes: [0; 64], len: 0 };
+    name.push(b"ipc-offload/2/");
+    match target.family {
+        Family::Unix => name.number(target.ino & 0xffff_ffff),
+        Family::Pipe => {
+            name.push(b"p");
+            name.number(target.dev);
+            name.push(b".");
+            name.number(target.ino);
+        }
     }
-    let digits = {
-        let mut d = [0u8; 10];
-        let mut n = writer_ino;
-        let mut i = d.len();
+    // At most 14 + 1 + 20 + 1 + 20 bytes: always within MAX_NAME.
+    AbstractAddr::new(&name.bytes[..name.len]).expect("a short name")
+}
+
+/// A name being built on the stack (hooks never allocate).
+struct Name {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Name {
+    fn push(&mut self, part: &[u8]) {
+        self.bytes[self.len..self.len + part.len()].copy_from_slice(part);
+        self.len += part.len();
+    }
+
+    fn number(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
         loop {
             i -= 1;
-            d[i] = b'0' + (n % 10) as u8;
+            digits[i] = b'0' + (n % 10) as u8;
             n /= 10;
             if n == 0 {
                 break;
             }
         }
-        (d, i)
-    };
-    for b in &digits.0[digits.1..] {
-        name[at] = *b;
-        at += 1;
+        self.push(&digits[i..]);
     }
-    // The name is at most 14 + 10 bytes: always within MAX_NAME.
-    AbstractAddr::new(&name[..at]).expect("a short name")
 }
 
 #[cfg(test)]
@@ -139,8 +157,12 @@ mod tests {
 
     #[test]
     fn names_carry_version_and_inode() {
-        assert_eq!(reader_name(44681).name(), b"ipc-offload/2/44681");
-        assert_eq!(reader_name(0).name(), b"ipc-offload/2/0");
-        assert_eq!(reader_name(u32::MAX).name(), b"ipc-offload/2/4294967295");
+        assert_eq!(reader_name(Endpoint::socket(44681)).name(), b"ipc-offload/2/44681");
+        assert_eq!(reader_name(Endpoint::socket(0)).name(), b"ipc-offload/2/0");
+        assert_eq!(reader_name(Endpoint::socket(u32::MAX)).name(), b"ipc-offload/2/4294967295");
+        let pipe = Endpoint { family: Family::Pipe, dev: 14, ino: 92311 };
+        assert_eq!(reader_name(pipe).name(), b"ipc-offload/2/p14.92311");
+        let widest = Endpoint { family: Family::Pipe, dev: u64::MAX, ino: u64::MAX };
+        assert_eq!(reader_name(widest).name(), b"ipc-offload/2/p18446744073709551615.18446744073709551615");
     }
 }

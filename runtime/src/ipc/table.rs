@@ -73,12 +73,12 @@ impl<T> Drop for Guard<'_, T> {
 /// Fds at or above this are not tracked (their calls take the kernel path).
 pub const MAX_FDS: usize = 65536;
 
-/// What the library knows about an fd: the inode it referred to when it was
-/// classified, and what it is. 0 means unknown.
+/// What the library knows about an fd: the endpoint it referred to when it
+/// was classified (its table key), and what it is. 0 means unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdInfo {
-    /// The socket's inode (`fstat().st_ino`).
-    pub ino: u32,
+    /// The endpoint's key (`Endpoint::key`, at most 56 bits).
+    pub key: u64,
     /// What kind of file it is.
     pub kind: FdKind,
 }
@@ -86,10 +86,10 @@ pub struct FdInfo {
 /// Classes of fds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FdKind {
-    /// A Unix stream socket: the fast path applies.
-    UnixStream,
-    /// A Unix stream socket whose opt-in failed: kernel path for good.
-    UnixNoFast,
+    /// A Unix stream socket or a pipe: the fast path applies.
+    Fast,
+    /// One whose opt-in failed: the kernel path for good.
+    NoFast,
     /// Anything else.
     Other,
 }
@@ -97,21 +97,21 @@ pub enum FdKind {
 impl FdInfo {
     fn pack(self) -> u64 {
         let kind = match self.kind {
-            FdKind::UnixStream => 1,
-            FdKind::UnixNoFast => 2,
+            FdKind::Fast => 1,
+            FdKind::NoFast => 2,
             FdKind::Other => 3,
         };
-        (u64::from(self.ino) << 8) | kind
+        (self.key << 8) | kind
     }
 
     fn unpack(word: u64) -> Option<FdInfo> {
         let kind = match word & 0xff {
-            1 => FdKind::UnixStream,
-            2 => FdKind::UnixNoFast,
+            1 => FdKind::Fast,
+            2 => FdKind::NoFast,
             3 => FdKind::Other,
             _ => return None,
         };
-        Some(FdInfo { ino: (word >> 8) as u32, kind })
+        Some(FdInfo { key: word >> 8, kind })
     }
 }
 
@@ -146,16 +146,16 @@ impl FdTable {
         self.word(fd).and_then(|w| FdInfo::unpack(w.swap(0, Relaxed)))
     }
 
-    /// True if `fd` is tracked as a Unix stream socket (cheap: close's test).
-    pub fn is_socket(&self, fd: i32) -> bool {
+    /// True if `fd` is tracked as a socket or pipe (cheap: close's test).
+    pub fn is_tracked(&self, fd: i32) -> bool {
         self.get(fd).is_some_and(|i| i.kind != FdKind::Other)
     }
 
-    /// True if another fd than `except` refers to inode `ino`.
-    pub fn other_fd_for(&self, ino: u32, except: i32) -> bool {
+    /// True if another fd than `except` refers to the endpoint of `key`.
+    pub fn other_fd_for(&self, key: u64, except: i32) -> bool {
         self.words.iter().enumerate().any(|(fd, w)| {
             fd as i32 != except
-                && FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.ino == ino && i.kind != FdKind::Other)
+                && FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.key == key && i.kind != FdKind::Other)
         })
     }
 
@@ -198,18 +198,18 @@ mod tests {
     fn fd_table_round_trips() {
         let t: &'static FdTable = Box::leak(Box::new(FdTable::new()));
         assert_eq!(t.get(3), None);
-        let info = FdInfo { ino: 0xdead_beef, kind: FdKind::UnixStream };
+        let info = FdInfo { key: 0x80_dead_beef_0001, kind: FdKind::Fast };
         assert!(t.set(3, info));
         assert_eq!(t.get(3), Some(info));
-        assert!(t.is_socket(3));
-        assert!(!t.other_fd_for(0xdead_beef, 3));
+        assert!(t.is_tracked(3));
+        assert!(!t.other_fd_for(0x80_dead_beef_0001, 3));
         t.set(9, info);
-        assert!(t.other_fd_for(0xdead_beef, 3));
+        assert!(t.other_fd_for(0x80_dead_beef_0001, 3));
         assert_eq!(t.forget(3), Some(info));
         assert_eq!(t.get(3), None);
         assert!(!t.set(-1, info));
         assert!(!t.set(MAX_FDS as i32, info));
-        t.set(4, FdInfo { ino: 1, kind: FdKind::Other });
-        assert!(!t.is_socket(4));
+        t.set(4, FdInfo { key: 1, kind: FdKind::Other });
+        assert!(!t.is_tracked(4));
     }
 }

@@ -2,6 +2,8 @@
 //! rendezvous"): find the reader's ring over the side channel, claim the
 //! reader when it waits and every kernel byte is consumed, fill slots; in
 //! between, and whenever the rendezvous is not possible, kernel pieces.
+//! The same for sockets and pipes, but for the questions [`Endpoint`]
+//! answers.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +14,8 @@ use ipc_offload_engine::sys::{Errno, net};
 
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
+use super::endpoint::{Endpoint, Family};
 use super::side::{self, Message};
-use super::table::FdInfo;
 use super::{Ctx, Tally};
 
 /// Largest piece sent through the kernel between two looks at the ring.
@@ -33,21 +35,22 @@ const STREAMING: Duration = Duration::from_millis(50);
 const BACKOFF_FIRST: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 
-/// A large write on Unix stream socket `info.ino`.
+/// A large write on the socket or pipe `at`.
 ///
 /// # Safety
 /// The call's buffers valid for reading, as for the libc function.
-pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut Tally) -> isize {
-    if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV {
+pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut Tally) -> isize {
+    let pipe_misuse = at.family == Family::Pipe && !call.is_plain();
+    if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel_write(Fallback::Unsupported, call);
     }
-    let mut ch = match channel::lock(info.ino, Role::Writer) {
+    let mut ch = match channel::lock(at, Role::Writer) {
         Ok(ch) => ch,
         Err(_) => return tally.kernel_write(Fallback::Busy, call),
     };
     if matches!(*ch, Channel::Empty) {
         *ch = Channel::Writer(Writer {
-            ino: info.ino,
+            target: at,
             side: None,
             ring: None,
             reader: None,
@@ -71,10 +74,11 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
             }
             tally.reason(Fallback::NoPeer);
         } else {
-            if net::can_send(call.fd).is_err() {
-                // Shut down or no peer: the kernel reports it (EPIPE, SIGPIPE).
-                tally.reason(Fallback::SocketError);
-                return finish_with_kernel(call, sent, len - sent, tally);
+            if let Err(reason) = at.can_write(call.fd) {
+                // Shut down, no peer, no reader: the kernel reports it
+                // (EPIPE, SIGPIPE).
+                tally.reason(reason);
+                return finish_with_kernel(call, at, sent, len - sent, tally);
             }
             let streaming = writer.last_rendezvous.is_some_and(|t| t.elapsed() < STREAMING);
             let patience = if streaming { PATIENCE_STREAMING } else { PATIENCE };
@@ -101,7 +105,7 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
         // A piece through the kernel, from where the transfer stands.
         let asked = PIECE.min(len - sent);
         // SAFETY: the caller's buffers, bytes [sent, sent + asked).
-        let r = unsafe { call.kernel_piece(sent, asked, sent > 0) };
+        let r = unsafe { call.kernel_piece(sent, asked, at.family, sent > 0) };
         if r <= 0 {
             return if sent > 0 { tally.fast_done(sent) } else { tally.kernel_result(r) };
         }
@@ -109,9 +113,9 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
         sent += r as u64;
         cursor.advance(r as u64);
         if (r as u64) < asked {
-            // The kernel took less than offered: a nonblocking socket is
-            // full, or a blocking send was cut short by a signal or
-            // SO_SNDTIMEO. Its write would return here too.
+            // The kernel took less than offered: a nonblocking socket or
+            // pipe is full, or a blocking write was cut short by a signal
+            // or SO_SNDTIMEO. Its write would return here too.
             break;
         }
     }
@@ -119,9 +123,9 @@ pub unsafe fn write(call: &WriteCall<'_>, info: FdInfo, ctx: &Ctx, tally: &mut T
 }
 
 /// Sends the rest through the kernel in one call, returning the total.
-fn finish_with_kernel(call: &WriteCall<'_>, sent: u64, rest: u64, tally: &mut Tally) -> isize {
+fn finish_with_kernel(call: &WriteCall<'_>, at: Endpoint, sent: u64, rest: u64, tally: &mut Tally) -> isize {
     // SAFETY: the caller's buffers, bytes [sent, sent + rest).
-    let r = unsafe { call.kernel_piece(sent, rest, sent > 0) };
+    let r = unsafe { call.kernel_piece(sent, rest, at.family, sent > 0) };
     if r > 0 {
         tally.kernel_bytes(r as u64);
         tally.fast_done(sent + r as u64)
@@ -132,10 +136,10 @@ fn finish_with_kernel(call: &WriteCall<'_>, sent: u64, rest: u64, tally: &mut Ta
     }
 }
 
-/// True when a reader waits and every byte this socket sent through the
+/// True when a reader waits and every byte this end sent through the
 /// kernel has been read (so nothing written before can come after).
 fn claimable(fd: i32, writer: &Writer) -> bool {
-    writer.ring.as_ref().is_some_and(|(ring, _)| ring.reader_waiting()) && net::queued_out(fd) == Ok(0)
+    writer.ring.as_ref().is_some_and(|(ring, _)| ring.reader_waiting()) && writer.target.unread_written(fd) == Ok(0)
 }
 
 /// The reader did not come: is it still the reader of this ring? One that
@@ -172,7 +176,7 @@ fn wait_for_reader(fd: i32, writer: &Writer, patience: Duration) -> bool {
         if now >= deadline || !ring.wait_for_reader(deadline - now) {
             return false;
         }
-        if net::queued_out(fd) == Ok(0) {
+        if writer.target.unread_written(fd) == Ok(0) {
             return true;
         }
         // The reader waits while our kernel bytes are still queued: it is
@@ -196,7 +200,7 @@ fn transfer(
     let claim = ring.try_claim(rest, ctx.pid).ok_or(Fallback::NotWaiting)?;
     let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();
     if let Some(side) = &writer.side {
-        let _ = net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], &[]);
+        let _ = net::send_dgram(side.raw(), &side::reader_name(writer.target), &msg[..len], &[]);
     }
     let reader = writer.reader.as_ref();
     let mut copier = ctx.copier();
@@ -234,8 +238,8 @@ fn request(writer: &mut Writer, ctx: &Ctx) {
         writer.side = net::dgram_socket().ok().filter(|s| net::autobind(s.raw()).is_ok());
     }
     let Some(side) = &writer.side else { return };
-    let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: writer.ino }.encode();
-    match net::send_dgram(side.raw(), &side::reader_name(writer.ino), &msg[..len], &[]) {
+    let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: writer.target.ino32() }.encode();
+    match net::send_dgram(side.raw(), &side::reader_name(writer.target), &msg[..len], &[]) {
         Err(Errno(libc::ECONNREFUSED)) => {
             // Nobody opted in.
             writer.side = None;
@@ -280,7 +284,7 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
         if writer.ring.as_ref().is_some_and(|(_, ino)| *ino == offer.memfd_ino) {
             continue; // the ring it has: the reader answered a probe
         }
-        let Ok(ring) = Ring::attach(offer.memfd.raw(), ctx.euid, writer.ino) else { continue };
+        let Ok(ring) = Ring::attach(offer.memfd.raw(), ctx.euid, writer.target.ino32()) else { continue };
         if ring.geometry().ring_bytes() != offer.ring_bytes || ring.reader_pid() != offer.reader_pid {
             continue;
         }

@@ -1,0 +1,115 @@
+//! What an fd is to the fast path: one end of a Unix stream socket or of a
+//! pipe (or FIFO), who it is, and the few questions whose system calls
+//! differ between the two (docs/ipc-protocol.md, "Pipes and FIFOs").
+
+use ipc_offload_engine::engine::Fallback;
+use ipc_offload_engine::sys::mem::FileStat;
+use ipc_offload_engine::sys::{Errno, net, pipe};
+use ipc_offload_policy::Class;
+
+/// The two kinds of files with a fast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// A Unix-domain stream socket.
+    Unix,
+    /// A pipe or a FIFO.
+    Pipe,
+}
+
+/// A file with a fast path, by identity. For a socket, `ino` is the socket's
+/// inode (`dev` is not needed: sockfs is one file system); both ends of a
+/// pipe are one inode, on pipefs or, for a FIFO, on the file system that
+/// holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Socket or pipe.
+    pub family: Family,
+    /// `st_dev` (pipes; 0 for sockets).
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+/// Tag bit of pipe keys (socket keys are inode numbers below 2^32).
+const PIPE_KEY: u64 = 1 << 55;
+
+impl Endpoint {
+    /// The endpoint `fd` refers to, from its fstat, if it is one.
+    pub fn of(fd: i32, st: &FileStat) -> Option<Endpoint> {
+        if st.is_socket() {
+            return net::is_unix_stream(fd).then_some(Endpoint { family: Family::Unix, dev: 0, ino: st.ino });
+        }
+        st.is_fifo().then_some(Endpoint { family: Family::Pipe, dev: st.dev, ino: st.ino })
+    }
+
+    /// The socket of inode `ino` (a socket's peer, from sock_diag).
+    pub fn socket(ino: u32) -> Endpoint {
+        Endpoint { family: Family::Unix, dev: 0, ino: u64::from(ino) }
+    }
+
+    /// The policy class of its calls.
+    pub fn class(self) -> Class {
+        match self.family {
+            Family::Unix => Class::Unix,
+            Family::Pipe => Class::Pipe,
+        }
+    }
+
+    /// A nonzero key of at most 56 bits for the per-process tables. Sockets
+    /// and pipes made by pipe(2) key by inode (below 2^32, from one
+    /// counter); a FIFO's inode and device are folded, so two FIFOs may
+    /// share a key: the tables then hold the full endpoint and compare it.
+    pub fn key(self) -> u64 {
+        match self.family {
+            Family::Unix => self.ino & 0xffff_ffff,
+            Family::Pipe => {
+                let folded = self.ino ^ (self.ino >> 32).rotate_left(13) ^ self.dev.rotate_left(32);
+                PIPE_KEY | (folded & (PIPE_KEY - 1))
+            }
+        }
+    }
+
+    /// The inode as the ring header and REQUESTs carry it (32 bits: a check
+    /// of what the name already says).
+    pub fn ino32(self) -> u32 {
+        self.ino as u32
+    }
+
+    /// Bytes this end wrote through the kernel that no reader has taken yet:
+    /// `SIOCOUTQ` for a socket; for a pipe every byte in it, whoever wrote
+    /// it (a writer cannot tell its own from others').
+    pub fn unread_written(self, fd: i32) -> Result<i32, Errno> {
+        match self.family {
+            Family::Unix => net::queued_out(fd),
+            Family::Pipe => pipe::queued(fd),
+        }
+    }
+
+    /// Whether a write could deliver at all: a socket that is shut down or
+    /// has no peer, a pipe without readers, is the kernel's to report.
+    pub fn can_write(self, fd: i32) -> Result<(), Fallback> {
+        match self.family {
+            Family::Unix => net::can_send(fd).map_err(|_| Fallback::SocketError),
+            Family::Pipe if pipe::no_readers(fd) => Err(Fallback::NoReaders),
+            Family::Pipe => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_families_apart() {
+        let sock = Endpoint::socket(7);
+        let pipe = Endpoint { family: Family::Pipe, dev: 14, ino: 7 };
+        assert_eq!(sock.key(), 7);
+        assert_ne!(pipe.key(), sock.key());
+        assert!(pipe.key() < 1 << 56 && pipe.key() != 0);
+        let fifo = Endpoint { family: Family::Pipe, dev: 0x803, ino: 1 << 40 };
+        assert!(fifo.key() < 1 << 56);
+        assert_ne!(fifo.key(), Endpoint { dev: 0x804, ..fifo }.key());
+        assert_eq!((sock.class(), pipe.class()), (Class::Unix, Class::Pipe));
+    }
+}
