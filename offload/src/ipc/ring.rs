@@ -408,13 +408,14 @@ impl Ring {
 
     // ---- slots ----
 
-    /// Waits until slot word `slot` reads `want` (FULL or EMPTY). `go_on`
-    /// is asked after every nap; an error abandons the wait (unless the slot
-    /// got there meanwhile).
+    /// Waits until slot word `slot` reads `want` (FULL or EMPTY), polling it
+    /// for up to `spin` first. `go_on` is asked after every nap; an error
+    /// abandons the wait (unless the slot got there meanwhile).
     fn wait_slot(
         &self,
         slot: u32,
         want: u32,
+        spin: Duration,
         go_on: &mut dyn FnMut() -> Result<(), Abort>,
         sleep: &mut Sleep,
     ) -> Result<(), Abort> {
@@ -427,7 +428,7 @@ impl Ring {
                 return Ok(());
             }
             polls = polls.wrapping_add(1);
-            if polls % 64 != 0 || start.elapsed() < SPIN {
+            if polls % 64 != 0 || start.elapsed() < spin {
                 core::hint::spin_loop();
                 continue;
             }
@@ -494,7 +495,19 @@ impl Ring {
         let mut sleep = Sleep::default();
         let taken = |sent: u64| self.consumed(claim.ticket).unwrap_or(0).min(sent);
         while sent < claim.total {
-            if let Err(abort) = self.wait_slot(slot, EMPTY, &mut go_on, &mut sleep) {
+            if self.slot_word(slot).load(Acquire) & !SLEEPER != EMPTY {
+                // The ring is full: the reader is the slower side (copying
+                // into pages it faults in, say). Sleep until half the ring
+                // is free (the reader empties slots in order) instead of
+                // spinning beside it, which slows it down (a spinning CPU
+                // shares a core or a host with it), and being woken once per
+                // slot.
+                let half = (slot + (self.geometry.slots / 2).max(1) - 1) % self.geometry.slots;
+                if let Err(abort) = self.wait_slot(half, EMPTY, Duration::ZERO, &mut go_on, &mut sleep) {
+                    return (taken(sent), Some(abort));
+                }
+            }
+            if let Err(abort) = self.wait_slot(slot, EMPTY, SPIN, &mut go_on, &mut sleep) {
                 return (taken(sent), Some(abort));
             }
             if !self.claim_stands(claim, pid) {
@@ -519,7 +532,7 @@ impl Ring {
             if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
                 return (sent, None);
             }
-            if let Err(abort) = self.wait_slot(newest, EMPTY, &mut go_on, &mut sleep) {
+            if let Err(abort) = self.wait_slot(newest, EMPTY, SPIN, &mut go_on, &mut sleep) {
                 let done = self.consumed(claim.ticket) == Some(sent);
                 return if done { (sent, None) } else { (taken(sent), Some(abort)) };
             }
@@ -566,7 +579,7 @@ impl Ring {
         let mut slot = 0u32;
         while received < total {
             let mut go_on = || if alive() { Ok(()) } else { Err(Abort::PeerGone) };
-            if let Err(abort) = self.wait_slot(slot, FULL, &mut go_on, sleep) {
+            if let Err(abort) = self.wait_slot(slot, FULL, SPIN, &mut go_on, sleep) {
                 return (received, Some(abort));
             }
             let n = u64::from(self.slot_len(slot).load(Relaxed));
