@@ -2,6 +2,9 @@
 
 usage: python3 pipe_bench.py duplex|simplex [MiB]
 
+duplex: multiprocessing.Pipe(duplex=True), a Unix socketpair; simplex:
+multiprocessing.Pipe(duplex=False), a pipe (os.pipe()).
+
 The child builds the payload and says it is ready, then waits for the
 parent's go signal; the parent times from that signal until recv_bytes()
 returns. Prints the seconds, then exits 0 if the bytes arrived intact
@@ -23,6 +26,9 @@ def child(conn, go, n):
 
 
 def main():
+    if len(sys.argv) not in (2, 3) or sys.argv[1] not in ("duplex", "simplex"):
+        print("usage: python3 pipe_bench.py duplex|simplex [MiB]", file=sys.stderr)
+        sys.exit(2)
     duplex = sys.argv[1] == "duplex"
     n = int(sys.argv[2] if len(sys.argv) > 2 else 256) << 20
     mp.set_start_method("fork")

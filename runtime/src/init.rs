@@ -169,8 +169,7 @@ fn announce(source: &str, identity: &Identity, matched: &[String], plan: &Plan, 
                 p.helpers,
                 p.wait
             ),
-            None if p.rule.engine == ipc_offload_policy::Engine::Off => log_at!(Info, "[{class}] off"),
-            None => log_at!(Info, "[{class}] not intercepted by this version of the library"),
+            None => log_at!(Info, "[{class}] off"),
         }
     }
 }
