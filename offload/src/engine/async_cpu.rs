@@ -3,7 +3,7 @@
 //! (see [`super::split`]); anything the pool cannot take is copied by the
 //! caller with libc, and the outcome says why.
 
-use super::pool::{Job, Lease, Pool, PoolError};
+use super::pool::{Job, Lease, Op, Pool, PoolError};
 use super::split::{self, Layout};
 use super::{CopyOptions, EngineId, Fallback, Outcome, cpu_move};
 use crate::real;
@@ -76,7 +76,8 @@ unsafe fn run(
     shape: &Shape,
 ) -> Result<(), super::pool::Forked> {
     let split = split::split(len, shape.agents);
-    let job = Job { dst, src, len, split, class: shape.class, streaming: shape.streaming };
+    let op = if shape.streaming { Op::Stream } else { Op::Copy };
+    let job = Job { dst, src, len, split, class: shape.class, op };
     // SAFETY: forwarded contract.
     unsafe { lease.run(&job, shape.wait, shape.agents - 1) }
 }

@@ -77,8 +77,8 @@ struct Slot {
     part: AtomicUsize,
     parts: AtomicU32,
     class: AtomicU32,
-    /// Non-zero: copy with non-temporal stores.
-    streaming: AtomicU32,
+    /// The job's [`Op`], as a number.
+    op: AtomicU32,
     /// Parts completed; the owner sleeps on this word.
     done: AtomicU32,
     /// Non-zero while the owner may be asleep on `done`.
@@ -95,7 +95,7 @@ impl Slot {
             part: AtomicUsize::new(0),
             parts: AtomicU32::new(0),
             class: AtomicU32::new(0),
-            streaming: AtomicU32::new(0),
+            op: AtomicU32::new(0),
             done: AtomicU32::new(0),
             waiter: AtomicU32::new(0),
         }
@@ -114,6 +114,29 @@ impl Slot {
     }
 }
 
+/// What a job does with each of its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Op {
+    /// Copy from `src` to `dst`.
+    Copy = 0,
+    /// Copy with non-temporal stores.
+    Stream = 1,
+    /// Fault `dst` in, writable, without changing a byte (`src` unused):
+    /// see [`Lease::start`].
+    Populate = 2,
+}
+
+impl Op {
+    fn from_u32(v: u32) -> Op {
+        match v {
+            1 => Op::Stream,
+            2 => Op::Populate,
+            _ => Op::Copy,
+        }
+    }
+}
+
 /// A copy to run as one job: `len` bytes from `src` to `dst` (disjoint).
 #[derive(Clone, Copy, Debug)]
 pub struct Job {
@@ -127,8 +150,8 @@ pub struct Job {
     pub split: Split,
     /// The class whose counters get the workers' bytes.
     pub class: Class,
-    /// Copy with non-temporal stores.
-    pub streaming: bool,
+    /// What is done to each part.
+    pub op: Op,
 }
 
 /// Why a job could not be run by the pool.
@@ -228,6 +251,11 @@ impl Pool {
         };
         self.idle_spin_us.store(spin_us, Relaxed);
         self.idle_yield.store(yields as u32, Relaxed);
+    }
+
+    /// Worker threads the pool starts on first use (or has started).
+    pub fn planned(&self) -> u32 {
+        self.target.load(Relaxed)
     }
 
     /// Worker threads currently running.
@@ -340,7 +368,7 @@ impl Pool {
             let part = slot.part.load(Relaxed);
             let parts = slot.parts.load(Relaxed);
             let class = slot.class.load(Relaxed);
-            let streaming = slot.streaming.load(Relaxed) != 0;
+            let op = Op::from_u32(slot.op.load(Relaxed));
             fence(Acquire);
             if index >= parts {
                 return helped;
@@ -354,8 +382,8 @@ impl Pool {
             // SAFETY: the job's owner guarantees [dst, dst+len) writable and
             // [src, src+len) readable and disjoint until every part is done,
             // which cannot happen before complete_one below.
-            unsafe { copy_part(streaming, (dst + offset) as *mut u8, (src + offset) as *const u8, n) };
-            if let Some(class) = Class::ALL.get(class as usize) {
+            unsafe { do_part(op, (dst + offset) as *mut u8, (src + offset) as *const u8, n) };
+            if let Some(class) = Class::ALL.get(class as usize).filter(|_| op != Op::Populate) {
                 stats::counters(*class).add_worker_bytes(n as u64);
             }
             slot.complete_one(parts);
@@ -423,15 +451,23 @@ impl Pool {
     }
 }
 
-/// Copies one part, with streaming stores when the job asks for them (the
-/// streaming copy fences its stores before returning, so the completion
-/// count published next covers them).
+/// Does one part: a copy, with streaming stores when the job asks for them
+/// (the streaming copy fences its stores before returning, so the
+/// completion count published next covers them), or a populate.
 ///
 /// # Safety
-/// As memcpy(3).
-unsafe fn copy_part(streaming: bool, dst: *mut u8, src: *const u8, n: usize) {
+/// As memcpy(3) (for a populate: `dst` writable for `n` bytes).
+unsafe fn do_part(op: Op, dst: *mut u8, src: *const u8, n: usize) {
     // SAFETY: forwarded memcpy contract.
-    unsafe { if streaming { crate::sys::stream::copy(dst, src, n) } else { real::copy(dst, src, n) } }
+    unsafe {
+        match op {
+            Op::Copy => real::copy(dst, src, n),
+            Op::Stream => crate::sys::stream::copy(dst, src, n),
+            // Best effort: a range the kernel refuses is faulted in by the
+            // owner's own copy.
+            Op::Populate => drop(crate::sys::mem::populate_write(dst, n)),
+        }
+    }
 }
 
 extern "C" fn worker_main(arg: *mut c_void) -> *mut c_void {
@@ -470,24 +506,8 @@ impl Lease {
     /// disjoint, until this returns.
     pub unsafe fn run(&self, job: &Job, wait: Wait, wake: u32) -> Result<(), Forked> {
         let slot = self.slot();
-        let Split { part, parts } = job.split;
-        let generation = (slot.claim.load(Relaxed) >> 32).wrapping_add(1) & 0xffff_ffff;
-        fence(Release);
-        slot.dst.store(job.dst as usize, Relaxed);
-        slot.src.store(job.src as usize, Relaxed);
-        slot.len.store(job.len, Relaxed);
-        slot.part.store(part, Relaxed);
-        slot.parts.store(parts, Relaxed);
-        slot.class.store(job.class.index() as u32, Relaxed);
-        slot.streaming.store(job.streaming as u32, Relaxed);
-        slot.done.store(0, Relaxed);
-        slot.waiter.store(0, Relaxed);
-        slot.claim.store(generation << 32, Release);
-        self.pool.seq.fetch_add(1, SeqCst);
-        let wake = wake.min(parts - 1);
-        if wake > 0 && self.pool.sleepers.load(SeqCst) > 0 {
-            futex::wake(&self.pool.seq, wake);
-        }
+        let parts = job.split.parts;
+        self.publish(job, wake.min(parts - 1));
         // Copy parts until none is left unclaimed.
         loop {
             let claim = slot.claim.load(Relaxed);
@@ -500,7 +520,7 @@ impl Lease {
             }
             let (offset, n) = job.split.range(index, job.len);
             // SAFETY: part `index` lies inside the job, per the caller's contract.
-            unsafe { copy_part(job.streaming, job.dst.add(offset), job.src.add(offset), n) };
+            unsafe { do_part(job.op, job.dst.add(offset), job.src.add(offset), n) };
             slot.complete_one(parts);
         }
         let result = self.wait_done(parts, wait);
@@ -513,6 +533,60 @@ impl Lease {
             slot.close();
         }
         result
+    }
+
+    /// Makes `job` visible to the workers and wakes up to `wake` of them.
+    fn publish(&self, job: &Job, wake: u32) {
+        let slot = self.slot();
+        let Split { part, parts } = job.split;
+        let generation = (slot.claim.load(Relaxed) >> 32).wrapping_add(1) & 0xffff_ffff;
+        fence(Release);
+        slot.dst.store(job.dst as usize, Relaxed);
+        slot.src.store(job.src as usize, Relaxed);
+        slot.len.store(job.len, Relaxed);
+        slot.part.store(part, Relaxed);
+        slot.parts.store(parts, Relaxed);
+        slot.class.store(job.class.index() as u32, Relaxed);
+        slot.op.store(job.op as u32, Relaxed);
+        slot.done.store(0, Relaxed);
+        slot.waiter.store(0, Relaxed);
+        slot.claim.store(generation << 32, Release);
+        self.pool.seq.fetch_add(1, SeqCst);
+        if wake > 0 && self.pool.sleepers.load(SeqCst) > 0 {
+            futex::wake(&self.pool.seq, wake);
+        }
+    }
+
+    /// Publishes `job` for the workers alone and wakes up to `wake` of
+    /// them; the caller goes on with other work, then calls [`finish`]
+    /// (before anything the job touches may go). For work ahead of the
+    /// caller's own, such as faulting in the far end of a buffer the caller
+    /// is about to fill (`Op::Populate`): parts no worker took by then are
+    /// simply not done.
+    ///
+    /// # Safety
+    /// As for [`run`], until [`finish`] returns.
+    ///
+    /// [`finish`]: Lease::finish
+    /// [`run`]: Lease::run
+    pub unsafe fn start(&self, job: &Job, wake: u32) {
+        self.publish(job, wake.min(job.split.parts));
+    }
+
+    /// Ends a job begun with [`start`](Lease::start): withdraws the parts no
+    /// worker has taken and waits for those taken. Returns how many parts
+    /// were done.
+    pub fn finish(&self, wait: Wait) -> Result<u32, Forked> {
+        let slot = self.slot();
+        let taken = loop {
+            let claim = slot.claim.load(Acquire);
+            let next = (claim as u32).min(slot.parts.load(Relaxed));
+            let closed = (claim >> 32) << 32 | CLOSED as u64;
+            if slot.claim.compare_exchange(claim, closed, AcqRel, Relaxed).is_ok() {
+                break next;
+            }
+        };
+        self.wait_done(taken, wait).map(|()| taken)
     }
 
     /// Waits until `done` reaches `parts`.

@@ -143,6 +143,42 @@ impl Drop for Mapping {
     }
 }
 
+/// `MADV_POPULATE_WRITE` (Linux 5.14): faults the pages in as a write would,
+/// without writing.
+const MADV_POPULATE_WRITE: usize = 23;
+
+/// Faults the whole pages inside `[addr, addr + len)` in, writable, as a
+/// write to them would, changing no byte (madvise(2)
+/// `MADV_POPULATE_WRITE`). Partial pages at either end are left alone.
+///
+/// # Safety
+/// The range must be memory the caller is about to write anyway: the
+/// kernel allocates its pages (and, for a shared file mapping, dirties
+/// them) as a write would.
+pub unsafe fn populate_write(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    let start = (addr as usize).next_multiple_of(PAGE);
+    let end = (addr as usize).saturating_add(len) / PAGE * PAGE;
+    if end <= start {
+        return Ok(());
+    }
+    // SAFETY: whole pages of the caller's range; no byte changes.
+    unsafe { syscall6(libc::SYS_madvise, [start, end - start, MADV_POPULATE_WRITE, 0, 0, 0]) }.map(|_| ())
+}
+
+/// Whether the page holding `addr` is resident (mincore(2)): false for
+/// memory never touched since it was mapped, which a copy into it would
+/// fault in page by page.
+pub fn resident(addr: *const u8) -> Result<bool, Errno> {
+    let page = addr as usize / PAGE * PAGE;
+    let mut vec = 0u8;
+    // SAFETY: mincore writes one byte per page of the range: one.
+    unsafe { syscall6(libc::SYS_mincore, [page, PAGE, &mut vec as *mut u8 as usize, 0, 0, 0]) }?;
+    Ok(vec & 1 != 0)
+}
+
+/// The page size of x86-64 Linux.
+const PAGE: usize = 4096;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +203,38 @@ mod tests {
         let m2 = Mapping::shared(fd.raw(), 1 << 20).unwrap();
         // SAFETY: inside the second mapping of the same memfd.
         assert_eq!(unsafe { *m2.ptr().add(12345) }, 7);
+    }
+
+    #[test]
+    fn populate_faults_in_without_writing() {
+        let len = 64 << 12;
+        // SAFETY: a fresh private anonymous mapping, ours alone.
+        let p = unsafe {
+            syscall6(
+                libc::SYS_mmap,
+                [
+                    0,
+                    len,
+                    (libc::PROT_READ | libc::PROT_WRITE) as usize,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize,
+                    usize::MAX,
+                    0,
+                ],
+            )
+        }
+        .unwrap() as *mut u8;
+        // SAFETY: inside the mapping.
+        let (first, inner, last) = unsafe { (p, p.add(8 << 12), p.add(len - 1)) };
+        assert_eq!(resident(inner), Ok(false));
+        // SAFETY: the mapping is ours; from the middle of page 1 to the middle
+        // of the last page: only the whole pages between, 2 to 62, are populated.
+        unsafe { populate_write(p.add(6000), len - 6000 - 100) }.unwrap();
+        assert_eq!(resident(inner), Ok(true));
+        assert_eq!((resident(first), resident(last)), (Ok(false), Ok(false)));
+        // SAFETY: inside the mapping, now faulted in: still zeroes.
+        assert_eq!(unsafe { *inner }, 0);
+        // SAFETY: unmapping our mapping.
+        unsafe { syscall6(libc::SYS_munmap, [p as usize, len, 0, 0, 0, 0]) }.unwrap();
+        assert_eq!(resident(inner), Err(Errno(libc::ENOMEM)));
     }
 }

@@ -85,6 +85,22 @@ impl ReadCall<'_> {
         matches!(self.kind, ReadKind::Read | ReadKind::Readv)
     }
 
+    /// Where bytes `[offset, offset + len)` of the buffers are, if one
+    /// buffer holds them all.
+    pub fn contiguous(&self, offset: u64, len: u64) -> Option<*mut u8> {
+        let mut start = 0u64;
+        for seg in self.iov {
+            let end = start + seg.iov_len as u64;
+            if offset < end {
+                // SAFETY: offset - start < iov_len: inside the segment.
+                return (offset + len <= end)
+                    .then(|| unsafe { seg.iov_base.cast::<u8>().add((offset - start) as usize) });
+            }
+            start = end;
+        }
+        None
+    }
+
     /// True when the application asked for ancillary data (a control buffer).
     pub fn wants_control(&self) -> bool {
         // SAFETY: the hook passed the application's msghdr, valid for the call.
@@ -243,6 +259,11 @@ mod tests {
         assert_eq!(out[0].iov_len, 5);
         assert_eq!(out[0].iov_base as usize, b.as_ptr() as usize + 1);
         assert_eq!(tail(&segs, 10, &mut out), 0);
+        let call = ReadCall { fd: -1, iov: &segs, flags: 0, kind: ReadKind::Readv };
+        assert_eq!(call.contiguous(1, 3), Some(a.as_mut_ptr().wrapping_add(1)));
+        assert_eq!(call.contiguous(4, 6), Some(b.as_mut_ptr()));
+        assert_eq!(call.contiguous(3, 2), None, "two buffers");
+        assert_eq!(call.contiguous(10, 1), None, "past the end");
         let n = tail(&segs, 2, &mut out);
         truncate(&mut out[..n], 3);
         assert_eq!((out[0].iov_len, out[1].iov_len), (2, 1));

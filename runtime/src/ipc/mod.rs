@@ -3,11 +3,13 @@
 //! close hooks' bookkeeping, and the fork child's reset.
 //!
 //! - [`call`]: the application's call, and the kernel path.
+//! - [`ahead`]: faulting in a large read's fresh buffer ahead of the copy.
 //! - [`endpoint`]: socket or pipe, its identity and its kernel questions.
 //! - [`reader`], [`writer`]: the two sides of a rendezvous.
 //! - [`side`]: side-channel datagrams; [`channel`]: per-direction state;
 //!   [`table`]: the per-fd table and try-locks.
 
+mod ahead;
 pub mod call;
 pub mod channel;
 pub mod endpoint;

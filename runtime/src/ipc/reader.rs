@@ -10,6 +10,7 @@ use ipc_offload_engine::sys::mem::OwnedFd;
 use ipc_offload_engine::sys::net::{self, PollFd};
 use ipc_offload_engine::sys::{Errno, pipe, signal};
 
+use super::ahead::Ahead;
 use super::call::ReadCall;
 use super::channel::{self, Channel, Locked, Reader, Role};
 use super::endpoint::{Endpoint, Family};
@@ -240,10 +241,15 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         // Sleeps for slots let signals through: a handler, or a default
         // action, must not wait for a writer that may be stopped.
         let mut sleep = Sleep { mask: Some(held.outside()), interrupted: false };
+        let total = total.min(capacity - got);
+        // SAFETY: the part of the caller's buffer this transfer fills.
+        let ahead = call.contiguous(got, total).and_then(|dst| unsafe { Ahead::start(dst, total, ctx.class) });
         // SAFETY: at most capacity - got bytes (the claim is bounded by the
         // wait's `want`); the cursor covers the caller's remaining buffers.
-        let (n, abort) =
-            unsafe { ring.receive(ticket, total.min(capacity - got), &mut cursor, &mut copy, &mut alive, &mut sleep) };
+        let (n, abort) = unsafe { ring.receive(ticket, total, &mut cursor, &mut copy, &mut alive, &mut sleep) };
+        if let Some(ahead) = ahead {
+            ahead.finish();
+        }
         signalled |= sleep.interrupted;
         ring.end(ticket);
         drop(copy);

@@ -36,7 +36,7 @@ fn run_job_as(pool: &'static Pool, src: &[u8], dst: &mut [u8], agents: u32, wait
         len: src.len(),
         split: split::split(src.len(), agents),
         class,
-        streaming: false,
+        op: Op::Copy,
     };
     // SAFETY: two distinct live vectors of job.len bytes.
     unsafe { lease.run(&job, wait, agents - 1) }.unwrap();
@@ -105,7 +105,7 @@ fn many_threads_share_a_small_pool() {
                                 len,
                                 split: split::split(len, 3),
                                 class: Class::Memcpy,
-                                streaming: t % 2 == 0,
+                                op: if t % 2 == 0 { Op::Stream } else { Op::Copy },
                             };
                             // SAFETY: distinct live vectors of `len` bytes.
                             unsafe { lease.run(&job, Wait::SpinThenSleep, 2) }.unwrap();
@@ -178,7 +178,7 @@ fn caller_survives_a_reset_while_waiting() {
             len,
             split: split::split(len, 2),
             class: Class::Memcpy,
-            streaming: false,
+            op: Op::Copy,
         };
         // SAFETY: distinct live buffers of `len` bytes.
         let result = unsafe { lease.run(&job, Wait::Sleep, 1) };
@@ -205,4 +205,40 @@ fn reset_returns_the_pool_to_unstarted() {
     assert_eq!(p.state.load(Relaxed), NOT_STARTED);
     assert_eq!(p.workers(), 0);
     assert_eq!(p.free.load(Relaxed), u64::MAX);
+}
+
+#[test]
+fn a_started_populate_job_is_done_by_workers_and_finish_withdraws_the_rest() {
+    let p = pool(1, Wait::Sleep);
+    let len = 64usize << 20;
+    let mut buf = vec![0u8; len];
+    let lease = p.lease().unwrap();
+    let part = 2usize << 20;
+    let job = Job {
+        dst: buf.as_mut_ptr(),
+        src: core::ptr::null(),
+        len,
+        split: split::Split { part, parts: (len / part) as u32 },
+        class: Class::Pipe,
+        op: Op::Populate,
+    };
+    // SAFETY: `buf` is ours and stays alive until finish returns.
+    unsafe { lease.start(&job, 1) };
+    // The worker takes parts while this thread does nothing: wait for some.
+    let start = Instant::now();
+    while p.slots[lease.index].done.load(Acquire) < 2 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::yield_now();
+    }
+    let done = lease.finish(Wait::SpinThenSleep).unwrap();
+    assert!((2..=job.split.parts).contains(&done), "{done}");
+    // No part is taken after finish: the count stays.
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(p.slots[lease.index].done.load(Acquire), done);
+    assert!(buf.iter().all(|b| *b == 0), "a populate changes no byte");
+    drop(lease);
+    // The slot serves an ordinary copy afterwards.
+    let src = pattern(3 << 20, 7);
+    let mut dst = vec![0u8; src.len()];
+    run_job(p, &src, &mut dst, 2, Wait::SpinThenSleep);
+    assert!(dst == src);
 }
