@@ -78,8 +78,10 @@ pub struct Writer {
     pub next_request: Option<Instant>,
     /// How long to back off after the next refusal.
     pub backoff: Duration,
-    /// When the last rendezvous ended (a streaming reader comes back soon).
-    pub last_rendezvous: Option<Instant>,
+    /// When the reader last showed that it reads in a loop with large
+    /// buffers: a rendezvous ended, or it offered its ring (it answers from
+    /// inside a large read). Such a reader comes back soon.
+    pub reader_active: Option<Instant>,
 }
 
 /// A slot's content.
@@ -270,7 +272,7 @@ mod tests {
                 reader: None,
                 next_request: None,
                 backoff: Duration::from_millis(1),
-                last_rendezvous: None,
+                reader_active: None,
             });
         }
         assert!(matches!(*lock(target, Role::Writer).unwrap(), Channel::Writer(_)));
@@ -295,7 +297,7 @@ mod tests {
             reader: None,
             next_request: None,
             backoff: Duration::from_millis(1),
-            last_rendezvous: None,
+            reader_active: None,
         });
         assert_eq!(lock(other, Role::Writer).unwrap_err(), Unavailable::Busy);
         assert!(lock(fifo, Role::Writer).is_ok());

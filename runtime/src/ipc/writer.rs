@@ -28,7 +28,8 @@ const PATIENCE: Duration = Duration::from_micros(200);
 const PATIENCE_STREAMING: Duration = Duration::from_millis(20);
 /// Longest a nonblocking write waits for its reader to copy the last slots.
 const DRAIN_NONBLOCKING: Duration = Duration::from_millis(20);
-/// A reader that ended a transfer this recently is streaming.
+/// A reader that ended a transfer (or offered its ring) this recently is
+/// streaming.
 const STREAMING: Duration = Duration::from_millis(50);
 /// First and longest pause between REQUESTs to a socket whose reader has
 /// not opted in.
@@ -56,7 +57,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             reader: None,
             next_request: None,
             backoff: BACKOFF_FIRST,
-            last_rendezvous: None,
+            reader_active: None,
         });
     }
     let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
@@ -80,7 +81,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
                 tally.reason(reason);
                 return finish_with_kernel(call, at, sent, len - sent, tally);
             }
-            let streaming = writer.last_rendezvous.is_some_and(|t| t.elapsed() < STREAMING);
+            let streaming = writer.reader_active.is_some_and(|t| t.elapsed() < STREAMING);
             let patience = if streaming { PATIENCE_STREAMING } else { PATIENCE };
             if claimable(call.fd, writer) || (blocking && wait_for_reader(call.fd, writer, patience)) {
                 let result = transfer(writer, &mut cursor, len - sent, blocking, ctx, tally);
@@ -222,7 +223,7 @@ fn transfer(
         forget_ring(writer);
         writer.side = None;
     } else {
-        writer.last_rendezvous = Some(Instant::now());
+        writer.reader_active = Some(Instant::now());
     }
     if n == 0 && matches!(abort, Some(Abort::PeerGone | Abort::Withdrawn)) { Err(Fallback::PeerGone) } else { Ok(n) }
 }
@@ -291,5 +292,9 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
         writer.reader = Some(offer.lifeline);
         writer.ring = Some((ring, offer.memfd_ino));
         writer.backoff = BACKOFF_FIRST;
+        // It answered from inside a large read, and is draining the kernel
+        // bytes of this very write: wait for it as for a streaming reader,
+        // rather than send it more kernel pieces.
+        writer.reader_active = Some(Instant::now());
     }
 }
