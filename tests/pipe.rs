@@ -634,7 +634,8 @@ if __name__ == "__main__":
 "#;
     let Some((stdout, fast)) = python_differential("pipe-python", script) else { return };
     assert!(stdout.starts_with(&format!("received {} ", 256 << 20)) && stdout.ends_with(" ok\n"), "{stdout}");
-    assert!(fast > 0, "no byte of the 256 MiB went through shared memory");
+    // Both ends count; all but the first few MiB take the fast path.
+    assert!(fast >= 2 * (232 << 20), "only {fast} bytes of 2 x 256 MiB through shared memory");
 }
 
 #[test]

@@ -435,7 +435,10 @@ if __name__ == "__main__":
     assert_eq!(out.stdout, plain.stdout);
     assert_eq!(out.stdout, format!("received {} ok\n", 256 << 20));
     let fast = unix_total(&stats, "fast_path_bytes");
-    assert!(fast >= 2 * (200 << 20), "only {fast} bytes through shared memory");
+    // Both ends count; the message switches to shared memory within its
+    // first few MiB (the reader's handshake reads are short: see
+    // docs/ipc-protocol.md, "Opting in").
+    assert!(fast >= 2 * (232 << 20), "only {fast} bytes through shared memory");
 }
 
 #[test]

@@ -127,6 +127,34 @@ impl ReadCall<'_> {
         }
     }
 
+    /// The call through the kernel, for at most `max` bytes (a read may
+    /// always return fewer than asked): read and readv as readv, recv as
+    /// recvmsg with its flags. Calls that fill an address or control data,
+    /// and MSG_WAITALL, go as they were.
+    ///
+    /// # Safety
+    /// The application's arguments, valid as for the libc function.
+    pub unsafe fn kernel_capped(&self, max: u64) -> isize {
+        let mut parts = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        let n = tail(self.iov, 0, &mut parts);
+        truncate(&mut parts[..n], max);
+        // SAFETY: `parts` describes the caller's buffers (a prefix of them),
+        // or the call is replayed as it was.
+        unsafe {
+            match self.kind {
+                ReadKind::Read | ReadKind::Readv => (REAL_IO.readv.get())(self.fd, parts.as_ptr(), n as c_int),
+                ReadKind::Recv if self.flags & libc::MSG_WAITALL == 0 => {
+                    // SAFETY: msghdr is plain data; zeroes is valid.
+                    let mut msg: libc::msghdr = core::mem::zeroed();
+                    msg.msg_iov = parts.as_mut_ptr();
+                    msg.msg_iovlen = n;
+                    (REAL_IO.recvmsg.get())(self.fd, &mut msg, self.flags)
+                }
+                _ => self.replay(),
+            }
+        }
+    }
+
     /// Reads through the kernel into the buffers from byte `skip` on, with
     /// `flags` (recvmsg with a re-described buffer list).
     ///

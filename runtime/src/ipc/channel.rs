@@ -42,6 +42,8 @@ pub struct Reader {
     /// The side-channel addresses of writers that sent REQUESTs, by pid: a
     /// claiming writer whose address is no longer bound has exec'd.
     pub requesters: [Option<(i32, AbstractAddr)>; REQUESTERS],
+    /// When it opted in.
+    pub since: Instant,
 }
 
 /// Writers' addresses a reader remembers (more writers share the slots).

@@ -22,6 +22,11 @@ use ipc_offload_policy::Class;
 
 /// How long a reader polls its mailbox before it sleeps in poll(2).
 const SPIN: Duration = Duration::from_micros(30);
+/// For this long after opting in, a reader without a ring reads at most
+/// [`HANDSHAKE_READ`] bytes per call through the kernel (the writer's
+/// REQUESTs back off for 127 ms before it gives up on a reader).
+const HANDSHAKE: Duration = Duration::from_millis(200);
+const HANDSHAKE_READ: u64 = 256 << 10;
 /// A writer publishes its claim two stores after making it; one that takes
 /// longer than this was preempted, or died: check which.
 const CLAIM_STALL: Duration = Duration::from_millis(1);
@@ -65,6 +70,15 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     let Channel::Reader(reader) = &mut *ch else { return tally.kernel(Fallback::Busy, call) };
     serve_side(reader, ctx);
     if reader.ring.is_none() {
+        if reader.since.elapsed() < HANDSHAKE {
+            // A writer with the library may be pumping kernel pieces while
+            // it waits for an OFFER, which this reader makes only between
+            // reads: a kernel read that went on absorbing them would keep
+            // the two on the kernel path for the whole message.
+            tally.reason(Fallback::NoPeer);
+            // SAFETY: the caller's call, for fewer bytes.
+            return tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ) });
+        }
         return tally.kernel(Fallback::NoPeer, call);
     }
     // SAFETY: forwarded contract.
@@ -80,7 +94,8 @@ fn opt_in(own: Endpoint) -> Option<Reader> {
     };
     let side = net::dgram_socket().ok()?;
     net::bind(side.raw(), &side::reader_name(peer)).ok()?;
-    Some(Reader { own, peer, side, ring: None, lifeline: None, writer: None, requesters: [None; channel::REQUESTERS] })
+    let requesters = [None; channel::REQUESTERS];
+    Some(Reader { own, peer, side, ring: None, lifeline: None, writer: None, requesters, since: Instant::now() })
 }
 
 /// Answers every queued side-channel datagram: REQUESTs get an OFFER of the
