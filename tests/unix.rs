@@ -141,17 +141,7 @@ fn payload_does_not_cross_the_socket() {
             cmd.env_remove("LD_PRELOAD");
         }
         run(&mut cmd, Duration::from_secs(120)).success();
-        std::fs::read_to_string(&trace)
-            .unwrap()
-            .lines()
-            // "pid call(args...) = N" and "pid <... call resumed>)    = N"
-            .filter_map(|l| {
-                let (_, result) = l.rsplit_once(')')?;
-                result.trim_start().strip_prefix('=')?.split_whitespace().next()?.parse::<i64>().ok()
-            })
-            .filter(|n| *n > 0)
-            .map(|n| n as u64)
-            .sum()
+        strace_bytes(&trace)
     };
     let without = moved(false);
     let with = moved(true);

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 static inline uint8_t pat(size_t i, uint32_t seed) {
@@ -20,6 +21,37 @@ static inline long check(const uint8_t *p, size_t n, uint32_t seed) {
     for (size_t i = 0; i < n; i++)
         if (p[i] != pat(i, seed)) return (long)i;
     return -1;
+}
+
+/* A reader's running check of a stream whose byte i is pat(i, seed): how
+   many bytes were checked, and whether one was wrong (the first is reported
+   on stdout). */
+struct stream_check {
+    uint32_t seed;
+    size_t checked;
+    int bad;
+};
+
+static inline void stream_verify(struct stream_check *s, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n && !s->bad; i++)
+        if (p[i] != pat(s->checked + i, s->seed)) {
+            printf("byte %zu is %d, expected %d\n", s->checked + i, p[i], pat(s->checked + i, s->seed));
+            s->bad = 1;
+        }
+    s->checked += n;
+}
+
+/* A periodic stream, for tests that need a writer to send from one buffer
+   and a reader to check any piece cheaply: byte i is i % 251. Returns len +
+   251 bytes of it, so that stream bytes [at, at + n) for n <= len are at
+   pattern + at % 251. */
+static inline uint8_t *periodic_pattern(size_t len) {
+    uint8_t *pattern = mmap(NULL, len + 251, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pattern == MAP_FAILED) { perror("mmap"); exit(2); }
+    for (size_t i = 0; i < 251; i++) pattern[i] = (uint8_t)i;
+    for (size_t have = 251; have < len + 251; have *= 2) /* copy what is there */
+        memcpy(pattern + have, pattern, have < len + 251 - have ? have : len + 251 - have);
+    return pattern;
 }
 
 static inline uint8_t *map_or_die(size_t n) {

@@ -62,19 +62,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "common.h"
+#include "readers.h"
 
-static const uint32_t SEED = 0x919e;
-static size_t checked;
-static int bad;
-
-static void verify(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n && !bad; i++)
-        if (p[i] != pat(checked + i, SEED)) {
-            printf("byte %zu is %d, expected %d\n", checked + i, p[i], pat(checked + i, SEED));
-            bad = 1;
-        }
-    checked += n;
-}
+/* What the reader got, checked: byte i of the stream is pat(i, 0x919e). */
+static struct stream_check got = { .seed = 0x919e };
 
 /* Writes buf[0, n) with write (k even) or writev (k odd), retrying partial
    writes; a nonblocking fd waits for POLLOUT on EAGAIN. Exits 1 on error. */
@@ -109,7 +100,7 @@ static void writer(int fd, size_t total, size_t wsize, const char *mode) {
     size_t sent = 0;
     for (long k = 0; sent < total; k++) {
         size_t n = total - sent < wsize ? total - sent : wsize;
-        for (size_t i = 0; i < n; i++) buf[i] = pat(sent + i, SEED);
+        for (size_t i = 0; i < n; i++) buf[i] = pat(sent + i, got.seed);
         if (stdio && k % 2 == 0) {
             /* stdio writes inside libc; the next write must come after it */
             if (fwrite(buf, 1, n, stdio) != n || fflush(stdio) != 0) { perror("fwrite"); _exit(1); }
@@ -122,8 +113,6 @@ static void writer(int fd, size_t total, size_t wsize, const char *mode) {
     if (stdio) fclose(stdio);
     else close(fd);
 }
-
-static void on_alarm(int sig) { (void)sig; }
 
 /* One read in `mode`; returns what read(2) would. */
 static ssize_t one_read(const char *mode, int fd, FILE *stdio, uint8_t *buf, size_t size) {
@@ -140,64 +129,29 @@ static ssize_t one_read(const char *mode, int fd, FILE *stdio, uint8_t *buf, siz
     return read(fd, buf, size);
 }
 
-static int wait_readable(const char *mode, int fd, int ep) {
-    if (strcmp(mode, "nonblock-poll") == 0) {
-        struct pollfd p = {fd, POLLIN, 0};
-        return poll(&p, 1, 10000) == 1 ? 0 : -1;
-    }
-    if (strncmp(mode, "epoll", 5) == 0) {
-        struct epoll_event ev;
-        return epoll_wait(ep, &ev, 1, 10000) == 1 ? 0 : -1;
-    }
-    if (strcmp(mode, "select") == 0) {
-        fd_set set;
-        FD_ZERO(&set);
-        FD_SET(fd, &set);
-        struct timeval tv = {10, 0};
-        return select(fd + 1, &set, NULL, NULL, &tv) == 1 ? 0 : -1;
-    }
-    return 0;
-}
-
 /* Reads fd to EOF in `mode`, verifying; returns whether EOF was seen. */
 static int reader(int fd, size_t rsize, const char *mode) {
-    int nonblocking = strcmp(mode, "nonblock-poll") == 0 || strncmp(mode, "epoll", 5) == 0 || strcmp(mode, "select") == 0;
-    if (nonblocking) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    int ep = -1;
-    if (strncmp(mode, "epoll", 5) == 0) {
-        ep = epoll_create1(0);
-        struct epoll_event ev = {.events = EPOLLIN | (strcmp(mode, "epoll-et") == 0 ? EPOLLET : 0), .data.fd = fd};
-        if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) { perror("epoll"); exit(2); }
-    }
+    int ep = reader_setup(mode, fd);
     FILE *stdio = NULL;
     if (strcmp(mode, "fread") == 0 && !(stdio = fdopen(fd, "r"))) { perror("fdopen"); exit(2); }
-    if (strcmp(mode, "eintr") == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_alarm; /* no SA_RESTART: reads may fail with EINTR */
-        sigaction(SIGALRM, &sa, NULL);
-        struct itimerval it = {{0, 2000}, {0, 2000}};
-        setitimer(ITIMER_REAL, &it, NULL);
-    }
     uint8_t *buf = map_or_die(rsize);
     long reads = 0, eintr = 0, again = 0;
     int eof = 0;
-    while (!bad) {
+    while (!got.bad) {
         ssize_t r = one_read(mode, fd, stdio, buf, rsize);
-        if (r > 0) { verify(buf, (size_t)r); reads++; continue; }
+        if (r > 0) { stream_verify(&got, buf, (size_t)r); reads++; continue; }
         if (r == 0) { eof = 1; break; }
         if (errno == EINTR) { eintr++; continue; }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             again++;
-            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); bad = 1; }
+            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); got.bad = 1; }
             continue;
         }
         perror("read");
         printf("read failed\n");
-        bad = 1;
+        got.bad = 1;
     }
-    struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_REAL, &off, NULL);
+    reader_done();
     fprintf(stderr, "reads %ld eintr %ld eagain %ld\n", reads, eintr, again);
     if (stdio) fclose(stdio);
     else close(fd);
@@ -310,19 +264,19 @@ static int two_two(size_t total, size_t wsize, size_t rsize) {
         if (missing[w]) printf("%zu words of writer %d never arrived\n", missing[w], w);
     if (sh->bad[0] || sh->bad[1]) printf("a reader got wrong, repeated or out-of-order words\n");
     int ok = !failed && !missing[0] && !missing[1] && !sh->bad[0] && !sh->bad[1] && sh->eof[0] && sh->eof[1];
-    size_t got = (size_t)(sh->bytes[0] + sh->bytes[1]);
-    printf("two-two w=%zu r=%zu: %zu bytes, %s, %s\n", wsize, rsize, got, sh->eof[0] && sh->eof[1] ? "eof" : "no eof",
+    size_t received = (size_t)(sh->bytes[0] + sh->bytes[1]);
+    printf("two-two w=%zu r=%zu: %zu bytes, %s, %s\n", wsize, rsize, received, sh->eof[0] && sh->eof[1] ? "eof" : "no eof",
            ok ? "ok" : "BAD");
-    return !ok || got != total;
+    return !ok || received != total;
 }
 
 /* --- main ----------------------------------------------------------------- */
 
 static int report(const char *mode, size_t total, size_t wsize, size_t rsize, int eof, int writer_ok) {
     if (!writer_ok) printf("the writer failed\n");
-    printf("%s w=%zu r=%zu: %zu bytes, %s, %s\n", mode, wsize, rsize, checked, eof ? "eof" : "no eof",
-           bad || !writer_ok ? "BAD" : "ok");
-    return bad || checked != total || !eof || !writer_ok;
+    printf("%s w=%zu r=%zu: %zu bytes, %s, %s\n", mode, wsize, rsize, got.checked, eof ? "eof" : "no eof",
+           got.bad || !writer_ok ? "BAD" : "ok");
+    return got.bad || got.checked != total || !eof || !writer_ok;
 }
 
 int main(int argc, char **argv) {

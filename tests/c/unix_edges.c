@@ -55,14 +55,7 @@
 static uint8_t *pattern; /* pattern[i] = i % 251, PATTERN_LEN + 251 bytes */
 #define PATTERN_LEN (256 * MIB)
 
-static void make_pattern(void) {
-    size_t len = PATTERN_LEN + 251;
-    pattern = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (pattern == MAP_FAILED) { perror("mmap"); exit(2); }
-    for (size_t i = 0; i < 251; i++) pattern[i] = (uint8_t)i;
-    for (size_t have = 251; have < len; have *= 2) /* periodic: copy what is there */
-        memcpy(pattern + have, pattern, have < len - have ? have : len - have);
-}
+static void make_pattern(void) { pattern = periodic_pattern(PATTERN_LEN); }
 
 /* True if buf holds stream bytes [at, at + n). */
 static int is_stream(const uint8_t *buf, size_t at, size_t n) {

@@ -34,19 +34,10 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include "common.h"
+#include "readers.h"
 
-static const uint32_t SEED = 0x5eed;
-static size_t checked;
-static int bad;
-
-static void verify(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n && !bad; i++)
-        if (p[i] != pat(checked + i, SEED)) {
-            printf("byte %zu is %d, expected %d\n", checked + i, p[i], pat(checked + i, SEED));
-            bad = 1;
-        }
-    checked += n;
-}
+/* What the reader got, checked: byte i of the stream is pat(i, 0x5eed). */
+static struct stream_check got = { .seed = 0x5eed };
 
 static void writer(int fd, size_t total, size_t wsize, const char *mode) {
     int nbwrite = strcmp(mode, "nbwrite") == 0;
@@ -55,7 +46,7 @@ static void writer(int fd, size_t total, size_t wsize, const char *mode) {
     size_t sent = 0;
     for (long k = 0; sent < total; k++) {
         size_t n = total - sent < wsize ? total - sent : wsize;
-        for (size_t i = 0; i < n; i++) buf[i] = pat(sent + i, SEED);
+        for (size_t i = 0; i < n; i++) buf[i] = pat(sent + i, got.seed);
         size_t off = 0;
         while (off < n) {
             ssize_t w;
@@ -88,8 +79,6 @@ static void writer(int fd, size_t total, size_t wsize, const char *mode) {
     close(fd);
 }
 
-static void on_alarm(int sig) { (void)sig; }
-
 /* One read in `mode`; returns what read(2) would. */
 static ssize_t one_read(const char *mode, int fd, uint8_t *buf, size_t size) {
     if (strcmp(mode, "waitall") == 0) return recv(fd, buf, size, MSG_WAITALL);
@@ -115,25 +104,6 @@ static ssize_t one_read(const char *mode, int fd, uint8_t *buf, size_t size) {
     return read(fd, buf, size);
 }
 
-static int wait_readable(const char *mode, int fd, int ep) {
-    if (strcmp(mode, "nonblock-poll") == 0) {
-        struct pollfd p = {fd, POLLIN, 0};
-        return poll(&p, 1, 10000) == 1 ? 0 : -1;
-    }
-    if (strncmp(mode, "epoll", 5) == 0) {
-        struct epoll_event ev;
-        return epoll_wait(ep, &ev, 1, 10000) == 1 ? 0 : -1;
-    }
-    if (strcmp(mode, "select") == 0) {
-        fd_set set;
-        FD_ZERO(&set);
-        FD_SET(fd, &set);
-        struct timeval tv = {10, 0};
-        return select(fd + 1, &set, NULL, NULL, &tv) == 1 ? 0 : -1;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv) {
     if (argc != 5) { fprintf(stderr, "usage: %s MODE TOTAL WRITE READ\n", argv[0]); return 2; }
     const char *mode = argv[1];
@@ -149,22 +119,7 @@ int main(int argc, char **argv) {
     }
     close(sv[1]);
     int fd = sv[0];
-    int nonblocking = strcmp(mode, "nonblock-poll") == 0 || strncmp(mode, "epoll", 5) == 0 || strcmp(mode, "select") == 0;
-    if (nonblocking) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    int ep = -1;
-    if (strncmp(mode, "epoll", 5) == 0) {
-        ep = epoll_create1(0);
-        struct epoll_event ev = {.events = EPOLLIN | (strcmp(mode, "epoll-et") == 0 ? EPOLLET : 0), .data.fd = fd};
-        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-    }
-    if (strcmp(mode, "eintr") == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_alarm; /* no SA_RESTART: reads may fail with EINTR */
-        sigaction(SIGALRM, &sa, NULL);
-        struct itimerval it = {{0, 2000}, {0, 2000}};
-        setitimer(ITIMER_REAL, &it, NULL);
-    }
+    int ep = reader_setup(mode, fd);
     if (strcmp(mode, "rcvtimeo") == 0) {
         struct timeval tv = {0, 50000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -172,26 +127,25 @@ int main(int argc, char **argv) {
     uint8_t *buf = map_or_die(rsize);
     long reads = 0, eintr = 0, again = 0;
     int eof = 0;
-    while (!bad) {
+    while (!got.bad) {
         ssize_t r = one_read(mode, fd, buf, rsize);
-        if (r > 0) { verify(buf, (size_t)r); reads++; continue; }
+        if (r > 0) { stream_verify(&got, buf, (size_t)r); reads++; continue; }
         if (r == 0) { eof = 1; break; }
         if (errno == EINTR) { eintr++; continue; }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             again++;
-            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); bad = 1; }
+            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); got.bad = 1; }
             continue;
         }
         perror("read");
-        bad = 1;
+        got.bad = 1;
     }
-    struct itimerval off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_REAL, &off, NULL);
-    if (strcmp(mode, "shutdown") == 0 && eof && send(fd, "done", 4, MSG_NOSIGNAL) != 4) { perror("reply"); bad = 1; }
+    reader_done();
+    if (strcmp(mode, "shutdown") == 0 && eof && send(fd, "done", 4, MSG_NOSIGNAL) != 4) { perror("reply"); got.bad = 1; }
     int status;
     waitpid(pid, &status, 0);
-    printf("%s w=%zu r=%zu: %zu bytes, %s, %s\n", mode, wsize, rsize, checked, eof ? "eof" : "no eof",
-           bad ? "BAD" : "ok");
+    printf("%s w=%zu r=%zu: %zu bytes, %s, %s\n", mode, wsize, rsize, got.checked, eof ? "eof" : "no eof",
+           got.bad ? "BAD" : "ok");
     fprintf(stderr, "reads %ld eintr %ld eagain %ld\n", reads, eintr, again);
-    return bad || checked != total || !eof || !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    return got.bad || got.checked != total || !eof || !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }

@@ -288,3 +288,20 @@ pub fn python() -> Option<PathBuf> {
     let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
     Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
+
+/// The bytes an `strace -o FILE` trace shows its calls returning (the sum
+/// of the positive results of every line, resumed calls included): with
+/// `-e trace=read,write,...`, what crossed the kernel.
+pub fn strace_bytes(trace: &Path) -> u64 {
+    std::fs::read_to_string(trace)
+        .unwrap()
+        .lines()
+        // "pid call(args...) = N" and "pid <... call resumed>)    = N"
+        .filter_map(|l| {
+            let (_, result) = l.rsplit_once(')')?;
+            result.trim_start().strip_prefix('=')?.split_whitespace().next()?.parse::<i64>().ok()
+        })
+        .filter(|n| *n > 0)
+        .map(|n| n as u64)
+        .sum()
+}

@@ -86,6 +86,14 @@ pub struct Writer {
     pub reader_active: Option<Instant>,
 }
 
+impl Writer {
+    /// A writer into `target` that has not met its reader yet, backing off
+    /// `backoff` after its first refused REQUEST.
+    pub fn new(target: Endpoint, backoff: Duration) -> Writer {
+        Writer { target, side: None, ring: None, reader: None, next_request: None, backoff, reader_active: None }
+    }
+}
+
 /// A slot's content.
 // The table is static (256 slots of about 600 bytes) and hooks never
 // allocate: no Box for the larger variant.
@@ -267,15 +275,7 @@ mod tests {
             let mut g = lock(target, Role::Writer).unwrap();
             assert!(matches!(*g, Channel::Empty));
             assert_eq!(lock(target, Role::Writer).unwrap_err(), Unavailable::Busy);
-            *g = Channel::Writer(Writer {
-                target,
-                side: None,
-                ring: None,
-                reader: None,
-                next_request: None,
-                backoff: Duration::from_millis(1),
-                reader_active: None,
-            });
+            *g = Channel::Writer(Writer::new(target, Duration::from_millis(1)));
         }
         assert!(matches!(*lock(target, Role::Writer).unwrap(), Channel::Writer(_)));
         // Another role is another channel.
@@ -292,15 +292,7 @@ mod tests {
         // lands on the tag bit, which the key masks off).
         let other = Endpoint { dev: fifo.dev ^ (1 << 23), ..fifo };
         assert_eq!(fifo.key(), other.key());
-        *lock(fifo, Role::Writer).unwrap() = Channel::Writer(Writer {
-            target: fifo,
-            side: None,
-            ring: None,
-            reader: None,
-            next_request: None,
-            backoff: Duration::from_millis(1),
-            reader_active: None,
-        });
+        *lock(fifo, Role::Writer).unwrap() = Channel::Writer(Writer::new(fifo, Duration::from_millis(1)));
         assert_eq!(lock(other, Role::Writer).unwrap_err(), Unavailable::Busy);
         assert!(lock(fifo, Role::Writer).is_ok());
         release(fifo.key());

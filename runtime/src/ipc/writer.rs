@@ -50,15 +50,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         Err(_) => return tally.kernel_write(Fallback::Busy, call),
     };
     if matches!(*ch, Channel::Empty) {
-        *ch = Channel::Writer(Writer {
-            target: at,
-            side: None,
-            ring: None,
-            reader: None,
-            next_request: None,
-            backoff: BACKOFF_FIRST,
-            reader_active: None,
-        });
+        *ch = Channel::Writer(Writer::new(at, BACKOFF_FIRST));
     }
     let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
     let blocking = call.flags & libc::MSG_DONTWAIT == 0 && net::is_blocking(call.fd).unwrap_or(false);

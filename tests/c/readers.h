@@ -1,0 +1,70 @@
+/* How the matrix programs' readers wait, shared by unix_matrix.c and
+   pipe_matrix.c. Modes: nonblock-poll, epoll-lt, epoll-et and select make
+   the fd nonblocking and wait for readiness (up to 10 s) before each read;
+   eintr keeps a 2 ms SIGALRM interval timer running without SA_RESTART;
+   anything else reads as it comes. */
+#ifndef IPC_OFFLOAD_TEST_READERS_H
+#define IPC_OFFLOAD_TEST_READERS_H
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/time.h>
+
+static inline int readiness_mode(const char *mode) {
+    return strcmp(mode, "nonblock-poll") == 0 || strncmp(mode, "epoll", 5) == 0 || strcmp(mode, "select") == 0;
+}
+
+static void on_alarm(int sig) { (void)sig; }
+
+/* Prepares fd for reading in `mode`; returns the epoll fd of the epoll
+   modes, -1 otherwise. */
+static inline int reader_setup(const char *mode, int fd) {
+    if (readiness_mode(mode)) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int ep = -1;
+    if (strncmp(mode, "epoll", 5) == 0) {
+        ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN | (strcmp(mode, "epoll-et") == 0 ? EPOLLET : 0), .data.fd = fd};
+        if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) { perror("epoll"); exit(2); }
+    }
+    if (strcmp(mode, "eintr") == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_alarm; /* no SA_RESTART: reads may fail with EINTR */
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval it = {{0, 2000}, {0, 2000}};
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
+    return ep;
+}
+
+/* Stops the eintr mode's timer. */
+static inline void reader_done(void) {
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+}
+
+/* Waits until fd is readable in the readiness modes: 0, or -1 after 10 s. */
+static inline int wait_readable(const char *mode, int fd, int ep) {
+    if (strcmp(mode, "nonblock-poll") == 0) {
+        struct pollfd p = {fd, POLLIN, 0};
+        return poll(&p, 1, 10000) == 1 ? 0 : -1;
+    }
+    if (strncmp(mode, "epoll", 5) == 0) {
+        struct epoll_event ev;
+        return epoll_wait(ep, &ev, 1, 10000) == 1 ? 0 : -1;
+    }
+    if (strcmp(mode, "select") == 0) {
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(fd, &set);
+        struct timeval tv = {10, 0};
+        return select(fd + 1, &set, NULL, NULL, &tv) == 1 ? 0 : -1;
+    }
+    return 0;
+}
+#endif
