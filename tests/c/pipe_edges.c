@@ -204,11 +204,9 @@ static int read_pieces(int fd, struct shared *sh, int (*until)(struct shared *, 
 
 static int never(struct shared *sh, size_t mine) { (void)sh; (void)mine; return 0; }
 
-static int kill_reader_mode(const char *disp) {
-    alarm(20);
-    struct shared *sh = make_shared();
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) { perror("pipe"); return 2; }
+/* Forks a writer that writes into p[1] until a write fails, with SIGPIPE
+   disposition `disp`. */
+static pid_t spawn_writer(int p[2], const char *disp) {
     pid_t writer = fork();
     if (writer == 0) {
         close(p[0]);
@@ -216,6 +214,15 @@ static int kill_reader_mode(const char *disp) {
         write_until_it_fails(p[1], disp);
         _exit(0);
     }
+    return writer;
+}
+
+static int kill_reader_mode(const char *disp) {
+    alarm(20);
+    struct shared *sh = make_shared();
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) { perror("pipe"); return 2; }
+    pid_t writer = spawn_writer(p, disp);
     pid_t reader = fork();
     if (reader == 0) {
         close(p[1]);
@@ -249,13 +256,7 @@ static int last_reader_closes_mode(const char *disp) {
     struct shared *sh = make_shared();
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) { perror("pipe"); return 2; }
-    pid_t writer = fork();
-    if (writer == 0) {
-        close(p[0]);
-        set_sigpipe(disp);
-        write_until_it_fails(p[1], disp);
-        _exit(0);
-    }
+    pid_t writer = spawn_writer(p, disp);
     pid_t readers[2];
     for (int i = 0; i < 2; i++) {
         if ((readers[i] = fork()) == 0) {
