@@ -144,6 +144,20 @@ fn a_fifo_opened_by_path() {
 }
 
 #[test]
+fn splice_fionread_and_the_pipe_size_see_the_kernels_pipe() {
+    // Nothing waits in shared memory outside a read, so what is not
+    // interposed tells the truth: splice(2) moves the next bytes of the
+    // stream (alternating with reads that may take the fast path),
+    // F_SETPIPE_SZ and F_GETPIPE_SZ work on the kernel's pipe, and a reader
+    // that reads what FIONREAD said gets all of it at once, also while the
+    // ends are still meeting.
+    for (total, write, read) in [(64 * MIB, MIB, MIB), (16 * MIB, 4096, 300_000)] {
+        differential("splice", total, write, read);
+        differential("fionread", total, write, read);
+    }
+}
+
+#[test]
 fn a_stdio_reader_gets_plain_bytes() {
     // fread reads inside glibc: it never waits in a hooked read, so no
     // writer may ever rendezvous with it.

@@ -115,6 +115,15 @@ fn read_and_write_sizes_from_1_byte_up() {
 }
 
 #[test]
+fn a_reader_gets_all_that_fionread_said_at_once() {
+    // Also while the ends are still meeting, when the reader's kernel reads
+    // are short (docs/ipc-protocol.md, "Opting in").
+    for (write, read) in [(1 << 20, 1 << 20), (300_000, 4 << 20)] {
+        differential("fionread", 64 << 20, write, read);
+    }
+}
+
+#[test]
 fn nonblocking_and_peeking_readers_stay_on_the_kernel_path() {
     for mode in ["nonblock-poll", "epoll-lt", "epoll-et", "select", "peek"] {
         for (write, read) in [(1 << 20, 1 << 20), (300_000, 65536), (65536, 4 << 20)] {

@@ -23,6 +23,15 @@
  *          fifo
  *            mkfifo in a fresh temporary directory, opened by path by both
  *            sides (the writer with O_WRONLY, the reader with O_RDONLY)
+ *          splice
+ *            the reader alternates read(2) with splice(2) of up to READ
+ *            bytes into a second pipe, which it then reads (splice is not
+ *            interposed: the bytes it moves must come in stream order)
+ *          fionread
+ *            the writer sets the pipe to 1 MiB (F_SETPIPE_SZ) and checks
+ *            F_GETPIPE_SZ; the reader polls, asks FIONREAD, and reads
+ *            exactly that many bytes (at most READ), which must all come
+ *            at once
  *          two-two
  *            two writer children and two reader children on one pipe. Each
  *            writer writes TOTAL/2 bytes of 4-byte words (writer id << 31 |
@@ -92,6 +101,13 @@ static void write_all(int fd, const uint8_t *buf, size_t n, long k, int nonblock
 }
 
 static void writer(int fd, size_t total, size_t wsize, const char *mode) {
+    if (strcmp(mode, "fionread") == 0) {
+        int want = 1 << 20;
+        if (fcntl(fd, F_SETPIPE_SZ, want) < want || fcntl(fd, F_GETPIPE_SZ) != want) {
+            perror("F_SETPIPE_SZ");
+            _exit(1);
+        }
+    }
     int nbwrite = strcmp(mode, "nbwrite") == 0;
     if (nbwrite) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     FILE *stdio = NULL;
@@ -126,6 +142,20 @@ static ssize_t one_read(const char *mode, int fd, FILE *stdio, uint8_t *buf, siz
         struct iovec iov[3] = {{buf, size / 3}, {buf + size / 3, 0}, {buf + size / 3, size - size / 3}};
         return readv(fd, iov, 3);
     }
+    if (strcmp(mode, "splice") == 0) {
+        static int scratch[2] = {-1, -1};
+        static long calls;
+        if (calls++ % 2 == 0) return read(fd, buf, size);
+        if (scratch[0] < 0 && pipe(scratch) != 0) return -1;
+        ssize_t moved = splice(fd, NULL, scratch[1], NULL, size < 65536 ? size : 65536, 0);
+        for (ssize_t at = 0; moved > 0 && at < moved;) {
+            ssize_t r = read(scratch[0], buf + at, (size_t)(moved - at));
+            if (r <= 0) return -1;
+            at += r;
+        }
+        return moved;
+    }
+    if (strcmp(mode, "fionread") == 0) return read_what_fionread_says(fd, buf, size, &got.bad);
     return read(fd, buf, size);
 }
 
@@ -285,7 +315,8 @@ int main(int argc, char **argv) {
     size_t total = strtoull(argv[2], NULL, 0), wsize = strtoull(argv[3], NULL, 0), rsize = strtoull(argv[4], NULL, 0);
     if (wsize == 0 || rsize == 0) { fprintf(stderr, "WRITE and READ must be positive\n"); return 2; }
     static const char *modes[] = {"blocking", "readv", "eintr", "fread", "nonblock-poll", "epoll-lt", "epoll-et",
-                                  "select", "nbwrite", "fwrite-mix", "fifo", "two-two", "write-stdout", "read-stdin"};
+                                  "select", "nbwrite", "fwrite-mix", "fifo", "two-two", "write-stdout", "read-stdin",
+                                  "splice", "fionread"};
     int known = 0;
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) known |= strcmp(mode, modes[i]) == 0;
     if (!known) { fprintf(stderr, "unknown mode %s\n", mode); return 2; }

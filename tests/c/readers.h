@@ -2,7 +2,8 @@
    pipe_matrix.c. Modes: nonblock-poll, epoll-lt, epoll-et and select make
    the fd nonblocking and wait for readiness (up to 10 s) before each read;
    eintr keeps a 2 ms SIGALRM interval timer running without SA_RESTART;
-   anything else reads as it comes. */
+   fionread reads what FIONREAD says is there; anything else reads as it
+   comes. */
 #ifndef IPC_OFFLOAD_TEST_READERS_H
 #define IPC_OFFLOAD_TEST_READERS_H
 #include <fcntl.h>
@@ -11,9 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 static inline int readiness_mode(const char *mode) {
     return strcmp(mode, "nonblock-poll") == 0 || strncmp(mode, "epoll", 5) == 0 || strcmp(mode, "select") == 0;
@@ -66,5 +70,21 @@ static inline int wait_readable(const char *mode, int fd, int ep) {
         return select(fd + 1, &set, NULL, NULL, &tv) == 1 ? 0 : -1;
     }
     return 0;
+}
+/* The fionread mode's read: poll, ask FIONREAD (SIOCINQ on a socket), and
+   read exactly that many bytes (at most size), which must all come at once
+   (*bad is set, and the difference printed, if not). At EOF, read's 0. */
+static inline ssize_t read_what_fionread_says(int fd, uint8_t *buf, size_t size, int *bad) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int queued = 0;
+    if (poll(&p, 1, 10000) != 1 || ioctl(fd, FIONREAD, &queued) != 0) return -1;
+    if (queued == 0) return read(fd, buf, size); /* hung up: EOF */
+    size_t want = (size_t)queued < size ? (size_t)queued : size;
+    ssize_t r = read(fd, buf, want);
+    if (r != (ssize_t)want) {
+        printf("FIONREAD said %d, read gave %zd\n", queued, r);
+        *bad = 1;
+    }
+    return r;
 }
 #endif

@@ -6,6 +6,9 @@
  * usage: unix_matrix MODE TOTAL WRITE READ
  *   MODE   blocking | nonblock-poll | epoll-lt | epoll-et | select | waitall
  *          | peek | readv | recvmsg | eintr | rcvtimeo | shutdown | nbwrite
+ *          | fionread
+ *          fionread: the reader polls, asks FIONREAD (SIOCINQ) and reads
+ *          exactly that many bytes, which must all come at once;
  *          shutdown: the writer half-closes (SHUT_WR) instead of closing and
  *          then reads the reader's reply "done" on the same socket;
  *          nbwrite: the writer's socket is nonblocking (partial writes,
@@ -82,6 +85,7 @@ static void writer(int fd, size_t total, size_t wsize, const char *mode) {
 /* One read in `mode`; returns what read(2) would. */
 static ssize_t one_read(const char *mode, int fd, uint8_t *buf, size_t size) {
     if (strcmp(mode, "waitall") == 0) return recv(fd, buf, size, MSG_WAITALL);
+    if (strcmp(mode, "fionread") == 0) return read_what_fionread_says(fd, buf, size, &got.bad);
     if (strcmp(mode, "readv") == 0) {
         struct iovec iov[3] = {{buf, size / 3}, {buf + size / 3, 0}, {buf + size / 3, size - size / 3}};
         return readv(fd, iov, 3);

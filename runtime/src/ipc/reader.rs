@@ -23,7 +23,8 @@ use ipc_offload_policy::Class;
 /// How long a reader polls its mailbox before it sleeps in poll(2).
 const SPIN: Duration = Duration::from_micros(30);
 /// For this long after opting in, a reader without a ring reads at most
-/// [`HANDSHAKE_READ`] bytes per call through the kernel (the writer's
+/// [`HANDSHAKE_READ`] bytes per call through the kernel, or what is queued
+/// when it asks if that is more (the writer's
 /// REQUESTs back off for 127 ms before it gives up on a reader).
 const HANDSHAKE: Duration = Duration::from_millis(200);
 const HANDSHAKE_READ: u64 = 256 << 10;
@@ -74,10 +75,13 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             // A writer with the library may be pumping kernel pieces while
             // it waits for an OFFER, which this reader makes only between
             // reads: a kernel read that went on absorbing them would keep
-            // the two on the kernel path for the whole message.
+            // the two on the kernel path for the whole message. Never less
+            // than what is queued now: a program that reads what FIONREAD
+            // said gets all of it, as from the kernel.
             tally.reason(Fallback::NoPeer);
+            let queued = net::queued_in(call.fd).map_or(0, |n| n.max(0) as u64);
             // SAFETY: the caller's call, for fewer bytes.
-            return tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ) });
+            return tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ.max(queued)) });
         }
         return tally.kernel(Fallback::NoPeer, call);
     }
