@@ -384,6 +384,24 @@ fn edge_case(args: &[&str], expected: &str, watchdog: Duration) -> Edge {
 }
 
 #[test]
+fn a_write_to_the_read_end_fails_as_the_kernels_does() {
+    // The process holds both ends and is a fast-path writer on this pipe:
+    // a write on its read end must still give EBADF, not join the stream.
+    let expected = "write to the read end: -1 (Bad file descriptor)\nreader got 20971520 bytes\n";
+    let e = edge_case(&["write-read-end"], expected, Duration::from_secs(30));
+    assert!(e.fast > 0, "the stream never took the fast path: the case was not exercised");
+}
+
+#[test]
+fn a_fifo_reopened_without_a_writer_reads_eof() {
+    // The second open file gets no POLLHUP (the kernel holds it back until
+    // a writer opens the FIFO): a reader waiting for one would hang.
+    let expected = "first open file: 16777216 bytes, then EOF; second: read gives 0\n";
+    let e = edge_case(&["fifo-eof-without-writer"], expected, Duration::from_secs(30));
+    assert!(e.fast > 0, "the first reader never took the fast path: no ring to wait on");
+}
+
+#[test]
 fn a_killed_writer_gives_the_reader_eof_after_a_prefix() {
     // SIGKILL lands while the writer is in a 64 MiB write and the reader in
     // an 8 MiB read: the reader gets a prefix of the stream, then EOF (the

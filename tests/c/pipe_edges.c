@@ -37,6 +37,14 @@
  *       writes complete, and what the exec'd reader gets is a contiguous
  *       piece of the stream up to its end (what the killed read had copied
  *       is lost, as with the kernel)
+ *   write-read-end
+ *       the parent streams 20 MiB in 1 MiB writes to a reader child and,
+ *       after 16 MiB, writes to the read end it also holds: EBADF, and the
+ *       child gets exactly the stream
+ *   fifo-eof-without-writer
+ *       a FIFO read to EOF through one open file, then opened again
+ *       O_NONBLOCK with no writer and made blocking: its read returns 0 at
+ *       once (poll reports no POLLHUP on it until a writer opens the FIFO)
  *   check-rest OFFSET TOTAL
  *       the exec'd reader (OFFSET -1: contiguity only, TOTAL unchecked)
  */
@@ -51,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "common.h"
@@ -418,6 +427,78 @@ static int is_disp(const char *s) {
     return strcmp(s, "default") == 0 || strcmp(s, "ignore") == 0 || strcmp(s, "handle") == 0;
 }
 
+/* Streams 16 MiB in 1 MiB writes to a reader child, then writes to the
+   read end of the same pipe (the parent holds both ends), then 4 MiB more.
+   The read-end writes fail with EBADF; the child gets exactly the 20 MiB of
+   the stream. */
+static int write_read_end_mode(void) {
+    alarm(20);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) { perror("pipe"); return 2; }
+    pid_t reader = fork();
+    if (reader == 0) {
+        close(p[1]);
+        uint8_t *buf = map_or_die(MIB);
+        size_t at = 0;
+        ssize_t r;
+        while ((r = read(p[0], buf, MIB)) > 0) {
+            if (!is_stream(buf, at, (size_t)r)) { printf("reader: wrong bytes at %zu\n", at); _exit(1); }
+            at += (size_t)r;
+        }
+        printf("reader got %zu bytes\n", at);
+        _exit(0);
+    }
+    size_t at = 0;
+    for (int i = 0; i < 20; i++) {
+        if (i == 16) {
+            ssize_t w = write(p[0], pattern, MIB);
+            printf("write to the read end: %zd (%s)\n", w, w < 0 ? strerror(errno) : "accepted");
+        }
+        if (write(p[1], pattern + at % 251, MIB) != (ssize_t)MIB) { perror("write"); return 1; }
+        at += MIB;
+    }
+    close(p[1]);
+    close(p[0]);
+    int status;
+    waitpid(reader, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/* Reads a FIFO to EOF through one open file (writer gone), then opens it
+   again O_NONBLOCK while it has no writer and makes that fd blocking: poll
+   reports no POLLHUP on it until a writer opens the FIFO, but a read returns
+   EOF at once. */
+static int fifo_eof_without_writer_mode(void) {
+    alarm(20);
+    char dir[] = "/tmp/ipc-offload-fifo-XXXXXX";
+    if (!mkdtemp(dir)) { perror("mkdtemp"); return 2; }
+    char path[64];
+    snprintf(path, sizeof path, "%s/f", dir);
+    if (mkfifo(path, 0600) != 0) { perror("mkfifo"); return 2; }
+    pid_t writer = fork();
+    if (writer == 0) {
+        int w = open(path, O_WRONLY);
+        for (size_t at = 0; at < 16 * MIB; at += MIB)
+            if (write(w, pattern + at % 251, MIB) != (ssize_t)MIB) _exit(1);
+        _exit(0);
+    }
+    int first = open(path, O_RDONLY);
+    uint8_t *buf = map_or_die(MIB);
+    size_t got = 0;
+    ssize_t r;
+    while ((r = read(first, buf, MIB)) > 0) got += (size_t)r;
+    waitpid(writer, NULL, 0);
+    int second = open(path, O_RDONLY | O_NONBLOCK);
+    fcntl(second, F_SETFL, 0);
+    r = read(second, buf, MIB);
+    printf("first open file: %zu bytes, then EOF; second: read gives %zd\n", got, r);
+    close(first);
+    close(second);
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argc > 1 ? argv[1] : "";
@@ -428,8 +509,11 @@ int main(int argc, char **argv) {
         return make_pattern(), last_reader_closes_mode(argv[2]);
     if (strcmp(mode, "exec-reader") == 0 && argc == 3) return make_pattern(), exec_reader_mode(strtoull(argv[2], NULL, 0));
     if (strcmp(mode, "exec-reader-thread") == 0 && argc == 2) return make_pattern(), exec_reader_thread_mode();
+    if (strcmp(mode, "write-read-end") == 0 && argc == 2) return make_pattern(), write_read_end_mode();
+    if (strcmp(mode, "fifo-eof-without-writer") == 0 && argc == 2) return make_pattern(), fifo_eof_without_writer_mode();
     fprintf(stderr, "usage: %s kill-writer MIB | kill-reader DISP | last-reader-closes DISP | exec-reader MIB\n"
-                    "       | exec-reader-thread | check-rest OFFSET TOTAL   (DISP: default, ignore or handle)\n",
+                    "       | exec-reader-thread | write-read-end | fifo-eof-without-writer\n"
+                    "       | check-rest OFFSET TOTAL   (DISP: default, ignore or handle)\n",
             argv[0]);
     return 2;
 }

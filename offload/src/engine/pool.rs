@@ -81,6 +81,9 @@ struct Slot {
     op: AtomicU32,
     /// Parts completed; the owner sleeps on this word.
     done: AtomicU32,
+    /// The `done` count the owner waits for: the part count, or fewer for a
+    /// job ended early ([`Lease::finish`]); reaching it wakes the owner.
+    target: AtomicU32,
     /// Non-zero while the owner may be asleep on `done`.
     waiter: AtomicU32,
 }
@@ -97,6 +100,7 @@ impl Slot {
             class: AtomicU32::new(0),
             op: AtomicU32::new(0),
             done: AtomicU32::new(0),
+            target: AtomicU32::new(0),
             waiter: AtomicU32::new(0),
         }
     }
@@ -106,9 +110,10 @@ impl Slot {
         self.claim.store(generation << 32 | CLOSED as u64, Relaxed);
     }
 
-    /// Marks one claimed part complete, waking the owner after the last.
-    fn complete_one(&self, parts: u32) {
-        if self.done.fetch_add(1, SeqCst) + 1 == parts && self.waiter.load(SeqCst) != 0 {
+    /// Marks one claimed part complete, waking the owner after the last it
+    /// waits for.
+    fn complete_one(&self) {
+        if self.done.fetch_add(1, SeqCst) + 1 >= self.target.load(SeqCst) && self.waiter.load(SeqCst) != 0 {
             futex::wake(&self.done, 1);
         }
     }
@@ -386,7 +391,7 @@ impl Pool {
             if let Some(class) = Class::ALL.get(class as usize).filter(|_| op != Op::Populate) {
                 stats::counters(*class).add_worker_bytes(n as u64);
             }
-            slot.complete_one(parts);
+            slot.complete_one();
             helped = true;
         }
     }
@@ -521,7 +526,7 @@ impl Lease {
             let (offset, n) = job.split.range(index, job.len);
             // SAFETY: part `index` lies inside the job, per the caller's contract.
             unsafe { do_part(job.op, job.dst.add(offset), job.src.add(offset), n) };
-            slot.complete_one(parts);
+            slot.complete_one();
         }
         let result = self.wait_done(parts, wait);
         if result.is_err() {
@@ -549,6 +554,7 @@ impl Lease {
         slot.class.store(job.class.index() as u32, Relaxed);
         slot.op.store(job.op as u32, Relaxed);
         slot.done.store(0, Relaxed);
+        slot.target.store(parts, Relaxed);
         slot.waiter.store(0, Relaxed);
         slot.claim.store(generation << 32, Release);
         self.pool.seq.fetch_add(1, SeqCst);
@@ -565,7 +571,9 @@ impl Lease {
     /// simply not done.
     ///
     /// # Safety
-    /// As for [`run`], until [`finish`] returns.
+    /// As for [`run`], until [`finish`] returns; and [`finish`] must be
+    /// called before the lease is dropped (dropping it frees the slot with
+    /// the job still open to workers).
     ///
     /// [`finish`]: Lease::finish
     /// [`run`]: Lease::run
@@ -586,6 +594,8 @@ impl Lease {
                 break next;
             }
         };
+        // The last part taken wakes this thread, not the last of the job.
+        slot.target.store(taken, SeqCst);
         self.wait_done(taken, wait).map(|()| taken)
     }
 

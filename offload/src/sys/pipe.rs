@@ -4,6 +4,10 @@
 //! the bytes written and not yet read (pipe(7), "I/O on pipes and FIFOs";
 //! `pipe_ioctl` in fs/pipe.c answers it for both ends).
 
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::mem::{self, OwnedFd};
 use super::{Errno, syscall6};
 
 /// How an open pipe end may be used (fcntl(2) `F_GETFL`).
@@ -50,10 +54,52 @@ pub fn no_readers(fd: i32) -> bool {
     r.is_ok_and(|n| n > 0) && p.revents & libc::POLLERR != 0
 }
 
+/// The device of pipefs, where pipe(2) makes its pipes (0 until learned;
+/// `u64::MAX` if it cannot be).
+static PIPEFS_DEV: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh pipe of this process's own: (read end, write end), close-on-exec
+/// and nonblocking.
+fn scratch() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0i32; 2];
+    let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as usize;
+    // SAFETY: pipe2 writes two fds into this array.
+    unsafe { syscall6(libc::SYS_pipe2, [fds.as_mut_ptr() as usize, flags, 0, 0, 0, 0]) }?;
+    Ok((OwnedFd::new(fds[0]), OwnedFd::new(fds[1])))
+}
+
+/// True when a file of device `dev` with `S_IFIFO` is a FIFO in a file
+/// system rather than a pipe made by pipe(2) (learned once, from a pipe of
+/// our own; when that fails, every one counts as a FIFO).
+pub fn is_named(dev: u64) -> bool {
+    let mut known = PIPEFS_DEV.load(Relaxed);
+    if known == 0 {
+        known = scratch().and_then(|(r, _w)| mem::fstat(r.raw())).map_or(u64::MAX, |st| st.dev);
+        PIPEFS_DEV.store(known, Relaxed);
+    }
+    known == u64::MAX || dev != known
+}
+
+/// True when the pipe whose read end is `fd` is empty and nobody holds its
+/// write end: a read would return EOF now. For a FIFO opened with
+/// `O_NONBLOCK` while it had no writer, poll(2) reports no `POLLHUP` until a
+/// writer has opened it (fs/pipe.c, `fifo_open`), yet its reads return EOF
+/// meanwhile: a reader about to wait for `POLLIN` or `POLLHUP` asks this
+/// first. tee(2) of one byte into a pipe of our own with
+/// `SPLICE_F_NONBLOCK` consumes nothing: 0 at EOF, `EAGAIN` while writers
+/// exist and the pipe is empty (a byte, if one arrived meanwhile, lands in
+/// our pipe, closed at once).
+pub fn at_eof(fd: i32) -> bool {
+    let Ok((_r, w)) = scratch() else { return false };
+    // SAFETY: tee takes no pointer.
+    let r =
+        unsafe { syscall6(libc::SYS_tee, [fd as usize, w.raw() as usize, 1, libc::SPLICE_F_NONBLOCK as usize, 0, 0]) };
+    r == Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::mem::OwnedFd;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         let mut fds = [0i32; 2];
@@ -82,5 +128,24 @@ mod tests {
         drop(r);
         assert!(no_readers(w.raw()));
         assert_eq!(access(-1), Err(Errno(libc::EBADF)));
+    }
+
+    #[test]
+    fn pipes_are_not_named_and_eof_is_seen_without_consuming() {
+        let (r, w) = pipe();
+        let dev = mem::fstat(r.raw()).unwrap().dev;
+        assert!(!is_named(dev));
+        assert!(is_named(dev ^ 1));
+        assert!(!at_eof(r.raw()), "a writer holds the pipe");
+        // SAFETY: 3 bytes of a static string.
+        unsafe { syscall6(libc::SYS_write, [w.raw() as usize, b"abc".as_ptr() as usize, 3, 0, 0, 0]) }.unwrap();
+        drop(w);
+        assert!(!at_eof(r.raw()), "bytes are left");
+        assert_eq!(queued(r.raw()), Ok(3), "the probe consumed nothing");
+        let mut buf = [0u8; 8];
+        // SAFETY: reads into this frame's buffer.
+        let n = unsafe { syscall6(libc::SYS_read, [r.raw() as usize, buf.as_mut_ptr() as usize, 8, 0, 0, 0]) };
+        assert_eq!(n, Ok(3));
+        assert!(at_eof(r.raw()));
     }
 }

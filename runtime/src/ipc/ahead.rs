@@ -66,8 +66,15 @@ impl Ahead {
         Some(Ahead { lease })
     }
 
-    /// Withdraws what no worker took, waits for what they did.
+    /// Withdraws what no worker took, waits for what they did: the job
+    /// never outlives the read (also when the read unwinds).
     pub fn finish(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
         let _ = self.lease.finish(Wait::SpinThenSleep);
     }
 }

@@ -185,8 +185,17 @@ pub fn lock(endpoint: Endpoint, role: Role) -> Result<Locked, Unavailable> {
 /// Frees every channel of endpoint key `key` (both roles): its fds close,
 /// its rings are unmapped and, if this process made them, leave the budget.
 pub fn release(key: u64) {
+    release_where(key, |_| true);
+}
+
+/// Frees the channel of endpoint key `key` in `role` only.
+pub fn release_role(key: u64, role: Role) {
+    release_where(key, |r| r == role as u8);
+}
+
+fn release_where(key: u64, role: impl Fn(u8) -> bool) {
     for slot in &SLOTS {
-        if slot.key.load(Acquire) != key || key == 0 {
+        if slot.key.load(Acquire) != key || key == 0 || !role(slot.role.load(Acquire)) {
             continue;
         }
         // A thread inside a transfer holds the lock; it will find the fd

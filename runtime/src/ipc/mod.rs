@@ -271,18 +271,13 @@ fn guarded(
     let Some(ctx) = Ctx::current(endpoint.class()).filter(|c| len >= c.min_bytes) else { return kernel() };
     let errno = sys::ErrnoGuard::save();
     let mut tally = Tally::new(ctx.class);
-    let r = if info.kind == FdKind::NoFast {
-        tally.reason(Fallback::OptInFailed);
-        tally.kernel_result(kernel())
-    } else {
-        match catch_unwind(AssertUnwindSafe(|| fast(info, endpoint, &ctx, &mut tally))) {
-            Ok(r) => r,
-            Err(_) => {
-                // A bug. Whatever moved is lost to the caller's count; the
-                // kernel path at least leaves the stream consistent.
-                tally.reason(Fallback::Panic);
-                tally.kernel_result(kernel())
-            }
+    let r = match catch_unwind(AssertUnwindSafe(|| fast(info, endpoint, &ctx, &mut tally))) {
+        Ok(r) => r,
+        Err(_) => {
+            // A bug. Whatever moved is lost to the caller's count; the
+            // kernel path at least leaves the stream consistent.
+            tally.reason(Fallback::Panic);
+            tally.kernel_result(kernel())
         }
     };
     tally.record();

@@ -53,6 +53,9 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     if call.flags & libc::MSG_DONTWAIT != 0 || !blocking {
         return tally.kernel(Fallback::Nonblocking, call);
     }
+    if info.kind == FdKind::NoFast {
+        return tally.kernel(Fallback::OptInFailed, call);
+    }
     let mut ch = match channel::lock(at, Role::Reader) {
         Ok(ch) => ch,
         Err(_) => return tally.kernel(Fallback::Busy, call),
@@ -62,7 +65,7 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             Some(reader) => *ch = Channel::Reader(reader),
             None => {
                 drop(ch);
-                channel::release(info.key);
+                channel::release_role(info.key, Role::Reader);
                 super::FDS.set(call.fd, FdInfo { key: info.key, kind: FdKind::NoFast });
                 return tally.kernel(Fallback::OptInFailed, call);
             }
@@ -85,8 +88,10 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
         }
         return tally.kernel(Fallback::NoPeer, call);
     }
+    // A FIFO's POLLHUP may be held back (see pipe::at_eof).
+    let fifo = at.family == Family::Pipe && pipe::is_named(at.dev);
     // SAFETY: forwarded contract.
-    unsafe { rendezvous(call, &mut ch, ctx, tally) }
+    unsafe { rendezvous(call, &mut ch, fifo, ctx, tally) }
 }
 
 /// Binds the opt-in name for what is written into `own`: its peer socket,
@@ -149,7 +154,7 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
 ///
 /// # Safety
 /// As [`read`].
-unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mut Tally) -> isize {
+unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx, tally: &mut Tally) -> isize {
     let capacity = call.capacity();
     let wait_all = call.flags & libc::MSG_WAITALL != 0;
     // A pipe has no SO_RCVTIMEO.
@@ -178,6 +183,10 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, ctx: &Ctx, tally: &mu
         }
         let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
+        if fifo && pipe::at_eof(call.fd) {
+            // No writer, and none to come that poll would report: EOF now.
+            return finish_with_kernel(call, got, tally, held);
+        }
         let ticket = ring.begin_wait(capacity - got);
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);

@@ -88,7 +88,8 @@ pub struct FdInfo {
 pub enum FdKind {
     /// A Unix stream socket or a pipe: the fast path applies.
     Fast,
-    /// One whose opt-in failed: the kernel path for good.
+    /// One whose opt-in as a reader failed: its reads take the kernel path
+    /// for good (its writes may still meet a reader).
     NoFast,
     /// Anything else.
     Other,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ipc_offload_engine::engine::Fallback;
 use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring};
 use ipc_offload_engine::sys::mem::OwnedFd;
-use ipc_offload_engine::sys::{Errno, net};
+use ipc_offload_engine::sys::{Errno, net, pipe};
 
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
@@ -41,7 +41,10 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// # Safety
 /// The call's buffers valid for reading, as for the libc function.
 pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut Tally) -> isize {
-    let pipe_misuse = at.family == Family::Pipe && !call.is_plain();
+    // A pipe takes write and writev on a write end only (a read end fails
+    // with EBADF, as the kernel says).
+    let pipe_access = (at.family == Family::Pipe).then(|| pipe::access(call.fd));
+    let pipe_misuse = pipe_access.is_some_and(|a| !call.is_plain() || !a.is_ok_and(|a| a.write));
     if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel_write(Fallback::Unsupported, call);
     }
@@ -53,7 +56,11 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         *ch = Channel::Writer(Writer::new(at, BACKOFF_FIRST));
     }
     let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
-    let blocking = call.flags & libc::MSG_DONTWAIT == 0 && net::is_blocking(call.fd).unwrap_or(false);
+    let blocking = call.flags & libc::MSG_DONTWAIT == 0
+        && match pipe_access {
+            Some(access) => access.is_ok_and(|a| a.blocking),
+            None => net::is_blocking(call.fd).unwrap_or(false),
+        };
     let len = call.length();
     let mut sent = 0u64;
     let mut cursor = Cursor::new(call.iov);
