@@ -406,7 +406,8 @@ fn a_killed_writer_gives_the_reader_eof_after_a_prefix() {
     // SIGKILL lands while the writer is in a 64 MiB write and the reader in
     // an 8 MiB read: the reader gets a prefix of the stream, then EOF (the
     // program's own 20 s alarm, and the watchdog, catch a reader that waits
-    // forever).
+    // forever). The rings are memfds: nothing is left in /dev/shm.
+    let shm_before = shm_entries();
     let mut fast = 0;
     for mib in ["8", "24", "40", "72"] {
         let e = edge_case(
@@ -418,6 +419,18 @@ fn a_killed_writer_gives_the_reader_eof_after_a_prefix() {
         fast += e.fast;
     }
     assert!(fast > 0, "the reader never took the fast path before a kill: the case was not exercised");
+    let left: Vec<_> = shm_entries().difference(&shm_before).cloned().collect();
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+/// The names in /dev/shm, but for POSIX semaphores (`sem.*`: Python tests
+/// running beside this one make and remove them).
+fn shm_entries() -> std::collections::BTreeSet<String> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else { return Default::default() };
+    dir.filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("sem."))
+        .collect()
 }
 
 #[test]
