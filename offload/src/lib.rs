@@ -4,6 +4,8 @@
 //!   large copy with the caller), the part/wave arithmetic, the pool.
 //! - [`real`]: the real libc functions, resolved once, and the memcpy
 //!   threshold the hooks test.
+//! - [`dsa`]: the DSA interface (descriptors, discovery, submission) and
+//!   its device model.
 //! - [`stats`]: per-class counters.
 //! - [`cpus`]: how many CPUs the process may use (affinity, cgroup quota).
 //! - [`sys`]: raw system calls, futexes, threads, `rep movsb`; the only home
@@ -13,6 +15,7 @@
 //! decides, this crate executes.
 
 pub mod cpus;
+pub mod dsa;
 pub mod engine;
 pub mod ipc;
 pub mod real;

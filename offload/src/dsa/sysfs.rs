@@ -1,0 +1,1 @@
+//! Devices and work queues from sysfs (being written).
