@@ -18,6 +18,7 @@ pub mod pipe;
 pub mod signal;
 pub mod stream;
 pub mod thread;
+pub mod x86;
 
 use core::arch::asm;
 use core::ffi::CStr;
