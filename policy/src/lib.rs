@@ -28,7 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use error::{Diagnostic, ErrorKind, Rejected, line_col};
-pub use model::{Class, ClassSettings, Engine, Mode, Settings, Wait, Workers};
+pub use model::{Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers};
 pub use parse::parse;
 pub use units::{format_size, parse_duration, parse_size};
 
@@ -57,6 +57,11 @@ engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
+
+[dsa]
+device = "auto"
+on_fault = "resubmit"
+sysfs = "/sys"
 "#;
 
 const DEFAULT_MODE: Mode = Mode::Throughput;
@@ -87,6 +92,8 @@ pub struct Policy {
     pub base: Settings,
     /// `[process."GLOB"]` sections, in file order.
     pub overrides: Vec<Override>,
+    /// `[dsa]`: one device setting for the whole process.
+    pub dsa: DsaSettings,
 }
 
 /// The settings that govern one class in one process.
@@ -135,7 +142,13 @@ impl Policy {
                 ring_bytes: class.is_ipc().then_some(DEFAULT_RING_BYTES),
             };
         }
-        Policy { strict: false, stats_interval: DEFAULT_STATS_INTERVAL, base, overrides: Vec::new() }
+        Policy {
+            strict: false,
+            stats_interval: DEFAULT_STATS_INTERVAL,
+            base,
+            overrides: Vec::new(),
+            dsa: DsaSettings::default(),
+        }
     }
 
     /// Reads and parses the policy file at `path`.

@@ -120,6 +120,46 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// Which DSA device the `dsa` and `hybrid` engines use.
+    DsaDevice {
+        /// The hardware's work queues when there are usable ones, else none.
+        Auto = "auto",
+        /// The hardware's work queues only.
+        Hardware = "hardware",
+        /// The software model of the device, on a thread of the process
+        /// (for testing and for demonstrating the engine without hardware).
+        Model = "model",
+    }
+}
+
+named_enum! {
+    /// What the `dsa` engine does about a page fault the device reports.
+    OnFault {
+        /// Touch the page and submit the rest of the descriptor again.
+        Resubmit = "resubmit",
+        /// Finish the descriptor on the CPU.
+        Cpu = "cpu",
+    }
+}
+
+/// The `[dsa]` section: how the DSA device is found and driven.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DsaSettings {
+    /// `device`.
+    pub device: DsaDevice,
+    /// `on_fault`.
+    pub on_fault: OnFault,
+    /// `sysfs`: where the devices and work queues are listed.
+    pub sysfs: String,
+}
+
+impl Default for DsaSettings {
+    fn default() -> Self {
+        DsaSettings { device: DsaDevice::Auto, on_fault: OnFault::Resubmit, sysfs: "/sys".to_owned() }
+    }
+}
+
 /// How many copy workers a class may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Workers {

@@ -11,14 +11,16 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::error::{Diagnostic, ErrorKind, Rejected};
-use crate::model::{Class, ClassSettings, Engine, Mode, Settings, Wait, Workers};
+use crate::model::{Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers};
 use crate::units::{parse_duration, parse_size, seconds};
 use crate::{Override, Policy};
 
 /// Keys of the top level of a policy file (besides sections).
-const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "process"];
+const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "dsa", "process"];
 /// Keys a `[process."GLOB"]` override may hold.
 const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe"];
+/// Keys of `[dsa]`.
+const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs"];
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]` section.
@@ -190,6 +192,11 @@ impl Walker<'_> {
                         self.overrides(table, &mut policy.overrides);
                     }
                 }
+                "dsa" => {
+                    if let Some(table) = self.table("dsa", "", value) {
+                        self.dsa(table, &mut policy.dsa);
+                    }
+                }
                 _ => {
                     if !self.layer_entry(key, value, "", &mut policy.base) {
                         self.unknown_key(key, "", TOP_KEYS);
@@ -223,6 +230,29 @@ impl Walker<'_> {
             self.class_section(table, &section, class, settings.class_mut(class));
         }
         true
+    }
+
+    fn dsa(&mut self, table: &DeTable<'_>, out: &mut DsaSettings) {
+        for (key, value) in in_file_order(table) {
+            match key.get_ref().as_ref() {
+                "device" => {
+                    if let Some(d) = self.named("device", "dsa", value, DsaDevice::NAMES, DsaDevice::from_name) {
+                        out.device = d;
+                    }
+                }
+                "on_fault" => {
+                    if let Some(f) = self.named("on_fault", "dsa", value, OnFault::NAMES, OnFault::from_name) {
+                        out.on_fault = f;
+                    }
+                }
+                "sysfs" => match value.get_ref() {
+                    DeValue::String(s) if s.starts_with('/') => out.sysfs = s.to_string(),
+                    DeValue::String(_) => self.bad_value("sysfs", "dsa", value, "an absolute path".to_owned()),
+                    _ => self.wrong_type("sysfs", "dsa", value, "a string"),
+                },
+                _ => self.unknown_key(key, "dsa", DSA_KEYS),
+            }
+        }
     }
 
     fn defaults(&mut self, table: &DeTable<'_>, section: &str, settings: &mut Settings) {

@@ -182,7 +182,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[shm]\nengine = \"cpu\"\n"),
         vec![
-            "p.toml:1:2: unknown key `shm` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, process)"
+            "p.toml:1:2: unknown key `shm` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, dsa, process)"
         ]
     );
     assert_eq!(
@@ -294,4 +294,19 @@ fn workers_auto_counts_cpus() {
     assert_eq!(Workers::Auto.count(2), 1);
     assert_eq!(Workers::Auto.count(64), Workers::AUTO_MAX);
     assert_eq!(Workers::Count(5).count(2), 5);
+}
+
+#[test]
+fn the_dsa_section_is_read_and_checked() {
+    let p = parse("[dsa]\ndevice = \"model\"\non_fault = \"cpu\"\nsysfs = \"/tmp/fixture\"\n", "p.toml").unwrap();
+    assert_eq!(p.dsa, DsaSettings { device: DsaDevice::Model, on_fault: OnFault::Cpu, sysfs: "/tmp/fixture".into() });
+    assert_eq!(Policy::builtin().dsa, DsaSettings::default());
+    assert_eq!(
+        messages("[dsa]\ndevice = \"gpu\"\nsysfs = \"rel\"\nqueues = 4\n"),
+        vec![
+            "p.toml:2:10: bad value \"gpu\" for `device` in [dsa] (expected one of: auto, hardware, model)",
+            "p.toml:3:9: bad value \"rel\" for `sysfs` in [dsa] (expected an absolute path)",
+            "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs)",
+        ]
+    );
 }

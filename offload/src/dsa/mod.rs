@@ -3,10 +3,16 @@
 //! descriptors (../shared/design/dsa.md has the facts and their sources).
 //!
 //! - [`abi`]: descriptors, completion records, opcodes, flags, statuses.
+//! - [`copy`]: a copy cut into descriptors kept in flight together, faults
+//!   resumed, errors finished on the CPU; the process's DSA counters.
 //! - [`sysfs`]: devices and work queues found under a sysfs root.
 //! - [`model`]: the device model: a thread that executes descriptors
 //!   submitted to its portal ring and writes completion records.
+//! - [`queue`]: a work queue as the engine submits to it: its portal and
+//!   its count of descriptors in flight.
 
 pub mod abi;
+pub mod copy;
 pub mod model;
+pub mod queue;
 pub mod sysfs;

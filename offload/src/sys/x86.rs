@@ -23,6 +23,8 @@ static FEATURES: AtomicU8 = AtomicU8::new(0);
 
 impl Features {
     /// This CPU's features (CPUID once, then cached).
+    // `__cpuid_count` is a safe function from Rust 1.87 on, unsafe before.
+    #[allow(unused_unsafe)]
     pub fn get() -> Features {
         let mut bits = FEATURES.load(Relaxed);
         if bits & 0x80 == 0 {

@@ -1,0 +1,337 @@
+//! Copies through a work queue: a copy is cut into descriptors of at most
+//! the queue's maximum transfer size, up to [`DEPTH`] of them in flight at
+//! once (and never more than the queue's size across every thread), their
+//! completion records waited for in submission order; a partial completion
+//! (a page fault without block-on-fault) is resumed, an error finished on
+//! the CPU. The device (or its model) is the only one to touch the buffers
+//! of a descriptor in flight; the CPU copies only what a descriptor did not.
+
+use core::sync::atomic::Ordering::Acquire;
+use core::sync::atomic::{AtomicU8, AtomicU64};
+use std::time::{Duration, Instant};
+
+use ipc_offload_policy::Wait;
+
+use super::abi::{CompletionRecord, Descriptor, flag, status};
+use super::queue::{Queue, Refused};
+use crate::real;
+
+/// Descriptors one copy keeps in flight at most.
+pub const DEPTH: usize = 16;
+/// Times a refused submission (shared queue full) is retried before the
+/// piece goes to the CPU.
+pub const RETRIES: u32 = 64;
+/// How long a waiter polls a completion record before it yields the CPU.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// What to do about a page fault the device reported (a partial
+/// completion: the device does not fault pages in itself without
+/// block-on-fault).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFault {
+    /// Touch the page (a write for a write fault) and submit the rest again.
+    Resubmit,
+    /// Copy the rest on the CPU.
+    Cpu,
+}
+
+/// How copies are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Set the cache-control flag (destination writes allocate in the
+    /// last-level cache); only honoured when the queue's device supports
+    /// it.
+    pub cache_control: bool,
+    /// How a caller waits for a completion record: `spin` polls, `yield`
+    /// gives the CPU away between polls, the others poll for 50 µs, then
+    /// yield (UMWAIT is not used yet).
+    pub wait: Wait,
+    /// What a page fault leads to.
+    pub on_fault: OnFault,
+}
+
+/// What one copy did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Descriptors submitted.
+    pub descriptors: u32,
+    /// Descriptors whose completion record was read.
+    pub completed: u32,
+    /// Page faults reported.
+    pub faults: u32,
+    /// Submissions refused and retried.
+    pub retries: u32,
+    /// Bytes the CPU copied instead (errors, faults with `OnFault::Cpu`,
+    /// refusals beyond [`RETRIES`], a queue that cannot take descriptors).
+    pub cpu_bytes: u64,
+    /// The last error status a descriptor reported (0x10 and up), if any.
+    pub error: Option<u8>,
+}
+
+/// A piece of the copy: bytes `[off, off + len)` of both buffers.
+#[derive(Clone, Copy, Debug, Default)]
+struct Piece {
+    off: usize,
+    len: usize,
+}
+
+/// A descriptor in flight and its completion record.
+#[derive(Debug, Default)]
+#[repr(C, align(32))]
+struct Slot {
+    record: CompletionRecord,
+    piece: Piece,
+}
+
+/// Copies `len` bytes from `src` to `dst` through `queue`.
+///
+/// # Safety
+/// As memcpy(3): `[src, src + len)` readable, `[dst, dst + len)` writable,
+/// and disjoint unless `len` fits one descriptor (the device copies an
+/// overlapping range as memmove does).
+pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts: &Options) -> Report {
+    let mut report = Report::default();
+    let max = queue.max_transfer as usize;
+    let mut flags = flag::CRAV | flag::RCR;
+    if opts.cache_control && queue.cache_control {
+        flags |= flag::CC;
+    }
+    let mut slots: [Slot; DEPTH] = Default::default();
+    // Submission order: slots[order[(head + i) % DEPTH]] for i < in_flight.
+    let mut order = [0usize; DEPTH];
+    let (mut head, mut in_flight) = (0usize, 0usize);
+    // Remainders of partial completions, submitted before new pieces.
+    let mut again: [Piece; DEPTH] = Default::default();
+    let mut n_again = 0usize;
+    let mut next = 0usize;
+    let cpu = |piece: Piece, report: &mut Report| {
+        // SAFETY: inside both buffers (the caller's contract); no
+        // descriptor in flight covers this piece.
+        unsafe { real::move_bytes(dst.add(piece.off), src.add(piece.off), piece.len) };
+        report.cpu_bytes += piece.len as u64;
+    };
+    loop {
+        // Submit while there is room.
+        while in_flight < DEPTH {
+            let piece = if n_again > 0 {
+                n_again -= 1;
+                again[n_again]
+            } else if next < len {
+                let piece = Piece { off: next, len: (len - next).min(max) };
+                next += piece.len;
+                piece
+            } else {
+                break;
+            };
+            if !queue.reserve() {
+                if in_flight > 0 {
+                    // Wait for one of ours to complete first.
+                    again[n_again] = piece;
+                    n_again += 1;
+                    break;
+                }
+                // Other threads fill the queue: take turns with them.
+                if !wait_for_entry(queue) {
+                    cpu(piece, &mut report);
+                    continue;
+                }
+            }
+            let index = (0..DEPTH).find(|&i| !in_use(&order, head, in_flight, i)).unwrap_or(0);
+            let slot = &mut slots[index];
+            slot.record = CompletionRecord::default();
+            slot.piece = piece;
+            // SAFETY: the piece lies inside both buffers.
+            let (s, d) = unsafe { (src.add(piece.off) as u64, dst.add(piece.off) as u64) };
+            let desc = Descriptor::memmove(s, d, piece.len as u32, flags, &slot.record);
+            match submit(queue, &desc, &mut report) {
+                Ok(()) => {
+                    report.descriptors += 1;
+                    order[(head + in_flight) % DEPTH] = index;
+                    in_flight += 1;
+                }
+                Err(_) => {
+                    queue.release();
+                    cpu(piece, &mut report);
+                }
+            }
+        }
+        if in_flight == 0 {
+            break;
+        }
+        // The oldest descriptor: wait for its record.
+        let index = order[head];
+        head = (head + 1) % DEPTH;
+        in_flight -= 1;
+        let slot = &slots[index];
+        let code = wait_for(&slot.record, opts.wait);
+        queue.release();
+        report.completed += 1;
+        let piece = slot.piece;
+        let record = slot.record;
+        match code {
+            status::SUCCESS => {}
+            status::PAGE_FAULT_NOBOF => {
+                report.faults += 1;
+                let done = (record.bytes_completed as usize).min(piece.len);
+                // Ascending: the rest follows what was done; descending (an
+                // overlapping move to a higher address): it precedes it.
+                let rest = if record.result == 1 {
+                    Piece { off: piece.off, len: piece.len - done }
+                } else {
+                    Piece { off: piece.off + done, len: piece.len - done }
+                };
+                if rest.len == 0 {
+                    continue;
+                }
+                // SAFETY: both ranges are the caller's buffers.
+                let touched =
+                    opts.on_fault == OnFault::Resubmit && unsafe { touch(&record, dst, src, len) } && n_again < DEPTH;
+                if touched {
+                    again[n_again] = rest;
+                    n_again += 1;
+                } else {
+                    cpu(rest, &mut report);
+                }
+            }
+            error => {
+                report.error = Some(error);
+                cpu(piece, &mut report);
+            }
+        }
+    }
+    report
+}
+
+fn in_use(order: &[usize; DEPTH], head: usize, in_flight: usize, index: usize) -> bool {
+    (0..in_flight).any(|i| order[(head + i) % DEPTH] == index)
+}
+
+/// Submits, retrying a refusal up to [`RETRIES`] times.
+fn submit(queue: &Queue, desc: &Descriptor, report: &mut Report) -> Result<(), Refused> {
+    for _ in 0..RETRIES {
+        // SAFETY: the descriptor names the caller's buffers and a completion
+        // record that outlives its wait (the copy returns only after every
+        // record it submitted was written).
+        match unsafe { queue.submit(desc) } {
+            Err(Refused::Retry) => {
+                report.retries += 1;
+                core::hint::spin_loop();
+            }
+            other => return other,
+        }
+    }
+    Err(Refused::Retry)
+}
+
+/// Waits, yielding, for an entry of a queue that other threads keep full;
+/// false after a second (the caller copies on the CPU).
+fn wait_for_entry(queue: &Queue) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        crate::sys::sched_yield();
+        if queue.reserve() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Waits until the device has written `record` and returns its status code.
+/// A device always writes a record it was asked for (RCR), so this waits
+/// for as long as it takes: returning earlier would let the device write
+/// into memory that is no longer a record.
+fn wait_for(record: &CompletionRecord, wait: Wait) -> u8 {
+    // SAFETY: the status byte of a live record; the device writes it last,
+    // and an acquire load orders the other fields after it.
+    let byte = unsafe { &*(&record.status as *const u8).cast::<AtomicU8>() };
+    let start = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        let s = byte.load(Acquire);
+        if s != status::NONE {
+            return s & status::STATUS_MASK;
+        }
+        polls = polls.wrapping_add(1);
+        let spin = wait == Wait::Spin || (wait != Wait::Yield && (polls % 64 != 0 || start.elapsed() < SPIN));
+        if spin {
+            core::hint::spin_loop();
+        } else {
+            crate::sys::sched_yield();
+        }
+    }
+}
+
+/// Faults in the page of a reported fault, as the access the device made
+/// would have: a write (of the byte's own value) for a write fault, a read
+/// otherwise. False when the address lies outside the copy's buffers (the
+/// device reported nonsense: the CPU takes over).
+///
+/// # Safety
+/// `[dst, dst + len)` and `[src, src + len)` are the copy's buffers; no
+/// descriptor in flight writes the faulting byte (the one that faulted
+/// stopped there, and pieces are disjoint).
+unsafe fn touch(record: &CompletionRecord, dst: *mut u8, src: *const u8, len: usize) -> bool {
+    let at = record.fault_addr as usize;
+    let inside = |base: usize| at >= base && at < base + len;
+    if record.write_fault() && inside(dst as usize) {
+        let p = at as *mut u8;
+        // SAFETY: a byte of the caller's destination, written by nobody else
+        // now (see above); reading and writing it back changes nothing.
+        unsafe { p.write_volatile(p.read_volatile()) };
+        true
+    } else if !record.write_fault() && inside(src as usize) {
+        // SAFETY: a byte of the caller's source.
+        let _ = unsafe { (at as *const u8).read_volatile() };
+        true
+    } else {
+        false
+    }
+}
+
+/// Descriptors submitted by every copy of the process, and what became of
+/// them: the `dsa` object of the stats.
+#[derive(Debug)]
+pub struct Counters {
+    /// Descriptors submitted.
+    pub submitted: AtomicU64,
+    /// Completion records read.
+    pub completed: AtomicU64,
+    /// Page faults reported.
+    pub page_faults: AtomicU64,
+    /// Refused submissions retried.
+    pub retries: AtomicU64,
+    /// Pieces finished on the CPU.
+    pub cpu_fallbacks: AtomicU64,
+}
+
+impl Counters {
+    /// All zero.
+    pub const fn new() -> Counters {
+        Counters {
+            submitted: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            page_faults: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            cpu_fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds one copy's report.
+    pub fn add(&self, r: &Report) {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.submitted.fetch_add(u64::from(r.descriptors), Relaxed);
+        self.completed.fetch_add(u64::from(r.completed), Relaxed);
+        self.page_faults.fetch_add(u64::from(r.faults), Relaxed);
+        self.retries.fetch_add(u64::from(r.retries), Relaxed);
+        self.cpu_fallbacks.fetch_add(u64::from(r.cpu_bytes > 0), Relaxed);
+    }
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process's DSA counters.
+pub static COUNTERS: Counters = Counters::new();
