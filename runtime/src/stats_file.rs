@@ -241,7 +241,25 @@ pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i
     for class in Class::ALL {
         render_class(out, settings, *class, &snapshots[class.index()]);
     }
+    render_dsa(out);
     out.push_bytes(b"}");
+}
+
+/// The `dsa` object: the device in use (`none`, `hardware` or `model`) and
+/// what became of the descriptors the process submitted.
+fn render_dsa<const N: usize>(out: &mut StackBuf<N>) {
+    use core::sync::atomic::Ordering::Relaxed;
+    use ipc_offload_engine::dsa::{copy::COUNTERS as c, device};
+    let name = device::active().map_or("none", |a| a.kind.name());
+    let _ = write!(
+        out,
+        ",\"dsa\":{{\"device\":\"{name}\",\"descriptors_submitted\":{},\"descriptors_completed\":{},\"page_faults\":{},\"retries\":{},\"cpu_fallbacks\":{}}}",
+        c.submitted.load(Relaxed),
+        c.completed.load(Relaxed),
+        c.page_faults.load(Relaxed),
+        c.retries.load(Relaxed),
+        c.cpu_fallbacks.load(Relaxed)
+    );
 }
 
 fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, class: Class, s: &ClassSnapshot) {

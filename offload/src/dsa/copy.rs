@@ -335,3 +335,6 @@ impl Default for Counters {
 
 /// The process's DSA counters.
 pub static COUNTERS: Counters = Counters::new();
+
+#[cfg(test)]
+mod tests;

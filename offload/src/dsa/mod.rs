@@ -6,6 +6,8 @@
 //! - [`copy`]: a copy cut into descriptors kept in flight together, faults
 //!   resumed, errors finished on the CPU; the process's DSA counters.
 //! - [`sysfs`]: devices and work queues found under a sysfs root.
+//! - [`device`]: the process's queue (hardware or model) and the engine's
+//!   entry point; opening a hardware queue.
 //! - [`model`]: the device model: a thread that executes descriptors
 //!   submitted to its portal ring and writes completion records.
 //! - [`queue`]: a work queue as the engine submits to it: its portal and
@@ -13,6 +15,7 @@
 
 pub mod abi;
 pub mod copy;
+pub mod device;
 pub mod model;
 pub mod queue;
 pub mod sysfs;

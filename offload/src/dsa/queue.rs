@@ -4,7 +4,7 @@
 //! dropped by the device).
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicU32, AtomicU64, fence};
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::abi::Descriptor;
 use crate::sys::x86::{self, Features};
@@ -174,14 +174,12 @@ impl Queue {
 unsafe fn store_last_word_released(slot: *mut u8, desc: &Descriptor) {
     let words = desc.as_bytes().as_ptr().cast::<u64>();
     let dst = slot.cast::<u64>();
-    for i in 1..8 {
-        // SAFETY: inside the 64-byte slot and the 64-byte descriptor (both
-        // 8-byte aligned); the model does not read the slot before word 0.
-        unsafe { dst.add(i).write_volatile(words.add(i).read()) };
+    for i in (1..8).chain([0]) {
+        // SAFETY: word i of the 64-byte slot and of the descriptor (both
+        // 64-byte aligned); the model reads the slot's words atomically.
+        let (word, value) = unsafe { (AtomicU64::from_ptr(dst.add(i)), words.add(i).read()) };
+        word.store(value, if i == 0 { Release } else { Relaxed });
     }
-    fence(Release);
-    // SAFETY: word 0 of the slot, aligned; an atomic store of it.
-    unsafe { (*dst.cast::<AtomicU64>()).store(words.read(), Release) };
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ named_enum! {
         Cpu = "cpu",
         /// The copy-worker pool, with the caller copying a share.
         AsyncCpu = "async-cpu",
+        /// A DSA work queue (hardware, or the device model).
+        Dsa = "dsa",
     }
 }
 
@@ -36,6 +38,12 @@ named_enum! {
         Reentrant = "reentrant",
         /// A bug: the library panicked before moving any byte.
         Panic = "panic",
+        /// The `dsa` engine had no device (none usable, or a fork child's
+        /// before it was opened again).
+        DsaUnavailable = "dsa-unavailable",
+        /// Every descriptor of a `dsa` copy failed (an error status, a
+        /// queue that refused): the CPU copied it.
+        DsaError = "dsa-error",
         /// IPC: the peer has not opted in (no library, no large blocking
         /// reads), or the handshake has not completed yet.
         NoPeer = "no-peer",
@@ -80,6 +88,8 @@ impl Fallback {
         Fallback::PoolUnavailable,
         Fallback::Reentrant,
         Fallback::Panic,
+        Fallback::DsaUnavailable,
+        Fallback::DsaError,
     ];
 
     /// The reasons that apply to the IPC classes (their copies into and out
@@ -157,6 +167,8 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions)
         }
         // SAFETY: forwarded memmove contract.
         EngineId::AsyncCpu => unsafe { async_cpu::copy(&pool::POOL, dst, src, len, opts) },
+        // SAFETY: forwarded memmove contract.
+        EngineId::Dsa => unsafe { crate::dsa::device::copy(dst, src, len) },
     }
 }
 

@@ -1,0 +1,146 @@
+//! The engine's copies through the device model: every byte in place, the
+//! descriptors the transfer limit implies, faults resumed both ways, errors
+//! finished on the CPU, and the queue size kept across threads.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::dsa::model::{FaultRule, Model, ModelConfig, Side};
+use crate::dsa::queue::Portal;
+
+fn model(size: u32, max_transfer: u32) -> (Arc<Model>, Queue) {
+    let config = ModelConfig { size, max_transfer_size: max_transfer, ..ModelConfig::default() };
+    let model = Model::start(config).expect("the model starts");
+    let queue = Queue::new(Portal::Ring(model.portal()), size, max_transfer, true);
+    (model, queue)
+}
+
+fn opts(on_fault: OnFault) -> Options {
+    Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault }
+}
+
+fn pattern(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn run(queue: &Queue, src: &[u8], dst: &mut [u8], on_fault: OnFault) -> Report {
+    assert_eq!(src.len(), dst.len());
+    // SAFETY: two distinct live buffers of the same length.
+    unsafe { copy(queue, dst.as_mut_ptr(), src.as_ptr(), src.len(), &opts(on_fault)) }
+}
+
+#[test]
+fn a_large_copy_is_cut_by_the_transfer_limit_and_every_byte_arrives() {
+    let (model, queue) = model(16, 1 << 20);
+    for len in [1usize, 4095, 1 << 20, (1 << 20) + 1, (37 << 20) + 123] {
+        let src = pattern(len, len as u64);
+        let mut dst = vec![0u8; len];
+        let before = model.counters().memmove;
+        let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+        assert!(dst == src, "len {len}");
+        let expected = len.div_ceil(1 << 20) as u64;
+        assert_eq!(model.counters().memmove - before, expected, "len {len}: descriptors the device executed");
+        assert_eq!((u64::from(r.descriptors), u64::from(r.completed), r.cpu_bytes), (expected, expected, 0));
+    }
+    assert_eq!(queue.in_flight(), 0);
+    assert!(queue.high_water() <= 16 && queue.high_water() > 1, "pipelined: {}", queue.high_water());
+}
+
+#[test]
+fn faults_at_the_first_and_last_byte_are_resumed_after_a_touch() {
+    let (model, queue) = model(8, 256 << 10);
+    let len = 1 << 20;
+    for rule in [
+        FaultRule::at(Side::Destination, 0),
+        FaultRule::at(Side::Destination, (256 << 10) - 1),
+        FaultRule::at(Side::Source, 0),
+        FaultRule::at(Side::Source, 4096).times(3),
+    ] {
+        model.inject_fault(rule);
+        let src = pattern(len, 7);
+        let mut dst = vec![0u8; len];
+        let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+        assert!(dst == src, "{rule:?}");
+        assert!(r.faults >= 1, "{rule:?}: {r:?}");
+        assert_eq!(r.cpu_bytes, 0, "{rule:?}: resubmitted, not copied by the CPU");
+        model.clear_faults();
+    }
+}
+
+#[test]
+fn with_on_fault_cpu_the_rest_of_a_faulting_descriptor_is_copied_by_the_cpu() {
+    let (model, queue) = model(8, 256 << 10);
+    model.inject_fault(FaultRule::at(Side::Destination, 1000));
+    let len = 1 << 20;
+    let src = pattern(len, 9);
+    let mut dst = vec![0u8; len];
+    let r = run(&queue, &src, &mut dst, OnFault::Cpu);
+    assert!(dst == src);
+    assert_eq!((r.faults, r.cpu_bytes), (1, (256 << 10) - 1000));
+}
+
+#[test]
+fn a_descending_copy_that_faults_resumes_at_the_front() {
+    // One descriptor, overlapping, destination above the source: the
+    // device copies descending and a fault leaves the front to do.
+    let (model, queue) = model(4, 1 << 20);
+    let len = 256 << 10;
+    let mut buf = pattern(len + 4096, 3);
+    let expected: Vec<u8> = {
+        let mut b = buf.clone();
+        b.copy_within(0..len, 4096);
+        b
+    };
+    model.inject_fault(FaultRule::at(Side::Destination, 100_000));
+    let base = buf.as_mut_ptr();
+    // SAFETY: both ranges lie in `buf`; one descriptor handles the overlap.
+    let r = unsafe { copy(&queue, base.add(4096), base, len, &opts(OnFault::Resubmit)) };
+    assert!(buf == expected);
+    assert_eq!((r.faults, r.cpu_bytes), (1, 0));
+}
+
+#[test]
+fn error_statuses_are_finished_on_the_cpu_and_reported() {
+    let (model, queue) = model(8, 256 << 10);
+    model.inject_errors(status::TRANSLATION_FAIL, 2, None);
+    let len = 1 << 20;
+    let src = pattern(len, 11);
+    let mut dst = vec![0u8; len];
+    let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+    assert!(dst == src);
+    assert_eq!(r.error, Some(status::TRANSLATION_FAIL));
+    assert_eq!(r.cpu_bytes, 2 * (256 << 10));
+}
+
+#[test]
+fn many_threads_never_put_more_than_the_queue_size_in_flight() {
+    let (model, queue) = model(8, 64 << 10);
+    std::thread::scope(|s| {
+        for t in 0..32u64 {
+            let queue = &queue;
+            s.spawn(move || {
+                let len = (1 << 20) + t as usize * 4097;
+                let src = pattern(len, t);
+                let mut dst = vec![0u8; len];
+                for _ in 0..4 {
+                    let r = run(queue, &src, &mut dst, OnFault::Resubmit);
+                    assert!(dst == src, "thread {t}");
+                    assert_eq!(r.cpu_bytes, 0);
+                }
+            });
+        }
+    });
+    let c = model.counters();
+    assert!(queue.high_water() <= 8, "engine's count: {}", queue.high_water());
+    assert!(c.in_flight_high_water <= 8, "the model saw {}", c.in_flight_high_water);
+    assert_eq!(c.overruns, 0);
+    assert_eq!(queue.in_flight(), 0);
+}
