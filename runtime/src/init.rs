@@ -13,7 +13,7 @@ use std::path::Path;
 use ipc_offload_engine::engine::pool::POOL;
 use ipc_offload_engine::real::{self, REAL};
 use ipc_offload_engine::{cpus, sys};
-use ipc_offload_policy::{Class, Policy, Rejected, format_size};
+use ipc_offload_policy::{Class, Engine, Policy, Rejected, format_size};
 
 use crate::env::{self, Env};
 use crate::log::{self, Level};
@@ -66,7 +66,8 @@ fn start_inner(argv0: Option<&[u8]>) {
     let resolved = policy.resolve(&identity.names());
     let budget = cpus::current();
     let llc = cpus::last_level_cache(Path::new("/sys/devices/system/cpu"));
-    let plan = plan::plan(&resolved, plan::Machine { cpus: budget.available(), llc });
+    let dsa = open_dsa(&policy, &resolved);
+    let plan = plan::plan(&resolved, plan::Machine { cpus: budget.available(), llc, dsa });
     for note in &plan.notes {
         log_at!(Warn, "{note}");
     }
@@ -98,6 +99,29 @@ fn start_inner(argv0: Option<&[u8]>) {
     if settings.options[Class::Memcpy.index()].is_some() {
         let min = settings.plan.class(Class::Memcpy).rule.min_bytes;
         REAL.memcpy_min.store(usize::try_from(min).unwrap_or(usize::MAX), Release);
+    }
+}
+
+/// Opens the DSA device when a class asks for the `dsa` or `hybrid` engine;
+/// true when one is open.
+fn open_dsa(policy: &Policy, resolved: &ipc_offload_policy::Resolved) -> bool {
+    let wanted: Vec<Class> = Class::ALL
+        .iter()
+        .copied()
+        .filter(|c| matches!(resolved.rule(*c).engine, Engine::Dsa | Engine::Hybrid))
+        .collect();
+    let Some(first) = wanted.first() else { return false };
+    match crate::dsa::open(&policy.dsa, resolved.rule(*first).wait) {
+        Ok(kind) => {
+            log_at!(Info, "DSA: {} device open", kind.name());
+            true
+        }
+        Err(why) => {
+            // The plan's note warns that the engine is unavailable; this
+            // says why, for whoever asks for details.
+            log_at!(Info, "DSA: {why}");
+            false
+        }
     }
 }
 

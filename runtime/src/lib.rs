@@ -13,6 +13,7 @@
 //! [`dispatch::large_copy`]; nothing else crosses that boundary.
 
 pub mod dispatch;
+pub mod dsa;
 pub mod env;
 pub mod fmtbuf;
 pub mod guard;

@@ -86,6 +86,8 @@ pub struct Machine {
     pub cpus: u32,
     /// Size of the last-level cache, if known.
     pub llc: Option<u64>,
+    /// Whether a DSA device (hardware queue or model) is open.
+    pub dsa: bool,
 }
 
 /// Decides engines for a process on `machine`.
@@ -113,6 +115,12 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
                 Some(EngineId::Cpu)
             }
             Engine::AsyncCpu => Some(EngineId::AsyncCpu),
+            Engine::Dsa if machine.dsa => Some(EngineId::Dsa),
+            Engine::Hybrid if machine.dsa => {
+                let reason = "the hybrid engine is not built yet";
+                notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Dsa, reason });
+                Some(EngineId::Dsa)
+            }
             Engine::Dsa | Engine::Hybrid => {
                 notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
                 Some(best)
@@ -150,7 +158,7 @@ mod tests {
     use ipc_offload_policy::{Policy, parse};
 
     fn machine(cpus: u32) -> Machine {
-        Machine { cpus, llc: Some(32 << 20) }
+        Machine { cpus, llc: Some(32 << 20), dsa: false }
     }
 
     fn plan_of(text: &str, cpus: u32) -> Plan {
@@ -197,6 +205,15 @@ mod tests {
         let p = plan_of("[memcpy]\nengine = \"hybrid\"\nworkers = 0\n", 4);
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
         assert_eq!(p.notes.len(), 1);
+    }
+
+    #[test]
+    fn dsa_is_used_when_a_device_is_open() {
+        let resolved = parse("[memcpy]\nengine = \"dsa\"\n[unix]\nengine = \"hybrid\"\n", "p").unwrap().resolve(&["x"]);
+        let p = plan(&resolved, Machine { dsa: true, ..machine(4) });
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Dsa));
+        assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Dsa));
+        assert_eq!(p.notes.len(), 1, "hybrid is not built: dsa, said once");
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! Opening the DSA device a policy asks for (`[dsa]`), once, from the
+//! constructor: the software model, or the first usable hardware work
+//! queue from sysfs (queues on the caller's NUMA node first). The engine
+//! itself is `ipc_offload_engine::dsa`.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use ipc_offload_engine::dsa::copy::{OnFault as CopyOnFault, Options};
+use ipc_offload_engine::dsa::device::{self, Active, Kind, OpenError};
+use ipc_offload_engine::dsa::model::{Model, ModelConfig};
+use ipc_offload_engine::dsa::queue::{Portal, Queue};
+use ipc_offload_engine::dsa::sysfs::{self, Mode};
+use ipc_offload_policy::{DsaDevice, DsaSettings, OnFault, Wait};
+
+/// Why no device could be opened, for the log.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// The model could not start.
+    Model(String),
+    /// No usable hardware queue: how many were found, and why each open failed.
+    Hardware { found: usize, failures: Vec<(String, String)> },
+}
+
+impl core::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Unavailable::Model(e) => write!(f, "the DSA model did not start: {e}"),
+            Unavailable::Hardware { found: 0, .. } => f.write_str("no enabled user DSA work queue"),
+            Unavailable::Hardware { found, failures } => {
+                write!(f, "{found} DSA work queue(s), none could be opened:")?;
+                for (queue, why) in failures {
+                    write!(f, " {queue}: {why};")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens the device `settings` names and makes it the process's; copies
+/// wait for completions with `wait`.
+pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
+    let on_fault = match settings.on_fault {
+        OnFault::Resubmit => CopyOnFault::Resubmit,
+        OnFault::Cpu => CopyOnFault::Cpu,
+    };
+    // Destination writes allocate in the cache (the `cache` key of a later
+    // version chooses), where the device supports it.
+    let options = Options { cache_control: true, wait, on_fault };
+    let (queue, kind) = match settings.device {
+        DsaDevice::Model => (open_model().map_err(Unavailable::Model)?, Kind::Model),
+        DsaDevice::Hardware | DsaDevice::Auto => (open_hardware(Path::new(&settings.sysfs))?, Kind::Hardware),
+    };
+    let active: &'static Active = Box::leak(Box::new(Active { queue, options, kind }));
+    device::install(active);
+    Ok(kind)
+}
+
+/// Starts the model (for the life of the process) and a queue on its ring.
+fn open_model() -> Result<Queue, String> {
+    let config = ModelConfig::default();
+    let (size, max_transfer) = (config.size, config.max_transfer_size);
+    let model = Model::start(config).map_err(|e| e.to_string())?;
+    let portal = model.portal();
+    // The model runs until the process ends.
+    core::mem::forget(model);
+    Ok(Queue::new(Portal::Ring(portal), size, max_transfer, true))
+}
+
+/// The first hardware queue that opens: a dedicated queue held by another
+/// process (`EBUSY`) is skipped for the next.
+fn open_hardware(root: &Path) -> Result<Queue, Unavailable> {
+    let found = sysfs::discover(root, None).map(|d| d.queues).unwrap_or_default();
+    let mut failures = Vec::new();
+    for q in &found {
+        let path = q.wq.char_device();
+        let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else { continue };
+        match device::open_portal(&c_path, q.wq.mode == Mode::Shared) {
+            Ok(portal) => {
+                return Ok(Queue::new(portal, q.wq.size, q.max_transfer_size(), q.device.cache_control()));
+            }
+            Err(OpenError::Open(e)) => failures.push((q.wq.entry(), format!("open: {e}"))),
+            Err(OpenError::NoInstruction) => {
+                failures.push((q.wq.entry(), "the CPU lacks MOVDIR64B/ENQCMD".to_owned()));
+            }
+        }
+    }
+    Err(Unavailable::Hardware { found: found.len(), failures })
+}

@@ -1,0 +1,85 @@
+//! The `dsa` engine end to end, on the device model (`[dsa] device =
+//! "model"`): programs copy through descriptors byte-exactly, the stats
+//! show the device and its descriptors, fork children fall back to the
+//! CPU, and a machine without a device says so and copies with the CPU.
+
+use ipc_offload_tests::*;
+
+const MODEL: &str = "[memcpy]\nengine = \"dsa\"\n[dsa]\ndevice = \"model\"\n";
+
+#[test]
+fn python_copies_a_gib_through_the_model_byte_exact() {
+    let Some(python) = python() else { return };
+    let script = r#"
+import hashlib
+n = 1 << 30
+src = bytes(bytearray(range(251)) * (n // 251 + 1))[:n]
+a = bytearray(src)
+b = bytes(a)
+print(len(b), hashlib.sha256(b).hexdigest(), b == src)
+"#;
+    let plain = run_plain(&python, &["-c", script]).success();
+    let dir = scratch("dsa-python");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, MODEL).stats(&stats).run(&python, &["-c", script]).success();
+    assert_eq!(out.stdout, plain.stdout);
+    assert!(out.stdout.ends_with(" True\n"), "{}", out.stdout);
+    let s = read_stats(&stats);
+    assert_eq!(s["memcpy"]["engine"], "dsa");
+    assert_eq!(s["dsa"]["device"], "model");
+    assert!(engine_bytes(&s, "memcpy", "dsa") >= 2 << 30, "{s}");
+    let submitted = s["dsa"]["descriptors_submitted"].as_u64().unwrap();
+    // 2 GiB at least, in descriptors of at most 2 MiB (the model's limit).
+    assert!(submitted >= 1024, "{submitted} descriptors");
+    assert_eq!(s["dsa"]["descriptors_completed"].as_u64(), Some(submitted));
+    assert_eq!(s["dsa"]["cpu_fallbacks"].as_u64(), Some(0));
+}
+
+#[test]
+fn fork_children_copy_on_the_cpu_and_say_so() {
+    // The model's thread stays with the parent: a child's dsa copies go to
+    // libc, counted `dsa-unavailable`, and are byte-exact (forks.c checks).
+    let program = c_program("forks", &["-O2", "-fno-builtin", "-pthread"]);
+    let dir = scratch("dsa-fork");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, MODEL).stats(&stats).run(&program, &["fork", "3"]);
+    assert_eq!(out.code(), 0, "{out:#?}");
+    let parent = read_stats(&stats);
+    assert_eq!(parent["dsa"]["device"], "model");
+    assert!(parent["dsa"]["descriptors_submitted"].as_u64().unwrap() > 0);
+    let children: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("stats.json."))
+        .map(|e| read_stats(&e.path()))
+        .collect();
+    assert_eq!(children.len(), 3);
+    for child in &children {
+        assert_eq!(child["dsa"]["device"], "none");
+        assert!(fallbacks(child, "memcpy", "dsa-unavailable") > 0, "{child}");
+    }
+}
+
+#[test]
+fn without_a_device_the_engine_is_refused_once_and_libc_copies() {
+    let dir = scratch("dsa-none");
+    let sysfs = dir.join("sysfs");
+    std::fs::create_dir_all(&sysfs).unwrap();
+    let policy = format!(
+        "[memcpy]\nengine = \"dsa\"\nworkers = 0\n[dsa]\ndevice = \"hardware\"\nsysfs = \"{}\"\n",
+        sysfs.display()
+    );
+    let stats = dir.join("stats.json");
+    let program = c_program("echo_exit", &["-O2", "-fno-builtin"]);
+    let out = Preload::new().policy(&dir, &policy).stats(&stats).run(&program, &["0"]).success();
+    assert_eq!(out.stdout, "hello from the program: bytes ok\n");
+    let log = out.library_lines();
+    assert_eq!(log.len(), 1, "{}", out.stderr);
+    assert!(
+        log[0].ends_with("warning: [memcpy] engine \"dsa\" is unavailable (no usable DSA work queue); using cpu"),
+        "{}",
+        out.stderr
+    );
+    let s = read_stats(&stats);
+    assert_eq!((s["memcpy"]["engine"].as_str(), s["dsa"]["device"].as_str()), (Some("cpu"), Some("none")));
+}
