@@ -36,6 +36,25 @@ print(len(b), hashlib.sha256(b).hexdigest(), b == src)
 }
 
 #[test]
+fn injected_page_faults_are_resumed_end_to_end() {
+    // Every 5th descriptor faults on a destination write mid-way: the
+    // engine touches the page and submits the rest again.
+    let program = c_program("sizes", &["-O2", "-fno-builtin"]);
+    let dir = scratch("dsa-faults");
+    let stats = dir.join("stats.json");
+    let policy = format!("{MODEL}on_fault = \"resubmit\"\nmodel_fault_every = 5\n");
+    let args = ["memcpy", "67108864", "33554433", "4194304", "1048576", "67108864"];
+    let plain = run_plain(&program, &args).success();
+    let out = Preload::new().policy(&dir, &policy).stats(&stats).run(&program, &args).success();
+    assert_eq!(out.stdout, plain.stdout);
+    let s = read_stats(&stats);
+    let faults = s["dsa"]["page_faults"].as_u64().unwrap();
+    assert!(faults > 0, "{s}");
+    assert_eq!(s["dsa"]["cpu_fallbacks"].as_u64(), Some(0), "resubmitted, not finished on the CPU");
+    assert!(s["dsa"]["descriptors_submitted"].as_u64().unwrap() > faults);
+}
+
+#[test]
 fn fork_children_copy_on_the_cpu_and_say_so() {
     // The model's thread stays with the parent: a child's dsa copies go to
     // libc, counted `dsa-unavailable`, and are byte-exact (forks.c checks).

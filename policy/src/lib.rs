@@ -62,6 +62,7 @@ ring_bytes = "64MiB"
 device = "auto"
 on_fault = "resubmit"
 sysfs = "/sys"
+model_fault_every = 0
 "#;
 
 const DEFAULT_MODE: Mode = Mode::Throughput;

@@ -152,11 +152,20 @@ pub struct DsaSettings {
     pub on_fault: OnFault,
     /// `sysfs`: where the devices and work queues are listed.
     pub sysfs: String,
+    /// `model_fault_every`: with the model, every N-th descriptor reports a
+    /// page fault on a destination write (0: none), to exercise the fault
+    /// path end to end.
+    pub model_fault_every: u32,
 }
 
 impl Default for DsaSettings {
     fn default() -> Self {
-        DsaSettings { device: DsaDevice::Auto, on_fault: OnFault::Resubmit, sysfs: "/sys".to_owned() }
+        DsaSettings {
+            device: DsaDevice::Auto,
+            on_fault: OnFault::Resubmit,
+            sysfs: "/sys".to_owned(),
+            model_fault_every: 0,
+        }
     }
 }
 

@@ -20,7 +20,7 @@ const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "u
 /// Keys a `[process."GLOB"]` override may hold.
 const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe"];
 /// Keys of `[dsa]`.
-const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs"];
+const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every"];
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]` section.
@@ -249,6 +249,13 @@ impl Walker<'_> {
                     DeValue::String(s) if s.starts_with('/') => out.sysfs = s.to_string(),
                     DeValue::String(_) => self.bad_value("sysfs", "dsa", value, "an absolute path".to_owned()),
                     _ => self.wrong_type("sysfs", "dsa", value, "a string"),
+                },
+                "model_fault_every" => match integer(value.get_ref()).and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) => out.model_fault_every = n,
+                    None if matches!(value.get_ref(), DeValue::Integer(_)) => {
+                        self.bad_value("model_fault_every", "dsa", value, "an integer from 0 to 4294967295".to_owned())
+                    }
+                    None => self.wrong_type("model_fault_every", "dsa", value, "an integer"),
                 },
                 _ => self.unknown_key(key, "dsa", DSA_KEYS),
             }

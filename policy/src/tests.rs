@@ -298,15 +298,22 @@ fn workers_auto_counts_cpus() {
 
 #[test]
 fn the_dsa_section_is_read_and_checked() {
-    let p = parse("[dsa]\ndevice = \"model\"\non_fault = \"cpu\"\nsysfs = \"/tmp/fixture\"\n", "p.toml").unwrap();
-    assert_eq!(p.dsa, DsaSettings { device: DsaDevice::Model, on_fault: OnFault::Cpu, sysfs: "/tmp/fixture".into() });
+    let text = "[dsa]\ndevice = \"model\"\non_fault = \"cpu\"\nsysfs = \"/tmp/fixture\"\nmodel_fault_every = 7\n";
+    let p = parse(text, "p.toml").unwrap();
+    let expected = DsaSettings {
+        device: DsaDevice::Model,
+        on_fault: OnFault::Cpu,
+        sysfs: "/tmp/fixture".into(),
+        model_fault_every: 7,
+    };
+    assert_eq!(p.dsa, expected);
     assert_eq!(Policy::builtin().dsa, DsaSettings::default());
     assert_eq!(
         messages("[dsa]\ndevice = \"gpu\"\nsysfs = \"rel\"\nqueues = 4\n"),
         vec![
             "p.toml:2:10: bad value \"gpu\" for `device` in [dsa] (expected one of: auto, hardware, model)",
             "p.toml:3:9: bad value \"rel\" for `sysfs` in [dsa] (expected an absolute path)",
-            "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs)",
+            "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs, model_fault_every)",
         ]
     );
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ipc_offload_engine::dsa::copy::{OnFault as CopyOnFault, Options};
 use ipc_offload_engine::dsa::device::{self, Active, Kind, OpenError};
-use ipc_offload_engine::dsa::model::{Model, ModelConfig};
+use ipc_offload_engine::dsa::model::{FaultRule, Model, ModelConfig, Side};
 use ipc_offload_engine::dsa::queue::{Portal, Queue};
 use ipc_offload_engine::dsa::sysfs::{self, Mode};
 use ipc_offload_policy::{DsaDevice, DsaSettings, OnFault, Wait};
@@ -49,7 +49,7 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
     // version chooses), where the device supports it.
     let options = Options { cache_control: true, wait, on_fault };
     let (queue, kind) = match settings.device {
-        DsaDevice::Model => (open_model().map_err(Unavailable::Model)?, Kind::Model),
+        DsaDevice::Model => (open_model(settings.model_fault_every).map_err(Unavailable::Model)?, Kind::Model),
         DsaDevice::Hardware | DsaDevice::Auto => (open_hardware(Path::new(&settings.sysfs))?, Kind::Hardware),
     };
     let active: &'static Active = Box::leak(Box::new(Active { queue, options, kind }));
@@ -57,9 +57,14 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
     Ok(kind)
 }
 
-/// Starts the model (for the life of the process) and a queue on its ring.
-fn open_model() -> Result<Queue, String> {
-    let config = ModelConfig::default();
+/// Starts the model (for the life of the process) and a queue on its ring;
+/// with `fault_every` > 0, every such descriptor of more than 64 KiB
+/// reports a write fault at its byte 65537.
+fn open_model(fault_every: u32) -> Result<Queue, String> {
+    let mut config = ModelConfig::default();
+    if fault_every > 0 {
+        config.faults.push(FaultRule::at(Side::Destination, 65537).every(fault_every).until_cleared());
+    }
     let (size, max_transfer) = (config.size, config.max_transfer_size);
     let model = Model::start(config).map_err(|e| e.to_string())?;
     let portal = model.portal();
