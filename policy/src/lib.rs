@@ -28,7 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use error::{Diagnostic, ErrorKind, Rejected, line_col};
-pub use model::{Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers};
+pub use model::{Cache, Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers};
 pub use parse::parse;
 pub use units::{format_size, parse_duration, parse_size};
 
@@ -45,6 +45,7 @@ mode = "throughput"
 engine = "auto"
 min_bytes = "1MiB"
 workers = "auto"
+cache = "inject"
 
 [unix]
 engine = "auto"
@@ -110,6 +111,8 @@ pub struct Rule {
     pub wait: Wait,
     /// IPC classes: most bytes of rings this process may create.
     pub ring_bytes: u64,
+    /// Where offloaded destination writes go.
+    pub cache: Cache,
 }
 
 /// A policy applied to one process.
@@ -141,6 +144,7 @@ impl Policy {
                 workers: Some(Workers::Auto),
                 wait: None,
                 ring_bytes: class.is_ipc().then_some(DEFAULT_RING_BYTES),
+                cache: Some(Cache::Inject),
             };
         }
         Policy {
@@ -190,6 +194,7 @@ impl Policy {
                 workers: s.workers.unwrap_or(Workers::Auto),
                 wait: s.wait.unwrap_or(mode.default_wait()),
                 ring_bytes: s.ring_bytes.unwrap_or(DEFAULT_RING_BYTES),
+                cache: s.cache.unwrap_or(Cache::Inject),
             }
         });
         Resolved { mode, rules, matched }

@@ -121,6 +121,17 @@ named_enum! {
 }
 
 named_enum! {
+    /// Where an offloaded copy's destination writes go.
+    Cache {
+        /// Into the cache: the reader will want them soon (DSA's
+        /// cache-control flag).
+        Inject = "inject",
+        /// Around the cache, to memory (no cache-control flag).
+        Bypass = "bypass",
+    }
+}
+
+named_enum! {
     /// Which DSA device the `dsa` and `hybrid` engines use.
     DsaDevice {
         /// The hardware's work queues when there are usable ones, else none.
@@ -217,6 +228,8 @@ pub struct ClassSettings {
     pub wait: Option<Wait>,
     /// `ring_bytes` (IPC classes): the per-process budget of ring memory.
     pub ring_bytes: Option<u64>,
+    /// `cache`.
+    pub cache: Option<Cache>,
 }
 
 impl ClassSettings {
@@ -227,6 +240,7 @@ impl ClassSettings {
         self.workers = other.workers.or(self.workers);
         self.wait = other.wait.or(self.wait);
         self.ring_bytes = other.ring_bytes.or(self.ring_bytes);
+        self.cache = other.cache.or(self.cache);
     }
 }
 

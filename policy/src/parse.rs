@@ -11,7 +11,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::error::{Diagnostic, ErrorKind, Rejected};
-use crate::model::{Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers};
+use crate::model::{
+    Cache, Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers,
+};
 use crate::units::{parse_duration, parse_size, seconds};
 use crate::{Override, Policy};
 
@@ -24,9 +26,9 @@ const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every"];
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]` section.
-const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait"];
+const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache"];
 /// Keys of the `[unix]` and `[pipe]` sections.
-const IPC_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "ring_bytes"];
+const IPC_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "ring_bytes", "cache"];
 
 /// Shortest and longest accepted `stats_interval`.
 const STATS_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
@@ -281,6 +283,9 @@ impl Walker<'_> {
                     out.engine = self.named("engine", section, value, Engine::NAMES, Engine::from_name).or(out.engine)
                 }
                 "wait" => out.wait = self.named("wait", section, value, Wait::NAMES, Wait::from_name).or(out.wait),
+                "cache" => {
+                    out.cache = self.named("cache", section, value, Cache::NAMES, Cache::from_name).or(out.cache)
+                }
                 "min_bytes" => out.min_bytes = self.size("min_bytes", section, value).or(out.min_bytes),
                 "workers" => out.workers = self.workers(section, value).or(out.workers),
                 "ring_bytes" if class.is_ipc() => {

@@ -53,7 +53,8 @@ fn builtin_resolution() {
             min_bytes: 1 << 20,
             workers: Workers::Auto,
             wait: Wait::SpinThenSleep,
-            ring_bytes: 64 << 20
+            ring_bytes: 64 << 20,
+            cache: Cache::Inject
         }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
@@ -96,7 +97,8 @@ wait = "sleep"
             min_bytes: 4096,
             workers: Workers::Count(3),
             wait: Wait::Yield,
-            ring_bytes: 64 << 20
+            ring_bytes: 64 << 20,
+            cache: Cache::Inject
         }
     );
     assert_eq!(
@@ -106,7 +108,8 @@ wait = "sleep"
             min_bytes: 64 << 10,
             workers: Workers::Auto,
             wait: Wait::Umwait,
-            ring_bytes: 8 << 20
+            ring_bytes: 8 << 20,
+            cache: Cache::Inject
         }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
@@ -173,11 +176,13 @@ fn syntax_error_has_a_position() {
 fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[memcpy]\nengine = \"cpu\"\nbogus = 3\n"),
-        vec!["p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait)"]
+        vec!["p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache)"]
     );
     assert_eq!(
         messages("[memcpy]\nring_bytes = \"1MiB\"\n"),
-        vec!["p.toml:2:1: unknown key `ring_bytes` in [memcpy] (expected one of: engine, min_bytes, workers, wait)"]
+        vec![
+            "p.toml:2:1: unknown key `ring_bytes` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache)"
+        ]
     );
     assert_eq!(
         messages("[shm]\nengine = \"cpu\"\n"),
@@ -196,7 +201,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nunix.min_byte = 1\n"),
         vec![
-            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes)"
+            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, cache)"
         ]
     );
 }
@@ -315,5 +320,17 @@ fn the_dsa_section_is_read_and_checked() {
             "p.toml:3:9: bad value \"rel\" for `sysfs` in [dsa] (expected an absolute path)",
             "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs, model_fault_every)",
         ]
+    );
+}
+
+#[test]
+fn cache_is_read_per_section_and_inject_by_default() {
+    let p = parse("[memcpy]\ncache = \"bypass\"\n[process.\"x\"]\nunix.cache = \"bypass\"\n", "p.toml").unwrap();
+    assert_eq!(p.resolve(&["y"]).rule(Class::Memcpy).cache, Cache::Bypass);
+    assert_eq!(p.resolve(&["y"]).rule(Class::Unix).cache, Cache::Inject);
+    assert_eq!(p.resolve(&["x"]).rule(Class::Unix).cache, Cache::Bypass);
+    assert_eq!(
+        messages("[pipe]\ncache = \"auto\"\n"),
+        vec!["p.toml:2:9: bad value \"auto\" for `cache` in [pipe] (expected one of: inject, bypass)"]
     );
 }

@@ -45,8 +45,7 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
         OnFault::Resubmit => CopyOnFault::Resubmit,
         OnFault::Cpu => CopyOnFault::Cpu,
     };
-    // Destination writes allocate in the cache (the `cache` key of a later
-    // version chooses), where the device supports it.
+    // Each copy sets the cache-control flag from its class's `cache` key.
     let options = Options { cache_control: true, wait, on_fault };
     let (queue, kind) = match settings.device {
         DsaDevice::Model => (open_model(settings.model_fault_every).map_err(Unavailable::Model)?, Kind::Model),

@@ -52,6 +52,7 @@ impl Settings {
                 wait: p.wait,
                 helpers: p.helpers,
                 stream_min: usize::try_from(plan.stream_min).unwrap_or(usize::MAX),
+                cache_inject: p.rule.cache == ipc_offload_policy::Cache::Inject,
             })
         });
         Settings { policy, identity, matched, plan, options, started: Instant::now() }

@@ -70,14 +70,15 @@ pub fn forget_after_fork() {
 }
 
 /// The `dsa` engine: copies through the process's device, with memmove
-/// semantics. Without a device (none usable, or the fork child before the
+/// semantics; `cache_inject` asks for the cache-control flag (set only
+/// where the device supports it). Without a device (none usable, or the fork child before the
 /// runtime reopened it), libc copies, counted `dsa-unavailable`; an
 /// overlapping move longer than one descriptor goes to libc's memmove
 /// (`overlap-close`): descriptors in flight together must be disjoint.
 ///
 /// # Safety
 /// As memmove(3).
-pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) -> Outcome {
+pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, cache_inject: bool) -> Outcome {
     let Some(active) = active() else {
         // SAFETY: forwarded contract.
         unsafe { cpu_move(dst, src, len) };
@@ -88,8 +89,9 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) -> Outcome {
         unsafe { cpu_move(dst, src, len) };
         return Outcome::fell_back(Fallback::OverlapClose);
     }
+    let options = Options { cache_control: cache_inject, ..active.options };
     // SAFETY: forwarded contract (disjoint, or one descriptor).
-    let report = unsafe { copy::copy(&active.queue, dst, src, len, &active.options) };
+    let report = unsafe { copy::copy(&active.queue, dst, src, len, &options) };
     COUNTERS.add(&report);
     if report.cpu_bytes == len as u64 {
         Outcome::fell_back(Fallback::DsaError)

@@ -100,6 +100,7 @@ mod tests {
             wait: Wait::SpinThenSleep,
             helpers: 2,
             stream_min: usize::MAX,
+            cache_inject: true,
         }
     }
 

@@ -149,6 +149,8 @@ pub struct CopyOptions {
     /// Offloaded copies of at least this many bytes use non-temporal stores
     /// (the destination cannot stay in the last-level cache anyway).
     pub stream_min: usize,
+    /// The `dsa` engine sets the cache-control flag (`cache = "inject"`).
+    pub cache_inject: bool,
 }
 
 /// Copies `len` bytes from `src` to `dst` with memmove semantics (regions may
@@ -168,7 +170,7 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions)
         // SAFETY: forwarded memmove contract.
         EngineId::AsyncCpu => unsafe { async_cpu::copy(&pool::POOL, dst, src, len, opts) },
         // SAFETY: forwarded memmove contract.
-        EngineId::Dsa => unsafe { crate::dsa::device::copy(dst, src, len) },
+        EngineId::Dsa => unsafe { crate::dsa::device::copy(dst, src, len, opts.cache_inject) },
     }
 }
 
