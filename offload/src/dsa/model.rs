@@ -159,6 +159,7 @@ const SHARED_MARKER: u64 = 1 << 30;
 struct Stats {
     accepted: AtomicU64,
     executed: AtomicU64,
+    cache_control: AtomicU64,
     noop: AtomicU64,
     drain: AtomicU64,
     memmove: AtomicU64,
@@ -420,6 +421,7 @@ impl Model {
             accepted: get(&s.accepted),
             completed: self.inner.completed.load(Acquire),
             executed: get(&s.executed),
+            cache_control: get(&s.cache_control),
             noop: get(&s.noop),
             drain: get(&s.drain),
             memmove: get(&s.memmove),

@@ -55,6 +55,23 @@ fn a_large_copy_is_cut_by_the_transfer_limit_and_every_byte_arrives() {
 }
 
 #[test]
+fn the_cache_control_flag_follows_the_option_and_the_device() {
+    let len = 4 << 20;
+    let src = pattern(len, 5);
+    let mut dst = vec![0u8; len];
+    for (option, device, expected) in [(true, true, 4), (false, true, 0), (true, false, 0)] {
+        let config = ModelConfig { size: 8, max_transfer_size: 1 << 20, ..ModelConfig::default() };
+        let model = Model::start(config).unwrap();
+        let queue = Queue::new(Portal::Ring(model.portal()), 8, 1 << 20, device);
+        let o = Options { cache_control: option, ..opts(OnFault::Resubmit) };
+        // SAFETY: two distinct live buffers of `len` bytes.
+        unsafe { copy(&queue, dst.as_mut_ptr(), src.as_ptr(), len, &o) };
+        assert!(dst == src);
+        assert_eq!(model.counters().cache_control, expected, "option {option}, device supports it {device}");
+    }
+}
+
+#[test]
 fn faults_at_the_first_and_last_byte_are_resumed_after_a_touch() {
     let (model, queue) = model(8, 256 << 10);
     let len = 1 << 20;

@@ -111,6 +111,8 @@ pub struct Counters {
     pub completed: u64,
     /// Descriptors processed, batch members included, whatever their status.
     pub executed: u64,
+    /// Of those, descriptors with the cache-control flag.
+    pub cache_control: u64,
     /// NOOPs run.
     pub noop: u64,
     /// DRAINs run.

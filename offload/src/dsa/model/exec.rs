@@ -108,6 +108,9 @@ impl<'a> Exec<'a> {
         let inner = self.inner;
         bump(&inner.stats.executed);
         let flags = d.flags();
+        if flags & flag::CC != 0 {
+            bump(&inner.stats.cache_control);
+        }
         let crav = flags & flag::CRAV != 0;
         let rcr = flags & flag::RCR != 0;
         let unusable = if rcr && !crav {
