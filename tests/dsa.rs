@@ -102,3 +102,26 @@ fn without_a_device_the_engine_is_refused_once_and_libc_copies() {
     let s = read_stats(&stats);
     assert_eq!((s["memcpy"]["engine"].as_str(), s["dsa"]["device"].as_str()), (Some("cpu"), Some("none")));
 }
+
+#[test]
+fn the_hybrid_cpu_share_rises_when_the_device_is_slowed() {
+    let program = c_program("sizes", &["-O2", "-fno-builtin"]);
+    let args: Vec<String> =
+        std::iter::once("memcpy".to_owned()).chain((0..16).map(|_| (32u64 << 20).to_string())).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let plain = run_plain(&program, &args).success();
+    let mut shares = Vec::new();
+    for slowdown in [1, 6] {
+        let dir = scratch(&format!("dsa-hybrid-{slowdown}"));
+        let stats = dir.join("stats.json");
+        let policy = format!("[memcpy]\nengine = \"hybrid\"\n[dsa]\ndevice = \"model\"\nmodel_slowdown = {slowdown}\n");
+        let out = Preload::new().policy(&dir, &policy).stats(&stats).run(&program, &args).success();
+        assert_eq!(out.stdout, plain.stdout);
+        let s = read_stats(&stats);
+        assert_eq!(s["memcpy"]["engine"], "hybrid");
+        assert!(engine_bytes(&s, "memcpy", "hybrid") >= 16 * (32 << 20), "{s}");
+        assert!(s["dsa"]["descriptors_submitted"].as_u64().unwrap() > 0);
+        shares.push(s["memcpy"]["cpu_share"].as_f64().expect("the current share is in the stats"));
+    }
+    assert!(shares[1] > shares[0], "CPU share with the model at 1x and 6x: {shares:?}");
+}

@@ -5,8 +5,12 @@
 //!   `FILE:LINE:COL: message` lines and exit 2.
 //! - `stats FILE...`: print stats files (and the `FILE.PID` files of
 //!   descendants) as a table, for finished and running processes alike.
+//! - `probe [--policy FILE] [--process NAME] [--sysfs DIR]`: the CPU
+//!   features, DSA devices and work queues the `dsa` engine would find here,
+//!   and the engine each class of the policy would use.
 
 mod check;
+mod probe;
 mod stats;
 
 use std::process::ExitCode;
@@ -14,6 +18,7 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: ipc-offload-tool check [--process NAME] FILE...
        ipc-offload-tool stats [--json] FILE...
+       ipc-offload-tool probe [--policy FILE] [--process NAME] [--sysfs DIR]
 
 check   validate policy files; prints nothing but a summary when they are
         valid (exit 0), else one FILE:LINE:COL: message line per problem
@@ -22,6 +27,10 @@ stats   print stats files written by the library (IPC_OFFLOAD_STATS) as a
         table, one row per process and class, with FILE.PID files of
         descendant processes included. --json prints the objects read as a
         JSON array. Exits 1 if a file cannot be read or is not a stats file.
+probe   print the CPU features (movdir64b, enqcmd, waitpkg), DSA devices
+        and work queues the dsa engine would find here, and the engine each
+        class of the policy would use in a process started here; opens no
+        device. Exits 0, also without DSA.
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +42,7 @@ fn main() -> ExitCode {
     match command.as_str() {
         "check" => check::main(rest),
         "stats" => stats::main(rest),
+        "probe" => probe::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -28,7 +28,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use error::{Diagnostic, ErrorKind, Rejected, line_col};
-pub use model::{Cache, Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers};
+pub use model::{
+    Cache, Class, ClassSettings, CpuShare, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers,
+};
 pub use parse::parse;
 pub use units::{format_size, parse_duration, parse_size};
 
@@ -64,6 +66,7 @@ device = "auto"
 on_fault = "resubmit"
 sysfs = "/sys"
 model_fault_every = 0
+model_slowdown = 1
 "#;
 
 const DEFAULT_MODE: Mode = Mode::Throughput;
@@ -113,6 +116,8 @@ pub struct Rule {
     pub ring_bytes: u64,
     /// Where offloaded destination writes go.
     pub cache: Cache,
+    /// The hybrid engine's CPU share.
+    pub cpu_share: CpuShare,
 }
 
 /// A policy applied to one process.
@@ -145,6 +150,7 @@ impl Policy {
                 wait: None,
                 ring_bytes: class.is_ipc().then_some(DEFAULT_RING_BYTES),
                 cache: Some(Cache::Inject),
+                cpu_share: None,
             };
         }
         Policy {
@@ -195,6 +201,7 @@ impl Policy {
                 wait: s.wait.unwrap_or(mode.default_wait()),
                 ring_bytes: s.ring_bytes.unwrap_or(DEFAULT_RING_BYTES),
                 cache: s.cache.unwrap_or(Cache::Inject),
+                cpu_share: s.cpu_share.unwrap_or(CpuShare::Auto),
             }
         });
         Resolved { mode, rules, matched }

@@ -131,6 +131,24 @@ named_enum! {
     }
 }
 
+/// The hybrid engine's CPU share of a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CpuShare {
+    /// Tuned from each copy's observed waits.
+    Auto,
+    /// This many thousandths of each copy, always.
+    Permille(u16),
+}
+
+impl core::fmt::Display for CpuShare {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CpuShare::Auto => f.write_str("auto"),
+            CpuShare::Permille(p) => write!(f, "{}", f64::from(*p) / 1000.0),
+        }
+    }
+}
+
 named_enum! {
     /// Which DSA device the `dsa` and `hybrid` engines use.
     DsaDevice {
@@ -167,6 +185,9 @@ pub struct DsaSettings {
     /// page fault on a destination write (0: none), to exercise the fault
     /// path end to end.
     pub model_fault_every: u32,
+    /// `model_slowdown`: with the model, each descriptor takes this many
+    /// times as long as its plain copy (1: as fast as the model can).
+    pub model_slowdown: u32,
 }
 
 impl Default for DsaSettings {
@@ -176,6 +197,7 @@ impl Default for DsaSettings {
             on_fault: OnFault::Resubmit,
             sysfs: "/sys".to_owned(),
             model_fault_every: 0,
+            model_slowdown: 1,
         }
     }
 }
@@ -230,6 +252,8 @@ pub struct ClassSettings {
     pub ring_bytes: Option<u64>,
     /// `cache`.
     pub cache: Option<Cache>,
+    /// `cpu_share` (the hybrid engine).
+    pub cpu_share: Option<CpuShare>,
 }
 
 impl ClassSettings {
@@ -241,6 +265,7 @@ impl ClassSettings {
         self.wait = other.wait.or(self.wait);
         self.ring_bytes = other.ring_bytes.or(self.ring_bytes);
         self.cache = other.cache.or(self.cache);
+        self.cpu_share = other.cpu_share.or(self.cpu_share);
     }
 }
 

@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::{Diagnostic, ErrorKind, Rejected};
 use crate::model::{
-    Cache, Class, ClassSettings, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers,
+    Cache, Class, ClassSettings, CpuShare, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers,
 };
 use crate::units::{parse_duration, parse_size, seconds};
 use crate::{Override, Policy};
@@ -22,13 +22,13 @@ const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "u
 /// Keys a `[process."GLOB"]` override may hold.
 const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe"];
 /// Keys of `[dsa]`.
-const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every"];
+const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", "model_slowdown"];
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]` section.
-const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache"];
+const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache", "cpu_share"];
 /// Keys of the `[unix]` and `[pipe]` sections.
-const IPC_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "ring_bytes", "cache"];
+const IPC_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "ring_bytes", "cache", "cpu_share"];
 
 /// Shortest and longest accepted `stats_interval`.
 const STATS_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
@@ -252,6 +252,13 @@ impl Walker<'_> {
                     DeValue::String(_) => self.bad_value("sysfs", "dsa", value, "an absolute path".to_owned()),
                     _ => self.wrong_type("sysfs", "dsa", value, "a string"),
                 },
+                "model_slowdown" => match integer(value.get_ref()).and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) if (1..=1000).contains(&n) => out.model_slowdown = n,
+                    _ if matches!(value.get_ref(), DeValue::Integer(_)) => {
+                        self.bad_value("model_slowdown", "dsa", value, "an integer from 1 to 1000".to_owned())
+                    }
+                    _ => self.wrong_type("model_slowdown", "dsa", value, "an integer"),
+                },
                 "model_fault_every" => match integer(value.get_ref()).and_then(|n| u32::try_from(n).ok()) {
                     Some(n) => out.model_fault_every = n,
                     None if matches!(value.get_ref(), DeValue::Integer(_)) => {
@@ -286,6 +293,7 @@ impl Walker<'_> {
                 "cache" => {
                     out.cache = self.named("cache", section, value, Cache::NAMES, Cache::from_name).or(out.cache)
                 }
+                "cpu_share" => out.cpu_share = self.cpu_share(section, value).or(out.cpu_share),
                 "min_bytes" => out.min_bytes = self.size("min_bytes", section, value).or(out.min_bytes),
                 "workers" => out.workers = self.workers(section, value).or(out.workers),
                 "ring_bytes" if class.is_ipc() => {
@@ -309,6 +317,26 @@ impl Walker<'_> {
         };
         if parsed.is_none() {
             self.bad_value(key, section, value, EXPECTED.to_owned());
+        }
+        parsed
+    }
+
+    /// `cpu_share`: a number from 0 to 1, or "auto".
+    fn cpu_share(&mut self, section: &str, value: &Spanned<DeValue<'_>>) -> Option<CpuShare> {
+        let number = match value.get_ref() {
+            DeValue::String(s) if s.as_ref() == "auto" => return Some(CpuShare::Auto),
+            DeValue::Float(x) => x.as_str().parse::<f64>().ok(),
+            DeValue::Integer(_) => integer(value.get_ref()).map(|n| n as f64),
+            DeValue::String(_) => None,
+            _ => {
+                self.wrong_type("cpu_share", section, value, "a number from 0 to 1 or \"auto\"");
+                return None;
+            }
+        };
+        let parsed =
+            number.filter(|x| (0.0..=1.0).contains(x)).map(|x| CpuShare::Permille((x * 1000.0).round() as u16));
+        if parsed.is_none() {
+            self.bad_value("cpu_share", section, value, "a number from 0 to 1, or \"auto\"".to_owned());
         }
         parsed
     }

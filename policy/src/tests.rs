@@ -54,7 +54,8 @@ fn builtin_resolution() {
             workers: Workers::Auto,
             wait: Wait::SpinThenSleep,
             ring_bytes: 64 << 20,
-            cache: Cache::Inject
+            cache: Cache::Inject,
+            cpu_share: CpuShare::Auto
         }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
@@ -98,7 +99,8 @@ wait = "sleep"
             workers: Workers::Count(3),
             wait: Wait::Yield,
             ring_bytes: 64 << 20,
-            cache: Cache::Inject
+            cache: Cache::Inject,
+            cpu_share: CpuShare::Auto
         }
     );
     assert_eq!(
@@ -109,7 +111,8 @@ wait = "sleep"
             workers: Workers::Auto,
             wait: Wait::Umwait,
             ring_bytes: 8 << 20,
-            cache: Cache::Inject
+            cache: Cache::Inject,
+            cpu_share: CpuShare::Auto
         }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
@@ -176,12 +179,14 @@ fn syntax_error_has_a_position() {
 fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[memcpy]\nengine = \"cpu\"\nbogus = 3\n"),
-        vec!["p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache)"]
+        vec![
+            "p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share)"
+        ]
     );
     assert_eq!(
         messages("[memcpy]\nring_bytes = \"1MiB\"\n"),
         vec![
-            "p.toml:2:1: unknown key `ring_bytes` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache)"
+            "p.toml:2:1: unknown key `ring_bytes` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share)"
         ]
     );
     assert_eq!(
@@ -201,7 +206,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nunix.min_byte = 1\n"),
         vec![
-            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, cache)"
+            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, cache, cpu_share)"
         ]
     );
 }
@@ -310,6 +315,7 @@ fn the_dsa_section_is_read_and_checked() {
         on_fault: OnFault::Cpu,
         sysfs: "/tmp/fixture".into(),
         model_fault_every: 7,
+        model_slowdown: 1,
     };
     assert_eq!(p.dsa, expected);
     assert_eq!(Policy::builtin().dsa, DsaSettings::default());
@@ -318,7 +324,7 @@ fn the_dsa_section_is_read_and_checked() {
         vec![
             "p.toml:2:10: bad value \"gpu\" for `device` in [dsa] (expected one of: auto, hardware, model)",
             "p.toml:3:9: bad value \"rel\" for `sysfs` in [dsa] (expected an absolute path)",
-            "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs, model_fault_every)",
+            "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs, model_fault_every, model_slowdown)",
         ]
     );
 }
@@ -332,5 +338,18 @@ fn cache_is_read_per_section_and_inject_by_default() {
     assert_eq!(
         messages("[pipe]\ncache = \"auto\"\n"),
         vec!["p.toml:2:9: bad value \"auto\" for `cache` in [pipe] (expected one of: inject, bypass)"]
+    );
+}
+
+#[test]
+fn cpu_share_is_a_fraction_or_auto() {
+    let p = parse("[memcpy]\ncpu_share = 0.25\n[unix]\ncpu_share = 1\n", "p.toml").unwrap();
+    let r = p.resolve(&["x"]);
+    assert_eq!(r.rule(Class::Memcpy).cpu_share, CpuShare::Permille(250));
+    assert_eq!(r.rule(Class::Unix).cpu_share, CpuShare::Permille(1000));
+    assert_eq!(r.rule(Class::Pipe).cpu_share, CpuShare::Auto);
+    assert_eq!(
+        messages("[memcpy]\ncpu_share = 1.5\n"),
+        vec!["p.toml:2:13: bad value 1.5 for `cpu_share` in [memcpy] (expected a number from 0 to 1, or \"auto\")"]
     );
 }

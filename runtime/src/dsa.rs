@@ -48,7 +48,9 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
     // Each copy sets the cache-control flag from its class's `cache` key.
     let options = Options { cache_control: true, wait, on_fault };
     let (queue, kind) = match settings.device {
-        DsaDevice::Model => (open_model(settings.model_fault_every).map_err(Unavailable::Model)?, Kind::Model),
+        DsaDevice::Model => {
+            (open_model(settings.model_fault_every, settings.model_slowdown).map_err(Unavailable::Model)?, Kind::Model)
+        }
         DsaDevice::Hardware | DsaDevice::Auto => (open_hardware(Path::new(&settings.sysfs))?, Kind::Hardware),
     };
     let active: &'static Active = Box::leak(Box::new(Active { queue, options, kind }));
@@ -58,9 +60,11 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
 
 /// Starts the model (for the life of the process) and a queue on its ring;
 /// with `fault_every` > 0, every such descriptor of more than 64 KiB
-/// reports a write fault at its byte 65537.
-fn open_model(fault_every: u32) -> Result<Queue, String> {
+/// reports a write fault at its byte 65537; each descriptor takes
+/// `slowdown` times as long as its copy.
+fn open_model(fault_every: u32, slowdown: u32) -> Result<Queue, String> {
     let mut config = ModelConfig::default();
+    config.slowdown.factor = slowdown.max(1);
     if fault_every > 0 {
         config.faults.push(FaultRule::at(Side::Destination, 65537).every(fault_every).until_cleared());
     }
@@ -75,7 +79,9 @@ fn open_model(fault_every: u32) -> Result<Queue, String> {
 /// The first hardware queue that opens: a dedicated queue held by another
 /// process (`EBUSY`) is skipped for the next.
 fn open_hardware(root: &Path) -> Result<Queue, Unavailable> {
-    let found = sysfs::discover(root, None).map(|d| d.queues).unwrap_or_default();
+    // Queues on the caller's NUMA node first.
+    let node = ipc_offload_engine::sys::current_node();
+    let found = sysfs::discover(root, node).map(|d| d.queues).unwrap_or_default();
     let mut failures = Vec::new();
     for q in &found {
         let path = q.wq.char_device();

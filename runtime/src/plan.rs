@@ -116,11 +116,7 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
             }
             Engine::AsyncCpu => Some(EngineId::AsyncCpu),
             Engine::Dsa if machine.dsa => Some(EngineId::Dsa),
-            Engine::Hybrid if machine.dsa => {
-                let reason = "the hybrid engine is not built yet";
-                notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Dsa, reason });
-                Some(EngineId::Dsa)
-            }
+            Engine::Hybrid if machine.dsa => Some(EngineId::Hybrid),
             Engine::Dsa | Engine::Hybrid => {
                 notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
                 Some(best)
@@ -212,8 +208,8 @@ mod tests {
         let resolved = parse("[memcpy]\nengine = \"dsa\"\n[unix]\nengine = \"hybrid\"\n", "p").unwrap().resolve(&["x"]);
         let p = plan(&resolved, Machine { dsa: true, ..machine(4) });
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Dsa));
-        assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Dsa));
-        assert_eq!(p.notes.len(), 1, "hybrid is not built: dsa, said once");
+        assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Hybrid));
+        assert!(p.notes.is_empty());
     }
 
     #[test]

@@ -53,6 +53,10 @@ impl Settings {
                 helpers: p.helpers,
                 stream_min: usize::try_from(plan.stream_min).unwrap_or(usize::MAX),
                 cache_inject: p.rule.cache == ipc_offload_policy::Cache::Inject,
+                cpu_share: match p.rule.cpu_share {
+                    ipc_offload_policy::CpuShare::Auto => None,
+                    ipc_offload_policy::CpuShare::Permille(p) => Some(p),
+                },
             })
         });
         Settings { policy, identity, matched, plan, options, started: Instant::now() }

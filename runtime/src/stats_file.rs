@@ -272,6 +272,13 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
     );
     render_counts(out, EngineId::ALL.iter().map(|e| (e.name(), s.by_engine[e.index()])));
     out.push_bytes(b"},");
+    if plan.engine == Some(EngineId::Hybrid) {
+        let share = ipc_offload_engine::dsa::device::cpu_share(
+            class,
+            settings.options[class.index()].and_then(|o| o.cpu_share),
+        );
+        let _ = write!(out, "\"cpu_share\":{:.3},", f64::from(share) / 1000.0);
+    }
     if class.is_ipc() {
         let _ = write!(
             out,

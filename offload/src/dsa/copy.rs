@@ -66,14 +66,25 @@ pub struct Report {
     pub cpu_bytes: u64,
     /// The last error status a descriptor reported (0x10 and up), if any.
     pub error: Option<u8>,
+    /// With a CPU share ([`copy_shared`]): how long the caller took to copy
+    /// it, and how long it then waited for the device.
+    pub cpu_time: Duration,
+    /// See `cpu_time`.
+    pub waited: Duration,
 }
 
-/// A piece of the copy: bytes `[off, off + len)` of both buffers.
+/// A piece of the copy: bytes `[off, off + len)` of both buffers, and how
+/// many faults in a row it met without progress.
 #[derive(Clone, Copy, Debug, Default)]
 struct Piece {
     off: usize,
     len: usize,
+    stuck: u8,
 }
+
+/// Faults in a row without progress after which a piece goes to the CPU
+/// (a page that touching does not make present: the copy must end).
+const STUCK: u8 = 3;
 
 /// A descriptor in flight and its completion record.
 #[derive(Debug, Default)]
@@ -90,6 +101,27 @@ struct Slot {
 /// and disjoint unless `len` fits one descriptor (the device copies an
 /// overlapping range as memmove does).
 pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts: &Options) -> Report {
+    // SAFETY: forwarded contract.
+    unsafe { copy_shared(queue, dst, src, len, 0, opts) }
+}
+
+/// The hybrid engine's copy: the device takes bytes `[cpu_len, len)`, the
+/// caller copies `[0, cpu_len)` itself once the device's first descriptors
+/// are submitted, then waits for the rest; the report says how long each
+/// side took.
+///
+/// # Safety
+/// As [`copy`], the buffers disjoint.
+pub unsafe fn copy_shared(
+    queue: &Queue,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    cpu_len: usize,
+    opts: &Options,
+) -> Report {
+    let cpu_len = cpu_len.min(len);
+    let mut cpu_done = cpu_len == 0;
     let mut report = Report::default();
     let max = queue.max_transfer as usize;
     let mut flags = flag::CRAV | flag::RCR;
@@ -103,7 +135,7 @@ pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts
     // Remainders of partial completions, submitted before new pieces.
     let mut again: [Piece; DEPTH] = Default::default();
     let mut n_again = 0usize;
-    let mut next = 0usize;
+    let mut next = cpu_len;
     let cpu = |piece: Piece, report: &mut Report| {
         // SAFETY: inside both buffers (the caller's contract); no
         // descriptor in flight covers this piece.
@@ -117,7 +149,7 @@ pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts
                 n_again -= 1;
                 again[n_again]
             } else if next < len {
-                let piece = Piece { off: next, len: (len - next).min(max) };
+                let piece = Piece { off: next, len: (len - next).min(max), stuck: 0 };
                 next += piece.len;
                 piece
             } else {
@@ -155,6 +187,14 @@ pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts
                 }
             }
         }
+        if !cpu_done {
+            // The device works on its first descriptors meanwhile.
+            let started = Instant::now();
+            cpu(Piece { off: 0, len: cpu_len, stuck: 0 }, &mut report);
+            report.cpu_bytes -= cpu_len as u64; // the share, not a fallback
+            report.cpu_time = started.elapsed();
+            cpu_done = true;
+        }
         if in_flight == 0 {
             break;
         }
@@ -163,7 +203,11 @@ pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts
         head = (head + 1) % DEPTH;
         in_flight -= 1;
         let slot = &slots[index];
+        let before = Instant::now();
         let code = wait_for(&slot.record, opts.wait);
+        if cpu_len > 0 {
+            report.waited += before.elapsed();
+        }
         queue.release();
         report.completed += 1;
         let piece = slot.piece;
@@ -173,19 +217,23 @@ pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts
             status::PAGE_FAULT_NOBOF => {
                 report.faults += 1;
                 let done = (record.bytes_completed as usize).min(piece.len);
+                let stuck = if done == 0 { piece.stuck + 1 } else { 0 };
                 // Ascending: the rest follows what was done; descending (an
                 // overlapping move to a higher address): it precedes it.
-                let rest = if record.result == 1 {
-                    Piece { off: piece.off, len: piece.len - done }
+                let rest = if record.result & 1 == 1 {
+                    Piece { off: piece.off, len: piece.len - done, stuck }
                 } else {
-                    Piece { off: piece.off + done, len: piece.len - done }
+                    Piece { off: piece.off + done, len: piece.len - done, stuck }
                 };
                 if rest.len == 0 {
                     continue;
                 }
-                // SAFETY: both ranges are the caller's buffers.
-                let touched =
-                    opts.on_fault == OnFault::Resubmit && unsafe { touch(&record, dst, src, len) } && n_again < DEPTH;
+                // SAFETY: the piece's range of both buffers is the caller's,
+                // and no other descriptor in flight covers it.
+                let touched = opts.on_fault == OnFault::Resubmit
+                    && stuck < STUCK
+                    && unsafe { touch(&record, dst.add(rest.off), src.add(rest.off), rest.len) }
+                    && n_again < DEPTH;
                 if touched {
                     again[n_again] = rest;
                     n_again += 1;
@@ -263,13 +311,12 @@ fn wait_for(record: &CompletionRecord, wait: Wait) -> u8 {
 
 /// Faults in the page of a reported fault, as the access the device made
 /// would have: a write (of the byte's own value) for a write fault, a read
-/// otherwise. False when the address lies outside the copy's buffers (the
-/// device reported nonsense: the CPU takes over).
+/// otherwise. False when the address lies outside what is left of the
+/// faulting piece (the device reported nonsense: the CPU takes over).
 ///
 /// # Safety
-/// `[dst, dst + len)` and `[src, src + len)` are the copy's buffers; no
-/// descriptor in flight writes the faulting byte (the one that faulted
-/// stopped there, and pieces are disjoint).
+/// `[dst, dst + len)` and `[src, src + len)` are what is left of the
+/// faulting piece, which no descriptor in flight covers.
 unsafe fn touch(record: &CompletionRecord, dst: *mut u8, src: *const u8, len: usize) -> bool {
     let at = record.fault_addr as usize;
     let inside = |base: usize| at >= base && at < base + len;
@@ -300,7 +347,8 @@ pub struct Counters {
     pub page_faults: AtomicU64,
     /// Refused submissions retried.
     pub retries: AtomicU64,
-    /// Pieces finished on the CPU.
+    /// Copies of which the CPU finished a part (errors, faults with
+    /// `on_fault = "cpu"`, refusals).
     pub cpu_fallbacks: AtomicU64,
 }
 
@@ -313,6 +361,14 @@ impl Counters {
             page_faults: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             cpu_fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// Back to zero (a fork child counts its own).
+    pub fn reset(&self) {
+        use core::sync::atomic::Ordering::Relaxed;
+        for c in [&self.submitted, &self.completed, &self.page_faults, &self.retries, &self.cpu_fallbacks] {
+            c.store(0, Relaxed);
         }
     }
 

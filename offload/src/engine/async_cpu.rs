@@ -101,6 +101,7 @@ mod tests {
             helpers: 2,
             stream_min: usize::MAX,
             cache_inject: true,
+            cpu_share: None,
         }
     }
 

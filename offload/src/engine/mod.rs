@@ -20,6 +20,8 @@ named_enum! {
         AsyncCpu = "async-cpu",
         /// A DSA work queue (hardware, or the device model).
         Dsa = "dsa",
+        /// The caller's CPU and a DSA work queue, each a share of a copy.
+        Hybrid = "hybrid",
     }
 }
 
@@ -151,6 +153,8 @@ pub struct CopyOptions {
     pub stream_min: usize,
     /// The `dsa` engine sets the cache-control flag (`cache = "inject"`).
     pub cache_inject: bool,
+    /// The hybrid engine's CPU share in thousandths (`None`: tuned).
+    pub cpu_share: Option<u16>,
 }
 
 /// Copies `len` bytes from `src` to `dst` with memmove semantics (regions may
@@ -171,6 +175,8 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions)
         EngineId::AsyncCpu => unsafe { async_cpu::copy(&pool::POOL, dst, src, len, opts) },
         // SAFETY: forwarded memmove contract.
         EngineId::Dsa => unsafe { crate::dsa::device::copy(dst, src, len, opts.cache_inject) },
+        // SAFETY: forwarded memmove contract.
+        EngineId::Hybrid => unsafe { crate::dsa::device::copy_hybrid(dst, src, len, opts) },
     }
 }
 

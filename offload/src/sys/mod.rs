@@ -102,6 +102,17 @@ pub fn exit_group(code: i32) -> ! {
     }
 }
 
+/// The NUMA node of the CPU the caller runs on now (getcpu(2)).
+pub fn current_node() -> Option<u32> {
+    let (mut cpu, mut node) = (0u32, 0u32);
+    // SAFETY: getcpu writes two u32 into this frame; the cache argument is
+    // unused since Linux 2.6.24.
+    let r = unsafe {
+        syscall6(libc::SYS_getcpu, [&mut cpu as *mut u32 as usize, &mut node as *mut u32 as usize, 0, 0, 0, 0])
+    };
+    r.ok().map(|_| node)
+}
+
 /// write(2) of all of `bytes` to `fd`, retrying on EINTR and short writes.
 pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), Errno> {
     while !bytes.is_empty() {

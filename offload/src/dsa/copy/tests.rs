@@ -93,6 +93,21 @@ fn faults_at_the_first_and_last_byte_are_resumed_after_a_touch() {
 }
 
 #[test]
+fn a_fault_that_touching_does_not_clear_ends_on_the_cpu() {
+    // The model keeps faulting on one destination byte: resubmitting would
+    // loop forever; after three faults without progress the CPU finishes.
+    let (model, queue) = model(8, 256 << 10);
+    let len = 1 << 20;
+    let src = pattern(len, 13);
+    let mut dst = vec![0u8; len];
+    let at = dst.as_ptr() as u64 + 300_000;
+    model.inject_fault(FaultRule::range(at, at + 1));
+    let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+    assert!(dst == src);
+    assert!(r.faults >= 3 && r.cpu_bytes > 0, "{r:?}");
+}
+
+#[test]
 fn with_on_fault_cpu_the_rest_of_a_faulting_descriptor_is_copied_by_the_cpu() {
     let (model, queue) = model(8, 256 << 10);
     model.inject_fault(FaultRule::at(Side::Destination, 1000));
