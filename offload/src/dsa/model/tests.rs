@@ -1,8 +1,6 @@
 //! The model against descriptors written to its ring as the engine writes
 //! them (MOVDIR64B where the CPU has it), and against `enqcmd`.
 
-use core::arch::asm;
-use core::arch::x86_64::__cpuid_count;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicU8, AtomicU64};
 use std::sync::Arc;
@@ -10,36 +8,13 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::dsa::abi::{CompletionRecord, Descriptor, flag, opcode, status};
+use crate::sys::x86::{Features, movdir64b};
 
 /// Flags of every descriptor the engine sends.
 const F: u32 = flag::CRAV | flag::RCR;
 
-// `__cpuid_count` is a safe function from Rust 1.87 on, unsafe before.
-#[allow(unused_unsafe)]
 fn has_movdir64b() -> bool {
-    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0 says whether leaf 7 does.
-    let max = unsafe { __cpuid_count(0, 0) }.eax;
-    // SAFETY: leaf 7 exists (checked).
-    max >= 7 && unsafe { __cpuid_count(7, 0) }.ecx & (1 << 28) != 0
-}
-
-/// MOVDIR64B of the 64 bytes at `src` to `dst`.
-///
-/// # Safety
-/// The CPU has MOVDIR64B; `dst` 64-byte aligned and writable, `src`
-/// readable, both for 64 bytes.
-unsafe fn movdir64b(dst: *mut u8, src: *const u8) {
-    // SAFETY: the caller's contract; 66 0F 38 F8 /r with the destination in
-    // rax and the source in rdx (bytes: the assembler may lack the name).
-    unsafe {
-        asm!(
-            "sfence",
-            ".byte 0x66, 0x0f, 0x38, 0xf8, 0x02",
-            in("rax") dst,
-            in("rdx") src,
-            options(nostack, preserves_flags),
-        );
-    }
+    Features::get().movdir64b
 }
 
 /// Writes descriptor number `ticket` into its slot of a model's ring.
