@@ -202,6 +202,10 @@ pub struct CompletionRecord {
 }
 
 impl CompletionRecord {
+    /// All zero: not yet written.
+    pub const ZERO: CompletionRecord =
+        CompletionRecord { status: 0, result: 0, rsvd: 0, bytes_completed: 0, fault_addr: 0, op_specific: [0; 16] };
+
     /// The status code without the write-fault bit.
     pub fn code(&self) -> u8 {
         self.status & status::STATUS_MASK

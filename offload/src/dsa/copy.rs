@@ -6,7 +6,8 @@
 //! the CPU. The device (or its model) is the only one to touch the buffers
 //! of a descriptor in flight; the CPU copies only what a descriptor did not.
 
-use core::sync::atomic::Ordering::Acquire;
+use core::cell::UnsafeCell;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicU8, AtomicU64};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,12 @@ pub const DEPTH: usize = 16;
 pub const RETRIES: u32 = 64;
 /// How long a waiter polls a completion record before it yields the CPU.
 const SPIN: Duration = Duration::from_micros(50);
+/// A record not written after this long means the device stopped (halted,
+/// or its queue disabled): the queue is marked broken, the copy finishes on
+/// the CPU, and the records stay the device's for good.
+pub const STALL: Duration = Duration::from_secs(2);
+/// Blocks of completion records (one per copy in progress).
+const BLOCKS: usize = 64;
 
 /// What to do about a page fault the device reported (a partial
 /// completion: the device does not fault pages in itself without
@@ -94,6 +101,74 @@ struct Slot {
     piece: Piece,
 }
 
+/// Completion records live in these static blocks rather than on the
+/// caller's stack, so that a copy whose device stops answering can return:
+/// it leaves its block to the device, never to be used again.
+struct Blocks {
+    /// Bit i: block i is leased.
+    leased: AtomicU64,
+    /// Bit i: block i was left to a device that stopped answering.
+    lost: AtomicU64,
+    blocks: [UnsafeCell<[Slot; DEPTH]>; BLOCKS],
+}
+
+// SAFETY: a block is reached only by the thread that leased it (the lease
+// is a compare-and-swap on `leased`).
+unsafe impl Sync for Blocks {}
+
+static RECORDS: Blocks = Blocks {
+    leased: AtomicU64::new(0),
+    lost: AtomicU64::new(0),
+    blocks: [const { UnsafeCell::new([const { Slot::EMPTY }; DEPTH]) }; BLOCKS],
+};
+
+impl Slot {
+    const EMPTY: Slot = Slot { record: CompletionRecord::ZERO, piece: Piece { off: 0, len: 0, stuck: 0 } };
+}
+
+/// A leased block of records.
+struct Lease {
+    index: usize,
+    lost: bool,
+}
+
+impl Lease {
+    /// A free block, if one is (64 copies in progress at once take them all).
+    fn take() -> Option<Lease> {
+        let mut leased = RECORDS.leased.load(Relaxed);
+        loop {
+            let free = !(leased | RECORDS.lost.load(Relaxed));
+            if free == 0 {
+                return None;
+            }
+            let index = free.trailing_zeros() as usize;
+            match RECORDS.leased.compare_exchange_weak(leased, leased | 1 << index, Acquire, Relaxed) {
+                Ok(_) => return Some(Lease { index, lost: false }),
+                Err(now) => leased = now,
+            }
+        }
+    }
+
+    /// The block's slots, for as long as the lease is held (the caller
+    /// keeps the lease alive while it uses them).
+    #[allow(clippy::mut_from_ref)]
+    fn slots(&self) -> &'static mut [Slot; DEPTH] {
+        // SAFETY: this lease holds the block exclusively (see `take`), and
+        // the copy that holds the lease drops it only after its last use of
+        // the slots (a lost block is never leased again).
+        unsafe { &mut *RECORDS.blocks[self.index].get() }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.lost {
+            RECORDS.lost.fetch_or(1 << self.index, Relaxed);
+        }
+        RECORDS.leased.fetch_and(!(1 << self.index), Release);
+    }
+}
+
 /// Copies `len` bytes from `src` to `dst` through `queue`.
 ///
 /// # Safety
@@ -128,7 +203,12 @@ pub unsafe fn copy_shared(
     if opts.cache_control && queue.cache_control {
         flags |= flag::CC;
     }
-    let mut slots: [Slot; DEPTH] = Default::default();
+    let Some(mut lease) = Lease::take().filter(|_| !queue.is_broken()) else {
+        // No records to use, or a device that stopped: all on the CPU.
+        report_all_cpu(dst, src, len, &mut report);
+        return report;
+    };
+    let slots = lease.slots();
     // Submission order: slots[order[(head + i) % DEPTH]] for i < in_flight.
     let mut order = [0usize; DEPTH];
     let (mut head, mut in_flight) = (0usize, 0usize);
@@ -204,7 +284,22 @@ pub unsafe fn copy_shared(
         in_flight -= 1;
         let slot = &slots[index];
         let before = Instant::now();
-        let code = wait_for(&slot.record, opts.wait);
+        let Some(code) = wait_for(&slot.record, opts.wait) else {
+            // The device stopped: nothing it holds comes back. Its pieces,
+            // and whatever was not submitted, go to the CPU.
+            queue.mark_broken();
+            lease.lost = true;
+            for i in 0..=in_flight {
+                let held = if i == 0 { index } else { order[(head + i - 1) % DEPTH] };
+                cpu(slots[held].piece, &mut report);
+            }
+            for piece in &again[..n_again] {
+                cpu(*piece, &mut report);
+            }
+            cpu(Piece { off: next, len: len - next, stuck: 0 }, &mut report);
+            report.error = Some(STALLED);
+            return report;
+        };
         if cpu_len > 0 {
             report.waited += before.elapsed();
         }
@@ -284,11 +379,20 @@ fn wait_for_entry(queue: &Queue) -> bool {
     false
 }
 
-/// Waits until the device has written `record` and returns its status code.
-/// A device always writes a record it was asked for (RCR), so this waits
-/// for as long as it takes: returning earlier would let the device write
-/// into memory that is no longer a record.
-fn wait_for(record: &CompletionRecord, wait: Wait) -> u8 {
+/// The `error` of a report whose device stopped answering (not a hardware
+/// status: those are below 0x80).
+pub const STALLED: u8 = 0xff;
+
+/// Copies all of a copy on the CPU.
+fn report_all_cpu(dst: *mut u8, src: *const u8, len: usize, report: &mut Report) {
+    // SAFETY: the caller's buffers (the copy's contract).
+    unsafe { real::move_bytes(dst, src, len) };
+    report.cpu_bytes += len as u64;
+}
+
+/// Waits until the device has written `record` and returns its status code;
+/// `None` after [`STALL`].
+fn wait_for(record: &CompletionRecord, wait: Wait) -> Option<u8> {
     // SAFETY: the status byte of a live record; the device writes it last,
     // and an acquire load orders the other fields after it.
     let byte = unsafe { &*(&record.status as *const u8).cast::<AtomicU8>() };
@@ -297,7 +401,10 @@ fn wait_for(record: &CompletionRecord, wait: Wait) -> u8 {
     loop {
         let s = byte.load(Acquire);
         if s != status::NONE {
-            return s & status::STATUS_MASK;
+            return Some(s & status::STATUS_MASK);
+        }
+        if polls % 4096 == 0 && start.elapsed() > STALL {
+            return None;
         }
         polls = polls.wrapping_add(1);
         let spin = wait == Wait::Spin || (wait != Wait::Yield && (polls % 64 != 0 || start.elapsed() < SPIN));
@@ -366,7 +473,6 @@ impl Counters {
 
     /// Back to zero (a fork child counts its own).
     pub fn reset(&self) {
-        use core::sync::atomic::Ordering::Relaxed;
         for c in [&self.submitted, &self.completed, &self.page_faults, &self.retries, &self.cpu_fallbacks] {
             c.store(0, Relaxed);
         }
@@ -374,7 +480,6 @@ impl Counters {
 
     /// Adds one copy's report.
     pub fn add(&self, r: &Report) {
-        use core::sync::atomic::Ordering::Relaxed;
         self.submitted.fetch_add(u64::from(r.descriptors), Relaxed);
         self.completed.fetch_add(u64::from(r.completed), Relaxed);
         self.page_faults.fetch_add(u64::from(r.faults), Relaxed);

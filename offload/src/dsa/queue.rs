@@ -4,7 +4,7 @@
 //! dropped by the device).
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use super::abi::Descriptor;
 use crate::sys::x86::{self, Features};
@@ -54,6 +54,7 @@ pub struct Queue {
     in_flight: AtomicU32,
     high_water: AtomicU32,
     seq: AtomicU64,
+    broken: AtomicBool,
 }
 
 // SAFETY: the portal pointer names device (or model) memory written only
@@ -77,6 +78,7 @@ impl Queue {
             in_flight: AtomicU32::new(0),
             high_water: AtomicU32::new(0),
             seq: AtomicU64::new(0),
+            broken: AtomicBool::new(false),
         }
     }
 
@@ -101,6 +103,17 @@ impl Queue {
                 Err(seen) => now = seen,
             }
         }
+    }
+
+    /// Marks the queue as one whose device stopped answering: no copy
+    /// submits to it again.
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Release);
+    }
+
+    /// Whether the device stopped answering.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Acquire)
     }
 
     /// Gives back an entry: its descriptor's completion record was seen

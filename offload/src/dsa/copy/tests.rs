@@ -176,3 +176,22 @@ fn many_threads_never_put_more_than_the_queue_size_in_flight() {
     assert_eq!(c.overruns, 0);
     assert_eq!(queue.in_flight(), 0);
 }
+
+#[test]
+fn a_device_that_stops_answering_is_left_behind_and_the_cpu_copies() {
+    let (model, queue) = model(8, 256 << 10);
+    model.stop();
+    let len = 1 << 20;
+    let src = pattern(len, 17);
+    let mut dst = vec![0u8; len];
+    let started = std::time::Instant::now();
+    let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+    assert!(started.elapsed() >= STALL, "it waited for the device first");
+    assert!(dst == src);
+    assert_eq!((r.error, r.cpu_bytes), (Some(STALLED), len as u64));
+    assert!(queue.is_broken());
+    // The next copy does not wait: the queue is known broken.
+    let started = std::time::Instant::now();
+    let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+    assert!(started.elapsed() < STALL && r.descriptors == 0 && r.cpu_bytes == len as u64);
+}
