@@ -53,6 +53,11 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
         }
         DsaDevice::Hardware | DsaDevice::Auto => (open_hardware(Path::new(&settings.sysfs))?, Kind::Hardware),
     };
+    // UMWAIT never asks for longer than the kernel allows.
+    let max_time = std::fs::read_to_string("/sys/devices/system/cpu/umwait_control/max_time");
+    if let Some(cycles) = max_time.ok().and_then(|t| t.trim().parse::<u64>().ok()) {
+        ipc_offload_engine::dsa::copy::set_umwait_max(cycles);
+    }
     let active: &'static Active = Box::leak(Box::new(Active { queue, options, kind }));
     device::install(active);
     Ok(kind)

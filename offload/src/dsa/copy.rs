@@ -16,6 +16,7 @@ use ipc_offload_policy::Wait;
 use super::abi::{CompletionRecord, Descriptor, flag, status};
 use super::queue::{Queue, Refused};
 use crate::real;
+use crate::sys::x86::{self, Features};
 
 /// Descriptors one copy keeps in flight at most.
 pub const DEPTH: usize = 16;
@@ -50,8 +51,9 @@ pub struct Options {
     /// it.
     pub cache_control: bool,
     /// How a caller waits for a completion record: `spin` polls, `yield`
-    /// gives the CPU away between polls, the others poll for 50 µs, then
-    /// yield (UMWAIT is not used yet).
+    /// gives the CPU away between polls, `umwait` sleeps in UMWAIT on the
+    /// record's line where the CPU has WAITPKG, the others (and `umwait`
+    /// without WAITPKG) poll for 50 µs, then yield.
     pub wait: Wait,
     /// What a page fault leads to.
     pub on_fault: OnFault,
@@ -379,6 +381,23 @@ fn wait_for_entry(queue: &Queue) -> bool {
     false
 }
 
+/// The longest UMWAIT asks for, in time-stamp counter cycles: the
+/// kernel's limit (`/sys/devices/system/cpu/umwait_control/max_time`, set
+/// with [`set_umwait_max`]) or 100 000 cycles (tens of microseconds),
+/// whichever is less; a wait that ends early just looks again.
+static UMWAIT_MAX: AtomicU64 = AtomicU64::new(100_000);
+
+/// Honours the kernel's UMWAIT limit (`max_time`, TSC cycles; 0: none).
+pub fn set_umwait_max(max_time: u64) {
+    if max_time > 0 {
+        UMWAIT_MAX.fetch_min(max_time, Relaxed);
+    }
+}
+
+fn umwait_cycles() -> u64 {
+    UMWAIT_MAX.load(Relaxed)
+}
+
 /// The `error` of a report whose device stopped answering (not a hardware
 /// status: those are below 0x80).
 pub const STALLED: u8 = 0xff;
@@ -398,10 +417,24 @@ fn wait_for(record: &CompletionRecord, wait: Wait) -> Option<u8> {
     let byte = unsafe { &*(&record.status as *const u8).cast::<AtomicU8>() };
     let start = Instant::now();
     let mut polls = 0u32;
+    let umwait = wait == Wait::Umwait && Features::get().waitpkg;
     loop {
         let s = byte.load(Acquire);
         if s != status::NONE {
             return Some(s & status::STATUS_MASK);
+        }
+        if umwait {
+            // SAFETY: the CPU has WAITPKG; the record is mapped.
+            unsafe { x86::umonitor(&record.status) };
+            // Written between the load above and the monitor: seen now.
+            if byte.load(Acquire) == status::NONE {
+                // SAFETY: as above, after UMONITOR.
+                unsafe { x86::umwait(x86::rdtsc() + umwait_cycles()) };
+            }
+            if start.elapsed() > STALL {
+                return None;
+            }
+            continue;
         }
         if polls % 4096 == 0 && start.elapsed() > STALL {
             return None;

@@ -1,6 +1,6 @@
 //! The x86-64 instructions the DSA engine needs, emitted only where CPUID
 //! says the CPU has them (Intel SDM vol. 2: MOVDIR64B, ENQCMD, UMONITOR,
-//! UMWAIT; CPUID leaf 7 subleaf 0 ECX bits 28, 29 and 5).
+//! UMWAIT; CPUID leaf 7 subleaf 0 ECX bits 28, 29 and 5), and RDTSC.
 
 use core::arch::asm;
 use core::arch::x86_64::__cpuid_count;
@@ -93,6 +93,49 @@ pub unsafe fn enqcmd(dst: *mut u8, src: *const u8) -> bool {
         );
     }
     refused == 0
+}
+
+/// The time-stamp counter (RDTSC).
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC exists on every x86-64 CPU and reads a counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Arms address monitoring on the cache line of `addr` (UMONITOR), for a
+/// following [`umwait`].
+///
+/// # Safety
+/// [`Features::get`]`().waitpkg`; `addr` mapped.
+pub unsafe fn umonitor(addr: *const u8) {
+    // SAFETY: the caller's contract; F3 0F AE /6 with a register operand
+    // (modrm F0: rax) is UMONITOR rax.
+    unsafe { asm!(".byte 0xf3, 0x0f, 0xae, 0xf0", in("rax") addr, options(nostack, preserves_flags)) };
+}
+
+/// Waits in the light C0.2 state until the monitored line is written, an
+/// interrupt, or the time-stamp counter reaches `deadline` (UMWAIT; the
+/// operating system's limit, IA32_UMWAIT_CONTROL, may end it sooner: then
+/// it returns true).
+///
+/// # Safety
+/// [`Features::get`]`().waitpkg`, after [`umonitor`].
+pub unsafe fn umwait(deadline: u64) -> bool {
+    let os_limit: u8;
+    // SAFETY: the caller's contract; F2 0F AE /6 with a register operand
+    // (modrm F1: ecx, the control word: 0 asks for C0.2) is UMWAIT ecx,
+    // with the deadline in edx:eax; CF reports the OS limit.
+    unsafe {
+        asm!(
+            ".byte 0xf2, 0x0f, 0xae, 0xf1",
+            "setc {limit}",
+            limit = out(reg_byte) os_limit,
+            in("ecx") 0u32,
+            in("edx") (deadline >> 32) as u32,
+            in("eax") deadline as u32,
+            options(nostack),
+        );
+    }
+    os_limit != 0
 }
 
 #[cfg(test)]

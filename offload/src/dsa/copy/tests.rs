@@ -195,3 +195,19 @@ fn a_device_that_stops_answering_is_left_behind_and_the_cpu_copies() {
     let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
     assert!(started.elapsed() < STALL && r.descriptors == 0 && r.cpu_bytes == len as u64);
 }
+
+#[test]
+fn every_wait_method_completes() {
+    // UMWAIT where the CPU has WAITPKG (not these): polling otherwise.
+    let (_model, queue) = model(8, 256 << 10);
+    let len = 3 << 20;
+    let src = pattern(len, 19);
+    for wait in Wait::ALL {
+        let mut dst = vec![0u8; len];
+        let o = Options { wait: *wait, ..opts(OnFault::Resubmit) };
+        // SAFETY: two distinct live buffers of `len` bytes.
+        let r = unsafe { copy(&queue, dst.as_mut_ptr(), src.as_ptr(), len, &o) };
+        assert!(dst == src, "{wait}");
+        assert_eq!(r.cpu_bytes, 0, "{wait}");
+    }
+}
