@@ -33,6 +33,7 @@ print(len(b), hashlib.sha256(b).hexdigest(), b == src)
     assert!(submitted >= 1024, "{submitted} descriptors");
     assert_eq!(s["dsa"]["descriptors_completed"].as_u64(), Some(submitted));
     assert_eq!(s["dsa"]["cpu_fallbacks"].as_u64(), Some(0));
+    assert_eq!(s["dsa"]["queues_busy"].as_u64(), Some(0));
 }
 
 #[test]

@@ -88,18 +88,25 @@ fn open_hardware(root: &Path) -> Result<Queue, Unavailable> {
     let node = ipc_offload_engine::sys::current_node();
     let found = sysfs::discover(root, node).map(|d| d.queues).unwrap_or_default();
     let mut failures = Vec::new();
+    let mut busy = 0;
     for q in &found {
         let path = q.wq.char_device();
         let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else { continue };
         match device::open_portal(&c_path, q.wq.mode == Mode::Shared) {
             Ok(portal) => {
+                device::note_busy_queues(busy);
                 return Ok(Queue::new(portal, q.wq.size, q.max_transfer_size(), q.device.cache_control()));
             }
-            Err(OpenError::Open(e)) => failures.push((q.wq.entry(), format!("open: {e}"))),
+            Err(OpenError::Open(e)) => {
+                // A dedicated queue admits one process: the next queue.
+                busy += u32::from(e.0 == libc::EBUSY);
+                failures.push((q.wq.entry(), format!("open: {e}")));
+            }
             Err(OpenError::NoInstruction) => {
                 failures.push((q.wq.entry(), "the CPU lacks MOVDIR64B/ENQCMD".to_owned()));
             }
         }
     }
+    device::note_busy_queues(busy);
     Err(Unavailable::Hardware { found: found.len(), failures })
 }

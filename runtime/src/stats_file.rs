@@ -253,12 +253,13 @@ fn render_dsa<const N: usize>(out: &mut StackBuf<N>) {
     let name = device::active().map_or("none", |a| a.kind.name());
     let _ = write!(
         out,
-        ",\"dsa\":{{\"device\":\"{name}\",\"descriptors_submitted\":{},\"descriptors_completed\":{},\"page_faults\":{},\"retries\":{},\"cpu_fallbacks\":{}}}",
+        ",\"dsa\":{{\"device\":\"{name}\",\"descriptors_submitted\":{},\"descriptors_completed\":{},\"page_faults\":{},\"retries\":{},\"cpu_fallbacks\":{},\"queues_busy\":{}}}",
         c.submitted.load(Relaxed),
         c.completed.load(Relaxed),
         c.page_faults.load(Relaxed),
         c.retries.load(Relaxed),
-        c.cpu_fallbacks.load(Relaxed)
+        c.cpu_fallbacks.load(Relaxed),
+        device::busy_queues()
     );
 }
 

@@ -55,6 +55,20 @@ pub struct Active {
 
 static ACTIVE: AtomicPtr<Active> = AtomicPtr::new(core::ptr::null_mut());
 
+/// Dedicated queues found held by another process (`EBUSY`) when the
+/// device was opened: the stats say so.
+static BUSY_QUEUES: AtomicU32 = AtomicU32::new(0);
+
+/// Notes `n` dedicated queues held by other processes.
+pub fn note_busy_queues(n: u32) {
+    BUSY_QUEUES.store(n, Relaxed);
+}
+
+/// Dedicated queues another process held when this one opened its device.
+pub fn busy_queues() -> u32 {
+    BUSY_QUEUES.load(Relaxed)
+}
+
 /// Makes `active` the process's device (the runtime, once the queue is
 /// open). A previous one is leaked: a copy may still be using it.
 pub fn install(active: &'static Active) {
