@@ -126,3 +126,34 @@ fn the_hybrid_cpu_share_rises_when_the_device_is_slowed() {
     }
     assert!(shares[1] > shares[0], "CPU share with the model at 1x and 6x: {shares:?}");
 }
+
+#[test]
+fn memset_and_memcmp_go_through_fill_and_compare_descriptors() {
+    let program = c_program("memops", &["-O2", "-fno-builtin"]);
+    let plain = run_plain(&program, &["64"]).success();
+    assert!(plain.stdout.ends_with("ok\n"), "{}", plain.stdout);
+    let dir = scratch("dsa-memops");
+    let stats = dir.join("stats.json");
+    let policy =
+        "[memset]\nengine = \"dsa\"\n[memcmp]\nengine = \"dsa\"\n[dsa]\ndevice = \"model\"\nmodel_fault_every = 7\n";
+    let out = Preload::new().policy(&dir, policy).stats(&stats).run(&program, &["64"]).success();
+    assert_eq!(out.stdout, plain.stdout);
+    let s = read_stats(&stats);
+    assert_eq!((s["memset"]["engine"].as_str(), s["memcmp"]["engine"].as_str()), (Some("dsa"), Some("dsa")));
+    assert!(engine_bytes(&s, "memset", "dsa") >= 64 << 20, "{s}");
+    assert!(engine_bytes(&s, "memcmp", "dsa") >= 64 << 20, "{s}");
+    assert!(s["dsa"]["descriptors_submitted"].as_u64().unwrap() > 0);
+    assert!(s["dsa"]["page_faults"].as_u64().unwrap() > 0, "injected faults, resumed: {s}");
+}
+
+#[test]
+fn memset_and_memcmp_are_off_by_default() {
+    let program = c_program("memops", &["-O2", "-fno-builtin"]);
+    let dir = scratch("dsa-memops-off");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().stats(&stats).run(&program, &["8"]).success();
+    assert!(out.stdout.ends_with("ok\n"));
+    let s = read_stats(&stats);
+    assert_eq!((s["memset"]["engine"].as_str(), s["memcmp"]["engine"].as_str()), (Some("off"), Some("off")));
+    assert_eq!((counter(&s, "memset", "calls"), counter(&s, "memcmp", "calls")), (0, 0));
+}

@@ -147,7 +147,11 @@ fn a_dedicated_and_a_shared_queue() {
         "{text}"
     );
     assert!(
-        has_line(text, "the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe]"),
+        has_line(
+            text,
+            "the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], cpu for \
+             [memset], cpu for [memcmp]"
+        ),
         "{text}"
     );
 }

@@ -19,6 +19,12 @@ pub type CopyFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize) -> *mu
 pub type CheckedCopyFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize, usize) -> *mut c_void;
 /// `_exit` and `_Exit`.
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
+/// memset.
+pub type FillFn = unsafe extern "C" fn(*mut c_void, c_int, usize) -> *mut c_void;
+/// `__memset_chk`: memset with the destination object's size.
+pub type CheckedFillFn = unsafe extern "C" fn(*mut c_void, c_int, usize, usize) -> *mut c_void;
+/// memcmp and bcmp.
+pub type CompareFn = unsafe extern "C" fn(*const c_void, *const c_void, usize) -> c_int;
 
 /// A function pointer slot that can be swapped while other threads call it.
 #[derive(Debug)]
@@ -35,6 +41,24 @@ impl Slot<CopyFn> {
 
 impl Slot<CheckedCopyFn> {
     const fn new(f: CheckedCopyFn) -> Self {
+        Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
+    }
+}
+
+impl Slot<FillFn> {
+    const fn new(f: FillFn) -> Self {
+        Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
+    }
+}
+
+impl Slot<CheckedFillFn> {
+    const fn new(f: CheckedFillFn) -> Self {
+        Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
+    }
+}
+
+impl Slot<CompareFn> {
+    const fn new(f: CompareFn) -> Self {
         Slot { ptr: AtomicPtr::new(f as *mut c_void), _kind: core::marker::PhantomData }
     }
 }
@@ -73,6 +97,9 @@ macro_rules! slot_impl {
 slot_impl!(CopyFn);
 slot_impl!(CheckedCopyFn);
 slot_impl!(Option<ExitFn>);
+slot_impl!(FillFn);
+slot_impl!(CheckedFillFn);
+slot_impl!(CompareFn);
 
 /// The hot line: the memcpy-class threshold and the real copy functions.
 #[derive(Debug)]
@@ -95,6 +122,18 @@ pub struct Real {
     pub mempcpy_chk: Slot<CheckedCopyFn>,
     /// `_exit` (`None`: use the exit_group system call).
     pub exit: Slot<Option<ExitFn>>,
+    /// memset calls of at least this many bytes leave the fast path.
+    pub memset_min: AtomicUsize,
+    /// memcmp and bcmp calls of at least this many bytes leave the fast path.
+    pub memcmp_min: AtomicUsize,
+    /// memset.
+    pub memset: Slot<FillFn>,
+    /// `__memset_chk`.
+    pub memset_chk: Slot<CheckedFillFn>,
+    /// memcmp.
+    pub memcmp: Slot<CompareFn>,
+    /// bcmp.
+    pub bcmp: Slot<CompareFn>,
 }
 
 /// The process's table. Statics keep it allocation-free and fork-proof.
@@ -107,6 +146,12 @@ pub static REAL: Real = Real {
     memmove_chk: Slot::<CheckedCopyFn>::new(fallback::memmove_chk),
     mempcpy_chk: Slot::<CheckedCopyFn>::new(fallback::mempcpy_chk),
     exit: Slot::<Option<ExitFn>>::empty(),
+    memset_min: AtomicUsize::new(usize::MAX),
+    memcmp_min: AtomicUsize::new(usize::MAX),
+    memset: Slot::<FillFn>::new(fallback::memset),
+    memset_chk: Slot::<CheckedFillFn>::new(fallback::memset_chk),
+    memcmp: Slot::<CompareFn>::new(fallback::memcmp),
+    bcmp: Slot::<CompareFn>::new(fallback::memcmp),
 };
 
 /// A symbol the next object in the lookup order does not define.
@@ -151,6 +196,10 @@ pub fn resolve() -> Result<(), MissingSymbol> {
     resolve_slot!(REAL.memmove_chk, c"__memmove_chk");
     resolve_slot!(REAL.mempcpy_chk, c"__mempcpy_chk");
     resolve_slot!(REAL.exit, c"_exit");
+    resolve_slot!(REAL.memset, c"memset");
+    resolve_slot!(REAL.memset_chk, c"__memset_chk");
+    resolve_slot!(REAL.memcmp, c"memcmp");
+    resolve_slot!(REAL.bcmp, c"bcmp");
     missing.map_or(Ok(()), Err)
 }
 

@@ -61,6 +61,18 @@ min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
 
+[memset]
+engine = "off"
+min_bytes = "1MiB"
+workers = "auto"
+cache = "inject"
+
+[memcmp]
+engine = "off"
+min_bytes = "1MiB"
+workers = "auto"
+cache = "inject"
+
 [dsa]
 device = "auto"
 on_fault = "resubmit"
@@ -74,8 +86,13 @@ const DEFAULT_RING_BYTES: u64 = 64 << 20;
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Built-in `(engine, min_bytes)` per class, indexed by [`Class::index`].
-const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] =
-    [(Engine::Auto, 1 << 20), (Engine::Auto, 256 << 10), (Engine::Auto, 256 << 10)];
+const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] = [
+    (Engine::Auto, 1 << 20),
+    (Engine::Auto, 256 << 10),
+    (Engine::Auto, 256 << 10),
+    (Engine::Off, 1 << 20),
+    (Engine::Off, 1 << 20),
+];
 
 /// A `[process."GLOB"]` section.
 #[derive(Clone, Debug, PartialEq)]

@@ -52,6 +52,10 @@ named_enum! {
         Unix = "unix",
         /// Reads and writes on pipes and FIFOs.
         Pipe = "pipe",
+        /// memset and `__memset_chk` (off unless a policy turns it on).
+        Memset = "memset",
+        /// memcmp and bcmp (off unless a policy turns it on).
+        Memcmp = "memcmp",
     }
 }
 
@@ -59,6 +63,12 @@ impl Class {
     /// True for the classes that move bytes between processes.
     pub fn is_ipc(self) -> bool {
         matches!(self, Class::Unix | Class::Pipe)
+    }
+
+    /// True for memset and memcmp: one buffer filled, or two compared, not
+    /// a copy (only `cpu` and `dsa` serve them).
+    pub fn is_memory_op(self) -> bool {
+        matches!(self, Class::Memset | Class::Memcmp)
     }
 }
 

@@ -18,9 +18,10 @@ use crate::units::{parse_duration, parse_size, seconds};
 use crate::{Override, Policy};
 
 /// Keys of the top level of a policy file (besides sections).
-const TOP_KEYS: &[&str] = &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "dsa", "process"];
+const TOP_KEYS: &[&str] =
+    &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "memset", "memcmp", "dsa", "process"];
 /// Keys a `[process."GLOB"]` override may hold.
-const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe"];
+const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe", "memset", "memcmp"];
 /// Keys of `[dsa]`.
 const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", "model_slowdown"];
 /// Keys of `[defaults]`.

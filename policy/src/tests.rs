@@ -192,7 +192,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[shm]\nengine = \"cpu\"\n"),
         vec![
-            "p.toml:1:2: unknown key `shm` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, dsa, process)"
+            "p.toml:1:2: unknown key `shm` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, memset, memcmp, dsa, process)"
         ]
     );
     assert_eq!(
@@ -201,7 +201,9 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     );
     assert_eq!(
         messages("[process.\"x\"]\nstrict = true\n"),
-        vec!["p.toml:2:1: unknown key `strict` in [process.\"x\"] (expected one of: defaults, memcpy, unix, pipe)"]
+        vec![
+            "p.toml:2:1: unknown key `strict` in [process.\"x\"] (expected one of: defaults, memcpy, unix, pipe, memset, memcmp)"
+        ]
     );
     assert_eq!(
         messages("[process.\"x\"]\nunix.min_byte = 1\n"),

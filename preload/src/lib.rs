@@ -10,3 +10,4 @@ mod copy;
 mod exit;
 mod io;
 mod lifecycle;
+mod memops;

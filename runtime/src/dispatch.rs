@@ -1,11 +1,13 @@
-//! The slow path of every copy hook: a call at or above its class threshold
-//! lands here, is handed to the class's engine, and is counted.
+//! The slow path of every copy, memset and memcmp hook: a call at or above
+//! its class threshold lands here, is handed to the class's engine, and is
+//! counted.
 
 use core::sync::atomic::AtomicBool;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ipc_offload_engine::engine::pool::POOL;
-use ipc_offload_engine::engine::{self, Fallback, Outcome, cpu_move};
+use ipc_offload_engine::engine::{self, EngineId, Fallback, Outcome, cpu_move};
+use ipc_offload_engine::real::REAL;
 use ipc_offload_engine::{stats, sys};
 use ipc_offload_policy::Class;
 
@@ -62,4 +64,62 @@ pub unsafe fn large_copy(class: Class, dst: *mut u8, src: *const u8, len: usize)
         }
         _ => {}
     }
+}
+
+/// The slow path of the memset hooks: `len` bytes at `dst` set to `c`
+/// through the `memset` class's engine (`dsa`: MEMFILL), counted. Never
+/// panics; errno is left as it was.
+///
+/// # Safety
+/// As memset(3).
+pub unsafe fn large_fill(dst: *mut u8, c: u8, len: usize) {
+    let _errno = sys::ErrnoGuard::save();
+    let libc = || {
+        // SAFETY: forwarded memset contract.
+        unsafe { (REAL.memset.get())(dst.cast(), i32::from(c), len) };
+    };
+    if !process::is_owner() {
+        return libc();
+    }
+    let Some(_inside) = Inside::enter() else { return libc() };
+    let Some(opts) = state::get().and_then(|s| s.options[Class::Memset.index()]) else { return libc() };
+    stats_file::ensure_writer();
+    let outcome = if opts.engine == EngineId::Dsa {
+        // SAFETY: forwarded memset contract.
+        catch_unwind(AssertUnwindSafe(|| unsafe { ipc_offload_engine::dsa::device::fill(dst, c, len, &opts) }))
+            .unwrap_or_else(|_| {
+                libc();
+                Outcome::fell_back(Fallback::Panic)
+            })
+    } else {
+        libc();
+        Outcome::done_by(EngineId::Cpu)
+    };
+    stats::counters(Class::Memset).record(len as u64, outcome);
+}
+
+/// The slow path of the memcmp hooks: the sign memcmp(3) gives, through the
+/// `memcmp` class's engine (`dsa`: COMPARE), counted.
+///
+/// # Safety
+/// As memcmp(3).
+pub unsafe fn large_compare(a: *const u8, b: *const u8, len: usize) -> i32 {
+    let _errno = sys::ErrnoGuard::save();
+    // SAFETY: forwarded memcmp contract.
+    let libc = || unsafe { (REAL.memcmp.get())(a.cast(), b.cast(), len) };
+    if !process::is_owner() {
+        return libc();
+    }
+    let Some(_inside) = Inside::enter() else { return libc() };
+    let Some(opts) = state::get().and_then(|s| s.options[Class::Memcmp.index()]) else { return libc() };
+    stats_file::ensure_writer();
+    let (outcome, sign) = if opts.engine == EngineId::Dsa {
+        // SAFETY: forwarded memcmp contract.
+        catch_unwind(AssertUnwindSafe(|| unsafe { ipc_offload_engine::dsa::device::compare(a, b, len) }))
+            .unwrap_or_else(|_| (Outcome::fell_back(Fallback::Panic), libc()))
+    } else {
+        (Outcome::done_by(EngineId::Cpu), libc())
+    };
+    stats::counters(Class::Memcmp).record(len as u64, outcome);
+    sign
 }

@@ -100,6 +100,12 @@ fn start_inner(argv0: Option<&[u8]>) {
         let min = settings.plan.class(Class::Memcpy).rule.min_bytes;
         REAL.memcpy_min.store(usize::try_from(min).unwrap_or(usize::MAX), Release);
     }
+    for (class, threshold) in [(Class::Memset, &REAL.memset_min), (Class::Memcmp, &REAL.memcmp_min)] {
+        if settings.options[class.index()].is_some() {
+            let min = settings.plan.class(class).rule.min_bytes;
+            threshold.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
+        }
+    }
 }
 
 /// Opens the DSA device when a class asks for the `dsa` or `hybrid` engine;

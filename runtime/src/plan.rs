@@ -71,8 +71,26 @@ impl Plan {
 /// the same time already (the writer into the ring, the reader out of it).
 fn workers(class: Class, rule: &Rule, cpus: u32) -> u32 {
     match rule.workers {
+        _ if class.is_memory_op() => 0,
         Workers::Auto if class.is_ipc() => cpus.saturating_sub(2).min(Workers::AUTO_MAX),
         w => w.count(cpus),
+    }
+}
+
+/// memset and memcmp: libc on the calling thread (`cpu`, `auto`), or DSA's
+/// MEMFILL and COMPARE (`dsa`); the pool does not split them, and hybrid
+/// means `dsa` for them.
+fn memory_op_engine(class: Class, requested: Engine, machine: Machine, notes: &mut Vec<Note>) -> Option<EngineId> {
+    let mut unavailable = |reason| {
+        notes.push(Note::EngineUnavailable { class, requested, using: EngineId::Cpu, reason });
+        Some(EngineId::Cpu)
+    };
+    match requested {
+        Engine::Off => None,
+        Engine::Cpu | Engine::Auto => Some(EngineId::Cpu),
+        Engine::AsyncCpu => unavailable("the copy pool does not serve memset or memcmp"),
+        Engine::Dsa | Engine::Hybrid if machine.dsa => Some(EngineId::Dsa),
+        Engine::Dsa | Engine::Hybrid => unavailable(NO_DSA),
     }
 }
 
@@ -105,21 +123,25 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
         let rule = resolved.rules[i];
         let workers = workers(class, &rule, cpus);
         let best = if workers > 0 { EngineId::AsyncCpu } else { EngineId::Cpu };
-        let engine = match rule.engine {
-            Engine::Off => None,
-            Engine::Cpu => Some(EngineId::Cpu),
-            Engine::Auto => Some(best),
-            Engine::AsyncCpu if workers == 0 => {
-                let reason = "it has no worker: `workers` is 0 or one CPU is available";
-                notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Cpu, reason });
-                Some(EngineId::Cpu)
-            }
-            Engine::AsyncCpu => Some(EngineId::AsyncCpu),
-            Engine::Dsa if machine.dsa => Some(EngineId::Dsa),
-            Engine::Hybrid if machine.dsa => Some(EngineId::Hybrid),
-            Engine::Dsa | Engine::Hybrid => {
-                notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
-                Some(best)
+        let engine = if class.is_memory_op() {
+            memory_op_engine(class, rule.engine, machine, &mut notes)
+        } else {
+            match rule.engine {
+                Engine::Off => None,
+                Engine::Cpu => Some(EngineId::Cpu),
+                Engine::Auto => Some(best),
+                Engine::AsyncCpu if workers == 0 => {
+                    let reason = "it has no worker: `workers` is 0 or one CPU is available";
+                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: EngineId::Cpu, reason });
+                    Some(EngineId::Cpu)
+                }
+                Engine::AsyncCpu => Some(EngineId::AsyncCpu),
+                Engine::Dsa if machine.dsa => Some(EngineId::Dsa),
+                Engine::Hybrid if machine.dsa => Some(EngineId::Hybrid),
+                Engine::Dsa | Engine::Hybrid => {
+                    notes.push(Note::EngineUnavailable { class, requested: rule.engine, using: best, reason: NO_DSA });
+                    Some(best)
+                }
             }
         };
         let mut wait = rule.wait;

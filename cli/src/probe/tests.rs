@@ -157,7 +157,9 @@ policy built-in, for a process started here with 2 CPU(s):
   [memcpy]  auto    async-cpu  1MiB    1        spin-then-sleep
   [unix]    auto    cpu        256KiB  0        -
   [pipe]    auto    cpu        256KiB  0        -
-  the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe]
+  [memset]  off     off        -       0        -
+  [memcmp]  off     off        -       0        -
+  the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], cpu for [memset], cpu for [memcmp]
 ",
         root = tree.root.display(),
         bus = bus.display()
@@ -273,7 +275,8 @@ fn a_queue_that_opens_without_its_instruction_is_unknown() {
     assert!(
         has_line(
             &text,
-            "if no queue opens, the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe]"
+            "if no queue opens, the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], \
+             cpu for [memset], cpu for [memcmp]"
         ),
         "{text}"
     );

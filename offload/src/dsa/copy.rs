@@ -85,22 +85,22 @@ pub struct Report {
 /// A piece of the copy: bytes `[off, off + len)` of both buffers, and how
 /// many faults in a row it met without progress.
 #[derive(Clone, Copy, Debug, Default)]
-struct Piece {
-    off: usize,
-    len: usize,
-    stuck: u8,
+pub(super) struct Piece {
+    pub(super) off: usize,
+    pub(super) len: usize,
+    pub(super) stuck: u8,
 }
 
 /// Faults in a row without progress after which a piece goes to the CPU
 /// (a page that touching does not make present: the copy must end).
-const STUCK: u8 = 3;
+pub(super) const STUCK: u8 = 3;
 
 /// A descriptor in flight and its completion record.
 #[derive(Debug, Default)]
 #[repr(C, align(32))]
-struct Slot {
-    record: CompletionRecord,
-    piece: Piece,
+pub(super) struct Slot {
+    pub(super) record: CompletionRecord,
+    pub(super) piece: Piece,
 }
 
 /// Completion records live in these static blocks rather than on the
@@ -129,14 +129,14 @@ impl Slot {
 }
 
 /// A leased block of records.
-struct Lease {
+pub(super) struct Lease {
     index: usize,
-    lost: bool,
+    pub(super) lost: bool,
 }
 
 impl Lease {
     /// A free block, if one is (64 copies in progress at once take them all).
-    fn take() -> Option<Lease> {
+    pub(super) fn take() -> Option<Lease> {
         let mut leased = RECORDS.leased.load(Relaxed);
         loop {
             let free = !(leased | RECORDS.lost.load(Relaxed));
@@ -154,7 +154,7 @@ impl Lease {
     /// The block's slots, for as long as the lease is held (the caller
     /// keeps the lease alive while it uses them).
     #[allow(clippy::mut_from_ref)]
-    fn slots(&self) -> &'static mut [Slot; DEPTH] {
+    pub(super) fn slots(&self) -> &'static mut [Slot; DEPTH] {
         // SAFETY: this lease holds the block exclusively (see `take`), and
         // the copy that holds the lease drops it only after its last use of
         // the slots (a lost block is never leased again).
@@ -352,7 +352,7 @@ fn in_use(order: &[usize; DEPTH], head: usize, in_flight: usize, index: usize) -
 }
 
 /// Submits, retrying a refusal up to [`RETRIES`] times.
-fn submit(queue: &Queue, desc: &Descriptor, report: &mut Report) -> Result<(), Refused> {
+pub(super) fn submit(queue: &Queue, desc: &Descriptor, report: &mut Report) -> Result<(), Refused> {
     for _ in 0..RETRIES {
         // SAFETY: the descriptor names the caller's buffers and a completion
         // record that outlives its wait (the copy returns only after every
@@ -370,7 +370,7 @@ fn submit(queue: &Queue, desc: &Descriptor, report: &mut Report) -> Result<(), R
 
 /// Waits, yielding, for an entry of a queue that other threads keep full;
 /// false after a second (the caller copies on the CPU).
-fn wait_for_entry(queue: &Queue) -> bool {
+pub(super) fn wait_for_entry(queue: &Queue) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(1) {
         crate::sys::sched_yield();
@@ -411,7 +411,7 @@ fn report_all_cpu(dst: *mut u8, src: *const u8, len: usize, report: &mut Report)
 
 /// Waits until the device has written `record` and returns its status code;
 /// `None` after [`STALL`].
-fn wait_for(record: &CompletionRecord, wait: Wait) -> Option<u8> {
+pub(super) fn wait_for(record: &CompletionRecord, wait: Wait) -> Option<u8> {
     // SAFETY: the status byte of a live record; the device writes it last,
     // and an acquire load orders the other fields after it.
     let byte = unsafe { &*(&record.status as *const u8).cast::<AtomicU8>() };
@@ -457,7 +457,7 @@ fn wait_for(record: &CompletionRecord, wait: Wait) -> Option<u8> {
 /// # Safety
 /// `[dst, dst + len)` and `[src, src + len)` are what is left of the
 /// faulting piece, which no descriptor in flight covers.
-unsafe fn touch(record: &CompletionRecord, dst: *mut u8, src: *const u8, len: usize) -> bool {
+pub(super) unsafe fn touch(record: &CompletionRecord, dst: *mut u8, src: *const u8, len: usize) -> bool {
     let at = record.fault_addr as usize;
     let inside = |base: usize| at >= base && at < base + len;
     if record.write_fault() && inside(dst as usize) {

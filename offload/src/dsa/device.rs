@@ -134,6 +134,48 @@ const SHARE_START: u32 = 250;
 /// The share stays within these, so that both sides keep being measured.
 const SHARE_RANGE: (u32, u32) = (50, 950);
 
+/// memset through the process's device (MEMFILL); libc without one.
+///
+/// # Safety
+/// As memset(3).
+pub unsafe fn fill(dst: *mut u8, c: u8, len: usize, opts: &CopyOptions) -> Outcome {
+    let Some(active) = active() else {
+        // SAFETY: forwarded contract.
+        unsafe { (crate::real::REAL.memset.get())(dst.cast(), i32::from(c), len) };
+        return Outcome::fell_back(Fallback::DsaUnavailable);
+    };
+    let options = Options { cache_control: opts.cache_inject, ..active.options };
+    // SAFETY: forwarded contract.
+    let report = unsafe { super::ops::fill(&active.queue, dst, c, len, &options) };
+    COUNTERS.add(&report);
+    if report.cpu_bytes == len as u64 {
+        Outcome::fell_back(Fallback::DsaError)
+    } else {
+        Outcome::done_by(EngineId::Dsa)
+    }
+}
+
+/// memcmp through the process's device (COMPARE): its sign, as libc's.
+///
+/// # Safety
+/// As memcmp(3).
+pub unsafe fn compare(a: *const u8, b: *const u8, len: usize) -> (Outcome, i32) {
+    let Some(active) = active() else {
+        // SAFETY: forwarded contract.
+        let r = unsafe { (crate::real::REAL.memcmp.get())(a.cast(), b.cast(), len) };
+        return (Outcome::fell_back(Fallback::DsaUnavailable), r);
+    };
+    // SAFETY: forwarded contract.
+    let (report, sign) = unsafe { super::ops::compare(&active.queue, a, b, len, &active.options) };
+    COUNTERS.add(&report);
+    let outcome = if report.cpu_bytes == len as u64 {
+        Outcome::fell_back(Fallback::DsaError)
+    } else {
+        Outcome::done_by(EngineId::Dsa)
+    };
+    (outcome, sign)
+}
+
 /// The CPU share `class`'s hybrid copies use now, in thousandths.
 pub fn cpu_share(class: Class, fixed: Option<u16>) -> u32 {
     fixed.map_or_else(|| SHARES[class.index()].load(Relaxed), u32::from)

@@ -10,6 +10,7 @@
 //!   entry point; opening a hardware queue.
 //! - [`model`]: the device model: a thread that executes descriptors
 //!   submitted to its portal ring and writes completion records.
+//! - [`ops`]: memset and memcmp as MEMFILL and COMPARE descriptors.
 //! - [`queue`]: a work queue as the engine submits to it: its portal and
 //!   its count of descriptors in flight.
 
@@ -17,5 +18,6 @@ pub mod abi;
 pub mod copy;
 pub mod device;
 pub mod model;
+pub mod ops;
 pub mod queue;
 pub mod sysfs;

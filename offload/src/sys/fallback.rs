@@ -6,7 +6,7 @@
 //! nothing here can be lowered by the compiler into a call to `memcpy`.
 
 use core::arch::asm;
-use core::ffi::c_void;
+use core::ffi::{c_int, c_void};
 
 /// Forward byte copy of `n` bytes.
 ///
@@ -149,6 +149,54 @@ pub unsafe extern "C" fn mempcpy_chk(dst: *mut c_void, src: *const c_void, n: us
     }
     // SAFETY: forwarded contract, bounds checked above.
     unsafe { mempcpy(dst, src, n) }
+}
+
+/// `memset` before libc is resolved (`rep stosb`).
+///
+/// # Safety
+/// As memset(3).
+pub unsafe extern "C" fn memset(dst: *mut c_void, c: c_int, n: usize) -> *mut c_void {
+    // SAFETY: memset's contract: `dst` writable for `n` bytes; rep stosb
+    // stores al to [rdi, rdi + rcx) (the direction flag is clear, per ABI).
+    unsafe {
+        core::arch::asm!(
+            "rep stosb",
+            inout("rdi") dst => _,
+            inout("rcx") n => _,
+            in("al") c as u8,
+            options(nostack, preserves_flags),
+        );
+    }
+    dst
+}
+
+/// `__memset_chk` before libc is resolved.
+///
+/// # Safety
+/// As memset(3), with `dstlen` the size of the destination object.
+pub unsafe extern "C" fn memset_chk(dst: *mut c_void, c: c_int, n: usize, dstlen: usize) -> *mut c_void {
+    if dstlen < n {
+        chk_fail();
+    }
+    // SAFETY: forwarded contract, bounds checked above.
+    unsafe { memset(dst, c, n) }
+}
+
+/// `memcmp` and `bcmp` before libc is resolved: the difference of the first
+/// differing bytes, as unsigned chars. Volatile reads keep the compiler from
+/// turning the loop back into a call to memcmp (this function).
+///
+/// # Safety
+/// As memcmp(3).
+pub unsafe extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) -> c_int {
+    for i in 0..n {
+        // SAFETY: both readable for `n` bytes (memcmp's contract).
+        let (x, y) = unsafe { (a.cast::<u8>().add(i).read_volatile(), b.cast::<u8>().add(i).read_volatile()) };
+        if x != y {
+            return c_int::from(x) - c_int::from(y);
+        }
+    }
+    0
 }
 
 #[cfg(test)]
