@@ -56,6 +56,24 @@ fn injected_page_faults_are_resumed_end_to_end() {
 }
 
 #[test]
+fn a_shared_model_queue_takes_the_copies_through_enqcmd() {
+    let program = c_program("sizes", &["-O2", "-fno-builtin"]);
+    let args = ["memcpy", "67108864", "33554433", "67108864"];
+    let plain = run_plain(&program, &args).success();
+    let dir = scratch("dsa-shared");
+    let stats = dir.join("stats.json");
+    let out = Preload::new()
+        .policy(&dir, &format!("{MODEL}model_shared = true\n"))
+        .stats(&stats)
+        .run(&program, &args)
+        .success();
+    assert_eq!(out.stdout, plain.stdout);
+    let s = read_stats(&stats);
+    assert!(engine_bytes(&s, "memcpy", "dsa") >= 128 << 20, "{s}");
+    assert_eq!(s["dsa"]["cpu_fallbacks"].as_u64(), Some(0));
+}
+
+#[test]
 fn fork_children_copy_on_the_cpu_and_say_so() {
     // The model's thread stays with the parent: a child's dsa copies go to
     // libc, counted `dsa-unavailable`, and are byte-exact (forks.c checks).

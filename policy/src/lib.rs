@@ -79,6 +79,7 @@ on_fault = "resubmit"
 sysfs = "/sys"
 model_fault_every = 0
 model_slowdown = 1
+model_shared = false
 "#;
 
 const DEFAULT_MODE: Mode = Mode::Throughput;

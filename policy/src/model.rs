@@ -198,6 +198,9 @@ pub struct DsaSettings {
     /// `model_slowdown`: with the model, each descriptor takes this many
     /// times as long as its plain copy (1: as fast as the model can).
     pub model_slowdown: u32,
+    /// `model_shared`: the model acts as a shared queue (ENQCMD, which may
+    /// refuse) rather than a dedicated one (MOVDIR64B).
+    pub model_shared: bool,
 }
 
 impl Default for DsaSettings {
@@ -208,6 +211,7 @@ impl Default for DsaSettings {
             sysfs: "/sys".to_owned(),
             model_fault_every: 0,
             model_slowdown: 1,
+            model_shared: false,
         }
     }
 }

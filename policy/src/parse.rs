@@ -23,7 +23,7 @@ const TOP_KEYS: &[&str] =
 /// Keys a `[process."GLOB"]` override may hold.
 const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe", "memset", "memcmp"];
 /// Keys of `[dsa]`.
-const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", "model_slowdown"];
+const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", "model_slowdown", "model_shared"];
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]` section.
@@ -252,6 +252,10 @@ impl Walker<'_> {
                     DeValue::String(s) if s.starts_with('/') => out.sysfs = s.to_string(),
                     DeValue::String(_) => self.bad_value("sysfs", "dsa", value, "an absolute path".to_owned()),
                     _ => self.wrong_type("sysfs", "dsa", value, "a string"),
+                },
+                "model_shared" => match value.get_ref() {
+                    DeValue::Boolean(b) => out.model_shared = *b,
+                    _ => self.wrong_type("model_shared", "dsa", value, "a boolean (true or false)"),
                 },
                 "model_slowdown" => match integer(value.get_ref()).and_then(|n| u32::try_from(n).ok()) {
                     Some(n) if (1..=1000).contains(&n) => out.model_slowdown = n,

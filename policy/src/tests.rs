@@ -318,6 +318,7 @@ fn the_dsa_section_is_read_and_checked() {
         sysfs: "/tmp/fixture".into(),
         model_fault_every: 7,
         model_slowdown: 1,
+        model_shared: false,
     };
     assert_eq!(p.dsa, expected);
     assert_eq!(Policy::builtin().dsa, DsaSettings::default());
@@ -326,7 +327,7 @@ fn the_dsa_section_is_read_and_checked() {
         vec![
             "p.toml:2:10: bad value \"gpu\" for `device` in [dsa] (expected one of: auto, hardware, model)",
             "p.toml:3:9: bad value \"rel\" for `sysfs` in [dsa] (expected an absolute path)",
-            "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs, model_fault_every, model_slowdown)",
+            "p.toml:4:1: unknown key `queues` in [dsa] (expected one of: device, on_fault, sysfs, model_fault_every, model_slowdown, model_shared)",
         ]
     );
 }

@@ -48,9 +48,11 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
     // Each copy sets the cache-control flag from its class's `cache` key.
     let options = Options { cache_control: true, wait, on_fault };
     let (queue, kind) = match settings.device {
-        DsaDevice::Model => {
-            (open_model(settings.model_fault_every, settings.model_slowdown).map_err(Unavailable::Model)?, Kind::Model)
-        }
+        DsaDevice::Model => (
+            open_model(settings.model_fault_every, settings.model_slowdown, settings.model_shared)
+                .map_err(Unavailable::Model)?,
+            Kind::Model,
+        ),
         DsaDevice::Hardware | DsaDevice::Auto => (open_hardware(Path::new(&settings.sysfs))?, Kind::Hardware),
     };
     // UMWAIT never asks for longer than the kernel allows.
@@ -67,18 +69,22 @@ pub fn open(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> {
 /// with `fault_every` > 0, every such descriptor of more than 64 KiB
 /// reports a write fault at its byte 65537; each descriptor takes
 /// `slowdown` times as long as its copy.
-fn open_model(fault_every: u32, slowdown: u32) -> Result<Queue, String> {
+fn open_model(fault_every: u32, slowdown: u32, shared: bool) -> Result<Queue, String> {
     let mut config = ModelConfig::default();
+    if shared {
+        config.mode = ipc_offload_engine::dsa::model::Mode::Shared;
+    }
     config.slowdown.factor = slowdown.max(1);
     if fault_every > 0 {
         config.faults.push(FaultRule::at(Side::Destination, 65537).every(fault_every).until_cleared());
     }
     let (size, max_transfer) = (config.size, config.max_transfer_size);
     let model = Model::start(config).map_err(|e| e.to_string())?;
-    let portal = model.portal();
+    let portal =
+        if shared { Portal::ModelShared(std::sync::Arc::as_ptr(&model)) } else { Portal::Ring(model.portal()) };
     // The model runs until the process ends.
     core::mem::forget(model);
-    Ok(Queue::new(Portal::Ring(portal), size, max_transfer, true))
+    Ok(Queue::new(portal, size, max_transfer, true))
 }
 
 /// The first hardware queue that opens: a dedicated queue held by another

@@ -24,6 +24,11 @@ pub enum Portal {
     /// the CPU has it, else by plain stores with the descriptor's first
     /// word (the one the model polls) stored last, with release.
     Ring(*mut u8),
+    /// A device model in shared mode: [`Model::enqcmd`] accepts or refuses
+    /// each descriptor exactly as ENQCMD would (the CPUs here lack ENQCMD).
+    ///
+    /// [`Model::enqcmd`]: super::model::Model::enqcmd
+    ModelShared(*const super::model::Model),
 }
 
 /// Slots of a [`Portal::Ring`].
@@ -67,7 +72,7 @@ impl Queue {
     /// A queue of `size` entries behind `portal`.
     pub fn new(portal: Portal, size: u32, max_transfer: u32, cache_control: bool) -> Queue {
         let size = match portal {
-            Portal::Ring(_) => size.clamp(1, RING_SLOTS as u32),
+            Portal::Ring(_) | Portal::ModelShared(_) => size.clamp(1, RING_SLOTS as u32),
             _ => size.max(1),
         };
         Queue {
@@ -157,6 +162,12 @@ impl Queue {
                 Ok(()) => Ok(()),
                 Err(e) if e.0 == libc::EAGAIN || e.0 == libc::EBUSY => Err(Refused::Retry),
                 Err(_) => Err(Refused::Broken),
+            },
+            // SAFETY: the model outlives the queue (the caller's contract),
+            // and the descriptor's addresses are valid (this function's).
+            Portal::ModelShared(model) => match unsafe { (*model).enqcmd(desc) } {
+                true => Ok(()),
+                false => Err(Refused::Retry),
             },
             Portal::Ring(page) => {
                 let k = self.seq.fetch_add(1, Relaxed) % RING_SLOTS;

@@ -38,6 +38,30 @@ fn run(queue: &Queue, src: &[u8], dst: &mut [u8], on_fault: OnFault) -> Report {
 }
 
 #[test]
+fn a_shared_queue_that_refuses_is_retried_then_left_to_the_cpu() {
+    use crate::dsa::model::Mode;
+    let config = ModelConfig { mode: Mode::Shared, size: 8, max_transfer_size: 256 << 10, ..ModelConfig::default() };
+    let model = Model::start(config).unwrap();
+    let queue = Queue::new(Portal::ModelShared(Arc::as_ptr(&model)), 8, 256 << 10, true);
+    let len = 1 << 20;
+    let src = pattern(len, 23);
+    // A few refusals: retried, every byte through the device.
+    model.inject_retries(10);
+    let mut dst = vec![0u8; len];
+    let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+    assert!(dst == src);
+    assert_eq!((r.retries, r.cpu_bytes), (10, 0));
+    // A storm of refusals: after RETRIES for one piece, the CPU copies it.
+    model.inject_retries(RETRIES + 5);
+    let mut dst = vec![0u8; len];
+    let r = run(&queue, &src, &mut dst, OnFault::Resubmit);
+    assert!(dst == src);
+    assert_eq!(r.retries, RETRIES + 5);
+    assert_eq!(r.cpu_bytes, 256 << 10, "one piece went to the CPU");
+    model.stop();
+}
+
+#[test]
 fn a_large_copy_is_cut_by_the_transfer_limit_and_every_byte_arrives() {
     let (model, queue) = model(16, 1 << 20);
     for len in [1usize, 4095, 1 << 20, (1 << 20) + 1, (37 << 20) + 123] {
