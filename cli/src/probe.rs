@@ -190,9 +190,6 @@ impl QueueCheck<'_> {
 enum Availability {
     /// It would: the model, or this hardware queue.
     Yes(String),
-    /// A queue opens but the CPU lacks its instruction: the device is usable
-    /// only where the kernel refuses to map the portal (write(2) path).
-    Unknown(String),
     /// It would not, and why.
     No(String),
 }
@@ -201,7 +198,6 @@ impl Availability {
     fn describe(&self) -> String {
         match self {
             Availability::Yes(what) => format!("available: {what}"),
-            Availability::Unknown(why) => format!("unknown: {why}"),
             Availability::No(why) => format!("unavailable: {why}"),
         }
     }
@@ -243,10 +239,11 @@ fn availability(device: DsaDevice, bus_dir: &Path, bus: &Bus, checks: &[QueueChe
         return Availability::Yes(format!("{} ({}, {})", q.entry(), q.mode.as_str(), c.instruction.0));
     }
     if let Some(c) = checks.iter().find(|c| c.access.is_ok()) {
-        return Availability::Unknown(format!(
-            "{} opens but the CPU lacks {}: it is usable only where the kernel refuses to map its portal \
-             (no CAP_SYS_RAWIO) and the library submits with write(2)",
-            c.queue.wq.char_device().display(),
+        let q = &c.queue.wq;
+        return Availability::Yes(format!(
+            "{} ({}, the CPU lacks {}: descriptors go through write(2) on the queue file)",
+            q.entry(),
+            q.mode.as_str(),
             c.instruction.0
         ));
     }
@@ -414,28 +411,13 @@ fn plan_section(policy: &Policy, source: &str, process: Option<&str>, host: &Hos
     }
     out.push_str(&format!("  [dsa] device = \"{}\": {}\n", policy.dsa.device, available.describe()));
 
-    let unknown = matches!(available, Availability::Unknown(_));
     let mut rows = vec![["CLASS", "ENGINE", "USES", "FROM", "HELPERS", "WAIT"].map(String::from).to_vec()];
     for class in Class::ALL {
         let c = chosen.class(*class);
-        let if_open = with.class(*class);
-        // Unknown: the classes whose engine depends on the device say both.
-        let depends = unknown && if_open.engine != c.engine;
-        let name = |engine: Option<EngineId>| engine.map_or("off", EngineId::name);
-        let uses = if depends {
-            format!("{} if a queue opens, else {}", name(if_open.engine), name(c.engine))
-        } else {
-            name(c.engine).to_owned()
-        };
+        let uses = c.engine.map_or("off", EngineId::name).to_owned();
         // The cpu engine never waits.
         let waits = |p: &plan::ClassPlan| !matches!(p.engine, None | Some(EngineId::Cpu));
-        let wait = if depends && waits(if_open) {
-            if_open.wait.name()
-        } else if waits(c) {
-            c.wait.name()
-        } else {
-            "-"
-        };
+        let wait = if waits(c) { c.wait.name() } else { "-" };
         rows.push(vec![
             format!("[{class}]"),
             c.rule.engine.name().to_owned(),
@@ -449,21 +431,11 @@ fn plan_section(policy: &Policy, source: &str, process: Option<&str>, host: &Hos
     let warn = |out: &mut String, when: &str, note: &plan::Note| {
         out.push_str(&format!("  {when}the library would warn: {note}\n"));
     };
-    if unknown {
-        for note in &with.notes {
-            warn(&mut out, if without.notes.contains(note) { "" } else { "if a queue opens, " }, note);
-        }
-        for note in without.notes.iter().filter(|n| !with.notes.contains(n)) {
-            warn(&mut out, "if no queue opens, ", note);
-        }
-    } else {
-        for note in &chosen.notes {
-            warn(&mut out, "", note);
-        }
+    for note in &chosen.notes {
+        warn(&mut out, "", note);
     }
     let fall_back = match available {
         Availability::Yes(_) => None,
-        Availability::Unknown(_) => Some("if no queue opens, "),
         Availability::No(_) => Some(""),
     };
     if let Some(when) = fall_back {

@@ -90,6 +90,13 @@ fn open_model(fault_every: u32, slowdown: u32, shared: bool) -> Result<Queue, St
 /// The first hardware queue that opens: a dedicated queue held by another
 /// process (`EBUSY`) is skipped for the next.
 fn open_hardware(root: &Path) -> Result<Queue, Unavailable> {
+    // ENQCMD needs the kernel's PASID support as well as the CPU: where the
+    // kernel disabled it, /proc/cpuinfo does not list it (and the
+    // instruction would fault).
+    let features = ipc_offload_engine::sys::x86::Features::get();
+    let enqcmd = features.enqcmd
+        && std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|c| c.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "enqcmd")));
     // Queues on the caller's NUMA node first.
     let node = ipc_offload_engine::sys::current_node();
     let found = sysfs::discover(root, node).map(|d| d.queues).unwrap_or_default();
@@ -98,7 +105,9 @@ fn open_hardware(root: &Path) -> Result<Queue, Unavailable> {
     for q in &found {
         let path = q.wq.char_device();
         let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else { continue };
-        match device::open_portal(&c_path, q.wq.mode == Mode::Shared) {
+        let shared = q.wq.mode == Mode::Shared;
+        let usable = if shared { enqcmd } else { features.movdir64b };
+        match device::open_portal(&c_path, shared, usable) {
             Ok(portal) => {
                 device::note_busy_queues(busy);
                 return Ok(Queue::new(portal, q.wq.size, q.max_transfer_size(), q.device.cache_control()));
@@ -107,9 +116,6 @@ fn open_hardware(root: &Path) -> Result<Queue, Unavailable> {
                 // A dedicated queue admits one process: the next queue.
                 busy += u32::from(e.0 == libc::EBUSY);
                 failures.push((q.wq.entry(), format!("open: {e}")));
-            }
-            Err(OpenError::NoInstruction) => {
-                failures.push((q.wq.entry(), "the CPU lacks MOVDIR64B/ENQCMD".to_owned()));
             }
         }
     }

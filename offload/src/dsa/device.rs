@@ -234,15 +234,14 @@ pub enum OpenError {
     /// open(2) failed: `EBUSY` for a dedicated queue another process holds,
     /// `ENOENT` without the device, `EACCES`/`EPERM` without permission.
     Open(Errno),
-    /// The CPU lacks the instruction the queue's mode needs, and its portal
-    /// could be mapped (write(2) is used only when mapping is refused).
-    NoInstruction,
 }
 
 /// Opens the queue file at `path` (`/dev/dsa/wqD.Q`) and maps its portal;
-/// when the mapping is refused (`EPERM`), keeps the file to submit by
-/// write(2). `shared` selects ENQCMD over MOVDIR64B.
-pub fn open_portal(path: &CStr, shared: bool) -> Result<Portal, OpenError> {
+/// `shared` selects ENQCMD over MOVDIR64B. When the mapping is refused
+/// (`EPERM`), or the instruction the mode needs is missing (`usable`: the
+/// CPU has it and, for ENQCMD, the kernel enabled it), keeps the file to
+/// submit by write(2), the kernel submitting for us.
+pub fn open_portal(path: &CStr, shared: bool, usable: bool) -> Result<Portal, OpenError> {
     let fd = sys::open(path, libc::O_RDWR | libc::O_CLOEXEC, 0).map_err(OpenError::Open)?;
     let prot = libc::PROT_WRITE as usize;
     let flags = (libc::MAP_SHARED | libc::MAP_POPULATE) as usize;
@@ -250,17 +249,15 @@ pub fn open_portal(path: &CStr, shared: bool) -> Result<Portal, OpenError> {
     // kernel; nothing else is touched.
     let mapped = unsafe { syscall6(libc::SYS_mmap, [0, 4096, prot, flags, fd as usize, 0]) };
     match mapped {
-        Ok(page) => {
+        Ok(page) if usable => {
             sys::close(fd); // the mapping keeps the queue bound
-            let features = crate::sys::x86::Features::get();
             let page = page as *mut u8;
-            let usable = if shared { features.enqcmd } else { features.movdir64b };
-            if !usable {
-                // SAFETY: unmapping the page just mapped.
-                let _ = unsafe { syscall6(libc::SYS_munmap, [page as usize, 4096, 0, 0, 0, 0]) };
-                return Err(OpenError::NoInstruction);
-            }
             Ok(if shared { Portal::Shared(page) } else { Portal::Dedicated(page) })
+        }
+        Ok(page) => {
+            // SAFETY: unmapping the page just mapped.
+            let _ = unsafe { syscall6(libc::SYS_munmap, [page, 4096, 0, 0, 0, 0]) };
+            Ok(Portal::Write(fd))
         }
         Err(Errno(libc::EPERM)) => Ok(Portal::Write(fd)),
         Err(e) => {
