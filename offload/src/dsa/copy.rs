@@ -211,9 +211,7 @@ pub unsafe fn copy_shared(
         return report;
     };
     let slots = lease.slots();
-    // Submission order: slots[order[(head + i) % DEPTH]] for i < in_flight.
-    let mut order = [0usize; DEPTH];
-    let (mut head, mut in_flight) = (0usize, 0usize);
+    let mut in_flight = InFlight::new();
     // Remainders of partial completions, submitted before new pieces.
     let mut again: [Piece; DEPTH] = Default::default();
     let mut n_again = 0usize;
@@ -226,7 +224,7 @@ pub unsafe fn copy_shared(
     };
     loop {
         // Submit while there is room.
-        while in_flight < DEPTH {
+        while in_flight.len() < DEPTH {
             let piece = if n_again > 0 {
                 n_again -= 1;
                 again[n_again]
@@ -238,7 +236,7 @@ pub unsafe fn copy_shared(
                 break;
             };
             if !queue.reserve() {
-                if in_flight > 0 {
+                if in_flight.len() > 0 {
                     // Wait for one of ours to complete first.
                     again[n_again] = piece;
                     n_again += 1;
@@ -250,7 +248,7 @@ pub unsafe fn copy_shared(
                     continue;
                 }
             }
-            let index = (0..DEPTH).find(|&i| !in_use(&order, head, in_flight, i)).unwrap_or(0);
+            let index = in_flight.free_slot();
             let slot = &mut slots[index];
             slot.record = CompletionRecord::default();
             slot.piece = piece;
@@ -260,8 +258,7 @@ pub unsafe fn copy_shared(
             match submit(queue, &desc, &mut report) {
                 Ok(()) => {
                     report.descriptors += 1;
-                    order[(head + in_flight) % DEPTH] = index;
-                    in_flight += 1;
+                    in_flight.push(index);
                 }
                 Err(_) => {
                     queue.release();
@@ -277,13 +274,8 @@ pub unsafe fn copy_shared(
             report.cpu_time = started.elapsed();
             cpu_done = true;
         }
-        if in_flight == 0 {
-            break;
-        }
         // The oldest descriptor: wait for its record.
-        let index = order[head];
-        head = (head + 1) % DEPTH;
-        in_flight -= 1;
+        let Some(index) = in_flight.pop() else { break };
         let slot = &slots[index];
         let before = Instant::now();
         let Some(code) = wait_for(&slot.record, opts.wait) else {
@@ -291,8 +283,7 @@ pub unsafe fn copy_shared(
             // and whatever was not submitted, go to the CPU.
             queue.mark_broken();
             lease.lost = true;
-            for i in 0..=in_flight {
-                let held = if i == 0 { index } else { order[(head + i - 1) % DEPTH] };
+            for held in core::iter::once(index).chain(in_flight.indices()) {
                 cpu(slots[held].piece, &mut report);
             }
             for piece in &again[..n_again] {
@@ -347,8 +338,50 @@ pub unsafe fn copy_shared(
     report
 }
 
-fn in_use(order: &[usize; DEPTH], head: usize, in_flight: usize, index: usize) -> bool {
-    (0..in_flight).any(|i| order[(head + i) % DEPTH] == index)
+/// The descriptors of one operation in flight, oldest first, as indices
+/// into its block of records.
+pub(super) struct InFlight {
+    order: [usize; DEPTH],
+    head: usize,
+    len: usize,
+}
+
+impl InFlight {
+    pub(super) fn new() -> InFlight {
+        InFlight { order: [0; DEPTH], head: 0, len: 0 }
+    }
+
+    /// How many.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The indices in flight, oldest first.
+    pub(super) fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len).map(|i| self.order[(self.head + i) % DEPTH])
+    }
+
+    /// A record index no descriptor in flight uses (call only below
+    /// `DEPTH`).
+    pub(super) fn free_slot(&self) -> usize {
+        (0..DEPTH).find(|&i| !self.indices().any(|used| used == i)).unwrap_or(0)
+    }
+
+    /// The newest descriptor went out with record `index`.
+    pub(super) fn push(&mut self, index: usize) {
+        self.order[(self.head + self.len) % DEPTH] = index;
+        self.len += 1;
+    }
+
+    /// The oldest, no longer in flight once its record is read.
+    pub(super) fn pop(&mut self) -> Option<usize> {
+        (self.len > 0).then(|| {
+            let index = self.order[self.head];
+            self.head = (self.head + 1) % DEPTH;
+            self.len -= 1;
+            index
+        })
+    }
 }
 
 /// Submits, retrying a refusal up to [`RETRIES`] times.

@@ -4,7 +4,9 @@
 //! machinery as [`super::copy`].
 
 use super::abi::{Descriptor, flag, status};
-use super::copy::{DEPTH, Lease, Options, Piece, Report, STALLED, STUCK, submit, touch, wait_for, wait_for_entry};
+use super::copy::{
+    DEPTH, InFlight, Lease, Options, Piece, Report, STALLED, STUCK, submit, touch, wait_for, wait_for_entry,
+};
 use super::queue::Queue;
 use crate::real::REAL;
 
@@ -97,13 +99,13 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
     if opts.cache_control && queue.cache_control && matches!(op, Op::Fill(_)) {
         flags |= flag::CC;
     }
-    let mut order = [0usize; DEPTH];
-    let (mut head, mut in_flight, mut next) = (0usize, 0usize, 0usize);
+    let mut in_flight = InFlight::new();
+    let mut next = 0usize;
     let mut again: Option<Piece> = None;
     loop {
         // A compare that found a difference submits no new piece (the rest
         // of an earlier one still goes: its difference would come first).
-        while in_flight < DEPTH {
+        while in_flight.len() < DEPTH {
             let piece = match again.take() {
                 Some(p) => p,
                 None if next < len && first.is_none() => {
@@ -113,8 +115,8 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
                 }
                 None => break,
             };
-            if !queue.reserve() && (in_flight > 0 || !wait_for_entry(queue)) {
-                if in_flight > 0 {
+            if !queue.reserve() && (in_flight.len() > 0 || !wait_for_entry(queue)) {
+                if in_flight.len() > 0 {
                     again = Some(piece);
                     break;
                 }
@@ -122,7 +124,7 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
                 first = first.or(unsafe { on_cpu(op, a, b, piece, &mut report) });
                 continue;
             }
-            let index = (0..DEPTH).find(|&i| !(0..in_flight).any(|k| order[(head + k) % DEPTH] == i)).unwrap_or(0);
+            let index = in_flight.free_slot();
             let slot = &mut slots[index];
             slot.record = Default::default();
             slot.piece = piece;
@@ -134,20 +136,14 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
             };
             if submit(queue, &desc, &mut report).is_ok() {
                 report.descriptors += 1;
-                order[(head + in_flight) % DEPTH] = index;
-                in_flight += 1;
+                in_flight.push(index);
             } else {
                 queue.release();
                 // SAFETY: inside the buffers.
                 first = first.or(unsafe { on_cpu(op, a, b, piece, &mut report) });
             }
         }
-        if in_flight == 0 {
-            break;
-        }
-        let index = order[head];
-        head = (head + 1) % DEPTH;
-        in_flight -= 1;
+        let Some(index) = in_flight.pop() else { break };
         let slot = &slots[index];
         let Some(code) = wait_for(&slot.record, opts.wait) else {
             queue.mark_broken();
