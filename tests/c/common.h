@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static inline uint8_t pat(size_t i, uint32_t seed) {
     uint32_t x = (uint32_t)i * 2654435761u + seed;
@@ -52,6 +54,31 @@ static inline uint8_t *periodic_pattern(size_t len) {
     for (size_t have = 251; have < len + 251; have *= 2) /* copy what is there */
         memcpy(pattern + have, pattern, have < len + 251 - have ? have : len + 251 - have);
     return pattern;
+}
+
+/* Reads fd to EOF, 4 MiB at a time, checking that the bytes continue a
+   periodic stream (each one more than the last, modulo 251) after byte
+   value `last` (-1: from any first byte). Returns the bytes read, or -1
+   after printing, prefixed with `who`, where the stream breaks. */
+static inline long periodic_rest(int fd, int last, const char *who) {
+    uint8_t *buf = mmap(NULL, (size_t)4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) { perror("mmap"); exit(2); }
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, (size_t)4 << 20);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { perror("read"); return -1; }
+        if (r == 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (last >= 0 && buf[i] != (last + 1) % 251) {
+                printf("%sthe stream breaks %zu bytes after the exec\n", who, got + (size_t)i);
+                return -1;
+            }
+            last = buf[i];
+        }
+        got += (size_t)r;
+    }
+    return (long)got;
 }
 
 static inline uint8_t *map_or_die(size_t n) {

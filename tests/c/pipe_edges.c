@@ -292,23 +292,10 @@ static int last_reader_closes_mode(const char *disp) {
 /* The exec'd reader: fd 3 to EOF must be stream bytes [offset, total), or
    with offset -1 a contiguous piece of the stream. */
 static int check_rest_mode(long long offset, long long total) {
-    uint8_t *buf = map_or_die(4 * MIB);
-    size_t got = 0;
     int last = offset < 0 ? -1 : (int)((offset + 250) % 251); /* the byte before the first */
-    for (;;) {
-        ssize_t r = read(3, buf, 4 * MIB);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { perror("check-rest: read"); return 1; }
-        if (r == 0) break;
-        for (ssize_t i = 0; i < r; i++) {
-            if (last >= 0 && buf[i] != (last + 1) % 251) {
-                printf("check-rest: the stream breaks %zu bytes after the exec\n", got + (size_t)i);
-                return 1;
-            }
-            last = buf[i];
-        }
-        got += (size_t)r;
-    }
+    long rest = periodic_rest(3, last, "check-rest: ");
+    if (rest < 0) return 1;
+    size_t got = (size_t)rest;
     fprintf(stderr, "check-rest: %zu bytes\n", got);
     if (offset < 0) {
         printf("check-rest: the rest of the stream without a gap, then EOF\n");

@@ -159,30 +159,29 @@ static ssize_t one_read(const char *mode, int fd, FILE *stdio, uint8_t *buf, siz
     return read(fd, buf, size);
 }
 
+/* What read_to_eof's reads need. */
+struct reading {
+    const char *mode;
+    int fd;
+    FILE *stdio;
+};
+
+static ssize_t read_in_mode(void *ctx, uint8_t *buf, size_t size) {
+    struct reading *r = ctx;
+    return one_read(r->mode, r->fd, r->stdio, buf, size);
+}
+
 /* Reads fd to EOF in `mode`, verifying; returns whether EOF was seen. */
 static int reader(int fd, size_t rsize, const char *mode) {
     int ep = reader_setup(mode, fd);
     FILE *stdio = NULL;
     if (strcmp(mode, "fread") == 0 && !(stdio = fdopen(fd, "r"))) { perror("fdopen"); exit(2); }
     uint8_t *buf = map_or_die(rsize);
-    long reads = 0, eintr = 0, again = 0;
-    int eof = 0;
-    while (!got.bad) {
-        ssize_t r = one_read(mode, fd, stdio, buf, rsize);
-        if (r > 0) { stream_verify(&got, buf, (size_t)r); reads++; continue; }
-        if (r == 0) { eof = 1; break; }
-        if (errno == EINTR) { eintr++; continue; }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            again++;
-            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); got.bad = 1; }
-            continue;
-        }
-        perror("read");
-        printf("read failed\n");
-        got.bad = 1;
-    }
+    struct reading ctx = {mode, fd, stdio};
+    struct read_counts c = {0, 0, 0};
+    int eof = read_to_eof(mode, fd, ep, read_in_mode, &ctx, buf, rsize, &got, &c);
     reader_done();
-    fprintf(stderr, "reads %ld eintr %ld eagain %ld\n", reads, eintr, again);
+    fprintf(stderr, "reads %ld eintr %ld eagain %ld\n", c.reads, c.eintr, c.again);
     if (stdio) fclose(stdio);
     else close(fd);
     if (ep >= 0) close(ep);

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <stdint.h>
+#include "common.h"
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
@@ -71,6 +73,34 @@ static inline int wait_readable(const char *mode, int fd, int ep) {
     }
     return 0;
 }
+/* Counts of a reader's calls, for stderr (they differ from run to run). */
+struct read_counts {
+    long reads, eintr, again;
+};
+
+/* Reads fd to EOF with `one_read(ctx, buf, size)` (what read(2) would
+   return), checking every byte into `got`; waits for readiness on EAGAIN
+   in the readiness modes. Returns whether EOF was seen. */
+static inline int read_to_eof(const char *mode, int fd, int ep, ssize_t (*one_read)(void *, uint8_t *, size_t),
+                              void *ctx, uint8_t *buf, size_t size, struct stream_check *got, struct read_counts *c) {
+    int eof = 0;
+    while (!got->bad) {
+        ssize_t r = one_read(ctx, buf, size);
+        if (r > 0) { stream_verify(got, buf, (size_t)r); c->reads++; continue; }
+        if (r == 0) { eof = 1; break; }
+        if (errno == EINTR) { c->eintr++; continue; }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->again++;
+            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); got->bad = 1; }
+            continue;
+        }
+        perror("read");
+        printf("read failed\n");
+        got->bad = 1;
+    }
+    return eof;
+}
+
 /* The fionread mode's read: poll, ask FIONREAD (SIOCINQ on a socket), and
    read exactly that many bytes (at most size), which must all come at once
    (*bad is set, and the difference printed, if not). At EOF, read's 0. */

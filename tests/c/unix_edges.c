@@ -214,22 +214,7 @@ static void *read_512_mib(void *arg) {
 /* The exec'd reader: what is left of the stream must have no gap and no
    repeat (each byte one more than the last, modulo 251). */
 static int check_rest_mode(void) {
-    uint8_t *buf = map_or_die(4 * MIB);
-    size_t total = 0;
-    int last = -1;
-    for (;;) {
-        ssize_t r = read(3, buf, 4 * MIB);
-        if (r < 0) { perror("read"); return 1; }
-        if (r == 0) break;
-        for (ssize_t i = 0; i < r; i++) {
-            if (last >= 0 && buf[i] != (last + 1) % 251) {
-                printf("the rest of the stream breaks after %zu bytes\n", total + (size_t)i);
-                return 1;
-            }
-            last = buf[i];
-        }
-        total += (size_t)r;
-    }
+    if (periodic_rest(3, -1, "the exec'd reader: ") < 0) return 1;
     printf("the exec'd reader got the rest of the stream without a gap\n");
     return 0;
 }

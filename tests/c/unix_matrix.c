@@ -108,6 +108,17 @@ static ssize_t one_read(const char *mode, int fd, uint8_t *buf, size_t size) {
     return read(fd, buf, size);
 }
 
+/* What read_to_eof's reads need. */
+struct reading {
+    const char *mode;
+    int fd;
+};
+
+static ssize_t read_in_mode(void *ctx, uint8_t *buf, size_t size) {
+    struct reading *r = ctx;
+    return one_read(r->mode, r->fd, buf, size);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) { fprintf(stderr, "usage: %s MODE TOTAL WRITE READ\n", argv[0]); return 2; }
     const char *mode = argv[1];
@@ -129,27 +140,15 @@ int main(int argc, char **argv) {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     }
     uint8_t *buf = map_or_die(rsize);
-    long reads = 0, eintr = 0, again = 0;
-    int eof = 0;
-    while (!got.bad) {
-        ssize_t r = one_read(mode, fd, buf, rsize);
-        if (r > 0) { stream_verify(&got, buf, (size_t)r); reads++; continue; }
-        if (r == 0) { eof = 1; break; }
-        if (errno == EINTR) { eintr++; continue; }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            again++;
-            if (wait_readable(mode, fd, ep) != 0) { printf("no readiness within 10 s\n"); got.bad = 1; }
-            continue;
-        }
-        perror("read");
-        got.bad = 1;
-    }
+    struct reading ctx = {mode, fd};
+    struct read_counts c = {0, 0, 0};
+    int eof = read_to_eof(mode, fd, ep, read_in_mode, &ctx, buf, rsize, &got, &c);
     reader_done();
     if (strcmp(mode, "shutdown") == 0 && eof && send(fd, "done", 4, MSG_NOSIGNAL) != 4) { perror("reply"); got.bad = 1; }
     int status;
     waitpid(pid, &status, 0);
     printf("%s w=%zu r=%zu: %zu bytes, %s, %s\n", mode, wsize, rsize, got.checked, eof ? "eof" : "no eof",
            got.bad ? "BAD" : "ok");
-    fprintf(stderr, "reads %ld eintr %ld eagain %ld\n", reads, eintr, again);
+    fprintf(stderr, "reads %ld eintr %ld eagain %ld\n", c.reads, c.eintr, c.again);
     return got.bad || got.checked != total || !eof || !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
