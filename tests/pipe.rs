@@ -433,18 +433,21 @@ fn shm_entries() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// How a writer whose last reader is gone ends, by SIGPIPE disposition:
+/// the disposition, what it prints, and how it exits.
+const SIGPIPE_ENDS: [(&str, &str, &str); 3] = [
+    ("default", "", "killed by PIPE"),
+    ("ignore", "writer: write failed with EPIPE\n", "exited 0"),
+    ("handle", "writer: write failed with EPIPE; each short write raised SIGPIPE\n", "exited 0"),
+];
+
 #[test]
 fn a_killed_reader_gives_the_writer_sigpipe_or_epipe() {
     // A pipe raises SIGPIPE for every write that finds no reader, even one
     // that returns a partial count: the writer dies of it, or (ignored) its
     // writes end in EPIPE, or (handled) every short write raised it.
     let mut fast = 0;
-    for (disp, writer) in [
-        ("default", ""),
-        ("ignore", "writer: write failed with EPIPE\n"),
-        ("handle", "writer: write failed with EPIPE; each short write raised SIGPIPE\n"),
-    ] {
-        let status = if disp == "default" { "killed by PIPE" } else { "exited 0" };
+    for (disp, writer, status) in SIGPIPE_ENDS {
         for _round in 0..2 {
             let expected = format!("{writer}reader killed by KILL; writer {status}\n");
             fast += edge_case(&["kill-reader", disp], &expected, Duration::from_secs(30)).fast;
@@ -458,12 +461,7 @@ fn the_last_reader_closing_gives_the_writer_sigpipe_or_epipe() {
     // Two readers; the first closes, the writer goes on with the second;
     // when it closes too, the writer's writes end as the kernel's do.
     let mut fast = 0;
-    for (disp, writer) in [
-        ("default", ""),
-        ("ignore", "writer: write failed with EPIPE\n"),
-        ("handle", "writer: write failed with EPIPE; each short write raised SIGPIPE\n"),
-    ] {
-        let status = if disp == "default" { "killed by PIPE" } else { "exited 0" };
+    for (disp, writer, status) in SIGPIPE_ENDS {
         let expected = format!("{writer}first reader exited 0; last reader exited 0; writer {status}\n");
         fast += edge_case(&["last-reader-closes", disp], &expected, Duration::from_secs(30)).fast;
     }
