@@ -94,14 +94,14 @@ pub fn forget_after_fork() {
 }
 
 /// The `dsa` engine: copies through the process's device, with memmove
-/// semantics; `cache_inject` asks for the cache-control flag (set only
-/// where the device supports it). Overlapping moves go to libc's memmove
+/// semantics; the class's `cache_inject` asks for the cache-control flag
+/// (set only where the device supports it). Overlapping moves go to libc's memmove
 /// (`overlap-close`). Without a device (none usable, or a fork child),
 /// libc copies, counted `dsa-unavailable`.
 ///
 /// # Safety
 /// As memmove(3).
-pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, cache_inject: bool) -> Outcome {
+pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions) -> Outcome {
     let Some(active) = active() else {
         // SAFETY: forwarded contract.
         unsafe { cpu_move(dst, src, len) };
@@ -114,7 +114,7 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, cache_inject: bool)
         unsafe { cpu_move(dst, src, len) };
         return Outcome::fell_back(Fallback::OverlapClose);
     }
-    let options = Options { cache_control: cache_inject, ..active.options };
+    let options = Options { cache_control: opts.cache_inject, ..active.options };
     // SAFETY: forwarded contract (disjoint, or one descriptor).
     let report = unsafe { copy::copy(&active.queue, dst, src, len, &options) };
     COUNTERS.add(&report);

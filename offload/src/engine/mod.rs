@@ -174,7 +174,7 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions)
         // SAFETY: forwarded memmove contract.
         EngineId::AsyncCpu => unsafe { async_cpu::copy(&pool::POOL, dst, src, len, opts) },
         // SAFETY: forwarded memmove contract.
-        EngineId::Dsa => unsafe { crate::dsa::device::copy(dst, src, len, opts.cache_inject) },
+        EngineId::Dsa => unsafe { crate::dsa::device::copy(dst, src, len, opts) },
         // SAFETY: forwarded memmove contract.
         EngineId::Hybrid => unsafe { crate::dsa::device::copy_hybrid(dst, src, len, opts) },
     }
