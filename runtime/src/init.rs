@@ -108,8 +108,8 @@ fn start_inner(argv0: Option<&[u8]>) {
     }
 }
 
-/// Opens the DSA device when a class asks for the `dsa` or `hybrid` engine;
-/// true when one is open.
+/// Finds the DSA device when a class asks for the `dsa` or `hybrid`
+/// engine (it opens at first use); true when there is one to open.
 fn open_dsa(policy: &Policy, resolved: &ipc_offload_policy::Resolved) -> bool {
     let wanted: Vec<Class> = Class::ALL
         .iter()
@@ -117,9 +117,9 @@ fn open_dsa(policy: &Policy, resolved: &ipc_offload_policy::Resolved) -> bool {
         .filter(|c| matches!(resolved.rule(*c).engine, Engine::Dsa | Engine::Hybrid))
         .collect();
     let Some(first) = wanted.first() else { return false };
-    match crate::dsa::open(&policy.dsa, resolved.rule(*first).wait) {
+    match crate::dsa::prepare(&policy.dsa, resolved.rule(*first).wait) {
         Ok(kind) => {
-            log_at!(Info, "DSA: {} device open", kind.name());
+            log_at!(Info, "DSA: {} device, opened at first use", kind.name());
             true
         }
         Err(why) => {

@@ -245,21 +245,38 @@ pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i
     out.push_bytes(b"}");
 }
 
-/// The `dsa` object: the device in use (`none`, `hardware` or `model`) and
-/// what became of the descriptors the process submitted.
+/// The `dsa` object: the device planned (`none`, `hardware` or `model`),
+/// the queues open (0 until the first use, and after a failed open, whose
+/// errno is `open_error`), and what became of the descriptors the process
+/// submitted.
 fn render_dsa<const N: usize>(out: &mut StackBuf<N>) {
     use core::sync::atomic::Ordering::Relaxed;
-    use ipc_offload_engine::dsa::{copy::COUNTERS as c, device};
-    let name = device::active().map_or("none", |a| a.kind.name());
+    use ipc_offload_engine::dsa::{copy::COUNTERS as c, open};
+    let name = open::planned().map_or("none", |k| k.name());
+    let queues = open::opened().map_or(0, |a| a.queues().len());
+    let _ = write!(out, ",\"dsa\":{{\"device\":\"{name}\",\"queues_open\":{queues},\"open_error\":");
+    match open::open_error() {
+        Some(open::MODEL_FAILED) => out.push_bytes(b"\"model-failed\""),
+        Some(errno) => match ipc_offload_engine::sys::Errno(errno).name() {
+            Some(name) => {
+                let _ = write!(out, "\"{name}\"");
+            }
+            None => {
+                let _ = write!(out, "\"errno {errno}\"");
+            }
+        },
+        None => out.push_bytes(b"null"),
+    }
     let _ = write!(
         out,
-        ",\"dsa\":{{\"device\":\"{name}\",\"descriptors_submitted\":{},\"descriptors_completed\":{},\"page_faults\":{},\"retries\":{},\"cpu_fallbacks\":{},\"queues_busy\":{}}}",
+        ",\"descriptors_submitted\":{},\"descriptors_completed\":{},\"page_faults\":{},\"retries\":{},\"queue_switches\":{},\"cpu_fallbacks\":{},\"queues_busy\":{}}}",
         c.submitted.load(Relaxed),
         c.completed.load(Relaxed),
         c.page_faults.load(Relaxed),
         c.retries.load(Relaxed),
+        c.queue_switches.load(Relaxed),
         c.cpu_fallbacks.load(Relaxed),
-        device::busy_queues()
+        open::busy_queues()
     );
 }
 
