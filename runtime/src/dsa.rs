@@ -45,7 +45,7 @@ pub fn prepare(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> 
         OnFault::Cpu => CopyOnFault::Cpu,
     };
     // Each copy sets the cache-control flag from its class's `cache` key.
-    let options = Options { cache_control: true, wait, on_fault };
+    let options = Options { cache_control: true, wait, on_fault, ..Options::DEFAULT };
     let source = match settings.device {
         DsaDevice::Model => Source::Model(ModelSpec {
             fault_every: settings.model_fault_every,

@@ -175,17 +175,17 @@ fn announce(source: &str, identity: &Identity, matched: &[String], plan: &Plan, 
     let matched = if matched.is_empty() { "none".to_owned() } else { matched.join(", ") };
     log_at!(
         Info,
-        "process {:?} (exe {:?}); policy {source}; overrides matched: {matched}; mode {}; {} CPU(s) available (affinity {}{quota}); pool of {} worker(s); non-temporal stores from {}",
+        "process {:?} (exe {:?}); policy {source}; overrides matched: {matched}; mode {}; {} CPU(s) available (affinity {}{quota}); pool of {} worker(s); cache = \"auto\" bypasses the cache from {}",
         identity.display(),
         identity.exe,
         plan.mode,
         budget.available(),
         budget.affinity,
         plan.workers,
-        if plan.stream_min == u64::MAX {
+        if plan.cache_limit == u64::MAX {
             "never (cache size unknown)".to_owned()
         } else {
-            format_size(plan.stream_min)
+            format_size(plan.cache_limit)
         }
     );
     for class in Class::ALL {

@@ -285,8 +285,17 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
     let engine = plan.engine.map_or("off", EngineId::name);
     let _ = write!(
         out,
-        ",\"{class}\":{{\"engine\":\"{engine}\",\"min_bytes\":{},\"calls\":{},\"bytes\":{},\"offloaded_calls\":{},\"offloaded_bytes\":{},\"worker_bytes\":{},\"by_engine\":{{",
-        plan.rule.min_bytes, s.calls, s.bytes, s.offloaded_calls, s.offloaded_bytes, s.worker_bytes
+        ",\"{class}\":{{\"engine\":\"{engine}\",\"min_bytes\":{},\"cache\":\"{}\",\"chunk_bytes\":{},\"depth\":{},\"calls\":{},\"bytes\":{},\"offloaded_calls\":{},\"offloaded_bytes\":{},\"worker_bytes\":{},\"bypassed_bytes\":{},\"by_engine\":{{",
+        plan.rule.min_bytes,
+        plan.rule.cache,
+        plan.rule.chunk_bytes,
+        plan.rule.depth,
+        s.calls,
+        s.bytes,
+        s.offloaded_calls,
+        s.offloaded_bytes,
+        s.worker_bytes,
+        s.bypassed_bytes
     );
     render_counts(out, EngineId::ALL.iter().map(|e| (e.name(), s.by_engine[e.index()])));
     out.push_bytes(b"},");

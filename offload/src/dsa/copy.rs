@@ -55,6 +55,34 @@ pub struct Options {
     pub wait: Wait,
     /// What a page fault leads to.
     pub on_fault: OnFault,
+    /// Largest descriptor (the queue's transfer limit caps it too).
+    pub chunk: usize,
+    /// Descriptors in flight per operation (at most [`DEPTH`]).
+    pub depth: usize,
+}
+
+impl Options {
+    /// Cache-control set, polling then yielding, faults resubmitted, the
+    /// largest descriptors the queue takes, [`DEPTH`] in flight.
+    pub const DEFAULT: Options = Options {
+        cache_control: true,
+        wait: Wait::SpinThenSleep,
+        on_fault: OnFault::Resubmit,
+        chunk: usize::MAX,
+        depth: DEPTH,
+    };
+
+    /// These options shaped by a class's copy options for an operation of
+    /// `len` bytes: the cache-control flag unless the copy bypasses the
+    /// cache, the class's descriptor size and depth.
+    pub fn shaped(&self, opts: &crate::engine::CopyOptions, len: usize) -> Options {
+        Options { cache_control: !opts.bypass(len), chunk: opts.chunk_bytes, depth: opts.depth as usize, ..*self }
+    }
+
+    /// Descriptors in flight per operation, 1 to [`DEPTH`].
+    pub(super) fn in_flight(&self) -> usize {
+        self.depth.clamp(1, DEPTH)
+    }
 }
 
 /// What one copy did.
@@ -205,7 +233,7 @@ pub unsafe fn copy_shared(
     let mut cpu_done = cpu_len == 0;
     let mut report = Report::default();
     let mut queues = Queues::new(queues);
-    let max = queues.max_transfer();
+    let max = queues.max_transfer().min(opts.chunk.max(4096));
     let mut flags = flag::CRAV | flag::RCR;
     if opts.cache_control && queues.cache_control() {
         flags |= flag::CC;
@@ -229,7 +257,7 @@ pub unsafe fn copy_shared(
     };
     loop {
         // Submit while there is room.
-        while in_flight.len() < DEPTH {
+        while in_flight.len() < opts.in_flight() {
             let piece = if n_again > 0 {
                 n_again -= 1;
                 again[n_again]

@@ -86,14 +86,14 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions)
         unsafe { cpu_move(dst, src, len) };
         return Outcome::fell_back(Fallback::OverlapClose);
     }
-    let options = Options { cache_control: opts.cache_inject, ..active.options };
+    let options = active.options.shaped(opts, len);
     // SAFETY: forwarded contract (disjoint, or one descriptor).
     let report = unsafe { copy::copy(active.queues(), dst, src, len, &options) };
     COUNTERS.add(&report);
     if report.cpu_bytes == len as u64 {
         Outcome::fell_back(Fallback::DsaError)
     } else {
-        Outcome::done_by(EngineId::Dsa)
+        Outcome::done_by(EngineId::Dsa).bypassing(!options.cache_control)
     }
 }
 
@@ -116,7 +116,7 @@ pub unsafe fn fill(dst: *mut u8, c: u8, len: usize, opts: &CopyOptions) -> Outco
         unsafe { (crate::real::REAL.memset.get())(dst.cast(), i32::from(c), len) };
         return Outcome::fell_back(Fallback::DsaUnavailable);
     };
-    let options = Options { cache_control: opts.cache_inject, ..active.options };
+    let options = active.options.shaped(opts, len);
     // SAFETY: forwarded contract.
     let report = unsafe { super::ops::fill(active.queues(), dst, c, len, &options) };
     COUNTERS.add(&report);
@@ -171,7 +171,7 @@ pub unsafe fn copy_hybrid(dst: *mut u8, src: *const u8, len: usize, opts: &CopyO
     }
     let share = cpu_share(opts.class, opts.cpu_share);
     let cpu_len = (len as u64 * u64::from(share) / 1000) as usize / 4096 * 4096;
-    let options = Options { cache_control: opts.cache_inject, ..active.options };
+    let options = active.options.shaped(opts, len);
     // SAFETY: forwarded contract; the buffers are disjoint (checked).
     let report = unsafe { copy::copy_shared(active.queues(), dst, src, len, cpu_len, &options) };
     COUNTERS.add(&report);
@@ -179,7 +179,7 @@ pub unsafe fn copy_hybrid(dst: *mut u8, src: *const u8, len: usize, opts: &CopyO
         let next = next_share(share, cpu_len, len - cpu_len, report.cpu_time, report.waited);
         SHARES[opts.class.index()].store(next, Relaxed);
     }
-    Outcome::done_by(EngineId::Hybrid)
+    Outcome::done_by(EngineId::Hybrid).bypassing(!options.cache_control)
 }
 
 /// A copy of the `dsa` or `hybrid` engine without a device: `async-cpu`,
@@ -254,7 +254,6 @@ mod tests {
     use super::*;
     use crate::dsa::copy::OnFault;
     use crate::dsa::model::{Model, ModelConfig, Slowdown};
-    use ipc_offload_policy::Wait;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -282,7 +281,7 @@ mod tests {
             let model = Model::start(config).unwrap();
             model.set_slowdown(Slowdown { factor, ..Slowdown::default() });
             let queue = Queue::new(Portal::Ring(model.portal()), 16, 1 << 20, false);
-            let options = Options { cache_control: false, wait: Wait::SpinThenSleep, on_fault: OnFault::Resubmit };
+            let options = Options { cache_control: false, on_fault: OnFault::Resubmit, ..Options::DEFAULT };
             let mut share = SHARE_START;
             for _ in 0..12 {
                 let cpu_len = len * share as usize / 1000 / 4096 * 4096;

@@ -4,7 +4,7 @@
 //! machinery as [`super::copy`].
 
 use super::abi::{Descriptor, flag, status};
-use super::copy::{DEPTH, InFlight, Lease, Options, Piece, Report, STALLED, STUCK, touch, wait_for};
+use super::copy::{InFlight, Lease, Options, Piece, Report, STALLED, STUCK, touch, wait_for};
 use super::queue::Queue;
 use super::queues::Queues;
 use crate::real::REAL;
@@ -101,7 +101,7 @@ unsafe fn run(
         return (report, first);
     };
     let slots = lease.slots();
-    let max = queues.max_transfer();
+    let max = queues.max_transfer().min(opts.chunk.max(4096));
     let mut flags = flag::CRAV | flag::RCR;
     if opts.cache_control && queues.cache_control() && matches!(op, Op::Fill(_)) {
         flags |= flag::CC;
@@ -112,7 +112,7 @@ unsafe fn run(
     loop {
         // A compare that found a difference submits no new piece (the rest
         // of an earlier one still goes: its difference would come first).
-        while in_flight.len() < DEPTH {
+        while in_flight.len() < opts.in_flight() {
             let piece = match again.take() {
                 Some(p) => p,
                 None if next < len && first.is_none() => {
@@ -218,7 +218,8 @@ mod tests {
         (model, queue)
     }
 
-    const OPTS: Options = Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault: OnFault::Resubmit };
+    const OPTS: Options =
+        Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault: OnFault::Resubmit, ..Options::DEFAULT };
 
     fn libc_sign(a: &[u8], b: &[u8]) -> i32 {
         a.iter().zip(b).find(|(x, y)| x != y).map_or(0, |(x, y)| i32::from(*x) - i32::from(*y))

@@ -17,7 +17,7 @@ fn model(size: u32, max_transfer: u32) -> (Arc<Model>, Queue) {
 }
 
 fn opts(on_fault: OnFault) -> Options {
-    Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault }
+    Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault, ..Options::DEFAULT }
 }
 
 fn pattern(n: usize, seed: u64) -> Vec<u8> {
