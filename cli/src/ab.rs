@@ -223,6 +223,8 @@ fn shell_word(word: &OsStr) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
     if !text.is_empty() && text.chars().all(plain) {
         text.into_owned()
+    } else if text.contains('\'') && !text.contains(['"', '\\', '$', '`', '!']) {
+        format!("\"{text}\"")
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
@@ -236,7 +238,8 @@ mod tests {
     fn shell_words() {
         assert_eq!(shell_word(OsStr::new("sh")), "sh");
         assert_eq!(shell_word(OsStr::new("a | b")), "'a | b'");
-        assert_eq!(shell_word(OsStr::new("it's")), r"'it'\''s'");
+        assert_eq!(shell_word(OsStr::new("it's")), "\"it's\"");
+        assert_eq!(shell_word(OsStr::new("it's $HOME")), r"'it'\''s $HOME'");
         assert_eq!(shell_word(OsStr::new("")), "''");
     }
 }

@@ -14,7 +14,7 @@ use super::verdict::Agreement;
 pub fn report(setup: &Setup, runs: &[Run], figures: &Figures<'_>) -> String {
     let mut out = String::new();
     let o = &setup.options;
-    let _ = writeln!(out, "## A/B: `{}`\n", setup.command_line());
+    let _ = writeln!(out, "## A/B: `{}`\n", heading(&setup.command_line()));
     let _ = writeln!(
         out,
         "A: without the library; B: with {} (policy: {}). {} pair{} after {} warm-up pair{}, run A B A B; stdin /dev/null.\n",
@@ -115,6 +115,18 @@ fn stdout_line(figures: &Figures<'_>) -> String {
     line
 }
 
+/// The command line's first line, at most 100 characters (the JSON has
+/// all of it).
+fn heading(command: &str) -> String {
+    const MAX: usize = 100;
+    let first = command.lines().next().unwrap_or_default();
+    if first.len() == command.len() && first.chars().count() <= MAX {
+        return first.to_owned();
+    }
+    let cut: String = first.chars().take(MAX - 3).collect();
+    format!("{cut}...")
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -142,5 +154,8 @@ mod tests {
         assert_eq!(seconds(0.0123), "12.3 ms");
         assert_eq!(mib(200.0 * 1048576.0), "200.0 MiB");
         assert_eq!(times(0.5), "0.500");
+        assert_eq!(heading("sh -c 'a | b'"), "sh -c 'a | b'");
+        assert_eq!(heading("python3 -c 'import os\nprint(1)'"), "python3 -c 'import os...");
+        assert_eq!(heading(&"x".repeat(200)).len(), 100);
     }
 }
