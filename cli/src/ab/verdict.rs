@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::figures::{Figures, Metric, Pair};
+use super::markdown::seconds;
 
 /// How far B's runs agree with A's, over the measured pairs (numbered from
 /// 1 here).
@@ -59,7 +60,8 @@ impl fmt::Display for Failure {
                 Ok(())
             }
             Failure::Slower { limit, a, b } => {
-                write!(f, "--fail-if-slower {limit}: B's median wall time {b:.3} s is {:.3} times A's {a:.3} s", b / a)
+                let (ratio, b, a) = (b / a, seconds(*b), seconds(*a));
+                write!(f, "--fail-if-slower {limit}: B's median wall time {b} is {ratio:.3} times A's {a}")
             }
             Failure::NotComparable { limit, details } => write!(
                 f,
@@ -68,6 +70,11 @@ impl fmt::Display for Failure {
             ),
         }
     }
+}
+
+/// "1 byte", "45 bytes".
+fn bytes(n: u64) -> String {
+    format!("{n} byte{}", if n == 1 { "" } else { "s" })
 }
 
 /// The failures of the gates asked for (empty: exit 0).
@@ -90,7 +97,7 @@ pub fn gates(figures: &Figures<'_>, compare_output: bool, fail_if_slower: Option
             .iter()
             .map(|&i| {
                 let p = &figures.pairs[i - 1];
-                format!("pair {i}: stdout not the same (A {} bytes, B {})", p.a.stdout_bytes, p.b.stdout_bytes)
+                format!("pair {i}: stdout not the same (A {}, B {})", bytes(p.a.stdout_bytes), bytes(p.b.stdout_bytes))
             })
             .collect();
         details.extend(status_details());
@@ -166,7 +173,7 @@ mod tests {
         assert_eq!(gates(&Figures::of(&runs), false, Some(1.25)), []);
         let f = gates(&Figures::of(&runs), false, Some(1.1));
         assert!(matches!(f[..], [Failure::Slower { limit: 1.1, .. }]), "{f:?}");
-        assert_eq!(f[0].to_string(), "--fail-if-slower 1.1: B's median wall time 0.120 s is 1.200 times A's 0.100 s");
+        assert_eq!(f[0].to_string(), "--fail-if-slower 1.1: B's median wall time 120.0 ms is 1.200 times A's 100.0 ms");
         assert!(Agreement::of(&Figures::of(&runs).pairs).a_stdout_varies);
     }
 }
