@@ -83,7 +83,11 @@ pub fn bars(path: &Path, labels: &Labels<'_>, categories: &[String], series: &[S
         .x_labels(n)
         .x_label_formatter(&|x| {
             // The group's name under its middle bar.
-            if x % slots == series.len() / 2 { names.get(x / slots).cloned().unwrap_or_default() } else { String::new() }
+            if x % slots == series.len() / 2 {
+                names.get(x / slots).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc(labels.y)
         .draw()

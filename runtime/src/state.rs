@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use ipc_offload_engine::engine::CopyOptions;
-use ipc_offload_policy::{Cache, Class};
+use ipc_offload_engine::engine::cache::{self, Dest};
+use ipc_offload_policy::Class;
 
 use crate::plan::Plan;
 use crate::process::Identity;
@@ -51,11 +52,7 @@ impl Settings {
                 class,
                 wait: p.wait,
                 helpers: p.helpers,
-                cache_below: match p.rule.cache {
-                    Cache::Inject => usize::MAX,
-                    Cache::Bypass => 0,
-                    Cache::Auto => usize::try_from(plan.cache_limit).unwrap_or(usize::MAX),
-                },
+                cache_below: cache::cache_below(p.rule.cache, Dest::Copy, plan.cache_limit),
                 chunk_bytes: usize::try_from(p.rule.chunk_bytes).unwrap_or(usize::MAX),
                 depth: p.rule.depth,
                 cpu_share: match p.rule.cpu_share {

@@ -4,6 +4,7 @@
 //! one, why.
 
 pub mod async_cpu;
+pub mod cache;
 pub mod pool;
 pub mod split;
 

@@ -22,6 +22,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use core::time::Duration;
+use ipc_offload_engine::engine::cache::{self, Dest};
 use ipc_offload_engine::engine::{self, CopyOptions, EngineId, Fallback};
 use ipc_offload_engine::ipc::ring::{self, Geometry};
 use ipc_offload_engine::stats;
@@ -117,7 +118,7 @@ impl Ctx {
     /// A copier for the writer's side: into ring slots the reader copies
     /// out at once, so `auto` keeps them in the cache.
     pub fn writer_copier(&self) -> Copier {
-        let cache_below = if self.cache == Cache::Bypass { 0 } else { usize::MAX };
+        let cache_below = cache::cache_below(self.cache, Dest::RingChunk, self.cache_limit);
         Copier { opts: CopyOptions { cache_below, ..self.opts }, engine: self.opts.engine, bypassed: 0 }
     }
 
@@ -125,12 +126,7 @@ impl Ctx {
     /// `total` bytes: `auto` bypasses the cache when the read is at least
     /// the last-level cache's size (its bytes could not stay there anyway).
     pub fn reader_copier(&self, total: u64) -> Copier {
-        let bypass = match self.cache {
-            Cache::Inject => false,
-            Cache::Bypass => true,
-            Cache::Auto => total >= self.cache_limit,
-        };
-        let cache_below = if bypass { 0 } else { usize::MAX };
+        let cache_below = cache::cache_below(self.cache, Dest::Read { total }, self.cache_limit);
         Copier { opts: CopyOptions { cache_below, ..self.opts }, engine: self.opts.engine, bypassed: 0 }
     }
 }
