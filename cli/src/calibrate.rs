@@ -212,7 +212,7 @@ fn settings(quick: bool) -> Settings {
     if quick {
         Settings { batch: Duration::from_millis(10), ipc_bytes: 16 << 20, deadline }
     } else {
-        Settings { batch: Duration::from_millis(40), ipc_bytes: 48 << 20, deadline }
+        Settings { batch: Duration::from_millis(50), ipc_bytes: 64 << 20, deadline }
     }
 }
 
@@ -244,7 +244,7 @@ fn measure_plan(quick: bool, machine: Machine, dsa_reason: &str) -> Plan {
             ClassPlan { class, sizes, engines, skipped }
         })
         .collect();
-    Plan { classes, rounds: if quick { 5 } else { 9 }, cpus: machine.cpus }
+    Plan { classes, rounds: if quick { 5 } else { 11 }, cpus: machine.cpus }
 }
 
 /// The engines that could beat the baseline of `class`: for memcpy libc's
