@@ -29,7 +29,7 @@ use measure::{ClassPlan, MeasureError, Plan};
 use process::{ProcessTimer, Settings};
 
 const USAGE: &str = "\
-usage: ipc-offload calibrate [--out FILE] [--quick]
+usage: ipc-offload calibrate [--out FILE] [--quick] [--dsa-model]
 
 Measures on this machine, for each class, where each engine available here
 starts to beat libc (memcpy; memset and memcmp when a DSA device is open)
@@ -45,6 +45,9 @@ this tool); medians of several runs. Progress goes to stderr.
               passes `ipc-offload check`); without it the policy, table
               included as comments, goes to stdout
   --quick     fewer and shorter runs (about 15 s instead of about a minute)
+  --dsa-model measure the dsa and hybrid engines on the DSA device model
+              ([dsa] device = \"model\", a thread of each process): for
+              testing the engine's path, not a figure of any hardware
 
 Exits 0; 2 on bad usage; 1 when a measurement fails.
 ";
@@ -54,6 +57,7 @@ Exits 0; 2 on bad usage; 1 when a measurement fails.
 struct Options {
     out: Option<PathBuf>,
     quick: bool,
+    dsa_model: bool,
 }
 
 /// Why `calibrate` failed.
@@ -122,6 +126,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, CalibrateError> {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--quick" => options.quick = true,
+            "--dsa-model" => options.dsa_model = true,
             "--out" => {
                 let file = it.next().ok_or_else(|| CalibrateError::Usage("--out needs a file".into()))?;
                 options.out = Some(PathBuf::from(file));
@@ -158,21 +163,22 @@ fn run(args: &[String]) -> Result<(), CalibrateError> {
     if !lib.is_file() {
         return Err(CalibrateError::Library(lib));
     }
-    let builtin = Policy::builtin();
-    let (dsa, dsa_reason) = crate::probe::dsa_availability(&builtin);
+    let (hardware, dsa_reason) = crate::probe::dsa_availability(&Policy::builtin());
     let machine = Machine {
         cpus: cpus::current().available(),
         llc: cpus::last_level_cache(Path::new("/sys/devices/system/cpu")),
-        dsa,
+        dsa: hardware || options.dsa_model,
     };
-    let plan = measure_plan(options.quick, machine, &dsa_reason);
+    let mut plan = measure_plan(options.quick, machine, &dsa_reason);
+    plan.dsa_model = options.dsa_model;
     if let Some(load) = load_average().filter(|l| *l > f64::from(machine.cpus) / 2.0) {
         eprintln!(
             "calibrate: warning: load average {load:.2} on {} CPU(s): other programs compete for the CPUs, and the figures will show it",
             machine.cpus
         );
     }
-    let mut timer = ProcessTimer::new(tool, lib, settings(options.quick))?;
+    let settings = Settings { dsa_model: options.dsa_model, ..settings(options.quick) };
+    let mut timer = ProcessTimer::new(tool, lib, settings)?;
     let start = Instant::now();
     let table = measure::run(&plan, &mut timer, &mut |line| eprintln!("calibrate: {line}"))?;
     let text = write::policy(&table);
@@ -210,9 +216,9 @@ fn load_average() -> Option<f64> {
 fn settings(quick: bool) -> Settings {
     let deadline = Duration::from_secs(60);
     if quick {
-        Settings { batch: Duration::from_millis(10), ipc_bytes: 16 << 20, deadline }
+        Settings { batch: Duration::from_millis(15), ipc_bytes: 24 << 20, deadline, dsa_model: false }
     } else {
-        Settings { batch: Duration::from_millis(50), ipc_bytes: 64 << 20, deadline }
+        Settings { batch: Duration::from_millis(50), ipc_bytes: 64 << 20, deadline, dsa_model: false }
     }
 }
 
@@ -244,7 +250,7 @@ fn measure_plan(quick: bool, machine: Machine, dsa_reason: &str) -> Plan {
             ClassPlan { class, sizes, engines, skipped }
         })
         .collect();
-    Plan { classes, rounds: if quick { 5 } else { 11 }, cpus: machine.cpus }
+    Plan { classes, rounds: if quick { 7 } else { 15 }, cpus: machine.cpus, dsa_model: false }
 }
 
 /// The engines that could beat the baseline of `class`: for memcpy libc's

@@ -10,9 +10,9 @@
 //!   and the engine each class of the policy would use.
 //! - `ab [OPTIONS] -- CMD ARGS...`: CMD without and with the library,
 //!   interleaved; times, CPU, peak RSS, stdout and exit status compared.
-//! - `calibrate [--out FILE] [--quick]`: measure where each engine beats
-//!   libc or the kernel here and write the policy that follows (its runs
-//!   are this program's hidden `calibrate-child` command).
+//! - `calibrate [--out FILE] [--quick] [--dsa-model]`: measure where each
+//!   engine beats libc or the kernel here and write the policy that follows
+//!   (its runs are this program's hidden `calibrate-child` command).
 
 mod ab;
 mod calibrate;
@@ -29,7 +29,7 @@ usage: ipc-offload-tool check [--process NAME] FILE...
        ipc-offload-tool probe [--policy FILE] [--process NAME] [--sysfs DIR]
        ipc-offload-tool ab [-n RUNS] [--warmup N] [--policy F] [--compare-output]
                            [--fail-if-slower R] [--json FILE] -- CMD [ARGS...]
-       ipc-offload-tool calibrate [--out FILE] [--quick]
+       ipc-offload-tool calibrate [--out FILE] [--quick] [--dsa-model]
 
 check   validate policy files; prints nothing but a summary when they are
         valid (exit 0), else one FILE:LINE:COL: message line per problem

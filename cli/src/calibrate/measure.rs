@@ -52,6 +52,8 @@ pub struct Plan {
     pub rounds: usize,
     /// CPUs a process started here may use (for the report).
     pub cpus: u32,
+    /// The dsa and hybrid engines run on the DSA device model.
+    pub dsa_model: bool,
 }
 
 /// Times operations. One call is one run: the time of one operation of
@@ -139,5 +141,5 @@ pub fn run(plan: &Plan, timer: &mut dyn Timer, progress: &mut dyn FnMut(&str)) -
         }
         classes.push(t);
     }
-    Ok(Table { cpus: plan.cpus, rounds: plan.rounds, classes })
+    Ok(Table { cpus: plan.cpus, rounds: plan.rounds, dsa_model: plan.dsa_model, classes })
 }

@@ -27,6 +27,8 @@ pub struct Settings {
     pub ipc_bytes: u64,
     /// A run still going after this long is killed, and the calibration fails.
     pub deadline: Duration,
+    /// Runs with the library use the DSA device model (`[dsa] device = "model"`).
+    pub dsa_model: bool,
 }
 
 /// A directory removed with everything in it when dropped.
@@ -83,7 +85,7 @@ impl ProcessTimer {
     /// The policy file of one run.
     fn policy(&self, class: Class, engine: Engine, min_bytes: u64) -> Result<PathBuf, MeasureError> {
         let path = self.scratch.0.join(format!("run-{}.toml", self.runs));
-        std::fs::write(&path, child_policy(class, engine, min_bytes))
+        std::fs::write(&path, child_policy(class, engine, min_bytes, self.settings.dsa_model))
             .map_err(|error| MeasureError::Io { what: path.display().to_string(), error })?;
         Ok(path)
     }
@@ -181,11 +183,16 @@ fn label(class: Class, engine: Option<Engine>) -> &'static str {
 }
 
 /// The policy of a run with the library: the measured class gets the
-/// engine from the smallest size; everything else is built-in.
-pub fn child_policy(class: Class, engine: Engine, min_bytes: u64) -> String {
-    format!(
+/// engine from the smallest size, the DSA device is the model if asked;
+/// everything else is built-in.
+pub fn child_policy(class: Class, engine: Engine, min_bytes: u64, dsa_model: bool) -> String {
+    let mut text = format!(
         "# ipc-offload calibrate: one run\nstrict = true\n\n[{class}]\nengine = \"{engine}\"\nmin_bytes = {min_bytes}\n"
-    )
+    );
+    if dsa_model {
+        text.push_str("\n[dsa]\ndevice = \"model\"\n");
+    }
+    text
 }
 
 fn spawn(cmd: &mut Command, what: &str) -> Result<Child, MeasureError> {

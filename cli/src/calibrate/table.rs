@@ -20,6 +20,8 @@ pub struct Table {
     pub cpus: u32,
     /// Runs of each contender per class.
     pub rounds: usize,
+    /// The dsa and hybrid engines ran on the DSA device model.
+    pub dsa_model: bool,
     pub classes: Vec<ClassTable>,
 }
 
@@ -203,7 +205,11 @@ impl ClassTable {
 impl Table {
     /// Every class's table, one after the other.
     pub fn render(&self) -> String {
-        let mut out = format!("calibration on {} CPU(s), {} alternating runs per contender\n", self.cpus, self.rounds);
+        let mut out = format!("calibration on {} CPU(s), {} alternating runs per contender", self.cpus, self.rounds);
+        if self.dsa_model {
+            out.push_str("; dsa and hybrid on the DSA device model");
+        }
+        out.push('\n');
         for class in &self.classes {
             out.push_str(&class.render());
         }

@@ -59,6 +59,7 @@ fn test_plan() -> Plan {
         ],
         rounds: 3,
         cpus: 2,
+        dsa_model: false,
     }
 }
 
@@ -232,8 +233,38 @@ fn the_written_policy_passes_check_and_carries_the_table() {
 }
 
 #[test]
+fn a_dsa_engine_measured_on_the_model_keeps_the_model() {
+    let plan = Plan {
+        classes: vec![
+            class_plan(Class::Memcpy, &[Engine::AsyncCpu, Engine::Dsa]),
+            class_plan(Class::Memset, &[Engine::Dsa]),
+        ],
+        dsa_model: true,
+        ..test_plan()
+    };
+    let mut timer = FakeTimer::new(&[(Engine::AsyncCpu, 128 << 20), (Engine::Dsa, 2 << 20)]);
+    let (text, policy) = calibrate(&plan, &mut timer);
+    assert_eq!(rule(&policy, Class::Memcpy), (Engine::Dsa, 2 << 20), "{text}");
+    assert_eq!(rule(&policy, Class::Memset), (Engine::Dsa, 2 << 20), "{text}");
+    assert_eq!(policy.dsa.device, ipc_offload_policy::DsaDevice::Model, "{text}");
+    assert!(
+        text.contains(
+            "# calibration on 2 CPU(s), 3 alternating runs per contender; dsa and hybrid on the DSA device model\n"
+        ),
+        "{text}"
+    );
+    // Without a dsa choice, the device stays built-in.
+    let mut timer = FakeTimer::new(&[(Engine::AsyncCpu, 1 << 20)]);
+    let (text, policy) = calibrate(&plan, &mut timer);
+    assert_eq!(policy.dsa.device, ipc_offload_policy::DsaDevice::Auto, "{text}");
+    assert!(!text.contains("[dsa]"), "{text}");
+    let run = parse(&process::child_policy(Class::Memcmp, Engine::Dsa, 4096, true), "run.toml").unwrap();
+    assert_eq!(run.dsa.device, ipc_offload_policy::DsaDevice::Model);
+}
+
+#[test]
 fn the_policy_of_a_run_gives_the_class_its_engine() {
-    let text = process::child_policy(Class::Pipe, Engine::Cpu, 65536);
+    let text = process::child_policy(Class::Pipe, Engine::Cpu, 65536, false);
     let policy = parse(&text, "run.toml").unwrap();
     assert!(policy.strict);
     assert_eq!(rule(&policy, Class::Pipe), (Engine::Cpu, 65536));
@@ -262,7 +293,8 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(usage(&["--out", "/"]), "--out /: not a file");
     assert_eq!(parse_args(&args(&["--help"])).unwrap(), None);
     let o = parse_args(&args(&["--quick", "--out", "x.toml"])).unwrap().unwrap();
-    assert_eq!(o, Options { out: Some(PathBuf::from("x.toml")), quick: true });
+    assert_eq!(o, Options { out: Some(PathBuf::from("x.toml")), quick: true, dsa_model: false });
+    assert!(parse_args(&args(&["--dsa-model"])).unwrap().unwrap().dsa_model);
 }
 
 #[test]
@@ -279,14 +311,14 @@ fn engines_are_measured_where_the_runtime_would_run_them() {
     assert_eq!(unix.skipped[1].1, "no DSA device: /sys/bus/dsa/devices does not exist");
     assert_eq!(plan.classes[0].sizes.len(), 11);
     assert_eq!(unix.sizes, sizes(64 << 10, 16 << 20, 2));
-    assert_eq!(plan.rounds, 11);
+    assert_eq!(plan.rounds, 15);
 
     let plan = measure_plan(true, machine(8, true), "");
     assert_eq!(engines(&plan, Class::Memcpy), [Engine::AsyncCpu, Engine::Dsa, Engine::Hybrid]);
     assert_eq!(engines(&plan, Class::Pipe), [Engine::Cpu, Engine::AsyncCpu, Engine::Dsa, Engine::Hybrid]);
     assert_eq!(engines(&plan, Class::Memcmp), [Engine::Dsa]);
     assert_eq!(plan.classes[1].sizes, sizes(64 << 10, 16 << 20, 2));
-    assert_eq!(plan.rounds, 5);
+    assert_eq!(plan.rounds, 7);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The policy a table calls for, as TOML text: a pure function, so that the
 //! tests can feed it any table.
 
-use ipc_offload_policy::format_size;
+use ipc_offload_policy::{Engine, format_size};
 
 use super::table::{MARGIN, Table};
 
@@ -27,11 +27,19 @@ pub fn policy(table: &Table) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    for choice in table.choices() {
+    let choices = table.choices();
+    for choice in &choices {
         out.push_str(&format!("\n# {}\n[{}]\nengine = \"{}\"\n", choice.reason, choice.class, choice.engine));
         if let Some(min) = choice.min_bytes {
             out.push_str(&format!("min_bytes = \"{}\"\n", format_size(min)));
         }
+    }
+    if table.dsa_model && choices.iter().any(|c| matches!(c.engine, Engine::Dsa | Engine::Hybrid)) {
+        out.push_str(
+            "\n# The dsa engine as measured: the device model, a thread of the process\n\
+             # that executes the descriptors (for tests; its figures say nothing of hardware).\n\
+             [dsa]\ndevice = \"model\"\n",
+        );
     }
     out
 }
