@@ -11,16 +11,16 @@ use super::table::{MARGIN, Table};
 pub fn policy(table: &Table) -> String {
     let mut out = String::from(
         "# ipc-offload policy written by `scripts/ipc-offload calibrate` from what it\n\
-         # measured on this machine. An engine wins at a size when the median of its\n",
+         # measured on this machine. An engine wins at a size when it is at least\n",
     );
     out.push_str(&format!(
-        "# runs is at least {:.0}% faster than libc (memory classes) or the kernel (unix,\n",
+        "# {:.0}% faster than libc (memory classes) or the kernel (unix, pipe) in the\n",
         MARGIN * 100.0
     ));
     out.push_str(
-        "# pipe); min_bytes is the smallest measured size from which it wins at every\n\
-         # larger size; \"off\" where no engine wins. Check it with\n\
-         # `scripts/ipc-offload check FILE`.\n#\n",
+        "# median of rounds that ran both one after the other; min_bytes is the\n\
+         # smallest measured size from which it wins at every larger size; \"off\"\n\
+         # where no engine wins. Check it with `scripts/ipc-offload check FILE`.\n#\n",
     );
     for line in table.render().lines() {
         out.push_str(if line.is_empty() { "#" } else { "# " });
