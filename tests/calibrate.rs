@@ -35,15 +35,19 @@ fn quick_calibration_writes_a_policy_that_passes_check() {
     let file = dir.join("calibrated.toml");
     let out = run(wrapper().args(["calibrate", "--quick", "--out"]).arg(&file), Duration::from_secs(240)).success();
 
-    // The table: per measured class, a row per size and the choice.
-    for class in ["memcpy", "unix", "pipe"] {
+    // The table: per measured class, a row per size and the choice. unix
+    // and pipe are always measured (the shared-memory path with libc
+    // copies); memcpy where async-cpu has a worker (2 CPUs or more).
+    let memcpy = !out.stdout.contains("[memcpy] not measured: no engine to compare with libc here");
+    let measured: &[&str] = if memcpy { &["memcpy", "unix", "pipe"] } else { &["unix", "pipe"] };
+    for class in measured {
         assert!(out.stdout.contains(&format!("[{class}] GB/s, median of 7 runs")), "{}", out.stdout);
         assert!(out.stderr.contains(&format!("calibrate: [{class}] round 7/7: ")), "{}", out.stderr);
     }
-    for size in ["64KiB", "1MiB", "16MiB", "64MiB"] {
+    for size in ["64KiB", "1MiB", "16MiB"] {
         assert!(out.stdout.lines().any(|l| l.trim_start().starts_with(size)), "{size}: {}", out.stdout);
     }
-    assert_eq!(out.stdout.matches("  chosen: engine = ").count(), 3, "{}", out.stdout);
+    assert_eq!(out.stdout.matches("  chosen: engine = ").count(), measured.len(), "{}", out.stdout);
     assert!(out.stdout.contains("  kernel  cpu"), "{}", out.stdout);
     assert!(out.stdout.ends_with(&format!("wrote {}\n", file.display())), "{}", out.stdout);
     assert!(out.stderr.contains("calibrate: done in "), "{}", out.stderr);
@@ -62,7 +66,7 @@ fn quick_calibration_writes_a_policy_that_passes_check() {
         }
     }
     // The table rides along as comments.
-    assert!(text.contains("\n# [memcpy] GB/s, median of 7 runs"), "{text}");
+    assert!(text.contains("\n# [pipe] GB/s, median of 7 runs"), "{text}");
 }
 
 #[test]
