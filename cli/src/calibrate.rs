@@ -216,7 +216,7 @@ fn load_average() -> Option<f64> {
 fn settings(quick: bool) -> Settings {
     let deadline = Duration::from_secs(60);
     if quick {
-        Settings { batch: Duration::from_millis(15), ipc_bytes: 24 << 20, deadline, dsa_model: false }
+        Settings { batch: Duration::from_millis(20), ipc_bytes: 32 << 20, deadline, dsa_model: false }
     } else {
         Settings { batch: Duration::from_millis(50), ipc_bytes: 64 << 20, deadline, dsa_model: false }
     }
@@ -250,7 +250,7 @@ fn measure_plan(quick: bool, machine: Machine, dsa_reason: &str) -> Plan {
             ClassPlan { class, sizes, engines, skipped }
         })
         .collect();
-    Plan { classes, rounds: if quick { 7 } else { 15 }, cpus: machine.cpus, dsa_model: false }
+    Plan { classes, rounds: if quick { 9 } else { 15 }, cpus: machine.cpus, dsa_model: false }
 }
 
 /// The engines that could beat the baseline of `class`: for memcpy libc's

@@ -318,7 +318,7 @@ fn engines_are_measured_where_the_runtime_would_run_them() {
     assert_eq!(engines(&plan, Class::Pipe), [Engine::Cpu, Engine::AsyncCpu, Engine::Dsa, Engine::Hybrid]);
     assert_eq!(engines(&plan, Class::Memcmp), [Engine::Dsa]);
     assert_eq!(plan.classes[1].sizes, sizes(64 << 10, 16 << 20, 2));
-    assert_eq!(plan.rounds, 7);
+    assert_eq!(plan.rounds, 9);
 }
 
 #[test]
