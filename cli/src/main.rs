@@ -10,8 +10,12 @@
 //!   and the engine each class of the policy would use.
 //! - `ab [OPTIONS] -- CMD ARGS...`: CMD without and with the library,
 //!   interleaved; times, CPU, peak RSS, stdout and exit status compared.
+//! - `calibrate [--out FILE] [--quick] [--dsa-model]`: measure where each
+//!   engine beats libc or the kernel here and write the policy that follows
+//!   (its runs are this program's hidden `calibrate-child` command).
 
 mod ab;
+mod calibrate;
 mod check;
 mod probe;
 mod stats;
@@ -25,6 +29,7 @@ usage: ipc-offload-tool check [--process NAME] FILE...
        ipc-offload-tool probe [--policy FILE] [--process NAME] [--sysfs DIR]
        ipc-offload-tool ab [-n RUNS] [--warmup N] [--policy F] [--compare-output]
                            [--fail-if-slower R] [--json FILE] -- CMD [ARGS...]
+       ipc-offload-tool calibrate [--out FILE] [--quick] [--dsa-model]
 
 check   validate policy files; prints nothing but a summary when they are
         valid (exit 0), else one FILE:LINE:COL: message line per problem
@@ -40,6 +45,10 @@ probe   print the CPU features (movdir64b, enqcmd, waitpkg), DSA devices
 ab      run CMD without (A) and with (B) the library, interleaved; wall
         time, user+sys CPU, peak RSS, B/A ratios; stdout and exit status
         compared. 'ab --help' says more.
+calibrate
+        measure where each engine available here beats libc (memcpy) or
+        the kernel (Unix sockets, pipes) and write the policy with
+        those thresholds; prints the table. About a minute (--quick: 15 s).
 ";
 
 fn main() -> ExitCode {
@@ -61,6 +70,8 @@ fn main() -> ExitCode {
         "check" => check::main(rest),
         "stats" => stats::main(rest),
         "probe" => probe::main(rest),
+        "calibrate" => calibrate::main(rest),
+        calibrate::CHILD_COMMAND => calibrate::child_main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS
