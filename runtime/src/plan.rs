@@ -272,7 +272,21 @@ mod tests {
     fn workers_and_idle_wait_follow_the_policy() {
         let p = plan_of("[memcpy]\nworkers = 3\nwait = \"spin\"\n", 2);
         assert_eq!((p.workers, p.idle_wait), (3, Wait::Spin));
-        let p = plan_of("[defaults]\nmode = \"efficiency\"\n", 16);
+        let p = plan_of("[defaults]\nmode = \"efficiency\"\n[memcpy]\nengine = \"async-cpu\"\n", 16);
         assert_eq!((p.workers, p.idle_wait), (15, Wait::Sleep));
+    }
+
+    #[test]
+    fn efficiency_mode_picks_the_engines_that_spend_the_least_cpu() {
+        let p = plan_of("[defaults]\nmode = \"efficiency\"\n", 16);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu), "no helpers: the same bytes, no hand-overs");
+        assert_eq!(p.workers, 0);
+        assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Cpu));
+        let resolved = parse("[defaults]\nmode = \"efficiency\"\n", "p").unwrap().resolve(&["x"]);
+        let p = plan(&resolved, Machine { dsa: true, ..machine(16) });
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Dsa), "a device is open");
+        assert_eq!(p.class(Class::Pipe).engine, Some(EngineId::Cpu), "IPC: the shared-memory path with libc");
+        let p = plan_of("[defaults]\nmode = \"throughput\"\n", 16);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::AsyncCpu));
     }
 }
