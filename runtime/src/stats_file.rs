@@ -210,15 +210,32 @@ fn write_file(base: &[u8], root: bool, pid: i32, json: &[u8]) -> Result<(), sys:
     else {
         return Err(sys::Errno(libc::ENAMETOOLONG));
     };
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    may_replace(path)?;
+    // Whatever sits at the temporary name (a leftover, or a link planted by
+    // someone who can write the directory) is removed, not opened: O_EXCL
+    // creates a new file or fails, and never follows a link.
+    let _ = sys::unlink(tmp);
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW;
     let fd = sys::open(tmp, flags, 0o600)?;
     let written = sys::write_all(fd, json);
     sys::close(fd);
-    let renamed = written.and_then(|()| sys::rename(tmp, path));
+    let renamed = written.and_then(|()| may_replace(path)).and_then(|()| sys::rename(tmp, path));
     if renamed.is_err() {
         let _ = sys::unlink(tmp);
     }
     renamed
+}
+
+/// The stats file replaces only what this process owns: nothing, or an
+/// entry (a file, or a link itself, never what it points to) of its
+/// effective uid. A file of another user stays as it is (`EEXIST`).
+fn may_replace(path: &CStr) -> Result<(), sys::Errno> {
+    match sys::mem::lstat(path) {
+        Err(sys::Errno(libc::ENOENT)) => Ok(()),
+        Err(e) => Err(e),
+        Ok(st) if st.uid == sys::net::geteuid() => Ok(()),
+        Ok(_) => Err(sys::Errno(libc::EEXIST)),
+    }
 }
 
 /// Formats the stats object of this process.

@@ -28,10 +28,16 @@ fn cargo_build(package: &str) {
     assert!(status.success(), "cargo build --release -p {package} failed");
 }
 
-/// `target/release/libipc_offload.so`, built by this test run.
+/// `target/release/libipc_offload.so`, built by this test run; or, for
+/// checking that tests fail against a broken build, the library that
+/// `IPC_OFFLOAD_TEST_LIBRARY` names (a mutated copy, nothing is built).
 pub fn library() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
+        if let Some(lib) = std::env::var_os("IPC_OFFLOAD_TEST_LIBRARY").filter(|v| !v.is_empty()) {
+            eprintln!("testing the library {} (IPC_OFFLOAD_TEST_LIBRARY)", Path::new(&lib).display());
+            return PathBuf::from(lib);
+        }
         cargo_build("ipc-offload-preload");
         let lib = root().join("target/release/libipc_offload.so");
         assert!(lib.exists(), "{} was not built", lib.display());

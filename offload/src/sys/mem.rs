@@ -73,6 +73,19 @@ pub fn fstat(fd: i32) -> Result<FileStat, Errno> {
     Ok(FileStat { dev: st.st_dev, ino: st.st_ino, mode: st.st_mode, uid: st.st_uid, size: st.st_size as u64 })
 }
 
+/// fstatat(2) of `path` relative to the working directory, without
+/// following a final symlink (lstat(2)).
+pub fn lstat(path: &core::ffi::CStr) -> Result<FileStat, Errno> {
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    let (cwd, nofollow) = (libc::AT_FDCWD as usize, libc::AT_SYMLINK_NOFOLLOW as usize);
+    // SAFETY: `path` is NUL-terminated and outlives the call; the kernel
+    // fills the stat buffer, which lives on this frame.
+    unsafe { syscall6(libc::SYS_newfstatat, [cwd, path.as_ptr() as usize, st.as_mut_ptr() as usize, nofollow, 0, 0]) }?;
+    // SAFETY: zero-initialised and filled by the kernel.
+    let st = unsafe { st.assume_init() };
+    Ok(FileStat { dev: st.st_dev, ino: st.st_ino, mode: st.st_mode, uid: st.st_uid, size: st.st_size as u64 })
+}
+
 /// memfd_create(2) with close-on-exec and sealing allowed, sized to `len`,
 /// mode 0600, and sealed against growing, shrinking and further seals.
 pub fn sealed_memfd(name: &CStr, len: u64) -> Result<OwnedFd, Errno> {
