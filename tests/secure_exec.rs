@@ -47,6 +47,15 @@ fn copy(dir: &Path, name: &str, mode: u32) -> PathBuf {
     to
 }
 
+/// Removes the set-user-ID and capability copies however the test ends.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn a_secure_process_ignores_every_variable() {
     // SAFETY: geteuid has no preconditions.
@@ -59,6 +68,7 @@ fn a_secure_process_ignores_every_variable() {
         return;
     }
     let dir = scratch("secure");
+    let _cleanup = Cleanup(dir.clone());
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     std::fs::copy(library(), dir.join("libipc_offload.so")).unwrap();
     std::fs::set_permissions(dir.join("libipc_offload.so"), std::fs::Permissions::from_mode(0o4755)).unwrap();
