@@ -73,6 +73,12 @@ min_bytes = "1MiB"
 workers = "auto"
 cache = "inject"
 
+[shm]
+engine = "auto"
+min_bytes = "1MiB"
+workers = "auto"
+cache = "inject"
+
 [dsa]
 device = "auto"
 on_fault = "resubmit"
@@ -93,6 +99,8 @@ const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] = [
     (Engine::Auto, 256 << 10),
     (Engine::Off, 1 << 20),
     (Engine::Off, 1 << 20),
+    // [shm]: the same as [memcpy] (its own section: README, "The policy file").
+    (Engine::Auto, 1 << 20),
 ];
 
 /// A `[process."GLOB"]` section.
