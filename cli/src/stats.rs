@@ -20,7 +20,7 @@ Exits 1 if a file cannot be read or is not a stats file (the others are
 still shown).
 ";
 
-const CLASSES: [&str; 3] = ["memcpy", "unix", "pipe"];
+const CLASSES: [&str; 4] = ["memcpy", "shm", "unix", "pipe"];
 
 pub fn main(args: &[String]) -> ExitCode {
     let mut json = false;

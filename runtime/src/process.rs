@@ -44,6 +44,7 @@ unsafe extern "C" fn after_fork_in_child() {
     // parent: the child's dsa copies go to the CPU, counted.
     ipc_offload_engine::dsa::device::forget_after_fork();
     stats::reset_all();
+    ipc_offload_engine::shm::after_fork();
     crate::stats_file::after_fork();
     // SAFETY: this is the fork child handler: one thread.
     unsafe { crate::ipc::after_fork() };
