@@ -132,7 +132,8 @@ fn threads_map_and_unmap_while_others_copy() {
     assert_eq!(got_shm + counter(&s, "memcpy", "calls"), shm_calls + memcpy_calls, "{s}");
     assert_eq!(counter(&s, "shm", "bytes") + counter(&s, "memcpy", "bytes"), shm_bytes + memcpy_bytes, "{s}");
     assert!(counter(&s, "shm_regions", "shared_maps") > 10, "the mappers hardly ran: {s}");
-    eprintln!("threads: {got_shm} of {shm_calls} shm copies classified, {unknown} unknown lookups");
+    let raced = counter(&s, "shm_regions", "raced");
+    eprintln!("threads: {got_shm} of {shm_calls} shm copies classified, {unknown} unknown lookups, {raced} raced maps");
 }
 
 #[test]

@@ -3,21 +3,20 @@
 //! shared-memory regions (`ipc_offload_engine::shm`) in step with the
 //! address space.
 //!
-//! A mapping hook takes the index's writer lock, makes the real call, and
-//! records what it did before releasing the lock: shared memory mapped
-//! (inserted), anything else mapped over, unmapped or moved away
-//! (removed). The lock makes the index see the calls in the kernel's
-//! order: without it, a thread's insert of a region that another thread
-//! unmapped in the meantime (and a third mapped private) could land last.
-//! Errno is the real call's; the bookkeeping uses raw system calls only
-//! and allocates nothing.
+//! A mapping hook takes a ticket, makes the real call, classifies what it
+//! mapped, then records it under the index's writer lock: shared memory
+//! mapped (inserted, unless a removal logged since the ticket meets it:
+//! another thread unmapped the addresses in the meantime), anything else
+//! mapped over, unmapped or moved away (removed, and logged). Errno is the
+//! real call's; the bookkeeping uses raw system calls only and allocates
+//! nothing.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ipc_offload_engine::engine::cpu_move;
-use ipc_offload_engine::shm::{self, Writer, real, span};
+use ipc_offload_engine::shm::{self, Ticket, Writer, real, span};
 use ipc_offload_engine::sys;
 use ipc_offload_policy::Class;
 
@@ -60,18 +59,21 @@ pub unsafe fn large_copy(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
-/// Runs a mapping call `call` and records what it did with `record`
-/// (given the writer, or `None` in a signal handler that interrupted its
-/// thread's update, and the call's result), keeping the call's errno.
-fn tracked<R: Copy>(call: impl FnOnce() -> R, record: impl FnOnce(Option<&Writer>, R)) -> R {
+/// Runs a mapping call and records what it did: `call` makes the system
+/// call (and whatever else must not run under the writers' lock, such as
+/// classifying the mapping), then `record` runs with the lock held (a
+/// writer, or `None` in a signal handler that interrupted its thread's
+/// update) and the ticket taken before the call. Keeps the call's errno.
+fn tracked<R: Copy>(call: impl FnOnce() -> R, record: impl FnOnce(Option<&Writer>, Ticket, R)) -> R {
     if !process::is_owner() {
         // A vfork or raw-clone child: the index is not ours to change.
         return call();
     }
-    let writer = Writer::begin().ok();
+    let ticket = Ticket::take();
     let result = call();
     let _errno = sys::ErrnoGuard::save();
-    if catch_unwind(AssertUnwindSafe(|| record(writer.as_ref(), result))).is_err() {
+    let writer = Writer::begin().ok();
+    if catch_unwind(AssertUnwindSafe(|| record(writer.as_ref(), ticket, result))).is_err() {
         // A bug; the index may be wrong now: forget it.
         shm::mark_stale();
     }
@@ -79,14 +81,25 @@ fn tracked<R: Copy>(call: impl FnOnce() -> R, record: impl FnOnce(Option<&Writer
     result
 }
 
-/// Records that `[start, end)` now is (or is not) shared memory.
-fn note(writer: Option<&Writer>, (start, end): (usize, usize), shared: bool) {
+/// `span` is no longer shared memory.
+fn removed(writer: Option<&Writer>, (start, end): (usize, usize)) {
     match writer {
-        Some(w) if shared => w.shared(start, end),
         Some(w) => {
             w.not_shared(start, end);
         }
         None => shm::nested_removal(start, end),
+    }
+}
+
+/// `span` was made shared memory by a call that took `ticket`; `also`:
+/// other spans whose removal since then makes the insert unsafe.
+fn made_shared(writer: Option<&Writer>, ticket: Ticket, span: (usize, usize), also: &[(usize, usize)]) {
+    match writer {
+        Some(w) => {
+            w.shared(ticket, span, also);
+        }
+        // A nested call cannot insert: its range reads as not shared.
+        None => shm::nested_removal(span.0, span.1),
     }
 }
 
@@ -103,18 +116,21 @@ pub unsafe fn mmap(
     off: libc::off_t,
 ) -> *mut c_void {
     tracked(
-        // SAFETY: the caller's mmap contract.
-        || unsafe { real::mmap(addr, len, prot, flags, fd, off) },
-        |writer, ret| {
-            if ret != libc::MAP_FAILED {
-                let kind = shm::map_kind(flags, fd);
-                note(writer, span(ret as usize, len, kind.page), kind.shared);
-            } else if flags & libc::MAP_FIXED != 0 {
-                // A failed MAP_FIXED may have unmapped what was there.
-                note(writer, span(addr as usize, len, PAGE), false);
-            }
+        || {
+            // SAFETY: the caller's mmap contract.
+            let ret = unsafe { real::mmap(addr, len, prot, flags, fd, off) };
+            // fstat and fstatfs, before the lock is taken.
+            (ret, (ret != libc::MAP_FAILED).then(|| shm::map_kind(flags, fd)))
+        },
+        |writer, ticket, (ret, kind)| match kind {
+            Some(kind) if kind.shared => made_shared(writer, ticket, span(ret as usize, len, kind.page), &[]),
+            Some(kind) => removed(writer, span(ret as usize, len, kind.page)),
+            // A failed MAP_FIXED may have unmapped what was there.
+            None if flags & libc::MAP_FIXED != 0 => removed(writer, span(addr as usize, len, PAGE)),
+            None => {}
         },
     )
+    .0
 }
 
 /// The munmap hook.
@@ -127,12 +143,17 @@ pub unsafe fn munmap(addr: *mut c_void, len: usize) -> c_int {
         || unsafe { real::munmap(addr, len) },
         // A failed munmap (EINVAL, or ENOMEM for a split past the map
         // count) changed nothing.
-        |writer, ret| {
+        |writer, _, ret| {
             if ret == 0 {
-                note(writer, span(addr as usize, len, PAGE), false);
+                removed(writer, span(addr as usize, len, PAGE));
             }
         },
     )
+}
+
+/// `a` without `b`: up to two pieces (empty ones are `(x, x)`).
+fn minus(a: (usize, usize), b: (usize, usize)) -> [(usize, usize); 2] {
+    [(a.0, a.1.min(b.0).max(a.0)), (a.0.max(b.1).min(a.1), a.1)]
 }
 
 /// The mremap hook (`new_addr` is read only with `MREMAP_FIXED`).
@@ -146,25 +167,40 @@ pub unsafe fn mremap(
     flags: c_int,
     new_addr: *mut c_void,
 ) -> *mut c_void {
+    let old_span = span(old as usize, old_len, PAGE);
     tracked(
-        // SAFETY: the caller's mremap contract.
-        || unsafe { real::mremap(old, old_len, new_len, flags, new_addr) },
-        |writer, ret| {
-            if ret != libc::MAP_FAILED {
-                // The index still shows the old range as it was before the
-                // call (only writers change it, and this one holds the lock).
-                // A nested call cannot insert: its new range reads as not shared.
-                let was_shared = writer.is_some_and(|w| w.is_shared(old as usize));
-                if flags & MREMAP_DONTUNMAP == 0 {
-                    note(writer, span(old as usize, old_len, PAGE), false);
+        || {
+            // Whether the old range is shared memory, read before the call
+            // (a removal of it logged since the ticket voids the answer).
+            let was_shared = shm::INDEX.range_at(old as usize).is_ok_and(|r| r.is_some());
+            // SAFETY: the caller's mremap contract.
+            (unsafe { real::mremap(old, old_len, new_len, flags, new_addr) }, was_shared)
+        },
+        |writer, ticket, (ret, was_shared)| {
+            if ret == libc::MAP_FAILED {
+                if flags & libc::MREMAP_FIXED != 0 {
+                    // A failed MREMAP_FIXED may have unmapped its target.
+                    removed(writer, span(new_addr as usize, new_len, PAGE));
                 }
-                note(writer, span(ret as usize, new_len, PAGE), was_shared);
-            } else if flags & libc::MREMAP_FIXED != 0 {
-                // A failed MREMAP_FIXED may have unmapped its target.
-                note(writer, span(new_addr as usize, new_len, PAGE), false);
+                return;
+            }
+            let new_span = span(ret as usize, new_len, PAGE);
+            // The new range first (its check must not see this call's own
+            // removal of the old range), then what is left of the old one
+            // (all of it after a move; the cut-off tail after a shrink).
+            if was_shared {
+                made_shared(writer, ticket, new_span, &[old_span]);
+            } else {
+                removed(writer, new_span);
+            }
+            if flags & MREMAP_DONTUNMAP == 0 {
+                for piece in minus(old_span, new_span) {
+                    removed(writer, piece);
+                }
             }
         },
     )
+    .0
 }
 
 /// The shm_open hook: counted, then libc's.
@@ -192,16 +228,32 @@ pub fn render<const N: usize>(out: &mut StackBuf<N>) {
     let s = shm::snapshot();
     let _ = write!(
         out,
-        ",\"shm_regions\":{{\"tracking\":{},\"ranges\":{},\"peak_ranges\":{},\"capacity\":{},\"shared_maps\":{},\"not_indexed\":{},\"nested\":{},\"unknown_lookups\":{},\"shm_open\":{},\"shm_unlink\":{}}}",
+        ",\"shm_regions\":{{\"tracking\":{},\"ranges\":{},\"peak_ranges\":{},\"capacity\":{},\"shared_maps\":{},\"not_indexed\":{},\"raced\":{},\"nested\":{},\"unknown_lookups\":{},\"shm_open\":{},\"shm_unlink\":{}}}",
         shm::tracking(),
         s.ranges,
         s.peak_ranges,
         s.capacity,
         s.shared_maps,
         s.not_indexed,
+        s.raced,
         s.nested,
         s.unknown_lookups,
         s.shm_open,
         s.shm_unlink
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::minus;
+
+    #[test]
+    fn what_is_left_of_an_old_range() {
+        let a = (0x1000, 0x5000);
+        assert_eq!(minus(a, (0x8000, 0x9000)), [a, (0x5000, 0x5000)], "moved away");
+        assert_eq!(minus(a, (0x0, 0x800)), [(0x1000, 0x1000), a], "moved below");
+        assert_eq!(minus(a, (0x1000, 0x9000)), [(0x1000, 0x1000), (0x5000, 0x5000)], "grown in place");
+        assert_eq!(minus(a, (0x1000, 0x2000)), [(0x1000, 0x1000), (0x2000, 0x5000)], "shrunk");
+        assert_eq!(minus(a, (0x2000, 0x3000)), [(0x1000, 0x2000), (0x3000, 0x5000)], "a hole");
+    }
 }

@@ -39,7 +39,7 @@ fn fill(n: usize) {
     w.not_shared(0, usize::MAX);
     for i in 0..n {
         let (s, e) = range(i);
-        w.shared(s, e);
+        w.shared(shm::Ticket::take(), (s, e), &[]);
     }
 }
 
@@ -88,7 +88,7 @@ fn main() {
             // Touching range i's end: a merge, then a cut (both publish a
             // new state even in a full index).
             let at = range(i % n.max(1)).1;
-            w.shared(at, at + 4096);
+            w.shared(shm::Ticket::take(), (at, at + 4096), &[]);
             w.not_shared(at, at + 4096);
         });
         let hit = if hit.is_nan() { "-".to_owned() } else { format!("{hit:.1}") };

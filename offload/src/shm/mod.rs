@@ -3,8 +3,7 @@
 //!
 //! - [`index`]: the set of shared ranges (lock-free lookups, writers
 //!   serialized), [`INDEX`] being the process's.
-//! - [`lock`]: the writers' lock, held across the mapping system call and
-//!   the index update.
+//! - [`lock`]: the writers' lock, held while the index changes.
 //! - [`real`]: the real mmap, munmap, mremap, shm_open and shm_unlink.
 //!
 //! What counts as shared memory (decided per mapping, at mmap time): a
@@ -22,6 +21,16 @@
 //! longer shared memory: every successful mmap, munmap and mremap removes
 //! or replaces what it covered, and what a writer could not record in
 //! order marks the index stale (read as empty, cleared by the next writer).
+//!
+//! Mapping calls of different threads race: between a shared mmap's return
+//! and its insert, another thread may unmap the region (and a third map
+//! something private there), and its removal may reach the index first.
+//! The writers' lock is not held across the system calls (it would
+//! serialize them, and with another preload's mmap hook behind ours, take
+//! that library's locks under ours); instead every removal is logged with a
+//! sequence number, and an insert takes a [`Ticket`] before its system call
+//! and is dropped (counted as `raced`) when a removal logged since then
+//! meets its range: the kernel may have handed the addresses on.
 
 pub mod index;
 pub mod lock;
@@ -107,6 +116,7 @@ fn is_shared(a: usize, b: usize, len: usize) -> bool {
 #[derive(Debug)]
 pub struct Counters {
     shared_maps: AtomicU64,
+    raced: AtomicU64,
     nested: AtomicU64,
     unknown_lookups: AtomicU64,
     shm_open: AtomicU64,
@@ -115,6 +125,7 @@ pub struct Counters {
 
 static COUNTERS: Counters = Counters {
     shared_maps: AtomicU64::new(0),
+    raced: AtomicU64::new(0),
     nested: AtomicU64::new(0),
     unknown_lookups: AtomicU64::new(0),
     shm_open: AtomicU64::new(0),
@@ -134,6 +145,9 @@ pub struct Snapshot {
     pub shared_maps: u64,
     /// Ranges or pieces the full index could not hold.
     pub not_indexed: u64,
+    /// Shared mappings left out because another thread unmapped or
+    /// remapped part of their range before they reached the index.
+    pub raced: u64,
     /// Mapping calls made by a signal handler during an index update
     /// (their shared memory is not indexed; what they unmapped is removed).
     pub nested: u64,
@@ -155,6 +169,7 @@ pub fn snapshot() -> Snapshot {
         capacity: CAPACITY,
         shared_maps: c.shared_maps.load(Relaxed),
         not_indexed: INDEX.dropped(),
+        raced: c.raced.load(Relaxed),
         nested: c.nested.load(Relaxed),
         unknown_lookups: c.unknown_lookups.load(Relaxed),
         shm_open: c.shm_open.load(Relaxed),
@@ -183,7 +198,7 @@ pub fn after_fork() {
         STALE.store(true, Release);
     }
     let c = &COUNTERS;
-    for counter in [&c.shared_maps, &c.nested, &c.unknown_lookups, &c.shm_open, &c.shm_unlink] {
+    for counter in [&c.shared_maps, &c.raced, &c.nested, &c.unknown_lookups, &c.shm_open, &c.shm_unlink] {
         counter.store(0, Relaxed);
     }
 }
@@ -280,7 +295,7 @@ impl Pending {
     fn drain(&self) {
         for slot in &self.slots {
             if slot.state.load(Acquire) == SLOT_READY {
-                INDEX.remove(slot.start.load(Relaxed), slot.end.load(Relaxed));
+                remove(slot.start.load(Relaxed), slot.end.load(Relaxed));
                 slot.state.store(SLOT_FREE, Release);
             }
         }
@@ -303,9 +318,59 @@ impl Pending {
     }
 }
 
-/// The right to change the index: taken before the mapping system call,
-/// so that changes reach the index in the kernel's order. Dropping it
-/// applies pending removals, then releases the lock.
+/// Removals logged with their sequence numbers, so that an insert can
+/// tell whether its range was unmapped or remapped since its system call.
+/// Written under the writers' lock; read under it too, except the count
+/// that a [`Ticket`] takes.
+#[derive(Debug)]
+struct RemovalLog {
+    /// Removals logged so far; slot `n % LOG` holds removal `n`.
+    count: AtomicU64,
+    starts: [AtomicUsize; LOG],
+    ends: [AtomicUsize; LOG],
+}
+
+/// Removals the log remembers: an insert whose system call saw more go by
+/// is dropped.
+const LOG: usize = 256;
+
+static REMOVALS: RemovalLog = RemovalLog {
+    count: AtomicU64::new(0),
+    starts: [const { AtomicUsize::new(0) }; LOG],
+    ends: [const { AtomicUsize::new(0) }; LOG],
+};
+
+/// Logs and applies a removal (writers only).
+fn remove(start: usize, end: usize) -> Change {
+    if start >= end {
+        return Change::None;
+    }
+    let n = REMOVALS.count.load(Relaxed);
+    REMOVALS.starts[n as usize % LOG].store(start, Relaxed);
+    REMOVALS.ends[n as usize % LOG].store(end, Relaxed);
+    REMOVALS.count.store(n + 1, Release);
+    INDEX.remove(start, end)
+}
+
+/// Empties the index, logged as a removal of every address (writers only).
+fn clear() {
+    remove(0, usize::MAX);
+}
+
+/// Taken before a mapping system call that may make shared memory: the
+/// removals logged after it are those its insert must look at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+impl Ticket {
+    /// Now (before the system call).
+    pub fn take() -> Ticket {
+        Ticket(REMOVALS.count.load(Acquire))
+    }
+}
+
+/// The right to change the index, taken after the mapping system call;
+/// dropping it applies pending removals, then releases the lock.
 #[derive(Debug)]
 pub struct Writer {
     guard: Option<Guard<'static>>,
@@ -320,13 +385,14 @@ pub enum WriteError {
 }
 
 impl Writer {
-    /// Takes the lock (waiting for other threads' updates); refuses in a
-    /// signal handler that interrupted its own thread's update.
+    /// Takes the lock (waiting for other threads' updates, which are short:
+    /// no system call is made under it); refuses in a signal handler that
+    /// interrupted its own thread's update.
     pub fn begin() -> Result<Writer, WriteError> {
         match LOCK.lock() {
             Ok(guard) => {
                 if STALE.load(Acquire) {
-                    INDEX.clear();
+                    clear();
                     STALE.store(false, Release);
                 }
                 Ok(Writer { guard: Some(guard) })
@@ -338,21 +404,38 @@ impl Writer {
         }
     }
 
-    /// `[start, end)` is now shared memory.
-    pub fn shared(&self, start: usize, end: usize) {
+    /// True when the log still holds every removal since `ticket` and none
+    /// of them meets one of `spans`.
+    pub fn unchanged_since(&self, ticket: Ticket, spans: &[(usize, usize)]) -> bool {
+        let now = REMOVALS.count.load(Relaxed);
+        if now.wrapping_sub(ticket.0) > LOG as u64 {
+            return false;
+        }
+        (ticket.0..now).all(|n| {
+            let slot = n as usize % LOG;
+            let (s, e) = (REMOVALS.starts[slot].load(Relaxed), REMOVALS.ends[slot].load(Relaxed));
+            spans.iter().all(|&(start, end)| e <= start || s >= end)
+        })
+    }
+
+    /// `span` was made shared memory by a call that took `ticket` before
+    /// its system call: inserted, unless a removal logged since then meets
+    /// it or one of `also` (the kernel may have handed those addresses on:
+    /// counted as `raced`). Returns whether it was inserted.
+    pub fn shared(&self, ticket: Ticket, span: (usize, usize), also: &[(usize, usize)]) -> bool {
         COUNTERS.shared_maps.fetch_add(1, Relaxed);
-        INDEX.insert(start, end);
+        if !self.unchanged_since(ticket, &[span]) || !self.unchanged_since(ticket, also) {
+            COUNTERS.raced.fetch_add(1, Relaxed);
+            return false;
+        }
+        INDEX.insert(span.0, span.1);
+        true
     }
 
     /// `[start, end)` is no longer shared memory (unmapped, or mapped
-    /// private).
+    /// private); logged for the inserts in flight.
     pub fn not_shared(&self, start: usize, end: usize) -> Change {
-        INDEX.remove(start, end)
-    }
-
-    /// Whether `addr` is in a shared range (the writer's view: exact).
-    pub fn is_shared(&self, addr: usize) -> bool {
-        matches!(INDEX.range_at(addr), Ok(Some(_)))
+        remove(start, end)
     }
 }
 

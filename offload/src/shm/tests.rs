@@ -1,5 +1,9 @@
 use super::*;
 
+/// The tests that use the process's index, log and lock run one at a time
+/// (one of them marks the index stale and resets the lock as a fork would).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn page_mapping(flags: i32, fd: i32, len: usize) -> usize {
     let p = unsafe_mmap(len, flags, fd);
     assert_ne!(p, libc::MAP_FAILED as usize);
@@ -60,18 +64,19 @@ fn spans_round_up_to_the_page() {
 /// share statics).
 #[test]
 fn writers_classify_and_pending_removals_apply() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     enable(Some(1 << 16), Some(1 << 20));
     assert!(tracking());
     let (a, b) = (0x7000_0000_0000usize, 0x7000_1000_0000usize);
     {
         let w = Writer::begin().unwrap();
-        w.shared(a, a + (8 << 20));
-        assert!(w.is_shared(a + 5));
+        assert!(w.shared(Ticket::take(), (a, a + (8 << 20)), &[]));
+        assert_eq!(INDEX.range_at(a + 5), Ok(Some((a, a + (8 << 20)))));
         // A signal handler on this thread: it cannot take the lock.
         assert_eq!(Writer::begin().unwrap_err(), WriteError::Nested);
         nested_removal(a + (4 << 20), a + (8 << 20));
         // Still there until the writer leaves.
-        assert!(w.is_shared(a + (5 << 20)));
+        assert_eq!(INDEX.meets(a + (5 << 20), 1), Some(true));
     }
     assert_eq!(INDEX.meets(a + (4 << 20), 4 << 20), Some(false), "the pending removal was applied");
     assert_eq!(copy_class(a, b, 1 << 16), Some(Class::Shm), "destination in shm");
@@ -94,7 +99,7 @@ fn writers_classify_and_pending_removals_apply() {
     // More pending removals than slots: stale.
     {
         let w = Writer::begin().unwrap();
-        w.shared(a, a + 4096);
+        w.shared(Ticket::take(), (a, a + 4096), &[]);
         for i in 0..17 {
             nested_removal(b + i * 4096, b + i * 4096 + 1);
         }
@@ -112,4 +117,40 @@ fn writers_classify_and_pending_removals_apply() {
     }
     drop(Writer::begin().unwrap());
     assert!(!STALE.load(Relaxed));
+}
+
+/// An insert whose range another thread unmapped (and the kernel may have
+/// handed on) after its system call is dropped, never applied late.
+#[test]
+fn inserts_raced_by_removals_are_dropped() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = 0x6000_0000_0000usize;
+    let raced = || snapshot().raced;
+    let before = raced();
+    // Thread A's mmap returned `base`; thread B unmapped it before A's
+    // insert (B's removal reached the log first).
+    let ticket = Ticket::take();
+    Writer::begin().unwrap().not_shared(base, base + 4096);
+    let w = Writer::begin().unwrap();
+    assert!(!w.shared(ticket, (base, base + 8192), &[]), "the insert must be dropped");
+    assert_eq!(INDEX.meets(base, 8192), Some(false));
+    // A removal elsewhere does not matter, unless it meets `also` (mremap's old range).
+    let ticket = Ticket::take();
+    w.not_shared(base + (1 << 30), base + (1 << 30) + 4096);
+    assert!(w.unchanged_since(ticket, &[(base, base + 8192)]));
+    assert!(!w.unchanged_since(ticket, &[(base + (1 << 30), base + (1 << 30) + 1)]));
+    assert!(w.shared(ticket, (base, base + 8192), &[]));
+    assert!(!w.shared(
+        ticket,
+        (base + (2 << 30), base + (2 << 30) + 4096),
+        &[(base + (1 << 30), base + (1 << 30) + 8192)]
+    ));
+    // More removals than the log holds: dropped whatever they were.
+    let ticket = Ticket::take();
+    for i in 0..=LOG {
+        w.not_shared(base + (3 << 30) + i * 8192, base + (3 << 30) + i * 8192 + 4096);
+    }
+    assert!(!w.shared(ticket, (base + (4 << 30), base + (4 << 30) + 4096), &[]));
+    assert!(raced() >= before + 3, "{:?}", snapshot());
+    w.not_shared(base, base + 8192);
 }
