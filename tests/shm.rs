@@ -137,6 +137,14 @@ fn threads_map_and_unmap_while_others_copy() {
 }
 
 #[test]
+fn signal_handlers_that_map_memory_during_an_update() {
+    // A 100 µs timer whose handler maps and unmaps, against a loop of
+    // mapping calls: no deadlock (the watchdog), no stale region after.
+    let s = classified_exactly("signals");
+    eprintln!("signals: {} nested mapping calls", counter(&s, "shm_regions", "nested"));
+}
+
+#[test]
 fn below_the_threshold_no_lookup_and_off_means_no_tracking() {
     let program = program();
     // [shm] off: its copies are memcpy's, and the mapping hooks do nothing.

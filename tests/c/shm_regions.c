@@ -17,7 +17,7 @@
  * The output is the same without the library.
  *
  * usage: shm_regions SCENARIO
- *   posix memfd devshm anon private disk fixed partial mremap full threads
+ *   posix memfd devshm anon private disk fixed partial mremap full threads signals
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -25,7 +25,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/vfs.h>
 #include "common.h"
 
@@ -396,6 +398,51 @@ static void threads(void) {
     printf("threads: %d copiers x %d rounds, bytes exact\n", COPIERS, ROUNDS);
 }
 
+/* A timer signal whose handler maps and unmaps shared and private memory,
+   interrupting the main thread's own mapping calls (and the library's
+   index updates inside them) at random points; then copies, and a private
+   mapping where a shared one was. */
+static atomic_long handler_maps;
+
+static void on_timer(int sig) {
+    (void)sig;
+    int saved = errno;
+    void *p = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+        ((volatile uint8_t *)p)[0] = 1;
+        munmap(p, 64 * KiB);
+    }
+    p = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) munmap(p, 64 * KiB);
+    handler_maps++;
+    errno = saved;
+}
+
+static void signals(void) {
+    struct sigaction sa = {.sa_handler = on_timer, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGALRM, &sa, NULL)) die("sigaction");
+    struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+    if (setitimer(ITIMER_REAL, &every, NULL)) die("setitimer");
+    int fd = memfd(MiB);
+    for (int i = 0; i < 20000; i++) {
+        uint8_t *p = mmap(NULL, MiB, PROT_READ | PROT_WRITE, i % 2 ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS,
+                          i % 2 ? fd : -1, 0);
+        if (p == MAP_FAILED) die("mmap");
+        p[i % MiB] = 1;
+        if (munmap(p, MiB)) die("munmap");
+    }
+    setitimer(ITIMER_REAL, &off, NULL);
+    uint8_t *a = map(NULL, 4 * MiB, MAP_SHARED, fd);
+    roundtrip(a, 1 * MiB, 1, "shared, after the signals");
+    if (munmap(a, 4 * MiB)) die("munmap");
+    map_private_at(a, 4 * MiB);
+    roundtrip(a, 4 * MiB, 0, "private where it was");
+    munmap(a, 4 * MiB);
+    close(fd);
+    printf("signals: the handler ran %s\n", handler_maps > 100 ? "often" : "rarely");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: shm_regions SCENARIO\n"); return 2; }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -413,6 +460,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "mremap")) mremap_scenario();
     else if (!strcmp(s, "full")) full();
     else if (!strcmp(s, "threads")) threads();
+    else if (!strcmp(s, "signals")) signals();
     else { fprintf(stderr, "unknown scenario %s\n", s); return 2; }
     printf("expect shm %zu %zu memcpy %zu %zu\n", (size_t)shm_calls, (size_t)shm_bytes, (size_t)memcpy_calls,
            (size_t)memcpy_bytes);

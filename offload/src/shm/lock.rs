@@ -2,12 +2,12 @@
 //! "Futexes Are Tricky", mutex 2) that knows when the calling thread
 //! already holds it.
 //!
-//! A writer holds it across the mapping system call and the index update,
-//! so that the index sees mappings change in the kernel's order. A signal
-//! handler that maps or unmaps memory while its thread holds the lock (or
-//! waits for it) must not wait for itself: [`WriterLock::lock`] then says
+//! A writer holds it while it changes the index (after its mapping system
+//! call: no system call is made under it). A signal handler that maps or
+//! unmaps memory while its thread holds the lock (or waits for it) must
+//! not wait for itself: [`WriterLock::lock`] then says
 //! [`Busy::ThisThread`], and the caller records its change as a pending
-//! removal instead (see [`super::Pending`]).
+//! removal instead, which the lock's holder applies before releasing it.
 
 use core::cell::Cell;
 use core::sync::atomic::AtomicU32;
