@@ -1,7 +1,8 @@
 //! The `dsa` engine end to end, on the device model (`[dsa] device =
 //! "model"`): programs copy through descriptors byte-exactly, the stats
-//! show the device and its descriptors, fork children fall back to the
-//! CPU, and a machine without a device says so and copies with the CPU.
+//! show the device and its descriptors, the device opens at the first copy
+//! that needs it (a fork child's too), and a machine without a device says
+//! so and copies with the CPU.
 
 use ipc_offload_tests::*;
 
@@ -74,16 +75,16 @@ fn a_shared_model_queue_takes_the_copies_through_enqcmd() {
 }
 
 #[test]
-fn fork_children_copy_on_the_cpu_and_say_so() {
-    // The model's thread stays with the parent: a child's dsa copies go to
-    // libc, counted `dsa-unavailable`, and are byte-exact (forks.c checks).
+fn fork_children_open_their_own_device_at_their_first_copy() {
+    // The model's thread and the queue's portal stay with the parent: each
+    // child opens its own at its first dsa copy, byte-exact (forks.c checks).
     let program = c_program("forks", &["-O2", "-fno-builtin", "-pthread"]);
     let dir = scratch("dsa-fork");
     let stats = dir.join("stats.json");
     let out = Preload::new().policy(&dir, MODEL).stats(&stats).run(&program, &["fork", "3"]);
     assert_eq!(out.code(), 0, "{out:#?}");
     let parent = read_stats(&stats);
-    assert_eq!(parent["dsa"]["device"], "model");
+    assert_eq!((parent["dsa"]["device"].as_str(), parent["dsa"]["queues_open"].as_u64()), (Some("model"), Some(1)));
     assert!(parent["dsa"]["descriptors_submitted"].as_u64().unwrap() > 0);
     let children: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -93,9 +94,35 @@ fn fork_children_copy_on_the_cpu_and_say_so() {
         .collect();
     assert_eq!(children.len(), 3);
     for child in &children {
-        assert_eq!(child["dsa"]["device"], "none");
-        assert!(fallbacks(child, "memcpy", "dsa-unavailable") > 0, "{child}");
+        assert_eq!((child["dsa"]["device"].as_str(), child["dsa"]["queues_open"].as_u64()), (Some("model"), Some(1)));
+        let submitted = child["dsa"]["descriptors_submitted"].as_u64().unwrap();
+        assert!(submitted > 0, "the child's own descriptors: {child}");
+        assert_eq!(child["dsa"]["descriptors_completed"].as_u64(), Some(submitted));
+        assert_eq!(fallbacks(child, "memcpy", "dsa-unavailable"), 0, "{child}");
     }
+}
+
+#[test]
+fn the_device_opens_at_the_first_copy_that_needs_it() {
+    // A process that makes no large copy never starts the model (nor binds
+    // a hardware queue); the first large copy opens it.
+    let Some(python) = python() else { return };
+    let script = r#"
+import os
+def threads():
+    return sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+print("before", "dsa-model" in threads())
+a = bytearray(64 << 20)
+b = bytes(a)
+print("after", "dsa-model" in threads())
+"#;
+    let dir = scratch("dsa-lazy");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().policy(&dir, MODEL).stats(&stats).run(&python, &["-c", script]).success();
+    assert_eq!(out.stdout, "before False\nafter True\n", "{out:#?}");
+    let s = read_stats(&stats);
+    assert_eq!((s["dsa"]["queues_open"].as_u64(), s["dsa"]["open_error"].as_null()), (Some(1), Some(())));
+    assert!(s["dsa"]["descriptors_submitted"].as_u64().unwrap() > 0);
 }
 
 #[test]

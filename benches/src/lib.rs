@@ -1,6 +1,7 @@
 //! What the benchmark binaries share: the description of the machine a
 //! result was measured on, and the statistics every comparison reports.
 
+pub mod chart;
 pub mod machine;
 
 /// The median of `v` (the mean of the two middle values of an even count);

@@ -255,6 +255,35 @@ fn availability(device: DsaDevice, bus_dir: &Path, bus: &Bus, checks: &[QueueChe
     Availability::No(format!("no DSA work queue opens: {}", why.join("; ")))
 }
 
+/// What the bus directory under `root` (`bus_dir`) holds.
+fn read_bus(root: &Path, bus_dir: &Path) -> Bus {
+    match std::fs::metadata(bus_dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Bus::Missing,
+        _ => match sysfs::discover(root, None) {
+            Ok(found) => Bus::Found(found),
+            Err(e) => Bus::Unreadable(e),
+        },
+    }
+}
+
+/// Whether a process started here would get the DSA device `policy`'s
+/// `[dsa]` section names, and the probe's words for it (`calibrate`
+/// measures the dsa and hybrid engines only then).
+pub(crate) fn dsa_availability(policy: &Policy) -> (bool, String) {
+    let host = Host::current();
+    let root = PathBuf::from(&policy.dsa.sysfs);
+    let bus_dir = root.join(sysfs::BUS_DEVICES);
+    let bus = read_bus(&root, &bus_dir);
+    let checks: Vec<QueueCheck<'_>> = match &bus {
+        Bus::Found(found) => found.queues.iter().map(|q| QueueCheck::new(q, &host)).collect(),
+        _ => Vec::new(),
+    };
+    match availability(policy.dsa.device, &bus_dir, &bus, &checks) {
+        Availability::Yes(what) => (true, what),
+        Availability::No(why) => (false, why),
+    }
+}
+
 /// The probe's report and its problems.
 fn probe(options: &Options, host: &Host) -> (String, Vec<Problem>) {
     let mut out = String::new();
@@ -277,13 +306,7 @@ fn probe(options: &Options, host: &Host) -> (String, Vec<Problem>) {
     out.push_str(&features_section(host.features));
 
     let bus_dir = root.join(sysfs::BUS_DEVICES);
-    let bus = match std::fs::metadata(&bus_dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Bus::Missing,
-        _ => match sysfs::discover(&root, None) {
-            Ok(found) => Bus::Found(found),
-            Err(e) => Bus::Unreadable(e),
-        },
-    };
+    let bus = read_bus(&root, &bus_dir);
     let checks: Vec<QueueCheck<'_>> = match &bus {
         Bus::Found(found) => found.queues.iter().map(|q| QueueCheck::new(q, host)).collect(),
         _ => Vec::new(),

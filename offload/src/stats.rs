@@ -23,6 +23,7 @@ pub struct ClassCounters {
     worker_bytes: AtomicU64,
     fast_path_bytes: AtomicU64,
     kernel_path_bytes: AtomicU64,
+    bypassed_bytes: AtomicU64,
     by_engine: [AtomicU64; EngineId::COUNT],
     fallbacks: [AtomicU64; Fallback::COUNT],
 }
@@ -44,6 +45,9 @@ pub struct ClassSnapshot {
     pub fast_path_bytes: u64,
     /// IPC classes: bytes of large calls that went through the kernel.
     pub kernel_path_bytes: u64,
+    /// Bytes written around the cache (non-temporal stores; DSA without
+    /// its cache-control flag).
+    pub bypassed_bytes: u64,
     /// Bytes per engine, indexed by [`EngineId::index`].
     pub by_engine: [u64; EngineId::COUNT],
     /// Fallbacks per reason, indexed by [`Fallback::index`].
@@ -60,6 +64,7 @@ impl ClassCounters {
             worker_bytes: AtomicU64::new(0),
             fast_path_bytes: AtomicU64::new(0),
             kernel_path_bytes: AtomicU64::new(0),
+            bypassed_bytes: AtomicU64::new(0),
             by_engine: [const { AtomicU64::new(0) }; EngineId::COUNT],
             fallbacks: [const { AtomicU64::new(0) }; Fallback::COUNT],
         }
@@ -74,9 +79,17 @@ impl ClassCounters {
             self.offloaded_calls.fetch_add(1, Relaxed);
             self.offloaded_bytes.fetch_add(bytes, Relaxed);
         }
+        if outcome.bypassed {
+            self.bypassed_bytes.fetch_add(bytes, Relaxed);
+        }
         if let Some(reason) = outcome.fallback {
             self.fallbacks[reason.index()].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Adds IPC bytes this side copied around the cache.
+    pub fn add_bypassed_bytes(&self, bytes: u64) {
+        self.bypassed_bytes.fetch_add(bytes, Relaxed);
     }
 
     /// Records one large IPC call (at or above the threshold): `fast` bytes
@@ -118,6 +131,7 @@ impl ClassCounters {
             worker_bytes: self.worker_bytes.load(Relaxed),
             fast_path_bytes: self.fast_path_bytes.load(Relaxed),
             kernel_path_bytes: self.kernel_path_bytes.load(Relaxed),
+            bypassed_bytes: self.bypassed_bytes.load(Relaxed),
             by_engine: core::array::from_fn(|i| self.by_engine[i].load(Relaxed)),
             fallbacks: core::array::from_fn(|i| self.fallbacks[i].load(Relaxed)),
         }
@@ -132,6 +146,7 @@ impl ClassCounters {
             &self.worker_bytes,
             &self.fast_path_bytes,
             &self.kernel_path_bytes,
+            &self.bypassed_bytes,
         ] {
             c.store(0, Relaxed);
         }

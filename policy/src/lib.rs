@@ -47,37 +47,39 @@ mode = "throughput"
 engine = "auto"
 min_bytes = "1MiB"
 workers = "auto"
-cache = "inject"
+cache = "auto"
 
 [unix]
 engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
+cache = "auto"
 
 [pipe]
 engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
+cache = "auto"
 
 [memset]
 engine = "off"
 min_bytes = "1MiB"
 workers = "auto"
-cache = "inject"
+cache = "auto"
 
 [memcmp]
 engine = "off"
 min_bytes = "1MiB"
 workers = "auto"
-cache = "inject"
+cache = "auto"
 
 [shm]
 engine = "auto"
 min_bytes = "1MiB"
 workers = "auto"
-cache = "inject"
+cache = "auto"
 
 [dsa]
 device = "auto"
@@ -144,6 +146,10 @@ pub struct Rule {
     pub cache: Cache,
     /// The hybrid engine's CPU share.
     pub cpu_share: CpuShare,
+    /// IPC: bytes of a ring slot; copies: largest part or descriptor.
+    pub chunk_bytes: u64,
+    /// IPC: slots of a ring; copies: descriptors in flight (dsa).
+    pub depth: u32,
 }
 
 /// A policy applied to one process.
@@ -175,8 +181,10 @@ impl Policy {
                 workers: Some(Workers::Auto),
                 wait: None,
                 ring_bytes: class.is_ipc().then_some(DEFAULT_RING_BYTES),
-                cache: Some(Cache::Inject),
+                cache: Some(Cache::Auto),
                 cpu_share: None,
+                chunk_bytes: None,
+                depth: None,
             };
         }
         Policy {
@@ -226,8 +234,10 @@ impl Policy {
                 workers: s.workers.unwrap_or(Workers::Auto),
                 wait: s.wait.unwrap_or(mode.default_wait()),
                 ring_bytes: s.ring_bytes.unwrap_or(DEFAULT_RING_BYTES),
-                cache: s.cache.unwrap_or(Cache::Inject),
+                cache: s.cache.unwrap_or(Cache::Auto),
                 cpu_share: s.cpu_share.unwrap_or(CpuShare::Auto),
+                chunk_bytes: s.chunk_bytes.unwrap_or_else(|| mode.chunk_bytes(Class::ALL[i])),
+                depth: s.depth.unwrap_or_else(|| mode.depth(Class::ALL[i])),
             }
         });
         Resolved { mode, rules, matched }

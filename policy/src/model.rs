@@ -115,7 +115,37 @@ impl Mode {
             Mode::Efficiency => Wait::Sleep,
         }
     }
+
+    /// `chunk_bytes` when the section does not set it: the IPC classes'
+    /// ring slot (the pipelining step between writer and reader), the copy
+    /// classes' largest part (async-cpu) or descriptor (dsa).
+    pub fn chunk_bytes(self, class: Class) -> u64 {
+        match (self, class.is_ipc()) {
+            (Mode::Latency, true) => 64 << 10,
+            (Mode::Throughput, true) => 256 << 10,
+            (Mode::Efficiency, true) => 1 << 20,
+            (Mode::Latency, false) => 256 << 10,
+            (Mode::Throughput | Mode::Efficiency, false) => 2 << 20,
+        }
+    }
+
+    /// `depth` when the section does not set it: the IPC classes' ring
+    /// slots, the copy classes' descriptors in flight per copy (dsa).
+    pub fn depth(self, class: Class) -> u32 {
+        match (self, class.is_ipc()) {
+            (Mode::Latency, true) => 16,
+            (Mode::Throughput, true) => 16,
+            (Mode::Efficiency, true) => 4,
+            (Mode::Latency | Mode::Throughput, false) => 16,
+            (Mode::Efficiency, false) => 4,
+        }
+    }
 }
+
+/// Accepted `chunk_bytes`: multiples of 4 KiB in this range.
+pub const CHUNK_BYTES: core::ops::RangeInclusive<u64> = (4 << 10)..=(64 << 20);
+/// Accepted `depth`.
+pub const DEPTH: core::ops::RangeInclusive<u32> = 1..=64;
 
 named_enum! {
     /// How a thread waits for copies that other agents are completing.
@@ -137,10 +167,15 @@ named_enum! {
 named_enum! {
     /// Where an offloaded copy's destination writes go.
     Cache {
-        /// Into the cache: the reader will want them soon (DSA's
-        /// cache-control flag).
+        /// Inject what a reader will want soon (IPC ring chunks, copies
+        /// below the last-level cache's size), bypass the cache for larger
+        /// copies.
+        Auto = "auto",
+        /// Into the cache: ordinary stores on the CPU engines, DSA's
+        /// cache-control flag.
         Inject = "inject",
-        /// Around the cache, to memory (no cache-control flag).
+        /// Around the cache, to memory: non-temporal stores on the CPU
+        /// engines, no cache-control flag on DSA.
         Bypass = "bypass",
     }
 }
@@ -272,6 +307,10 @@ pub struct ClassSettings {
     pub cache: Option<Cache>,
     /// `cpu_share` (the hybrid engine).
     pub cpu_share: Option<CpuShare>,
+    /// `chunk_bytes` (see [`Mode::chunk_bytes`]).
+    pub chunk_bytes: Option<u64>,
+    /// `depth` (see [`Mode::depth`]).
+    pub depth: Option<u32>,
 }
 
 impl ClassSettings {
@@ -284,6 +323,8 @@ impl ClassSettings {
         self.ring_bytes = other.ring_bytes.or(self.ring_bytes);
         self.cache = other.cache.or(self.cache);
         self.cpu_share = other.cpu_share.or(self.cpu_share);
+        self.chunk_bytes = other.chunk_bytes.or(self.chunk_bytes);
+        self.depth = other.depth.or(self.depth);
     }
 }
 

@@ -12,7 +12,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::{Diagnostic, ErrorKind, Rejected};
 use crate::model::{
-    Cache, Class, ClassSettings, CpuShare, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers,
+    CHUNK_BYTES, Cache, Class, ClassSettings, CpuShare, DEPTH, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings,
+    Wait, Workers,
 };
 use crate::units::{parse_duration, parse_size, seconds};
 use crate::{Override, Policy};
@@ -27,9 +28,10 @@ const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", 
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]`, `[memset]`, `[memcmp]` and `[shm]` sections.
-const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache", "cpu_share"];
+const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache", "cpu_share", "chunk_bytes", "depth"];
 /// Keys of the `[unix]` and `[pipe]` sections.
-const IPC_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "ring_bytes", "cache", "cpu_share"];
+const IPC_KEYS: &[&str] =
+    &["engine", "min_bytes", "workers", "wait", "ring_bytes", "cache", "cpu_share", "chunk_bytes", "depth"];
 
 /// Shortest and longest accepted `stats_interval`.
 const STATS_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
@@ -301,6 +303,8 @@ impl Walker<'_> {
                 "cpu_share" => out.cpu_share = self.cpu_share(section, value).or(out.cpu_share),
                 "min_bytes" => out.min_bytes = self.size("min_bytes", section, value).or(out.min_bytes),
                 "workers" => out.workers = self.workers(section, value).or(out.workers),
+                "chunk_bytes" => out.chunk_bytes = self.chunk_bytes(section, value).or(out.chunk_bytes),
+                "depth" => out.depth = self.depth(section, value).or(out.depth),
                 "ring_bytes" if class.is_ipc() => {
                     out.ring_bytes = self.size("ring_bytes", section, value).or(out.ring_bytes)
                 }
@@ -324,6 +328,29 @@ impl Walker<'_> {
             self.bad_value(key, section, value, EXPECTED.to_owned());
         }
         parsed
+    }
+
+    /// `chunk_bytes`: a size, a multiple of 4 KiB in [`CHUNK_BYTES`].
+    fn chunk_bytes(&mut self, section: &str, value: &Spanned<DeValue<'_>>) -> Option<u64> {
+        let n = self.size("chunk_bytes", section, value)?;
+        if CHUNK_BYTES.contains(&n) && n % 4096 == 0 {
+            return Some(n);
+        }
+        self.bad_value("chunk_bytes", section, value, "a multiple of 4KiB from \"4KiB\" to \"64MiB\"".to_owned());
+        None
+    }
+
+    /// `depth`: an integer in [`DEPTH`].
+    fn depth(&mut self, section: &str, value: &Spanned<DeValue<'_>>) -> Option<u32> {
+        let DeValue::Integer(_) = value.get_ref() else {
+            self.wrong_type("depth", section, value, "an integer");
+            return None;
+        };
+        let n = integer(value.get_ref()).and_then(|n| u32::try_from(n).ok()).filter(|n| DEPTH.contains(n));
+        if n.is_none() {
+            self.bad_value("depth", section, value, "an integer from 1 to 64".to_owned());
+        }
+        n
     }
 
     /// `cpu_share`: a number from 0 to 1, or "auto".

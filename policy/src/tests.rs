@@ -54,11 +54,14 @@ fn builtin_resolution() {
             workers: Workers::Auto,
             wait: Wait::SpinThenSleep,
             ring_bytes: 64 << 20,
-            cache: Cache::Inject,
-            cpu_share: CpuShare::Auto
+            cache: Cache::Auto,
+            cpu_share: CpuShare::Auto,
+            chunk_bytes: 2 << 20,
+            depth: 16,
         }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
+    assert_eq!((r.rule(Class::Unix).chunk_bytes, r.rule(Class::Unix).depth), (256 << 10, 16));
     assert_eq!(r.rule(Class::Pipe).min_bytes, 256 << 10);
     assert!(r.matched.is_empty());
 }
@@ -75,6 +78,9 @@ engine = "async-cpu"
 min_bytes = 4096
 workers = 3
 wait = "yield"
+cache = "bypass"
+chunk_bytes = "512KiB"
+depth = 8
 [unix]
 engine = "cpu"
 min_bytes = "64KiB"
@@ -99,8 +105,10 @@ wait = "sleep"
             workers: Workers::Count(3),
             wait: Wait::Yield,
             ring_bytes: 64 << 20,
-            cache: Cache::Inject,
-            cpu_share: CpuShare::Auto
+            cache: Cache::Bypass,
+            cpu_share: CpuShare::Auto,
+            chunk_bytes: 512 << 10,
+            depth: 8,
         }
     );
     assert_eq!(
@@ -111,12 +119,32 @@ wait = "sleep"
             workers: Workers::Auto,
             wait: Wait::Umwait,
             ring_bytes: 8 << 20,
-            cache: Cache::Inject,
-            cpu_share: CpuShare::Auto
+            cache: Cache::Auto,
+            cpu_share: CpuShare::Auto,
+            chunk_bytes: 64 << 10,
+            depth: 16,
         }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 1 << 30);
+}
+
+#[test]
+fn mode_decides_the_chunks_and_depth_that_no_section_sets() {
+    let shape = |text: &str, class| {
+        let rule = parse(text, "p").unwrap().resolve(&[]).rule(class);
+        (rule.chunk_bytes, rule.depth)
+    };
+    let mode = |m: &str| format!("[defaults]\nmode = \"{m}\"\n");
+    assert_eq!(shape(&mode("latency"), Class::Unix), (64 << 10, 16));
+    assert_eq!(shape(&mode("throughput"), Class::Pipe), (256 << 10, 16));
+    assert_eq!(shape(&mode("efficiency"), Class::Unix), (1 << 20, 4));
+    assert_eq!(shape(&mode("efficiency"), Class::Memcpy), (2 << 20, 4));
+    // A section's own value wins over the mode's, and an override's over both.
+    let text = format!("{}[unix]\nchunk_bytes = \"128KiB\"\n[process.\"p\"]\nunix.depth = 2\n", mode("efficiency"));
+    assert_eq!(shape(&text, Class::Unix), (128 << 10, 4));
+    let r = parse(&text, "p").unwrap().resolve(&["p"]).rule(Class::Unix);
+    assert_eq!((r.chunk_bytes, r.depth), (128 << 10, 2));
 }
 
 #[test]
@@ -180,13 +208,13 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[memcpy]\nengine = \"cpu\"\nbogus = 3\n"),
         vec![
-            "p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share)"
+            "p.toml:3:1: unknown key `bogus` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share, chunk_bytes, depth)"
         ]
     );
     assert_eq!(
         messages("[memcpy]\nring_bytes = \"1MiB\"\n"),
         vec![
-            "p.toml:2:1: unknown key `ring_bytes` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share)"
+            "p.toml:2:1: unknown key `ring_bytes` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share, chunk_bytes, depth)"
         ]
     );
     assert_eq!(
@@ -208,7 +236,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nunix.min_byte = 1\n"),
         vec![
-            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, cache, cpu_share)"
+            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, cache, cpu_share, chunk_bytes, depth)"
         ]
     );
 }
@@ -248,6 +276,18 @@ fn bad_values_point_at_the_value() {
     assert_eq!(
         messages("[memcpy]\nworkers = 1000\n"),
         vec!["p.toml:2:11: bad value 1000 for `workers` in [memcpy] (expected \"auto\" or an integer from 0 to 256)"]
+    );
+    assert_eq!(
+        messages("[unix]\nchunk_bytes = 10000\n[memcpy]\nchunk_bytes = \"128MiB\"\ndepth = 0\n"),
+        vec![
+            "p.toml:2:15: bad value 10000 for `chunk_bytes` in [unix] (expected a multiple of 4KiB from \"4KiB\" to \"64MiB\")",
+            "p.toml:4:15: bad value \"128MiB\" for `chunk_bytes` in [memcpy] (expected a multiple of 4KiB from \"4KiB\" to \"64MiB\")",
+            "p.toml:5:9: bad value 0 for `depth` in [memcpy] (expected an integer from 1 to 64)",
+        ]
+    );
+    assert_eq!(
+        messages("[pipe]\ncache = \"l3\"\n"),
+        vec!["p.toml:2:9: bad value \"l3\" for `cache` in [pipe] (expected one of: auto, inject, bypass)"]
     );
     assert_eq!(
         messages("stats_interval = \"1h\"\n"),
@@ -333,15 +373,11 @@ fn the_dsa_section_is_read_and_checked() {
 }
 
 #[test]
-fn cache_is_read_per_section_and_inject_by_default() {
-    let p = parse("[memcpy]\ncache = \"bypass\"\n[process.\"x\"]\nunix.cache = \"bypass\"\n", "p.toml").unwrap();
+fn cache_is_read_per_section_and_auto_by_default() {
+    let p = parse("[memcpy]\ncache = \"bypass\"\n[process.\"x\"]\nunix.cache = \"inject\"\n", "p.toml").unwrap();
     assert_eq!(p.resolve(&["y"]).rule(Class::Memcpy).cache, Cache::Bypass);
-    assert_eq!(p.resolve(&["y"]).rule(Class::Unix).cache, Cache::Inject);
-    assert_eq!(p.resolve(&["x"]).rule(Class::Unix).cache, Cache::Bypass);
-    assert_eq!(
-        messages("[pipe]\ncache = \"auto\"\n"),
-        vec!["p.toml:2:9: bad value \"auto\" for `cache` in [pipe] (expected one of: inject, bypass)"]
-    );
+    assert_eq!(p.resolve(&["y"]).rule(Class::Unix).cache, Cache::Auto);
+    assert_eq!(p.resolve(&["x"]).rule(Class::Unix).cache, Cache::Inject);
 }
 
 #[test]
@@ -378,7 +414,7 @@ fn shm_has_its_own_section_with_memcpys_defaults() {
     assert_eq!(
         messages("[shm]\nring_bytes = 5\n"),
         vec![
-            "p.toml:2:1: unknown key `ring_bytes` in [shm] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share)"
+            "p.toml:2:1: unknown key `ring_bytes` in [shm] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share, chunk_bytes, depth)"
         ]
     );
 }

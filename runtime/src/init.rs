@@ -109,8 +109,8 @@ fn start_inner(argv0: Option<&[u8]>) {
     }
 }
 
-/// Opens the DSA device when a class asks for the `dsa` or `hybrid` engine;
-/// true when one is open.
+/// Finds the DSA device when a class asks for the `dsa` or `hybrid`
+/// engine (it opens at first use); true when there is one to open.
 fn open_dsa(policy: &Policy, resolved: &ipc_offload_policy::Resolved) -> bool {
     let wanted: Vec<Class> = Class::ALL
         .iter()
@@ -118,9 +118,9 @@ fn open_dsa(policy: &Policy, resolved: &ipc_offload_policy::Resolved) -> bool {
         .filter(|c| matches!(resolved.rule(*c).engine, Engine::Dsa | Engine::Hybrid))
         .collect();
     let Some(first) = wanted.first() else { return false };
-    match crate::dsa::open(&policy.dsa, resolved.rule(*first).wait) {
+    match crate::dsa::prepare(&policy.dsa, resolved.rule(*first).wait) {
         Ok(kind) => {
-            log_at!(Info, "DSA: {} device open", kind.name());
+            log_at!(Info, "DSA: {} device, opened at first use", kind.name());
             true
         }
         Err(why) => {
@@ -176,17 +176,17 @@ fn announce(source: &str, identity: &Identity, matched: &[String], plan: &Plan, 
     let matched = if matched.is_empty() { "none".to_owned() } else { matched.join(", ") };
     log_at!(
         Info,
-        "process {:?} (exe {:?}); policy {source}; overrides matched: {matched}; mode {}; {} CPU(s) available (affinity {}{quota}); pool of {} worker(s); non-temporal stores from {}",
+        "process {:?} (exe {:?}); policy {source}; overrides matched: {matched}; mode {}; {} CPU(s) available (affinity {}{quota}); pool of {} worker(s); cache = \"auto\" bypasses the cache from {}",
         identity.display(),
         identity.exe,
         plan.mode,
         budget.available(),
         budget.affinity,
         plan.workers,
-        if plan.stream_min == u64::MAX {
+        if plan.cache_limit == u64::MAX {
             "never (cache size unknown)".to_owned()
         } else {
-            format_size(plan.stream_min)
+            format_size(plan.cache_limit)
         }
     );
     for class in Class::ALL {

@@ -53,8 +53,9 @@ pub struct Plan {
     pub workers: u32,
     /// How idle workers wait for the next job.
     pub idle_wait: Wait,
-    /// Offloaded copies this large or larger use non-temporal stores.
-    pub stream_min: u64,
+    /// Under `cache = "auto"`, copies this large or larger bypass the cache
+    /// (the last-level cache's size; `u64::MAX` when unknown).
+    pub cache_limit: u64,
     /// What to tell the user.
     pub notes: Vec<Note>,
 }
@@ -110,11 +111,16 @@ pub struct Machine {
 
 /// Decides engines for a process on `machine`.
 ///
-/// Copies at least as large as the last-level cache are made with
-/// non-temporal stores: their destination cannot stay in the cache anyway,
-/// and skipping the read-for-ownership spares a third of the memory traffic.
-/// (glibc does the same above its own threshold, which a copy cut into parts
-/// never reaches.)
+/// Under `cache = "auto"`, copies at least as large as the last-level cache
+/// are made with non-temporal stores: their destination cannot stay in the
+/// cache anyway, and skipping the read-for-ownership spares a third of the
+/// memory traffic. (glibc does the same above its own threshold, which a
+/// copy cut into parts never reaches.)
+///
+/// `engine = "auto"` in `efficiency` mode picks the engine that spends the
+/// fewest CPU cycles per byte: `dsa` where a device is open, else the
+/// calling CPU alone (`cpu`: helpers would copy the same bytes, plus their
+/// hand-overs); in the other modes, `async-cpu` where workers exist.
 pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
     let cpus = machine.cpus;
     let mut notes = Vec::new();
@@ -122,7 +128,12 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
         let class = Class::ALL[i];
         let rule = resolved.rules[i];
         let workers = workers(class, &rule, cpus);
-        let best = if workers > 0 { EngineId::AsyncCpu } else { EngineId::Cpu };
+        let best = match resolved.mode {
+            Mode::Efficiency if machine.dsa && !class.is_ipc() => EngineId::Dsa,
+            Mode::Efficiency => EngineId::Cpu,
+            _ if workers > 0 => EngineId::AsyncCpu,
+            _ => EngineId::Cpu,
+        };
         let engine = if class.is_memory_op() {
             memory_op_engine(class, rule.engine, machine, &mut notes)
         } else {
@@ -155,8 +166,8 @@ pub fn plan(resolved: &Resolved, machine: Machine) -> Plan {
     let pooled = || classes.iter().filter(|c: &&ClassPlan| c.engine == Some(EngineId::AsyncCpu));
     let workers = pooled().map(|c| c.helpers).max().unwrap_or(0);
     let idle_wait = pooled().map(|c| c.wait).min_by_key(|w| eagerness(*w)).unwrap_or(Wait::Sleep);
-    let stream_min = machine.llc.unwrap_or(u64::MAX);
-    Plan { mode: resolved.mode, classes, workers, idle_wait, stream_min, notes }
+    let cache_limit = machine.llc.unwrap_or(u64::MAX);
+    Plan { mode: resolved.mode, classes, workers, idle_wait, cache_limit, notes }
 }
 
 /// Lower is more eager to poll: the pool's idle workers follow the most
@@ -191,7 +202,7 @@ mod tests {
         assert_eq!(m.helpers, 1);
         assert_eq!(m.rule.min_bytes, 1 << 20);
         assert_eq!(p.workers, 1);
-        assert_eq!(p.stream_min, 32 << 20);
+        assert_eq!(p.cache_limit, 32 << 20);
         // Both ends of a socket or pipe copy already: no worker on 2 CPUs.
         assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Cpu));
         assert_eq!(p.class(Class::Unix).rule.ring_bytes, 64 << 20);
@@ -274,7 +285,21 @@ mod tests {
     fn workers_and_idle_wait_follow_the_policy() {
         let p = plan_of("[memcpy]\nworkers = 3\nwait = \"spin\"\n", 2);
         assert_eq!((p.workers, p.idle_wait), (3, Wait::Spin));
-        let p = plan_of("[defaults]\nmode = \"efficiency\"\n", 16);
+        let p = plan_of("[defaults]\nmode = \"efficiency\"\n[memcpy]\nengine = \"async-cpu\"\n", 16);
         assert_eq!((p.workers, p.idle_wait), (15, Wait::Sleep));
+    }
+
+    #[test]
+    fn efficiency_mode_picks_the_engines_that_spend_the_least_cpu() {
+        let p = plan_of("[defaults]\nmode = \"efficiency\"\n", 16);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu), "no helpers: the same bytes, no hand-overs");
+        assert_eq!(p.workers, 0);
+        assert_eq!(p.class(Class::Unix).engine, Some(EngineId::Cpu));
+        let resolved = parse("[defaults]\nmode = \"efficiency\"\n", "p").unwrap().resolve(&["x"]);
+        let p = plan(&resolved, Machine { dsa: true, ..machine(16) });
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Dsa), "a device is open");
+        assert_eq!(p.class(Class::Pipe).engine, Some(EngineId::Cpu), "IPC: the shared-memory path with libc");
+        let p = plan_of("[defaults]\nmode = \"throughput\"\n", 16);
+        assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::AsyncCpu));
     }
 }

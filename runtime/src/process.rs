@@ -40,9 +40,9 @@ unsafe extern "C" fn after_fork_in_child() {
     }
     OWNER.store(sys::getpid(), Relaxed);
     POOL.reset_after_fork();
-    // The queue's portal and PASID (or the model's thread) stayed with the
-    // parent: the child's dsa copies go to the CPU, counted.
-    ipc_offload_engine::dsa::device::forget_after_fork();
+    // The queues' portals and PASID (or the model's thread) stayed with the
+    // parent: the child opens its own at its first dsa copy.
+    ipc_offload_engine::dsa::open::forget_after_fork();
     stats::reset_all();
     ipc_offload_engine::shm::after_fork();
     crate::stats_file::after_fork();

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use ipc_offload_engine::engine::CopyOptions;
+use ipc_offload_engine::engine::cache::{self, Dest};
 use ipc_offload_policy::Class;
 
 use crate::plan::Plan;
@@ -51,8 +52,9 @@ impl Settings {
                 class,
                 wait: p.wait,
                 helpers: p.helpers,
-                stream_min: usize::try_from(plan.stream_min).unwrap_or(usize::MAX),
-                cache_inject: p.rule.cache == ipc_offload_policy::Cache::Inject,
+                cache_below: cache::cache_below(p.rule.cache, Dest::Copy, plan.cache_limit),
+                chunk_bytes: usize::try_from(p.rule.chunk_bytes).unwrap_or(usize::MAX),
+                depth: p.rule.depth,
                 cpu_share: match p.rule.cpu_share {
                     ipc_offload_policy::CpuShare::Auto => None,
                     ipc_offload_policy::CpuShare::Permille(p) => Some(p),

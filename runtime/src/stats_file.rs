@@ -246,21 +246,38 @@ pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i
     out.push_bytes(b"}");
 }
 
-/// The `dsa` object: the device in use (`none`, `hardware` or `model`) and
-/// what became of the descriptors the process submitted.
+/// The `dsa` object: the device planned (`none`, `hardware` or `model`),
+/// the queues open (0 until the first use, and after a failed open, whose
+/// errno is `open_error`), and what became of the descriptors the process
+/// submitted.
 fn render_dsa<const N: usize>(out: &mut StackBuf<N>) {
     use core::sync::atomic::Ordering::Relaxed;
-    use ipc_offload_engine::dsa::{copy::COUNTERS as c, device};
-    let name = device::active().map_or("none", |a| a.kind.name());
+    use ipc_offload_engine::dsa::{copy::COUNTERS as c, open};
+    let name = open::planned().map_or("none", |k| k.name());
+    let queues = open::opened().map_or(0, |a| a.queues().len());
+    let _ = write!(out, ",\"dsa\":{{\"device\":\"{name}\",\"queues_open\":{queues},\"open_error\":");
+    match open::open_error() {
+        Some(open::MODEL_FAILED) => out.push_bytes(b"\"model-failed\""),
+        Some(errno) => match ipc_offload_engine::sys::Errno(errno).name() {
+            Some(name) => {
+                let _ = write!(out, "\"{name}\"");
+            }
+            None => {
+                let _ = write!(out, "\"errno {errno}\"");
+            }
+        },
+        None => out.push_bytes(b"null"),
+    }
     let _ = write!(
         out,
-        ",\"dsa\":{{\"device\":\"{name}\",\"descriptors_submitted\":{},\"descriptors_completed\":{},\"page_faults\":{},\"retries\":{},\"cpu_fallbacks\":{},\"queues_busy\":{}}}",
+        ",\"descriptors_submitted\":{},\"descriptors_completed\":{},\"page_faults\":{},\"retries\":{},\"queue_switches\":{},\"cpu_fallbacks\":{},\"queues_busy\":{}}}",
         c.submitted.load(Relaxed),
         c.completed.load(Relaxed),
         c.page_faults.load(Relaxed),
         c.retries.load(Relaxed),
+        c.queue_switches.load(Relaxed),
         c.cpu_fallbacks.load(Relaxed),
-        device::busy_queues()
+        open::busy_queues()
     );
 }
 
@@ -269,8 +286,17 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
     let engine = plan.engine.map_or("off", EngineId::name);
     let _ = write!(
         out,
-        ",\"{class}\":{{\"engine\":\"{engine}\",\"min_bytes\":{},\"calls\":{},\"bytes\":{},\"offloaded_calls\":{},\"offloaded_bytes\":{},\"worker_bytes\":{},\"by_engine\":{{",
-        plan.rule.min_bytes, s.calls, s.bytes, s.offloaded_calls, s.offloaded_bytes, s.worker_bytes
+        ",\"{class}\":{{\"engine\":\"{engine}\",\"min_bytes\":{},\"cache\":\"{}\",\"chunk_bytes\":{},\"depth\":{},\"calls\":{},\"bytes\":{},\"offloaded_calls\":{},\"offloaded_bytes\":{},\"worker_bytes\":{},\"bypassed_bytes\":{},\"by_engine\":{{",
+        plan.rule.min_bytes,
+        plan.rule.cache,
+        plan.rule.chunk_bytes,
+        plan.rule.depth,
+        s.calls,
+        s.bytes,
+        s.offloaded_calls,
+        s.offloaded_bytes,
+        s.worker_bytes,
+        s.bypassed_bytes
     );
     render_counts(out, EngineId::ALL.iter().map(|e| (e.name(), s.by_engine[e.index()])));
     out.push_bytes(b"},");

@@ -14,15 +14,13 @@ use std::time::{Duration, Instant};
 use ipc_offload_policy::Wait;
 
 use super::abi::{CompletionRecord, Descriptor, flag, status};
-use super::queue::{Queue, Refused};
+use super::queue::Queue;
+use super::queues::Queues;
 use crate::real;
 use crate::sys::x86::{self, Features};
 
 /// Descriptors one copy keeps in flight at most.
 pub const DEPTH: usize = 16;
-/// Times a refused submission (shared queue full) is retried before the
-/// piece goes to the CPU.
-pub const RETRIES: u32 = 64;
 /// How long a waiter polls a completion record before it yields the CPU.
 const SPIN: Duration = Duration::from_micros(50);
 /// A record not written after this long means the device stopped (halted,
@@ -57,6 +55,34 @@ pub struct Options {
     pub wait: Wait,
     /// What a page fault leads to.
     pub on_fault: OnFault,
+    /// Largest descriptor (the queue's transfer limit caps it too).
+    pub chunk: usize,
+    /// Descriptors in flight per operation (at most [`DEPTH`]).
+    pub depth: usize,
+}
+
+impl Options {
+    /// Cache-control set, polling then yielding, faults resubmitted, the
+    /// largest descriptors the queue takes, [`DEPTH`] in flight.
+    pub const DEFAULT: Options = Options {
+        cache_control: true,
+        wait: Wait::SpinThenSleep,
+        on_fault: OnFault::Resubmit,
+        chunk: usize::MAX,
+        depth: DEPTH,
+    };
+
+    /// These options shaped by a class's copy options for an operation of
+    /// `len` bytes: the cache-control flag unless the copy bypasses the
+    /// cache, the class's descriptor size and depth.
+    pub fn shaped(&self, opts: &crate::engine::CopyOptions, len: usize) -> Options {
+        Options { cache_control: !opts.bypass(len), chunk: opts.chunk_bytes, depth: opts.depth as usize, ..*self }
+    }
+
+    /// Descriptors in flight per operation, 1 to [`DEPTH`].
+    pub(super) fn in_flight(&self) -> usize {
+        self.depth.clamp(1, DEPTH)
+    }
 }
 
 /// What one copy did.
@@ -70,8 +96,11 @@ pub struct Report {
     pub faults: u32,
     /// Submissions refused and retried.
     pub retries: u32,
+    /// Times a queue refused beyond its retries and the next queue was
+    /// tried.
+    pub queue_switches: u32,
     /// Bytes the CPU copied instead (errors, faults with `OnFault::Cpu`,
-    /// refusals beyond [`RETRIES`], a queue that cannot take descriptors).
+    /// refusals by every queue, a queue that cannot take descriptors).
     pub cpu_bytes: u64,
     /// The last error status a descriptor reported (0x10 and up), if any.
     pub error: Option<u8>,
@@ -101,6 +130,8 @@ pub(super) const STUCK: u8 = 3;
 pub(super) struct Slot {
     pub(super) record: CompletionRecord,
     pub(super) piece: Piece,
+    /// The queue (of the operation's [`Queues`]) holding the descriptor.
+    pub(super) queue: u8,
 }
 
 /// Completion records live in these static blocks rather than on the
@@ -125,7 +156,7 @@ static RECORDS: Blocks = Blocks {
 };
 
 impl Slot {
-    const EMPTY: Slot = Slot { record: CompletionRecord::ZERO, piece: Piece { off: 0, len: 0, stuck: 0 } };
+    const EMPTY: Slot = Slot { record: CompletionRecord::ZERO, piece: Piece { off: 0, len: 0, stuck: 0 }, queue: 0 };
 }
 
 /// A leased block of records.
@@ -171,15 +202,16 @@ impl Drop for Lease {
     }
 }
 
-/// Copies `len` bytes from `src` to `dst` through `queue`.
+/// Copies `len` bytes from `src` to `dst` through `queues` (see
+/// [`Queues`]).
 ///
 /// # Safety
 /// As memcpy(3): `[src, src + len)` readable, `[dst, dst + len)` writable,
 /// and disjoint unless `len` fits one descriptor (the device copies an
 /// overlapping range as memmove does).
-pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts: &Options) -> Report {
+pub unsafe fn copy(queues: &[Queue], dst: *mut u8, src: *const u8, len: usize, opts: &Options) -> Report {
     // SAFETY: forwarded contract.
-    unsafe { copy_shared(queue, dst, src, len, 0, opts) }
+    unsafe { copy_shared(queues, dst, src, len, 0, opts) }
 }
 
 /// The hybrid engine's copy: the device takes bytes `[cpu_len, len)`, the
@@ -190,7 +222,7 @@ pub unsafe fn copy(queue: &Queue, dst: *mut u8, src: *const u8, len: usize, opts
 /// # Safety
 /// As [`copy`], the buffers disjoint.
 pub unsafe fn copy_shared(
-    queue: &Queue,
+    queues: &[Queue],
     dst: *mut u8,
     src: *const u8,
     len: usize,
@@ -200,12 +232,13 @@ pub unsafe fn copy_shared(
     let cpu_len = cpu_len.min(len);
     let mut cpu_done = cpu_len == 0;
     let mut report = Report::default();
-    let max = queue.max_transfer as usize;
+    let mut queues = Queues::new(queues);
+    let max = queues.max_transfer().min(opts.chunk.max(4096));
     let mut flags = flag::CRAV | flag::RCR;
-    if opts.cache_control && queue.cache_control {
+    if opts.cache_control && queues.cache_control() {
         flags |= flag::CC;
     }
-    let Some(mut lease) = Lease::take().filter(|_| !queue.is_broken()) else {
+    let Some(mut lease) = Lease::take().filter(|_| !queues.is_broken()) else {
         // No records to use, or a device that stopped: all on the CPU.
         report_all_cpu(dst, src, len, &mut report);
         return report;
@@ -224,7 +257,7 @@ pub unsafe fn copy_shared(
     };
     loop {
         // Submit while there is room.
-        while in_flight.len() < DEPTH {
+        while in_flight.len() < opts.in_flight() {
             let piece = if n_again > 0 {
                 n_again -= 1;
                 again[n_again]
@@ -235,7 +268,7 @@ pub unsafe fn copy_shared(
             } else {
                 break;
             };
-            if !queue.reserve() {
+            if !queues.reserve() {
                 if in_flight.len() > 0 {
                     // Wait for one of ours to complete first.
                     again[n_again] = piece;
@@ -243,7 +276,7 @@ pub unsafe fn copy_shared(
                     break;
                 }
                 // Other threads fill the queue: take turns with them.
-                if !wait_for_entry(queue) {
+                if !queues.wait_for_entry() {
                     cpu(piece, &mut report);
                     continue;
                 }
@@ -255,15 +288,13 @@ pub unsafe fn copy_shared(
             // SAFETY: the piece lies inside both buffers.
             let (s, d) = unsafe { (src.add(piece.off) as u64, dst.add(piece.off) as u64) };
             let desc = Descriptor::memmove(s, d, piece.len as u32, flags, &slot.record);
-            match submit(queue, &desc, &mut report) {
-                Ok(()) => {
+            match queues.submit(&desc, &mut report) {
+                Ok(queue) => {
+                    slot.queue = queue;
                     report.descriptors += 1;
                     in_flight.push(index);
                 }
-                Err(_) => {
-                    queue.release();
-                    cpu(piece, &mut report);
-                }
+                Err(_) => cpu(piece, &mut report),
             }
         }
         if !cpu_done {
@@ -281,7 +312,7 @@ pub unsafe fn copy_shared(
         let Some(code) = wait_for(&slot.record, opts.wait) else {
             // The device stopped: nothing it holds comes back. Its pieces,
             // and whatever was not submitted, go to the CPU.
-            queue.mark_broken();
+            queues.get(slot.queue).mark_broken();
             lease.lost = true;
             for held in core::iter::once(index).chain(in_flight.indices()) {
                 cpu(slots[held].piece, &mut report);
@@ -296,7 +327,7 @@ pub unsafe fn copy_shared(
         if cpu_len > 0 {
             report.waited += before.elapsed();
         }
-        queue.release();
+        queues.get(slot.queue).release();
         report.completed += 1;
         let piece = slot.piece;
         let record = slot.record;
@@ -382,23 +413,6 @@ impl InFlight {
             index
         })
     }
-}
-
-/// Submits, retrying a refusal up to [`RETRIES`] times.
-pub(super) fn submit(queue: &Queue, desc: &Descriptor, report: &mut Report) -> Result<(), Refused> {
-    for _ in 0..RETRIES {
-        // SAFETY: the descriptor names the caller's buffers and a completion
-        // record that outlives its wait (the copy returns only after every
-        // record it submitted was written).
-        match unsafe { queue.submit(desc) } {
-            Err(Refused::Retry) => {
-                report.retries += 1;
-                core::hint::spin_loop();
-            }
-            other => return other,
-        }
-    }
-    Err(Refused::Retry)
 }
 
 /// Waits, yielding, for an entry of a queue that other threads keep full;
@@ -520,6 +534,8 @@ pub struct Counters {
     pub page_faults: AtomicU64,
     /// Refused submissions retried.
     pub retries: AtomicU64,
+    /// Refusals beyond the retries after which the next queue was tried.
+    pub queue_switches: AtomicU64,
     /// Copies of which the CPU finished a part (errors, faults with
     /// `on_fault = "cpu"`, refusals).
     pub cpu_fallbacks: AtomicU64,
@@ -533,13 +549,21 @@ impl Counters {
             completed: AtomicU64::new(0),
             page_faults: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            queue_switches: AtomicU64::new(0),
             cpu_fallbacks: AtomicU64::new(0),
         }
     }
 
     /// Back to zero (a fork child counts its own).
     pub fn reset(&self) {
-        for c in [&self.submitted, &self.completed, &self.page_faults, &self.retries, &self.cpu_fallbacks] {
+        for c in [
+            &self.submitted,
+            &self.completed,
+            &self.page_faults,
+            &self.retries,
+            &self.queue_switches,
+            &self.cpu_fallbacks,
+        ] {
             c.store(0, Relaxed);
         }
     }
@@ -550,6 +574,7 @@ impl Counters {
         self.completed.fetch_add(u64::from(r.completed), Relaxed);
         self.page_faults.fetch_add(u64::from(r.faults), Relaxed);
         self.retries.fetch_add(u64::from(r.retries), Relaxed);
+        self.queue_switches.fetch_add(u64::from(r.queue_switches), Relaxed);
         self.cpu_fallbacks.fetch_add(u64::from(r.cpu_bytes > 0), Relaxed);
     }
 }

@@ -1,6 +1,6 @@
-//! The process's DSA device: the work queue the `dsa` engine submits to,
-//! opened once by the runtime (a hardware queue from sysfs, or the model),
-//! and the engine's entry point.
+//! The process's DSA device: the work queues the `dsa` and `hybrid`
+//! engines submit to (hardware queues from sysfs, or the model, opened at
+//! first use by [`super::open`]), and the engines' entry points.
 //!
 //! A hardware queue is its character device `/dev/dsa/wqD.Q`: opening it
 //! binds the process's address space (PASID); mapping its first page gives
@@ -8,16 +8,16 @@
 //! CAP_SYS_RAWIO and fail with `EPERM`: descriptors then go through write(2)
 //! on the file, the kernel submitting them. A dedicated queue admits one
 //! process (`EBUSY` for the others). Neither the PASID nor the portal
-//! survives fork (the portal is `VM_DONTCOPY`): the fork child forgets the
-//! queue and the runtime opens it again.
+//! survives fork (the portal is `VM_DONTCOPY`): [`super::open`] opens the
+//! queues at the first use in each process.
 
 use core::ffi::CStr;
-use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::AtomicU32;
-use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use core::sync::atomic::Ordering::Relaxed;
 use core::time::Duration;
 
 use super::copy::{self, COUNTERS, Options};
+use super::open::{MAX_QUEUES, Opened, active};
 use super::queue::{Portal, Queue};
 use crate::engine::{CopyOptions, EngineId, Fallback, Outcome, async_cpu, cpu_move, pool, split};
 use crate::sys::{self, Errno, syscall6};
@@ -42,70 +42,42 @@ impl Kind {
     }
 }
 
-/// The device in use: a queue and how copies through it are made.
+/// The device in use: its queues and how operations through it are made.
 #[derive(Debug)]
 pub struct Active {
-    /// The queue.
-    pub queue: Queue,
-    /// Options of every copy.
+    queues: [Queue; MAX_QUEUES],
+    n: usize,
+    /// Options of every operation.
     pub options: Options,
     /// Hardware or model.
     pub kind: Kind,
 }
 
-static ACTIVE: AtomicPtr<Active> = AtomicPtr::new(core::ptr::null_mut());
-
-/// Dedicated queues found held by another process (`EBUSY`) when the
-/// device was opened: the stats say so.
-static BUSY_QUEUES: AtomicU32 = AtomicU32::new(0);
-
-/// Notes `n` dedicated queues held by other processes.
-pub fn note_busy_queues(n: u32) {
-    BUSY_QUEUES.store(n, Relaxed);
-}
-
-/// Dedicated queues another process held when this one opened its device.
-pub fn busy_queues() -> u32 {
-    BUSY_QUEUES.load(Relaxed)
-}
-
-/// Makes `active` the process's device (the runtime, once the queue is
-/// open). A previous one is leaked: a copy may still be using it.
-pub fn install(active: &'static Active) {
-    ACTIVE.swap(active as *const Active as *mut Active, AcqRel);
-}
-
-/// The process's device, if one is open.
-pub fn active() -> Option<&'static Active> {
-    // SAFETY: only `install` stores, a `'static` reference.
-    unsafe { ACTIVE.load(Acquire).as_ref() }
-}
-
-/// In a fork child: the queue's portal and PASID did not come along. A
-/// queue file kept for write(2) is closed, so that a long-lived child does
-/// not keep a dedicated queue from others. Async-signal-safe.
-pub fn forget_after_fork() {
-    let old = ACTIVE.swap(core::ptr::null_mut(), AcqRel);
-    // SAFETY: only `install` stores, a `'static` reference.
-    if let Some(Portal::Write(fd)) = unsafe { old.as_ref() }.map(|a| a.queue.portal()) {
-        sys::close(fd);
+impl Active {
+    /// The device of the queues `opened`.
+    pub fn new(opened: Opened, options: Options, kind: Kind) -> Active {
+        let (queues, n) = opened.into_parts();
+        Active { queues, n, options, kind }
     }
-    COUNTERS.reset();
+
+    /// Its queues (at least one).
+    pub fn queues(&self) -> &[Queue] {
+        &self.queues[..self.n]
+    }
 }
 
 /// The `dsa` engine: copies through the process's device, with memmove
 /// semantics; the class's `cache_inject` asks for the cache-control flag
 /// (set only where the device supports it). Overlapping moves go to libc's memmove
-/// (`overlap-close`). Without a device (none usable, or a fork child),
-/// libc copies, counted `dsa-unavailable`.
+/// (`overlap-close`). Without a device (its open failed, or another thread
+/// is opening it), the `async-cpu` engine copies, counted `dsa-unavailable`.
 ///
 /// # Safety
 /// As memmove(3).
 pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions) -> Outcome {
     let Some(active) = active() else {
         // SAFETY: forwarded contract.
-        unsafe { cpu_move(dst, src, len) };
-        return Outcome::fell_back(Fallback::DsaUnavailable);
+        return unsafe { without_device(dst, src, len, opts) };
     };
     if split::overlap(dst as usize, src as usize, len) {
         // Descriptors in flight together must be disjoint, and a single one
@@ -114,14 +86,14 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions)
         unsafe { cpu_move(dst, src, len) };
         return Outcome::fell_back(Fallback::OverlapClose);
     }
-    let options = Options { cache_control: opts.cache_inject, ..active.options };
+    let options = active.options.shaped(opts, len);
     // SAFETY: forwarded contract (disjoint, or one descriptor).
-    let report = unsafe { copy::copy(&active.queue, dst, src, len, &options) };
+    let report = unsafe { copy::copy(active.queues(), dst, src, len, &options) };
     COUNTERS.add(&report);
     if report.cpu_bytes == len as u64 {
         Outcome::fell_back(Fallback::DsaError)
     } else {
-        Outcome::done_by(EngineId::Dsa)
+        Outcome::done_by(EngineId::Dsa).bypassing(!options.cache_control)
     }
 }
 
@@ -144,9 +116,9 @@ pub unsafe fn fill(dst: *mut u8, c: u8, len: usize, opts: &CopyOptions) -> Outco
         unsafe { (crate::real::REAL.memset.get())(dst.cast(), i32::from(c), len) };
         return Outcome::fell_back(Fallback::DsaUnavailable);
     };
-    let options = Options { cache_control: opts.cache_inject, ..active.options };
+    let options = active.options.shaped(opts, len);
     // SAFETY: forwarded contract.
-    let report = unsafe { super::ops::fill(&active.queue, dst, c, len, &options) };
+    let report = unsafe { super::ops::fill(active.queues(), dst, c, len, &options) };
     COUNTERS.add(&report);
     if report.cpu_bytes == len as u64 {
         Outcome::fell_back(Fallback::DsaError)
@@ -166,7 +138,7 @@ pub unsafe fn compare(a: *const u8, b: *const u8, len: usize) -> (Outcome, i32) 
         return (Outcome::fell_back(Fallback::DsaUnavailable), r);
     };
     // SAFETY: forwarded contract.
-    let (report, sign) = unsafe { super::ops::compare(&active.queue, a, b, len, &active.options) };
+    let (report, sign) = unsafe { super::ops::compare(active.queues(), a, b, len, &active.options) };
     COUNTERS.add(&report);
     let outcome = if report.cpu_bytes == len as u64 {
         Outcome::fell_back(Fallback::DsaError)
@@ -182,16 +154,15 @@ pub fn cpu_share(class: Class, fixed: Option<u16>) -> u32 {
 }
 
 /// The `hybrid` engine: the caller copies `opts.cpu_share` of each copy
-/// (or the tuned share) while the device copies the rest. Without a device
-/// (a fork child), the `async-cpu` engine; overlapping moves go to libc.
+/// (or the tuned share) while the device copies the rest. Without a device,
+/// the `async-cpu` engine; overlapping moves go to libc.
 ///
 /// # Safety
 /// As memmove(3).
 pub unsafe fn copy_hybrid(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions) -> Outcome {
     let Some(active) = active() else {
         // SAFETY: forwarded contract.
-        let outcome = unsafe { async_cpu::copy(&pool::POOL, dst, src, len, opts) };
-        return Outcome { fallback: outcome.fallback.or(Some(Fallback::DsaUnavailable)), ..outcome };
+        return unsafe { without_device(dst, src, len, opts) };
     };
     if split::overlap(dst as usize, src as usize, len) {
         // SAFETY: forwarded contract.
@@ -200,15 +171,26 @@ pub unsafe fn copy_hybrid(dst: *mut u8, src: *const u8, len: usize, opts: &CopyO
     }
     let share = cpu_share(opts.class, opts.cpu_share);
     let cpu_len = (len as u64 * u64::from(share) / 1000) as usize / 4096 * 4096;
-    let options = Options { cache_control: opts.cache_inject, ..active.options };
+    let options = active.options.shaped(opts, len);
     // SAFETY: forwarded contract; the buffers are disjoint (checked).
-    let report = unsafe { copy::copy_shared(&active.queue, dst, src, len, cpu_len, &options) };
+    let report = unsafe { copy::copy_shared(active.queues(), dst, src, len, cpu_len, &options) };
     COUNTERS.add(&report);
     if opts.cpu_share.is_none() {
         let next = next_share(share, cpu_len, len - cpu_len, report.cpu_time, report.waited);
         SHARES[opts.class.index()].store(next, Relaxed);
     }
-    Outcome::done_by(EngineId::Hybrid)
+    Outcome::done_by(EngineId::Hybrid).bypassing(!options.cache_control)
+}
+
+/// A copy of the `dsa` or `hybrid` engine without a device: `async-cpu`,
+/// counted `dsa-unavailable`.
+///
+/// # Safety
+/// As memmove(3).
+unsafe fn without_device(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions) -> Outcome {
+    // SAFETY: forwarded contract.
+    let outcome = unsafe { async_cpu::copy(&pool::POOL, dst, src, len, opts) };
+    Outcome { fallback: outcome.fallback.or(Some(Fallback::DsaUnavailable)), ..outcome }
 }
 
 /// The next `auto` share after a copy in which the caller copied `cpu_len`
@@ -272,7 +254,6 @@ mod tests {
     use super::*;
     use crate::dsa::copy::OnFault;
     use crate::dsa::model::{Model, ModelConfig, Slowdown};
-    use ipc_offload_policy::Wait;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -300,13 +281,22 @@ mod tests {
             let model = Model::start(config).unwrap();
             model.set_slowdown(Slowdown { factor, ..Slowdown::default() });
             let queue = Queue::new(Portal::Ring(model.portal()), 16, 1 << 20, false);
-            let options = Options { cache_control: false, wait: Wait::SpinThenSleep, on_fault: OnFault::Resubmit };
+            let options = Options { cache_control: false, on_fault: OnFault::Resubmit, ..Options::DEFAULT };
             let mut share = SHARE_START;
             for _ in 0..12 {
                 let cpu_len = len * share as usize / 1000 / 4096 * 4096;
                 dst.fill(0);
                 // SAFETY: two distinct live buffers of `len` bytes.
-                let r = unsafe { copy::copy_shared(&queue, dst.as_mut_ptr(), src.as_ptr(), len, cpu_len, &options) };
+                let r = unsafe {
+                    copy::copy_shared(
+                        core::slice::from_ref(&queue),
+                        dst.as_mut_ptr(),
+                        src.as_ptr(),
+                        len,
+                        cpu_len,
+                        &options,
+                    )
+                };
                 assert!(dst == src);
                 share = next_share(share, cpu_len, len - cpu_len, r.cpu_time, r.waited);
             }

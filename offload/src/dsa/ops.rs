@@ -4,10 +4,9 @@
 //! machinery as [`super::copy`].
 
 use super::abi::{Descriptor, flag, status};
-use super::copy::{
-    DEPTH, InFlight, Lease, Options, Piece, Report, STALLED, STUCK, submit, touch, wait_for, wait_for_entry,
-};
+use super::copy::{InFlight, Lease, Options, Piece, Report, STALLED, STUCK, touch, wait_for};
 use super::queue::Queue;
+use super::queues::Queues;
 use crate::real::REAL;
 
 /// What one descriptor asks of the device.
@@ -27,26 +26,26 @@ enum Done {
     Differs(usize),
 }
 
-/// Fills `len` bytes at `dst` with byte `c` through `queue`.
+/// Fills `len` bytes at `dst` with byte `c` through `queues`.
 ///
 /// # Safety
 /// As memset(3).
-pub unsafe fn fill(queue: &Queue, dst: *mut u8, c: u8, len: usize, opts: &Options) -> Report {
+pub unsafe fn fill(queues: &[Queue], dst: *mut u8, c: u8, len: usize, opts: &Options) -> Report {
     let pattern = u64::from_ne_bytes([c; 8]);
     // SAFETY: forwarded contract (the second buffer is unused by a fill).
-    let (report, _) = unsafe { run(queue, dst, core::ptr::null(), len, Op::Fill(pattern), opts) };
+    let (report, _) = unsafe { run(queues, dst, core::ptr::null(), len, Op::Fill(pattern), opts) };
     report
 }
 
-/// Compares `len` bytes of `a` and `b` through `queue`: the sign memcmp(3)
+/// Compares `len` bytes of `a` and `b` through `queues`: the sign memcmp(3)
 /// gives (the difference of the first differing bytes as unsigned chars,
 /// from the offset the device reports).
 ///
 /// # Safety
 /// As memcmp(3).
-pub unsafe fn compare(queue: &Queue, a: *const u8, b: *const u8, len: usize, opts: &Options) -> (Report, i32) {
+pub unsafe fn compare(queues: &[Queue], a: *const u8, b: *const u8, len: usize, opts: &Options) -> (Report, i32) {
     // SAFETY: forwarded contract; a COMPARE writes nothing.
-    let (report, first) = unsafe { run(queue, a.cast_mut(), b, len, Op::Compare, opts) };
+    let (report, first) = unsafe { run(queues, a.cast_mut(), b, len, Op::Compare, opts) };
     let sign = first.map_or(0, |at| {
         // SAFETY: `at` < len: inside both buffers.
         let (x, y) = unsafe { (*a.add(at), *b.add(at)) };
@@ -85,18 +84,26 @@ unsafe fn on_cpu(op: Op, a: *mut u8, b: *const u8, piece: Piece, report: &mut Re
 /// # Safety
 /// `a` writable (fill) or readable (compare), `b` readable (compare), for
 /// `len` bytes.
-unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts: &Options) -> (Report, Option<usize>) {
+unsafe fn run(
+    queues: &[Queue],
+    a: *mut u8,
+    b: *const u8,
+    len: usize,
+    op: Op,
+    opts: &Options,
+) -> (Report, Option<usize>) {
     let mut report = Report::default();
     let mut first: Option<usize> = None;
-    let Some(mut lease) = Lease::take().filter(|_| !queue.is_broken()) else {
+    let mut queues = Queues::new(queues);
+    let Some(mut lease) = Lease::take().filter(|_| !queues.is_broken()) else {
         // SAFETY: the whole range, on the CPU.
         let first = unsafe { on_cpu(op, a, b, Piece { off: 0, len, stuck: 0 }, &mut report) };
         return (report, first);
     };
     let slots = lease.slots();
-    let max = queue.max_transfer as usize;
+    let max = queues.max_transfer().min(opts.chunk.max(4096));
     let mut flags = flag::CRAV | flag::RCR;
-    if opts.cache_control && queue.cache_control && matches!(op, Op::Fill(_)) {
+    if opts.cache_control && queues.cache_control() && matches!(op, Op::Fill(_)) {
         flags |= flag::CC;
     }
     let mut in_flight = InFlight::new();
@@ -105,7 +112,7 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
     loop {
         // A compare that found a difference submits no new piece (the rest
         // of an earlier one still goes: its difference would come first).
-        while in_flight.len() < DEPTH {
+        while in_flight.len() < opts.in_flight() {
             let piece = match again.take() {
                 Some(p) => p,
                 None if next < len && first.is_none() => {
@@ -115,7 +122,7 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
                 }
                 None => break,
             };
-            if !queue.reserve() && (in_flight.len() > 0 || !wait_for_entry(queue)) {
+            if !queues.reserve() && (in_flight.len() > 0 || !queues.wait_for_entry()) {
                 if in_flight.len() > 0 {
                     again = Some(piece);
                     break;
@@ -134,11 +141,11 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
                 Op::Fill(pattern) => Descriptor::memfill(pattern, pa, piece.len as u32, flags, &slot.record),
                 Op::Compare => Descriptor::compare(pa, pb, piece.len as u32, flags, &slot.record),
             };
-            if submit(queue, &desc, &mut report).is_ok() {
+            if let Ok(queue) = queues.submit(&desc, &mut report) {
+                slot.queue = queue;
                 report.descriptors += 1;
                 in_flight.push(index);
             } else {
-                queue.release();
                 // SAFETY: inside the buffers.
                 first = first.or(unsafe { on_cpu(op, a, b, piece, &mut report) });
             }
@@ -146,7 +153,7 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
         let Some(index) = in_flight.pop() else { break };
         let slot = &slots[index];
         let Some(code) = wait_for(&slot.record, opts.wait) else {
-            queue.mark_broken();
+            queues.get(slot.queue).mark_broken();
             lease.lost = true;
             report.error = Some(STALLED);
             // Everything from the oldest unconfirmed piece on, on the CPU.
@@ -156,7 +163,7 @@ unsafe fn run(queue: &Queue, a: *mut u8, b: *const u8, len: usize, op: Op, opts:
             let found = unsafe { on_cpu(op, a, b, rest, &mut report) };
             return (report, first.or(found));
         };
-        queue.release();
+        queues.get(slot.queue).release();
         report.completed += 1;
         let (piece, record) = (slot.piece, slot.record);
         let done = match code {
@@ -211,7 +218,8 @@ mod tests {
         (model, queue)
     }
 
-    const OPTS: Options = Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault: OnFault::Resubmit };
+    const OPTS: Options =
+        Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault: OnFault::Resubmit, ..Options::DEFAULT };
 
     fn libc_sign(a: &[u8], b: &[u8]) -> i32 {
         a.iter().zip(b).find(|(x, y)| x != y).map_or(0, |(x, y)| i32::from(*x) - i32::from(*y))
@@ -223,7 +231,7 @@ mod tests {
         for len in [1usize, 7, 4095, (256 << 10) + 3, (3 << 20) + 17] {
             let mut buf = vec![0x11u8; len + 2];
             // SAFETY: `len` bytes of `buf`, after its first.
-            let r = unsafe { fill(&queue, buf.as_mut_ptr().add(1), 0xa5, len, &OPTS) };
+            let r = unsafe { fill(core::slice::from_ref(&queue), buf.as_mut_ptr().add(1), 0xa5, len, &OPTS) };
             assert!(buf[1..=len].iter().all(|b| *b == 0xa5), "len {len}");
             assert_eq!((buf[0], buf[len + 1]), (0x11, 0x11), "len {len}: nothing around it");
             assert_eq!(r.cpu_bytes, 0);
@@ -246,7 +254,7 @@ mod tests {
                 }
             }
             // SAFETY: two live buffers of `len` bytes.
-            let (r, sign) = unsafe { compare(&queue, a.as_ptr(), b.as_ptr(), len, &OPTS) };
+            let (r, sign) = unsafe { compare(core::slice::from_ref(&queue), a.as_ptr(), b.as_ptr(), len, &OPTS) };
             assert_eq!(sign, libc_sign(&a, &b), "difference at {at:?}");
             assert_eq!(r.cpu_bytes, 0);
         }
@@ -260,7 +268,7 @@ mod tests {
         let len = 1 << 20;
         let mut buf = vec![0u8; len];
         // SAFETY: `buf` holds `len` bytes.
-        let r = unsafe { fill(&queue, buf.as_mut_ptr(), 7, len, &OPTS) };
+        let r = unsafe { fill(core::slice::from_ref(&queue), buf.as_mut_ptr(), 7, len, &OPTS) };
         assert!(buf.iter().all(|b| *b == 7));
         assert_eq!((r.faults, r.cpu_bytes), (2, 0));
     }

@@ -87,6 +87,13 @@ impl Queue {
         }
     }
 
+    /// A placeholder that takes no descriptor (broken from the start).
+    pub fn unused() -> Queue {
+        let queue = Queue::new(Portal::Write(-1), 1, 1, false);
+        queue.mark_broken();
+        queue
+    }
+
     /// The portal.
     pub fn portal(&self) -> Portal {
         self.portal

@@ -31,7 +31,13 @@ pub unsafe fn copy(pool: &'static Pool, dst: *mut u8, src: *const u8, len: usize
         }
     };
     let helpers = opts.helpers.min(pool.workers());
-    let shape = Shape { agents: helpers + 1, streaming: len >= opts.stream_min, class: opts.class, wait: opts.wait };
+    let shape = Shape {
+        agents: helpers + 1,
+        streaming: opts.bypass(len),
+        chunk: opts.chunk_bytes,
+        class: opts.class,
+        wait: opts.wait,
+    };
     match layout {
         Layout::Waves { stride, descending } => {
             let mut forked = false;
@@ -53,13 +59,15 @@ pub unsafe fn copy(pool: &'static Pool, dst: *mut u8, src: *const u8, len: usize
             let _ = run(&lease, dst, src, len, &shape);
         },
     }
-    Outcome::done_by(EngineId::AsyncCpu)
+    Outcome::done_by(EngineId::AsyncCpu).bypassing(shape.streaming)
 }
 
 /// How every job of one copy is run.
 struct Shape {
     agents: u32,
     streaming: bool,
+    /// The largest part.
+    chunk: usize,
     class: ipc_offload_policy::Class,
     wait: ipc_offload_policy::Wait,
 }
@@ -75,7 +83,7 @@ unsafe fn run(
     len: usize,
     shape: &Shape,
 ) -> Result<(), super::pool::Forked> {
-    let split = split::split(len, shape.agents);
+    let split = split::split(len, shape.agents).capped(len, shape.chunk);
     let op = if shape.streaming { Op::Stream } else { Op::Copy };
     let job = Job { dst, src, len, split, class: shape.class, op };
     // SAFETY: forwarded contract.
@@ -99,8 +107,9 @@ mod tests {
             class: Class::Memcpy,
             wait: Wait::SpinThenSleep,
             helpers: 2,
-            stream_min: usize::MAX,
-            cache_inject: true,
+            cache_below: usize::MAX,
+            chunk_bytes: usize::MAX,
+            depth: 16,
             cpu_share: None,
         }
     }
@@ -147,6 +156,22 @@ mod tests {
     }
 
     #[test]
+    fn chunk_bytes_caps_the_parts_and_the_bytes_stay_exact() {
+        let p = pool();
+        let small = CopyOptions { chunk_bytes: 128 << 10, ..opts() };
+        let len = (9 << 20) + 5;
+        assert_eq!(split::split(len, 3).capped(len, small.chunk_bytes).part, 128 << 10);
+        let orig: Vec<u8> = (0..(20usize << 20)).map(|i| (i * 31 + i / 4093) as u8).collect();
+        let mut buf = orig.clone();
+        let base = buf.as_mut_ptr();
+        // SAFETY: both ranges lie inside `buf` and are disjoint.
+        let outcome = unsafe { copy(p, base.add(10 << 20), base.add(3), len, &small) };
+        assert_eq!(outcome, Outcome::done_by(EngineId::AsyncCpu));
+        assert!(buf[10 << 20..(10 << 20) + len] == orig[3..3 + len]);
+        assert!(buf[..10 << 20] == orig[..10 << 20]);
+    }
+
+    #[test]
     fn disjoint_unaligned_copies() {
         let p = pool();
         for (from, to, len) in [(1usize, (64 << 20) + 3, 5 << 20), ((40 << 20) + 7, 5, (9 << 20) + 1)] {
@@ -157,7 +182,7 @@ mod tests {
     #[test]
     fn streaming_copies_and_moves_are_exact() {
         let p = pool();
-        let streaming = CopyOptions { stream_min: 1 << 20, ..opts() };
+        let streaming = CopyOptions { cache_below: 1 << 20, ..opts() };
         for (total, from, to, len) in
             [(40usize << 20, 3usize, (20 << 20) + 5, (9 << 20) + 7), (12 << 20, 0, 3 << 20, 9 << 20)]
         {
@@ -168,7 +193,7 @@ mod tests {
             let base = buf.as_mut_ptr();
             // SAFETY: both ranges lie inside `buf`.
             let outcome = unsafe { copy(p, base.add(to), base.add(from), len, &streaming) };
-            assert_eq!(outcome, Outcome::done_by(EngineId::AsyncCpu));
+            assert_eq!(outcome, Outcome::done_by(EngineId::AsyncCpu).bypassing(true));
             assert!(buf == want, "total={total} from={from} to={to}");
         }
     }

@@ -4,6 +4,7 @@
 //! one, why.
 
 pub mod async_cpu;
+pub mod cache;
 pub mod pool;
 pub mod split;
 
@@ -123,17 +124,25 @@ pub struct Outcome {
     pub engine: EngineId,
     /// Set when `engine` is not the one the policy chose.
     pub fallback: Option<Fallback>,
+    /// The destination writes went around the cache (non-temporal stores,
+    /// or DSA without its cache-control flag).
+    pub bypassed: bool,
 }
 
 impl Outcome {
     /// The chosen engine did the copy.
     pub fn done_by(engine: EngineId) -> Self {
-        Outcome { engine, fallback: None }
+        Outcome { engine, fallback: None, bypassed: false }
     }
 
     /// The CPU did the copy instead of the chosen engine.
     pub fn fell_back(reason: Fallback) -> Self {
-        Outcome { engine: EngineId::Cpu, fallback: Some(reason) }
+        Outcome { engine: EngineId::Cpu, fallback: Some(reason), bypassed: false }
+    }
+
+    /// The same outcome, its writes around the cache when `yes`.
+    pub fn bypassing(self, yes: bool) -> Self {
+        Outcome { bypassed: yes, ..self }
     }
 }
 
@@ -148,13 +157,25 @@ pub struct CopyOptions {
     pub wait: Wait,
     /// At most this many workers are woken to help.
     pub helpers: u32,
-    /// Offloaded copies of at least this many bytes use non-temporal stores
-    /// (the destination cannot stay in the last-level cache anyway).
-    pub stream_min: usize,
-    /// The `dsa` engine sets the cache-control flag (`cache = "inject"`).
-    pub cache_inject: bool,
+    /// Copies shorter than this go into the cache (ordinary stores; DSA's
+    /// cache-control flag), longer ones around it (non-temporal stores; no
+    /// flag): `usize::MAX` for `cache = "inject"`, 0 for `"bypass"`, a
+    /// size tied to the last-level cache for `"auto"`.
+    pub cache_below: usize,
+    /// async-cpu: the largest part of a split copy; dsa: the largest
+    /// descriptor.
+    pub chunk_bytes: usize,
+    /// dsa: descriptors in flight per copy.
+    pub depth: u32,
     /// The hybrid engine's CPU share in thousandths (`None`: tuned).
     pub cpu_share: Option<u16>,
+}
+
+impl CopyOptions {
+    /// Whether a copy of `len` bytes goes around the cache.
+    pub fn bypass(&self, len: usize) -> bool {
+        len >= self.cache_below
+    }
 }
 
 /// Copies `len` bytes from `src` to `dst` with memmove semantics (regions may
@@ -167,9 +188,15 @@ pub struct CopyOptions {
 pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions) -> Outcome {
     match opts.engine {
         EngineId::Cpu => {
-            // SAFETY: forwarded memmove contract.
-            unsafe { cpu_move(dst, src, len) };
-            Outcome::done_by(EngineId::Cpu)
+            let stream = opts.bypass(len) && !split::overlap(dst as usize, src as usize, len);
+            if stream {
+                // SAFETY: forwarded memcpy contract (disjoint, checked).
+                unsafe { crate::sys::stream::copy(dst, src, len) };
+            } else {
+                // SAFETY: forwarded memmove contract.
+                unsafe { cpu_move(dst, src, len) };
+            }
+            Outcome::done_by(EngineId::Cpu).bypassing(stream)
         }
         // SAFETY: forwarded memmove contract.
         EngineId::AsyncCpu => unsafe { async_cpu::copy(&pool::POOL, dst, src, len, opts) },

@@ -32,6 +32,16 @@ pub struct Split {
 }
 
 impl Split {
+    /// The same copy of `len` bytes in parts of at most `chunk` bytes
+    /// (rounded down to [`PART_ALIGN`], at least [`MIN_PART`]).
+    pub fn capped(self, len: usize, chunk: usize) -> Split {
+        let cap = (chunk / PART_ALIGN * PART_ALIGN).max(MIN_PART);
+        if self.part <= cap || len.div_ceil(cap) > u32::MAX as usize {
+            return self;
+        }
+        Split { part: cap, parts: len.div_ceil(cap).max(1) as u32 }
+    }
+
     /// Byte range `(offset, len)` of part `index`.
     pub fn range(&self, index: u32, total: usize) -> (usize, usize) {
         let offset = (index as usize).saturating_mul(self.part).min(total);
@@ -115,6 +125,18 @@ mod tests {
                 let s = split(len, agents);
                 covers(s, len);
                 assert!(s.part >= MIN_PART.min(len), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn capped_parts_cover_the_copy_and_respect_the_cap() {
+        for len in [1usize, MIN_PART + 1, 1 << 20, (64 << 20) + 13] {
+            for chunk in [1usize, 4096, MIN_PART, (256 << 10) + 5, 2 << 20, usize::MAX] {
+                let s = split(len, 3).capped(len, chunk);
+                covers(s, len);
+                assert!(s.part <= split(len, 3).part, "never larger than the split: {s:?}");
+                assert!(s.part <= (chunk / PART_ALIGN * PART_ALIGN).max(MIN_PART) || s == split(len, 3), "{s:?}");
             }
         }
     }

@@ -60,8 +60,9 @@ const EMPTY: u32 = 0;
 const FULL: u32 = 1;
 const SLEEPER: u32 = 1 << 31;
 
-/// How long a side polls a slot word before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
+/// How long a side polls a slot word before it sleeps, unless
+/// [`Ring::set_spin`] says otherwise.
+pub const SPIN: Duration = Duration::from_micros(50);
 /// How long a sleep lasts before the peer's liveness is checked.
 const NAP: Duration = Duration::from_millis(20);
 
@@ -184,6 +185,8 @@ pub struct Ring {
     map: Mapping,
     geometry: Geometry,
     reader_pid: i32,
+    /// How long this end polls before it sleeps (its class's `wait`).
+    spin: Duration,
 }
 
 impl Ring {
@@ -201,7 +204,7 @@ impl Ring {
         let bytes = geometry.ring_bytes();
         let fd = mem::sealed_memfd(MEMFD_NAME, bytes)?;
         let map = Mapping::shared(fd.raw(), bytes as usize)?;
-        let ring = Ring { map, geometry, reader_pid };
+        let ring = Ring { map, geometry, reader_pid, spin: SPIN };
         ring.u64_at(OFF_MAGIC).store(MAGIC, Relaxed);
         ring.u32_at(OFF_VERSION).store(VERSION, Relaxed);
         ring.u32_at(OFF_SLOTS).store(geometry.slots, Relaxed);
@@ -229,7 +232,7 @@ impl Ring {
             return Err(RingError::Refused("size out of range"));
         }
         let map = Mapping::shared(fd, st.size as usize)?;
-        let probe = Ring { map, geometry: Geometry { slots: 1, slot_bytes: 4096 }, reader_pid: 0 };
+        let probe = Ring { map, geometry: Geometry { slots: 1, slot_bytes: 4096 }, reader_pid: 0, spin: SPIN };
         if probe.u64_at(OFF_MAGIC).load(Acquire) != MAGIC {
             return Err(RingError::Refused("bad magic"));
         }
@@ -247,7 +250,13 @@ impl Ring {
             return Err(RingError::Refused("ring of another connection"));
         }
         let reader_pid = probe.u32_at(OFF_READER_PID).load(Relaxed) as i32;
-        Ok(Ring { map: probe.map, geometry, reader_pid })
+        Ok(Ring { map: probe.map, geometry, reader_pid, spin: SPIN })
+    }
+
+    /// How long this end polls a slot (or the mailbox) before it sleeps in
+    /// a futex: the class's `wait` (0 for `sleep`).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// The geometry this side checked.
@@ -358,7 +367,7 @@ impl Ring {
         let start = Instant::now();
         let deadline = start + patience;
         // A streaming reader is usually a few microseconds away: spin first.
-        while start.elapsed() < SPIN.min(patience) {
+        while start.elapsed() < self.spin.min(patience) {
             if self.reader_waiting() {
                 return true;
             }
@@ -507,7 +516,7 @@ impl Ring {
                     return (taken(sent), Some(abort));
                 }
             }
-            if let Err(abort) = self.wait_slot(slot, EMPTY, SPIN, &mut go_on, &mut sleep) {
+            if let Err(abort) = self.wait_slot(slot, EMPTY, self.spin, &mut go_on, &mut sleep) {
                 return (taken(sent), Some(abort));
             }
             if !self.claim_stands(claim, pid) {
@@ -532,7 +541,7 @@ impl Ring {
             if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
                 return (sent, None);
             }
-            if let Err(abort) = self.wait_slot(newest, EMPTY, SPIN, &mut go_on, &mut sleep) {
+            if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on, &mut sleep) {
                 let done = self.consumed(claim.ticket) == Some(sent);
                 return if done { (sent, None) } else { (taken(sent), Some(abort)) };
             }
@@ -579,7 +588,7 @@ impl Ring {
         let mut slot = 0u32;
         while received < total {
             let mut go_on = || if alive() { Ok(()) } else { Err(Abort::PeerGone) };
-            if let Err(abort) = self.wait_slot(slot, FULL, SPIN, &mut go_on, sleep) {
+            if let Err(abort) = self.wait_slot(slot, FULL, self.spin, &mut go_on, sleep) {
                 return (received, Some(abort));
             }
             let n = u64::from(self.slot_len(slot).load(Relaxed));

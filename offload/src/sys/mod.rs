@@ -34,6 +34,25 @@ impl Errno {
     pub const AGAIN: Errno = Errno(libc::EAGAIN);
     /// `ETIMEDOUT`: a timed wait expired.
     pub const TIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
+
+    /// The symbolic name of the errors opening a device file gives, for
+    /// logs and stats that must not allocate; `None` for the others.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            libc::EPERM => "EPERM",
+            libc::ENOENT => "ENOENT",
+            libc::ENXIO => "ENXIO",
+            libc::EBUSY => "EBUSY",
+            libc::ENODEV => "ENODEV",
+            libc::EINVAL => "EINVAL",
+            libc::EACCES => "EACCES",
+            libc::EMFILE => "EMFILE",
+            libc::ENFILE => "ENFILE",
+            libc::ENOMEM => "ENOMEM",
+            libc::EOPNOTSUPP => "EOPNOTSUPP",
+            _ => return None,
+        })
+    }
 }
 
 impl core::fmt::Display for Errno {
@@ -138,6 +157,14 @@ pub fn open(path: &CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
         )
     }
     .map(|fd| fd as i32)
+}
+
+/// faccessat(2) relative to the working directory, with the real ids:
+/// `mode` of `R_OK`, `W_OK`, `X_OK` or `F_OK`.
+pub fn access(path: &CStr, mode: i32) -> Result<(), Errno> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    unsafe { syscall6(libc::SYS_faccessat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, mode as usize, 0, 0, 0]) }
+        .map(|_| ())
 }
 
 /// close(2).

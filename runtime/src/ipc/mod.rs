@@ -21,11 +21,13 @@ mod writer;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use core::time::Duration;
+use ipc_offload_engine::engine::cache::{self, Dest};
 use ipc_offload_engine::engine::{self, CopyOptions, EngineId, Fallback};
-use ipc_offload_engine::ipc::ring::Geometry;
+use ipc_offload_engine::ipc::ring::{self, Geometry};
 use ipc_offload_engine::stats;
 use ipc_offload_engine::sys::{self, Errno, mem, net};
-use ipc_offload_policy::Class;
+use ipc_offload_policy::{Cache, Class, Wait};
 
 use crate::guard::Inside;
 use crate::{process, state};
@@ -36,11 +38,29 @@ use table::{FdInfo, FdKind, FdTable};
 /// What the process knows of its fds.
 pub static FDS: FdTable = FdTable::new();
 
-/// The geometry of the rings this process creates: 8 slots of 256 KiB.
-/// A slot is the pipelining step (the reader copies one while the writer
-/// fills the next); 256 KiB takes 10-30 µs to copy, long enough to hide a
-/// hand-over, short enough to start the reader early.
-pub const GEOMETRY: Geometry = Geometry { slots: 8, slot_bytes: 256 << 10 };
+/// The geometry of the rings a class creates: `depth` slots of
+/// `chunk_bytes` (the mode's, unless the section sets them). A slot is the
+/// pipelining step (the reader copies one while the writer fills the
+/// next): `throughput`'s 256 KiB takes 10-30 µs to copy, long enough to
+/// hide a hand-over, short enough to start the reader early.
+fn geometry(rule: &ipc_offload_policy::Rule) -> Geometry {
+    Geometry {
+        slots: rule.depth.clamp(1, ring::MAX_SLOTS),
+        slot_bytes: u32::try_from(rule.chunk_bytes).unwrap_or(u32::MAX).min(ring::MAX_SLOT_BYTES),
+    }
+}
+
+/// How long an end of a transfer polls before it sleeps, by its class's
+/// `wait`: `spin` 2 ms (then it sleeps, so that a peer that stopped costs
+/// nothing), `sleep` not at all, the others 50 µs (a cross-CPU futex wake
+/// costs tens of µs here).
+fn spin(wait: Wait) -> Duration {
+    match wait {
+        Wait::Spin => Duration::from_millis(2),
+        Wait::Sleep => Duration::ZERO,
+        Wait::SpinThenSleep | Wait::Umwait | Wait::Yield => ring::SPIN,
+    }
+}
 
 /// This process's effective uid, read once at start-up.
 static EUID: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -64,6 +84,12 @@ pub struct Ctx {
     pub pid: i32,
     /// Geometry of rings this process creates.
     pub geometry: Geometry,
+    /// How long this end polls before it sleeps.
+    pub spin: Duration,
+    /// Where the class's copies put their bytes (`cache`).
+    pub cache: Cache,
+    /// Under `cache = "auto"`, reads this large or larger bypass the cache.
+    pub cache_limit: u64,
     /// The `ring_bytes` budget.
     pub ring_budget: u64,
     /// How ring copies are made.
@@ -80,15 +106,28 @@ impl Ctx {
             min_bytes: threshold(class, rule.min_bytes),
             euid: EUID.load(Relaxed),
             pid: sys::getpid(),
-            geometry: GEOMETRY,
+            geometry: geometry(rule),
+            spin: spin(opts.wait),
+            cache: rule.cache,
+            cache_limit: settings.plan.cache_limit,
             ring_budget: rule.ring_bytes,
             opts,
         })
     }
 
-    /// A copier with this class's engine.
-    pub fn copier(&self) -> Copier {
-        Copier { opts: self.opts, engine: self.opts.engine }
+    /// A copier for the writer's side: into ring slots the reader copies
+    /// out at once, so `auto` keeps them in the cache.
+    pub fn writer_copier(&self) -> Copier {
+        let cache_below = cache::cache_below(self.cache, Dest::RingChunk, self.cache_limit);
+        Copier { opts: CopyOptions { cache_below, ..self.opts }, engine: self.opts.engine, bypassed: 0 }
+    }
+
+    /// A copier for the reader's side, into the buffers of a read call of
+    /// `total` bytes: `auto` bypasses the cache when the read is at least
+    /// the last-level cache's size (its bytes could not stay there anyway).
+    pub fn reader_copier(&self, total: u64) -> Copier {
+        let cache_below = cache::cache_below(self.cache, Dest::Read { total }, self.cache_limit);
+        Copier { opts: CopyOptions { cache_below, ..self.opts }, engine: self.opts.engine, bypassed: 0 }
     }
 }
 
@@ -97,6 +136,7 @@ impl Ctx {
 pub struct Copier {
     opts: CopyOptions,
     engine: EngineId,
+    bypassed: u64,
 }
 
 impl Copier {
@@ -106,7 +146,11 @@ impl Copier {
     /// As memcpy(3).
     pub unsafe fn copy(&mut self, dst: *mut u8, src: *const u8, n: usize) {
         // SAFETY: forwarded memcpy contract.
-        self.engine = unsafe { engine::copy(dst, src, n, &self.opts) }.engine;
+        let outcome = unsafe { engine::copy(dst, src, n, &self.opts) };
+        self.engine = outcome.engine;
+        if outcome.bypassed {
+            self.bypassed += n as u64;
+        }
     }
 
     /// The copy function a ring transfer calls.
@@ -121,6 +165,11 @@ impl Copier {
     /// The engine of the last copy.
     pub fn engine(&self) -> EngineId {
         self.engine
+    }
+
+    /// Bytes it wrote around the cache.
+    pub fn bypassed(&self) -> u64 {
+        self.bypassed
     }
 }
 
@@ -159,6 +208,12 @@ impl Tally {
     pub fn cut_short(&mut self, reason: Fallback) {
         self.reason = Some(reason);
         self.cut_short = true;
+    }
+
+    /// Notes bytes that went through shared memory, copied by `copier`.
+    pub fn copied(&mut self, copier: &Copier, n: u64) {
+        stats::counters(self.class).add_bypassed_bytes(copier.bypassed());
+        self.engine_bytes(copier.engine(), n);
     }
 
     /// Notes bytes that went through shared memory, copied by `engine`.

@@ -20,8 +20,6 @@ use super::{Ctx, Tally};
 use ipc_offload_engine::engine::Fallback;
 use ipc_offload_policy::Class;
 
-/// How long a reader polls its mailbox before it sleeps in poll(2).
-const SPIN: Duration = Duration::from_micros(30);
 /// For this long after opting in, a reader without a ring reads at most
 /// [`HANDSHAKE_READ`] bytes per call through the kernel, or what is queued
 /// when it asks if that is more (the writer's
@@ -142,7 +140,10 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
     }
     let made = net::lifeline().ok().and_then(|lifeline| {
         let ring = Ring::create(ctx.geometry, ctx.pid, reader.own.ino32(), reader.peer.ino32());
-        ring.ok().map(|ring| (ring, lifeline))
+        ring.ok().map(|(mut ring, fd)| {
+            ring.set_spin(ctx.spin);
+            ((ring, fd), lifeline)
+        })
     });
     if made.is_none() {
         channel::unreserve_ring(family, bytes);
@@ -214,7 +215,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx
                     continue;
                 }
                 Seen::Other => break None,
-                Seen::Waiting if started.elapsed() < SPIN => {
+                Seen::Waiting if started.elapsed() < ctx.spin => {
                     core::hint::spin_loop();
                     continue;
                 }
@@ -263,7 +264,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx
         let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
         track_writer(reader, writer);
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
-        let mut copier = ctx.copier();
+        let mut copier = ctx.reader_copier(capacity);
         let mut copy = copier.as_fn();
         let mut alive = || writer_alive(reader, writer);
         // Sleeps for slots let signals through: a handler, or a default
@@ -281,7 +282,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx
         signalled |= sleep.interrupted;
         ring.end(ticket);
         drop(copy);
-        tally.engine_bytes(copier.engine(), n);
+        tally.copied(&copier, n);
         got += n;
         match abort {
             None => {}

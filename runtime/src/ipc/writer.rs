@@ -203,7 +203,7 @@ fn transfer(
         let _ = net::send_dgram(side.raw(), &side::reader_name(writer.target), &msg[..len], &[]);
     }
     let reader = writer.reader.as_ref();
-    let mut copier = ctx.copier();
+    let mut copier = ctx.writer_copier();
     let mut copy = copier.as_fn();
     // The reader's lifeline hangs up when it lets the ring go, execs (from
     // any thread: the pid lives on) or dies.
@@ -215,7 +215,7 @@ fn transfer(
     // claim.total <= rest bytes remain.
     let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive, drain) };
     drop(copy);
-    tally.engine_bytes(copier.engine(), n);
+    tally.copied(&copier, n);
     if abort.is_some() {
         // The reader went away or gave up: this ring is done.
         tally.cut_short(Fallback::PeerGone);
@@ -284,7 +284,8 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
         if writer.ring.as_ref().is_some_and(|(_, ino)| *ino == offer.memfd_ino) {
             continue; // the ring it has: the reader answered a probe
         }
-        let Ok(ring) = Ring::attach(offer.memfd.raw(), ctx.euid, writer.target.ino32()) else { continue };
+        let Ok(mut ring) = Ring::attach(offer.memfd.raw(), ctx.euid, writer.target.ino32()) else { continue };
+        ring.set_spin(ctx.spin);
         if ring.geometry().ring_bytes() != offer.ring_bytes || ring.reader_pid() != offer.reader_pid {
             continue;
         }

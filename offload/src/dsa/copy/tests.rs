@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::*;
 use crate::dsa::model::{FaultRule, Model, ModelConfig, Side};
 use crate::dsa::queue::Portal;
+use crate::dsa::queues::RETRIES;
 
 fn model(size: u32, max_transfer: u32) -> (Arc<Model>, Queue) {
     let config = ModelConfig { size, max_transfer_size: max_transfer, ..ModelConfig::default() };
@@ -16,7 +17,7 @@ fn model(size: u32, max_transfer: u32) -> (Arc<Model>, Queue) {
 }
 
 fn opts(on_fault: OnFault) -> Options {
-    Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault }
+    Options { cache_control: true, wait: Wait::SpinThenSleep, on_fault, ..Options::DEFAULT }
 }
 
 fn pattern(n: usize, seed: u64) -> Vec<u8> {
@@ -34,7 +35,7 @@ fn pattern(n: usize, seed: u64) -> Vec<u8> {
 fn run(queue: &Queue, src: &[u8], dst: &mut [u8], on_fault: OnFault) -> Report {
     assert_eq!(src.len(), dst.len());
     // SAFETY: two distinct live buffers of the same length.
-    unsafe { copy(queue, dst.as_mut_ptr(), src.as_ptr(), src.len(), &opts(on_fault)) }
+    unsafe { copy(core::slice::from_ref(queue), dst.as_mut_ptr(), src.as_ptr(), src.len(), &opts(on_fault)) }
 }
 
 #[test]
@@ -89,7 +90,7 @@ fn the_cache_control_flag_follows_the_option_and_the_device() {
         let queue = Queue::new(Portal::Ring(model.portal()), 8, 1 << 20, device);
         let o = Options { cache_control: option, ..opts(OnFault::Resubmit) };
         // SAFETY: two distinct live buffers of `len` bytes.
-        unsafe { copy(&queue, dst.as_mut_ptr(), src.as_ptr(), len, &o) };
+        unsafe { copy(core::slice::from_ref(&queue), dst.as_mut_ptr(), src.as_ptr(), len, &o) };
         assert!(dst == src);
         assert_eq!(model.counters().cache_control, expected, "option {option}, device supports it {device}");
     }
@@ -158,7 +159,7 @@ fn a_descending_copy_that_faults_resumes_at_the_front() {
     model.inject_fault(FaultRule::at(Side::Destination, 100_000));
     let base = buf.as_mut_ptr();
     // SAFETY: both ranges lie in `buf`; one descriptor handles the overlap.
-    let r = unsafe { copy(&queue, base.add(4096), base, len, &opts(OnFault::Resubmit)) };
+    let r = unsafe { copy(core::slice::from_ref(&queue), base.add(4096), base, len, &opts(OnFault::Resubmit)) };
     assert!(buf == expected);
     assert_eq!((r.faults, r.cpu_bytes), (1, 0));
 }
@@ -230,7 +231,7 @@ fn every_wait_method_completes() {
         let mut dst = vec![0u8; len];
         let o = Options { wait: *wait, ..opts(OnFault::Resubmit) };
         // SAFETY: two distinct live buffers of `len` bytes.
-        let r = unsafe { copy(&queue, dst.as_mut_ptr(), src.as_ptr(), len, &o) };
+        let r = unsafe { copy(core::slice::from_ref(&queue), dst.as_mut_ptr(), src.as_ptr(), len, &o) };
         assert!(dst == src, "{wait}");
         assert_eq!(r.cpu_bytes, 0, "{wait}");
     }
