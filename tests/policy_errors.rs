@@ -95,7 +95,7 @@ fn syntax_error() {
 fn unknown_key() {
     case("unknown-key", "[memcpy]\nengine = \"cpu\"\nthreshold = 5\n", |f| {
         format!(
-            "{}:3:1: unknown key `threshold` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share)",
+            "{}:3:1: unknown key `threshold` in [memcpy] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share, chunk_bytes, depth)",
             f.display()
         )
     });
