@@ -79,10 +79,25 @@ static void *map(void *addr, size_t n, int flags, int fd) {
     return p;
 }
 
+/* A private mapping replacing what the program has mapped at `addr`. */
 static void *map_private_at(void *addr, size_t n) {
     void *p = map(addr, n, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1);
     if (p != addr) { printf("MAP_FIXED moved\n"); exit(2); }
     return p;
+}
+
+/* A mapping at `addr`, which the program has unmapped: never MAP_FIXED
+   there, which would replace whatever took the addresses since (a thread's
+   stack, say); the program maps nothing concurrently after its warm-up, so
+   they are free. */
+static void *map_again_at(void *addr, size_t n, int flags, int fd) {
+    void *p = mmap(addr, n, PROT_READ | PROT_WRITE, flags | MAP_FIXED_NOREPLACE, fd, 0);
+    if (p == MAP_FAILED || p != addr) { printf("the unmapped range was taken\n"); exit(2); }
+    return p;
+}
+
+static void *map_private_again_at(void *addr, size_t n) {
+    return map_again_at(addr, n, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 }
 
 static int memfd(size_t n) {
@@ -185,7 +200,7 @@ static void fixed(void) {
     uint8_t *a = map(NULL, 4 * MiB, MAP_SHARED, fd);
     roundtrip(a, 1 * MiB, 1, "shared");
     if (munmap(a, 4 * MiB)) die("munmap");
-    map_private_at(a, 4 * MiB);
+    map_private_again_at(a, 4 * MiB);
     roundtrip(a, 4 * MiB, 0, "munmap, then private at the same address");
     /* A shared mapping over it, then a private one straight over that. */
     map(a, 4 * MiB, MAP_SHARED | MAP_FIXED, fd);
@@ -213,14 +228,15 @@ static void partial(void) {
     if (munmap(a + 2 * MiB, 2 * MiB)) die("munmap");
     roundtrip(a, 1 * MiB, 1, "head, after unmapping the middle");
     roundtrip(a + 4 * MiB, 4 * MiB, 1, "tail, after unmapping the middle");
-    map_private_at(a + 2 * MiB, 2 * MiB);
+    map_private_again_at(a + 2 * MiB, 2 * MiB);
     roundtrip(a + 2 * MiB, 2 * MiB, 0, "private in the hole");
     if (munmap(a, MiB)) die("munmap");
-    map_private_at(a, MiB);
+    map_private_again_at(a, MiB);
     roundtrip(a, 1 * MiB, 0, "private where the first MiB was");
     roundtrip(a + MiB, 1 * MiB, 1, "the second MiB, still shared");
     /* One munmap across the rest: private, shared, and the shared tail. */
     if (munmap(a + MiB, 6 * MiB)) die("munmap");
+    map_private_again_at(a + MiB, 6 * MiB);
     map_private_at(a, 8 * MiB);
     roundtrip(a, 8 * MiB, 0, "private over everything");
     munmap(a, 8 * MiB);
@@ -238,7 +254,7 @@ static void mremap_scenario(void) {
     roundtrip(q + 6 * MiB, 2 * MiB, 1, "grown (moved): the new part");
     roundtrip(q, 1 * MiB, 1, "grown (moved): the old part");
     if (q != p) {
-        map_private_at(p, 4 * MiB);
+        map_private_again_at(p, 4 * MiB);
         roundtrip(p, 4 * MiB, 0, "private where the region was before it moved");
         munmap(p, 4 * MiB);
     }
@@ -246,13 +262,13 @@ static void mremap_scenario(void) {
     /* Grow in place (room made first). */
     uint8_t *room = map(NULL, 16 * MiB, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     munmap(room, 16 * MiB);
-    uint8_t *g = map(room, 4 * MiB, MAP_SHARED | MAP_FIXED, fd);
+    uint8_t *g = map_again_at(room, 4 * MiB, MAP_SHARED, fd);
     uint8_t *h = mremap(g, 4 * MiB, 12 * MiB, 0);
     if (h != g) die("mremap in place");
     roundtrip(g + 8 * MiB, 4 * MiB, 1, "grown in place");
     /* Shrink: the tail, mapped private again, is not shared. */
     if (mremap(g, 12 * MiB, 2 * MiB, 0) != g) die("mremap shrink");
-    map_private_at(g + 2 * MiB, 10 * MiB);
+    map_private_again_at(g + 2 * MiB, 10 * MiB);
     roundtrip(g + 2 * MiB, 8 * MiB, 0, "private where a shrunk region's tail was");
     roundtrip(g, 2 * MiB, 1, "shrunk");
     /* MREMAP_FIXED onto a private mapping. */
@@ -260,7 +276,7 @@ static void mremap_scenario(void) {
     roundtrip(t, 1 * MiB, 0, "a private target");
     if (mremap(q, 8 * MiB, 8 * MiB, MREMAP_MAYMOVE | MREMAP_FIXED, t) != t) die("mremap fixed");
     roundtrip(t + 4 * MiB, 4 * MiB, 1, "moved onto it with MREMAP_FIXED");
-    map_private_at(q, 8 * MiB);
+    map_private_again_at(q, 8 * MiB);
     roundtrip(q, 8 * MiB, 0, "private where it came from");
     /* A duplicate of a shared mapping (old size 0): both are shared. */
     uint8_t *d = mremap(t, 0, 4 * MiB, MREMAP_MAYMOVE);
@@ -436,7 +452,7 @@ static void signals(void) {
     uint8_t *a = map(NULL, 4 * MiB, MAP_SHARED, fd);
     roundtrip(a, 1 * MiB, 1, "shared, after the signals");
     if (munmap(a, 4 * MiB)) die("munmap");
-    map_private_at(a, 4 * MiB);
+    map_private_again_at(a, 4 * MiB);
     roundtrip(a, 4 * MiB, 0, "private where it was");
     munmap(a, 4 * MiB);
     close(fd);
@@ -448,6 +464,15 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     src_buf = map_or_die(8 * MiB);
     dst_buf = map_or_die(8 * MiB);
+    /* Warm-up: the library's threads (copy workers, stats writer) start on
+       its first large copy, and stdout's buffer on the first printf; done
+       now, their mappings cannot land in a range a scenario unmaps and
+       maps again. One shm copy, counted. */
+    uint8_t *w = map(NULL, MiB, MAP_SHARED | MAP_ANONYMOUS, -1);
+    memcpy(w, src_buf, MiB);
+    counted(1, MiB);
+    munmap(w, MiB);
+    printf("%s\n", argv[1]);
     const char *s = argv[1];
     if (!strcmp(s, "posix")) posix();
     else if (!strcmp(s, "memfd")) memfd_scenario();
