@@ -20,7 +20,7 @@ Exits 1 if a file cannot be read or is not a stats file (the others are
 still shown).
 ";
 
-const CLASSES: [&str; 3] = ["memcpy", "unix", "pipe"];
+const CLASSES: [&str; 4] = ["memcpy", "shm", "unix", "pipe"];
 
 pub fn main(args: &[String]) -> ExitCode {
     let mut json = false;
@@ -167,7 +167,10 @@ fn table(objects: &[Value]) -> String {
             let Some(c) = v.get(class) else { continue };
             let engine = text(c, "engine");
             let calls = num(c, "calls");
-            if engine == "off" && calls == 0 {
+            // A class that did nothing is shown only when it is memcpy's or
+            // an IPC class's (so that each process has a row); shm copies
+            // are memcpy-family copies that met shared memory.
+            if calls == 0 && (engine == "off" || class == "shm") {
                 continue;
             }
             shown = true;
@@ -268,5 +271,21 @@ mod tests {
             "{t}"
         );
         assert!(lines[3].starts_with("total") && lines[3].contains("8.00 MiB"), "{t}");
+    }
+
+    #[test]
+    fn the_shm_class_has_a_row_when_it_counted_copies() {
+        let stats = |shm_calls: u64| -> Value {
+            serde_json::from_str(&format!(
+                r#"{{"ipc_offload_stats":1,"pid":1,"process":"a","final":true,
+                "memcpy":{{"engine":"async-cpu","calls":0}},
+                "shm":{{"engine":"async-cpu","calls":{shm_calls},"bytes":268435456,"offloaded_bytes":268435456}}}}"#
+            ))
+            .unwrap()
+        };
+        let t = table(&[stats(0)]);
+        assert_eq!(t.lines().count(), 2, "{t}");
+        let t = table(&[stats(1)]);
+        assert!(t.lines().nth(2).is_some_and(|l| l.contains("shm") && l.contains("256.00 MiB")), "{t}");
     }
 }

@@ -6,6 +6,8 @@
 //!   threshold the hooks test.
 //! - [`dsa`]: the DSA interface (descriptors, discovery, submission) and
 //!   its device model.
+//! - [`shm`]: the index of shared-memory regions that makes a copy the
+//!   `shm` class, and the real mapping functions.
 //! - [`stats`]: per-class counters.
 //! - [`cpus`]: how many CPUs the process may use (affinity, cgroup quota).
 //! - [`sys`]: raw system calls, futexes, threads, `rep movsb`; the only home
@@ -20,5 +22,6 @@ pub mod engine;
 pub mod ipc;
 pub mod real;
 pub mod real_io;
+pub mod shm;
 pub mod stats;
 pub mod sys;

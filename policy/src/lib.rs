@@ -75,6 +75,12 @@ min_bytes = "1MiB"
 workers = "auto"
 cache = "auto"
 
+[shm]
+engine = "auto"
+min_bytes = "1MiB"
+workers = "auto"
+cache = "auto"
+
 [dsa]
 device = "auto"
 on_fault = "resubmit"
@@ -95,6 +101,8 @@ const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] = [
     (Engine::Auto, 256 << 10),
     (Engine::Off, 1 << 20),
     (Engine::Off, 1 << 20),
+    // [shm]: the same as [memcpy] (its own section: README, "The policy file").
+    (Engine::Auto, 1 << 20),
 ];
 
 /// A `[process."GLOB"]` section.

@@ -56,6 +56,10 @@ named_enum! {
         Memset = "memset",
         /// memcmp and bcmp (off unless a policy turns it on).
         Memcmp = "memcmp",
+        /// memcpy-family copies whose source or destination lies in a
+        /// shared-memory region (POSIX shm, memfd, tmpfs and hugetlbfs files,
+        /// shared anonymous memory) that the library saw mapped.
+        Shm = "shm",
     }
 }
 

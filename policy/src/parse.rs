@@ -20,14 +20,14 @@ use crate::{Override, Policy};
 
 /// Keys of the top level of a policy file (besides sections).
 const TOP_KEYS: &[&str] =
-    &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "memset", "memcmp", "dsa", "process"];
+    &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "memset", "memcmp", "shm", "dsa", "process"];
 /// Keys a `[process."GLOB"]` override may hold.
-const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe", "memset", "memcmp"];
+const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe", "memset", "memcmp", "shm"];
 /// Keys of `[dsa]`.
 const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", "model_slowdown", "model_shared"];
 /// Keys of `[defaults]`.
 const DEFAULTS_KEYS: &[&str] = &["mode"];
-/// Keys of the `[memcpy]` section.
+/// Keys of the `[memcpy]`, `[memset]`, `[memcmp]` and `[shm]` sections.
 const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache", "cpu_share", "chunk_bytes", "depth"];
 /// Keys of the `[unix]` and `[pipe]` sections.
 const IPC_KEYS: &[&str] =

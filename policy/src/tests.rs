@@ -218,9 +218,9 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
         ]
     );
     assert_eq!(
-        messages("[shm]\nengine = \"cpu\"\n"),
+        messages("[sysv]\nengine = \"cpu\"\n"),
         vec![
-            "p.toml:1:2: unknown key `shm` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, memset, memcmp, dsa, process)"
+            "p.toml:1:2: unknown key `sysv` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, memset, memcmp, shm, dsa, process)"
         ]
     );
     assert_eq!(
@@ -230,7 +230,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nstrict = true\n"),
         vec![
-            "p.toml:2:1: unknown key `strict` in [process.\"x\"] (expected one of: defaults, memcpy, unix, pipe, memset, memcmp)"
+            "p.toml:2:1: unknown key `strict` in [process.\"x\"] (expected one of: defaults, memcpy, unix, pipe, memset, memcmp, shm)"
         ]
     );
     assert_eq!(
@@ -390,5 +390,31 @@ fn cpu_share_is_a_fraction_or_auto() {
     assert_eq!(
         messages("[memcpy]\ncpu_share = 1.5\n"),
         vec!["p.toml:2:13: bad value 1.5 for `cpu_share` in [memcpy] (expected a number from 0 to 1, or \"auto\")"]
+    );
+}
+
+#[test]
+fn shm_has_its_own_section_with_memcpys_defaults() {
+    let r = Policy::builtin().resolve(&["x"]);
+    assert_eq!(r.rule(Class::Shm), r.rule(Class::Memcpy), "[shm] defaults to what [memcpy] does");
+    let p = parse(
+        "[memcpy]\nengine = \"cpu\"\n[shm]\nengine = \"async-cpu\"\nmin_bytes = \"4MiB\"\nworkers = 3\n\
+         [process.\"py*\"]\nshm.engine = \"off\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    let r = p.resolve(&["x"]);
+    assert_eq!((r.rule(Class::Shm).engine, r.rule(Class::Shm).min_bytes), (Engine::AsyncCpu, 4 << 20));
+    assert_eq!(r.rule(Class::Shm).workers, Workers::Count(3));
+    assert_eq!(r.rule(Class::Memcpy).engine, Engine::Cpu, "[memcpy] is not changed by [shm]");
+    assert_eq!(p.resolve(&["python3"]).rule(Class::Shm).engine, Engine::Off);
+    // [shm] does not follow [memcpy]: a key it does not set keeps the built-in value.
+    let r = parse("[memcpy]\nmin_bytes = 64\n", "p.toml").unwrap().resolve(&["x"]);
+    assert_eq!(r.rule(Class::Shm).min_bytes, 1 << 20);
+    assert_eq!(
+        messages("[shm]\nring_bytes = 5\n"),
+        vec![
+            "p.toml:2:1: unknown key `ring_bytes` in [shm] (expected one of: engine, min_bytes, workers, wait, cache, cpu_share, chunk_bytes, depth)"
+        ]
     );
 }

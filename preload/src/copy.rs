@@ -1,8 +1,9 @@
 //! memcpy, memmove, mempcpy and their fortified `_chk` forms.
 //!
 //! The fast path reads `REAL.memcpy_min` (usize::MAX until the constructor
-//! enables the class) and tail-calls the real function. At or above the
-//! threshold, the copy goes to the runtime with memmove semantics: binaries
+//! enables the class; the lower of `[memcpy]` and `[shm]` `min_bytes`) and
+//! tail-calls the real function. At or above the threshold, the copy goes
+//! to the runtime (which picks the `shm` or `memcpy` class) with memmove semantics: binaries
 //! linked against `memcpy@GLIBC_2.2.5` rely on overlapping copies working,
 //! and our unversioned `memcpy` serves them too. The `_chk` forms keep
 //! glibc's bounds check: an overflowing call goes to the real `_chk`
@@ -12,10 +13,7 @@ use core::ffi::c_void;
 use core::sync::atomic::Ordering::Relaxed;
 
 use ipc_offload_engine::real::REAL;
-use ipc_offload_policy::Class;
-use ipc_offload_runtime::dispatch::large_copy;
-
-const MEMCPY: Class = Class::Memcpy;
+use ipc_offload_runtime::shm::large_copy;
 
 /// memcpy(3).
 ///
@@ -110,7 +108,7 @@ pub unsafe extern "C" fn __mempcpy_chk(dst: *mut c_void, src: *const c_void, n: 
 #[inline(never)]
 unsafe extern "C" fn large(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void {
     // SAFETY: forwarded memmove contract (memcpy's implies it).
-    unsafe { large_copy(MEMCPY, dst.cast(), src.cast(), n) };
+    unsafe { large_copy(dst.cast(), src.cast(), n) };
     dst
 }
 
@@ -124,7 +122,7 @@ unsafe extern "C" fn large_p(dst: *mut c_void, src: *const c_void, n: usize) -> 
     // SAFETY: forwarded memmove contract; dst + n is one past the
     // destination object, which the contract makes valid to form.
     unsafe {
-        large_copy(MEMCPY, dst.cast(), src.cast(), n);
+        large_copy(dst.cast(), src.cast(), n);
         dst.cast::<u8>().add(n).cast()
     }
 }

@@ -10,4 +10,5 @@ mod copy;
 mod exit;
 mod io;
 mod lifecycle;
+mod mapping;
 mod memops;

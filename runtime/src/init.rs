@@ -35,7 +35,8 @@ pub fn start(argv0: Option<&[u8]>) {
 }
 
 fn start_inner(argv0: Option<&[u8]>) {
-    let missing = real::resolve().and(ipc_offload_engine::real_io::resolve());
+    let missing =
+        real::resolve().and(ipc_offload_engine::real_io::resolve()).and(ipc_offload_engine::shm::real::resolve());
     if sys::is_secure_exec() {
         return; // set-user-ID and friends: trust no variable, stay inert
     }
@@ -96,9 +97,9 @@ fn start_inner(argv0: Option<&[u8]>) {
     if let Some(min) = io_min {
         ipc_offload_engine::real_io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
     }
-    if settings.options[Class::Memcpy.index()].is_some() {
-        let min = settings.plan.class(Class::Memcpy).rule.min_bytes;
-        REAL.memcpy_min.store(usize::try_from(min).unwrap_or(usize::MAX), Release);
+    // The memcpy-family hooks' one compare: the lower of [memcpy] and [shm].
+    if let Some(min) = crate::shm::enable(settings) {
+        REAL.memcpy_min.store(min, Release);
     }
     for (class, threshold) in [(Class::Memset, &REAL.memset_min), (Class::Memcmp, &REAL.memcmp_min)] {
         if settings.options[class.index()].is_some() {

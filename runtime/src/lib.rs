@@ -4,13 +4,16 @@
 //! - [`init`]: the constructor (environment, policy, plan, stats, fork
 //!   handler) and the final stats write at exit.
 //! - [`dispatch`]: the slow path of the copy hooks.
+//! - [`shm`]: the `shm` class: which class a large copy is, and the
+//!   mapping hooks that keep the index of shared-memory regions.
 //! - [`plan`]: from a resolved policy to engines and workers.
 //! - [`stats_file`]: the JSON stats file.
 //! - [`env`], [`log`], [`process`], [`guard`], [`state`], [`fmtbuf`]: the
 //!   pieces those stand on.
 //!
 //! The `preload` crate's hooks call [`init::start`], [`init::finish`] and
-//! [`dispatch::large_copy`]; nothing else crosses that boundary.
+//! [`dispatch::large_copy`] and friends, and the [`shm`] hooks; nothing
+//! else crosses that boundary.
 
 pub mod dispatch;
 pub mod dsa;
@@ -22,5 +25,6 @@ pub mod ipc;
 pub mod log;
 pub mod plan;
 pub mod process;
+pub mod shm;
 pub mod state;
 pub mod stats_file;

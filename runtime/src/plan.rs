@@ -255,10 +255,23 @@ mod tests {
     #[test]
     fn off_and_cpu() {
         assert_eq!(plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine, None);
-        let p = plan_of("[memcpy]\nengine = \"cpu\"\n[unix]\nengine = \"off\"\n[pipe]\nengine = \"off\"\n", 4);
+        let p = plan_of(
+            "[memcpy]\nengine = \"cpu\"\n[unix]\nengine = \"off\"\n[pipe]\nengine = \"off\"\n[shm]\nengine = \"off\"\n",
+            4,
+        );
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
         assert_eq!(p.class(Class::Unix).engine, None);
         assert_eq!(p.workers, 0, "no class uses the pool");
+    }
+
+    #[test]
+    fn shm_is_planned_like_memcpy_on_its_own_rule() {
+        let p = plan(&Policy::builtin().resolve(&["x"]), machine(2));
+        assert_eq!(p.class(Class::Shm), p.class(Class::Memcpy));
+        // [memcpy] on the CPU alone: [shm] still uses the pool.
+        let p = plan_of("[memcpy]\nengine = \"cpu\"\n", 4);
+        assert_eq!(p.class(Class::Shm).engine, Some(EngineId::AsyncCpu));
+        assert_eq!(p.workers, 3);
     }
 
     #[test]

@@ -44,6 +44,7 @@ unsafe extern "C" fn after_fork_in_child() {
     // parent: the child opens its own at its first dsa copy.
     ipc_offload_engine::dsa::open::forget_after_fork();
     stats::reset_all();
+    ipc_offload_engine::shm::after_fork();
     crate::stats_file::after_fork();
     // SAFETY: this is the fork child handler: one thread.
     unsafe { crate::ipc::after_fork() };

@@ -259,6 +259,7 @@ pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i
         render_class(out, settings, *class, &snapshots[class.index()]);
     }
     render_dsa(out);
+    crate::shm::render(out);
     out.push_bytes(b"}");
 }
 

@@ -159,7 +159,8 @@ policy built-in, for a process started here with 2 CPU(s):
   [pipe]    auto    cpu        256KiB  0        -
   [memset]  off     off        -       0        -
   [memcmp]  off     off        -       0        -
-  the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], cpu for [memset], cpu for [memcmp]
+  [shm]     auto    async-cpu  1MiB    1        spin-then-sleep
+  the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], cpu for [memset], cpu for [memcmp], async-cpu for [shm]
 ",
         root = tree.root.display(),
         bus = bus.display()

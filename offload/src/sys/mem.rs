@@ -86,6 +86,25 @@ pub fn lstat(path: &core::ffi::CStr) -> Result<FileStat, Errno> {
     Ok(FileStat { dev: st.st_dev, ino: st.st_ino, mode: st.st_mode, uid: st.st_uid, size: st.st_size as u64 })
 }
 
+/// The parts of fstatfs(2) this crate uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsStat {
+    /// The file system's magic number (`TMPFS_MAGIC`, ...).
+    pub kind: i64,
+    /// Its block size (a hugetlbfs mount's huge page size).
+    pub block: i64,
+}
+
+/// fstatfs(2).
+pub fn fstatfs(fd: i32) -> Result<FsStat, Errno> {
+    let mut st = core::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: the kernel fills the statfs buffer, which lives on this frame.
+    unsafe { syscall6(libc::SYS_fstatfs, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]) }?;
+    // SAFETY: zero-initialised and filled by the kernel.
+    let st = unsafe { st.assume_init() };
+    Ok(FsStat { kind: st.f_type, block: st.f_bsize })
+}
+
 /// memfd_create(2) with close-on-exec and sealing allowed, sized to `len`,
 /// mode 0600, and sealed against growing, shrinking and further seals.
 pub fn sealed_memfd(name: &CStr, len: u64) -> Result<OwnedFd, Errno> {
