@@ -150,7 +150,8 @@ pub enum Abort {
     PeerGone,
     /// The other side gave the transfer up (the mailbox moved on).
     Withdrawn,
-    /// A slot length out of range: a peer writing garbage.
+    /// A peer writing garbage: a slot length out of range (reader), a
+    /// slot emptied without its count (writer).
     Corrupt,
 }
 
@@ -220,13 +221,17 @@ impl Ring {
     /// protocol lets the writer check: owner `uid`, size, seals, magic,
     /// version, geometry, and that it serves writer socket `writer_ino`.
     pub fn attach(fd: i32, uid: u32, writer_ino: u32) -> Result<Ring, RingError> {
-        let st = mem::fstat(fd)?;
-        if st.uid != uid {
-            return Err(RingError::Refused("owned by another user"));
-        }
+        // Seals first: once the file cannot grow or shrink, the size fstat
+        // reads next is the size for good. The other order lets a peer
+        // shrink and seal between the two, and this side map (and later
+        // touch, SIGBUS) pages past the end of the file.
         let need = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK;
         if mem::seals(fd)? & need != need {
             return Err(RingError::Refused("not sealed against resizing"));
+        }
+        let st = mem::fstat(fd)?;
+        if st.uid != uid {
+            return Err(RingError::Refused("owned by another user"));
         }
         if st.size < DATA as u64 || st.size > DATA as u64 + u64::from(MAX_SLOTS) * u64::from(MAX_SLOT_BYTES) {
             return Err(RingError::Refused("size out of range"));
@@ -537,20 +542,26 @@ impl Ring {
         // records its count first: sleep on the newest slot, trust the count.
         let newest = (slot + self.geometry.slots - 1) % self.geometry.slots;
         let start = Instant::now();
-        loop {
-            if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
-                return (sent, None);
-            }
-            if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on, &mut sleep) {
-                let done = self.consumed(claim.ticket) == Some(sent);
-                return if done { (sent, None) } else { (taken(sent), Some(abort)) };
-            }
-            if !self.claim_stands(claim, pid) && self.consumed(claim.ticket) != Some(sent) {
-                // Emptied by a reader that gave the claim up.
-                return (taken(sent), Some(Abort::Withdrawn));
-            }
-            core::hint::spin_loop();
+        if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
+            return (sent, None);
         }
+        if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on, &mut sleep) {
+            let done = self.consumed(claim.ticket) == Some(sent);
+            return if done { (sent, None) } else { (taken(sent), Some(abort)) };
+        }
+        if self.consumed(claim.ticket) == Some(sent) {
+            return (sent, None);
+        }
+        if !self.claim_stands(claim, pid) {
+            // Emptied by a reader that gave the claim up.
+            return (taken(sent), Some(Abort::Withdrawn));
+        }
+        // The newest slot is empty under a standing claim, yet the count is
+        // not all of it. A reader records its count before it empties a slot
+        // (and the Acquire load that saw the slot empty sees that count), so
+        // this one wrote garbage; waiting on would never look at its
+        // liveness again.
+        (taken(sent), Some(Abort::Corrupt))
     }
 
     /// What the reader recorded as copied for `ticket`, if the record is
