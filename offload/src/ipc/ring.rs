@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 use core::time::Duration;
 use std::time::Instant;
 
+use crate::chaos::point;
 use crate::sys::futex::{self, Woken};
 use crate::sys::mem::{self, Mapping, OwnedFd};
 use crate::sys::signal::{self, SigMask};
@@ -313,7 +314,9 @@ impl Ring {
         }
         let ticket = ticket_of(self.u64_at(OFF_MAILBOX).load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
         self.u64_at(OFF_WANT).store(want, Relaxed);
+        point();
         self.u64_at(OFF_MAILBOX).store(mailbox(WAITING, ticket, 0), SeqCst);
+        point();
         // Tell a writer sleeping in `wait_for_reader`.
         let arms = self.u32_at(OFF_ARMS);
         if arms.fetch_add(1, SeqCst) & SLEEPER != 0 {
@@ -340,6 +343,7 @@ impl Ring {
     /// Takes wait `ticket` back; false if a writer claimed it first (then
     /// the transfer must be taken).
     pub fn withdraw(&self, ticket: u32) -> bool {
+        point();
         self.u64_at(OFF_MAILBOX)
             .compare_exchange(mailbox(WAITING, ticket, 0), mailbox(IDLE, ticket, 0), SeqCst, Acquire)
             .is_ok()
@@ -406,10 +410,13 @@ impl Ring {
             return None;
         }
         let ticket = ticket_of(word);
+        point();
         mb.compare_exchange(word, mailbox(CLAIMING, ticket, pid), SeqCst, Relaxed).ok()?;
+        point();
         let want = self.u64_at(OFF_WANT).load(Relaxed);
         let total = want.min(max);
         self.u64_at(OFF_TOTAL).store(total, Relaxed);
+        point();
         // A reader that took us for dead meanwhile has abandoned the claim.
         mb.compare_exchange(mailbox(CLAIMING, ticket, pid), mailbox(CLAIMED, ticket, pid), SeqCst, Relaxed).ok()?;
         Some(Claim { ticket, total })
@@ -437,6 +444,7 @@ impl Ring {
         let start = Instant::now();
         let mut polls = 0u32;
         loop {
+            point();
             let value = word.load(Acquire);
             if value & !SLEEPER == want {
                 return Ok(());
@@ -470,6 +478,7 @@ impl Ring {
     /// Hands slot `slot` over as `value`, waking the other side if it sleeps.
     fn set_slot(&self, slot: u32, value: u32) {
         let word = self.slot_word(slot);
+        point();
         if word.swap(value, SeqCst) & SLEEPER != 0 {
             futex::wake_shared(word, 1);
         }
@@ -529,10 +538,12 @@ impl Ring {
                 return (taken(sent), Some(Abort::Withdrawn));
             }
             let n = (claim.total - sent).min(slot_bytes);
+            point();
             // SAFETY: the slot holds slot_bytes >= n bytes and is ours until
             // it is marked full (the claim stands); the caller vouches for
             // `src`.
             unsafe { src.copy_out(self.slot_data(slot), n as usize, copy) };
+            point();
             self.slot_len(slot).store(n as u32, Relaxed);
             self.set_slot(slot, FULL);
             sent += n;
@@ -549,6 +560,7 @@ impl Ring {
             let done = self.consumed(claim.ticket) == Some(sent);
             return if done { (sent, None) } else { (taken(sent), Some(abort)) };
         }
+        point();
         if self.consumed(claim.ticket) == Some(sent) {
             return (sent, None);
         }
@@ -602,6 +614,7 @@ impl Ring {
             if let Err(abort) = self.wait_slot(slot, FULL, self.spin, &mut go_on, sleep) {
                 return (received, Some(abort));
             }
+            point();
             let n = u64::from(self.slot_len(slot).load(Relaxed));
             if n == 0 || n > slot_bytes || n > total - received {
                 return (received, Some(Abort::Corrupt));
@@ -610,6 +623,7 @@ impl Ring {
             // by the Acquire load in wait_slot; the caller vouches for `dst`.
             unsafe { dst.copy_in(self.slot_data(slot), n as usize, copy) };
             received += n;
+            point();
             self.record_consumed(ticket, received);
             self.set_slot(slot, EMPTY);
             slot = (slot + 1) % self.geometry.slots;
@@ -691,5 +705,7 @@ impl<'a> Cursor<'a> {
 /// The memfd name rings get (visible in /proc/PID/fd and /proc/PID/maps).
 pub const MEMFD_NAME: &CStr = c"ipc-offload-ring";
 
+#[cfg(test)]
+mod chaos_tests;
 #[cfg(test)]
 mod tests;
