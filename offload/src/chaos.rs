@@ -4,8 +4,9 @@
 //! The production code calls [`point`] between the steps of every
 //! hand-over (claim words, slot words, the mailbox, counts). In the
 //! library it is an empty inline function: nothing is compiled in. In this
-//! crate's unit tests, a test that holds [`Enabled`] makes every point, on
-//! every thread (the pool's own workers too), do one of: nothing, spin a
+//! crate's unit tests, while a test holds [`Enabled`], every point on a
+//! thread that joined the run ([`join`]: the test's threads, and the
+//! workers of a pool made with `perturbed` set) does one of: nothing, spin a
 //! random while, `sched_yield`, or sleep a few microseconds, chosen by a
 //! per-thread xorshift generator seeded from one run seed. That forces
 //! interleavings a quiet run almost never shows (a preemption between the
@@ -22,7 +23,7 @@
 //! the code, not the code.
 
 #[cfg(test)]
-pub(crate) use active::{Enabled, point, within};
+pub(crate) use active::{Enabled, join, point, within};
 
 /// A perturbation point: nothing outside this crate's tests.
 #[cfg(not(test))]
@@ -47,6 +48,13 @@ mod active {
     thread_local! {
         /// This thread's generator, and the run seed it was drawn for.
         static RNG: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        /// Whether this thread takes part (other tests' threads do not).
+        static JOINED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The calling thread takes part in perturbed runs from now on.
+    pub(crate) fn join() {
+        JOINED.with(|j| j.set(true));
     }
 
     /// Perturbation is on while this lives.
@@ -79,7 +87,7 @@ mod active {
 
     fn next() -> Option<u64> {
         let seed = SEED.load(Relaxed);
-        if seed == 0 {
+        if seed == 0 || !JOINED.with(Cell::get) {
             return None;
         }
         RNG.with(|cell| {
@@ -102,6 +110,7 @@ mod active {
     pub(crate) fn within(limit: Duration, body: impl FnOnce() + Send + 'static) {
         let (tx, rx) = std::sync::mpsc::channel();
         let runner = std::thread::spawn(move || {
+            join();
             body();
             let _ = tx.send(());
         });

@@ -205,6 +205,9 @@ pub struct Pool {
     /// whether it was captured: not those of whichever thread starts them.
     affinity: [AtomicU64; 128],
     has_affinity: AtomicU32,
+    /// Its workers take part in perturbed test runs ([`crate::chaos`]).
+    #[cfg(test)]
+    pub(crate) perturbed: core::sync::atomic::AtomicBool,
 }
 
 /// The process's pool.
@@ -234,6 +237,8 @@ impl Pool {
             spawn_error: AtomicU32::new(0),
             affinity: [const { AtomicU64::new(0) }; 128],
             has_affinity: AtomicU32::new(0),
+            #[cfg(test)]
+            perturbed: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -487,6 +492,10 @@ unsafe fn do_part(op: Op, dst: *mut u8, src: *const u8, n: usize) {
 extern "C" fn worker_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `ensure_started` passes the address of a `'static` pool.
     let pool = unsafe { &*(arg as *const Pool) };
+    #[cfg(test)]
+    if pool.perturbed.load(Relaxed) {
+        crate::chaos::join();
+    }
     if pool.has_affinity.load(Acquire) != 0 {
         let mask: CpuMask = core::array::from_fn(|i| pool.affinity[i].load(Relaxed));
         // Best effort: a mask the kernel refuses leaves the inherited one.

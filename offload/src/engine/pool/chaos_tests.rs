@@ -8,7 +8,7 @@ use crate::chaos::{Enabled, within};
 use core::time::Duration;
 
 /// A run takes seconds; a hang (a count that overshoots, a lost wake-up) fails.
-const WATCHDOG: Duration = Duration::from_secs(120);
+const WATCHDOG: Duration = Duration::from_secs(60);
 use crate::engine::split::Split;
 
 /// Which parts ran: `do_part` notes the destination of each part here while
@@ -19,15 +19,36 @@ pub(super) mod parts {
     use std::sync::Mutex;
 
     static SEEN: Mutex<Option<HashMap<usize, u32>>> = Mutex::new(None);
+    /// The destination buffers the test watches: other tests' parts are
+    /// not noted.
+    static WATCHED: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 
     fn seen() -> std::sync::MutexGuard<'static, Option<HashMap<usize, u32>>> {
         SEEN.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn watched() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+        WATCHED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the parts done in `buf` from now on.
+    pub fn watch(buf: &[u8]) {
+        watched().push((buf.as_ptr() as usize, buf.len()));
+    }
+
+    /// Stops noting parts done in `buf`.
+    pub fn unwatch(buf: &[u8]) {
+        watched().retain(|w| w.0 != buf.as_ptr() as usize);
+    }
+
     /// A part is being done at `dst`.
     pub fn note(dst: *mut u8, _n: usize) {
+        let at = dst as usize;
+        if !watched().iter().any(|(start, len)| (*start..start + len).contains(&at)) {
+            return;
+        }
         if let Some(map) = seen().as_mut() {
-            *map.entry(dst as usize).or_default() += 1;
+            *map.entry(at).or_default() += 1;
         }
     }
 
@@ -50,6 +71,7 @@ pub(super) mod parts {
 fn pool(workers: u32) -> &'static Pool {
     let pool: &'static Pool = Box::leak(Box::new(Pool::new()));
     pool.configure(workers, Wait::SpinThenSleep);
+    pool.perturbed.store(true, core::sync::atomic::Ordering::Relaxed);
     pool.ensure_started().unwrap();
     pool
 }
@@ -95,6 +117,7 @@ fn every_part_once(seed: u64) {
         .map(|caller| {
             let seed = seed ^ (caller + 1).wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
             std::thread::spawn(move || {
+                crate::chaos::join();
                 let mut rng = Rng(seed);
                 for round in 0..200 {
                     let parts = 1 + rng.below(48) as usize;
@@ -110,6 +133,7 @@ fn every_part_once(seed: u64) {
                         op: Op::Copy,
                     };
                     let wait = Wait::ALL[rng.below(Wait::ALL.len() as u64) as usize];
+                    parts::watch(&dst);
                     let lease = lease(pool);
                     // SAFETY: two live vectors of len bytes, disjoint.
                     unsafe { lease.run(&job, wait, rng.below(4) as u32) }.unwrap();
@@ -119,6 +143,7 @@ fn every_part_once(seed: u64) {
                         let at = dst.as_ptr() as usize + i * PART;
                         assert_eq!(parts::take(at), 1, "caller {caller} round {round}: part {i} of {parts}");
                     }
+                    parts::unwatch(&dst);
                 }
             })
         })
@@ -153,6 +178,7 @@ fn ended_early(seed: u64) {
             class: Class::Memcpy,
             op: Op::Copy,
         };
+        parts::watch(&dst);
         let lease = lease(pool);
         // SAFETY: both vectors live until `finish` returns below.
         unsafe { lease.start(&job, 2) };
@@ -173,6 +199,7 @@ fn ended_early(seed: u64) {
                 assert!(range.iter().all(|b| *b == 0), "round {round}: part {i} untouched");
             }
         }
+        parts::unwatch(&dst);
     }
     assert_eq!(parts::stop(), 0, "parts done outside any job");
 }

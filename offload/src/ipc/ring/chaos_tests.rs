@@ -47,6 +47,7 @@ fn claims_and_transfers(seed: u64) {
             let (claims, stop) = (Arc::clone(&claims), Arc::clone(&stop));
             let mut x = seed ^ pid as u64 | 1;
             std::thread::spawn(move || {
+                crate::chaos::join();
                 while !stop.load(SeqCst) {
                     x ^= x << 13;
                     x ^= x >> 7;
