@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use ipc_offload_tests::{counter, fallbacks};
 use peer::Ring;
-use script::{Family, READ_LEN, SEED, Victim, WRITE_LEN, marked, pat};
+use script::{Family, LONG_WRITE_LEN, READ_LEN, SEED, Victim, WRITE_LEN, marked, pat};
 
 const FAMILIES: [Family; 2] = [Family::Unix, Family::Pipe];
 
@@ -296,6 +296,16 @@ fn malformed_requests_get_no_offer_and_leak_nothing() {
 /// it took, then kernel bytes to EOF). The stream must be the victim's,
 /// byte for byte, and the victim's write must have sent all of it.
 fn against_reader(family: Family, name: &str, act: impl FnOnce(&Side, &mut File) -> Vec<u8> + Send) -> Victim {
+    against_reader_of(family, name, WRITE_LEN, act)
+}
+
+/// [`against_reader`] with a victim that writes `total` bytes.
+fn against_reader_of(
+    family: Family,
+    name: &str,
+    total: usize,
+    act: impl FnOnce(&Side, &mut File) -> Vec<u8> + Send,
+) -> Victim {
     let (victim_end, mut hostile) = script::connection(family, false);
     let (dev, ino) = sys::identity(&victim_end);
     let reader_name = match family {
@@ -307,7 +317,7 @@ fn against_reader(family: Family, name: &str, act: impl FnOnce(&Side, &mut File)
         Family::Unix => (sys::identity(&OwnedFd::from(hostile.try_clone().unwrap())).1 as u32, ino as u32),
         Family::Pipe => (ino as u32, ino as u32),
     };
-    let len = WRITE_LEN.to_string();
+    let len = total.to_string();
     let seed = SEED.to_string();
     let (victim, stream) =
         script::run(&format!("{name}-{}", family.name()), victim_end, &["write", "100", &len, &seed], || {
@@ -316,9 +326,9 @@ fn against_reader(family: Family, name: &str, act: impl FnOnce(&Side, &mut File)
             script::nonblocking(&hostile);
             act(&side, &mut hostile)
         });
-    assert!(victim.stdout.contains(&format!("wrote {WRITE_LEN} end=ok")), "{name} {family:?}: {victim:#?}");
-    assert_eq!(stream.len(), WRITE_LEN, "{name} {family:?}");
-    if let Some(i) = (0..WRITE_LEN).find(|&i| stream[i] != pat(i, SEED)) {
+    assert!(victim.stdout.contains(&format!("wrote {total} end=ok")), "{name} {family:?}: {victim:#?}");
+    assert_eq!(stream.len(), total, "{name} {family:?}");
+    if let Some(i) = (0..total).find(|&i| stream[i] != pat(i, SEED)) {
         panic!("{name} {family:?}: stream byte {i} is wrong: {victim:#?}");
     }
     victim
@@ -354,7 +364,7 @@ impl Side {
 #[test]
 fn offers_that_are_no_ring_are_refused() {
     for family in FAMILIES {
-        let v = against_reader(family, "bad-offers", |side, hostile| {
+        let v = against_reader_of(family, "bad-offers", LONG_WRITE_LEN, |side, hostile| {
             let good_len = peer::DATA as u64 + 4 * (64 << 10);
             let good = peer::offer(good_len);
             // Each OFFER carries a ring that waits: one the victim took
@@ -424,11 +434,15 @@ fn offers_that_are_no_ring_are_refused() {
                 let (keep, give) = sys::socketpair();
                 let fds = if *lifeline { vec![fd.as_raw_fd(), give.as_raw_fd()] } else { vec![fd.as_raw_fd()] };
                 // The victim's queue holds a few datagrams: it empties it
-                // between the kernel pieces the drain lets it write.
+                // between its kernel pieces, which a little reading at a
+                // time lets it write (a little: it must not finish first).
                 peer::wait_until(&format!("room for the OFFER {what}"), || {
-                    let eof = script::drain(hostile, &mut stream);
+                    if sys::send_to(&side.fd, &side.to, msg, &fds).is_ok() {
+                        return true;
+                    }
+                    let eof = script::drain_some(hostile, &mut stream, 64 << 10);
                     assert!(!eof, "the victim finished before it looked at the OFFER {what}");
-                    sys::send_to(&side.fd, &side.to, msg, &fds).is_ok()
+                    false
                 });
                 held.push((what, fd, ring, keep));
             }

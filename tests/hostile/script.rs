@@ -20,6 +20,9 @@ pub const POLICY: &str = "[unix]\nchunk_bytes = \"64KiB\"\ndepth = 4\n[pipe]\nch
 pub const READ_LEN: usize = 1 << 20;
 /// What a victim writer sends, from pattern seed [`SEED`].
 pub const WRITE_LEN: usize = 2 << 20;
+/// What it sends when the peer feeds it many OFFERs (it reads them
+/// between its kernel pieces of 256 KiB).
+pub const LONG_WRITE_LEN: usize = 16 << 20;
 pub const SEED: u32 = 7;
 /// A victim that has not finished by then hangs: a failure.
 const WATCHDOG: Duration = Duration::from_secs(30);
@@ -150,6 +153,20 @@ pub fn drain(file: &mut File, into: &mut Vec<u8>) -> bool {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("hostile peer: read: {e}"),
         }
+    }
+}
+
+/// One nonblocking read of at most `max` bytes; true at EOF.
+pub fn drain_some(file: &mut File, into: &mut Vec<u8>, max: usize) -> bool {
+    let mut buf = vec![0u8; max];
+    match file.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            into.extend_from_slice(&buf[..n]);
+            false
+        }
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => false,
+        Err(e) => panic!("hostile peer: read: {e}"),
     }
 }
 
