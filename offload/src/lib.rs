@@ -16,6 +16,7 @@
 //! Nothing here reads the environment or a policy file: the runtime crate
 //! decides, this crate executes.
 
+mod chaos;
 pub mod cpus;
 pub mod dsa;
 pub mod engine;

@@ -38,6 +38,7 @@ use std::time::Instant;
 use ipc_offload_policy::{Class, Wait};
 
 use super::split::Split;
+use crate::chaos::point;
 use crate::real;
 use crate::stats;
 use crate::sys::futex::{self, Woken};
@@ -113,6 +114,7 @@ impl Slot {
     /// Marks one claimed part complete, waking the owner after the last it
     /// waits for.
     fn complete_one(&self) {
+        point();
         if self.done.fetch_add(1, SeqCst) + 1 >= self.target.load(SeqCst) && self.waiter.load(SeqCst) != 0 {
             futex::wake(&self.done, 1);
         }
@@ -203,6 +205,9 @@ pub struct Pool {
     /// whether it was captured: not those of whichever thread starts them.
     affinity: [AtomicU64; 128],
     has_affinity: AtomicU32,
+    /// Its workers take part in perturbed test runs ([`crate::chaos`]).
+    #[cfg(test)]
+    pub(crate) perturbed: core::sync::atomic::AtomicBool,
 }
 
 /// The process's pool.
@@ -232,6 +237,8 @@ impl Pool {
             spawn_error: AtomicU32::new(0),
             affinity: [const { AtomicU64::new(0) }; 128],
             has_affinity: AtomicU32::new(0),
+            #[cfg(test)]
+            perturbed: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -320,8 +327,10 @@ impl Pool {
             }
             let index = free.trailing_zeros() as usize;
             let bit = 1u64 << index;
+            point();
             match self.free.compare_exchange_weak(free, free & !bit, Acquire, Relaxed) {
                 Ok(_) => {
+                    point();
                     // Read once the slot is ours: a fork (from a signal
                     // handler) before this point reset the masks, and the
                     // lease then belongs to the child's epoch.
@@ -367,6 +376,7 @@ impl Pool {
             if index == CLOSED {
                 return helped;
             }
+            point();
             let dst = slot.dst.load(Relaxed);
             let src = slot.src.load(Relaxed);
             let len = slot.len.load(Relaxed);
@@ -378,9 +388,11 @@ impl Pool {
             if index >= parts {
                 return helped;
             }
+            point();
             if slot.claim.compare_exchange(claim, claim + 1, AcqRel, Relaxed).is_err() {
                 continue;
             }
+            point();
             // The CAS succeeded: the fields above belong to this job.
             let split = Split { part, parts };
             let (offset, n) = split.range(index, len);
@@ -463,6 +475,8 @@ impl Pool {
 /// # Safety
 /// As memcpy(3) (for a populate: `dst` writable for `n` bytes).
 unsafe fn do_part(op: Op, dst: *mut u8, src: *const u8, n: usize) {
+    #[cfg(test)]
+    chaos_tests::parts::note(dst, n);
     // SAFETY: forwarded memcpy contract.
     unsafe {
         match op {
@@ -478,6 +492,10 @@ unsafe fn do_part(op: Op, dst: *mut u8, src: *const u8, n: usize) {
 extern "C" fn worker_main(arg: *mut c_void) -> *mut c_void {
     // SAFETY: `ensure_started` passes the address of a `'static` pool.
     let pool = unsafe { &*(arg as *const Pool) };
+    #[cfg(test)]
+    if pool.perturbed.load(Relaxed) {
+        crate::chaos::join();
+    }
     if pool.has_affinity.load(Acquire) != 0 {
         let mask: CpuMask = core::array::from_fn(|i| pool.affinity[i].load(Relaxed));
         // Best effort: a mask the kernel refuses leaves the inherited one.
@@ -520,6 +538,7 @@ impl Lease {
             if index >= parts {
                 break;
             }
+            point();
             if slot.claim.compare_exchange(claim, claim + 1, Relaxed, Relaxed).is_err() {
                 continue;
             }
@@ -556,7 +575,9 @@ impl Lease {
         slot.done.store(0, Relaxed);
         slot.target.store(parts, Relaxed);
         slot.waiter.store(0, Relaxed);
+        point();
         slot.claim.store(generation << 32, Release);
+        point();
         self.pool.seq.fetch_add(1, SeqCst);
         if wake > 0 && self.pool.sleepers.load(SeqCst) > 0 {
             futex::wake(&self.pool.seq, wake);
@@ -590,6 +611,7 @@ impl Lease {
             let claim = slot.claim.load(Acquire);
             let next = (claim as u32).min(slot.parts.load(Relaxed));
             let closed = (claim >> 32) << 32 | CLOSED as u64;
+            point();
             if slot.claim.compare_exchange(claim, closed, AcqRel, Relaxed).is_ok() {
                 break next;
             }
@@ -627,6 +649,7 @@ impl Lease {
                 continue;
             }
             self.slot().waiter.store(1, SeqCst);
+            point();
             let seen = done.load(SeqCst);
             if seen != parts {
                 let _: Woken = futex::wait(done, seen, Some(CALLER_NAP));
@@ -646,5 +669,7 @@ impl Drop for Lease {
     }
 }
 
+#[cfg(test)]
+mod chaos_tests;
 #[cfg(test)]
 mod tests;

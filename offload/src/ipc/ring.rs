@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 use core::time::Duration;
 use std::time::Instant;
 
+use crate::chaos::point;
 use crate::sys::futex::{self, Woken};
 use crate::sys::mem::{self, Mapping, OwnedFd};
 use crate::sys::signal::{self, SigMask};
@@ -150,7 +151,8 @@ pub enum Abort {
     PeerGone,
     /// The other side gave the transfer up (the mailbox moved on).
     Withdrawn,
-    /// A slot length out of range: a peer writing garbage.
+    /// A peer writing garbage: a slot length out of range (reader), a
+    /// slot emptied without its count (writer).
     Corrupt,
 }
 
@@ -220,13 +222,17 @@ impl Ring {
     /// protocol lets the writer check: owner `uid`, size, seals, magic,
     /// version, geometry, and that it serves writer socket `writer_ino`.
     pub fn attach(fd: i32, uid: u32, writer_ino: u32) -> Result<Ring, RingError> {
-        let st = mem::fstat(fd)?;
-        if st.uid != uid {
-            return Err(RingError::Refused("owned by another user"));
-        }
+        // Seals first: once the file cannot grow or shrink, the size fstat
+        // reads next is the size for good. The other order lets a peer
+        // shrink and seal between the two, and this side map (and later
+        // touch, SIGBUS) pages past the end of the file.
         let need = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK;
         if mem::seals(fd)? & need != need {
             return Err(RingError::Refused("not sealed against resizing"));
+        }
+        let st = mem::fstat(fd)?;
+        if st.uid != uid {
+            return Err(RingError::Refused("owned by another user"));
         }
         if st.size < DATA as u64 || st.size > DATA as u64 + u64::from(MAX_SLOTS) * u64::from(MAX_SLOT_BYTES) {
             return Err(RingError::Refused("size out of range"));
@@ -308,7 +314,9 @@ impl Ring {
         }
         let ticket = ticket_of(self.u64_at(OFF_MAILBOX).load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
         self.u64_at(OFF_WANT).store(want, Relaxed);
+        point();
         self.u64_at(OFF_MAILBOX).store(mailbox(WAITING, ticket, 0), SeqCst);
+        point();
         // Tell a writer sleeping in `wait_for_reader`.
         let arms = self.u32_at(OFF_ARMS);
         if arms.fetch_add(1, SeqCst) & SLEEPER != 0 {
@@ -335,6 +343,7 @@ impl Ring {
     /// Takes wait `ticket` back; false if a writer claimed it first (then
     /// the transfer must be taken).
     pub fn withdraw(&self, ticket: u32) -> bool {
+        point();
         self.u64_at(OFF_MAILBOX)
             .compare_exchange(mailbox(WAITING, ticket, 0), mailbox(IDLE, ticket, 0), SeqCst, Acquire)
             .is_ok()
@@ -401,10 +410,13 @@ impl Ring {
             return None;
         }
         let ticket = ticket_of(word);
+        point();
         mb.compare_exchange(word, mailbox(CLAIMING, ticket, pid), SeqCst, Relaxed).ok()?;
+        point();
         let want = self.u64_at(OFF_WANT).load(Relaxed);
         let total = want.min(max);
         self.u64_at(OFF_TOTAL).store(total, Relaxed);
+        point();
         // A reader that took us for dead meanwhile has abandoned the claim.
         mb.compare_exchange(mailbox(CLAIMING, ticket, pid), mailbox(CLAIMED, ticket, pid), SeqCst, Relaxed).ok()?;
         Some(Claim { ticket, total })
@@ -432,6 +444,7 @@ impl Ring {
         let start = Instant::now();
         let mut polls = 0u32;
         loop {
+            point();
             let value = word.load(Acquire);
             if value & !SLEEPER == want {
                 return Ok(());
@@ -465,6 +478,7 @@ impl Ring {
     /// Hands slot `slot` over as `value`, waking the other side if it sleeps.
     fn set_slot(&self, slot: u32, value: u32) {
         let word = self.slot_word(slot);
+        point();
         if word.swap(value, SeqCst) & SLEEPER != 0 {
             futex::wake_shared(word, 1);
         }
@@ -524,10 +538,12 @@ impl Ring {
                 return (taken(sent), Some(Abort::Withdrawn));
             }
             let n = (claim.total - sent).min(slot_bytes);
+            point();
             // SAFETY: the slot holds slot_bytes >= n bytes and is ours until
             // it is marked full (the claim stands); the caller vouches for
             // `src`.
             unsafe { src.copy_out(self.slot_data(slot), n as usize, copy) };
+            point();
             self.slot_len(slot).store(n as u32, Relaxed);
             self.set_slot(slot, FULL);
             sent += n;
@@ -537,20 +553,27 @@ impl Ring {
         // records its count first: sleep on the newest slot, trust the count.
         let newest = (slot + self.geometry.slots - 1) % self.geometry.slots;
         let start = Instant::now();
-        loop {
-            if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
-                return (sent, None);
-            }
-            if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on, &mut sleep) {
-                let done = self.consumed(claim.ticket) == Some(sent);
-                return if done { (sent, None) } else { (taken(sent), Some(abort)) };
-            }
-            if !self.claim_stands(claim, pid) && self.consumed(claim.ticket) != Some(sent) {
-                // Emptied by a reader that gave the claim up.
-                return (taken(sent), Some(Abort::Withdrawn));
-            }
-            core::hint::spin_loop();
+        if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
+            return (sent, None);
         }
+        if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on, &mut sleep) {
+            let done = self.consumed(claim.ticket) == Some(sent);
+            return if done { (sent, None) } else { (taken(sent), Some(abort)) };
+        }
+        point();
+        if self.consumed(claim.ticket) == Some(sent) {
+            return (sent, None);
+        }
+        if !self.claim_stands(claim, pid) {
+            // Emptied by a reader that gave the claim up.
+            return (taken(sent), Some(Abort::Withdrawn));
+        }
+        // The newest slot is empty under a standing claim, yet the count is
+        // not all of it. A reader records its count before it empties a slot
+        // (and the Acquire load that saw the slot empty sees that count), so
+        // this one wrote garbage; waiting on would never look at its
+        // liveness again.
+        (taken(sent), Some(Abort::Corrupt))
     }
 
     /// What the reader recorded as copied for `ticket`, if the record is
@@ -591,6 +614,7 @@ impl Ring {
             if let Err(abort) = self.wait_slot(slot, FULL, self.spin, &mut go_on, sleep) {
                 return (received, Some(abort));
             }
+            point();
             let n = u64::from(self.slot_len(slot).load(Relaxed));
             if n == 0 || n > slot_bytes || n > total - received {
                 return (received, Some(Abort::Corrupt));
@@ -599,6 +623,7 @@ impl Ring {
             // by the Acquire load in wait_slot; the caller vouches for `dst`.
             unsafe { dst.copy_in(self.slot_data(slot), n as usize, copy) };
             received += n;
+            point();
             self.record_consumed(ticket, received);
             self.set_slot(slot, EMPTY);
             slot = (slot + 1) % self.geometry.slots;
@@ -680,5 +705,7 @@ impl<'a> Cursor<'a> {
 /// The memfd name rings get (visible in /proc/PID/fd and /proc/PID/maps).
 pub const MEMFD_NAME: &CStr = c"ipc-offload-ring";
 
+#[cfg(test)]
+mod chaos_tests;
 #[cfg(test)]
 mod tests;

@@ -262,11 +262,14 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx
         };
         let Some((writer, total)) = claimed else { continue };
         let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
-        track_writer(reader, writer);
+        // A claimer that has no process (it died before this look, or the
+        // pid is garbage) is gone: without a pidfd, and with no REQUEST on
+        // record from it, nothing else would ever say so.
+        let exists = track_writer(reader, writer);
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
         let mut copier = ctx.reader_copier(capacity);
         let mut copy = copier.as_fn();
-        let mut alive = || writer_alive(reader, writer);
+        let mut alive = || exists && writer_alive(reader, writer);
         // Sleeps for slots let signals through: a handler, or a default
         // action, must not wait for a writer that may be stopped.
         let mut sleep = Sleep { mask: Some(held.outside()), interrupted: false };
@@ -329,7 +332,8 @@ fn track_writer(reader: &mut Reader, pid: i32) -> bool {
         }
         Err(e) => {
             reader.writer = None;
-            e != Errno(libc::ESRCH)
+            // ESRCH: no such process; EINVAL: not a pid (0 or negative).
+            e != Errno(libc::ESRCH) && e != Errno(libc::EINVAL)
         }
     }
 }

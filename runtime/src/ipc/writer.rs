@@ -217,8 +217,8 @@ fn transfer(
     drop(copy);
     tally.copied(&copier, n);
     if abort.is_some() {
-        // The reader went away or gave up: this ring is done.
-        tally.cut_short(Fallback::PeerGone);
+        // The reader went away, gave up or wrote garbage: this ring is done.
+        tally.cut_short(if abort == Some(Abort::Corrupt) { Fallback::Corrupt } else { Fallback::PeerGone });
         forget_ring(writer);
         writer.side = None;
     } else {

@@ -306,3 +306,113 @@ fn each_ticket_keeps_its_own_count() {
     assert_eq!(writer.consumed(t1.wrapping_add(1) & 0x00ff_ffff), Some(70_000));
     assert_eq!(writer.consumed(t1.wrapping_add(2) & 0x00ff_ffff), None, "nothing copied for a wait not yet made");
 }
+
+#[test]
+fn a_reader_that_empties_slots_without_counting_is_corrupt() {
+    // A hostile reader keeps the claim and empties each slot without
+    // recording its count (or waits for nothing). The writer must end the
+    // transfer, counting nothing it cannot vouch for, instead of spinning
+    // on an empty slot forever.
+    for want in [1u64 << 20, 0] {
+        let (reader, writer) = pair(GEOMETRY);
+        let ticket = reader.begin_wait(want);
+        let claim = writer.try_claim(1 << 20, 5).unwrap();
+        assert_eq!(claim.total, want);
+        let w = Arc::clone(&writer);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut src = pattern(1 << 20, 2);
+            let segs = [iov(&mut src)];
+            // SAFETY: 1 MiB available.
+            let r = unsafe { w.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true, None) };
+            let _ = tx.send(r);
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let result = loop {
+            for slot in 0..GEOMETRY.slots {
+                if reader.slot_word(slot).load(SeqCst) & !SLEEPER == FULL {
+                    reader.set_slot(slot, EMPTY);
+                }
+            }
+            if let Ok(r) = rx.try_recv() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "want {want}: the writer spins on an uncounted reader");
+            std::thread::yield_now();
+        };
+        assert_eq!(result, (0, Some(Abort::Corrupt)), "want {want}");
+        reader.end(ticket);
+    }
+}
+
+/// An unsealed memfd (sealable) of `len` bytes holding `header` at 0.
+fn loose_ring(len: u64, header: &[u8]) -> OwnedFd {
+    let flags = (libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) as usize;
+    // SAFETY: memfd_create with a literal name, then plain calls on it; the
+    // header is a readable slice.
+    unsafe {
+        let fd = OwnedFd::new(
+            crate::sys::syscall6(libc::SYS_memfd_create, [c"loose".as_ptr() as usize, flags, 0, 0, 0, 0]).unwrap()
+                as i32,
+        );
+        assert_eq!(libc::ftruncate(fd.raw(), len as libc::off_t), 0);
+        assert_eq!(libc::pwrite(fd.raw(), header.as_ptr().cast(), header.len(), 0), header.len() as isize);
+        fd
+    }
+}
+
+#[test]
+fn attach_reads_the_size_only_once_it_cannot_change() {
+    // A hostile reader offers an unsealed memfd, then shrinks and seals it
+    // while the writer attaches. Checked in the other order (size, then
+    // seals), the writer could map the old size over a file that no longer
+    // has it, and take SIGBUS at its first slot. Seals first: once the
+    // file is sealed against resizing, the size read next is the size.
+    use std::sync::Barrier;
+    use std::sync::atomic::AtomicI32;
+    let geometry = Geometry { slots: 1, slot_bytes: 4096 };
+    let (model, _) = Ring::create(geometry, std::process::id() as i32, 11, 22).unwrap();
+    let mut header = vec![0u8; 4096];
+    // SAFETY: the first page of the model ring's mapping.
+    unsafe { core::ptr::copy_nonoverlapping(model.map.ptr(), header.as_mut_ptr(), 4096) };
+    let big = geometry.ring_bytes();
+    let fd_now = Arc::new(AtomicI32::new(-1));
+    let barrier = Arc::new(Barrier::new(2));
+    const ROUNDS: u32 = 20000;
+    let attacker = {
+        let (fd_now, barrier) = (Arc::clone(&fd_now), Arc::clone(&barrier));
+        std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                barrier.wait();
+                let fd = fd_now.load(SeqCst);
+                for _ in 0..(round % 509) * 4 {
+                    core::hint::spin_loop();
+                }
+                // Shrink below the slot, then seal.
+                // SAFETY: plain calls on a memfd the main thread keeps open
+                // until the second barrier.
+                unsafe {
+                    libc::ftruncate(fd, 8192);
+                    libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL);
+                }
+                barrier.wait();
+            }
+        })
+    };
+    let mut mismatched = 0;
+    for _ in 0..ROUNDS {
+        let fd = loose_ring(big, &header);
+        fd_now.store(fd.raw(), SeqCst);
+        barrier.wait();
+        let attached = Ring::attach(fd.raw(), uid(), 22);
+        barrier.wait();
+        if let Ok(ring) = attached {
+            let size = crate::sys::mem::fstat(fd.raw()).unwrap().size;
+            if ring.geometry().ring_bytes() > size {
+                mismatched += 1;
+            }
+        }
+    }
+    attacker.join().unwrap();
+    assert_eq!(mismatched, 0, "rings mapped past the end of their sealed file, in {ROUNDS} rounds");
+}
