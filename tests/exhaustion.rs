@@ -42,8 +42,8 @@ fn run_exhaust(args: &[&str], policy: Option<&str>) -> Run {
     let kernel = out
         .stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("kernel bytes ")?.split_whitespace().next()?.parse::<u64>().ok())
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("kernel bytes ")?.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no kernel bytes: {}", out.stdout));
     Run { out, kernel, stats }
 }
