@@ -164,10 +164,10 @@ fn a_writer_stopped_for_5_s_mid_transfer() {
 
 fn echo(dir: &Path, conns: &str) -> Outcome {
     let program = c_program("echo_epoll", &["-O2", "-pthread"]);
-    let out = Preload::new()
-        .stats(&dir.join("stats.json"))
-        .timeout(Duration::from_secs(120))
-        .run(program, &[conns, "16", "307200", "3"]);
+    // A budget of two rings (of 4 MiB): more connections than that ask.
+    let policy = "[unix]\nring_bytes = \"8MiB\"\n";
+    let preload = Preload::new().policy(dir, policy).stats(&dir.join("stats.json")).timeout(Duration::from_secs(120));
+    let out = preload.run(program, &[conns, "16", "307200", "3"]);
     assert!(out.status.success() && out.stdout.ends_with("echo ok\n"), "{out:#?}");
     out
 }
@@ -176,7 +176,7 @@ fn echo(dir: &Path, conns: &str) -> Outcome {
 fn a_thousand_connections_through_one_epoll_echo_server() {
     // 1000 connections open at once, each echoing 300 KiB three times: more
     // sockets than the fast path takes at once (256) and rings than the
-    // budget holds (16 of 4 MiB). Every byte comes back; the client and the
+    // budget holds (2 of 4 MiB). Every byte comes back; the client and the
     // server close with the fds, rings and threads they had before.
     // Each side holds 1000 sockets, and the client as many side channels:
     // the programs raise their soft limit to the hard one.
