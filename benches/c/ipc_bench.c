@@ -1,23 +1,34 @@
 /*
  * IPC workloads between two processes over a Unix stream socketpair or a
- * pipe, for ipc-bench (run with and without the library, alternately).
- * Prints one number on stdout.
+ * pipe, for ipc-bench and bench-suite (run with and without the library,
+ * alternately). Prints one line on stdout.
  *
  * usage: ipc_bench stream TOTAL WRITE READ   -> GB/s, writer child to reader parent
+ *        ipc_bench stream-cpu TOTAL WRITE READ -> the same transfer's CPU seconds per GiB
+ *                                               (see pipe-cpu)
  *        ipc_bench reqresp SIZE ROUNDS       -> median round trip in µs: the parent
  *                                               sends SIZE bytes, the child answers
  *                                               SIZE bytes, both read with MSG_WAITALL
+ *        ipc_bench pipe-reqresp SIZE ROUNDS  -> the same over two pipes (one each way),
+ *                                               read in a loop of read(2) calls
  *        ipc_bench pingpong ROUNDS SIZE      -> ns per round trip of SIZE-byte messages
  *        ipc_bench pipe TOTAL WRITE READ     -> GB/s over a pipe, writer child to reader
- *                                               parent (the go signal on a second pipe)
+ *                                               parent
  *        ipc_bench pipe-cpu TOTAL WRITE READ -> the same transfer's CPU seconds (user +
  *                                               sys, both processes) per GiB: the
  *                                               parent's getrusage(RUSAGE_SELF) from the
  *                                               go signal to the child's reaping, plus
  *                                               RUSAGE_CHILDREN (the writer's whole life)
+ *        ipc_bench xfer unix|pipe TOTAL WRITE READ
+ *                                            -> one transfer of stream or pipe, all its
+ *                                               figures: "GBPS CPU_S_PER_GIB T0 T1", T0
+ *                                               and T1 the CLOCK_MONOTONIC seconds (one
+ *                                               clock for every process of the machine)
+ *                                               of the go signal and of the last read
  *
- * Buffers are allocated and touched before the clock starts; every process
- * sends from and receives into the same buffers each time.
+ * In the streams the go signal travels on a pipe of its own. Buffers are
+ * allocated and touched before the clock starts; every process sends from
+ * and receives into the same buffers each time.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -68,12 +79,37 @@ static double cpu_seconds(int who) {
     return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
-/* A writer child sends TOTAL bytes in WRITE-byte writes through a pipe, once
- * the parent's go byte arrives on a second pipe; the parent reads them with
- * READ-byte reads. Prints GB/s, or with `report_cpu` CPU seconds per GiB. */
-static int pipe_stream(size_t total, size_t wsize, size_t rsize, int report_cpu) {
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void read_all(int fd, uint8_t *p, size_t n) {
+    while (n) {
+        ssize_t r = read(fd, p, n);
+        if (r <= 0) { perror(r < 0 ? "read" : "read: early end of file"); exit(1); }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+/* What one transfer measured. */
+struct transfer {
+    double gbps, cpu_per_gib, t0, t1;
+};
+
+/* A writer child sends TOTAL bytes in WRITE-byte writes through a pipe
+ * (`use_socket` 0) or a socketpair, once the parent's go byte arrives on a
+ * pipe of its own; the parent reads them with READ-byte reads. Returns 0
+ * and fills `out`, or the exit status to return. */
+static int transfer(int use_socket, size_t total, size_t wsize, size_t rsize, struct transfer *out) {
     int data[2], go[2];
-    if (pipe(data) != 0 || pipe(go) != 0) { perror("pipe"); return 2; }
+    if (use_socket ? socketpair(AF_UNIX, SOCK_STREAM, 0, data) != 0 : pipe(data) != 0) {
+        perror(use_socket ? "socketpair" : "pipe");
+        return 2;
+    }
+    if (pipe(go) != 0) { perror("pipe"); return 2; }
+    /* A pipe reads at [0] and writes at [1]; a socketpair either way. */
     uint8_t byte = 1;
     pid_t pid = fork();
     if (pid < 0) { perror("fork"); return 2; }
@@ -102,89 +138,90 @@ static int pipe_stream(size_t total, size_t wsize, size_t rsize, int report_cpu)
         got += (size_t)r;
         last = (size_t)r;
     }
-    double dt = now() - t0;
+    double t1 = now();
     int status = 0;
     if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "ipc_bench pipe: the writer failed (status %#x)\n", status);
+        fprintf(stderr, "ipc_bench: the writer failed (status %#x)\n", status);
         return 1;
     }
     double cpu = cpu_seconds(RUSAGE_SELF) - cpu0 + cpu_seconds(RUSAGE_CHILDREN);
     for (size_t i = 0; i < last; i++) /* the last read, after the clock */
-        if (buf[i] != 7) { fprintf(stderr, "ipc_bench pipe: byte %zu of the last read is %d, not 7\n", i, buf[i]); return 1; }
-    if (report_cpu)
-        printf("%.4f\n", cpu / ((double)total / (double)(1u << 30)));
-    else
-        printf("%.4f\n", (double)total / dt / 1e9);
+        if (buf[i] != 7) { fprintf(stderr, "ipc_bench: byte %zu of the last read is %d, not 7\n", i, buf[i]); return 1; }
+    out->gbps = (double)total / (t1 - t0) / 1e9;
+    out->cpu_per_gib = cpu / ((double)total / (double)(1u << 30));
+    out->t0 = t0;
+    out->t1 = t1;
     return 0;
 }
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* The parent sends SIZE bytes and the child answers SIZE bytes, ROUNDS
+ * times after a warm-up round, over a socketpair (received with
+ * MSG_WAITALL) or over two pipes (read in a loop). Prints the median round
+ * trip in µs. */
+static int reqresp(int use_socket, size_t size, int rounds) {
+    int fwd[2], back[2]; /* parent -> child, child -> parent */
+    if (use_socket) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, fwd) != 0) { perror("socketpair"); return 2; }
+        back[0] = fwd[0]; /* the parent reads its own end */
+        back[1] = fwd[1]; /* the child writes its own end */
+    } else if (pipe(fwd) != 0 || pipe(back) != 0) {
+        perror("pipe");
+        return 2;
+    }
+    /* With a socketpair the parent uses fwd[0] both ways, the child fwd[1]. */
+    int parent_out = use_socket ? fwd[0] : fwd[1], parent_in = back[0];
+    int child_in = use_socket ? fwd[1] : fwd[0], child_out = back[1];
+    void (*get)(int, uint8_t *, size_t) = use_socket ? recv_all : read_all;
+    pid_t pid = fork();
+    if (pid < 0) { perror("fork"); return 2; }
+    uint8_t *buf = buffer(size, pid == 0 ? 2 : 1);
+    if (pid == 0) {
+        for (int i = 0; i < rounds + 1; i++) {
+            get(child_in, buf, size);
+            send_all(child_out, buf, size);
+        }
+        _exit(0);
+    }
+    double *rtt = calloc((size_t)rounds, sizeof *rtt);
+    send_all(parent_out, buf, size); /* warm-up round */
+    get(parent_in, buf, size);
+    for (int i = 0; i < rounds; i++) {
+        double t0 = now();
+        send_all(parent_out, buf, size);
+        get(parent_in, buf, size);
+        rtt[i] = now() - t0;
+    }
+    waitpid(pid, NULL, 0);
+    qsort(rtt, (size_t)rounds, sizeof *rtt, cmp);
+    printf("%.1f\n", rtt[rounds / 2] * 1e6);
+    return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: see the comment in ipc_bench.c\n"); return 2; }
-    if ((strcmp(argv[1], "pipe") == 0 || strcmp(argv[1], "pipe-cpu") == 0) && argc == 5)
-        return pipe_stream(strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0), strtoull(argv[4], 0, 0),
-                           strcmp(argv[1], "pipe-cpu") == 0);
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
-    if (strcmp(argv[1], "stream") == 0 && argc == 5) {
-        size_t total = strtoull(argv[2], 0, 0), wsize = strtoull(argv[3], 0, 0), rsize = strtoull(argv[4], 0, 0);
-        uint8_t go = 1;
-        pid_t pid = fork();
-        if (pid == 0) {
-            uint8_t *buf = buffer(wsize, 7);
-            recv_all(sv[1], &go, 1);
-            for (size_t sent = 0; sent < total;) {
-                size_t n = total - sent < wsize ? total - sent : wsize;
-                send_all(sv[1], buf, n);
-                sent += n;
-            }
-            _exit(0);
-        }
-        uint8_t *buf = buffer(rsize, 0);
-        double t0 = now();
-        send_all(sv[0], &go, 1);
-        size_t got = 0;
-        while (got < total) {
-            ssize_t r = read(sv[0], buf, rsize);
-            if (r <= 0) { perror("read"); return 1; }
-            got += (size_t)r;
-        }
-        double dt = now() - t0;
-        waitpid(pid, NULL, 0);
-        printf("%.4f\n", (double)total / dt / 1e9);
-        return 0;
+    const char *w = argv[1];
+    int is_xfer = strcmp(w, "xfer") == 0;
+    if (is_xfer && argc == 6 && (strcmp(argv[2], "unix") == 0 || strcmp(argv[2], "pipe") == 0)) {
+        struct transfer t;
+        int rc = transfer(strcmp(argv[2], "unix") == 0, strtoull(argv[3], 0, 0), strtoull(argv[4], 0, 0),
+                          strtoull(argv[5], 0, 0), &t);
+        if (rc == 0) printf("%.4f %.4f %.6f %.6f\n", t.gbps, t.cpu_per_gib, t.t0, t.t1);
+        return rc;
     }
-    if (strcmp(argv[1], "reqresp") == 0) {
-        size_t size = strtoull(argv[2], 0, 0);
-        int rounds = atoi(argv[3]);
-        pid_t pid = fork();
-        uint8_t *buf = buffer(size, pid == 0 ? 2 : 1);
-        if (pid == 0) {
-            for (int i = 0; i < rounds + 1; i++) {
-                recv_all(sv[1], buf, size);
-                send_all(sv[1], buf, size);
-            }
-            _exit(0);
-        }
-        double *rtt = calloc((size_t)rounds, sizeof *rtt);
-        send_all(sv[0], buf, size); /* warm-up round */
-        recv_all(sv[0], buf, size);
-        for (int i = 0; i < rounds; i++) {
-            double t0 = now();
-            send_all(sv[0], buf, size);
-            recv_all(sv[0], buf, size);
-            rtt[i] = now() - t0;
-        }
-        waitpid(pid, NULL, 0);
-        qsort(rtt, (size_t)rounds, sizeof *rtt, cmp);
-        printf("%.1f\n", rtt[rounds / 2] * 1e6);
-        return 0;
+    int stream = strcmp(w, "stream") == 0, stream_cpu = strcmp(w, "stream-cpu") == 0;
+    int pipe_gbps = strcmp(w, "pipe") == 0, pipe_cpu = strcmp(w, "pipe-cpu") == 0;
+    if ((stream || stream_cpu || pipe_gbps || pipe_cpu) && argc == 5) {
+        struct transfer t;
+        int rc = transfer(stream || stream_cpu, strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0),
+                          strtoull(argv[4], 0, 0), &t);
+        if (rc == 0) printf("%.4f\n", stream_cpu || pipe_cpu ? t.cpu_per_gib : t.gbps);
+        return rc;
     }
-    if (strcmp(argv[1], "pingpong") == 0) {
+    if (strcmp(w, "reqresp") == 0 || strcmp(w, "pipe-reqresp") == 0)
+        return reqresp(strcmp(w, "reqresp") == 0, strtoull(argv[2], 0, 0), atoi(argv[3]));
+    if (strcmp(w, "pingpong") == 0) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
         int rounds = atoi(argv[2]);
         size_t size = strtoull(argv[3], 0, 0);
         uint8_t buf[4096];
@@ -208,6 +245,6 @@ int main(int argc, char **argv) {
         printf("%.1f\n", dt / rounds * 1e9);
         return 0;
     }
-    fprintf(stderr, "unknown workload %s\n", argv[1]);
+    fprintf(stderr, "unknown workload %s\n", w);
     return 2;
 }

@@ -22,6 +22,8 @@ pub struct Labels<'a> {
     /// Under the title: the machine and the date.
     pub subtitle: &'a str,
     pub y: &'a str,
+    /// Under the x axis (bars: may be empty).
+    pub x: &'a str,
 }
 
 const PALETTE: [RGBColor; 6] = [
@@ -89,6 +91,7 @@ pub fn bars(path: &Path, labels: &Labels<'_>, categories: &[String], series: &[S
                 String::new()
             }
         })
+        .x_desc(labels.x)
         .y_desc(labels.y)
         .draw()
         .map_err(draw_err)?;
@@ -137,7 +140,7 @@ pub fn lines_by_size(path: &Path, labels: &Labels<'_>, sizes: &[u64], series: &[
     chart
         .configure_mesh()
         .x_label_formatter(&|x| crate::size_label(*x as u64))
-        .x_desc("bytes per call")
+        .x_desc(labels.x)
         .y_desc(labels.y)
         .draw()
         .map_err(draw_err)?;
@@ -160,4 +163,59 @@ pub fn lines_by_size(path: &Path, labels: &Labels<'_>, sizes: &[u64], series: &[
         .draw()
         .map_err(draw_err)?;
     root.present().map_err(draw_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels<'a>() -> Labels<'a> {
+        Labels { title: "Pipe stream <by size>", subtitle: "a 2-CPU VM, 2026-01-02", y: "GB/s", x: "bytes per write" }
+    }
+
+    fn series() -> Vec<Series> {
+        vec![
+            Series { name: "kernel".into(), values: vec![Some(1.0), Some(1.5), None] },
+            Series { name: "throughput".into(), values: vec![Some(2.0), Some(30.0), Some(36.0)] },
+        ]
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("chart-test-{}-{name}.svg", std::process::id()))
+    }
+
+    #[test]
+    fn bars_write_an_svg_with_the_title() {
+        let path = temp("bars");
+        let categories: Vec<String> = ["64 KiB", "1 MiB", "16 MiB"].map(String::from).to_vec();
+        bars(&path, &labels(), &categories, &series()).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+        assert!(svg.contains("Pipe stream &lt;by size&gt;") || svg.contains("Pipe stream <by size>"));
+        assert!(svg.contains("a 2-CPU VM, 2026-01-02"));
+        assert!(svg.contains("throughput") && svg.contains("16 MiB"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn lines_write_an_svg_with_the_title() {
+        let path = temp("lines");
+        lines_by_size(&path, &labels(), &[64 << 10, 1 << 20, 16 << 20], &series()).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("a 2-CPU VM, 2026-01-02") && svg.contains("bytes per write"));
+        assert!(svg.contains("kernel"));
+    }
+
+    #[test]
+    fn nothing_to_draw() {
+        let path = temp("empty");
+        let none = vec![Series { name: "kernel".into(), values: vec![None] }];
+        assert!(matches!(bars(&path, &labels(), &["a".into()], &none), Err(ChartError::Empty)));
+        assert!(matches!(lines_by_size(&path, &labels(), &[], &series()), Err(ChartError::Empty)));
+        assert!(matches!(lines_by_size(&path, &labels(), &[4096], &series()), Err(ChartError::Empty)));
+        assert!(!path.exists());
+    }
 }

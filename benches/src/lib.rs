@@ -1,19 +1,17 @@
 //! What the benchmark binaries share: the description of the machine a
-//! result was measured on, and the statistics every comparison reports.
+//! result was measured on, the statistics every comparison reports, the
+//! runs of IPC workloads and the memcpy timing loops (`ipc-bench`,
+//! `memcpy-bench` and `bench-suite` are drivers of these), the suite's
+//! results, and the charts.
 
 pub mod chart;
+pub mod ipc;
 pub mod machine;
+pub mod memcpy;
+pub mod stats;
+pub mod suite;
 
-/// The median of `v` (the mean of the two middle values of an even count);
-/// NaN when empty.
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|x, y| x.total_cmp(y));
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
-}
+pub use stats::median;
 
 /// "64 MiB", "4 KiB", "64 B".
 pub fn size_label(bytes: u64) -> String {
@@ -28,13 +26,6 @@ pub fn size_label(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(vec![]).is_nan());
-    }
 
     #[test]
     fn size_labels() {

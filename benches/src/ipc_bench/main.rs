@@ -24,10 +24,12 @@ mod workloads;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use ipc_offload_bench::ipc::{self as run, Sample, Workload};
+use ipc_offload_bench::stats::{Better, figure};
 use ipc_offload_bench::{machine, median, size_label};
 use serde_json::{Value, json};
 
-use workloads::{Better, Family, Sample, Workload};
+use workloads::Family;
 
 const USAGE: &str = "\
 usage: ipc-bench [--quick] [--runs N] [--only unix|pipe] [--json-dir DIR] [--json FILE]
@@ -133,8 +135,8 @@ fn main() -> ExitCode {
 
 fn drive(root: &Path, args: &Args, scratch: &Path) -> Result<(), String> {
     let program = scratch.join("ipc_bench");
-    workloads::compile(root, &program)?;
-    let python = workloads::python();
+    run::compile(root, &program)?;
+    let python = run::python();
     if python.is_none() {
         eprintln!("ipc-bench: python3 not found: its workloads are left out");
     }
@@ -149,7 +151,7 @@ fn drive(root: &Path, args: &Args, scratch: &Path) -> Result<(), String> {
                 let dd_bytes: u64 = if args.quick { 256 << 20 } else { 512 << 20 };
                 let dd_input = scratch.join("dd-input");
                 eprintln!("ipc-bench: writing the dd pipeline's input ({}, not timed)", size_label(dd_bytes));
-                workloads::write_dd_input(&dd_input, dd_bytes)?;
+                run::write_dd_input(&dd_input, dd_bytes)?;
                 workloads::pipe(&program, python.as_deref(), root, args.quick, &dd_input, dd_bytes)
             }
         };
@@ -207,7 +209,7 @@ fn compare(w: &Workload, lib: &Path, scratch: &Path, runs: usize, allow_kernel_p
     for i in 0..runs {
         let mut pair: [Option<Sample>; 2] = [None, None];
         for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
-            pair[side] = Some(workloads::run_once(w, (side == 1).then_some(lib), scratch)?);
+            pair[side] = Some(run::run_once(w, (side == 1).then_some(lib), scratch)?);
         }
         let [Some(k), Some(l)] = pair else { unreachable!("both sides ran") };
         if w.expects_fast_path && l.fast_path_bytes == 0 {
@@ -242,7 +244,7 @@ fn compare(w: &Workload, lib: &Path, scratch: &Path, runs: usize, allow_kernel_p
         "workload": w.key,
         "title": w.title,
         "unit": w.unit,
-        "better": if w.better == Better::Higher { "higher" } else { "lower" },
+        "better": w.better.name(),
         "kernel": median(kernel.clone()),
         "library": median(library.clone()),
         "kernel_runs": kernel,
@@ -262,16 +264,6 @@ fn compare(w: &Workload, lib: &Path, scratch: &Path, runs: usize, allow_kernel_p
 
 fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
-}
-
-/// Three or four significant digits.
-fn figure(x: f64) -> String {
-    match x.abs() {
-        a if a >= 100.0 => format!("{x:.0}"),
-        a if a >= 10.0 => format!("{x:.1}"),
-        a if a >= 1.0 => format!("{x:.2}"),
-        _ => format!("{x:.3}"),
-    }
 }
 
 /// The Markdown table.

@@ -20,15 +20,13 @@
 //!
 //! Prints Markdown tables on stdout, progress on stderr, and writes JSON.
 
-mod measure;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
+use ipc_offload_bench::memcpy::{self, Options};
 use ipc_offload_bench::{machine, median, size_label};
-use measure::{Copier, Options};
 
 const USAGE: &str = "\
 usage: memcpy-bench [--quick] [--json FILE] [--lib FILE]
@@ -44,17 +42,8 @@ glibc, 4 KiB to 512 MiB, hot and cold buffers, and the cost of the hook on
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--phase") {
-        let quick = args.iter().any(|a| a == "--quick");
-        return match args.get(i + 1).map(String::as_str) {
-            Some("throughput") => phase(|| measure::throughput(&Copier::resolve()?, Options::new(quick))),
-            Some("hook-cost") => phase(|| measure::hook_cost(&Copier::resolve()?, Options::new(quick))),
-            Some("plt-cost") => phase(|| measure::plt_cost(Options::new(quick))),
-            other => {
-                eprintln!("memcpy-bench: unknown phase {other:?}");
-                ExitCode::from(2)
-            }
-        };
+    if let Some(code) = memcpy::phase_main(&args, "memcpy-bench") {
+        return code;
     }
     let mut quick = false;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -89,42 +78,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one phase in this process; prints its JSON on stdout.
-fn phase(run: impl FnOnce() -> Result<Value, String>) -> ExitCode {
-    match run() {
-        Ok(v) => {
-            println!("{v}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("memcpy-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Runs a phase in a child; `lib` None runs it without the library.
 fn run_phase(lib: Option<&Path>, name: &str, policy: Option<&str>, quick: bool) -> Result<Value, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--phase").arg(name).env_remove("IPC_OFFLOAD_POLICY").env_remove("IPC_OFFLOAD").env_remove("LD_PRELOAD");
-    if let Some(lib) = lib {
-        cmd.env("LD_PRELOAD", lib);
-    }
-    if quick {
-        cmd.arg("--quick");
-    }
-    let policy_file;
-    if let Some(text) = policy {
-        policy_file = std::env::temp_dir().join(format!("memcpy-bench-{}-{name}.toml", std::process::id()));
-        std::fs::write(&policy_file, text).map_err(|e| e.to_string())?;
-        cmd.env("IPC_OFFLOAD_POLICY", &policy_file);
-    }
-    let out = cmd.stderr(Stdio::inherit()).output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("phase {name} failed ({})", out.status));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("phase {name}: bad output: {e}"))
+    let policy_file = std::env::temp_dir().join(format!("memcpy-bench-{}-{name}.toml", std::process::id()));
+    let result = memcpy::run_phase(lib, name, policy.map(|p| (p, policy_file.as_path())), &Options::new(quick));
+    let _ = std::fs::remove_file(&policy_file);
+    result
 }
 
 fn drive(lib: &Path, quick: bool, json_out: &Path) -> Result<(), String> {
