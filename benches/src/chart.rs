@@ -76,12 +76,14 @@ pub fn bars(path: &Path, labels: &Labels<'_>, categories: &[String], series: &[S
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d(0..n, 0.0..top * 1.12)
+        // Room above the highest bar for the legend's lines.
+        .build_cartesian_2d(0..n, 0.0..top * (1.12 + 0.08 * series.len() as f64))
         .map_err(draw_err)?;
     let names = categories.to_vec();
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .max_light_lines(1)
         .x_labels(n)
         .x_label_formatter(&|x| {
             // The group's name under its middle bar.
@@ -133,13 +135,20 @@ pub fn lines_by_size(path: &Path, labels: &Labels<'_>, sizes: &[u64], series: &[
         .map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&body)
         .margin(12)
+        // The last size's label is centred on the right edge.
+        .margin_right(36)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d((lo as f64..hi as f64).log_scale(), 0.0..top * 1.12)
+        // Ticks at the measured sizes, not at powers of ten (97 KiB).
+        .build_cartesian_2d(
+            (lo as f64..hi as f64).log_scale().with_key_points(sizes.iter().map(|s| *s as f64).collect()),
+            0.0..top * (1.12 + 0.06 * series.len() as f64),
+        )
         .map_err(draw_err)?;
     chart
         .configure_mesh()
-        .x_label_formatter(&|x| crate::size_label(*x as u64))
+        .max_light_lines(1)
+        .x_label_formatter(&|x| crate::size_label(x.round() as u64))
         .x_desc(labels.x)
         .y_desc(labels.y)
         .draw()

@@ -316,6 +316,6 @@ fn write_outputs(args: &Args, result: &Value) -> Result<(), String> {
         result["machine"]["summary"].as_str().unwrap_or(""),
         result["date"].as_str().unwrap_or("")
     );
-    let labels = Labels { title: "Cache placement: inject, bypass, auto", subtitle: &subtitle, y: "GB/s" };
+    let labels = Labels { title: "Cache placement: inject, bypass, auto", subtitle: &subtitle, y: "GB/s", x: "" };
     chart::bars(&args.svg, &labels, &categories, &series).map_err(|e| format!("{}: {e}", args.svg.display()))
 }

@@ -234,6 +234,18 @@ mod tests {
     }
 
     #[test]
+    fn policies_are_accepted_by_the_library() {
+        let mut texts: Vec<String> = MODES.iter().map(|m| mode_policy(m)).collect();
+        texts.extend(MODES.iter().map(|m| memcpy_policy(m, None)));
+        texts.extend([memcpy_policy("throughput", Some(16)), ipc_workers_policy(1), ipc_workers_policy(16)]);
+        for text in texts {
+            if let Err(e) = ipc_offload_policy::parse(&text, "suite.toml") {
+                panic!("{text}\nrejected: {e:?}");
+            }
+        }
+    }
+
+    #[test]
     fn clocks() {
         assert_eq!(clock(0.4), "0:00");
         assert_eq!(clock(75.0), "1:15");

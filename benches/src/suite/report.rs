@@ -3,28 +3,43 @@
 use super::results::{PartResult, Row};
 use crate::stats::{Better, figure};
 
-/// The rows of the headline table, by key, in its order: the figures of the
-/// README's "Results" (where their part ran).
-pub const HEADLINE: [&str; 14] = [
-    "memcpy-hot-4MiB",
-    "memcpy-cold-64MiB",
-    "unix-stream-1MiB",
-    "pipe-stream-1MiB",
-    "unix-cpu-1MiB",
-    "pipe-cpu-1MiB",
-    "unix-reqresp-64MiB",
-    "pipe-reqresp-64MiB",
-    "unix-pingpong-64B",
-    "dd-pipeline",
-    "python-duplex",
-    "python-simplex",
-    "redis-set",
-    "redis-get",
+/// The rows of the headline table, by key, in its order, with a short
+/// name for the headline chart: the figures of the README's "Results"
+/// (where their part ran).
+pub const HEADLINE: [(&str, &str); 14] = [
+    ("memcpy-hot-4MiB", "memcpy 4 MiB hot"),
+    ("memcpy-cold-64MiB", "memcpy 64 MiB cold"),
+    ("unix-stream-1MiB", "socket GB/s"),
+    ("pipe-stream-1MiB", "pipe GB/s"),
+    ("unix-cpu-1MiB", "socket CPU/GiB"),
+    ("pipe-cpu-1MiB", "pipe CPU/GiB"),
+    ("unix-reqresp-64MiB", "socket 64 MiB RTT"),
+    ("pipe-reqresp-64MiB", "pipe 64 MiB RTT"),
+    ("unix-pingpong-64B", "64 B ping-pong"),
+    ("dd-pipeline", "dd | dd | dd"),
+    ("python-duplex", "python duplex"),
+    ("python-simplex", "python simplex"),
+    ("redis-set", "redis SET"),
+    ("redis-get", "redis GET"),
 ];
 
 /// The headline's rows found among `parts`, in [`HEADLINE`]'s order.
 pub fn headline_rows(parts: &[PartResult]) -> Vec<&Row> {
-    HEADLINE.iter().filter_map(|key| parts.iter().flat_map(|p| &p.rows).find(|r| r.key == *key)).collect()
+    HEADLINE.iter().filter_map(|(key, _)| parts.iter().flat_map(|p| &p.rows).find(|r| r.key == *key)).collect()
+}
+
+/// The headline's rows for its chart: labelled with their short names, and
+/// only the variants of `modes`.
+pub fn headline_chart_rows(parts: &[PartResult], modes: &[String]) -> Vec<Row> {
+    headline_rows(parts)
+        .into_iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.label = HEADLINE.iter().find(|(k, _)| *k == r.key).map_or(r.label, |(_, short)| (*short).to_owned());
+            r.variants.retain(|v| modes.contains(&v.name));
+            r
+        })
+        .collect()
 }
 
 fn cell(text: &str) -> String {
@@ -245,6 +260,9 @@ mod tests {
         let rows = headline_rows(&parts);
         assert_eq!(rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["unix-stream-1MiB", "dd-pipeline"]);
         let modes = vec!["latency".to_owned(), "efficiency".to_owned()];
+        let chart = headline_chart_rows(&parts, &modes);
+        assert_eq!(chart.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), ["socket GB/s", "dd | dd | dd"]);
+        assert_eq!(chart[0].variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["latency"]);
         let h = headline(&parts, &modes);
         let lines: Vec<&str> = h.lines().collect();
         assert_eq!(lines[0], "| workload | unit | kernel / glibc | latency | efficiency |");

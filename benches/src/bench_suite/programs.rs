@@ -1,0 +1,331 @@
+//! Real programs (../shared/workloads.md): the dd pipeline, Python's
+//! multiprocessing.Pipe, and redis-server driven by redis-benchmark.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use ipc_offload_bench::ipc::{self, Measure, Sample, Workload, find_program};
+use ipc_offload_bench::size_label;
+use ipc_offload_bench::stats::{Better, figure};
+use ipc_offload_bench::suite::Part;
+use ipc_offload_bench::suite::results::PartResult;
+
+use crate::ctx::{Ctx, RowSpec, SideSpec, row, text};
+
+/// The group of the programs' rows: one chart of speedups for all of them.
+pub const GROUP: &str = "programs";
+
+fn dd_bytes(quick: bool) -> u64 {
+    if quick { 256 << 20 } else { 512 << 20 }
+}
+
+fn python_mib(quick: bool) -> u64 {
+    if quick { 64 } else { 256 }
+}
+
+fn redis_requests(quick: bool) -> u64 {
+    if quick { 400 } else { 2000 }
+}
+
+pub fn plan_dd(ctx: &Ctx) -> f64 {
+    (ctx.rounds * (1 + ctx.modes.len())) as f64 + 2.0
+}
+
+pub fn plan_python(ctx: &Ctx) -> f64 {
+    (2 * ctx.rounds * (1 + ctx.modes.len())) as f64
+}
+
+pub fn plan_redis(ctx: &Ctx) -> f64 {
+    (ctx.rounds * (1 + ctx.modes.len())) as f64 + 1.0
+}
+
+fn compare(
+    ctx: &mut Ctx,
+    label: &str,
+    w: &Workload,
+    sides: &[SideSpec],
+    unit: &str,
+) -> Result<Vec<Vec<Sample>>, String> {
+    ctx.alternate(
+        label,
+        sides,
+        |ctx, side| ipc::run(w, ctx.side(side), &ctx.stats_dir(&w.key, side)),
+        |s| format!("{} {unit}", figure(s.value)),
+    )
+}
+
+/// `dd | dd | dd` with bs=4M over a file written once, wall time.
+pub fn run_dd(ctx: &mut Ctx) -> Result<PartResult, String> {
+    let sides = ctx.kernel_and_modes()?;
+    let bytes = dd_bytes(ctx.quick);
+    let input = ctx.scratch.join("dd-input");
+    ctx.progress.say(&format!("writing the pipeline's input, {} (not timed)", size_label(bytes)));
+    ipc::write_dd_input(&input, bytes)?;
+    ctx.progress.step(2.0, "input written");
+    let w = Workload {
+        key: "dd-pipeline".into(),
+        title: String::new(),
+        unit: "s",
+        better: Better::Lower,
+        target: (0.0, ""),
+        expects_fast_path: true,
+        class: "pipe",
+        measure: Measure::WallTime { check: format!("{bytes} bytes"), count: 3 },
+        argv: vec!["/bin/sh".into(), "-c".into(), ipc::dd_pipeline(&input)],
+    };
+    let samples = compare(ctx, "dd | dd | dd", &w, &sides, "s");
+    let _ = std::fs::remove_file(&input);
+    let samples = samples?;
+    let spec = RowSpec {
+        key: "dd-pipeline".into(),
+        title: format!("dd | dd | dd, bs=4M, {} file, of=/dev/null (wall time)", size_label(bytes)),
+        label: "dd | dd | dd".into(),
+        group: GROUP.into(),
+        size: None,
+        unit: "s",
+        better: Better::Lower,
+        value: 0,
+        expects_fast_path: Some(true),
+        note: None,
+    };
+    Ok(PartResult {
+        part: Part::Dd,
+        rows: vec![row(&spec, &sides, &samples)],
+        notes: vec![format!(
+            "`{}` on a file of {} written once before the runs; every dd's byte count is checked; with the library every process of the pipeline runs preloaded.",
+            ipc::dd_pipeline(Path::new("FILE")),
+            size_label(bytes)
+        )],
+        skipped: None,
+        settings: json!({ "file_bytes": bytes }),
+        charts: vec![],
+    })
+}
+
+/// benches/python/pipe_bench.py, duplex (a socketpair) and simplex (a pipe).
+pub fn run_python(ctx: &mut Ctx) -> Result<PartResult, String> {
+    let Some(python) = ctx.python.clone() else {
+        return Ok(PartResult::skipped(Part::Python, "python3 is not installed".into()));
+    };
+    let sides = ctx.kernel_and_modes()?;
+    let mib = python_mib(ctx.quick);
+    let script = text(&ctx.root.join("benches/python/pipe_bench.py"));
+    let mut rows = vec![];
+    for (kind, class, what) in [("duplex", "unix", "socketpair"), ("simplex", "pipe", "pipe")] {
+        let w = Workload {
+            key: format!("python-{kind}"),
+            title: String::new(),
+            unit: "s",
+            better: Better::Lower,
+            target: (0.0, ""),
+            expects_fast_path: true,
+            class,
+            measure: Measure::Printed,
+            argv: vec![text(&python), script.clone(), kind.into(), mib.to_string()],
+        };
+        let samples = compare(ctx, &format!("python3 Pipe(duplex={})", kind == "duplex"), &w, &sides, "s")?;
+        let spec = RowSpec {
+            key: format!("python-{kind}"),
+            title: format!(
+                "python3 multiprocessing.Pipe(duplex={}) ({what}), {mib} MiB, go to recv_bytes",
+                if kind == "duplex" { "True" } else { "False" }
+            ),
+            label: format!("python {kind}"),
+            group: GROUP.into(),
+            size: Some(mib << 20),
+            unit: "s",
+            better: Better::Lower,
+            value: 0,
+            expects_fast_path: Some(true),
+            note: None,
+        };
+        rows.push(row(&spec, &sides, &samples));
+    }
+    Ok(PartResult {
+        part: Part::Python,
+        rows,
+        notes: vec![format!(
+            "`{} benches/python/pipe_bench.py duplex|simplex {mib}`: a child sends {mib} MiB, the parent times from its go signal until recv_bytes() returns; the bytes are checked after the clock.",
+            python.display()
+        )],
+        skipped: None,
+        settings: json!({ "mib": mib, "python": text(&python) }),
+        charts: vec![],
+    })
+}
+
+/// A redis-server of one side, on its own socket; stopped when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Its figures are not needed: SIGKILL, and reap it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// PING on the socket answers +PONG.
+fn pong(socket: &Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(socket) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut answer = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+}
+
+fn start_server(ctx: &Ctx, server: &Path, side: &SideSpec, dir: &Path) -> Result<Server, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let socket = dir.join("redis.sock");
+    let mut cmd = Command::new(server);
+    cmd.args(["--port", "0", "--unixsocket"])
+        .arg(&socket)
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ctx.side(side).apply(&mut cmd, &dir.join("stats"))?;
+    let child = cmd.spawn().map_err(|e| format!("{}: {e}", server.display()))?;
+    let server = Server { child, socket };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pong(&server.socket) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "redis-server ({}) did not answer PING on {} within 10 s",
+                side.name,
+                server.socket.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(server)
+}
+
+/// SET and GET requests per second from `redis-benchmark --csv`.
+pub fn parse_redis_csv(out: &str) -> Result<Vec<f64>, String> {
+    let rps = |test: &str| -> Result<f64, String> {
+        let prefix = format!("\"{test}\",\"");
+        let line = out.lines().find(|l| l.starts_with(&prefix)).ok_or(format!("no {test} line in {out:?}"))?;
+        line[prefix.len()..]
+            .split('"')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or(format!("a {test} line without requests per second: {line:?}"))
+    };
+    Ok(vec![rps("SET")?, rps("GET")?])
+}
+
+/// redis-server with 1 MB values, driven by redis-benchmark over its Unix
+/// socket; the kernel and each mode each have a server, started before the
+/// runs and stopped after them, and the benchmark's runs alternate between
+/// them. The server and redis-benchmark run on the same side.
+pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
+    let (Some(server), Some(bench)) = (find_program("redis-server"), find_program("redis-benchmark")) else {
+        return Ok(PartResult::skipped(
+            Part::Redis,
+            "redis-server or redis-benchmark is not installed (`apt-get install redis-server redis-tools`)".into(),
+        ));
+    };
+    let sides = ctx.kernel_and_modes()?;
+    let n = redis_requests(ctx.quick);
+    let mut servers = vec![];
+    for side in &sides {
+        let dir = ctx.scratch.join("redis").join(&side.name);
+        servers.push(start_server(ctx, &server, side, &dir)?);
+    }
+    ctx.progress.step(1.0, &format!("{} redis-server processes answer PING", servers.len()));
+    let workloads: Vec<Workload> = servers
+        .iter()
+        .zip(&sides)
+        .map(|(s, side)| Workload {
+            key: format!("redis-benchmark-{}", side.name),
+            title: String::new(),
+            unit: "requests/s",
+            better: Better::Higher,
+            target: (0.0, ""),
+            expects_fast_path: false,
+            class: "unix",
+            measure: Measure::Parsed(parse_redis_csv),
+            argv: vec![
+                text(&bench),
+                "-s".into(),
+                text(&s.socket),
+                "-t".into(),
+                "set,get".into(),
+                "-d".into(),
+                "1000000".into(),
+                "-n".into(),
+                n.to_string(),
+                "-c".into(),
+                "4".into(),
+                "--csv".into(),
+            ],
+        })
+        .collect();
+    let samples = ctx.alternate(
+        "redis-benchmark -t set,get -d 1000000",
+        &sides,
+        |ctx, side| {
+            let i = sides.iter().position(|s| s.name == side.name).unwrap_or(0);
+            let w = &workloads[i];
+            ipc::run(w, ctx.side(side), &ctx.stats_dir(&w.key, side))
+        },
+        |s| {
+            format!(
+                "SET {} GET {} requests/s",
+                figure(s.values[0]),
+                figure(s.values.get(1).copied().unwrap_or(f64::NAN))
+            )
+        },
+    );
+    drop(servers);
+    let samples = samples?;
+    let note = "redis-server reads its clients nonblocking (epoll), which the fast path leaves to the kernel (stats: `nonblocking`, `no-peer`): the figures measure what the library costs such a service".to_owned();
+    let mut rows = vec![];
+    for (i, test) in ["SET", "GET"].into_iter().enumerate() {
+        let spec = RowSpec {
+            key: format!("redis-{}", test.to_lowercase()),
+            title: format!("redis-server {test}, 1 MB values, redis-benchmark -c 4 over a Unix socket"),
+            label: format!("redis {test}"),
+            group: GROUP.into(),
+            size: Some(1_000_000),
+            unit: "requests/s",
+            better: Better::Higher,
+            value: i,
+            expects_fast_path: Some(false),
+            note: (i == 0).then(|| note.clone()),
+        };
+        rows.push(row(&spec, &sides, &samples));
+    }
+    Ok(PartResult {
+        part: Part::Redis,
+        rows,
+        notes: vec![format!(
+            "`redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` per side, and `redis-benchmark -s SOCK -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy; the fast-path column counts redis-benchmark's bytes."
+        )],
+        skipped: None,
+        settings: json!({ "requests": n, "value_bytes": 1_000_000, "clients": 4 }),
+        charts: vec![],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_benchmark_csv() {
+        let out = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\"\n\"SET\",\"3921.57\",\"0.929\",\"0.600\"\n\"GET\",\"4166.67\",\"0.089\",\"0.040\"\n";
+        assert_eq!(parse_redis_csv(out), Ok(vec![3921.57, 4166.67]));
+        assert!(parse_redis_csv("\"SET\",\"1\"\n").unwrap_err().contains("no GET line"));
+        assert!(parse_redis_csv("\"SET\",\"x\"\n\"GET\",\"1\"\n").is_err());
+    }
+}
