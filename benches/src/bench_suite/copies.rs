@@ -304,3 +304,97 @@ pub fn memcpy_workers(ctx: &mut Ctx) -> Result<(Vec<Row>, Value), String> {
     let settings = json!({ "memcpy_sizes": o.sizes, "memcpy_workers": workers, "memcpy_cold_span_bytes": o.cold_span });
     Ok((rows, settings))
 }
+
+/// Arguments of cache-bench for the suite. Its threads hand each chunk
+/// over by spinning, pinned to CPUs 0 and 1, which costs seconds per round
+/// on a busy 2-CPU machine: `--quick` runs 2 rounds of 16 MiB.
+fn cache_args(ctx: &Ctx) -> Vec<String> {
+    let (rounds, mib) = if ctx.quick { (2, 16) } else { (ctx.rounds, 256) };
+    vec!["--rounds".into(), rounds.to_string(), "--mib".into(), mib.to_string()]
+}
+
+pub fn plan_cache(ctx: &Ctx) -> f64 {
+    // About as long as this many IPC runs.
+    if ctx.quick { 40.0 } else { 40.0 * ctx.rounds as f64 }
+}
+
+/// Cache placement: cache-bench (this executable's sibling) in a child,
+/// its per-round figures turned into rows: `inject` the baseline, `bypass`
+/// and `auto` against it round by round.
+pub fn run_cache(ctx: &mut Ctx) -> Result<PartResult, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bench = exe.with_file_name("cache-bench");
+    if !bench.exists() {
+        return Err(format!("{} is missing: run `cargo build --release`", bench.display()));
+    }
+    let json = ctx.scratch.join("cache.json");
+    let args = cache_args(ctx);
+    ctx.progress.say(&format!("cache-bench {} (in one process, without the library)", args.join(" ")));
+    let out = std::process::Command::new(&bench)
+        .args(&args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--svg")
+        .arg(ctx.scratch.join("cache.svg"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", bench.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cache-bench failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    let text = std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let mut rows = vec![];
+    for r in v["rows"].as_array().into_iter().flatten() {
+        let case = r["case"].as_str().unwrap_or("?");
+        let bytes = r["bytes"].as_u64().unwrap_or(0);
+        let ipc = case.starts_with("IPC");
+        // IPC chunks: the reader's copy-out, which placement is for; the
+        // private copy: the copy itself.
+        let runs = if ipc { &r["reader_runs"] } else { &r["total_runs"] };
+        let names: Vec<String> =
+            r["settings"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect();
+        let per: Vec<Vec<f64>> = (0..names.len()).map(|i| f64s(&runs[i])).collect();
+        if names.len() < 2 || per[0].is_empty() {
+            return Err(format!("cache-bench's row {case:?} has no per-round figures"));
+        }
+        let (baseline, variants) = ipc_offload_bench::suite::results::paired(Better::Higher, &names, &per);
+        rows.push(Row {
+            key: format!("cache-{}-{}", if ipc { "ipc" } else { "private" }, size_key(bytes)),
+            title: if ipc { format!("{case}: the reader's copy-out") } else { case.to_owned() },
+            label: if ipc { size_label(bytes) } else { format!("private {}", size_label(bytes)) },
+            group: "cache".into(),
+            size: Some(bytes),
+            unit: "GB/s".into(),
+            better: Better::Higher,
+            baseline,
+            variants,
+            note: None,
+        });
+    }
+    ctx.progress.step(plan_cache(ctx), &format!("cache-bench: {} cases", rows.len()));
+    Ok(PartResult {
+        part: Part::Cache,
+        rows,
+        notes: vec![
+            format!(
+                "`target/release/cache-bench {}`: the cpu engine's copy routine with each placement of `cache` (`inject`, `bypass`, `auto`), in one process without the library; the settings run in turn in each round. IPC chunks: a writer thread copies each chunk into one of 8 ring slots, a reader thread copies it out with glibc, and the figure is the reader's copy-out; private copy: twice the last-level cache, one thread.",
+                args.join(" ")
+            ),
+            "`auto` should match the better of the other two: `inject` for ring chunks and copies smaller than the last-level cache, `bypass` above.".into(),
+        ],
+        skipped: None,
+        settings: json!({ "args": args, "last_level_cache": v["last_level_cache"] }),
+        charts: vec![ChartSpec {
+            file: "suite-cache.svg".into(),
+            title: "Cache placement: inject, bypass and auto (IPC: the reader's copy-out)".into(),
+            y: "GB/s".into(),
+            group: "cache".into(),
+            kind: ChartKind::Bars,
+        }],
+    })
+}

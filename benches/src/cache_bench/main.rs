@@ -31,13 +31,15 @@ use ipc_offload_engine::engine::{self, CopyOptions, EngineId};
 use ipc_offload_policy::{Cache, Class, Wait};
 
 const USAGE: &str = "\
-usage: cache-bench [--quick] [--json FILE] [--svg FILE]
+usage: cache-bench [--quick] [--rounds N] [--mib N] [--json FILE] [--svg FILE]
 
 Measures cache placement (inject, bypass, auto) for IPC chunks of 64 KiB
 to 16 MiB (the reader's copy-out time and the total) and for a private copy
 of twice the last-level cache.
 
   --quick      fewer rounds and bytes (about 30 seconds on an idle machine)
+  --rounds N   rounds per case (default 7; 3 with --quick)
+  --mib N      MiB copied per IPC round (default 256; 64 with --quick)
   --json FILE  results (default docs/bench/cache.json)
   --svg FILE   chart of the reader's copy-out throughput (default docs/bench/cache.svg)
 ";
@@ -49,17 +51,34 @@ const POOL: usize = 512 << 20;
 
 struct Args {
     quick: bool,
+    /// Rounds and bytes per IPC round; 0: from `quick`.
+    rounds: usize,
+    mib: usize,
     json: PathBuf,
     svg: PathBuf,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default();
-    let mut a = Args { quick: false, json: root.join("docs/bench/cache.json"), svg: root.join("docs/bench/cache.svg") };
+    let mut a = Args {
+        quick: false,
+        rounds: 0,
+        mib: 0,
+        json: root.join("docs/bench/cache.json"),
+        svg: root.join("docs/bench/cache.svg"),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => a.quick = true,
+            "--rounds" | "--mib" => {
+                let n = it
+                    .next()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|n| (1..=4096).contains(n))
+                    .ok_or(format!("{arg} needs a count from 1 to 4096"))?;
+                if arg == "--rounds" { a.rounds = n } else { a.mib = n }
+            }
             "--json" => a.json = it.next().ok_or("--json needs a file")?.into(),
             "--svg" => a.svg = it.next().ok_or("--svg needs a file")?.into(),
             "-h" | "--help" => return Ok(None),
@@ -188,7 +207,14 @@ fn main() -> ExitCode {
     // Described before any thread is pinned (pinning narrows what the
     // process may run on).
     let described = machine::describe();
-    let (rounds, bytes) = if args.quick { (3, 64 << 20) } else { (7, 256 << 20) };
+    let (mut rounds, mut bytes) = if args.quick { (3, 64 << 20) } else { (7, 256 << 20) };
+    if args.rounds > 0 {
+        rounds = args.rounds;
+    }
+    if args.mib > 0 {
+        // At least one chunk of the largest size.
+        bytes = (args.mib << 20).max(16 << 20);
+    }
     let chunks: [usize; 5] = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20];
     eprintln!(
         "cache-bench: last-level cache {}; preparing {} of buffers",
@@ -227,7 +253,12 @@ fn main() -> ExitCode {
     eprintln!();
     let result = json!({
         "benchmark": "cache",
-        "command": format!("target/release/cache-bench{}", if args.quick { " --quick" } else { "" }),
+        "command": format!(
+            "target/release/cache-bench{}{}{}",
+            if args.quick { " --quick" } else { "" },
+            if args.rounds > 0 { format!(" --rounds {}", args.rounds) } else { String::new() },
+            if args.mib > 0 { format!(" --mib {}", args.mib) } else { String::new() },
+        ),
         "machine": described,
         "date": machine::today(),
         "last_level_cache": llc,
@@ -248,7 +279,7 @@ fn row(case: &str, bytes: u64, read: [Vec<f64>; 3], total: [Vec<f64>; 3]) -> Val
     let med = |v: &[Vec<f64>; 3]| -> Vec<Option<f64>> {
         v.iter().map(|x| if x.is_empty() { None } else { Some(median(x.clone())) }).collect()
     };
-    let (read, total) = (med(&read), med(&total));
+    let (read_median, total_median) = (med(&read), med(&total));
     let versus = |v: &[Option<f64>]| match (v[0], v[1], v[2]) {
         (Some(i), Some(b), Some(a)) => Some(a / i.max(b)),
         _ => None,
@@ -257,10 +288,13 @@ fn row(case: &str, bytes: u64, read: [Vec<f64>; 3], total: [Vec<f64>; 3]) -> Val
         "case": case,
         "bytes": bytes,
         "settings": SETTINGS.iter().map(|s| s.name()).collect::<Vec<_>>(),
-        "reader_gbps": read,
-        "total_gbps": total,
-        "auto_vs_best_reader": versus(&read),
-        "auto_vs_best_total": versus(&total),
+        "reader_gbps": read_median,
+        "total_gbps": total_median,
+        // Every round's figure, per setting (the rounds ran the settings in turn).
+        "reader_runs": read,
+        "total_runs": total,
+        "auto_vs_best_reader": versus(&read_median),
+        "auto_vs_best_total": versus(&total_median),
     })
 }
 

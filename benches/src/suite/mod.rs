@@ -16,6 +16,8 @@ pub enum Part {
     Memcpy,
     /// What the memcpy hook costs below its threshold.
     Hook,
+    /// Cache placement of copies: inject, bypass, auto (cache-bench).
+    Cache,
     /// Pipe and Unix-socket streams by write size: throughput and CPU per GiB.
     Stream,
     /// 64 MiB request/response over a socket and over pipes; 64 B ping-pong.
@@ -31,14 +33,24 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 8] =
-        [Part::Memcpy, Part::Hook, Part::Stream, Part::Reqresp, Part::Scaling, Part::Dd, Part::Python, Part::Redis];
+    pub const ALL: [Part; 9] = [
+        Part::Memcpy,
+        Part::Hook,
+        Part::Cache,
+        Part::Stream,
+        Part::Reqresp,
+        Part::Scaling,
+        Part::Dd,
+        Part::Python,
+        Part::Redis,
+    ];
 
     /// The name on the command line and in file names.
     pub fn name(self) -> &'static str {
         match self {
             Part::Memcpy => "memcpy",
             Part::Hook => "hook",
+            Part::Cache => "cache",
             Part::Stream => "stream",
             Part::Reqresp => "reqresp",
             Part::Scaling => "scaling",
@@ -57,6 +69,7 @@ impl Part {
         match self {
             Part::Memcpy => "memcpy throughput by size, glibc against the async-cpu engine in each mode",
             Part::Hook => "the memcpy hook's cost below its threshold (same process, and through the PLT)",
+            Part::Cache => "cache placement of copies (inject, bypass, auto), for IPC chunks and a private copy",
             Part::Stream => "pipe and Unix-socket streams by write size: throughput, and CPU seconds per GiB",
             Part::Reqresp => "64 MiB request/response over a socket and over pipes; 64 B ping-pong",
             Part::Scaling => "memcpy workers, concurrent stream pairs, and IPC copy workers (for many-core machines)",
@@ -187,7 +200,7 @@ mod tests {
     fn parts_by_name_in_the_suites_order() {
         assert_eq!(Part::parse_list("redis,memcpy"), Ok(vec![Part::Memcpy, Part::Redis]));
         assert_eq!(Part::parse_list(" stream , stream "), Ok(vec![Part::Stream]));
-        assert!(Part::parse_list("memcpy,gpu").unwrap_err().contains("parts: memcpy, hook, stream"));
+        assert!(Part::parse_list("memcpy,gpu").unwrap_err().contains("parts: memcpy, hook, cache, stream"));
         assert!(Part::parse_list(",").is_err());
         for p in Part::ALL {
             assert_eq!(Part::parse(p.name()), Some(p));
