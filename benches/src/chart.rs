@@ -59,6 +59,18 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> ChartError {
 
 /// Grouped bars: `categories` along x, one bar per series in each.
 pub fn bars(path: &Path, labels: &Labels<'_>, categories: &[String], series: &[Series]) -> Result<(), ChartError> {
+    bars_with_reference(path, labels, categories, series, None)
+}
+
+/// Grouped bars with a horizontal line at `reference` (1 on a chart of
+/// speedups: where the library and the baseline are level).
+pub fn bars_with_reference(
+    path: &Path,
+    labels: &Labels<'_>,
+    categories: &[String],
+    series: &[Series],
+    reference: Option<f64>,
+) -> Result<(), ChartError> {
     let top = series.iter().flat_map(|s| s.values.iter().flatten()).fold(0.0f64, |a, b| a.max(*b));
     if categories.is_empty() || series.is_empty() || top <= 0.0 {
         return Err(ChartError::Empty);
@@ -108,6 +120,9 @@ pub fn bars(path: &Path, labels: &Labels<'_>, categories: &[String], series: &[S
             .map_err(draw_err)?
             .label(s.name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    if let Some(r) = reference.filter(|r| r.is_finite() && *r > 0.0) {
+        chart.draw_series(LineSeries::new([(0, r), (n, r)], BLACK.mix(0.6).stroke_width(1))).map_err(draw_err)?;
     }
     chart
         .configure_series_labels()
@@ -205,6 +220,18 @@ mod tests {
         assert!(svg.contains("a 2-CPU VM, 2026-01-02"));
         assert!(svg.contains("throughput") && svg.contains("16 MiB"));
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn a_reference_line_is_drawn() {
+        let path = temp("reference");
+        let categories: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        bars(&path, &labels(), &categories, &series()).unwrap();
+        let without = std::fs::read_to_string(&path).unwrap();
+        bars_with_reference(&path, &labels(), &categories, &series(), Some(1.0)).unwrap();
+        let with = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(with.matches("<polyline").count(), without.matches("<polyline").count() + 1);
     }
 
     #[test]

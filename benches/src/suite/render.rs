@@ -73,7 +73,8 @@ pub fn draw(spec: &ChartSpec, rows: &[&Row], subtitle: &str, dir: &Path) -> Resu
         }
         ChartKind::Speedups => {
             let categories: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
-            chart::bars(&path, &labels, &categories, &speedups(rows, &names[1.min(names.len())..]))?;
+            let series = speedups(rows, &names[1.min(names.len())..]);
+            chart::bars_with_reference(&path, &labels, &categories, &series, Some(1.0))?;
         }
     }
     Ok(path)
