@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -193,6 +194,18 @@ fn start_server(ctx: &Ctx, server: &Path, side: &SideSpec, dir: &Path) -> Result
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     ctx.side(side).apply(&mut cmd, &dir.join("stats"))?;
+    // SAFETY: between fork and exec the closure makes one async-signal-safe
+    // system call (prctl), touching no memory of the parent: a suite killed
+    // before it stops its servers takes them along (SIGTERM).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
     let child = cmd.spawn().map_err(|e| format!("{}: {e}", server.display()))?;
     let server = Server { child, socket };
     let deadline = Instant::now() + Duration::from_secs(10);
