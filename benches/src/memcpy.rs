@@ -438,6 +438,10 @@ pub const PHASES: [&str; 3] = ["throughput", "hook-cost", "plt-cost"];
 /// stdout and returns the exit code; else None.
 pub fn phase_main(args: &[String], prog: &str) -> Option<ExitCode> {
     let i = args.iter().position(|a| a == "--phase")?;
+    // A phase runs for its driver: when the driver is killed, so is the
+    // phase (its loops would otherwise spin on for minutes).
+    // SAFETY: prctl(PR_SET_PDEATHSIG) reads and writes no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     let options = match Options::from_args(args) {
         Ok(o) => o,
         Err(e) => {
