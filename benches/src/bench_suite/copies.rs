@@ -148,6 +148,7 @@ pub fn run_memcpy(ctx: &mut Ctx) -> Result<PartResult, String> {
         charts.push(chart("cold", &format!("cold buffers (rotating over {})", size_label(base.cold_span as u64))));
     }
     Ok(PartResult {
+        table: None,
         part: Part::Memcpy,
         rows,
         notes: vec![
@@ -236,6 +237,7 @@ pub fn run_hook(ctx: &mut Ctx) -> Result<PartResult, String> {
         .map(|r| format!("{} {:+.2} ns", r.label, median(r.variants[0].runs.clone()) - r.baseline_median()))
         .collect();
     Ok(PartResult {
+        table: None,
         part: Part::Hook,
         rows,
         notes: vec![
@@ -323,11 +325,7 @@ pub fn plan_cache(ctx: &Ctx) -> f64 {
 /// its per-round figures turned into rows: `inject` the baseline, `bypass`
 /// and `auto` against it round by round.
 pub fn run_cache(ctx: &mut Ctx) -> Result<PartResult, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let bench = exe.with_file_name("cache-bench");
-    if !bench.exists() {
-        return Err(format!("{} is missing: run `cargo build --release`", bench.display()));
-    }
+    let bench = sibling("cache-bench")?;
     let json = ctx.scratch.join("cache.json");
     let args = cache_args(ctx);
     ctx.progress.say(&format!("cache-bench {} (in one process, without the library)", args.join(" ")));
@@ -379,6 +377,7 @@ pub fn run_cache(ctx: &mut Ctx) -> Result<PartResult, String> {
     }
     ctx.progress.step(plan_cache(ctx), &format!("cache-bench: {} cases", rows.len()));
     Ok(PartResult {
+        table: None,
         part: Part::Cache,
         rows,
         notes: vec![
@@ -398,4 +397,77 @@ pub fn run_cache(ctx: &mut Ctx) -> Result<PartResult, String> {
             kind: ChartKind::Bars,
         }],
     })
+}
+
+/// A benchmark binary next to this executable (built with it).
+fn sibling(name: &str) -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name(name);
+    if path.exists() { Ok(path) } else { Err(format!("{} is missing: run `cargo build --release`", path.display())) }
+}
+
+/// The rows of shm-lookup-bench's Markdown table (`| N | a | b | c |`,
+/// `-` where not measured), as JSON objects.
+pub fn parse_shm_table(text: &str) -> Result<Vec<Value>, String> {
+    let num = |c: &str| -> Value { c.parse::<f64>().map_or(Value::Null, |x| json!(x)) };
+    let rows: Vec<Value> = text
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim().trim_matches('|').split('|').map(str::trim).collect();
+            let ranges = cells.first()?.parse::<u64>().ok()?;
+            (cells.len() == 4).then(|| {
+                json!({ "ranges": ranges, "lookup_miss_ns": num(cells[1]), "lookup_hit_ns": num(cells[2]), "update_ns": num(cells[3]) })
+            })
+        })
+        .collect();
+    if rows.is_empty() { Err(format!("shm-lookup-bench printed no table: {text:?}")) } else { Ok(rows) }
+}
+
+/// The `[shm]` class's costs: shm-lookup-bench in a child (its own table;
+/// nothing to compare with a baseline).
+pub fn run_shm(ctx: &mut Ctx) -> Result<PartResult, String> {
+    let bench = sibling("shm-lookup-bench")?;
+    let args: Vec<&str> = if ctx.quick { vec!["--quick"] } else { vec![] };
+    let out = std::process::Command::new(&bench)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", bench.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "shm-lookup-bench failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows = parse_shm_table(&table)?;
+    ctx.progress.step(2.0, &format!("shm-lookup-bench: {} index sizes", rows.len()));
+    Ok(PartResult {
+        part: Part::Shm,
+        rows: vec![],
+        notes: vec![format!(
+            "`target/release/shm-lookup-bench{}`: in one process, on the library's own index, ns per operation (medians): the lookup every memcpy-family call at or above the threshold pays while `[shm]` is on, missing every range or hitting one, and an insert plus a removal (what a shared mmap and its munmap add). See \"The shared-memory lookup\" in the README.",
+            if ctx.quick { " --quick" } else { "" }
+        )],
+        skipped: None,
+        settings: json!({ "rows": rows }),
+        charts: vec![],
+        table: Some(table),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shm_table() {
+        let text = "| ranges | lookup, miss (ns) | lookup, hit (ns) | update: insert + remove (ns) |\n|---:|---:|---:|---:|\n| 0 | 2.5 | - | 33 |\n| 4096 | 116.3 | 76.3 | 7676 |\n";
+        let rows = parse_shm_table(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], json!({ "ranges": 0, "lookup_miss_ns": 2.5, "lookup_hit_ns": null, "update_ns": 33.0 }));
+        assert_eq!(rows[1]["update_ns"], 7676.0);
+        assert!(parse_shm_table("nothing").is_err());
+    }
 }

@@ -4,8 +4,8 @@
 //!
 //!     cargo build --release && target/release/bench-suite [--quick] [--only PART,...] [--out DIR]
 //!
-//! Parts (`--only`, `--skip`): memcpy, hook, cache, stream, reqresp, scaling,
-//! dd, python, redis (see `--help`). Writes `DIR/suite-PART.json` per part,
+//! Parts (`--only`, `--skip`): memcpy, hook, cache, shm, stream, reqresp,
+//! scaling, dd, python, redis (see `--help`). Writes `DIR/suite-PART.json` per part,
 //! `DIR/suite-*.svg`, and `DIR/suite.md` (also on stdout); progress on
 //! stderr.
 
@@ -42,6 +42,7 @@ Parts, in the order they run:
   memcpy   memcpy throughput by size, glibc against async-cpu in each mode
   hook     the memcpy hook's cost below its threshold
   cache    cache placement (inject, bypass, auto): cache-bench
+  shm      the [shm] class's region lookup and index update: shm-lookup-bench
   stream   pipe and Unix-socket streams, 64 KiB to 16 MiB writes: GB/s and CPU s/GiB
   reqresp  64 MiB request/response (socket, pipes); 64 B ping-pong
   scaling  memcpy copy workers, concurrent stream pairs, IPC copy workers
@@ -179,6 +180,7 @@ fn plan(ctx: &Ctx, part: Part) -> f64 {
         Part::Memcpy => copies::plan_memcpy(ctx),
         Part::Hook => copies::plan_hook(ctx),
         Part::Cache => copies::plan_cache(ctx),
+        Part::Shm => 2.0,
         Part::Stream => transfers::plan_stream(ctx),
         Part::Reqresp => transfers::plan_reqresp(ctx),
         Part::Scaling => copies::plan_scaling(ctx) + transfers::plan_scaling(ctx),
@@ -193,6 +195,7 @@ fn run_part(ctx: &mut Ctx, part: Part) -> Result<PartResult, String> {
         Part::Memcpy => copies::run_memcpy(ctx),
         Part::Hook => copies::run_hook(ctx),
         Part::Cache => copies::run_cache(ctx),
+        Part::Shm => copies::run_shm(ctx),
         Part::Stream => transfers::run_stream(ctx),
         Part::Reqresp => transfers::run_reqresp(ctx),
         Part::Scaling => transfers::run_scaling(ctx),
@@ -366,7 +369,7 @@ mod tests {
         assert!(args(&["--help"]).unwrap().is_none());
         assert!(args(&["--rounds", "0"]).is_err());
         assert!(args(&["--only", "gpu"]).is_err());
-        assert!(args(&["--skip", "memcpy,hook,cache,stream,reqresp,scaling,dd,python,redis"]).is_err());
+        assert!(args(&["--skip", "memcpy,hook,cache,shm,stream,reqresp,scaling,dd,python,redis"]).is_err());
         assert!(args(&["--bogus"]).is_err());
     }
 

@@ -95,6 +95,7 @@ pub fn run_dd(ctx: &mut Ctx) -> Result<PartResult, String> {
         note: None,
     };
     Ok(PartResult {
+        table: None,
         part: Part::Dd,
         rows: vec![row(&spec, &sides, &samples)],
         notes: vec![format!(
@@ -148,6 +149,7 @@ pub fn run_python(ctx: &mut Ctx) -> Result<PartResult, String> {
         rows.push(row(&spec, &sides, &samples));
     }
     Ok(PartResult {
+        table: None,
         part: Part::Python,
         rows,
         notes: vec![format!(
@@ -319,6 +321,7 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
         rows.push(row(&spec, &sides, &samples));
     }
     Ok(PartResult {
+        table: None,
         part: Part::Redis,
         rows,
         notes: vec![format!(

@@ -140,6 +140,7 @@ pub fn run_stream(ctx: &mut Ctx) -> Result<PartResult, String> {
         });
     }
     Ok(PartResult {
+        table: None,
         part: Part::Stream,
         rows,
         notes: vec![
@@ -200,6 +201,7 @@ pub fn run_reqresp(ctx: &mut Ctx) -> Result<PartResult, String> {
     };
     rows.push(row(&spec, &sides, &samples));
     Ok(PartResult {
+        table: None,
         part: Part::Reqresp,
         rows,
         notes: vec![format!(
@@ -309,6 +311,7 @@ pub fn run_scaling(ctx: &mut Ctx) -> Result<PartResult, String> {
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(PartResult {
+        table: None,
         part: Part::Scaling,
         rows,
         notes: vec![

@@ -18,6 +18,8 @@ pub enum Part {
     Hook,
     /// Cache placement of copies: inject, bypass, auto (cache-bench).
     Cache,
+    /// The `[shm]` class's region lookup and index update (shm-lookup-bench).
+    Shm,
     /// Pipe and Unix-socket streams by write size: throughput and CPU per GiB.
     Stream,
     /// 64 MiB request/response over a socket and over pipes; 64 B ping-pong.
@@ -33,10 +35,11 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 9] = [
+    pub const ALL: [Part; 10] = [
         Part::Memcpy,
         Part::Hook,
         Part::Cache,
+        Part::Shm,
         Part::Stream,
         Part::Reqresp,
         Part::Scaling,
@@ -51,6 +54,7 @@ impl Part {
             Part::Memcpy => "memcpy",
             Part::Hook => "hook",
             Part::Cache => "cache",
+            Part::Shm => "shm",
             Part::Stream => "stream",
             Part::Reqresp => "reqresp",
             Part::Scaling => "scaling",
@@ -70,6 +74,7 @@ impl Part {
             Part::Memcpy => "memcpy throughput by size, glibc against the async-cpu engine in each mode",
             Part::Hook => "the memcpy hook's cost below its threshold (same process, and through the PLT)",
             Part::Cache => "cache placement of copies (inject, bypass, auto), for IPC chunks and a private copy",
+            Part::Shm => "the [shm] class's region lookup and index update, by the number of shared ranges",
             Part::Stream => "pipe and Unix-socket streams by write size: throughput, and CPU seconds per GiB",
             Part::Reqresp => "64 MiB request/response over a socket and over pipes; 64 B ping-pong",
             Part::Scaling => "memcpy workers, concurrent stream pairs, and IPC copy workers (for many-core machines)",
@@ -200,7 +205,7 @@ mod tests {
     fn parts_by_name_in_the_suites_order() {
         assert_eq!(Part::parse_list("redis,memcpy"), Ok(vec![Part::Memcpy, Part::Redis]));
         assert_eq!(Part::parse_list(" stream , stream "), Ok(vec![Part::Stream]));
-        assert!(Part::parse_list("memcpy,gpu").unwrap_err().contains("parts: memcpy, hook, cache, stream"));
+        assert!(Part::parse_list("memcpy,gpu").unwrap_err().contains("parts: memcpy, hook, cache, shm, stream"));
         assert!(Part::parse_list(",").is_err());
         for p in Part::ALL {
             assert_eq!(Part::parse(p.name()), Some(p));

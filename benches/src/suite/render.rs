@@ -120,6 +120,7 @@ mod tests {
             kind,
         };
         let part = PartResult {
+            table: None,
             part: Part::Stream,
             rows,
             notes: vec![],

@@ -98,6 +98,20 @@ pub fn part_table(part: &PartResult) -> String {
         out.push_str(&format!("Skipped: {why}.\n"));
         return out;
     }
+    if let Some(table) = &part.table {
+        out.push_str(table.trim_end());
+        out.push('\n');
+        if part.rows.is_empty() {
+            if !part.notes.is_empty() {
+                out.push('\n');
+            }
+            for n in &part.notes {
+                out.push_str(&format!("- {n}\n"));
+            }
+            return out;
+        }
+        out.push('\n');
+    }
     let names = variant_names(&part.rows);
     let bases: Vec<&str> = part.rows.iter().map(|r| r.baseline.name.as_str()).collect();
     let base_head = match bases.first() {
@@ -217,6 +231,7 @@ mod tests {
         slow.variants[0].fast_path = Some(FastPath { fast_path_bytes: 0, kernel_path_bytes: 5, expected: true });
         slow.note = Some("three processes".into());
         PartResult {
+            table: None,
             part: Part::Stream,
             rows: vec![fast, slow],
             notes: vec!["dsa left out".into()],
@@ -246,6 +261,17 @@ mod tests {
         );
         assert!(t.contains("- dsa left out\n"));
         assert!(t.contains("- dd \\| dd \\| dd: three processes\n"));
+    }
+
+    #[test]
+    fn a_part_with_a_table_of_its_own() {
+        let mut p = PartResult::skipped(Part::Shm, String::new());
+        p.skipped = None;
+        p.table = Some("| ranges | ns |\n|---:|---:|\n| 0 | 2.5 |\n".into());
+        p.notes = vec!["in one process".into()];
+        let t = part_table(&p);
+        assert!(t.ends_with("| 0 | 2.5 |\n\n- in one process\n"), "{t}");
+        assert!(!t.contains("| workload |"));
     }
 
     #[test]

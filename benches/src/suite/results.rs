@@ -182,11 +182,22 @@ pub struct PartResult {
     /// The part's settings: sizes, byte counts, rounds, sweeps.
     pub settings: Value,
     pub charts: Vec<ChartSpec>,
+    /// A Markdown table the part reports as it is, for a benchmark that
+    /// compares nothing with a baseline (its figures are in `settings`).
+    pub table: Option<String>,
 }
 
 impl PartResult {
     pub fn skipped(part: Part, why: String) -> PartResult {
-        PartResult { part, rows: vec![], notes: vec![], skipped: Some(why), settings: json!({}), charts: vec![] }
+        PartResult {
+            part,
+            rows: vec![],
+            notes: vec![],
+            skipped: Some(why),
+            settings: json!({}),
+            charts: vec![],
+            table: None,
+        }
     }
 
     /// The part's JSON file; `run` holds what every part of a run shares
@@ -201,6 +212,7 @@ impl PartResult {
             "settings": self.settings,
             "rows": self.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
             "charts": self.charts.iter().map(|c| c.file.clone()).collect::<Vec<_>>(),
+            "table": self.table,
         });
         if let (Some(obj), Some(shared)) = (v.as_object_mut(), run.as_object()) {
             for (k, x) in shared {
@@ -300,6 +312,7 @@ pub(crate) mod tests {
         );
         r.variants[0].fast_path = Some(FastPath { fast_path_bytes: 99, kernel_path_bytes: 1, expected: true });
         let part = PartResult {
+            table: None,
             part: Part::Stream,
             rows: vec![r],
             notes: vec!["a note".into()],
