@@ -34,7 +34,9 @@ fn each_mode_shapes_the_rings_and_moves_the_same_bytes() {
     let args = ["blocking", "100000000", "1048576", "4194304"];
     let plain_unix = run_plain(&unix, &args).success();
     let plain_pipe = run_plain(&pipe, &args).success();
-    for (mode, chunk, depth) in [("latency", 64 << 10, 16), ("throughput", 256 << 10, 16), ("efficiency", 1 << 20, 4)] {
+    for (mode, chunk, depth) in
+        [("latency", 256 << 10, 16), ("throughput", 256 << 10, 16), ("efficiency", 256 << 10, 8)]
+    {
         for (family, program, plain) in [("unix", &unix, &plain_unix), ("pipe", &pipe, &plain_pipe)] {
             let dir = scratch(&format!("modes-{mode}-{family}"));
             let stats = dir.join("stats.json");

@@ -121,7 +121,7 @@ wait = "sleep"
             ring_bytes: 8 << 20,
             cache: Cache::Auto,
             cpu_share: CpuShare::Auto,
-            chunk_bytes: 64 << 10,
+            chunk_bytes: 256 << 10,
             depth: 16,
         }
     );
@@ -136,13 +136,13 @@ fn mode_decides_the_chunks_and_depth_that_no_section_sets() {
         (rule.chunk_bytes, rule.depth)
     };
     let mode = |m: &str| format!("[defaults]\nmode = \"{m}\"\n");
-    assert_eq!(shape(&mode("latency"), Class::Unix), (64 << 10, 16));
+    assert_eq!(shape(&mode("latency"), Class::Unix), (256 << 10, 16));
     assert_eq!(shape(&mode("throughput"), Class::Pipe), (256 << 10, 16));
-    assert_eq!(shape(&mode("efficiency"), Class::Unix), (1 << 20, 4));
+    assert_eq!(shape(&mode("efficiency"), Class::Unix), (256 << 10, 8));
     assert_eq!(shape(&mode("efficiency"), Class::Memcpy), (2 << 20, 4));
     // A section's own value wins over the mode's, and an override's over both.
     let text = format!("{}[unix]\nchunk_bytes = \"128KiB\"\n[process.\"p\"]\nunix.depth = 2\n", mode("efficiency"));
-    assert_eq!(shape(&text, Class::Unix), (128 << 10, 4));
+    assert_eq!(shape(&text, Class::Unix), (128 << 10, 8));
     let r = parse(&text, "p").unwrap().resolve(&["p"]).rule(Class::Unix);
     assert_eq!((r.chunk_bytes, r.depth), (128 << 10, 2));
 }
