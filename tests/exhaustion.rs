@@ -158,6 +158,21 @@ fn a_reader_stopped_for_5_s_mid_transfer() {
 }
 
 #[test]
+fn a_nonblocking_writer_is_not_held_by_a_stopped_reader() {
+    // 16 MiB calls, more than a ring holds: the reader is stopped for 5 s
+    // mid-stream. The kernel never holds a nonblocking write; neither may
+    // the library: a claim of a nonblocking writer is at most one ring.
+    for family in FAMILIES {
+        let run = run_exhaust(&[family, "stall", "reader-stopped-nonblocking"], None);
+        let line =
+            run.out.stdout.lines().find_map(|l| l.strip_prefix("longest write call ")).expect("the longest write");
+        let ms: u64 = line.trim_end_matches(" ms").parse().unwrap();
+        assert!(ms < 2500, "{family}: a nonblocking write call took {ms} ms while the reader was stopped for 5 s");
+        assert!(class_total(&run.stats, class(family), "fast_path_bytes") > 0, "{family}: no fast path");
+    }
+}
+
+#[test]
 fn a_writer_stopped_for_5_s_mid_transfer() {
     stalled("writer-stopped");
 }

@@ -21,7 +21,11 @@
  *                          sleeps between reads (reader-sleeps), or a third
  *                          process stops the reader (reader-stopped) or the
  *                          writer (writer-stopped) with SIGSTOP, in the
- *                          middle of its calls, and continues it 5 s later
+ *                          middle of its calls, and continues it 5 s later;
+ *                          reader-stopped-nonblocking: the reader stopped,
+ *                          the writer's fd nonblocking (EAGAIN: poll), and
+ *                          16 MiB calls, larger than a ring: prints the
+ *                          longest write call, which the stop must not hold
  *   concurrent N           N channels at once, N writer children, N reader
  *                          threads (with a small ring_bytes: some rings
  *                          are refused for the budget)
@@ -45,6 +49,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 #include "common.h"
@@ -52,6 +57,7 @@
 
 #define MIB ((size_t)1 << 20)
 #define IO_SIZE (4 * MIB)
+#define MAX_IO (16 * MIB)
 #define TOTAL (64 * MIB)
 #define MAX_CHANNELS 64
 
@@ -59,6 +65,8 @@ static uint8_t *pattern; /* pattern[i] = i % 251 */
 
 struct shared {
     size_t consumed; /* bytes the reader has read */
+    int nonblocking; /* the writer's fd is nonblocking */
+    long longest_write_us; /* the writer's longest write call */
 };
 static struct shared *sh;
 
@@ -141,11 +149,28 @@ static void prepare(const struct setup *s) {
     if (s->deny) deny(s->deny);
 }
 
+static size_t io_size = IO_SIZE;
+
+static long now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000L + t.tv_nsec / 1000;
+}
+
 static void write_stream(int fd, size_t total) {
+    if (sh->nonblocking) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     for (size_t at = 0; at < total;) {
-        size_t n = total - at < IO_SIZE ? total - at : IO_SIZE;
+        size_t n = total - at < io_size ? total - at : io_size;
+        long started = now_us();
         ssize_t w = write(fd, pattern + at % 251, n);
+        long took = now_us() - started;
+        if (took > sh->longest_write_us) sh->longest_write_us = took;
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN && sh->nonblocking) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            poll(&p, 1, -1);
+            continue;
+        }
         if (w < 0) { perror("write"); _exit(1); }
         at += (size_t)w;
     }
@@ -166,7 +191,7 @@ static long rchar(void) {
 /* Reads fd to EOF checking the stream; returns the bytes, or -1. */
 static long read_stream(int fd, const struct setup *s) {
     static __thread uint8_t *buf;
-    if (!buf) buf = map_or_die(IO_SIZE);
+    if (!buf) buf = map_or_die(MAX_IO);
     size_t got = 0;
     int slept = 0;
     for (;;) {
@@ -174,7 +199,7 @@ static long read_stream(int fd, const struct setup *s) {
             sleep(5);
             slept = 1;
         }
-        ssize_t r = read(fd, buf, IO_SIZE);
+        ssize_t r = read(fd, buf, io_size);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) { printf("read: %s\n", strerrorname_np(errno) ?: "?"); return -1; }
         if (r == 0) return (long)got;
@@ -293,7 +318,7 @@ int main(int argc, char **argv) {
     alarm(60); /* the watchdog of a hang */
     io_fd = open("/proc/self/io", O_RDONLY | O_CLOEXEC);
     if (io_fd < 0) { perror("/proc/self/io"); return 2; }
-    pattern = periodic_pattern(IO_SIZE);
+    pattern = periodic_pattern(MAX_IO);
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) { perror("mmap"); return 2; }
 
@@ -311,7 +336,11 @@ int main(int argc, char **argv) {
         if (strcmp(argv[4], "reader") != 0) writer.deny = argv[3];
     } else if (strcmp(mode, "stall") == 0 && argc == 4) {
         if (strcmp(argv[3], "reader-sleeps") == 0) reader.sleep_at_16mib = 1;
-        else stop = strcmp(argv[3], "reader-stopped") == 0 ? "reader" : "writer";
+        else if (strcmp(argv[3], "reader-stopped-nonblocking") == 0) {
+            stop = "reader";
+            sh->nonblocking = 1;
+            io_size = MAX_IO;
+        } else stop = strcmp(argv[3], "reader-stopped") == 0 ? "reader" : "writer";
     } else if (strcmp(mode, "concurrent") == 0 && argc == 4) {
         int n = atoi(argv[3]);
         if (n < 1 || n > MAX_CHANNELS) return 2;
@@ -324,6 +353,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     ok = one_transfer(is_unix, &reader, &writer, stop) && ok;
+    if (sh->nonblocking) printf("longest write call %ld ms\n", sh->longest_write_us / 1000);
     ok = holdings_same("reader", before, holdings_now()) && ok;
     printf("transfer %s\n", ok ? "ok" : "FAILED");
     return !ok;

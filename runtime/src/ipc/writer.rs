@@ -197,7 +197,13 @@ fn transfer(
     tally: &mut Tally,
 ) -> Result<u64, Fallback> {
     let (ring, _) = writer.ring.as_ref().ok_or(Fallback::NoPeer)?;
-    let claim = ring.try_claim(rest, ctx.pid).ok_or(Fallback::NotWaiting)?;
+    // A nonblocking writer claims at most what the ring holds: it then
+    // never waits for the reader to empty a slot, only (at most
+    // DRAIN_NONBLOCKING) for it to copy the last ones, so a reader that is
+    // stopped cannot hold a nonblocking write (the kernel never does).
+    let geometry = ring.geometry();
+    let most = if blocking { rest } else { rest.min(u64::from(geometry.slots) * u64::from(geometry.slot_bytes)) };
+    let claim = ring.try_claim(most, ctx.pid).ok_or(Fallback::NotWaiting)?;
     let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();
     if let Some(side) = &writer.side {
         let _ = net::send_dgram(side.raw(), &side::reader_name(writer.target), &msg[..len], &[]);
