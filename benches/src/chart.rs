@@ -53,6 +53,20 @@ impl core::fmt::Display for ChartError {
     }
 }
 
+/// Fills `root` white, writes the title and subtitle at its top, and
+/// returns the area below them.
+fn titled<'a>(
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    labels: &Labels<'_>,
+) -> Result<DrawingArea<SVGBackend<'a>, plotters::coord::Shift>, ChartError> {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let (head, body) = root.split_vertically(52);
+    head.draw_text(labels.title, &("sans-serif", 20).into_text_style(&head), (12, 6)).map_err(draw_err)?;
+    head.draw_text(labels.subtitle, &("sans-serif", 13).into_text_style(&head).color(&RGBColor(90, 90, 90)), (12, 32))
+        .map_err(draw_err)?;
+    Ok(body)
+}
+
 fn draw_err<E: std::fmt::Debug>(e: E) -> ChartError {
     ChartError::Draw(format!("{e:?}"))
 }
@@ -77,11 +91,7 @@ pub fn bars_with_reference(
     }
     let width = (160 + categories.len() * (40 + 28 * series.len())).clamp(640, 1400) as u32;
     let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err)?;
-    let (head, body) = root.split_vertically(52);
-    head.draw_text(labels.title, &("sans-serif", 20).into_text_style(&head), (12, 6)).map_err(draw_err)?;
-    head.draw_text(labels.subtitle, &("sans-serif", 13).into_text_style(&head).color(&RGBColor(90, 90, 90)), (12, 32))
-        .map_err(draw_err)?;
+    let body = titled(&root, labels)?;
     let slots = series.len() + 1; // one empty slot between groups
     let n = categories.len() * slots;
     let mut chart = ChartBuilder::on(&body)
@@ -143,11 +153,7 @@ pub fn lines_by_size(path: &Path, labels: &Labels<'_>, sizes: &[u64], series: &[
         return Err(ChartError::Empty);
     }
     let root = SVGBackend::new(path, (900, 440)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err)?;
-    let (head, body) = root.split_vertically(52);
-    head.draw_text(labels.title, &("sans-serif", 20).into_text_style(&head), (12, 6)).map_err(draw_err)?;
-    head.draw_text(labels.subtitle, &("sans-serif", 13).into_text_style(&head).color(&RGBColor(90, 90, 90)), (12, 32))
-        .map_err(draw_err)?;
+    let body = titled(&root, labels)?;
     let mut chart = ChartBuilder::on(&body)
         .margin(12)
         // The last size's label is centred on the right edge.
