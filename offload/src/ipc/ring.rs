@@ -556,9 +556,15 @@ impl Ring {
         if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
             return (sent, None);
         }
-        if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on, &mut sleep) {
+        // With a `drain` bound (a nonblocking writer), the wait gives up once
+        // it is past: wait_slot asks `go_on` after every nap, and a reader
+        // that is stopped (alive, its claim standing) must not hold the
+        // write. What was placed then counts as sent.
+        let drained = || drain.is_some_and(|d| start.elapsed() >= d);
+        let mut go_on_draining = || if drained() { Err(Abort::Withdrawn) } else { go_on() };
+        if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on_draining, &mut sleep) {
             let done = self.consumed(claim.ticket) == Some(sent);
-            return if done { (sent, None) } else { (taken(sent), Some(abort)) };
+            return if done || drained() { (sent, None) } else { (taken(sent), Some(abort)) };
         }
         point();
         if self.consumed(claim.ticket) == Some(sent) {
