@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use ipc_offload_bench::ipc::{self, Measure, Sample, Workload, find_program};
+use ipc_offload_bench::ipc::{self, Measure, Workload, find_program};
 use ipc_offload_bench::size_label;
 use ipc_offload_bench::stats::{Better, figure};
 use ipc_offload_bench::suite::Part;
 use ipc_offload_bench::suite::results::PartResult;
 
 use crate::ctx::{Ctx, RowSpec, SideSpec, row, text};
+use crate::transfers::compare;
 
 /// The group of the programs' rows: one chart of speedups for all of them.
 pub const GROUP: &str = "programs";
@@ -43,21 +44,6 @@ pub fn plan_python(ctx: &Ctx) -> f64 {
 
 pub fn plan_redis(ctx: &Ctx) -> f64 {
     (ctx.rounds * (1 + ctx.modes.len())) as f64 + 1.0
-}
-
-fn compare(
-    ctx: &mut Ctx,
-    label: &str,
-    w: &Workload,
-    sides: &[SideSpec],
-    unit: &str,
-) -> Result<Vec<Vec<Sample>>, String> {
-    ctx.alternate(
-        label,
-        sides,
-        |ctx, side| ipc::run(w, ctx.side(side), &ctx.stats_dir(&w.key, side)),
-        |s| format!("{} {unit}", figure(s.value)),
-    )
 }
 
 /// `dd | dd | dd` with bs=4M over a file written once, wall time.

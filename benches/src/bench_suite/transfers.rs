@@ -62,8 +62,8 @@ pub fn plan_scaling(ctx: &Ctx) -> f64 {
 }
 
 /// Runs `w` on every side, alternating; the stats of the library's runs
-/// are checked by the rows.
-fn compare(
+/// are checked by the rows. (The real programs' part uses it too.)
+pub(crate) fn compare(
     ctx: &mut Ctx,
     label: &str,
     w: &Workload,
