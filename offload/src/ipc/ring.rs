@@ -551,9 +551,14 @@ impl Ring {
         }
         // The reader copies the last slots. It empties them in order and
         // records its count first: sleep on the newest slot, trust the count.
+        // Every byte is placed: a reader that ended the ticket took them all
+        // (it ends a claimed wait early only for a writer it takes for dead
+        // or one that wrote garbage), so a record a later ticket overwrote
+        // means all of them too.
+        let all_taken = || self.consumed(claim.ticket) == Some(sent) || self.overtaken(claim.ticket);
         let newest = (slot + self.geometry.slots - 1) % self.geometry.slots;
         let start = Instant::now();
-        if self.consumed(claim.ticket) == Some(sent) || drain.is_some_and(|d| start.elapsed() >= d) {
+        if all_taken() || drain.is_some_and(|d| start.elapsed() >= d) {
             return (sent, None);
         }
         // With a `drain` bound (a nonblocking writer), the wait gives up once
@@ -563,11 +568,10 @@ impl Ring {
         let drained = || drain.is_some_and(|d| start.elapsed() >= d);
         let mut go_on_draining = || if drained() { Err(Abort::Withdrawn) } else { go_on() };
         if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on_draining, &mut sleep) {
-            let done = self.consumed(claim.ticket) == Some(sent);
-            return if done || drained() { (sent, None) } else { (taken(sent), Some(abort)) };
+            return if all_taken() || drained() { (sent, None) } else { (taken(sent), Some(abort)) };
         }
         point();
-        if self.consumed(claim.ticket) == Some(sent) {
+        if all_taken() {
             return (sent, None);
         }
         if !self.claim_stands(claim, pid) {
@@ -583,10 +587,22 @@ impl Ring {
     }
 
     /// What the reader recorded as copied for `ticket`, if the record is
-    /// that ticket's (none before it copied its first slot).
+    /// that ticket's (none before it copied its first slot, nor once a
+    /// later ticket took the record's place: see [`Ring::overtaken`]).
     fn consumed(&self, ticket: u32) -> Option<u64> {
         let record = self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).load(Acquire);
         (record >> 40 == u64::from(ticket)).then_some(record & ((1 << 40) - 1))
+    }
+
+    /// True once `ticket`'s record holds a later ticket's count: the reader
+    /// ended `ticket` and has since copied for `RESULTS` more waits (a
+    /// writer descheduled that long while other writers claimed the
+    /// reader, on a pipe several processes write). Tickets are compared
+    /// in their 24-bit circle: a later one is less than half of it ahead.
+    fn overtaken(&self, ticket: u32) -> bool {
+        let record = self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).load(Acquire);
+        let ahead = ((record >> 40) as u32).wrapping_sub(ticket) & 0x00ff_ffff;
+        ahead != 0 && ahead < 1 << 23
     }
 
     fn record_consumed(&self, ticket: u32, bytes: u64) {

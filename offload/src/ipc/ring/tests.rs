@@ -416,3 +416,24 @@ fn attach_reads_the_size_only_once_it_cannot_change() {
     attacker.join().unwrap();
     assert_eq!(mismatched, 0, "rings mapped past the end of their sealed file, in {ROUNDS} rounds");
 }
+
+#[test]
+fn a_record_overwritten_by_a_later_ticket_says_the_wait_ended() {
+    let (reader, _) = pair(Geometry { slots: 2, slot_bytes: 4096 });
+    // Nothing recorded yet (the record holds ticket 0): not overtaken.
+    assert!(!reader.overtaken(5));
+    reader.record_consumed(5, 100);
+    assert_eq!(reader.consumed(5), Some(100));
+    assert!(!reader.overtaken(5), "its own record");
+    reader.record_consumed(5 + RESULTS, 7);
+    assert_eq!(reader.consumed(5), None);
+    assert!(reader.overtaken(5), "a later ticket's record in its place");
+    assert!(!reader.overtaken(5 + 2 * RESULTS), "an earlier ticket's record: not yet");
+    // Across the 24-bit wrap of tickets.
+    let last = 0x00ff_ffff - 3;
+    reader.record_consumed(last, 1);
+    assert!(!reader.overtaken(last));
+    reader.record_consumed((last + RESULTS) & 0x00ff_ffff, 1);
+    assert!(reader.overtaken(last), "a later ticket past the wrap");
+    assert!(!reader.overtaken((last + 2 * RESULTS) & 0x00ff_ffff));
+}
