@@ -26,6 +26,13 @@
  *                                               clock for every process of the machine)
  *                                               of the go signal and of the last read
  *
+ * The streams (stream, stream-cpu, pipe, pipe-cpu, xfer) take an optional
+ * last argument CONSUME: the reader adds up every byte of each read that
+ * many times before its next read, as a consumer that parses its input
+ * does (0, the default: it only checks the last read). With a consumer
+ * slower than the copies, the writer waits for it, and how it waits shows
+ * in the CPU figures.
+ *
  * In the streams the go signal travels on a pipe of its own. Buffers are
  * allocated and touched before the clock starts; every process sends from
  * and receives into the same buffers each time.
@@ -93,6 +100,15 @@ static void read_all(int fd, uint8_t *p, size_t n) {
     }
 }
 
+/* Adds up the N bytes at P, PASSES times: the consumer's work. */
+static uint64_t consume(const uint8_t *p, size_t n, unsigned passes) {
+    uint64_t sum = 0;
+    for (unsigned k = 0; k < passes; k++)
+        for (size_t i = 0; i < n; i++)
+            sum += p[i];
+    return sum;
+}
+
 /* What one transfer measured. */
 struct transfer {
     double gbps, cpu_per_gib, t0, t1;
@@ -101,8 +117,10 @@ struct transfer {
 /* A writer child sends TOTAL bytes in WRITE-byte writes through a pipe
  * (`use_socket` 0) or a socketpair, once the parent's go byte arrives on a
  * pipe of its own; the parent reads them with READ-byte reads. Returns 0
- * and fills `out`, or the exit status to return. */
-static int transfer(int use_socket, size_t total, size_t wsize, size_t rsize, struct transfer *out) {
+ * and fills `out`, or the exit status to return. The reader consumes each
+ * read `passes` times (see CONSUME above). */
+static int transfer(int use_socket, size_t total, size_t wsize, size_t rsize, unsigned passes,
+                    struct transfer *out) {
     int data[2], go[2];
     if (use_socket ? socketpair(AF_UNIX, SOCK_STREAM, 0, data) != 0 : pipe(data) != 0) {
         perror(use_socket ? "socketpair" : "pipe");
@@ -132,11 +150,13 @@ static int transfer(int use_socket, size_t total, size_t wsize, size_t rsize, st
     double t0 = now();
     send_all(go[1], &byte, 1);
     size_t got = 0, last = 0;
+    uint64_t sum = 0;
     while (got < total) {
         ssize_t r = read(data[0], buf, rsize);
         if (r <= 0) { perror(r < 0 ? "read" : "read: early end of file"); return 1; }
         got += (size_t)r;
         last = (size_t)r;
+        sum += consume(buf, (size_t)r, passes);
     }
     double t1 = now();
     int status = 0;
@@ -145,6 +165,11 @@ static int transfer(int use_socket, size_t total, size_t wsize, size_t rsize, st
         return 1;
     }
     double cpu = cpu_seconds(RUSAGE_SELF) - cpu0 + cpu_seconds(RUSAGE_CHILDREN);
+    if (sum != (uint64_t)passes * 7 * total) {
+        fprintf(stderr, "ipc_bench: the consumer's sum is %llu, not %llu\n", (unsigned long long)sum,
+                (unsigned long long)passes * 7 * total);
+        return 1;
+    }
     for (size_t i = 0; i < last; i++) /* the last read, after the clock */
         if (buf[i] != 7) { fprintf(stderr, "ipc_bench: byte %zu of the last read is %d, not 7\n", i, buf[i]); return 1; }
     out->gbps = (double)total / (t1 - t0) / 1e9;
@@ -201,19 +226,21 @@ int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: see the comment in ipc_bench.c\n"); return 2; }
     const char *w = argv[1];
     int is_xfer = strcmp(w, "xfer") == 0;
-    if (is_xfer && argc == 6 && (strcmp(argv[2], "unix") == 0 || strcmp(argv[2], "pipe") == 0)) {
+    if (is_xfer && (argc == 6 || argc == 7) && (strcmp(argv[2], "unix") == 0 || strcmp(argv[2], "pipe") == 0)) {
         struct transfer t;
+        unsigned passes = argc == 7 ? (unsigned)strtoul(argv[6], 0, 0) : 0;
         int rc = transfer(strcmp(argv[2], "unix") == 0, strtoull(argv[3], 0, 0), strtoull(argv[4], 0, 0),
-                          strtoull(argv[5], 0, 0), &t);
+                          strtoull(argv[5], 0, 0), passes, &t);
         if (rc == 0) printf("%.4f %.4f %.6f %.6f\n", t.gbps, t.cpu_per_gib, t.t0, t.t1);
         return rc;
     }
     int stream = strcmp(w, "stream") == 0, stream_cpu = strcmp(w, "stream-cpu") == 0;
     int pipe_gbps = strcmp(w, "pipe") == 0, pipe_cpu = strcmp(w, "pipe-cpu") == 0;
-    if ((stream || stream_cpu || pipe_gbps || pipe_cpu) && argc == 5) {
+    if ((stream || stream_cpu || pipe_gbps || pipe_cpu) && (argc == 5 || argc == 6)) {
         struct transfer t;
+        unsigned passes = argc == 6 ? (unsigned)strtoul(argv[5], 0, 0) : 0;
         int rc = transfer(stream || stream_cpu, strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0),
-                          strtoull(argv[4], 0, 0), &t);
+                          strtoull(argv[4], 0, 0), passes, &t);
         if (rc == 0) printf("%.4f\n", stream_cpu || pipe_cpu ? t.cpu_per_gib : t.gbps);
         return rc;
     }

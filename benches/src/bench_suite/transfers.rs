@@ -47,8 +47,20 @@ fn xfer(ctx: &Ctx, transport: &'static str, size: u64, total: u64) -> Workload {
     workload(ctx, format!("{transport}-xfer-{}", size_key(size)), transport, &args)
 }
 
+/// Write size of the stream to a consumer.
+const CONSUMER_SIZE: u64 = 1 << 20;
+
+/// `ipc_bench xfer ... 1`: the same stream to a reader that adds up every
+/// byte it reads before its next read, slower than the copies, so that the
+/// writer waits for it, and how each mode waits shows in the CPU figure.
+fn xfer_to_consumer(ctx: &Ctx, transport: &'static str, total: u64) -> Workload {
+    let size = CONSUMER_SIZE.to_string();
+    let args = ["xfer".to_owned(), transport.into(), total.to_string(), size.clone(), size, "1".into()];
+    workload(ctx, format!("{transport}-consumer-{}", size_key(CONSUMER_SIZE)), transport, &args)
+}
+
 pub fn plan_stream(ctx: &Ctx) -> f64 {
-    (TRANSPORTS.len() * STREAM_SIZES.len() * ctx.rounds * (1 + ctx.modes.len())) as f64
+    (TRANSPORTS.len() * (STREAM_SIZES.len() + 1) * ctx.rounds * (1 + ctx.modes.len())) as f64
 }
 
 pub fn plan_reqresp(ctx: &Ctx) -> f64 {
@@ -121,6 +133,7 @@ pub fn run_stream(ctx: &mut Ctx) -> Result<PartResult, String> {
             cpu_rows.push(row(&cpu, &sides, &samples));
         }
         rows.extend(cpu_rows);
+        rows.extend(consumer_rows(ctx, transport, what, total, &sides)?);
     }
     let mut charts = vec![];
     for (transport, what) in TRANSPORTS {
@@ -154,6 +167,43 @@ pub fn run_stream(ctx: &mut Ctx) -> Result<PartResult, String> {
         settings: json!({ "total_bytes": total, "sizes": STREAM_SIZES }),
         charts,
     })
+}
+
+/// The stream to a consumer: its GB/s and its CPU per GiB, kernel against
+/// each mode.
+fn consumer_rows(
+    ctx: &mut Ctx,
+    transport: &'static str,
+    what: &str,
+    total: u64,
+    sides: &[SideSpec],
+) -> Result<Vec<Row>, String> {
+    let w = xfer_to_consumer(ctx, transport, total);
+    let label = format!("{what} stream to a consumer, {} writes", size_label(CONSUMER_SIZE));
+    let samples = compare(ctx, &label, &w, sides, "GB/s")?;
+    let note = "the reader adds up every byte of each read before the next (`ipc_bench xfer ... 1`), slower than the copies: the writer waits for it, by polling (`latency`), briefly polling (`throughput`) or sleeping (`efficiency`)";
+    let spec = RowSpec {
+        key: format!("{transport}-consumer-{}", size_key(CONSUMER_SIZE)),
+        title: format!("{label} and reads"),
+        label: size_label(CONSUMER_SIZE),
+        group: format!("{transport}-consumer"),
+        size: Some(CONSUMER_SIZE),
+        unit: "GB/s",
+        better: Better::Higher,
+        value: 0,
+        expects_fast_path: Some(true),
+        note: Some(note.into()),
+    };
+    let cpu = RowSpec {
+        key: format!("{transport}-consumer-cpu-{}", size_key(CONSUMER_SIZE)),
+        title: format!("{label}: CPU per GiB (user + sys, both processes)"),
+        unit: "CPU s/GiB",
+        better: Better::Lower,
+        value: 1,
+        note: None,
+        ..spec.clone()
+    };
+    Ok(vec![row(&spec, sides, &samples), row(&cpu, sides, &samples)])
 }
 
 /// 64 MiB request/response over a socketpair and over two pipes, and the

@@ -6,13 +6,14 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 14] = [
+pub const HEADLINE: [(&str, &str); 15] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
     ("pipe-stream-1MiB", "pipe GB/s"),
     ("unix-cpu-1MiB", "socket CPU"),
     ("pipe-cpu-1MiB", "pipe CPU"),
+    ("pipe-consumer-cpu-1MiB", "consumer CPU"),
     ("unix-reqresp-64MiB", "socket RTT"),
     ("pipe-reqresp-64MiB", "pipe RTT"),
     ("unix-pingpong-64B", "ping-pong"),

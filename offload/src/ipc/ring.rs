@@ -64,6 +64,13 @@ const SLEEPER: u32 = 1 << 31;
 /// How long a side polls a slot word before it sleeps, unless
 /// [`Ring::set_spin`] says otherwise.
 pub const SPIN: Duration = Duration::from_micros(50);
+/// How long a side that waits by sleeping polls first: about what one
+/// futex sleep and wake-up cost here, so that a wait never costs more than
+/// twice the cheaper of polling and sleeping (the classic competitive
+/// rule). Most hand-overs of a stream are shorter than that; sleeping at
+/// every one cost more CPU than it saved (measured: see README, "Choosing
+/// a mode").
+pub const SLEEP_POLL: Duration = Duration::from_micros(20);
 /// How long a sleep lasts before the peer's liveness is checked.
 const NAP: Duration = Duration::from_millis(20);
 

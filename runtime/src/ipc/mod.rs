@@ -52,12 +52,13 @@ fn geometry(rule: &ipc_offload_policy::Rule) -> Geometry {
 
 /// How long an end of a transfer polls before it sleeps, by its class's
 /// `wait`: `spin` 2 ms (then it sleeps, so that a peer that stopped costs
-/// nothing), `sleep` not at all, the others 50 µs (a cross-CPU futex wake
-/// costs tens of µs here).
+/// nothing), `sleep` 20 µs (about the price of a sleep: see
+/// [`ring::SLEEP_POLL`]), the others 50 µs (a cross-CPU futex wake costs
+/// tens of µs here).
 fn spin(wait: Wait) -> Duration {
     match wait {
         Wait::Spin => Duration::from_millis(2),
-        Wait::Sleep => Duration::ZERO,
+        Wait::Sleep => ring::SLEEP_POLL,
         Wait::SpinThenSleep | Wait::Umwait | Wait::Yield => ring::SPIN,
     }
 }
@@ -410,4 +411,20 @@ pub fn note_budget_exhausted(class: Class) {
         crate::log_at!(Warn, "[{class}] ring_bytes budget used up: further {what} use the kernel path");
     }
     stats::counters(class).note_fallback(Fallback::RingBudget);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_wait_polls_first_for_what_its_mode_can_spend() {
+        // `sleep` (efficiency) polls about the price of one sleep, no more:
+        // sleeping at every hand-over cost more CPU than it saved.
+        assert_eq!(spin(Wait::Sleep), ring::SLEEP_POLL);
+        assert!(spin(Wait::Sleep) > Duration::ZERO);
+        assert!(spin(Wait::Sleep) < spin(Wait::SpinThenSleep));
+        assert!(spin(Wait::SpinThenSleep) < spin(Wait::Spin));
+        assert_eq!(spin(Wait::Umwait), spin(Wait::SpinThenSleep));
+    }
 }
