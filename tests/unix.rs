@@ -534,3 +534,68 @@ fn redis_through_the_wrapper() {
     let out = run(&mut bench, Duration::from_secs(240)).success();
     assert!(out.stdout.contains("SET:") && out.stdout.contains("GET:"), "{}", out.stdout);
 }
+
+/// Counts, in an `strace -o` trace, the calls of each name in `names`.
+fn strace_calls(trace: &Path, names: &[&str]) -> u64 {
+    let text = std::fs::read_to_string(trace).unwrap();
+    text.lines()
+        .filter(|l| {
+            // "PID name(args...) = N": the name follows the pid.
+            let call = l.split_whitespace().nth(1).unwrap_or("");
+            names.iter().any(|n| call.starts_with(&format!("{n}(")))
+        })
+        .count() as u64
+}
+
+#[test]
+fn an_event_loops_large_calls_pay_no_system_call_of_the_library() {
+    // A nonblocking reader never opts in, so its writer's REQUESTs are
+    // refused: after the first ones, both ends' large calls go to the
+    // kernel on a hint (docs/ipc-protocol.md, "What stays on the kernel
+    // path"), without the getpid, fstat and fcntl that found it out.
+    let Some(python) = python() else { return };
+    if !have("strace") {
+        return;
+    }
+    let program = r#"
+import os, socket, time
+a, b = socket.socketpair()
+a.setblocking(False)
+b.setblocking(False)
+chunk = b"x" * (1 << 20)
+calls = moved = 0
+end = time.monotonic() + 0.6
+while time.monotonic() < end:
+    n = os.write(a.fileno(), chunk)
+    calls += 1
+    got = 0
+    while got < n:
+        got += len(os.read(b.fileno(), 1 << 20))
+        calls += 1
+    moved += n
+print(calls, moved)
+"#;
+    let traced = |preload: bool| -> (u64, u64) {
+        let dir = scratch("hints");
+        let trace = dir.join("trace");
+        let mut cmd = if preload { Preload::new().command("strace") } else { Command::new("strace") };
+        cmd.args(["-f", "-qq", "-e", "trace=getpid,fstat,newfstatat,fcntl", "-o"])
+            .arg(&trace)
+            .arg(&python)
+            .args(["-c", program]);
+        if !preload {
+            cmd.env_remove("LD_PRELOAD");
+        }
+        let out = run(&mut cmd, Duration::from_secs(60)).success();
+        let calls = out.stdout.split_whitespace().next().unwrap().parse().unwrap();
+        (calls, strace_calls(&trace, &["getpid", "fstat", "newfstatat", "fcntl"]))
+    };
+    let (_, without) = traced(false);
+    let (calls, with) = traced(true);
+    assert!(calls > 200, "only {calls} large calls");
+    let extra = with.saturating_sub(without);
+    // Before the hints: at least two (getpid, fstat) per call. With them:
+    // the calls that set them (each hint lasts up to 100 ms) and the
+    // library's start.
+    assert!(extra * 4 < calls, "{extra} checks for {calls} large calls ({with} against {without} without the library)");
+}

@@ -28,6 +28,12 @@ pub fn is_owner() -> bool {
     owner != 0 && sys::getpid() == owner
 }
 
+/// The owner's pid, as [`is_owner`] last checked it: where that returned
+/// true, the calling process's pid without a system call.
+pub fn owner_pid() -> i32 {
+    OWNER.load(Relaxed)
+}
+
 /// Installs the fork handler (once, from the constructor).
 pub fn install_fork_handler() -> Result<(), sys::Errno> {
     sys::thread::at_fork_child(after_fork_in_child)

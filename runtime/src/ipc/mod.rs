@@ -7,12 +7,14 @@
 //! - [`endpoint`]: socket or pipe, its identity and its kernel questions.
 //! - [`reader`], [`writer`]: the two sides of a rendezvous.
 //! - [`side`]: side-channel datagrams; [`channel`]: per-direction state;
-//!   [`table`]: the per-fd table and try-locks.
+//!   [`table`]: the per-fd table and try-locks; [`hint`]: per-fd decisions
+//!   for the kernel path, kept a short while.
 
 mod ahead;
 pub mod call;
 pub mod channel;
 pub mod endpoint;
+pub mod hint;
 mod reader;
 pub mod side;
 pub mod table;
@@ -33,6 +35,7 @@ use crate::guard::Inside;
 use crate::{process, state};
 use call::{ReadCall, WriteCall};
 use endpoint::{Endpoint, Family};
+use hint::{Dir, Why};
 use table::{FdInfo, FdKind, FdTable};
 
 /// What the process knows of its fds.
@@ -106,7 +109,8 @@ impl Ctx {
             class,
             min_bytes: threshold(class, rule.min_bytes),
             euid: EUID.load(Relaxed),
-            pid: sys::getpid(),
+            // `guarded` checked that this process owns the state.
+            pid: crate::process::owner_pid(),
             geometry: geometry(rule),
             spin: spin(opts.wait),
             cache: rule.cache,
@@ -314,9 +318,13 @@ fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
 fn guarded(
     fd: i32,
     len: u64,
+    dir: Dir,
     kernel: impl Fn() -> isize,
     fast: impl FnOnce(FdInfo, Endpoint, &Ctx, &mut Tally) -> isize,
 ) -> isize {
+    if let Some(r) = hinted(fd, len, dir, &kernel) {
+        return r;
+    }
     if !process::is_owner() {
         return kernel();
     }
@@ -345,6 +353,30 @@ fn guarded(
     r
 }
 
+/// A call that a standing hint sends to the kernel path ([`hint`]),
+/// counted as the call that set the hint was: no system call of the
+/// library's. (In a vfork child, which shares the parent's memory, it
+/// counts in the parent's stats.)
+fn hinted(fd: i32, len: u64, dir: Dir, kernel: &impl Fn() -> isize) -> Option<isize> {
+    let settings = state::get()?;
+    let (class, why) = hint::get(fd, dir, hint::now_ms(settings.started))?;
+    settings.options[class.index()]?;
+    if len < threshold(class, settings.plan.class(class).rule.min_bytes) {
+        return None;
+    }
+    let r = kernel();
+    stats::counters(class).record_ipc(0, r.max(0) as u64, EngineId::Cpu, Some(why.fallback()));
+    Some(r)
+}
+
+/// Sends `fd`'s large calls in direction `dir` to the kernel path for
+/// `ttl`, as `why` (see [`hint`]).
+pub fn hint_kernel(fd: i32, dir: Dir, class: Class, why: Why, ttl: Duration) {
+    if let Some(settings) = state::get() {
+        hint::set(fd, dir, class, why, hint::after(hint::now_ms(settings.started), ttl));
+    }
+}
+
 /// The slow path of the read hooks (the buffers hold at least the
 /// threshold).
 ///
@@ -356,6 +388,7 @@ pub unsafe fn read(call: &ReadCall<'_>) -> isize {
     guarded(
         fd,
         len,
+        Dir::Read,
         || unsafe { call.replay() },
         |info, at, ctx, tally| unsafe { reader::read(call, info, at, ctx, tally) },
     )
@@ -369,7 +402,13 @@ pub unsafe fn read(call: &ReadCall<'_>) -> isize {
 pub unsafe fn write(call: &WriteCall<'_>) -> isize {
     let (fd, len) = (call.fd, call.length());
     // SAFETY: forwarded contract (both closures use the caller's arguments).
-    guarded(fd, len, || unsafe { call.replay() }, |_, at, ctx, tally| unsafe { writer::write(call, at, ctx, tally) })
+    guarded(
+        fd,
+        len,
+        Dir::Write,
+        || unsafe { call.replay() },
+        |_, at, ctx, tally| unsafe { writer::write(call, at, ctx, tally) },
+    )
 }
 
 /// Before the application closes `fd` (close, dup2 and dup3 over it,
@@ -383,6 +422,7 @@ pub fn closing(fd: i32) {
 
 fn forget(fd: i32, info: FdInfo) {
     FDS.forget(fd);
+    hint::clear(fd);
     if info.kind != FdKind::Other && !FDS.other_fd_for(info.key, fd) {
         channel::release(info.key);
     }

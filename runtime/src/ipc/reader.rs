@@ -14,6 +14,7 @@ use super::ahead::Ahead;
 use super::call::ReadCall;
 use super::channel::{self, Channel, Locked, Reader, Role};
 use super::endpoint::{Endpoint, Family};
+use super::hint::{self, Dir, Why};
 use super::side::{self, Message};
 use super::table::{FdInfo, FdKind};
 use super::{Ctx, Tally};
@@ -49,6 +50,10 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
         },
     };
     if call.flags & libc::MSG_DONTWAIT != 0 || !blocking {
+        if !blocking {
+            // An event loop's fd: its next large reads skip the checks.
+            super::hint_kernel(call.fd, Dir::Read, ctx.class, Why::Nonblocking, hint::TTL);
+        }
         return tally.kernel(Fallback::Nonblocking, call);
     }
     if info.kind == FdKind::NoFast {

@@ -15,6 +15,7 @@ use ipc_offload_engine::sys::{Errno, net, pipe};
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
 use super::endpoint::{Endpoint, Family};
+use super::hint::{Dir, Why};
 use super::side::{self, Message};
 use super::{Ctx, Tally};
 
@@ -41,10 +42,9 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// # Safety
 /// The call's buffers valid for reading, as for the libc function.
 pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut Tally) -> isize {
-    // A pipe takes write and writev on a write end only (a read end fails
-    // with EBADF, as the kernel says).
-    let pipe_access = (at.family == Family::Pipe).then(|| pipe::access(call.fd));
-    let pipe_misuse = pipe_access.is_some_and(|a| !call.is_plain() || !a.is_ok_and(|a| a.write));
+    // send, sendto and sendmsg on a pipe fail with ENOTSOCK, as the kernel
+    // says.
+    let pipe_misuse = at.family == Family::Pipe && !call.is_plain();
     if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel_write(Fallback::Unsupported, call);
     }
@@ -56,11 +56,10 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         *ch = Channel::Writer(Writer::new(at, BACKOFF_FIRST));
     }
     let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
-    let blocking = call.flags & libc::MSG_DONTWAIT == 0
-        && match pipe_access {
-            Some(access) => access.is_ok_and(|a| a.blocking),
-            None => net::is_blocking(call.fd).unwrap_or(false),
-        };
+    // The file's flags, read when a rendezvous is in sight: a write to a
+    // reader that never opted in goes to the kernel without them (an event
+    // loop's writes pay no system call of the library's but fstat).
+    let mut mode = None;
     let len = call.length();
     let mut sent = 0u64;
     let mut cursor = Cursor::new(call.iov);
@@ -70,10 +69,25 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             request(writer, ctx);
             if sent == 0 && writer.backoff >= BACKOFF_MAX {
                 // A reader that never opted in: exactly the kernel's call.
+                // Until the next REQUEST is due, the next ones skip the
+                // checks.
+                if writer.side.is_none()
+                    && let Some(due) = writer.next_request
+                {
+                    let ttl = due.saturating_duration_since(Instant::now());
+                    super::hint_kernel(call.fd, Dir::Write, ctx.class, Why::NoPeer, ttl);
+                }
                 return tally.kernel_write(Fallback::NoPeer, call);
             }
             tally.reason(Fallback::NoPeer);
         } else {
+            let WriteMode { blocking, write_end } = *mode.get_or_insert_with(|| WriteMode::of(call, at));
+            if !write_end {
+                // A pipe's read end: the kernel's EBADF, before any
+                // rendezvous (a kernel piece already sent would have had it).
+                tally.reason(Fallback::Unsupported);
+                return finish_with_kernel(call, at, sent, len - sent, tally);
+            }
             if let Err(reason) = at.can_write(call.fd) {
                 // Shut down, no peer, no reader: the kernel reports it
                 // (EPIPE, SIGPIPE).
@@ -120,6 +134,25 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         }
     }
     tally.fast_done(sent)
+}
+
+/// What a write may do, from the file's flags (fcntl(2) `F_GETFL`).
+#[derive(Clone, Copy)]
+struct WriteMode {
+    /// The call may wait: no `O_NONBLOCK`, no `MSG_DONTWAIT`.
+    blocking: bool,
+    /// Not a pipe's read end (a pipe takes writes on its write end only).
+    write_end: bool,
+}
+
+impl WriteMode {
+    fn of(call: &WriteCall<'_>, at: Endpoint) -> WriteMode {
+        let (blocking, write_end) = match at.family {
+            Family::Pipe => pipe::access(call.fd).map_or((false, false), |a| (a.blocking, a.write)),
+            Family::Unix => (net::is_blocking(call.fd).unwrap_or(false), true),
+        };
+        WriteMode { blocking: blocking && call.flags & libc::MSG_DONTWAIT == 0, write_end }
+    }
 }
 
 /// Sends the rest through the kernel in one call, returning the total.
