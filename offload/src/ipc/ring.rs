@@ -16,6 +16,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::chaos::point;
+use crate::sys;
 use crate::sys::futex::{self, Woken};
 use crate::sys::mem::{self, Mapping, OwnedFd};
 use crate::sys::signal::{self, SigMask};
@@ -45,6 +46,10 @@ const OFF_MAILBOX: usize = 64;
 const OFF_WANT: usize = 72;
 const OFF_TOTAL: usize = 80;
 const OFF_ARMS: usize = 96;
+/// The CPU each side last ran on, plus one (0: not known): advisory, for
+/// the decision to poll (see [`Ring::spin_for`]).
+const OFF_READER_CPU: usize = 104;
+const OFF_WRITER_CPU: usize = 108;
 /// Per-ticket results: `ticket << 40 | bytes the reader copied`, at
 /// `OFF_RESULTS + 8 * (ticket % RESULTS)`.
 const OFF_RESULTS: usize = 1024;
@@ -196,6 +201,9 @@ pub struct Ring {
     reader_pid: i32,
     /// How long this end polls before it sleeps (its class's `wait`).
     spin: Duration,
+    /// This end's CPU word and the peer's ([`OFF_READER_CPU`] and
+    /// [`OFF_WRITER_CPU`], by side).
+    cpu_words: (usize, usize),
 }
 
 impl Ring {
@@ -213,7 +221,7 @@ impl Ring {
         let bytes = geometry.ring_bytes();
         let fd = mem::sealed_memfd(MEMFD_NAME, bytes)?;
         let map = Mapping::shared(fd.raw(), bytes as usize)?;
-        let ring = Ring { map, geometry, reader_pid, spin: SPIN };
+        let ring = Ring { map, geometry, reader_pid, spin: SPIN, cpu_words: (OFF_READER_CPU, OFF_WRITER_CPU) };
         ring.u64_at(OFF_MAGIC).store(MAGIC, Relaxed);
         ring.u32_at(OFF_VERSION).store(VERSION, Relaxed);
         ring.u32_at(OFF_SLOTS).store(geometry.slots, Relaxed);
@@ -245,7 +253,13 @@ impl Ring {
             return Err(RingError::Refused("size out of range"));
         }
         let map = Mapping::shared(fd, st.size as usize)?;
-        let probe = Ring { map, geometry: Geometry { slots: 1, slot_bytes: 4096 }, reader_pid: 0, spin: SPIN };
+        let probe = Ring {
+            map,
+            geometry: Geometry { slots: 1, slot_bytes: 4096 },
+            reader_pid: 0,
+            spin: SPIN,
+            cpu_words: (OFF_WRITER_CPU, OFF_READER_CPU),
+        };
         if probe.u64_at(OFF_MAGIC).load(Acquire) != MAGIC {
             return Err(RingError::Refused("bad magic"));
         }
@@ -263,13 +277,32 @@ impl Ring {
             return Err(RingError::Refused("ring of another connection"));
         }
         let reader_pid = probe.u32_at(OFF_READER_PID).load(Relaxed) as i32;
-        Ok(Ring { map: probe.map, geometry, reader_pid, spin: SPIN })
+        Ok(Ring { map: probe.map, geometry, reader_pid, spin: SPIN, cpu_words: probe.cpu_words })
     }
 
     /// How long this end polls a slot (or the mailbox) before it sleeps in
     /// a futex: the class's `wait` (0 for `sleep`).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// How long to poll for the peer before sleeping, at most `spin`: not
+    /// at all while the peer last ran on this thread's CPU. Polling there
+    /// keeps the peer from running, which is what it waits for: with both
+    /// processes on one CPU (a one-CPU container, a pipeline with more
+    /// stages than CPUs) a 2 ms poll per hand-over made a stream 20 times
+    /// slower than the kernel's. Publishes this side's CPU for the peer.
+    pub fn spin_for(&self, spin: Duration) -> Duration {
+        if self.peer_shares_cpu() { Duration::ZERO } else { spin }
+    }
+
+    /// Records this side's CPU; true if the peer last ran on it too.
+    fn peer_shares_cpu(&self) -> bool {
+        let Some(cpu) = sys::current_cpu() else { return false };
+        let (own, peer) = self.cpu_words;
+        let mine = cpu.wrapping_add(1);
+        self.u32_at(own).store(mine, Relaxed);
+        self.u32_at(peer).load(Relaxed) == mine
     }
 
     /// The geometry this side checked.
@@ -382,8 +415,10 @@ impl Ring {
         let arms = self.u32_at(OFF_ARMS);
         let start = Instant::now();
         let deadline = start + patience;
-        // A streaming reader is usually a few microseconds away: spin first.
-        while start.elapsed() < self.spin.min(patience) {
+        // A streaming reader is usually a few microseconds away: spin first
+        // (unless it needs this CPU to get here).
+        let spin = self.spin_for(self.spin).min(patience);
+        while start.elapsed() < spin {
             if self.reader_waiting() {
                 return true;
             }
@@ -449,6 +484,7 @@ impl Ring {
     ) -> Result<(), Abort> {
         let word = self.slot_word(slot);
         let start = Instant::now();
+        let spin = if spin.is_zero() { spin } else { self.spin_for(spin) };
         let mut polls = 0u32;
         loop {
             point();
@@ -484,6 +520,9 @@ impl Ring {
 
     /// Hands slot `slot` over as `value`, waking the other side if it sleeps.
     fn set_slot(&self, slot: u32, value: u32) {
+        if let Some(cpu) = sys::current_cpu() {
+            self.u32_at(self.cpu_words.0).store(cpu.wrapping_add(1), Relaxed);
+        }
         let word = self.slot_word(slot);
         point();
         if word.swap(value, SeqCst) & SLEEPER != 0 {

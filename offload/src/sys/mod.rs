@@ -105,6 +105,15 @@ pub fn gettid() -> i32 {
     unsafe { syscall6(libc::SYS_gettid, [0; 6]) }.map_or(0, |tid| tid as i32)
 }
 
+/// The CPU the calling thread runs on, sched_getcpu(3) (glibc reads it
+/// from the thread's rseq area or the vDSO: no system call), or `None`.
+/// Only a hint: the thread may move at once.
+pub fn current_cpu() -> Option<u32> {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
+}
+
 /// sched_yield(2).
 pub fn sched_yield() {
     // SAFETY: sched_yield takes no arguments.

@@ -194,6 +194,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx
             return finish_with_kernel(call, got, tally, held);
         }
         let ticket = ring.begin_wait(capacity - got);
+        let spin = ring.spin_for(ctx.spin);
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
         let mut claiming_since = None;
@@ -220,7 +221,7 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx
                     continue;
                 }
                 Seen::Other => break None,
-                Seen::Waiting if started.elapsed() < ctx.spin => {
+                Seen::Waiting if started.elapsed() < spin => {
                     core::hint::spin_loop();
                     continue;
                 }

@@ -437,3 +437,32 @@ fn a_record_overwritten_by_a_later_ticket_says_the_wait_ended() {
     assert!(reader.overtaken(last), "a later ticket past the wrap");
     assert!(!reader.overtaken((last + 2 * RESULTS) & 0x00ff_ffff));
 }
+
+#[test]
+fn a_side_polls_only_while_its_peer_runs_on_another_cpu() {
+    // Pin this thread, so that the CPU it publishes stays its own.
+    let cpu = crate::sys::current_cpu().expect("sched_getcpu");
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread (0).
+    unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+    }
+    let (reader, writer) = pair(Geometry { slots: 2, slot_bytes: 4096 });
+    let spin = Duration::from_millis(2);
+    // A peer never seen, or last seen on another CPU: poll.
+    assert_eq!(writer.spin_for(spin), spin);
+    writer.u32_at(OFF_READER_CPU).store(cpu + 2, Relaxed);
+    assert_eq!(writer.spin_for(spin), spin);
+    // The reader publishes its CPU (this one) when it looks: now each side
+    // sees the other on its own CPU, and sleeps at once.
+    assert_eq!(reader.spin_for(spin), Duration::ZERO, "the writer published this CPU above");
+    assert_eq!(writer.spin_for(spin), Duration::ZERO);
+    // A slot hand-over publishes the CPU too.
+    reader.u32_at(OFF_WRITER_CPU).store(0, Relaxed);
+    writer.set_slot(0, FULL);
+    assert_eq!(reader.spin_for(spin), Duration::ZERO);
+    // Garbage in the words only changes the decision.
+    writer.u32_at(OFF_READER_CPU).store(u32::MAX, Relaxed);
+    assert_eq!(writer.spin_for(spin), spin);
+}
