@@ -113,6 +113,14 @@ pub struct RowSpec {
     pub note: Option<String>,
 }
 
+impl RowSpec {
+    /// The CPU-per-GiB row of the same runs (`ipc_bench xfer`'s second
+    /// figure), under its own key, title and group.
+    pub fn cpu_per_gib(&self, key: String, title: String, group: String) -> RowSpec {
+        RowSpec { key, title, group, unit: "CPU s/GiB", better: Better::Lower, value: 1, note: None, ..self.clone() }
+    }
+}
+
 /// The row of `spec` from `samples[side][round]`.
 pub fn row(spec: &RowSpec, sides: &[SideSpec], samples: &[Vec<Sample>]) -> Row {
     let names: Vec<String> = sides.iter().map(|s| s.name.clone()).collect();

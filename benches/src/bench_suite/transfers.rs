@@ -120,16 +120,11 @@ pub fn run_stream(ctx: &mut Ctx) -> Result<PartResult, String> {
                 note,
             };
             rows.push(row(&spec, &sides, &samples));
-            let cpu = RowSpec {
-                key: format!("{transport}-cpu-{}", size_key(size)),
-                title: format!("{what} stream, {} writes: CPU per GiB (user + sys, both processes)", size_label(size)),
-                group: format!("{transport}-cpu"),
-                unit: "CPU s/GiB",
-                better: Better::Lower,
-                value: 1,
-                note: None,
-                ..spec
-            };
+            let cpu = spec.cpu_per_gib(
+                format!("{transport}-cpu-{}", size_key(size)),
+                format!("{what} stream, {} writes: CPU per GiB (user + sys, both processes)", size_label(size)),
+                format!("{transport}-cpu"),
+            );
             cpu_rows.push(row(&cpu, &sides, &samples));
         }
         rows.extend(cpu_rows);
@@ -194,15 +189,11 @@ fn consumer_rows(
         expects_fast_path: Some(true),
         note: Some(note.into()),
     };
-    let cpu = RowSpec {
-        key: format!("{transport}-consumer-cpu-{}", size_key(CONSUMER_SIZE)),
-        title: format!("{label}: CPU per GiB (user + sys, both processes)"),
-        unit: "CPU s/GiB",
-        better: Better::Lower,
-        value: 1,
-        note: None,
-        ..spec.clone()
-    };
+    let cpu = spec.cpu_per_gib(
+        format!("{transport}-consumer-cpu-{}", size_key(CONSUMER_SIZE)),
+        format!("{label}: CPU per GiB (user + sys, both processes)"),
+        format!("{transport}-consumer"),
+    );
     Ok(vec![row(&spec, sides, &samples), row(&cpu, sides, &samples)])
 }
 
