@@ -5,7 +5,9 @@
 //! adopts. A vfork child shares the parent's memory, and a child of raw
 //! clone(2) or `_Fork` runs no atfork handler: in both, getpid() differs from
 //! the recorded owner, and the hooks pass every call to libc without touching
-//! shared state.
+//! shared state (but for one counter: a large IPC call that a standing hint
+//! sends to the kernel is counted before the owner is asked, see
+//! `ipc::hint`).
 
 use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::ffi::OsStr;

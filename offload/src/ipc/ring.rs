@@ -48,8 +48,10 @@ const OFF_TOTAL: usize = 80;
 const OFF_ARMS: usize = 96;
 /// The CPU each side last ran on, plus one (0: not known): advisory, for
 /// the decision to poll (see [`Ring::spin_for`]).
-const OFF_READER_CPU: usize = 104;
-const OFF_WRITER_CPU: usize = 108;
+/// Each in a cache line of its own: a side writes its word as it hands
+/// slots over, and must not take the mailbox's line from the peer.
+const OFF_READER_CPU: usize = 128;
+const OFF_WRITER_CPU: usize = 192;
 /// Per-ticket results: `ticket << 40 | bytes the reader copied`, at
 /// `OFF_RESULTS + 8 * (ticket % RESULTS)`.
 const OFF_RESULTS: usize = 1024;
@@ -298,11 +300,19 @@ impl Ring {
 
     /// Records this side's CPU; true if the peer last ran on it too.
     fn peer_shares_cpu(&self) -> bool {
-        let Some(cpu) = sys::current_cpu() else { return false };
-        let (own, peer) = self.cpu_words;
-        let mine = cpu.wrapping_add(1);
-        self.u32_at(own).store(mine, Relaxed);
-        self.u32_at(peer).load(Relaxed) == mine
+        let Some(mine) = self.note_cpu() else { return false };
+        self.u32_at(self.cpu_words.1).load(Relaxed) == mine
+    }
+
+    /// Publishes this side's CPU (plus one) for the peer, storing only a
+    /// change.
+    fn note_cpu(&self) -> Option<u32> {
+        let mine = sys::current_cpu()?.wrapping_add(1);
+        let own = self.u32_at(self.cpu_words.0);
+        if own.load(Relaxed) != mine {
+            own.store(mine, Relaxed);
+        }
+        Some(mine)
     }
 
     /// The geometry this side checked.
@@ -354,6 +364,11 @@ impl Ring {
         }
         let ticket = ticket_of(self.u64_at(OFF_MAILBOX).load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
         self.u64_at(OFF_WANT).store(want, Relaxed);
+        // The wait's result record starts at 0 bytes, before a writer can
+        // claim: the record a claiming writer reads is then its own ticket's
+        // or a later one's, never one left from 2^24 tickets ago (see
+        // `overtaken`).
+        self.record_consumed(ticket, 0);
         point();
         self.u64_at(OFF_MAILBOX).store(mailbox(WAITING, ticket, 0), SeqCst);
         point();
@@ -520,9 +535,7 @@ impl Ring {
 
     /// Hands slot `slot` over as `value`, waking the other side if it sleeps.
     fn set_slot(&self, slot: u32, value: u32) {
-        if let Some(cpu) = sys::current_cpu() {
-            self.u32_at(self.cpu_words.0).store(cpu.wrapping_add(1), Relaxed);
-        }
+        self.note_cpu();
         let word = self.slot_word(slot);
         point();
         if word.swap(value, SeqCst) & SLEEPER != 0 {
@@ -551,6 +564,13 @@ impl Ring {
         drain: Option<Duration>,
     ) -> (u64, Option<Abort>) {
         let slot_bytes = u64::from(self.geometry.slot_bytes);
+        if claim.total == 0 {
+            // A reader that waits for nothing wrote garbage (a read
+            // call's buffer holds at least the threshold): ending the
+            // transfer with 0 bytes "sent" would let it hold the writer in
+            // a loop of empty claims.
+            return (0, Some(Abort::Corrupt));
+        }
         let (mut sent, mut slot) = (0u64, 0u32);
         let mut go_on = || {
             if !self.claim_stands(claim, pid) {
@@ -640,11 +660,13 @@ impl Ring {
         (record >> 40 == u64::from(ticket)).then_some(record & ((1 << 40) - 1))
     }
 
-    /// True once `ticket`'s record holds a later ticket's count: the reader
-    /// ended `ticket` and has since copied for `RESULTS` more waits (a
-    /// writer descheduled that long while other writers claimed the
-    /// reader, on a pipe several processes write). Tickets are compared
-    /// in their 24-bit circle: a later one is less than half of it ahead.
+    /// True once `ticket`'s record holds a later ticket's: the reader ended
+    /// `ticket` and has since begun a wait `RESULTS` (or a multiple) later
+    /// (a writer descheduled that long while other writers claimed the
+    /// reader, on a pipe several processes write). The reader zeroes a
+    /// wait's record as it begins the wait, so a writer that claimed
+    /// `ticket` finds `ticket` there or a later one; tickets are compared
+    /// in their 24-bit circle, a later one less than half of it ahead.
     fn overtaken(&self, ticket: u32) -> bool {
         let record = self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).load(Acquire);
         let ahead = ((record >> 40) as u32).wrapping_sub(ticket) & 0x00ff_ffff;

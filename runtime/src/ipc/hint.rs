@@ -8,11 +8,14 @@
 //! A hint only ever sends calls to the kernel path, which is right for any
 //! fd: a stale one (the fd closed and reused behind the library's back,
 //! its `O_NONBLOCK` cleared, a reader that opted in since) costs at most
-//! [`TTL`] of the kernel path, never a wrong byte. The close hooks clear an
-//! fd's hints; a fork child keeps its parent's (they are as true of the
-//! child's copy of the fd).
+//! [`TTL`] of the kernel path, never a wrong byte. What it can get wrong
+//! is the stats: a file that took the number of an fd closed behind the
+//! library's back (the close inside stdio's fclose) has its large calls
+//! counted as that fd's class for what is left of the hint. The close
+//! hooks clear an fd's hints; a fork child starts without any (they carry
+//! the fork generation).
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use core::time::Duration;
 
 use ipc_offload_engine::engine::Fallback;
@@ -49,10 +52,24 @@ impl Why {
     }
 }
 
-/// One word per fd and direction: `until_ms << 32 | class << 8 | why`,
-/// 0 for none; `until_ms` in ms of the process's clock ([`now_ms`]),
-/// compared in its 32-bit circle.
+/// One word per fd and direction: `until_ms << 32 | generation << 16 |
+/// class << 8 | why`, 0 for none; `until_ms` in ms of the process's clock
+/// ([`now_ms`]), compared in its 32-bit circle; `generation` the low 16
+/// bits of [`GENERATION`] when it was set.
 static HINTS: [[AtomicU64; MAX_FDS]; 2] = [const { [const { AtomicU64::new(0) }; MAX_FDS] }; 2];
+
+/// Bumped in every fork child: the parent's hints do not hold there (its
+/// per-fd state is gone, so its close hooks would not clear them).
+static GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// In the fork child: every hint lapses (one store, async-signal-safe).
+pub fn after_fork() {
+    GENERATION.fetch_add(1, Relaxed);
+}
+
+fn generation() -> u64 {
+    u64::from(GENERATION.load(Relaxed) & 0xffff)
+}
 
 fn word(fd: i32, dir: Dir) -> Option<&'static AtomicU64> {
     usize::try_from(fd).ok().and_then(|i| HINTS[dir as usize].get(i))
@@ -60,8 +77,15 @@ fn word(fd: i32, dir: Dir) -> Option<&'static AtomicU64> {
 
 /// The hint standing for `fd` at `now_ms`, if any.
 pub fn get(fd: i32, dir: Dir, now_ms: u32) -> Option<(Class, Why)> {
-    let w = word(fd, dir)?.load(Relaxed);
-    if w == 0 || ((w >> 32) as u32).wrapping_sub(now_ms) as i32 <= 0 {
+    let slot = word(fd, dir)?;
+    let w = slot.load(Relaxed);
+    if w == 0 {
+        return None;
+    }
+    if ((w >> 32) as u32).wrapping_sub(now_ms) as i32 <= 0 || (w >> 16) & 0xffff != generation() {
+        // Lapsed: clear it, or the clock's circle would bring it back in
+        // 49 days.
+        let _ = slot.compare_exchange(w, 0, Relaxed, Relaxed);
         return None;
     }
     let class = if (w >> 8) & 0xff == 1 { Class::Pipe } else { Class::Unix };
@@ -75,7 +99,7 @@ pub fn set(fd: i32, dir: Dir, class: Class, why: Why, until_ms: u32) {
     let class_bits = u64::from(class == Class::Pipe);
     let why_bits = u64::from(why == Why::NoPeer);
     if let Some(w) = word(fd, dir) {
-        w.store(u64::from(until_ms) << 32 | class_bits << 8 | why_bits, Relaxed);
+        w.store(u64::from(until_ms) << 32 | generation() << 16 | class_bits << 8 | why_bits, Relaxed);
     }
 }
 
@@ -104,25 +128,24 @@ pub fn after(now_ms: u32, d: Duration) -> u32 {
 mod tests {
     use super::*;
 
+    // One test: the hints are process-wide, and the fork generation a
+    // part bumps would make a concurrent test's hints lapse.
     #[test]
-    fn a_hint_stands_until_its_time_then_lapses() {
+    fn hints_stand_until_their_time_across_the_clock_wrap_and_not_past_a_fork() {
         let fd = 40_000;
         assert_eq!(get(fd, Dir::Read, 5), None);
         set(fd, Dir::Read, Class::Unix, Why::Nonblocking, after(5, TTL));
         assert_eq!(get(fd, Dir::Read, 5), Some((Class::Unix, Why::Nonblocking)));
         assert_eq!(get(fd, Dir::Read, 104), Some((Class::Unix, Why::Nonblocking)));
         assert_eq!(get(fd, Dir::Read, 105), None, "lapsed");
+        assert_eq!(HINTS[0][fd as usize].load(Relaxed), 0, "a lapsed hint is cleared");
         assert_eq!(get(fd, Dir::Write, 5), None, "the other direction is its own");
         set(fd, Dir::Write, Class::Pipe, Why::NoPeer, after(5, Duration::from_millis(1)));
         assert_eq!(get(fd, Dir::Write, 5), Some((Class::Pipe, Why::NoPeer)));
         clear(fd);
-        assert_eq!(get(fd, Dir::Read, 5), None);
         assert_eq!(get(fd, Dir::Write, 5), None);
-    }
 
-    #[test]
-    fn the_clock_circle_wraps() {
-        let fd = 40_001;
+        // The clock's 32-bit circle.
         let now = u32::MAX - 10;
         set(fd, Dir::Read, Class::Pipe, Why::Nonblocking, after(now, TTL));
         assert!(get(fd, Dir::Read, now).is_some());
@@ -130,5 +153,13 @@ mod tests {
         assert!(get(fd, Dir::Read, now.wrapping_add(100)).is_none());
         assert_eq!(get(-1, Dir::Read, 0), None);
         assert_eq!(get(MAX_FDS as i32, Dir::Read, 0), None);
+
+        // A fork child starts without its parent's hints.
+        set(fd, Dir::Read, Class::Unix, Why::Nonblocking, after(5, TTL));
+        assert!(get(fd, Dir::Read, 5).is_some());
+        after_fork();
+        assert_eq!(get(fd, Dir::Read, 5), None);
+        set(fd, Dir::Read, Class::Unix, Why::Nonblocking, after(5, TTL));
+        assert!(get(fd, Dir::Read, 5).is_some(), "the child's own hints hold");
     }
 }

@@ -441,6 +441,7 @@ pub unsafe fn after_fork() {
     // SAFETY: forwarded contract.
     unsafe { channel::after_fork() };
     FDS.clear();
+    hint::after_fork();
 }
 
 /// A class's ring budget ran out (reported once per process and class).

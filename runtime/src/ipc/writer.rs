@@ -42,9 +42,13 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// # Safety
 /// The call's buffers valid for reading, as for the libc function.
 pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut Tally) -> isize {
-    // send, sendto and sendmsg on a pipe fail with ENOTSOCK, as the kernel
-    // says.
-    let pipe_misuse = at.family == Family::Pipe && !call.is_plain();
+    // The file's flags, read when a rendezvous is in sight: a write to a
+    // socket whose reader never opted in goes to the kernel without them.
+    // A pipe's are read at once: send, sendto and sendmsg on a pipe, and
+    // writes on its read end, go to the kernel (ENOTSOCK, EBADF) before
+    // anything else.
+    let mut mode = (at.family == Family::Pipe).then(|| WriteMode::of(call, at));
+    let pipe_misuse = mode.is_some_and(|m| !call.is_plain() || !m.write_end);
     if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel_write(Fallback::Unsupported, call);
     }
@@ -56,10 +60,6 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         *ch = Channel::Writer(Writer::new(at, BACKOFF_FIRST));
     }
     let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
-    // The file's flags, read when a rendezvous is in sight: a write to a
-    // reader that never opted in goes to the kernel without them (an event
-    // loop's writes pay no system call of the library's but fstat).
-    let mut mode = None;
     let len = call.length();
     let mut sent = 0u64;
     let mut cursor = Cursor::new(call.iov);
@@ -81,13 +81,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             }
             tally.reason(Fallback::NoPeer);
         } else {
-            let WriteMode { blocking, write_end } = *mode.get_or_insert_with(|| WriteMode::of(call, at));
-            if !write_end {
-                // A pipe's read end: the kernel's EBADF, before any
-                // rendezvous (a kernel piece already sent would have had it).
-                tally.reason(Fallback::Unsupported);
-                return finish_with_kernel(call, at, sent, len - sent, tally);
-            }
+            let WriteMode { blocking, .. } = *mode.get_or_insert_with(|| WriteMode::of(call, at));
             if let Err(reason) = at.can_write(call.fd) {
                 // Shut down, no peer, no reader: the kernel reports it
                 // (EPIPE, SIGPIPE).
@@ -141,7 +135,8 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
 struct WriteMode {
     /// The call may wait: no `O_NONBLOCK`, no `MSG_DONTWAIT`.
     blocking: bool,
-    /// Not a pipe's read end (a pipe takes writes on its write end only).
+    /// Not a pipe's read end (a pipe takes writes on its write end only;
+    /// a socket is always true).
     write_end: bool,
 }
 

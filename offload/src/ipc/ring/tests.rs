@@ -466,3 +466,15 @@ fn a_side_polls_only_while_its_peer_runs_on_another_cpu() {
     writer.u32_at(OFF_READER_CPU).store(u32::MAX, Relaxed);
     assert_eq!(writer.spin_for(spin), spin);
 }
+
+#[test]
+fn a_wait_begun_far_along_the_ticket_circle_is_not_taken_for_overtaken() {
+    let (reader, _) = pair(Geometry { slots: 2, slot_bytes: 4096 });
+    // The next wait's ticket is 0xfffff0; its record was never written
+    // (ticket 0), which the circle puts 16 tickets after it.
+    reader.u64_at(OFF_MAILBOX).store(mailbox(IDLE, 0x00ff_ffef, 0), SeqCst);
+    let ticket = reader.begin_wait(4096);
+    assert_eq!(ticket, 0x00ff_fff0);
+    assert_eq!(reader.consumed(ticket), Some(0), "begin_wait starts the record at 0 bytes");
+    assert!(!reader.overtaken(ticket));
+}
