@@ -599,3 +599,51 @@ print(calls, moved)
     // library's start.
     assert!(extra * 4 < calls, "{extra} checks for {calls} large calls ({with} against {without} without the library)");
 }
+
+#[test]
+fn a_reader_that_turns_blocking_takes_the_fast_path_once_its_hint_lapses() {
+    // Phase 1: the reader reads nonblocking (a hint sends its large reads
+    // to the kernel for 100 ms). Phase 2, 150 ms after it turned blocking:
+    // its reads opt in and take the shared-memory path, byte-exact.
+    let Some(python) = python() else { return };
+    let program = r#"
+import hashlib, os, select, socket, time
+a, b = socket.socketpair()
+go_r, go_w = os.pipe()
+n = 64 << 20
+data = bytes(range(256)) * (n // 256)
+if os.fork() == 0:
+    b.close()
+    os.write(a.fileno(), data[: 4 << 20])
+    os.read(go_r, 1)
+    view = memoryview(data)
+    sent = 0
+    while sent < n:
+        sent += os.write(a.fileno(), view[sent : sent + (1 << 20)])
+    os._exit(0)
+a.close()
+b.setblocking(False)
+got = 0
+while got < 4 << 20:
+    select.select([b], [], [])
+    got += len(os.read(b.fileno(), 1 << 20))
+b.setblocking(True)
+time.sleep(0.15)
+os.write(go_w, b"g")
+h = hashlib.sha256()
+got = 0
+while got < n:
+    chunk = os.read(b.fileno(), 1 << 20)
+    h.update(chunk)
+    got += len(chunk)
+os.wait()
+print(h.hexdigest() == hashlib.sha256(data).hexdigest())
+"#;
+    let dir = scratch("hint-lapse");
+    let stats = dir.join("stats.json");
+    let out = Preload::new().stats(&stats).run(&python, &["-c", program]).success();
+    assert_eq!(out.stdout.trim(), "True", "the bytes differ");
+    assert!(unix_fallbacks(&stats, "nonblocking") > 0, "phase 1 read nonblocking");
+    let fast = unix_total(&stats, "fast_path_bytes");
+    assert!(fast >= 32 << 20, "only {fast} bytes through shared memory once the reader blocked");
+}
