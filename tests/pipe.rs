@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use ipc_offload_tests::reliability::stats_files;
 use ipc_offload_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -22,21 +23,6 @@ fn matrix() -> PathBuf {
 
 fn edges() -> PathBuf {
     c_program("pipe_edges", &["-O2", "-fno-builtin", "-pthread"])
-}
-
-/// FILE and the FILE.PID files its descendants wrote.
-fn stats_files(stats: &Path) -> Vec<PathBuf> {
-    let dir = stats.parent().unwrap();
-    let name = stats.file_name().unwrap().to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n == name || n.strip_prefix(&format!("{name}.")).is_some_and(|pid| pid.parse::<u32>().is_ok())
-        })
-        .map(|e| e.path())
-        .collect()
 }
 
 /// Sums `stats[class][key]` over FILE and FILE.PID.

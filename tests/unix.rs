@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ipc_offload_tests::reliability::stats_files;
 use ipc_offload_tests::*;
 
 fn matrix() -> PathBuf {
@@ -46,27 +47,12 @@ fn edge_case(mode: &str, watchdog: Duration) -> Edge {
 
 /// Sums a stats counter of the unix class over FILE and its FILE.PID siblings.
 fn unix_total(stats: &Path, key: &str) -> u64 {
-    let dir = stats.parent().unwrap();
-    let name = stats.file_name().unwrap().to_string_lossy().into_owned();
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n == name || n.strip_prefix(&format!("{name}.")).is_some_and(|pid| pid.parse::<u32>().is_ok())
-        })
-        .map(|e| counter(&read_stats(&e.path()), "unix", key))
-        .sum()
+    stats_files(stats).iter().map(|f| counter(&read_stats(f), "unix", key)).sum()
 }
 
+/// Sums a unix fallback count over FILE and its FILE.PID siblings.
 fn unix_fallbacks(stats: &Path, reason: &str) -> u64 {
-    let dir = stats.parent().unwrap();
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("stats.json"))
-        .map(|e| fallbacks(&read_stats(&e.path()), "unix", reason))
-        .sum()
+    stats_files(stats).iter().map(|f| fallbacks(&read_stats(f), "unix", reason)).sum()
 }
 
 /// Runs the matrix program without and with the library; same output.
