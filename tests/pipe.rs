@@ -200,17 +200,16 @@ fn read_and_write_sizes_from_1_byte_up() {
 }
 
 #[test]
-fn nonblocking_readers_stay_on_the_kernel_path() {
+fn nonblocking_readers_get_the_writers_bytes_in_order() {
     // Event-loop readers (poll, epoll level- and edge-triggered, select)
-    // reading 100 bytes at a time, and with 1 MiB buffers: the writer never
-    // finds them waiting in a read.
+    // reading 100 bytes at a time, and with 1 MiB buffers: whatever path
+    // the bytes take, the same bytes (tests/evloop.rs checks that event
+    // loops take the fast path).
     for mode in ["nonblock-poll", "epoll-lt", "epoll-et", "select"] {
         for write in [MIB, 300_000] {
-            assert_eq!(differential(mode, 16 * MIB, write, 100).fast, 0, "{mode} w={write}");
+            differential(mode, 16 * MIB, write, 100);
         }
-        let t = differential(mode, 16 * MIB, MIB, MIB);
-        assert_eq!(t.fast, 0, "{mode} with 1 MiB reads");
-        assert!(pipe_fallbacks(&t.stats, "nonblocking") > 0, "{mode}: large nonblocking reads were not counted");
+        differential(mode, 16 * MIB, MIB, MIB);
     }
 }
 

@@ -110,11 +110,20 @@ fn a_reader_gets_all_that_fionread_said_at_once() {
 }
 
 #[test]
-fn nonblocking_and_peeking_readers_stay_on_the_kernel_path() {
-    for mode in ["nonblock-poll", "epoll-lt", "epoll-et", "select", "peek"] {
+fn nonblocking_readers_get_the_writers_bytes_in_order() {
+    // Whatever path the bytes take (tests/evloop.rs checks that event
+    // loops take the fast path).
+    for mode in ["nonblock-poll", "epoll-lt", "epoll-et", "select"] {
         for (write, read) in [(1 << 20, 1 << 20), (300_000, 65536), (65536, 4 << 20)] {
-            assert_eq!(differential(mode, 16 << 20, write, read), 0, "{mode}");
+            differential(mode, 16 << 20, write, read);
         }
+    }
+}
+
+#[test]
+fn peeking_readers_stay_on_the_kernel_path() {
+    for (write, read) in [(1 << 20, 1 << 20), (300_000, 65536), (65536, 4 << 20)] {
+        assert_eq!(differential("peek", 16 << 20, write, read), 0);
     }
 }
 
@@ -587,10 +596,11 @@ print(calls, moved)
 }
 
 #[test]
-fn a_reader_that_turns_blocking_takes_the_fast_path_once_its_hint_lapses() {
-    // Phase 1: the reader reads nonblocking (a hint sends its large reads
-    // to the kernel for 100 ms). Phase 2, 150 ms after it turned blocking:
-    // its reads opt in and take the shared-memory path, byte-exact.
+fn a_reader_that_turns_blocking_keeps_the_fast_path() {
+    // Phase 1: the reader reads nonblocking, after select. Phase 2, 150 ms
+    // after it turned blocking (behind the library's back: a flag the
+    // library caches and looks at again now and then), its blocking reads
+    // take the shared-memory path, byte-exact.
     let Some(python) = python() else { return };
     let program = r#"
 import hashlib, os, select, socket, time
@@ -629,7 +639,6 @@ print(h.hexdigest() == hashlib.sha256(data).hexdigest())
     let stats = dir.join("stats.json");
     let out = Preload::new().stats(&stats).run(&python, &["-c", program]).success();
     assert_eq!(out.stdout.trim(), "True", "the bytes differ");
-    assert!(unix_fallbacks(&stats, "nonblocking") > 0, "phase 1 read nonblocking");
     let fast = unix_total(&stats, "fast_path_bytes");
     assert!(fast >= 32 << 20, "only {fast} bytes through shared memory once the reader blocked");
 }

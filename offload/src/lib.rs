@@ -23,6 +23,7 @@ pub mod engine;
 pub mod ipc;
 pub mod real;
 pub mod real_io;
+pub mod real_wait;
 pub mod shm;
 pub mod stats;
 pub mod sys;

@@ -1,7 +1,9 @@
 //! The read and write families, and the calls that close fds.
 //!
 //! Below the IPC threshold (`REAL_IO.io_min`: usize::MAX while no IPC class
-//! is on) a read or write hook is one compare and a jump to libc. Above it,
+//! is on) a write hook is one compare and a jump to libc, a read hook two
+//! (the fd's route word says whether an offer can be open for it: then
+//! reads of every size take its bytes first). Above it,
 //! the call goes to `ipc_offload_runtime::ipc`, which serves Unix stream
 //! sockets whose peer runs the library and replays everything else as it
 //! was. The vector forms add up their lengths first (a short loop).
@@ -11,10 +13,18 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use ipc_offload_engine::real_io::REAL_IO;
 use ipc_offload_runtime::ipc::call::{ReadCall, ReadKind, WriteCall, WriteKind, total};
+use ipc_offload_runtime::ipc::route::routed;
 use ipc_offload_runtime::ipc::{self, closing, tracked};
 
 fn below(n: u64) -> bool {
     n < REAL_IO.io_min.load(Relaxed) as u64
+}
+
+/// A read that needs nothing of the library: below the threshold, on an fd
+/// for which no offer can be open.
+#[inline(always)]
+fn small_read(fd: c_int, n: u64) -> bool {
+    below(n) && !routed(fd)
 }
 
 /// The caller's iovec array as a slice (empty for a null or negative count).
@@ -36,7 +46,7 @@ unsafe fn iovecs<'a>(iov: *const libc::iovec, count: usize) -> &'a [libc::iovec]
 /// As read(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: usize) -> isize {
-    if below(n as u64) {
+    if small_read(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.read.get())(fd, buf, n) };
     }
@@ -57,7 +67,7 @@ unsafe extern "C" fn read_large(fd: c_int, buf: *mut c_void, n: usize) -> isize 
 /// As recv(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize {
-    if below(n as u64) {
+    if small_read(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.recv.get())(fd, buf, n, flags) };
     }
@@ -85,7 +95,7 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut libc::sockaddr,
     addrlen: *mut libc::socklen_t,
 ) -> isize {
-    if below(n as u64) {
+    if small_read(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.recvfrom.get())(fd, buf, n, flags, addr, addrlen) };
     }
@@ -122,7 +132,7 @@ unsafe fn read_one(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, kind: Re
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, count: c_int) -> isize {
     // SAFETY: as readv(2): `iov` holds `count` entries.
     let segments = unsafe { iovecs(iov, count.max(0) as usize) };
-    if below(total(segments)) {
+    if small_read(fd, total(segments)) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.readv.get())(fd, iov, count) };
     }
@@ -138,7 +148,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, count: c_int)
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
     // SAFETY: as recvmsg(2): `msg` is valid, its iov holds iovlen entries.
     let segments = unsafe { if msg.is_null() { &[] } else { iovecs((*msg).msg_iov, (*msg).msg_iovlen) } };
-    if below(total(segments)) {
+    if small_read(fd, total(segments)) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.recvmsg.get())(fd, msg, flags) };
     }

@@ -12,3 +12,4 @@ mod io;
 mod lifecycle;
 mod mapping;
 mod memops;
+mod wait;

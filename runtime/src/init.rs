@@ -35,8 +35,11 @@ pub fn start(argv0: Option<&[u8]>) {
 }
 
 fn start_inner(argv0: Option<&[u8]>) {
-    let missing =
-        real::resolve().and(ipc_offload_engine::real_io::resolve()).and(ipc_offload_engine::shm::real::resolve());
+    let missing = real::resolve()
+        .and(ipc_offload_engine::real_io::resolve())
+        .and(ipc_offload_engine::real_wait::resolve())
+        .and(ipc_offload_engine::shm::real::resolve());
+    crate::events::twins::new_magic();
     if sys::is_secure_exec() {
         return; // set-user-ID and friends: trust no variable, stay inert
     }

@@ -6,6 +6,9 @@
 //! - [`dispatch`]: the slow path of the copy hooks.
 //! - [`shm`]: the `shm` class: which class a large copy is, and the
 //!   mapping hooks that keep the index of shared-memory regions.
+//! - [`ipc`]: the read and write hooks' slow paths (the shared-memory
+//!   fast path for sockets, pipes and FIFOs); [`events`]: the epoll, poll
+//!   and select hooks' (event loops on that path).
 //! - [`plan`]: from a resolved policy to engines and workers.
 //! - [`stats_file`]: the JSON stats file.
 //! - [`env`], [`log`], [`process`], [`guard`], [`state`], [`fmtbuf`]: the
@@ -18,6 +21,7 @@
 pub mod dispatch;
 pub mod dsa;
 pub mod env;
+pub mod events;
 pub mod fmtbuf;
 pub mod guard;
 pub mod init;

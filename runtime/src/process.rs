@@ -56,6 +56,7 @@ unsafe extern "C" fn after_fork_in_child() {
     crate::stats_file::after_fork();
     // SAFETY: this is the fork child handler: one thread.
     unsafe { crate::ipc::after_fork() };
+    crate::events::after_fork();
 }
 
 /// How the process is known to `[process."GLOB"]` patterns.

@@ -50,11 +50,17 @@ named_enum! {
         /// IPC: the peer has not opted in (no library, no large blocking
         /// reads), or the handshake has not completed yet.
         NoPeer = "no-peer",
-        /// IPC writer: the reader was not waiting in a read (or had kernel
-        /// bytes to read first).
+        /// IPC writer: the reader was neither inside a read nor polling the
+        /// socket through the library, nor streaming.
         NotWaiting = "reader-not-waiting",
+        /// IPC writer: the reader did not take an offer within the writer's
+        /// patience; the rest went through the kernel.
+        NotTaken = "not-taken",
         /// IPC reader: a nonblocking socket or MSG_DONTWAIT.
         Nonblocking = "nonblocking",
+        /// IPC reader: no writer offered bytes; the call read what the
+        /// kernel had (or its EAGAIN).
+        NoOffer = "no-offer",
         /// IPC: MSG_PEEK, MSG_OOB, ancillary data, or too many buffers.
         Unsupported = "unsupported-call",
         /// IPC: another thread of the process was using the channel, or the
@@ -100,7 +106,9 @@ impl Fallback {
     pub const IPC: &'static [Fallback] = &[
         Fallback::NoPeer,
         Fallback::NotWaiting,
+        Fallback::NotTaken,
         Fallback::Nonblocking,
+        Fallback::NoOffer,
         Fallback::Unsupported,
         Fallback::Busy,
         Fallback::OptInFailed,

@@ -1,13 +1,24 @@
-//! The shared-memory ring of one direction of a connection, as laid out in
-//! docs/ipc-protocol.md: a header page, a page of slot words, then the
-//! slots. Created and pre-faulted by the reader, mapped by the writer.
+//! The shared-memory ring of one direction of a connection, protocol v3
+//! (docs/ipc-protocol.md, "The ring"): a header page, then one circular
+//! buffer of `slots x slot_bytes` bytes. Created and pre-faulted by the
+//! reader, mapped by its writers.
 //!
-//! Both sides keep the geometry they validated when they mapped the ring and
-//! never re-read it from shared memory: a peer that scribbles over the
+//! A transfer is an *offer* ([`offer`]): a writer, inside its write call,
+//! opens the ring, places its bytes step by step, and waits while the
+//! reader takes them from inside its own read calls ([`take`]), as many and
+//! as small as it likes. When the write call ends, whatever was not taken
+//! is withdrawn and stays the writer's: nothing is ever left in the ring
+//! while no writer is inside a write.
+//!
+//! Both sides keep the geometry they validated when they mapped the ring
+//! and never re-read it from shared memory: a peer that scribbles over the
 //! header can break a transfer, never make this side touch memory outside
 //! its mapping. Every word both sides use is an atomic at a fixed, aligned
-//! offset; payload bytes are copied only between a Release store and an
-//! Acquire load of the slot word that hands the slot over.
+//! offset; payload bytes are written before a Release store of the count
+//! that hands them over, and read after the Acquire load that saw it.
+
+pub mod offer;
+pub mod take;
 
 use core::ffi::CStr;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
@@ -15,24 +26,24 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 use core::time::Duration;
 use std::time::Instant;
 
-use crate::chaos::point;
 use crate::sys;
 use crate::sys::futex::{self, Woken};
 use crate::sys::mem::{self, Mapping, OwnedFd};
 use crate::sys::signal::{self, SigMask};
 
+pub use super::cursor::Cursor;
+
 /// "IPCORING", little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IPCORING");
-/// Protocol version of the layout and of the mailbox.
-pub const VERSION: u32 = 2;
+/// Protocol version of the layout and of the offer words.
+pub const VERSION: u32 = 3;
 /// Most slots a ring may have.
 pub const MAX_SLOTS: u32 = 64;
 /// Largest slot.
 pub const MAX_SLOT_BYTES: u32 = 16 << 20;
 
 const HEADER_BYTES: usize = 4096;
-const SLOT_WORDS: usize = 4096; // offset of the slot words' page
-const DATA: usize = 8192; // offset of slot 0
+const DATA: usize = 8192; // offset of the buffer
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
@@ -42,74 +53,111 @@ const OFF_READER_PID: usize = 20;
 const OFF_RING_BYTES: usize = 24;
 const OFF_READER_INO: usize = 32;
 const OFF_WRITER_INO: usize = 36;
-const OFF_MAILBOX: usize = 64;
-const OFF_WANT: usize = 72;
-const OFF_TOTAL: usize = 80;
-const OFF_ARMS: usize = 96;
+/// The offer: `writer pid << 32 | seq << 8 | state`.
+const OFF_OFFER: usize = 64;
 /// The CPU each side last ran on, plus one (0: not known): advisory, for
 /// the decision to poll (see [`Ring::spin_for`]).
-/// Each in a cache line of its own: a side writes its word as it hands
-/// slots over, and must not take the mailbox's line from the peer.
 const OFF_READER_CPU: usize = 128;
 const OFF_WRITER_CPU: usize = 192;
-/// Per-ticket results: `ticket << 40 | bytes the reader copied`, at
-/// `OFF_RESULTS + 8 * (ticket % RESULTS)`.
-const OFF_RESULTS: usize = 1024;
-const RESULTS: u32 = 64;
+/// `seq << 40 | bytes` words of the open offer: what the writer offers in
+/// all, what it has placed, what the reader has taken (with the `CLOSED`
+/// bit once the writer withdrew the rest), what the reader has copied out.
+const OFF_TOTAL: usize = 256;
+const OFF_STAGED: usize = 320;
+const OFF_TAKEN: usize = 384;
+const OFF_COPIED: usize = 448;
+/// `ASLEEP << 63 | want`: a reader inside a blocking read with nothing to
+/// take, and its buffer's length (0: none).
+const OFF_WAIT: usize = 512;
+/// Reader threads inside a library poll (epoll_wait, poll, select...) that
+/// watches this ring, and will wake for a WAKE on the side channel.
+const OFF_LISTEN: usize = 576;
+/// Bumped by every read call of the reader on the ring's socket or pipe
+/// that goes through the library: a writer whose offer went untaken waits
+/// for this to move before it offers again.
+const OFF_READS: usize = 640;
+/// Futex words: the reader sleeps on the first for more bytes, the writer
+/// on the second for takes and copies. Low 31 bits count rings, bit 31
+/// says someone sleeps.
+const OFF_STAGED_BELL: usize = 704;
+const OFF_TAKEN_BELL: usize = 768;
 
-/// Mailbox states.
+/// Offer states.
 const IDLE: u64 = 0;
-const WAITING: u64 = 1;
-const CLAIMING: u64 = 2;
-const CLAIMED: u64 = 3;
+const SETUP: u64 = 1;
+const OPEN: u64 = 2;
 
-/// Slot word values.
-const EMPTY: u32 = 0;
-const FULL: u32 = 1;
+/// Offer sequence numbers live in 24 bits.
+const SEQ_MASK: u32 = 0x00ff_ffff;
+/// Bytes of a counter word (below its sequence number and `CLOSED`).
+const BYTES_MASK: u64 = (1 << 39) - 1;
+/// Set in `taken` once the writer withdrew what was not taken.
+const CLOSED: u64 = 1 << 39;
+/// The most one offer may carry.
+pub const MAX_OFFER: u64 = 1 << 38;
+/// Set in `wait` while the waiting reader sleeps in poll (send it a WAKE).
+const ASLEEP: u64 = 1 << 63;
+/// Bit 31 of a bell: a thread sleeps on it.
 const SLEEPER: u32 = 1 << 31;
 
-/// How long a side polls a slot word before it sleeps, unless
-/// [`Ring::set_spin`] says otherwise.
+/// How long a side polls before it sleeps, unless [`Ring::set_spin`] says
+/// otherwise.
 pub const SPIN: Duration = Duration::from_micros(50);
 /// How long a side that waits by sleeping polls first: about what one
 /// futex sleep and wake-up cost here, so that a wait never costs more than
 /// twice the cheaper of polling and sleeping (the classic competitive
-/// rule). Most hand-overs of a stream are shorter than that; sleeping at
-/// every one cost more CPU than it saved (measured: see README, "Choosing
-/// a mode").
+/// rule).
 pub const SLEEP_POLL: Duration = Duration::from_micros(20);
 /// How long a sleep lasts before the peer's liveness is checked.
-const NAP: Duration = Duration::from_millis(20);
+pub const NAP: Duration = Duration::from_millis(20);
 
-fn mailbox(state: u64, ticket: u32, pid: i32) -> u64 {
-    state | (u64::from(ticket & 0x00ff_ffff) << 8) | (u64::from(pid as u32) << 32)
+fn offer_word(state: u64, seq: u32, pid: i32) -> u64 {
+    state | (u64::from(seq & SEQ_MASK) << 8) | (u64::from(pid as u32) << 32)
 }
 
 fn state_of(word: u64) -> u64 {
     word & 0xff
 }
 
-fn ticket_of(word: u64) -> u32 {
-    ((word >> 8) & 0x00ff_ffff) as u32
+fn seq_of_offer(word: u64) -> u32 {
+    ((word >> 8) as u32) & SEQ_MASK
 }
 
 fn pid_of(word: u64) -> i32 {
     (word >> 32) as u32 as i32
 }
 
+fn count(seq: u32, bytes: u64) -> u64 {
+    (u64::from(seq & SEQ_MASK) << 40) | (bytes & BYTES_MASK)
+}
+
+fn seq_of(word: u64) -> u32 {
+    (word >> 40) as u32 & SEQ_MASK
+}
+
+fn bytes_of(word: u64) -> u64 {
+    word & BYTES_MASK
+}
+
 /// The size and shape of a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
-    /// Number of slots.
+    /// Number of slots (steps of the buffer).
     pub slots: u32,
-    /// Bytes per slot (a multiple of 4096).
+    /// Bytes per slot (a multiple of 4096): the step in which a writer
+    /// places bytes and a reader copies them out, so that the two overlap.
     pub slot_bytes: u32,
 }
 
 impl Geometry {
-    /// Bytes of the whole ring (header, slot words, slots).
+    /// Bytes of the whole ring (header pages and buffer).
     pub fn ring_bytes(&self) -> u64 {
-        DATA as u64 + u64::from(self.slots) * u64::from(self.slot_bytes)
+        DATA as u64 + self.capacity()
+    }
+
+    /// Bytes of the buffer.
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.slots) * u64::from(self.slot_bytes)
     }
 
     fn valid(&self) -> bool {
@@ -148,7 +196,7 @@ impl From<crate::sys::Errno> for RingError {
     }
 }
 
-/// How a side sleeps while it waits for a slot.
+/// How a side sleeps while it waits.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sleep {
     /// The signal mask to sleep under (None: the thread's own).
@@ -163,37 +211,42 @@ pub enum Abort {
     /// The other side is gone: it exited or exec'd (its pidfd or its
     /// lifeline read as hung up, or its side channel is closed).
     PeerGone,
-    /// The other side gave the transfer up (the mailbox moved on).
+    /// The writer took back what was not taken: its reader did not come
+    /// for the bytes within its patience.
     Withdrawn,
-    /// A peer writing garbage: a slot length out of range (reader), a
-    /// slot emptied without its count (writer).
+    /// A peer writing garbage: counts out of range.
     Corrupt,
-}
-
-/// A claim a writer won: it must send exactly `total` bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Claim {
-    /// The wait it answers.
-    pub ticket: u32,
-    /// Bytes to send.
-    pub total: u64,
-}
-
-/// What the reader finds in its mailbox while it waits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Seen {
-    /// Still waiting; nobody claimed.
-    Waiting,
-    /// A writer is writing its claim: look again in a moment.
-    Claiming { writer: i32 },
-    /// Claimed: `total` bytes will come from `writer`.
-    Claimed { writer: i32, total: u64 },
-    /// Not this wait any more (withdrawn or ended).
-    Other,
 }
 
 /// Copies `n` bytes from `src` to `dst` (the class's engine).
 pub type CopyFn<'a> = &'a mut dyn FnMut(*mut u8, *const u8, usize);
+
+/// What a writer can tell of its reader at once, from the ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// A reader is inside a blocking read with nothing to take, for up to
+    /// this many bytes (0: none).
+    pub want: u64,
+    /// That reader sleeps in poll: it needs a WAKE.
+    pub asleep: bool,
+    /// Reader threads inside a library poll that watches the ring.
+    pub listening: u32,
+    /// The reader's count of read calls through the library.
+    pub reads: u32,
+}
+
+impl Presence {
+    /// True if a reader is inside a library call that will take an offer:
+    /// a blocking read, or a poll that watches the ring.
+    pub fn inside(&self) -> bool {
+        self.want > 0 || self.listening > 0
+    }
+
+    /// True if an offer must be announced with a WAKE datagram.
+    pub fn needs_wake(&self) -> bool {
+        self.asleep || self.listening > 0
+    }
+}
 
 /// A mapped ring.
 #[derive(Debug)]
@@ -282,10 +335,15 @@ impl Ring {
         Ok(Ring { map: probe.map, geometry, reader_pid, spin: SPIN, cpu_words: probe.cpu_words })
     }
 
-    /// How long this end polls a slot (or the mailbox) before it sleeps in
-    /// a futex: the class's `wait` (0 for `sleep`).
+    /// How long this end polls before it sleeps in a futex: the class's
+    /// `wait` (0 for `sleep`).
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// This end's polling time (see [`Ring::set_spin`]).
+    pub fn spin(&self) -> Duration {
+        self.spin
     }
 
     /// How long to poll for the peer before sleeping, at most `spin`: not
@@ -334,462 +392,155 @@ impl Ring {
     }
 
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off % 4 == 0 && off + 4 <= DATA);
-        // SAFETY: as `u64_at`, 4-aligned, inside the first two pages.
+        debug_assert!(off % 4 == 0 && off + 4 <= HEADER_BYTES);
+        // SAFETY: as `u64_at`, 4-aligned, inside the first page.
         unsafe { &*self.map.ptr().add(off).cast::<AtomicU32>() }
     }
 
-    fn slot_word(&self, slot: u32) -> &AtomicU32 {
-        self.u32_at(SLOT_WORDS + 64 * (slot % self.geometry.slots) as usize)
+    /// The buffer's byte at stream position `pos` of an offer, and how many
+    /// bytes follow it before the buffer wraps.
+    fn at(&self, pos: u64) -> (*mut u8, u64) {
+        let capacity = self.geometry.capacity();
+        let offset = pos % capacity;
+        // SAFETY: offset < capacity and the mapping is DATA + capacity
+        // bytes long (checked at create/attach).
+        (unsafe { self.map.ptr().add(DATA + offset as usize) }, capacity - offset)
     }
 
-    fn slot_len(&self, slot: u32) -> &AtomicU32 {
-        self.u32_at(SLOT_WORDS + 64 * (slot % self.geometry.slots) as usize + 4)
+    // ---- the reader's announcements ----
+
+    /// A reader enters a blocking read with nothing to take, for up to
+    /// `want` bytes.
+    pub fn begin_wait(&self, want: u64) {
+        self.u64_at(OFF_WAIT).store(want.clamp(1, ASLEEP - 1), SeqCst);
     }
 
-    fn slot_data(&self, slot: u32) -> *mut u8 {
-        let offset = DATA + (slot % self.geometry.slots) as usize * self.geometry.slot_bytes as usize;
-        // SAFETY: slot < slots and the mapping is ring_bytes long (checked),
-        // so the slot's bytes lie inside it.
-        unsafe { self.map.ptr().add(offset) }
+    /// The waiting reader is about to sleep in poll: writers must send it
+    /// a WAKE. The caller looks at the offer again after this.
+    pub fn sleeping(&self) {
+        self.u64_at(OFF_WAIT).fetch_or(ASLEEP, SeqCst);
     }
 
-    // ---- the reader's side of the mailbox ----
-
-    /// Starts waiting for up to `want` bytes; returns the wait's ticket.
-    /// Every slot is empty between transfers; this makes sure of it.
-    pub fn begin_wait(&self, want: u64) -> u32 {
-        for slot in 0..self.geometry.slots {
-            self.slot_word(slot).store(EMPTY, Relaxed);
-        }
-        let ticket = ticket_of(self.u64_at(OFF_MAILBOX).load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
-        self.u64_at(OFF_WANT).store(want, Relaxed);
-        // The wait's result record starts at 0 bytes, before a writer can
-        // claim: the record a claiming writer reads is then its own ticket's
-        // or a later one's, never one left from 2^24 tickets ago (see
-        // `overtaken`).
-        self.record_consumed(ticket, 0);
-        point();
-        self.u64_at(OFF_MAILBOX).store(mailbox(WAITING, ticket, 0), SeqCst);
-        point();
-        // Tell a writer sleeping in `wait_for_reader`.
-        let arms = self.u32_at(OFF_ARMS);
-        if arms.fetch_add(1, SeqCst) & SLEEPER != 0 {
-            arms.fetch_and(!SLEEPER, SeqCst);
-            futex::wake_shared(arms, u32::MAX);
-        }
-        ticket
+    /// The reader leaves its blocking read.
+    pub fn end_wait(&self) {
+        self.u64_at(OFF_WAIT).store(0, SeqCst);
     }
 
-    /// Looks at the mailbox of wait `ticket`.
-    pub fn seen(&self, ticket: u32) -> Seen {
-        let word = self.u64_at(OFF_MAILBOX).load(Acquire);
-        if ticket_of(word) != ticket {
-            return Seen::Other;
-        }
-        match state_of(word) {
-            WAITING => Seen::Waiting,
-            CLAIMING => Seen::Claiming { writer: pid_of(word) },
-            CLAIMED => Seen::Claimed { writer: pid_of(word), total: self.u64_at(OFF_TOTAL).load(Relaxed) },
-            _ => Seen::Other,
+    /// A reader thread enters (`true`) or leaves a library poll watching
+    /// the ring. Entering is followed by a look at the offer.
+    pub fn listen(&self, entering: bool) {
+        let word = self.u32_at(OFF_LISTEN);
+        if entering {
+            word.fetch_add(1, SeqCst);
+        } else {
+            // Never below 0, even against a peer's garbage.
+            let _ = word.fetch_update(SeqCst, Relaxed, |n| Some(n.saturating_sub(1)));
         }
     }
 
-    /// Takes wait `ticket` back; false if a writer claimed it first (then
-    /// the transfer must be taken).
-    pub fn withdraw(&self, ticket: u32) -> bool {
-        point();
-        self.u64_at(OFF_MAILBOX)
-            .compare_exchange(mailbox(WAITING, ticket, 0), mailbox(IDLE, ticket, 0), SeqCst, Acquire)
-            .is_ok()
+    /// A read call of the reader went through the library.
+    pub fn note_read(&self) {
+        self.u32_at(OFF_READS).fetch_add(1, Relaxed);
     }
 
-    /// Takes wait `ticket` back from writer `writer`, which died between
-    /// claiming it and publishing its claim; false if the claim moved on.
-    pub fn abandon_claim(&self, ticket: u32, writer: i32) -> bool {
-        self.u64_at(OFF_MAILBOX)
-            .compare_exchange(mailbox(CLAIMING, ticket, writer), mailbox(IDLE, ticket, 0), SeqCst, Acquire)
-            .is_ok()
-    }
-
-    /// Ends wait `ticket` after its transfer (complete or abandoned).
-    pub fn end(&self, ticket: u32) {
-        self.u64_at(OFF_MAILBOX).store(mailbox(IDLE, ticket, 0), SeqCst);
-    }
-
-    // ---- the writer's side of the mailbox ----
-
-    /// True while a reader waits.
-    pub fn reader_waiting(&self) -> bool {
-        state_of(self.u64_at(OFF_MAILBOX).load(Acquire)) == WAITING
-    }
-
-    /// Waits up to `patience` for a reader to wait, sleeping in a futex the
-    /// reader's `begin_wait` wakes. True if one waits.
-    pub fn wait_for_reader(&self, patience: Duration) -> bool {
-        let arms = self.u32_at(OFF_ARMS);
-        let start = Instant::now();
-        let deadline = start + patience;
-        // A streaming reader is usually a few microseconds away: spin first
-        // (unless it needs this CPU to get here).
-        let spin = self.spin_for(self.spin).min(patience);
-        while start.elapsed() < spin {
-            if self.reader_waiting() {
-                return true;
-            }
-            core::hint::spin_loop();
-        }
-        loop {
-            let seen = arms.load(SeqCst);
-            if self.reader_waiting() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            let sleeping = seen | SLEEPER;
-            if seen & SLEEPER == 0 && arms.compare_exchange(seen, sleeping, SeqCst, Relaxed).is_err() {
-                continue;
-            }
-            if self.reader_waiting() {
-                return true;
-            }
-            futex::wait_shared(arms, sleeping, Some(deadline - now));
+    /// What the writer can tell of its reader now.
+    pub fn presence(&self) -> Presence {
+        let wait = self.u64_at(OFF_WAIT).load(SeqCst);
+        Presence {
+            want: wait & !ASLEEP,
+            asleep: wait & ASLEEP != 0,
+            listening: self.u32_at(OFF_LISTEN).load(SeqCst),
+            reads: self.u32_at(OFF_READS).load(Relaxed),
         }
     }
 
-    /// Claims the waiting reader for at most `max` bytes, as writer `pid`.
-    pub fn try_claim(&self, max: u64, pid: i32) -> Option<Claim> {
-        let mb = self.u64_at(OFF_MAILBOX);
-        let word = mb.load(Acquire);
-        if state_of(word) != WAITING {
-            return None;
+    // ---- bells ----
+
+    /// Wakes whoever sleeps on `bell` (after the change it announces).
+    fn ring_bell(&self, bell: usize) {
+        self.note_cpu();
+        let word = self.u32_at(bell);
+        let old = word.fetch_update(SeqCst, Relaxed, |v| Some(v.wrapping_add(1) & !SLEEPER)).unwrap_or(0);
+        if old & SLEEPER != 0 {
+            futex::wake_shared(word, u32::MAX);
         }
-        let ticket = ticket_of(word);
-        point();
-        mb.compare_exchange(word, mailbox(CLAIMING, ticket, pid), SeqCst, Relaxed).ok()?;
-        point();
-        let want = self.u64_at(OFF_WANT).load(Relaxed);
-        let total = want.min(max);
-        self.u64_at(OFF_TOTAL).store(total, Relaxed);
-        point();
-        // A reader that took us for dead meanwhile has abandoned the claim.
-        mb.compare_exchange(mailbox(CLAIMING, ticket, pid), mailbox(CLAIMED, ticket, pid), SeqCst, Relaxed).ok()?;
-        Some(Claim { ticket, total })
     }
 
-    /// True while claim `claim`, by writer `pid`, stands.
-    fn claim_stands(&self, claim: &Claim, pid: i32) -> bool {
-        self.u64_at(OFF_MAILBOX).load(Acquire) == mailbox(CLAIMED, claim.ticket, pid)
+    /// The value of `bell` to sleep on: read it before looking at the
+    /// condition it announces.
+    fn bell(&self, bell: usize) -> u32 {
+        self.u32_at(bell).load(SeqCst)
     }
 
-    // ---- slots ----
+    /// Sleeps on `bell` while it still reads `seen`, at most `timeout`,
+    /// under `sleep.mask`.
+    fn sleep_on(&self, bell: usize, seen: u32, timeout: Duration, sleep: &mut Sleep) -> Woken {
+        let word = self.u32_at(bell);
+        let sleeping = seen | SLEEPER;
+        if seen & SLEEPER == 0 && word.compare_exchange(seen, sleeping, SeqCst, Relaxed).is_err() {
+            return Woken::Changed;
+        }
+        let held = sleep.mask.map(signal::set);
+        let woken = futex::wait_shared(word, sleeping, Some(timeout));
+        if let Some(held) = held {
+            signal::set(held);
+        }
+        if woken == Woken::Interrupted {
+            sleep.interrupted = true;
+        }
+        woken
+    }
 
-    /// Waits until slot word `slot` reads `want` (FULL or EMPTY), polling it
-    /// for up to `spin` first. `go_on` is asked after every nap; an error
-    /// abandons the wait (unless the slot got there meanwhile).
-    fn wait_slot(
+    /// Polls `done` for up to `spin`, then sleeps on `bell` (naps of at
+    /// most [`NAP`]) until `done` holds or `deadline` passes. With a
+    /// `sleep.mask`, a signal handler that ran ends the wait too.
+    fn wait_until(
         &self,
-        slot: u32,
-        want: u32,
+        bell: usize,
         spin: Duration,
-        go_on: &mut dyn FnMut() -> Result<(), Abort>,
+        deadline: Instant,
         sleep: &mut Sleep,
-    ) -> Result<(), Abort> {
-        let word = self.slot_word(slot);
+        done: &mut dyn FnMut() -> bool,
+    ) -> Waited {
         let start = Instant::now();
         let spin = if spin.is_zero() { spin } else { self.spin_for(spin) };
         let mut polls = 0u32;
         loop {
-            point();
-            let value = word.load(Acquire);
-            if value & !SLEEPER == want {
-                return Ok(());
+            let seen = self.bell(bell);
+            if done() {
+                return Waited::Done;
             }
             polls = polls.wrapping_add(1);
-            if polls % 64 != 0 || start.elapsed() < spin {
+            if polls % 64 != 0 {
                 core::hint::spin_loop();
                 continue;
             }
-            let sleeping = value | SLEEPER;
-            if value & SLEEPER == 0 && word.compare_exchange(value, sleeping, SeqCst, Relaxed).is_err() {
+            let now = Instant::now();
+            if now >= deadline {
+                return Waited::Deadline;
+            }
+            if now - start < spin {
+                core::hint::spin_loop();
                 continue;
             }
-            let held = sleep.mask.map(signal::set);
-            let woken = futex::wait_shared(word, sleeping, Some(NAP));
-            if let Some(held) = held {
-                signal::set(held);
-            }
-            match woken {
-                Woken::Interrupted => sleep.interrupted = true,
-                Woken::TimedOut => {
-                    if let Err(abort) = go_on() {
-                        return if word.load(Acquire) & !SLEEPER == want { Ok(()) } else { Err(abort) };
-                    }
-                }
-                Woken::Changed => {}
+            if self.sleep_on(bell, seen, (deadline - now).min(NAP), sleep) == Woken::Interrupted
+                && sleep.mask.is_some()
+            {
+                return if done() { Waited::Done } else { Waited::Interrupted };
             }
         }
-    }
-
-    /// Hands slot `slot` over as `value`, waking the other side if it sleeps.
-    fn set_slot(&self, slot: u32, value: u32) {
-        self.note_cpu();
-        let word = self.slot_word(slot);
-        point();
-        if word.swap(value, SeqCst) & SLEEPER != 0 {
-            futex::wake_shared(word, 1);
-        }
-    }
-
-    /// Writer: sends `claim.total` bytes taken from `src` through the slots,
-    /// pipelined with the reader, and waits until the reader has copied the
-    /// last of them (at most `drain`, when given). `alive` says whether the
-    /// reader still runs. Returns the bytes the reader took, as it recorded
-    /// them for this ticket: all of them, unless it went away or withdrew;
-    /// bytes it had not copied out of their slots were never read, and
-    /// `src` then stands past bytes that were not sent: the caller resumes
-    /// from the count. After `drain`, what was placed counts as sent.
-    ///
-    /// # Safety
-    /// `src` must yield `claim.total` readable bytes.
-    pub unsafe fn send(
-        &self,
-        claim: &Claim,
-        pid: i32,
-        src: &mut Cursor<'_>,
-        copy: CopyFn<'_>,
-        alive: &mut dyn FnMut() -> bool,
-        drain: Option<Duration>,
-    ) -> (u64, Option<Abort>) {
-        let slot_bytes = u64::from(self.geometry.slot_bytes);
-        if claim.total == 0 {
-            // A reader that waits for nothing wrote garbage (a read
-            // call's buffer holds at least the threshold): ending the
-            // transfer with 0 bytes "sent" would let it hold the writer in
-            // a loop of empty claims.
-            return (0, Some(Abort::Corrupt));
-        }
-        let (mut sent, mut slot) = (0u64, 0u32);
-        let mut go_on = || {
-            if !self.claim_stands(claim, pid) {
-                Err(Abort::Withdrawn)
-            } else if !alive() {
-                Err(Abort::PeerGone)
-            } else {
-                Ok(())
-            }
-        };
-        let mut sleep = Sleep::default();
-        let taken = |sent: u64| self.consumed(claim.ticket).unwrap_or(0).min(sent);
-        while sent < claim.total {
-            if self.slot_word(slot).load(Acquire) & !SLEEPER != EMPTY {
-                // The ring is full: the reader is the slower side (copying
-                // into pages it faults in, say). Sleep until half the ring
-                // is free (the reader empties slots in order) instead of
-                // spinning beside it, which slows it down (a spinning CPU
-                // shares a core or a host with it), and being woken once per
-                // slot.
-                let half = (slot + (self.geometry.slots / 2).max(1) - 1) % self.geometry.slots;
-                if let Err(abort) = self.wait_slot(half, EMPTY, Duration::ZERO, &mut go_on, &mut sleep) {
-                    return (taken(sent), Some(abort));
-                }
-            }
-            if let Err(abort) = self.wait_slot(slot, EMPTY, self.spin, &mut go_on, &mut sleep) {
-                return (taken(sent), Some(abort));
-            }
-            if !self.claim_stands(claim, pid) {
-                // Given up by the reader: the slots are not ours any more.
-                return (taken(sent), Some(Abort::Withdrawn));
-            }
-            let n = (claim.total - sent).min(slot_bytes);
-            point();
-            // SAFETY: the slot holds slot_bytes >= n bytes and is ours until
-            // it is marked full (the claim stands); the caller vouches for
-            // `src`.
-            unsafe { src.copy_out(self.slot_data(slot), n as usize, copy) };
-            point();
-            self.slot_len(slot).store(n as u32, Relaxed);
-            self.set_slot(slot, FULL);
-            sent += n;
-            slot = (slot + 1) % self.geometry.slots;
-        }
-        // The reader copies the last slots. It empties them in order and
-        // records its count first: sleep on the newest slot, trust the count.
-        // Every byte is placed: a reader that ended the ticket took them all
-        // (it ends a claimed wait early only for a writer it takes for dead
-        // or one that wrote garbage), so a record a later ticket overwrote
-        // means all of them too.
-        let all_taken = || self.consumed(claim.ticket) == Some(sent) || self.overtaken(claim.ticket);
-        let newest = (slot + self.geometry.slots - 1) % self.geometry.slots;
-        let start = Instant::now();
-        if all_taken() || drain.is_some_and(|d| start.elapsed() >= d) {
-            return (sent, None);
-        }
-        // With a `drain` bound (a nonblocking writer), the wait gives up once
-        // it is past: wait_slot asks `go_on` after every nap, and a reader
-        // that is stopped (alive, its claim standing) must not hold the
-        // write. What was placed then counts as sent.
-        let drained = || drain.is_some_and(|d| start.elapsed() >= d);
-        let mut go_on_draining = || if drained() { Err(Abort::Withdrawn) } else { go_on() };
-        if let Err(abort) = self.wait_slot(newest, EMPTY, self.spin, &mut go_on_draining, &mut sleep) {
-            return if all_taken() || drained() { (sent, None) } else { (taken(sent), Some(abort)) };
-        }
-        point();
-        if all_taken() {
-            return (sent, None);
-        }
-        if !self.claim_stands(claim, pid) {
-            // Emptied by a reader that gave the claim up.
-            return (taken(sent), Some(Abort::Withdrawn));
-        }
-        // The newest slot is empty under a standing claim, yet the count is
-        // not all of it. A reader records its count before it empties a slot
-        // (and the Acquire load that saw the slot empty sees that count), so
-        // this one wrote garbage; waiting on would never look at its
-        // liveness again.
-        (taken(sent), Some(Abort::Corrupt))
-    }
-
-    /// What the reader recorded as copied for `ticket`, if the record is
-    /// that ticket's (none before it copied its first slot, nor once a
-    /// later ticket took the record's place: see [`Ring::overtaken`]).
-    fn consumed(&self, ticket: u32) -> Option<u64> {
-        let record = self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).load(Acquire);
-        (record >> 40 == u64::from(ticket)).then_some(record & ((1 << 40) - 1))
-    }
-
-    /// True once `ticket`'s record holds a later ticket's: the reader ended
-    /// `ticket` and has since begun a wait `RESULTS` (or a multiple) later
-    /// (a writer descheduled that long while other writers claimed the
-    /// reader, on a pipe several processes write). The reader zeroes a
-    /// wait's record as it begins the wait, so a writer that claimed
-    /// `ticket` finds `ticket` there or a later one; tickets are compared
-    /// in their 24-bit circle, a later one less than half of it ahead.
-    fn overtaken(&self, ticket: u32) -> bool {
-        let record = self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).load(Acquire);
-        let ahead = ((record >> 40) as u32).wrapping_sub(ticket) & 0x00ff_ffff;
-        ahead != 0 && ahead < 1 << 23
-    }
-
-    fn record_consumed(&self, ticket: u32, bytes: u64) {
-        self.u64_at(OFF_RESULTS + 8 * (ticket % RESULTS) as usize).store(u64::from(ticket) << 40 | bytes, Release);
-    }
-
-    /// Reader: receives `total` bytes of claimed wait `ticket` into `dst`,
-    /// recording its count for the writer as it goes. `alive` says whether
-    /// the writer still runs. `sleep.mask`, when given, is the signal mask
-    /// to sleep under (the caller holds signals back otherwise);
-    /// `sleep.interrupted` tells whether a signal arrived while it slept.
-    /// Returns the bytes delivered (all of them unless the writer went away
-    /// or wrote garbage).
-    ///
-    /// # Safety
-    /// `dst` must have room for `total` writable bytes.
-    pub unsafe fn receive(
-        &self,
-        ticket: u32,
-        total: u64,
-        dst: &mut Cursor<'_>,
-        copy: CopyFn<'_>,
-        alive: &mut dyn FnMut() -> bool,
-        sleep: &mut Sleep,
-    ) -> (u64, Option<Abort>) {
-        let slot_bytes = u64::from(self.geometry.slot_bytes);
-        let mut received = 0u64;
-        let mut slot = 0u32;
-        while received < total {
-            let mut go_on = || if alive() { Ok(()) } else { Err(Abort::PeerGone) };
-            if let Err(abort) = self.wait_slot(slot, FULL, self.spin, &mut go_on, sleep) {
-                return (received, Some(abort));
-            }
-            point();
-            let n = u64::from(self.slot_len(slot).load(Relaxed));
-            if n == 0 || n > slot_bytes || n > total - received {
-                return (received, Some(Abort::Corrupt));
-            }
-            // SAFETY: n <= slot_bytes: the bytes lie in the slot, handed over
-            // by the Acquire load in wait_slot; the caller vouches for `dst`.
-            unsafe { dst.copy_in(self.slot_data(slot), n as usize, copy) };
-            received += n;
-            point();
-            self.record_consumed(ticket, received);
-            self.set_slot(slot, EMPTY);
-            slot = (slot + 1) % self.geometry.slots;
-        }
-        (received, None)
     }
 }
 
-/// A position in a list of buffers (an iovec array), consumed front to back.
-#[derive(Debug)]
-pub struct Cursor<'a> {
-    segments: &'a [libc::iovec],
-    index: usize,
-    offset: usize,
-}
-
-impl<'a> Cursor<'a> {
-    /// A cursor at the start of `segments`.
-    pub fn new(segments: &'a [libc::iovec]) -> Self {
-        Cursor { segments, index: 0, offset: 0 }
-    }
-
-    /// Total bytes left.
-    pub fn remaining(&self) -> u64 {
-        let left: usize = self.segments.iter().skip(self.index).map(|s| s.iov_len).sum();
-        (left - self.offset.min(left)) as u64
-    }
-
-    /// Moves `n` bytes forward without copying.
-    pub fn advance(&mut self, n: u64) {
-        self.spans(n as usize, &mut |_, _| {});
-    }
-
-    /// Calls `f(ptr, len)` for each span covering the next `n` bytes.
-    fn spans(&mut self, mut n: usize, f: &mut dyn FnMut(*mut u8, usize)) {
-        while n > 0 && self.index < self.segments.len() {
-            let seg = &self.segments[self.index];
-            let take = (seg.iov_len - self.offset).min(n);
-            if take > 0 {
-                // SAFETY: offset + take <= iov_len: inside the segment.
-                f(unsafe { seg.iov_base.cast::<u8>().add(self.offset) }, take);
-            }
-            self.offset += take;
-            n -= take;
-            if self.offset == seg.iov_len {
-                self.index += 1;
-                self.offset = 0;
-            }
-        }
-    }
-
-    /// Copies the next `n` bytes of the buffers to `dst`.
-    ///
-    /// # Safety
-    /// `dst` writable for `n` bytes, the buffers readable for `n` more bytes.
-    pub unsafe fn copy_out(&mut self, dst: *mut u8, n: usize, copy: CopyFn<'_>) {
-        let mut at = 0;
-        self.spans(n, &mut |src, len| {
-            // SAFETY: at + len <= n: inside `dst`; `src` is a span of a buffer.
-            copy(unsafe { dst.add(at) }, src, len);
-            at += len;
-        });
-    }
-
-    /// Copies `n` bytes from `src` into the next bytes of the buffers.
-    ///
-    /// # Safety
-    /// `src` readable for `n` bytes, the buffers writable for `n` more bytes.
-    pub unsafe fn copy_in(&mut self, src: *const u8, n: usize, copy: CopyFn<'_>) {
-        let mut at = 0;
-        self.spans(n, &mut |dst, len| {
-            // SAFETY: at + len <= n: inside `src`; `dst` is a span of a buffer.
-            copy(dst, unsafe { src.add(at) }, len);
-            at += len;
-        });
-    }
+/// How a wait on a bell ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waited {
+    /// The condition holds.
+    Done,
+    /// The deadline passed first.
+    Deadline,
+    /// A signal handler ran (only when sleeping under a given mask).
+    Interrupted,
 }
 
 /// The memfd name rings get (visible in /proc/PID/fd and /proc/PID/maps).

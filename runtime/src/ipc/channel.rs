@@ -9,7 +9,7 @@
 //! and names its endpoint in full (two FIFOs may share a key).
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicU8, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use ipc_offload_engine::ipc::ring::Ring;
@@ -44,6 +44,28 @@ pub struct Reader {
     pub requesters: [Option<(i32, AbstractAddr)>; REQUESTERS],
     /// When it opted in.
     pub since: Instant,
+    /// It has served a REQUEST: a writer with the library writes here.
+    pub requested: bool,
+    /// Which ring it has (a process-wide count; 0: none), so that a wait
+    /// that marked a ring as listened to unmarks that ring, not the next.
+    pub ring_id: u64,
+}
+
+/// Numbers rings for [`Reader::ring_id`].
+static RING_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A new ring's number.
+pub fn next_ring_id() -> u64 {
+    RING_IDS.fetch_add(1, Relaxed)
+}
+
+/// Reader channels in use: while there are none, the wait hooks have
+/// nothing to watch.
+static READERS: AtomicU32 = AtomicU32::new(0);
+
+/// True if any reader channel exists (the wait hooks' first test).
+pub fn any_reader() -> bool {
+    READERS.load(Relaxed) != 0
 }
 
 /// Writers' addresses a reader remembers (more writers share the slots).
@@ -80,17 +102,28 @@ pub struct Writer {
     pub next_request: Option<Instant>,
     /// How long to back off after the next refusal.
     pub backoff: Duration,
-    /// When the reader last showed that it reads in a loop with large
-    /// buffers: a rendezvous ended, or it offered its ring (it answers from
-    /// inside a large read). Such a reader comes back soon.
-    pub reader_active: Option<Instant>,
+    /// Until when the reader counts as streaming: it took bytes of this
+    /// writer's last offer, and comes back to its reads soon.
+    pub streaming_until: Option<Instant>,
+    /// The reader's read count when it last left an offer untaken: it is
+    /// offered again (unless it waits inside a read) once that moves.
+    pub declined: Option<u32>,
 }
 
 impl Writer {
     /// A writer into `target` that has not met its reader yet, backing off
     /// `backoff` after its first refused REQUEST.
     pub fn new(target: Endpoint, backoff: Duration) -> Writer {
-        Writer { target, side: None, ring: None, reader: None, next_request: None, backoff, reader_active: None }
+        Writer {
+            target,
+            side: None,
+            ring: None,
+            reader: None,
+            next_request: None,
+            backoff,
+            streaming_until: None,
+            declined: None,
+        }
     }
 }
 
@@ -136,11 +169,36 @@ struct Slot {
     /// The endpoint key this slot serves (0: free).
     key: AtomicU64,
     role: AtomicU8,
+    /// A reader's: it has a ring (offers can come).
+    ringed: AtomicBool,
+    /// A reader's: no writer with the library has asked for its ring, long
+    /// after it opted in: its reads go to the kernel without the lock
+    /// (see [`quiet_read`]).
+    quiet: AtomicBool,
+    /// A reader's: its fd was nonblocking when the slow path last looked
+    /// (`O_NONBLOCK` can change behind the library's back: every
+    /// [`LOOK_EVERY`]th call looks again).
+    nonblocking: AtomicBool,
+    /// Calls answered from the tables; every [`LOOK_EVERY`]th takes the slow
+    /// path instead (REQUESTs, flags, the reader's liveness).
+    calls: AtomicU32,
     state: TrySlot<Channel>,
 }
 
-static SLOTS: [Slot; CHANNELS] =
-    [const { Slot { key: AtomicU64::new(0), role: AtomicU8::new(0), state: TrySlot::new(Channel::Empty) } }; CHANNELS];
+static SLOTS: [Slot; CHANNELS] = [const {
+    Slot {
+        key: AtomicU64::new(0),
+        role: AtomicU8::new(0),
+        ringed: AtomicBool::new(false),
+        quiet: AtomicBool::new(false),
+        nonblocking: AtomicBool::new(false),
+        calls: AtomicU32::new(0),
+        state: TrySlot::new(Channel::Empty),
+    }
+}; CHANNELS];
+
+/// How often a call the tables could answer takes the slow path after all.
+const LOOK_EVERY: u32 = 64;
 
 /// Bytes of rings this process created, per family (the `ring_bytes`
 /// budget of `[unix]` and of `[pipe]`).
@@ -166,20 +224,112 @@ pub enum Unavailable {
 /// fills it) if there is none. `Busy` too when the slot of its key serves
 /// another endpoint.
 pub fn lock(endpoint: Endpoint, role: Role) -> Result<Locked, Unavailable> {
+    lock_at(endpoint, role).map(|(g, _)| g)
+}
+
+/// As [`lock`], with the slot's index (for [`super::route`]).
+pub fn lock_at(endpoint: Endpoint, role: Role) -> Result<(Locked, usize), Unavailable> {
     let key = endpoint.key();
-    let mine = |g: Locked| if g.serves(endpoint) { Ok(g) } else { Err(Unavailable::Busy) };
-    for slot in &SLOTS {
-        if slot.key.load(Acquire) == key && slot.role.load(Acquire) == role as u8 {
-            return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(mine);
-        }
+    let mine = |g: Locked, i: usize| if g.serves(endpoint) { Ok((g, i)) } else { Err(Unavailable::Busy) };
+    if let Some(i) = find(key, role) {
+        return SLOTS[i].state.try_lock().ok_or(Unavailable::Busy).and_then(|g| mine(g, i));
     }
-    for slot in &SLOTS {
+    for (i, slot) in SLOTS.iter().enumerate() {
         if slot.key.compare_exchange(0, key, AcqRel, Relaxed).is_ok() {
+            slot.ringed.store(false, Relaxed);
+            slot.quiet.store(false, Relaxed);
+            if role == Role::Reader {
+                READERS.fetch_add(1, Relaxed);
+            }
             slot.role.store(role as u8, Release);
-            return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(mine);
+            return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(|g| mine(g, i));
         }
     }
     Err(Unavailable::Full)
+}
+
+/// The slot of `key` in `role`, if there is one.
+fn find(key: u64, role: Role) -> Option<usize> {
+    SLOTS.iter().position(|slot| slot.key.load(Acquire) == key && slot.role.load(Acquire) == role as u8)
+}
+
+/// Locks slot `index` if it still serves `key` in `role` (never waits).
+pub fn lock_index(index: usize, key: u64, role: Role) -> Option<Locked> {
+    let slot = SLOTS.get(index)?;
+    if slot.key.load(Acquire) != key || slot.role.load(Acquire) != role as u8 {
+        return None;
+    }
+    let guard = slot.state.try_lock()?;
+    // Checked again under the lock: the slot may have been freed and taken
+    // for another key between the two.
+    let same = match (&*guard, role) {
+        (Channel::Reader(_), Role::Reader) | (Channel::Writer(_), Role::Writer) => true,
+        _ => false,
+    };
+    (slot.key.load(Acquire) == key && same).then_some(guard)
+}
+
+/// True while slot `index` serves `key` in `role` (lock-free).
+pub fn serves(index: usize, key: u64, role: Role) -> bool {
+    SLOTS.get(index).is_some_and(|slot| slot.key.load(Acquire) == key && slot.role.load(Acquire) == role as u8)
+}
+
+/// Notes whether the reader's fd of slot `index` was nonblocking.
+pub fn set_nonblocking(index: usize, nonblocking: bool) {
+    if let Some(slot) = SLOTS.get(index) {
+        if slot.nonblocking.load(Relaxed) != nonblocking {
+            slot.nonblocking.store(nonblocking, Relaxed);
+        }
+    }
+}
+
+/// The reader's fd of slot `index` was nonblocking when last looked at.
+pub fn nonblocking(index: usize) -> bool {
+    SLOTS.get(index).is_some_and(|slot| slot.nonblocking.load(Relaxed))
+}
+
+/// Counts a call the tables answer for slot `index`; false for every
+/// [`LOOK_EVERY`]th, which must take the slow path.
+pub fn tick(index: usize) -> bool {
+    SLOTS.get(index).is_some_and(|slot| slot.calls.fetch_add(1, Relaxed) % LOOK_EVERY != 0)
+}
+
+/// Notes whether the reader channel in slot `index` has a ring.
+pub fn set_ringed(index: usize, ringed: bool) {
+    if let Some(slot) = SLOTS.get(index) {
+        slot.ringed.store(ringed, Release);
+        if ringed {
+            slot.quiet.store(false, Release);
+        }
+    }
+}
+
+/// Marks the reader channel in slot `index` quiet (no writer with the
+/// library asked for a ring long after it opted in) or not.
+pub fn set_quiet(index: usize, quiet: bool) {
+    if let Some(slot) = SLOTS.get(index) {
+        slot.quiet.store(quiet, Release);
+    }
+}
+
+/// A read of a reader channel that needs nothing of the library: slot
+/// `index` still serves `key`, has no ring and is quiet. Lock-free; every
+/// [`LOOK_EVERY`]th call says no, so that the slow path looks for REQUESTs.
+pub fn quiet_read(index: usize, key: u64) -> bool {
+    let Some(slot) = SLOTS.get(index) else { return false };
+    slot.key.load(Acquire) == key
+        && slot.role.load(Acquire) == Role::Reader as u8
+        && slot.quiet.load(Acquire)
+        && !slot.ringed.load(Acquire)
+        && tick(index)
+}
+
+/// True while the reader channel in slot `index`, serving `key`, has a
+/// ring (lock-free).
+pub fn ringed(index: usize, key: u64) -> bool {
+    SLOTS.get(index).is_some_and(|slot| {
+        slot.key.load(Acquire) == key && slot.role.load(Acquire) == Role::Reader as u8 && slot.ringed.load(Acquire)
+    })
 }
 
 /// Frees every channel of endpoint key `key` (both roles): its fds close,
@@ -211,7 +361,11 @@ fn release_where(key: u64, role: impl Fn(u8) -> bool) {
             ipc_offload_engine::sys::sched_yield();
         };
         drop_channel(&mut guard);
-        slot.role.store(0, Release);
+        slot.ringed.store(false, Release);
+        slot.quiet.store(false, Release);
+        if slot.role.swap(0, Release) == Role::Reader as u8 {
+            READERS.fetch_sub(1, Relaxed);
+        }
         slot.key.store(0, Release);
     }
 }
@@ -259,12 +413,15 @@ pub unsafe fn after_fork() {
         }
         // SAFETY: forwarded contract.
         unsafe { slot.state.reset_after_fork(|c| *c = Channel::Empty) };
+        slot.ringed.store(false, Relaxed);
+        slot.quiet.store(false, Relaxed);
         slot.role.store(0, Relaxed);
         slot.key.store(0, Relaxed);
     }
     for used in &RING_BYTES {
         used.store(0, Relaxed);
     }
+    READERS.store(0, Relaxed);
 }
 
 /// True while the process behind `pidfd` (if known) runs, or, for a

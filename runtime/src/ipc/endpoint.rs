@@ -33,6 +33,11 @@ pub struct Endpoint {
 /// Tag bit of pipe keys (socket keys are inode numbers below 2^32).
 const PIPE_KEY: u64 = 1 << 55;
 
+/// True for the key of a pipe or FIFO.
+pub fn is_pipe_key(key: u64) -> bool {
+    key & PIPE_KEY != 0
+}
+
 impl Endpoint {
     /// The endpoint `fd` refers to, from its fstat, if it is one.
     pub fn of(fd: i32, st: &FileStat) -> Option<Endpoint> {

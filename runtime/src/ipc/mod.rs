@@ -8,16 +8,21 @@
 //! - [`reader`], [`writer`]: the two sides of a rendezvous.
 //! - [`side`]: side-channel datagrams; [`channel`]: per-direction state;
 //!   [`table`]: the per-fd table and try-locks; [`hint`]: per-fd decisions
-//!   for the kernel path, kept a short while.
+//!   for the kernel path, kept a short while; [`route`]: the per-fd word
+//!   the read hooks load first; [`quick`]: the calls answered from those
+//!   tables; [`watch`]: what an event loop's wait needs from a channel.
 
 mod ahead;
 pub mod call;
 pub mod channel;
 pub mod endpoint;
 pub mod hint;
-mod reader;
+mod quick;
+pub mod reader;
+pub mod route;
 pub mod side;
 pub mod table;
+pub mod watch;
 mod writer;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
@@ -101,7 +106,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn current(class: Class) -> Option<Ctx> {
+    /// The settings of `class`, if it is on.
+    pub fn current(class: Class) -> Option<Ctx> {
         let settings = state::get()?;
         let opts = settings.options[class.index()]?;
         let rule = &settings.plan.class(class).rule;
@@ -189,7 +195,8 @@ pub fn threshold(class: Class, min_bytes: u64) -> u64 {
 #[derive(Debug)]
 pub struct Tally {
     class: Class,
-    fast: u64,
+    /// Bytes that went through shared memory.
+    pub fast: u64,
     kernel: u64,
     engine: Option<EngineId>,
     reason: Option<Fallback>,
@@ -314,15 +321,25 @@ fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
 /// Runs a slow path: owner, re-entry and panic guards, errno kept on
 /// success, stats recorded. `len` is the bytes the call names; `kernel` is
 /// the whole call as the application made it, for every case the fast path
-/// does not take.
+/// does not take. `small`: a read below the threshold on a routed fd (an
+/// offer may be open for it).
 fn guarded(
     fd: i32,
     len: u64,
     dir: Dir,
+    small: bool,
+    flags: i32,
     kernel: impl Fn() -> isize,
     fast: impl FnOnce(FdInfo, Endpoint, &Ctx, &mut Tally) -> isize,
 ) -> isize {
     if let Some(r) = hinted(fd, len, dir, &kernel) {
+        return r;
+    }
+    let quick = match dir {
+        Dir::Read => quick::read(fd, small, flags, &kernel),
+        Dir::Write => quick::write(fd, len, &kernel),
+    };
+    if let Some(r) = quick {
         return r;
     }
     if !process::is_owner() {
@@ -332,7 +349,7 @@ fn guarded(
     let Some((info, endpoint)) = classify(fd) else { return kernel() };
     // The hook's threshold is the lowest of the IPC classes': this class may
     // be off, or want larger calls.
-    let Some(ctx) = Ctx::current(endpoint.class()).filter(|c| len >= c.min_bytes) else { return kernel() };
+    let Some(ctx) = Ctx::current(endpoint.class()).filter(|c| small || len >= c.min_bytes) else { return kernel() };
     let errno = sys::ErrnoGuard::save();
     let mut tally = Tally::new(ctx.class);
     let r = match catch_unwind(AssertUnwindSafe(|| fast(info, endpoint, &ctx, &mut tally))) {
@@ -344,7 +361,9 @@ fn guarded(
             tally.kernel_result(kernel())
         }
     };
-    tally.record();
+    if !small || tally.fast > 0 {
+        tally.record();
+    }
     if r >= 0 {
         drop(errno); // restore: a success leaves errno alone
     } else {
@@ -377,18 +396,26 @@ pub fn hint_kernel(fd: i32, dir: Dir, class: Class, why: Why, ttl: Duration) {
     }
 }
 
-/// The slow path of the read hooks (the buffers hold at least the
-/// threshold).
+/// The slow path of the read hooks: the buffers hold at least the
+/// threshold, or the fd is routed ([`route::routed`]: an offer may be open
+/// for it).
 ///
 /// # Safety
 /// The application's call, valid as for the libc function.
 pub unsafe fn read(call: &ReadCall<'_>) -> isize {
     let (fd, len) = (call.fd, call.capacity());
+    let small = len < ipc_offload_engine::real_io::REAL_IO.io_min.load(Relaxed) as u64;
+    if small && !route::routed(fd) {
+        // SAFETY: the caller's call, as it was.
+        return unsafe { call.replay() };
+    }
     // SAFETY: forwarded contract (both closures use the caller's arguments).
     guarded(
         fd,
         len,
         Dir::Read,
+        small,
+        call.flags,
         || unsafe { call.replay() },
         |info, at, ctx, tally| unsafe { reader::read(call, info, at, ctx, tally) },
     )
@@ -406,6 +433,8 @@ pub unsafe fn write(call: &WriteCall<'_>) -> isize {
         fd,
         len,
         Dir::Write,
+        false,
+        call.flags,
         || unsafe { call.replay() },
         |_, at, ctx, tally| unsafe { writer::write(call, at, ctx, tally) },
     )
@@ -418,19 +447,25 @@ pub fn closing(fd: i32) {
     if let Some(info) = FDS.get(fd) {
         forget(fd, info);
     }
+    if crate::events::epoll::is_epoll(fd) {
+        crate::events::epoll::closed(fd);
+    }
 }
 
 fn forget(fd: i32, info: FdInfo) {
     FDS.forget(fd);
     hint::clear(fd);
-    if info.kind != FdKind::Other && !FDS.other_fd_for(info.key, fd) {
+    route::clear(fd);
+    let last = info.kind != FdKind::Other && !FDS.other_fd_for(info.key, fd);
+    crate::events::closing(fd, !last);
+    if last {
         channel::release(info.key);
     }
 }
 
 /// Whether `fd` needs [`closing`] (the close hooks' cheap test).
 pub fn tracked(fd: i32) -> bool {
-    FDS.is_tracked(fd)
+    FDS.is_tracked(fd) || crate::events::epoll::is_epoll(fd)
 }
 
 /// In the fork child: forget every channel and fd (the parent keeps them).
@@ -441,6 +476,7 @@ pub unsafe fn after_fork() {
     // SAFETY: forwarded contract.
     unsafe { channel::after_fork() };
     FDS.clear();
+    route::clear_all();
     hint::after_fork();
 }
 

@@ -1,37 +1,44 @@
-//! The reader's side of a rendezvous (docs/ipc-protocol.md, "One
-//! rendezvous"): opt in, answer REQUESTs, wait in poll on the socket or pipe
-//! and the side channel, take the claimed transfer, or do exactly what the
+//! The reader's side (docs/ipc-protocol.md, "One offer"): opt in, answer
+//! REQUESTs with the ring, take what a writer offers (the kernel's queue
+//! first), wait for an offer where the call blocks, or do exactly what the
 //! kernel would have done.
 
 use std::time::{Duration, Instant};
 
-use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring, Seen, Sleep};
+use ipc_offload_engine::engine::Fallback;
+use ipc_offload_engine::ipc::ring::take::Taking;
+use ipc_offload_engine::ipc::ring::{self, Abort, Cursor, Ring, Sleep};
 use ipc_offload_engine::sys::mem::OwnedFd;
 use ipc_offload_engine::sys::net::{self, PollFd};
 use ipc_offload_engine::sys::{Errno, pipe, signal};
+use ipc_offload_policy::Class;
 
 use super::ahead::Ahead;
 use super::call::ReadCall;
 use super::channel::{self, Channel, Locked, Reader, Role};
 use super::endpoint::{Endpoint, Family};
-use super::hint::{self, Dir, Why};
 use super::side::{self, Message};
 use super::table::{FdInfo, FdKind};
-use super::{Ctx, Tally};
-use ipc_offload_engine::engine::Fallback;
-use ipc_offload_policy::Class;
+use super::{Ctx, Tally, route};
 
-/// For this long after opting in, a reader without a ring reads at most
-/// [`HANDSHAKE_READ`] bytes per call through the kernel, or what is queued
-/// when it asks if that is more (the writer's
-/// REQUESTs back off for 127 ms before it gives up on a reader).
+/// For this long after opting in, a blocking reader without a ring reads
+/// at most [`HANDSHAKE_READ`] bytes per call through the kernel, or what is
+/// queued when it asks if that is more (the writer's REQUESTs back off for
+/// 127 ms before it gives up on a reader).
 const HANDSHAKE: Duration = Duration::from_millis(200);
 const HANDSHAKE_READ: u64 = 256 << 10;
-/// A writer publishes its claim two stores after making it; one that takes
-/// longer than this was preempted, or died: check which.
-const CLAIM_STALL: Duration = Duration::from_millis(1);
+/// A reader that opted in this long ago and has served no REQUEST is
+/// quiet: its writer has no library. Its reads skip the library's checks.
+const QUIET_AFTER: Duration = Duration::from_millis(250);
+/// A writer sets an offer up in a few stores; one that takes longer than
+/// this was preempted, or died: check which.
+const SETUP_STALL: Duration = Duration::from_millis(1);
+/// How long a read that finds its channel busy (another thread of this
+/// process is at it, briefly) tries again before it takes the kernel path.
+const BUSY_RETRY: Duration = Duration::from_micros(200);
 
-/// A large read on the socket or pipe `at`.
+/// A read on the socket or pipe `at`: large, or any size on an fd whose
+/// channel has a ring (`small`).
 ///
 /// # Safety
 /// The call's buffers valid for writing, as for the libc function.
@@ -41,31 +48,29 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     if call.flags & unsupported != 0 || call.wants_control() || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel(Fallback::Unsupported, call);
     }
-    let blocking = match at.family {
-        Family::Unix => net::is_blocking(call.fd).unwrap_or(false),
-        // A write-only end fails with EBADF, as the kernel says.
-        Family::Pipe => match pipe::access(call.fd) {
-            Ok(access) if access.read => access.blocking,
+    // A pipe's access mode first: a write-only end fails with EBADF, as
+    // the kernel says.
+    let mut blocking = None;
+    if at.family == Family::Pipe {
+        match pipe::access(call.fd) {
+            Ok(access) if access.read => blocking = Some(access.blocking),
             _ => return tally.kernel(Fallback::Unsupported, call),
-        },
-    };
-    if call.flags & libc::MSG_DONTWAIT != 0 || !blocking {
-        if !blocking {
-            // An event loop's fd: its next large reads skip the checks.
-            super::hint_kernel(call.fd, Dir::Read, ctx.class, Why::Nonblocking, hint::TTL);
         }
-        return tally.kernel(Fallback::Nonblocking, call);
     }
     if info.kind == FdKind::NoFast {
         return tally.kernel(Fallback::OptInFailed, call);
     }
-    let mut ch = match channel::lock(at, Role::Reader) {
-        Ok(ch) => ch,
-        Err(_) => return tally.kernel(Fallback::Busy, call),
-    };
+    let Some((mut ch, index)) = lock_retrying(at) else { return tally.kernel(Fallback::Busy, call) };
     if matches!(*ch, Channel::Empty) {
         match opt_in(at) {
-            Some(reader) => *ch = Channel::Reader(reader),
+            Some(reader) => {
+                let side = reader.side.raw();
+                *ch = Channel::Reader(reader);
+                route::set(call.fd, index, false);
+                // The program may have put the fd in epoll sets already:
+                // their waits must hear of offers too.
+                crate::events::epoll::adopt_fd(call.fd, index, info.key, side);
+            }
             None => {
                 drop(ch);
                 channel::release_role(info.key, Role::Reader);
@@ -75,26 +80,51 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
         }
     }
     let Channel::Reader(reader) = &mut *ch else { return tally.kernel(Fallback::Busy, call) };
-    serve_side(reader, ctx);
     if reader.ring.is_none() {
-        if reader.since.elapsed() < HANDSHAKE {
+        serve_side(reader, ctx, index);
+    }
+    route::set(call.fd, index, reader.ring.is_some());
+    let Some((ring, _)) = &reader.ring else {
+        tally.reason(Fallback::NoPeer);
+        let opted = reader.since.elapsed();
+        if !reader.requested && opted >= QUIET_AFTER {
+            // No writer with the library: from now on, its reads go to the
+            // kernel without the lock (channel::quiet_read).
+            channel::set_quiet(index, true);
+        }
+        if opted < HANDSHAKE && call.flags & libc::MSG_DONTWAIT == 0 && blocking != Some(false) {
             // A writer with the library may be pumping kernel pieces while
             // it waits for an OFFER, which this reader makes only between
             // reads: a kernel read that went on absorbing them would keep
             // the two on the kernel path for the whole message. Never less
             // than what is queued now: a program that reads what FIONREAD
             // said gets all of it, as from the kernel.
-            tally.reason(Fallback::NoPeer);
             let queued = net::queued_in(call.fd).map_or(0, |n| n.max(0) as u64);
             // SAFETY: the caller's call, for fewer bytes.
             return tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ.max(queued)) });
         }
         return tally.kernel(Fallback::NoPeer, call);
-    }
+    };
+    ring.note_read();
     // A FIFO's POLLHUP may be held back (see pipe::at_eof).
     let fifo = at.family == Family::Pipe && pipe::is_named(at.dev);
     // SAFETY: forwarded contract.
-    unsafe { rendezvous(call, &mut ch, fifo, ctx, tally) }
+    unsafe { transfer(call, &mut ch, index, blocking, fifo, ctx, tally) }
+}
+
+/// The channel of `at` as reader, locked: another thread of this process
+/// holds it only briefly (an event loop's poll marks itself on the ring),
+/// unless it waits inside a read itself.
+fn lock_retrying(at: Endpoint) -> Option<(Locked, usize)> {
+    let start = Instant::now();
+    loop {
+        match channel::lock_at(at, Role::Reader) {
+            Ok(found) => return Some(found),
+            Err(channel::Unavailable::Full) => return None,
+            Err(channel::Unavailable::Busy) if start.elapsed() >= BUSY_RETRY => return None,
+            Err(channel::Unavailable::Busy) => ipc_offload_engine::sys::sched_yield(),
+        }
+    }
 }
 
 /// Binds the opt-in name for what is written into `own`: its peer socket,
@@ -107,12 +137,24 @@ fn opt_in(own: Endpoint) -> Option<Reader> {
     let side = net::dgram_socket().ok()?;
     net::bind(side.raw(), &side::reader_name(peer)).ok()?;
     let requesters = [None; channel::REQUESTERS];
-    Some(Reader { own, peer, side, ring: None, lifeline: None, writer: None, requesters, since: Instant::now() })
+    Some(Reader {
+        own,
+        peer,
+        side,
+        ring: None,
+        lifeline: None,
+        writer: None,
+        requesters,
+        since: Instant::now(),
+        requested: false,
+        ring_id: 0,
+    })
 }
 
 /// Answers every queued side-channel datagram: REQUESTs get an OFFER of the
 /// ring (made on the first one, within the budget); the rest is dropped.
-fn serve_side(reader: &mut Reader, ctx: &Ctx) {
+/// `index` is the channel's slot.
+pub fn serve_side(reader: &mut Reader, ctx: &Ctx, index: usize) {
     let mut buf = [0u8; side::MAX_LEN];
     while let Ok(d) = net::recv_dgram(reader.side.raw(), &mut buf) {
         let Some(creds) = d.creds else { continue };
@@ -124,9 +166,12 @@ fn serve_side(reader: &mut Reader, ctx: &Ctx) {
             continue;
         }
         reader.note_requester(writer_pid, d.from);
+        reader.requested = true;
         if reader.ring.is_none() {
             let (ring, lifeline) = make_ring(reader, ctx).unzip();
             (reader.ring, reader.lifeline) = (ring, lifeline);
+            reader.ring_id = if reader.ring.is_some() { channel::next_ring_id() } else { 0 };
+            channel::set_ringed(index, reader.ring.is_some());
         }
         if let (Some((ring, memfd)), Some((_, give))) = (&reader.ring, &reader.lifeline) {
             let (msg, len) = Message::Offer { ring_bytes: ring.geometry().ring_bytes() }.encode();
@@ -156,29 +201,164 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
     made
 }
 
-/// Waits for a writer, transfers, or hands over to the kernel path.
+/// Drops the reader's ring (a peer wrote garbage into it): never again
+/// from it; its writers see the lifeline hang up.
+fn drop_ring(reader: &mut Reader, index: usize) {
+    if let Some((ring, _)) = reader.ring.take() {
+        channel::unreserve_ring(reader.own.family, ring.geometry().ring_bytes());
+    }
+    reader.lifeline = None;
+    reader.ring_id = 0;
+    channel::set_ringed(index, false);
+}
+
+/// Takes offered bytes, or the kernel's, or waits for either (a blocking
+/// call with nothing to read). `blocking`: the file's mode, if known (a
+/// pipe's); asked of the file otherwise.
 ///
 /// # Safety
 /// As [`read`].
-unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx, tally: &mut Tally) -> isize {
+unsafe fn transfer(
+    call: &ReadCall<'_>,
+    ch: &mut Locked,
+    index: usize,
+    blocking: Option<bool>,
+    fifo: bool,
+    ctx: &Ctx,
+    tally: &mut Tally,
+) -> isize {
     let capacity = call.capacity();
     let wait_all = call.flags & libc::MSG_WAITALL != 0;
-    // A pipe has no SO_RCVTIMEO.
-    let timeout = if ctx.class == Class::Pipe { None } else { net::receive_timeout(call.fd) };
     let mut got = 0u64;
     let mut cursor = Cursor::new(call.iov);
-    // Signals are held back for the whole call, except while it sleeps (in
-    // ppoll, or in a slot's futex) and while it replays itself on the
-    // kernel: one that arrives stays pending and ends the next sleep, as it
-    // would end the kernel's.
-    let held = signal::Held::block();
-    let mut signalled = false;
+    let file_blocking = blocking.unwrap_or_else(|| net::is_blocking(call.fd).unwrap_or(false));
+    channel::set_nonblocking(index, !file_blocking);
+    let is_blocking = file_blocking && call.flags & libc::MSG_DONTWAIT == 0;
+    // A blocking call holds signals back for its whole length, except
+    // while it sleeps (in ppoll, or on a ring's bell) and while it replays
+    // itself on the kernel: one that arrives stays pending and ends the
+    // next sleep, as it would end the kernel's.
+    let mut held: Option<signal::Held> = is_blocking.then(signal::Held::block);
+    let mut timeout: Option<Option<Instant>> = None;
+    let mut setup_since: Option<Instant> = None;
     loop {
         if got == capacity {
             return tally.fast_done(got);
         }
-        // Kernel bytes first: they were written before any writer could claim.
-        if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
+        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
+        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
+        if let Some(holder) = ring.holder() {
+            // Bytes the kernel queued before the offer opened come first:
+            // its writer wrote them, then offered.
+            if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
+                if !wait_all {
+                    return finish_with_kernel(call, got, tally, held);
+                }
+                match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
+                    Some(r) => return r,
+                    None => continue,
+                }
+            }
+            // An offer being set up (a few stores away), or taken in full
+            // (its writer is about to close it), has nothing for this call:
+            // its writer is a moment away, or died there.
+            let open = ring.open_offer().filter(|o| holder.open && o.seq == holder.seq && o.taken < o.total);
+            let Some(offer) = open else {
+                if got > 0 && !wait_all {
+                    return tally.fast_done(got);
+                }
+                if !is_blocking {
+                    return finish_with_kernel(call, got, tally, held);
+                }
+                let since = *setup_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < SETUP_STALL {
+                    core::hint::spin_loop();
+                    continue;
+                }
+                if !(track_writer(reader, holder.writer) && writer_alive(reader, holder.writer)) {
+                    if let Some((ring, _)) = &reader.ring {
+                        ring.end_orphan(holder.seq, holder.writer);
+                    }
+                    tally.cut_short(Fallback::PeerGone);
+                    continue;
+                }
+                // Alive, yet still there: preempted, or stopped. Let it run,
+                // signals let through.
+                // (A blocking call holds signals: `held` is there.)
+                let nap = held.as_ref().map(|h| signal::ppoll(&mut [], Some(SETUP_STALL), h.outside()));
+                if nap == Some(Err(Errno::INTR)) {
+                    if got > 0 {
+                        return tally.fast_done(got);
+                    }
+                    if !signal::every_handler_restarts() {
+                        return tally.error(Fallback::Interrupted, Errno::INTR);
+                    }
+                }
+                setup_since = None;
+                continue;
+            };
+            setup_since = None;
+            let exists = track_writer(reader, offer.writer);
+            let Some((ring, _)) = &reader.ring else { continue };
+            let mut copier = ctx.reader_copier(capacity);
+            let mut copy = copier.as_fn();
+            let mut alive = || exists && writer_alive(reader, offer.writer);
+            // A blocking call with nothing yet waits as long as the writer
+            // places bytes; otherwise a read returns what it has once the
+            // writer pauses for longer than a step takes.
+            let more = if got == 0 && is_blocking { ring::NAP } else { ctx.spin };
+            let mut how = Taking { more, alive: &mut alive, sleep: Sleep { mask: held.as_ref().map(|h| h.outside()), interrupted: false } };
+            let rest = (capacity - got).min(offer.total - offer.taken);
+            // SAFETY: the part of the caller's buffers this take fills.
+            let ahead = call.contiguous(got, rest).and_then(|dst| unsafe { Ahead::start(dst, rest, ctx.class) });
+            // SAFETY: at most capacity - got bytes: the cursor covers the
+            // caller's remaining buffers.
+            let (n, abort) = unsafe { ring.take(offer.seq, &mut cursor, capacity - got, &mut copy, &mut how) };
+            if let Some(ahead) = ahead {
+                ahead.finish();
+            }
+            let interrupted = how.sleep.interrupted;
+            drop(copy);
+            tally.copied(&copier, n);
+            got += n;
+            match abort {
+                None => {}
+                Some(Abort::Corrupt) => {
+                    drop_ring(reader, index);
+                    tally.cut_short(Fallback::Corrupt);
+                    return if got > 0 { tally.fast_done(got) } else { finish_with_kernel(call, 0, tally, held) };
+                }
+                Some(_) => {
+                    // Its writer is gone: what it placed is in; the kernel
+                    // has whatever comes next (its data, EOF, ECONNRESET).
+                    if let Some((ring, _)) = &reader.ring {
+                        ring.end_orphan(offer.seq, offer.writer);
+                    }
+                    tally.cut_short(Fallback::PeerGone);
+                }
+            }
+            if got > 0 && (!wait_all || interrupted) {
+                return tally.fast_done(got);
+            }
+            if interrupted && got == 0 && !signal::every_handler_restarts() {
+                return tally.error(Fallback::Interrupted, Errno::INTR);
+            }
+            if n == 0 && !is_blocking {
+                return finish_with_kernel(call, got, tally, held);
+            }
+            continue;
+        }
+        // No offer.
+        if got > 0 && !wait_all {
+            return tally.fast_done(got);
+        }
+        if !is_blocking {
+            serve_side(reader, ctx, index);
+            return finish_with_kernel(call, got, tally, held);
+        }
+        if net::queued_in(call.fd).is_ok_and(|n| n > 0) || (fifo && pipe::at_eof(call.fd)) {
+            // Data, or (a FIFO with no writer, none to come that poll
+            // would report) EOF now.
             if !wait_all {
                 return finish_with_kernel(call, got, tally, held);
             }
@@ -187,136 +367,111 @@ unsafe fn rendezvous(call: &ReadCall<'_>, ch: &mut Locked, fifo: bool, ctx: &Ctx
                 None => continue,
             }
         }
-        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
-        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
-        if fifo && pipe::at_eof(call.fd) {
-            // No writer, and none to come that poll would report: EOF now.
-            return finish_with_kernel(call, got, tally, held);
-        }
-        let ticket = ring.begin_wait(capacity - got);
-        let spin = ring.spin_for(ctx.spin);
-        let started = Instant::now();
-        let deadline = timeout.map(|t| started + t);
-        let mut claiming_since = None;
-        let claimed = loop {
-            let Some((ring, _)) = &reader.ring else { break None };
-            match ring.seen(ticket) {
-                Seen::Claimed { writer, total } => break Some((writer, total)),
-                Seen::Claiming { writer } => {
-                    if claiming_since.get_or_insert_with(Instant::now).elapsed() < CLAIM_STALL {
-                        core::hint::spin_loop();
-                        continue;
-                    }
-                    if !track_writer(reader, writer) || !writer_alive(reader, writer) {
-                        // It died (or exec'd) between its two stores.
-                        if reader.ring.as_ref().is_some_and(|(ring, _)| ring.abandon_claim(ticket, writer)) {
-                            break None; // wait afresh
-                        }
-                        continue;
-                    }
-                    // Preempted (or stopped): let it run, signals let through.
-                    let nap = signal::ppoll(&mut [], Some(CLAIM_STALL), held.outside());
-                    signalled |= nap == Err(Errno::INTR);
-                    claiming_since = None;
+        // A pipe has no SO_RCVTIMEO.
+        let deadline = *timeout.get_or_insert_with(|| {
+            let t = if ctx.class == Class::Pipe { None } else { net::receive_timeout(call.fd) };
+            t.map(|t| Instant::now() + t)
+        });
+        let mask = held.get_or_insert_with(signal::Held::block);
+        match wait_for_offer(call.fd, reader, capacity - got, deadline, mask, ctx, index) {
+            Woke::Offer | Woke::Side => {}
+            Woke::Socket => {
+                if reader.ring.as_ref().is_some_and(|(r, _)| r.holder().is_some()) {
                     continue;
                 }
-                Seen::Other => break None,
-                Seen::Waiting if started.elapsed() < spin => {
-                    core::hint::spin_loop();
-                    continue;
+                if !wait_all {
+                    return finish_with_kernel(call, got, tally, held.take());
                 }
-                Seen::Waiting => {}
+                match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
+                    Some(r) => return r,
+                    None => continue,
+                }
             }
-            let mut fds = [
-                PollFd { fd: call.fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 },
-                PollFd { fd: reader.side.raw(), events: libc::POLLIN, revents: 0 },
-            ];
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let polled = signal::ppoll(&mut fds, timeout, held.outside());
-            if fds[1].revents != 0 {
-                serve_side(reader, ctx);
-            }
-            let Some((ring, _)) = &reader.ring else { break None };
-            let interrupted = polled == Err(Errno::INTR);
-            let timed_out = polled == Ok(0) && deadline.is_some_and(|d| Instant::now() >= d);
-            let socket_event = fds[0].revents != 0 || (polled.is_err() && !interrupted);
-            if !(socket_event || interrupted || timed_out) || !ring.withdraw(ticket) {
-                continue; // only a datagram, or a writer claimed first: look again
-            }
-            if got > 0 && (!wait_all || interrupted) {
-                // Bytes are in: the kernel returns them (MSG_WAITALL too,
-                // when a signal arrives).
-                return tally.fast_done(got);
-            }
-            if interrupted {
-                if got == 0 && !signal::every_handler_restarts() {
+            Woke::Signal => {
+                if got > 0 {
+                    return tally.fast_done(got);
+                }
+                if !signal::every_handler_restarts() {
                     return tally.error(Fallback::Interrupted, Errno::INTR);
                 }
-                break None; // restart: look at the queue again
             }
-            if timed_out {
+            Woke::TimedOut => {
                 return if got > 0 { tally.fast_done(got) } else { tally.error(Fallback::TimedOut, Errno::AGAIN) };
             }
-            if !wait_all {
-                return finish_with_kernel(call, got, tally, held);
-            }
-            // MSG_WAITALL: take what the kernel has (or its EOF), go on waiting.
-            match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
-                Some(r) => return r,
-                None => break None,
-            }
-        };
-        let Some((writer, total)) = claimed else { continue };
-        let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
-        // A claimer that has no process (it died before this look, or the
-        // pid is garbage) is gone: without a pidfd, and with no REQUEST on
-        // record from it, nothing else would ever say so.
-        let exists = track_writer(reader, writer);
-        let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
-        let mut copier = ctx.reader_copier(capacity);
-        let mut copy = copier.as_fn();
-        let mut alive = || exists && writer_alive(reader, writer);
-        // Sleeps for slots let signals through: a handler, or a default
-        // action, must not wait for a writer that may be stopped.
-        let mut sleep = Sleep { mask: Some(held.outside()), interrupted: false };
-        let total = total.min(capacity - got);
-        // SAFETY: the part of the caller's buffer this transfer fills.
-        let ahead = call.contiguous(got, total).and_then(|dst| unsafe { Ahead::start(dst, total, ctx.class) });
-        // SAFETY: at most capacity - got bytes (the claim is bounded by the
-        // wait's `want`); the cursor covers the caller's remaining buffers.
-        let (n, abort) = unsafe { ring.receive(ticket, total, &mut cursor, &mut copy, &mut alive, &mut sleep) };
-        if let Some(ahead) = ahead {
-            ahead.finish();
-        }
-        signalled |= sleep.interrupted;
-        ring.end(ticket);
-        drop(copy);
-        tally.copied(&copier, n);
-        got += n;
-        match abort {
-            None => {}
-            Some(Abort::Corrupt) => {
-                // Never again from this ring.
-                if let Some((ring, _)) = reader.ring.take() {
-                    channel::unreserve_ring(reader.own.family, ring.geometry().ring_bytes());
-                }
-                reader.lifeline = None; // its writers see the ring go
-                tally.cut_short(Fallback::Corrupt);
-            }
-            Some(_) => tally.cut_short(Fallback::PeerGone),
-        }
-        // MSG_WAITALL ends early when a signal arrived, as the kernel's does.
-        if abort.is_some() || !wait_all || got == capacity || (signalled && got > 0) {
-            if got == 0 {
-                return finish_with_kernel(call, 0, tally, held);
-            }
-            return tally.fast_done(got);
         }
     }
 }
 
-/// Whether writer `pid` (whose pidfd `writer_pidfd` opened) still runs and
-/// has not exec'd: an exec by another of its threads keeps the pid but
+/// Why a blocking reader's wait ended.
+enum Woke {
+    /// An offer is there (or being set up).
+    Offer,
+    /// Side-channel datagrams (served).
+    Side,
+    /// The socket or pipe: data, EOF, an error.
+    Socket,
+    /// A signal.
+    Signal,
+    /// SO_RCVTIMEO.
+    TimedOut,
+}
+
+/// A blocking reader with nothing to read: says so on the ring (writers
+/// that see it offer at once), polls it for the mode's poll time, then
+/// sleeps in ppoll on the socket or pipe and the side channel, under the
+/// caller's signal mask.
+fn wait_for_offer(
+    fd: i32,
+    reader: &mut Reader,
+    want: u64,
+    deadline: Option<Instant>,
+    held: &signal::Held,
+    ctx: &Ctx,
+    index: usize,
+) -> Woke {
+    let Some((ring, _)) = &reader.ring else { return Woke::Socket };
+    ring.begin_wait(want);
+    let spin = ring.spin_for(ctx.spin);
+    let start = Instant::now();
+    let mut found = false;
+    while start.elapsed() < spin {
+        if ring.holder().is_some() {
+            found = true;
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    if !found {
+        ring.sleeping();
+        found = ring.holder().is_some();
+    }
+    let mut fds = [
+        PollFd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 },
+        PollFd { fd: reader.side.raw(), events: libc::POLLIN, revents: 0 },
+    ];
+    let polled = if found {
+        Ok(0)
+    } else {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        signal::ppoll(&mut fds, timeout, held.outside())
+    };
+    ring.end_wait();
+    if fds[1].revents != 0 {
+        serve_side(reader, ctx, index);
+    }
+    match polled {
+        _ if found => Woke::Offer,
+        Err(Errno::INTR) => Woke::Signal,
+        Err(_) => Woke::Socket,
+        Ok(_) if fds[0].revents != 0 => Woke::Socket,
+        Ok(_) if fds[1].revents != 0 => Woke::Side,
+        Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => Woke::TimedOut,
+        Ok(_) => Woke::Side,
+    }
+}
+
+/// Whether writer `pid` (whose pidfd [`track_writer`] opened) still runs
+/// and has not exec'd: an exec by another of its threads keeps the pid but
 /// closes its side channel (close-on-exec), which the REQUESTs it sent
 /// named.
 fn writer_alive(reader: &Reader, pid: i32) -> bool {
@@ -324,7 +479,7 @@ fn writer_alive(reader: &Reader, pid: i32) -> bool {
     channel::alive(pidfd) && reader.requester(pid).is_none_or(|addr| net::bound(reader.side.raw(), &addr))
 }
 
-/// Keeps a pidfd on the claiming writer: opened once per writer, and again
+/// Keeps a pidfd on the offering writer: opened once per writer, and again
 /// when the one held reads as exited (the pid may have been reused). False
 /// when no process has that pid.
 fn track_writer(reader: &mut Reader, pid: i32) -> bool {
@@ -347,7 +502,7 @@ fn track_writer(reader: &mut Reader, pid: i32) -> bool {
 /// Ends a call without MSG_WAITALL through the kernel: the whole call as it
 /// was (a blocking replay: signals let through first), or, after `got`
 /// bytes came through shared memory, just those.
-fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally, held: signal::Held) -> isize {
+fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally, held: Option<signal::Held>) -> isize {
     drop(held);
     if got == 0 { tally.kernel(Fallback::KernelFirst, call) } else { tally.fast_done(got) }
 }

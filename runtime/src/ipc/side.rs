@@ -9,7 +9,7 @@ use super::endpoint::{Endpoint, Family};
 /// Every datagram starts with this.
 pub const MAGIC: [u8; 4] = *b"IPCO";
 /// The protocol version carried by names and datagrams.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// A side-channel message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,8 +19,8 @@ pub enum Message {
     /// The reader's answer: the ring (its memfd and the far end of its
     /// lifeline travel as SCM_RIGHTS).
     Offer { ring_bytes: u64 },
-    /// A writer claimed wait `ticket`.
-    Wake { ticket: u32 },
+    /// A writer opened offer `seq`, or placed more of it.
+    Wake { seq: u32 },
 }
 
 const REQUEST: u8 = 1;
@@ -48,9 +48,9 @@ impl Message {
                 out[8..16].copy_from_slice(&ring_bytes.to_le_bytes());
                 16
             }
-            Message::Wake { ticket } => {
+            Message::Wake { seq } => {
                 out[5] = WAKE;
-                out[8..12].copy_from_slice(&ticket.to_le_bytes());
+                out[8..12].copy_from_slice(&seq.to_le_bytes());
                 12
             }
         };
@@ -71,18 +71,18 @@ impl Message {
                 b.copy_from_slice(&bytes[8..16]);
                 Some(Message::Offer { ring_bytes: u64::from_le_bytes(b) })
             }
-            (WAKE, 12) => Some(Message::Wake { ticket: u32_at(8)? }),
+            (WAKE, 12) => Some(Message::Wake { seq: u32_at(8)? }),
             _ => None,
         }
     }
 }
 
 /// The abstract name the reader of what is written into `target` binds:
-/// `ipc-offload/2/<W>` for the peer of socket `W`, `ipc-offload/2/p<dev>.<ino>`
+/// `ipc-offload/3/<W>` for the peer of socket `W`, `ipc-offload/3/p<dev>.<ino>`
 /// for a pipe or FIFO (both ends are one inode).
 pub fn reader_name(target: Endpoint) -> AbstractAddr {
     let mut name = Name { bytes: [0; 64], len: 0 };
-    name.push(b"ipc-offload/2/");
+    name.push(b"ipc-offload/3/");
     match target.family {
         Family::Unix => name.number(target.ino & 0xffff_ffff),
         Family::Pipe => {
@@ -132,7 +132,7 @@ mod tests {
         for m in [
             Message::Request { writer_pid: 1234, writer_ino: 0xfeed_beef },
             Message::Offer { ring_bytes: 8 << 20 },
-            Message::Wake { ticket: 77 },
+            Message::Wake { seq: 77 },
         ] {
             let (bytes, len) = m.encode();
             assert_eq!(Message::decode(&bytes[..len]), Some(m));
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused() {
-        let (bytes, len) = Message::Wake { ticket: 1 }.encode();
+        let (bytes, len) = Message::Wake { seq: 1 }.encode();
         assert_eq!(Message::decode(&bytes[..len - 1]), None, "short");
         let mut other = bytes;
         other[4] = VERSION + 1;
@@ -157,12 +157,12 @@ mod tests {
 
     #[test]
     fn names_carry_version_and_inode() {
-        assert_eq!(reader_name(Endpoint::socket(44681)).name(), b"ipc-offload/2/44681");
-        assert_eq!(reader_name(Endpoint::socket(0)).name(), b"ipc-offload/2/0");
-        assert_eq!(reader_name(Endpoint::socket(u32::MAX)).name(), b"ipc-offload/2/4294967295");
+        assert_eq!(reader_name(Endpoint::socket(44681)).name(), b"ipc-offload/3/44681");
+        assert_eq!(reader_name(Endpoint::socket(0)).name(), b"ipc-offload/3/0");
+        assert_eq!(reader_name(Endpoint::socket(u32::MAX)).name(), b"ipc-offload/3/4294967295");
         let pipe = Endpoint { family: Family::Pipe, dev: 14, ino: 92311 };
-        assert_eq!(reader_name(pipe).name(), b"ipc-offload/2/p14.92311");
+        assert_eq!(reader_name(pipe).name(), b"ipc-offload/3/p14.92311");
         let widest = Endpoint { family: Family::Pipe, dev: u64::MAX, ino: u64::MAX };
-        assert_eq!(reader_name(widest).name(), b"ipc-offload/2/p18446744073709551615.18446744073709551615");
+        assert_eq!(reader_name(widest).name(), b"ipc-offload/3/p18446744073709551615.18446744073709551615");
     }
 }

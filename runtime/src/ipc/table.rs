@@ -147,9 +147,11 @@ impl FdTable {
         self.word(fd).and_then(|w| FdInfo::unpack(w.swap(0, Relaxed)))
     }
 
-    /// True if `fd` is tracked as a socket or pipe (cheap: close's test).
+    /// True if anything is known of `fd` (cheap: close's test). What is
+    /// known of another kind of file goes too: the number's next file may
+    /// be a socket.
     pub fn is_tracked(&self, fd: i32) -> bool {
-        self.get(fd).is_some_and(|i| i.kind != FdKind::Other)
+        self.word(fd).is_some_and(|w| w.load(Relaxed) != 0)
     }
 
     /// True if another fd than `except` refers to the endpoint of `key`.
@@ -211,6 +213,6 @@ mod tests {
         assert!(!t.set(-1, info));
         assert!(!t.set(MAX_FDS as i32, info));
         t.set(4, FdInfo { key: 1, kind: FdKind::Other });
-        assert!(!t.is_tracked(4));
+        assert!(t.is_tracked(4), "forgotten at close too");
     }
 }

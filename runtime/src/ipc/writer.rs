@@ -1,16 +1,18 @@
-//! The writer's side of a rendezvous (docs/ipc-protocol.md, "One
-//! rendezvous"): find the reader's ring over the side channel, claim the
-//! reader when it waits and every kernel byte is consumed, fill slots; in
-//! between, and whenever the rendezvous is not possible, kernel pieces.
+//! The writer's side (docs/ipc-protocol.md, "One offer"): find the reader's
+//! ring over the side channel; offer the bytes when the ring says the
+//! reader will take them (it waits inside a read, or polls the socket
+//! through the library, or is streaming), place them and wait while it
+//! takes them; otherwise, and for whatever it did not take, kernel pieces.
 //! The same for sockets and pipes, but for the questions [`Endpoint`]
 //! answers.
 
 use std::time::{Duration, Instant};
 
 use ipc_offload_engine::engine::Fallback;
-use ipc_offload_engine::ipc::ring::{Abort, Cursor, Ring};
+use ipc_offload_engine::ipc::ring::offer::Staging;
+use ipc_offload_engine::ipc::ring::{self, Abort, Cursor, Presence, Ring};
 use ipc_offload_engine::sys::mem::OwnedFd;
-use ipc_offload_engine::sys::{Errno, net, pipe};
+use ipc_offload_engine::sys::{net, pipe};
 
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
@@ -21,16 +23,17 @@ use super::{Ctx, Tally};
 
 /// Largest piece sent through the kernel between two looks at the ring.
 const PIECE: u64 = 256 << 10;
-/// How long a blocking writer waits for the reader to come back to a read
-/// before it sends a kernel piece: briefly for a reader it has not met
-/// lately, longer for one that is streaming (a blocking write would wait for
-/// such a reader in the kernel anyway, once the socket buffer is full).
-const PATIENCE: Duration = Duration::from_micros(200);
-const PATIENCE_STREAMING: Duration = Duration::from_millis(20);
-/// Longest a nonblocking write waits for its reader to copy the last slots.
+/// How long an offer waits without the reader taking a byte before its
+/// writer takes the rest back: a blocking writer would wait in the kernel
+/// for such a reader anyway; a nonblocking one must not hold its caller.
+const PATIENCE_BLOCKING: Duration = Duration::from_millis(20);
+const PATIENCE_NONBLOCKING: Duration = Duration::from_millis(2);
+/// Longest a nonblocking write waits for its reader to finish copying what
+/// it took (a reader stopped mid-copy).
 const DRAIN_NONBLOCKING: Duration = Duration::from_millis(20);
-/// A reader that ended a transfer (or offered its ring) this recently is
-/// streaming.
+/// A reader that took bytes of an offer this recently is streaming: it
+/// comes back to its reads, and the next offer is made without waiting to
+/// see it inside one.
 const STREAMING: Duration = Duration::from_millis(50);
 /// First and longest pause between REQUESTs to a socket whose reader has
 /// not opted in.
@@ -42,9 +45,9 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// # Safety
 /// The call's buffers valid for reading, as for the libc function.
 pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut Tally) -> isize {
-    // The file's flags, read when a rendezvous is in sight: a write to a
-    // socket whose reader never opted in goes to the kernel without them.
-    // A pipe's are read at once: send, sendto and sendmsg on a pipe, and
+    // The file's flags, read when an offer is in sight: a write to a socket
+    // whose reader never opted in goes to the kernel without them. A
+    // pipe's are read at once: send, sendto and sendmsg on a pipe, and
     // writes on its read end, go to the kernel (ENOTSOCK, EBADF) before
     // anything else.
     let mut mode = (at.family == Family::Pipe).then(|| WriteMode::of(call, at));
@@ -52,8 +55,11 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
     if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel_write(Fallback::Unsupported, call);
     }
-    let mut ch = match channel::lock(at, Role::Writer) {
-        Ok(ch) => ch,
+    let mut ch = match channel::lock_at(at, Role::Writer) {
+        Ok((ch, index)) => {
+            super::route::set_writer(call.fd, index);
+            ch
+        }
         Err(_) => return tally.kernel_write(Fallback::Busy, call),
     };
     if matches!(*ch, Channel::Empty) {
@@ -64,7 +70,9 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
     let mut sent = 0u64;
     let mut cursor = Cursor::new(call.iov);
     while sent < len {
-        take_offers(writer, ctx);
+        if writer.ring.is_none() {
+            take_offers(writer, ctx);
+        }
         if writer.ring.is_none() {
             request(writer, ctx);
             if sent == 0 && writer.backoff >= BACKOFF_MAX {
@@ -81,36 +89,35 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             }
             tally.reason(Fallback::NoPeer);
         } else {
-            let WriteMode { blocking, .. } = *mode.get_or_insert_with(|| WriteMode::of(call, at));
-            if let Err(reason) = at.can_write(call.fd) {
-                // Shut down, no peer, no reader: the kernel reports it
-                // (EPIPE, SIGPIPE).
-                tally.reason(reason);
-                return finish_with_kernel(call, at, sent, len - sent, tally);
-            }
-            let streaming = writer.reader_active.is_some_and(|t| t.elapsed() < STREAMING);
-            let patience = if streaming { PATIENCE_STREAMING } else { PATIENCE };
-            if claimable(call.fd, writer) || (blocking && wait_for_reader(call.fd, writer, patience)) {
-                let result = transfer(writer, &mut cursor, len - sent, blocking, ctx, tally);
-                if writer.ring.is_none() {
-                    // Aborted: the cursor went past slots the reader never
-                    // copied; the rest starts from the count.
-                    cursor = Cursor::new(call.iov);
-                    cursor.advance(sent + result.unwrap_or(0));
-                }
-                match result {
-                    Ok(n) => {
-                        sent += n;
-                        continue;
+            let blocking = mode.get_or_insert_with(|| WriteMode::of(call, at)).blocking;
+            match offer(call, at, writer, &mut cursor, sent, len - sent, blocking, ctx, tally) {
+                Offered::Sent(n) if n > 0 => {
+                    sent += n;
+                    if !blocking {
+                        // One offer per call: the caller comes back, as it
+                        // would after a partial write.
+                        return tally.fast_done(sent);
                     }
-                    Err(reason) => tally.reason(reason),
+                    continue;
                 }
-            } else {
-                tally.reason(Fallback::NotWaiting);
-                check_reader(writer, ctx);
+                Offered::Sent(_) => {
+                    // Not taken: the kernel's turn (a blocking writer
+                    // looks at the reader again after the piece).
+                }
+                Offered::Refused(Fallback::SocketError | Fallback::NoReaders) => {
+                    // Shut down, no peer, no reader: the kernel reports it
+                    // (EPIPE, SIGPIPE).
+                    return finish_with_kernel(call, at, sent, len - sent, tally);
+                }
+                Offered::Refused(reason) => {
+                    tally.reason(reason);
+                    if reason == Fallback::NotWaiting {
+                        check_reader(writer, ctx);
+                    }
+                }
             }
         }
-        // A piece through the kernel, from where the transfer stands.
+        // A piece through the kernel, from where the write stands.
         let asked = PIECE.min(len - sent);
         // SAFETY: the caller's buffers, bytes [sent, sent + asked).
         let r = unsafe { call.kernel_piece(sent, asked, at.family, sent > 0) };
@@ -128,6 +135,126 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         }
     }
     tally.fast_done(sent)
+}
+
+/// What an attempt at an offer came to.
+enum Offered {
+    /// The reader took this many bytes (maybe 0, with the reason counted).
+    Sent(u64),
+    /// No offer was made, for this reason: a kernel piece goes instead.
+    Refused(Fallback),
+}
+
+/// Offers bytes `[sent, sent + rest)` of the call if the reader will take
+/// them, and waits while it does.
+#[allow(clippy::too_many_arguments)]
+fn offer<'a>(
+    call: &WriteCall<'a>,
+    at: Endpoint,
+    writer: &mut Writer,
+    cursor: &mut Cursor<'a>,
+    sent: u64,
+    rest: u64,
+    blocking: bool,
+    ctx: &Ctx,
+    tally: &mut Tally,
+) -> Offered {
+    let Some((ring, _)) = &writer.ring else { return Offered::Refused(Fallback::NoPeer) };
+    let presence = ring.presence();
+    if !will_take(writer, &presence) {
+        return Offered::Refused(Fallback::NotWaiting);
+    }
+    if let Err(reason) = at.can_write(call.fd) {
+        return Offered::Refused(reason);
+    }
+    // A nonblocking writer offers at most what the ring holds: it then
+    // never waits for the reader to free room, only (a bounded while) for
+    // it to take, so a reader that stops cannot hold its write for long.
+    let capacity = ring.geometry().capacity();
+    let most = if blocking { rest } else { rest.min(capacity) }.min(ring::MAX_OFFER);
+    if writer.side.is_none() {
+        // WAKEs go from the side-channel socket (dropped after a refused
+        // REQUEST).
+        writer.side = net::dgram_socket().ok().filter(|s| net::autobind(s.raw()).is_ok());
+    }
+    let Some((ring, _)) = &writer.ring else { return Offered::Refused(Fallback::NoPeer) };
+    let Some(opened) = ring.try_open(most, ctx.pid) else { return Offered::Refused(Fallback::Busy) };
+    let wake_to = side::reader_name(writer.target);
+    let side_fd = writer.side.as_ref().map(OwnedFd::raw);
+    let mut announced = false;
+    // A reader asleep in a read needs one WAKE; one in an event loop's poll
+    // needs one for every step, as a socket's readiness would change.
+    let mut placed = || {
+        let now = ring.presence();
+        if now.listening > 0 || (now.asleep && !announced) {
+            announced = true;
+            if let Some(side) = side_fd {
+                let (msg, len) = Message::Wake { seq: opened.seq }.encode();
+                let _ = net::send_dgram(side, &wake_to, &msg[..len], &[]);
+            }
+        }
+    };
+    let reader = writer.reader.as_ref();
+    // The reader's lifeline hangs up when it lets the ring go, execs (from
+    // any thread: the pid lives on) or dies.
+    let mut alive = || channel::alive(reader);
+    let mut how = Staging {
+        patience: if blocking { PATIENCE_BLOCKING } else { PATIENCE_NONBLOCKING },
+        drain: (!blocking).then_some(DRAIN_NONBLOCKING),
+        alive: &mut alive,
+        placed: &mut placed,
+    };
+    let mut copier = ctx.writer_copier();
+    let mut copy = copier.as_fn();
+    // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
+    // opened.total <= rest bytes remain.
+    let staged = unsafe { ring.stage(&opened, cursor, &mut copy, &mut how) };
+    ring.close(&opened);
+    drop(copy);
+    tally.copied(&copier, staged.sent);
+    if staged.placed != staged.sent {
+        // The cursor went past bytes the reader did not take: the rest
+        // starts from the count.
+        *cursor = Cursor::new(call.iov);
+        cursor.advance(sent + staged.sent);
+    }
+    match staged.abort {
+        None => {
+            writer.streaming_until = Some(Instant::now() + STREAMING);
+            writer.declined = None;
+        }
+        Some(Abort::Withdrawn) => {
+            tally.reason(Fallback::NotTaken);
+            if staged.sent > 0 {
+                writer.streaming_until = Some(Instant::now() + STREAMING);
+            } else {
+                // Not offered again until it reads through the library
+                // again (or waits inside a read).
+                writer.streaming_until = None;
+                writer.declined = Some(ring.presence().reads);
+            }
+        }
+        Some(abort) => {
+            // The reader went away, or wrote garbage: this ring is done.
+            tally.cut_short(if abort == Abort::Corrupt { Fallback::Corrupt } else { Fallback::PeerGone });
+            forget_ring(writer);
+            writer.side = None;
+        }
+    }
+    Offered::Sent(staged.sent)
+}
+
+/// Whether the reader will take an offer now, from what the ring says: it
+/// waits inside a blocking read; or it polls the socket through the
+/// library, or took bytes of the last offer a moment ago (it comes back),
+/// unless it left one untaken since its last read through the library.
+pub fn will_take(writer: &Writer, presence: &Presence) -> bool {
+    if presence.want > 0 {
+        return true;
+    }
+    let trusted = writer.declined != Some(presence.reads);
+    let streaming = writer.streaming_until.is_some_and(|t| Instant::now() < t);
+    trusted && (presence.listening > 0 || streaming)
 }
 
 /// What a write may do, from the file's flags (fcntl(2) `F_GETFL`).
@@ -164,14 +291,8 @@ fn finish_with_kernel(call: &WriteCall<'_>, at: Endpoint, sent: u64, rest: u64, 
     }
 }
 
-/// True when a reader waits and every byte this end sent through the
-/// kernel has been read (so nothing written before can come after).
-fn claimable(fd: i32, writer: &Writer) -> bool {
-    writer.ring.as_ref().is_some_and(|(ring, _)| ring.reader_waiting()) && writer.target.unread_written(fd) == Ok(0)
-}
-
 /// The reader did not come: is it still the reader of this ring? One that
-/// exited, exec'd or closed the socket leaves a ring nobody will wait on;
+/// exited, exec'd or closed the socket leaves a ring nobody will take from;
 /// drop it, so that the next reader's ring can be had.
 fn check_reader(writer: &mut Writer, ctx: &Ctx) {
     if !channel::alive(writer.reader.as_ref()) {
@@ -193,72 +314,8 @@ fn forget_ring(writer: &mut Writer) {
     writer.reader = None;
     writer.next_request = None;
     writer.backoff = BACKOFF_FIRST;
-}
-
-/// Waits up to `patience` for the reader to drain the kernel queue and wait.
-fn wait_for_reader(fd: i32, writer: &Writer, patience: Duration) -> bool {
-    let Some((ring, _)) = &writer.ring else { return false };
-    let deadline = Instant::now() + patience;
-    loop {
-        let now = Instant::now();
-        if now >= deadline || !ring.wait_for_reader(deadline - now) {
-            return false;
-        }
-        if writer.target.unread_written(fd) == Ok(0) {
-            return true;
-        }
-        // The reader waits while our kernel bytes are still queued: it is
-        // about to see them and read them first. Give it a moment.
-        ipc_offload_engine::sys::sched_yield();
-    }
-}
-
-/// One rendezvous: claim, wake, fill; the bytes placed in slots. Fails if
-/// the reader withdrew first (`reader-not-waiting`), or vanished before
-/// anything moved (`peer-gone`; the ring is then dropped).
-fn transfer(
-    writer: &mut Writer,
-    cursor: &mut Cursor<'_>,
-    rest: u64,
-    blocking: bool,
-    ctx: &Ctx,
-    tally: &mut Tally,
-) -> Result<u64, Fallback> {
-    let (ring, _) = writer.ring.as_ref().ok_or(Fallback::NoPeer)?;
-    // A nonblocking writer claims at most what the ring holds: it then
-    // never waits for the reader to empty a slot, only (at most
-    // DRAIN_NONBLOCKING) for it to copy the last ones, so a reader that is
-    // stopped cannot hold a nonblocking write (the kernel never does).
-    let geometry = ring.geometry();
-    let most = if blocking { rest } else { rest.min(u64::from(geometry.slots) * u64::from(geometry.slot_bytes)) };
-    let claim = ring.try_claim(most, ctx.pid).ok_or(Fallback::NotWaiting)?;
-    let (msg, len) = Message::Wake { ticket: claim.ticket }.encode();
-    if let Some(side) = &writer.side {
-        let _ = net::send_dgram(side.raw(), &side::reader_name(writer.target), &msg[..len], &[]);
-    }
-    let reader = writer.reader.as_ref();
-    let mut copier = ctx.writer_copier();
-    let mut copy = copier.as_fn();
-    // The reader's lifeline hangs up when it lets the ring go, execs (from
-    // any thread: the pid lives on) or dies.
-    let mut alive = || channel::alive(reader);
-    // A nonblocking write waits a bounded time for the reader to copy its
-    // last slots; past that, what it placed counts as sent.
-    let drain = (!blocking).then_some(DRAIN_NONBLOCKING);
-    // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
-    // claim.total <= rest bytes remain.
-    let (n, abort) = unsafe { ring.send(&claim, ctx.pid, cursor, &mut copy, &mut alive, drain) };
-    drop(copy);
-    tally.copied(&copier, n);
-    if abort.is_some() {
-        // The reader went away, gave up or wrote garbage: this ring is done.
-        tally.cut_short(if abort == Some(Abort::Corrupt) { Fallback::Corrupt } else { Fallback::PeerGone });
-        forget_ring(writer);
-        writer.side = None;
-    } else {
-        writer.reader_active = Some(Instant::now());
-    }
-    if n == 0 && matches!(abort, Some(Abort::PeerGone | Abort::Withdrawn)) { Err(Fallback::PeerGone) } else { Ok(n) }
+    writer.streaming_until = None;
+    writer.declined = None;
 }
 
 /// Sends a REQUEST unless backing off; a refusal (no reader bound the name)
@@ -274,7 +331,7 @@ fn request(writer: &mut Writer, ctx: &Ctx) {
     let Some(side) = &writer.side else { return };
     let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: writer.target.ino32() }.encode();
     match net::send_dgram(side.raw(), &side::reader_name(writer.target), &msg[..len], &[]) {
-        Err(Errno(libc::ECONNREFUSED)) => {
+        Err(ipc_offload_engine::sys::Errno(libc::ECONNREFUSED)) => {
             // Nobody opted in.
             writer.side = None;
             writer.next_request = Some(now + writer.backoff);
@@ -326,9 +383,9 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
         writer.reader = Some(offer.lifeline);
         writer.ring = Some((ring, offer.memfd_ino));
         writer.backoff = BACKOFF_FIRST;
-        // It answered from inside a large read, and is draining the kernel
-        // bytes of this very write: wait for it as for a streaming reader,
-        // rather than send it more kernel pieces.
-        writer.reader_active = Some(Instant::now());
+        // It answered from inside a read or a poll of the library: it is
+        // about to read this very write's bytes.
+        writer.streaming_until = Some(Instant::now() + STREAMING);
+        writer.declined = None;
     }
 }

@@ -1,12 +1,16 @@
-//! The ring's claim and slot hand-over under schedule perturbation
-//! ([`crate::chaos`]): a reader that waits, withdraws at random moments or
-//! takes transfers, and two writers racing to claim it. Every wait is
-//! claimed at most once, a withdrawn wait never, and every claimed
-//! transfer delivers exactly the writer's bytes.
+//! Offers under schedule perturbation ([`crate::chaos`]): two writers race
+//! to open the ring and place payloads whose bytes both sides can compute;
+//! a reader takes them in reads of random sizes, and now and then stops
+//! taking, so that writers withdraw what it left. Every byte a writer
+//! counts as sent was taken, in order, exactly once; nothing withdrawn is
+//! ever taken; the ring is always free again.
 
+use super::offer::Staging;
+use super::take::Taking;
 use super::*;
 use crate::chaos::{Enabled, within};
-use std::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU64 as Counter};
 use std::sync::{Arc, Mutex};
 
 const GEOMETRY: Geometry = Geometry { slots: 4, slot_bytes: 16 << 10 };
@@ -19,132 +23,135 @@ fn copy() -> impl FnMut(*mut u8, *const u8, usize) {
     }
 }
 
-/// The bytes a writer sends for `ticket`: both sides can compute them.
-fn payload(ticket: u32, n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i as u32 ^ ticket.wrapping_mul(2_654_435_761) >> 3) as u8).collect()
+/// Byte `i` of offer `seq`: both sides can compute it.
+fn byte(seq: u32, i: u64) -> u8 {
+    (i as u32 ^ seq.wrapping_mul(2_654_435_761) >> 3) as u8
 }
 
 fn iov(buf: &mut [u8]) -> libc::iovec {
     libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }
 }
 
-#[test]
-fn one_claim_per_wait_and_exact_bytes_under_perturbation() {
-    let chaos = Enabled::new("one_claim_per_wait_and_exact_bytes_under_perturbation");
-    let seed = chaos.seed;
-    // A run takes seconds; a hang (a transfer nobody finishes) fails.
-    within(Duration::from_secs(120), move || claims_and_transfers(seed));
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
 }
 
-fn claims_and_transfers(seed: u64) {
+#[test]
+fn every_counted_byte_is_taken_once_and_in_order_under_perturbation() {
+    let chaos = Enabled::new("every_counted_byte_is_taken_once_and_in_order_under_perturbation");
+    let seed = chaos.seed;
+    // A run takes seconds; a hang (an offer nobody ends) fails.
+    within(Duration::from_secs(120), move || offers(seed));
+}
+
+fn offers(seed: u64) {
     let (reader, fd) = Ring::create(GEOMETRY, std::process::id() as i32, 11, 22).unwrap();
     let reader = Arc::new(reader);
     let uid = crate::sys::net::geteuid();
-    let claims = Arc::new(Mutex::new(Vec::<(u32, i32, u64)>::new()));
+    // (seq, bytes the writer counted sent), per closed offer.
+    let sent = Arc::new(Mutex::new(Vec::<(u32, u64)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
+    let withdrawn = Arc::new(Counter::new(0));
     let writers: Vec<_> = (1..=2)
         .map(|pid| {
             let ring = Ring::attach(fd.raw(), uid, 22).unwrap();
-            let (claims, stop) = (Arc::clone(&claims), Arc::clone(&stop));
+            let (sent, stop, withdrawn) = (Arc::clone(&sent), Arc::clone(&stop), Arc::clone(&withdrawn));
             let mut x = seed ^ pid as u64 | 1;
             std::thread::spawn(move || {
                 crate::chaos::join();
                 while !stop.load(SeqCst) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let max = 1 + x % 100_000;
-                    let Some(claim) = ring.try_claim(max, pid) else {
+                    let total = 1 + xorshift(&mut x) % 100_000;
+                    let Some(offer) = ring.try_open(total, pid) else {
                         crate::sys::sched_yield();
                         continue;
                     };
-                    claims.lock().unwrap().push((claim.ticket, pid, claim.total));
-                    let mut src = payload(claim.ticket, claim.total as usize);
+                    let mut src: Vec<u8> = (0..total).map(|i| byte(offer.seq, i)).collect();
                     let segs = [iov(&mut src)];
-                    // SAFETY: the cursor covers claim.total bytes.
-                    let sent =
-                        unsafe { ring.send(&claim, pid, &mut Cursor::new(&segs), &mut copy(), &mut || true, None) };
-                    assert_eq!(sent, (claim.total, None), "writer {pid}, ticket {}", claim.ticket);
+                    let mut alive = || true;
+                    let mut how = Staging {
+                        patience: Duration::from_millis(2),
+                        drain: None,
+                        alive: &mut alive,
+                        placed: &mut || {},
+                    };
+                    // SAFETY: the cursor covers offer.total bytes.
+                    let staged = unsafe { ring.stage(&offer, &mut Cursor::new(&segs), &mut copy(), &mut how) };
+                    assert!(staged.sent <= staged.placed && staged.placed <= total, "{staged:?}");
+                    assert_ne!(staged.abort, Some(Abort::Corrupt));
+                    assert_ne!(staged.abort, Some(Abort::PeerGone));
+                    if staged.abort == Some(Abort::Withdrawn) {
+                        withdrawn.fetch_add(1, SeqCst);
+                    } else {
+                        assert_eq!(staged.sent, total);
+                    }
+                    // Recorded before the ring is free: the reader's view of
+                    // this offer is final once it closes.
+                    sent.lock().unwrap().push((offer.seq, staged.sent));
+                    ring.close(&offer);
                 }
             })
         })
         .collect();
+    crate::chaos::join();
     let mut x = seed;
-    let mut withdrawn = Vec::new();
-    let mut received = Vec::new();
-    // Whether a withdrawal beats the writers is up to the schedule: go on
-    // past 600 rounds until both outcomes happened often enough (a bound
-    // keeps a schedule that never lets one happen from running forever).
+    // What the reader took, per offer: (seq, bytes), in order.
+    let mut taken: Vec<(u32, u64)> = Vec::new();
     for round in 0..MAX_ROUNDS {
-        if round >= 600 && received.len() > 100 && withdrawn.len() > 50 {
+        if round >= 600 && taken.len() > 100 && withdrawn.load(SeqCst) > 20 {
             break;
         }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let want = 1 + x % 80_000;
-        let ticket = reader.begin_wait(want);
-        for _ in 0..(x >> 20) % 3000 {
-            core::hint::spin_loop();
-        }
-        if x % 3 == 0 && reader.withdraw(ticket) {
-            withdrawn.push(ticket);
+        let r = xorshift(&mut x);
+        if r % 8 == 0 {
+            // Stop taking for a while: a writer withdraws what is left.
+            std::thread::sleep(Duration::from_millis(3));
             continue;
         }
-        let start = Instant::now();
-        loop {
-            match reader.seen(ticket) {
-                Seen::Claimed { writer, total } => {
-                    assert!(total <= want, "round {round}: claimed {total} of a wait for {want}");
-                    let mut out = vec![0u8; want as usize];
-                    let segs = [iov(&mut out)];
-                    // SAFETY: `out` holds want >= total bytes.
-                    let got = unsafe {
-                        reader.receive(
-                            ticket,
-                            total,
-                            &mut Cursor::new(&segs),
-                            &mut copy(),
-                            &mut || true,
-                            &mut Sleep::default(),
-                        )
-                    };
-                    reader.end(ticket);
-                    assert_eq!(got, (total, None), "round {round}");
-                    assert!(out[..total as usize] == payload(ticket, total as usize)[..], "round {round}: bytes");
-                    received.push((ticket, writer, total));
-                    break;
-                }
-                Seen::Claiming { .. } => std::thread::yield_now(),
-                Seen::Waiting => {
-                    if start.elapsed() > Duration::from_millis(2) && reader.withdraw(ticket) {
-                        withdrawn.push(ticket);
-                        break;
-                    }
-                    std::thread::yield_now();
-                }
-                Seen::Other => panic!("round {round}: the wait vanished"),
-            }
+        let Some(o) = reader.open_offer() else {
+            crate::sys::sched_yield();
+            continue;
+        };
+        let size = 1 + (r >> 8) % 40_000;
+        let mut buf = vec![0u8; size as usize];
+        let segs = [iov(&mut buf)];
+        let mut alive = || true;
+        let mut how = Taking { more: Duration::from_micros(200), alive: &mut alive, sleep: Sleep::default() };
+        // SAFETY: `buf` holds `size` bytes.
+        let (got, abort) = unsafe { reader.take(o.seq, &mut Cursor::new(&segs), size, &mut copy(), &mut how) };
+        assert_eq!(abort, None);
+        if got == 0 {
+            continue;
         }
+        // The bytes continue the offer they belong to, from where it stood.
+        let at = match taken.last_mut() {
+            Some((seq, n)) if *seq == o.seq => n,
+            _ => {
+                taken.push((o.seq, 0));
+                &mut taken.last_mut().unwrap().1
+            }
+        };
+        for (i, b) in buf[..got as usize].iter().enumerate() {
+            assert_eq!(*b, byte(o.seq, *at + i as u64), "offer {} byte {}", o.seq, *at + i as u64);
+        }
+        *at += got;
     }
     stop.store(true, SeqCst);
     for w in writers {
         w.join().unwrap();
     }
-    let mut claims = claims.lock().unwrap().clone();
-    claims.sort();
-    for pair in claims.windows(2) {
-        assert_ne!(pair[0].0, pair[1].0, "two claims of one wait: {pair:?}");
+    // Every offer the reader took from was counted by its writer exactly as
+    // taken; offers it never touched counted nothing.
+    let sent = sent.lock().unwrap();
+    for (seq, n) in &taken {
+        let counted: Vec<u64> = sent.iter().filter(|(s, _)| s == seq).map(|(_, c)| *c).collect();
+        assert_eq!(counted, vec![*n], "offer {seq}");
     }
-    for t in &withdrawn {
-        assert!(!claims.iter().any(|c| c.0 == *t), "a withdrawn wait ({t}) was claimed");
+    for (seq, n) in sent.iter() {
+        if !taken.iter().any(|(s, _)| s == seq) {
+            assert_eq!(*n, 0, "offer {seq} counted bytes nobody took");
+        }
     }
-    received.sort();
-    assert_eq!(received, claims, "every claim was received, as claimed");
-    assert!(
-        received.len() > 100 && withdrawn.len() > 50,
-        "both outcomes happened within {MAX_ROUNDS} rounds: {} {}",
-        received.len(),
-        withdrawn.len()
-    );
+    assert!(reader.holder().is_none(), "every offer closed");
 }

@@ -1,7 +1,12 @@
+use super::offer::{Offer, Staged, Staging};
+use super::take::Taking;
 use super::*;
+use core::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 const GEOMETRY: Geometry = Geometry { slots: 4, slot_bytes: 64 << 10 };
+const WRITER: i32 = 4242;
 
 fn uid() -> u32 {
     crate::sys::net::geteuid()
@@ -29,47 +34,64 @@ fn iov(buf: &mut [u8]) -> libc::iovec {
     libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }
 }
 
-/// One full rendezvous of `n` bytes (reader buffer `want`), writer in a thread.
-fn rendezvous(reader: &Arc<Ring>, writer: &Arc<Ring>, n: usize, want: usize) -> Vec<u8> {
-    let data = Arc::new(pattern(n, n as u8));
-    let w = Arc::clone(writer);
-    let d = Arc::clone(&data);
-    let writer_thread = std::thread::spawn(move || {
-        let claim = loop {
-            if let Some(c) = w.try_claim(d.len() as u64, 4242) {
-                break c;
-            }
-            std::thread::yield_now();
-        };
-        let mut src = d[..claim.total as usize].to_vec();
-        let segs = [iov(&mut src)];
-        let mut cursor = Cursor::new(&segs);
-        // SAFETY: the cursor covers claim.total bytes.
-        unsafe { w.send(&claim, 4242, &mut cursor, &mut plain_copy(), &mut || true, None) }
-    });
-    let ticket = reader.begin_wait(want as u64);
-    let total = loop {
-        match reader.seen(ticket) {
-            Seen::Claimed { writer, total } => {
-                assert_eq!(writer, 4242);
-                break total;
-            }
-            Seen::Waiting | Seen::Claiming { .. } => std::thread::yield_now(),
-            Seen::Other => panic!("the wait vanished"),
-        }
-    };
-    let mut out = vec![0u8; want];
-    let segs = [iov(&mut out)];
+/// Stages `data` as one offer (opened by the caller), with `patience` and
+/// liveness `alive`.
+fn stage_all(ring: &Ring, offer: &Offer, data: &[u8], patience: Duration, alive: &AtomicBool) -> Staged {
+    let mut src = data.to_vec();
+    let segs = [iov(&mut src)];
     let mut cursor = Cursor::new(&segs);
-    // SAFETY: `out` holds want >= total bytes.
-    let (got, abort) =
-        unsafe { reader.receive(ticket, total, &mut cursor, &mut plain_copy(), &mut || true, &mut Sleep::default()) };
-    reader.end(ticket);
-    assert_eq!((got, abort), (total, None));
-    assert_eq!(writer_thread.join().unwrap(), (total, None));
-    out.truncate(total as usize);
-    assert_eq!(out, data[..total as usize]);
+    let mut still = || alive.load(SeqCst);
+    let mut how = Staging { patience, drain: Some(Duration::from_millis(200)), alive: &mut still, placed: &mut || {} };
+    // SAFETY: the cursor covers offer.total bytes.
+    let staged = unsafe { ring.stage(offer, &mut cursor, &mut plain_copy(), &mut how) };
+    ring.close(offer);
+    staged
+}
+
+/// The reader's side: takes reads of `size` bytes until it has `n`.
+fn take_all(ring: &Ring, n: usize, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let start = Instant::now();
+    while out.len() < n {
+        assert!(start.elapsed() < Duration::from_secs(20), "stuck at {} of {n}", out.len());
+        let mut buf = vec![0u8; size.min(n - out.len())];
+        let segs = [iov(&mut buf)];
+        let mut cursor = Cursor::new(&segs);
+        let mut alive = || true;
+        let mut how = Taking { more: Duration::from_millis(5), alive: &mut alive, sleep: Sleep::default() };
+        let Some(o) = ring.open_offer() else {
+            std::thread::yield_now();
+            continue;
+        };
+        // SAFETY: `buf` holds buf.len() bytes.
+        let (got, abort) = unsafe { ring.take(o.seq, &mut cursor, buf.len() as u64, &mut plain_copy(), &mut how) };
+        assert_eq!(abort, None);
+        out.extend_from_slice(&buf[..got as usize]);
+        if got == 0 {
+            std::thread::yield_now();
+        }
+    }
     out
+}
+
+/// One offer of `n` bytes taken in reads of `size`; returns what the writer
+/// counted.
+fn offer_taken_in(reader: &Arc<Ring>, writer: &Arc<Ring>, n: usize, size: usize) -> Staged {
+    let data = Arc::new(pattern(n, n as u8));
+    let (w, d) = (Arc::clone(writer), Arc::clone(&data));
+    let writing = std::thread::spawn(move || {
+        let offer = w.try_open(d.len() as u64, WRITER).expect("the ring is free");
+        stage_all(&w, &offer, &d, Duration::from_secs(20), &AtomicBool::new(true))
+    });
+    let got = take_all(reader, n, size);
+    let staged = writing.join().unwrap();
+    assert!(got == *data, "{n} bytes in reads of {size}: the bytes differ");
+    staged
+}
+
+/// The sequence number of the ring's last offer.
+fn offer_seq(ring: &Ring) -> u32 {
+    seq_of_offer(ring.u64_at(OFF_OFFER).load(SeqCst))
 }
 
 #[test]
@@ -78,6 +100,7 @@ fn create_and_attach_agree() {
     assert_eq!(writer.geometry(), GEOMETRY);
     assert_eq!(writer.reader_pid(), std::process::id() as i32);
     assert_eq!(reader.geometry().ring_bytes(), 8192 + 4 * (64 << 10));
+    assert_eq!(reader.geometry().capacity(), 4 * (64 << 10));
 }
 
 #[test]
@@ -100,165 +123,217 @@ fn attach_refuses_what_the_protocol_forbids() {
 }
 
 #[test]
-fn transfers_of_every_shape() {
+fn offers_of_every_shape_arrive_whole_in_reads_of_every_size() {
     let (reader, writer) = pair(GEOMETRY);
-    for (n, want) in [(1, 1 << 20), (65536, 65536), (65537, 1 << 20), (1 << 20, 1 << 20), ((3 << 20) + 5, 1 << 22)] {
-        rendezvous(&reader, &writer, n, want);
+    for (n, size) in [
+        (1, 1),
+        (4096, 1),
+        (65536, 65536),
+        (65537, 4096),
+        (1 << 20, 1 << 20),
+        (1 << 20, 7),
+        ((3 << 20) + 5, 1 << 22),
+        (5 << 20, 100_000),
+    ] {
+        let staged = offer_taken_in(&reader, &writer, n, size);
+        assert_eq!(staged, Staged { sent: n as u64, placed: n as u64, abort: None }, "{n} in reads of {size}");
+        assert_eq!(reader.ready(), 0);
     }
-    // The reader's buffer is smaller than the write: the claim covers it only.
-    let got = rendezvous(&reader, &writer, 1 << 20, 300_000);
-    assert_eq!(got.len(), 300_000);
 }
 
 #[test]
-fn a_withdrawn_wait_cannot_be_claimed() {
+fn a_reader_that_never_comes_gets_nothing_and_the_writer_keeps_its_bytes() {
     let (reader, writer) = pair(GEOMETRY);
-    let ticket = reader.begin_wait(1 << 20);
-    assert!(writer.reader_waiting());
-    assert!(reader.withdraw(ticket));
-    assert!(!writer.reader_waiting());
-    assert_eq!(writer.try_claim(100, 1), None);
-    // A claimed wait cannot be withdrawn.
-    let ticket = reader.begin_wait(1 << 20);
-    let claim = writer.try_claim(100, 7).unwrap();
-    assert_eq!(claim.ticket, ticket);
-    assert!(!reader.withdraw(ticket));
-    assert_eq!(reader.seen(ticket), Seen::Claimed { writer: 7, total: 100 });
-    assert_eq!(writer.try_claim(100, 8), None, "one claim per wait");
+    let offer = writer.try_open(1 << 20, WRITER).unwrap();
+    let start = Instant::now();
+    let staged = stage_all(&writer, &offer, &pattern(1 << 20, 1), Duration::from_millis(30), &AtomicBool::new(true));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(staged.sent, 0);
+    assert_eq!(staged.abort, Some(Abort::Withdrawn));
+    assert_eq!(staged.placed, GEOMETRY.capacity(), "it filled the ring, then waited");
+    assert_eq!(reader.open_offer(), None, "closed");
+    assert_eq!(reader.ready(), 0);
+    // The ring is free again, and the next offer goes through whole.
+    offer_taken_in(&reader, &writer, 300_000, 65536);
 }
 
 #[test]
-fn a_claim_left_half_made_can_be_abandoned() {
+fn what_was_taken_counts_and_the_rest_is_withdrawn() {
     let (reader, writer) = pair(GEOMETRY);
-    let ticket = reader.begin_wait(1 << 20);
-    // A writer that died between CLAIMING and CLAIMED.
-    writer.u64_at(OFF_MAILBOX).store(mailbox(CLAIMING, ticket, 99), SeqCst);
-    assert_eq!(reader.seen(ticket), Seen::Claiming { writer: 99 });
-    assert!(!reader.withdraw(ticket));
-    assert!(!reader.abandon_claim(ticket, 98), "only the claimer's own claim");
-    assert!(reader.abandon_claim(ticket, 99));
-    assert_eq!(reader.seen(ticket), Seen::Other);
-    // The ring is usable again.
-    let ticket = reader.begin_wait(100);
-    assert_eq!(writer.try_claim(100, 7).map(|c| c.ticket), Some(ticket));
-    assert!(!reader.abandon_claim(ticket, 7), "a published claim stands");
+    let data = pattern(1 << 20, 9);
+    let (w, d) = (Arc::clone(&writer), data.clone());
+    let writing = std::thread::spawn(move || {
+        let offer = w.try_open(d.len() as u64, WRITER).unwrap();
+        stage_all(&w, &offer, &d, Duration::from_millis(100), &AtomicBool::new(true))
+    });
+    let got = take_all(&reader, 100_000, 30_000);
+    let staged = writing.join().unwrap();
+    assert_eq!((staged.sent, staged.abort), (100_000, Some(Abort::Withdrawn)));
+    assert_eq!(got, data[..100_000]);
+    // Nothing more can be taken from the withdrawn offer.
+    let mut buf = vec![0u8; 4096];
+    let segs = [iov(&mut buf)];
+    let mut alive = || true;
+    let mut how = Taking { more: Duration::ZERO, alive: &mut alive, sleep: Sleep::default() };
+    // SAFETY: 4096 bytes of room.
+    let r = unsafe { reader.take(offer_seq(&writer), &mut Cursor::new(&segs), 4096, &mut plain_copy(), &mut how) };
+    assert_eq!(r, (0, None));
 }
 
 #[test]
-fn the_reader_keeps_what_a_dead_writer_sent() {
+fn a_second_offer_waits_until_the_first_is_copied_out() {
     let (reader, writer) = pair(GEOMETRY);
-    let ticket = reader.begin_wait(1 << 20);
-    let claim = writer.try_claim(300_000, 9).unwrap();
-    // The writer sends one slot of its claim, then "dies".
-    let mut src = pattern(65536, 1);
+    assert!(writer.try_open(0, WRITER).is_none(), "an empty offer");
+    let first = writer.try_open(100, WRITER).unwrap();
+    assert!(writer.try_open(100, WRITER + 1).is_none(), "one offer at a time");
+    assert_eq!(reader.holder().map(|h| (h.writer, h.open)), Some((WRITER, true)));
+    // Taken but not yet copied out: its room is not free.
+    let taken = writer.u64_at(OFF_TAKEN);
+    taken.store(count(first.seq, 50), SeqCst);
+    writer.u64_at(OFF_STAGED).store(count(first.seq, 100), SeqCst);
+    writer.withdraw(first.seq);
+    writer.close(&first);
+    assert_eq!(reader.holder(), None);
+    assert!(writer.try_open(100, WRITER).is_none(), "the reader still copies");
+    writer.u64_at(OFF_COPIED).store(count(first.seq, 50), SeqCst);
+    let second = writer.try_open(100, WRITER).expect("copied out: free");
+    assert_eq!(second.seq, first.seq + 1);
+}
+
+#[test]
+fn the_reader_keeps_what_a_dead_writer_placed_and_ends_its_offer() {
+    let (reader, writer) = pair(GEOMETRY);
+    let data = pattern(200_000, 3);
+    let offer = writer.try_open(1 << 20, WRITER).unwrap();
+    // The writer placed 200 000 bytes of a megabyte, then died.
+    let mut src = data.clone();
     let segs = [iov(&mut src)];
-    let partial = Claim { ticket: claim.ticket, total: 65536 };
-    // It waits for the reader to copy the slot; told the reader is gone, it
-    // counts nothing sent, and the slot stays full.
-    // SAFETY: 65536 bytes available.
-    let sent = unsafe { writer.send(&partial, 9, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false, None) };
-    assert_eq!(sent, (0, Some(Abort::PeerGone)));
+    // SAFETY: 200 000 bytes into the start of the buffer (capacity 256 KiB).
+    unsafe { Cursor::new(&segs).copy_out(writer.at(0).0, data.len(), &mut plain_copy()) };
+    writer.u64_at(OFF_STAGED).store(count(offer.seq, data.len() as u64), SeqCst);
     let mut out = vec![0u8; 1 << 20];
     let segs = [iov(&mut out)];
-    let mut checks = 0;
-    // SAFETY: `out` holds 1 MiB.
-    let (got, abort) = unsafe {
-        let mut alive = || {
-            checks += 1;
-            false
-        };
-        reader.receive(
-            ticket,
-            claim.total,
-            &mut Cursor::new(&segs),
-            &mut plain_copy(),
-            &mut alive,
-            &mut Sleep::default(),
-        )
-    };
-    reader.end(ticket);
-    assert_eq!((got, abort), (65536, Some(Abort::PeerGone)));
-    assert!(checks >= 1);
-    assert_eq!(out[..65536], pattern(65536, 1)[..]);
+    let mut dead = || false;
+    let mut how = Taking { more: Duration::from_millis(5), alive: &mut dead, sleep: Sleep::default() };
+    // SAFETY: a megabyte of room.
+    let (got, abort) =
+        unsafe { reader.take(offer.seq, &mut Cursor::new(&segs), 1 << 20, &mut plain_copy(), &mut how) };
+    assert_eq!((got, abort), (200_000, Some(Abort::PeerGone)));
+    assert_eq!(out[..200_000], data[..]);
+    assert!(reader.end_orphan(offer.seq, WRITER));
+    assert_eq!(reader.holder(), None);
+    assert!(writer.try_open(10, WRITER).is_some(), "the ring is free for the next writer");
 }
 
 #[test]
-fn the_writer_stops_when_the_reader_is_gone() {
+fn a_writer_that_died_setting_its_offer_up_is_cleared() {
     let (reader, writer) = pair(GEOMETRY);
-    let _ticket = reader.begin_wait(1 << 22);
-    let claim = writer.try_claim(1 << 22, 5).unwrap();
-    let mut src = pattern(1 << 22, 2);
-    let segs = [iov(&mut src)];
-    // Nobody drains: the writer fills the 4 slots, then finds the reader
-    // gone; none of those bytes was read, so none counts as sent.
-    // SAFETY: 4 MiB available.
-    let (sent, abort) =
-        unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || false, None) };
-    assert_eq!((sent, abort), (0, Some(Abort::PeerGone)));
+    let word = writer.u64_at(OFF_OFFER);
+    word.store(offer_word(SETUP, 7, WRITER), SeqCst);
+    assert_eq!(reader.holder(), Some(super::take::Holder { seq: 7, writer: WRITER, open: false }));
+    assert_eq!(reader.open_offer(), None);
+    assert!(!reader.end_orphan(7, WRITER + 1), "another writer's");
+    assert!(reader.end_orphan(7, WRITER));
+    let next = writer.try_open(10, WRITER).expect("free");
+    assert_eq!(next.seq, 8);
 }
 
 #[test]
-fn a_writer_counts_what_a_vanished_reader_copied() {
+fn the_writer_counts_only_what_a_vanished_reader_copied() {
     let (reader, writer) = pair(GEOMETRY);
-    let ticket = reader.begin_wait(1 << 22);
-    let claim = writer.try_claim(1 << 22, 5).unwrap();
-    let mut src = pattern(1 << 22, 2);
-    let segs = [iov(&mut src)];
-    // The "reader" copies slots 0 and 1 at the writer's first nap, then
-    // vanishes: the writer refills them, waits on slot 2 and gives up.
-    let mut naps = 0;
-    let mut alive = || {
-        naps += 1;
-        if naps == 1 {
-            reader.record_consumed(ticket, 2 * 65536);
-            reader.set_slot(0, EMPTY);
-            reader.set_slot(1, EMPTY);
-        }
-        naps == 1
-    };
-    // SAFETY: 4 MiB available.
-    let (sent, abort) = unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut alive, None) };
-    assert_eq!((sent, abort), (2 * 65536, Some(Abort::PeerGone)));
+    let offer = writer.try_open(1 << 20, WRITER).unwrap();
+    let alive = Arc::new(AtomicBool::new(true));
+    let (w, a) = (Arc::clone(&writer), Arc::clone(&alive));
+    let writing = std::thread::spawn(move || stage_all(&w, &offer, &pattern(1 << 20, 2), Duration::from_secs(20), &a));
+    let got = take_all(&reader, 70_000, 70_000);
+    assert_eq!(got.len(), 70_000);
+    // It claims more, but goes away before copying it.
+    while reader.ready() == 0 {
+        std::thread::yield_now();
+    }
+    let o = reader.open_offer().unwrap();
+    reader.u64_at(OFF_TAKEN).store(count(o.seq, o.taken + 1000), SeqCst);
+    alive.store(false, SeqCst);
+    let staged = writing.join().unwrap();
+    assert_eq!((staged.sent, staged.abort), (70_000, Some(Abort::PeerGone)));
 }
 
 #[test]
-fn the_writer_stops_when_the_reader_gives_up() {
+fn garbage_in_the_counts_is_caught_on_both_sides() {
     let (reader, writer) = pair(GEOMETRY);
-    let ticket = reader.begin_wait(1 << 22);
-    let claim = writer.try_claim(1 << 22, 5).unwrap();
-    reader.end(ticket);
-    let mut src = pattern(1 << 22, 2);
-    let segs = [iov(&mut src)];
-    // SAFETY: 4 MiB available.
-    let (sent, abort) =
-        unsafe { writer.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true, None) };
-    assert_eq!((sent, abort), (0, Some(Abort::Withdrawn)));
-}
-
-#[test]
-fn a_slot_length_out_of_range_is_caught() {
-    let (reader, writer) = pair(GEOMETRY);
-    let ticket = reader.begin_wait(1 << 20);
-    let claim = writer.try_claim(1 << 20, 3).unwrap();
-    // A hostile writer: slot 0 "full" with a length beyond the slot.
-    writer.slot_len(0).store(10 << 20, Relaxed);
-    writer.set_slot(0, FULL);
-    let mut out = vec![0u8; 1 << 20];
-    let segs = [iov(&mut out)];
-    // SAFETY: `out` holds 1 MiB.
-    let r = unsafe {
-        reader.receive(
-            ticket,
-            claim.total,
-            &mut Cursor::new(&segs),
-            &mut plain_copy(),
-            &mut || true,
-            &mut Sleep::default(),
-        )
-    };
-    reader.end(ticket);
+    let offer = writer.try_open(1000, WRITER).unwrap();
+    // The writer says it placed more than it offers.
+    writer.u64_at(OFF_STAGED).store(count(offer.seq, 5000), SeqCst);
+    let mut buf = vec![0u8; 8192];
+    let segs = [iov(&mut buf)];
+    let mut alive = || true;
+    let mut how = Taking { more: Duration::ZERO, alive: &mut alive, sleep: Sleep::default() };
+    // SAFETY: 8192 bytes of room.
+    let r = unsafe { reader.take(offer.seq, &mut Cursor::new(&segs), 8192, &mut plain_copy(), &mut how) };
     assert_eq!(r, (0, Some(Abort::Corrupt)));
+    writer.u64_at(OFF_STAGED).store(count(offer.seq, 0), SeqCst);
+    writer.close(&offer);
+    // The reader says it took bytes never placed.
+    let offer = writer.try_open(1 << 20, WRITER).unwrap();
+    let evil = Arc::clone(&reader);
+    let seq = offer.seq;
+    let corrupting = std::thread::spawn(move || {
+        while evil.ready() == 0 {
+            std::thread::yield_now();
+        }
+        evil.u64_at(OFF_TAKEN).store(count(seq, 1 << 20), SeqCst);
+    });
+    let staged = stage_all(&writer, &offer, &pattern(1 << 20, 4), Duration::from_secs(20), &AtomicBool::new(true));
+    corrupting.join().unwrap();
+    assert_eq!(staged.abort, Some(Abort::Corrupt));
+    assert!(staged.sent <= staged.placed);
 }
+
+#[test]
+fn presence_says_where_the_reader_is() {
+    let (reader, writer) = pair(GEOMETRY);
+    assert_eq!(writer.presence(), Presence::default());
+    assert!(!writer.presence().inside());
+    reader.begin_wait(1 << 20);
+    assert_eq!(writer.presence().want, 1 << 20);
+    assert!(writer.presence().inside() && !writer.presence().needs_wake());
+    reader.sleeping();
+    assert!(writer.presence().asleep && writer.presence().needs_wake());
+    reader.end_wait();
+    assert!(!writer.presence().inside());
+    reader.listen(true);
+    reader.listen(true);
+    assert_eq!(writer.presence().listening, 2);
+    assert!(writer.presence().inside() && writer.presence().needs_wake());
+    reader.listen(false);
+    reader.listen(false);
+    reader.listen(false);
+    assert_eq!(writer.presence().listening, 0, "never below zero");
+    reader.note_read();
+    assert_eq!(writer.presence().reads, 1);
+}
+
+#[test]
+fn a_placed_step_rings_the_reader_awake_and_moves_the_mark() {
+    let (reader, writer) = pair(GEOMETRY);
+    let before = reader.placed_mark();
+    let taker = {
+        let r = Arc::clone(&reader);
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let got = take_all(&r, 70_000, 1 << 20);
+            (got.len(), start.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    let offer = writer.try_open(70_000, WRITER).unwrap();
+    let staged = stage_all(&writer, &offer, &pattern(70_000, 5), Duration::from_secs(20), &AtomicBool::new(true));
+    assert_eq!(staged.sent, 70_000);
+    let (n, _) = taker.join().unwrap();
+    assert_eq!(n, 70_000);
+    assert_ne!(reader.placed_mark(), before);
+}
+
 
 #[test]
 fn cursors_span_iovecs() {
@@ -274,75 +349,6 @@ fn cursors_span_iovecs() {
     assert_eq!(cursor.remaining(), 5);
     assert_eq!(a, [1, 2, 3]);
     assert_eq!(&c[..5], &[4, 5, 6, 7, 8]);
-}
-
-#[test]
-fn a_writer_sleeps_until_the_reader_waits() {
-    let (reader, writer) = pair(GEOMETRY);
-    assert!(!writer.wait_for_reader(Duration::from_millis(5)), "nobody waits yet");
-    let r = Arc::clone(&reader);
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
-        r.begin_wait(100)
-    });
-    let start = Instant::now();
-    assert!(writer.wait_for_reader(Duration::from_secs(20)));
-    assert!(start.elapsed() < Duration::from_secs(10), "woken, not timed out");
-    let ticket = t.join().unwrap();
-    assert!(reader.withdraw(ticket));
-}
-
-#[test]
-fn each_ticket_keeps_its_own_count() {
-    // A writer that looks late at its transfer must find its own count, not
-    // that of the next writer's claim on the same ring.
-    let (reader, writer) = pair(GEOMETRY);
-    let first = rendezvous(&reader, &writer, 300_000, 1 << 20);
-    assert_eq!(first.len(), 300_000);
-    let t1 = ticket_of(reader.u64_at(OFF_MAILBOX).load(SeqCst));
-    let second = rendezvous(&reader, &writer, 70_000, 1 << 20);
-    assert_eq!(second.len(), 70_000);
-    assert_eq!(writer.consumed(t1), Some(300_000));
-    assert_eq!(writer.consumed(t1.wrapping_add(1) & 0x00ff_ffff), Some(70_000));
-    assert_eq!(writer.consumed(t1.wrapping_add(2) & 0x00ff_ffff), None, "nothing copied for a wait not yet made");
-}
-
-#[test]
-fn a_reader_that_empties_slots_without_counting_is_corrupt() {
-    // A hostile reader keeps the claim and empties each slot without
-    // recording its count (or waits for nothing). The writer must end the
-    // transfer, counting nothing it cannot vouch for, instead of spinning
-    // on an empty slot forever.
-    for want in [1u64 << 20, 0] {
-        let (reader, writer) = pair(GEOMETRY);
-        let ticket = reader.begin_wait(want);
-        let claim = writer.try_claim(1 << 20, 5).unwrap();
-        assert_eq!(claim.total, want);
-        let w = Arc::clone(&writer);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut src = pattern(1 << 20, 2);
-            let segs = [iov(&mut src)];
-            // SAFETY: 1 MiB available.
-            let r = unsafe { w.send(&claim, 5, &mut Cursor::new(&segs), &mut plain_copy(), &mut || true, None) };
-            let _ = tx.send(r);
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let result = loop {
-            for slot in 0..GEOMETRY.slots {
-                if reader.slot_word(slot).load(SeqCst) & !SLEEPER == FULL {
-                    reader.set_slot(slot, EMPTY);
-                }
-            }
-            if let Ok(r) = rx.try_recv() {
-                break r;
-            }
-            assert!(Instant::now() < deadline, "want {want}: the writer spins on an uncounted reader");
-            std::thread::yield_now();
-        };
-        assert_eq!(result, (0, Some(Abort::Corrupt)), "want {want}");
-        reader.end(ticket);
-    }
 }
 
 /// An unsealed memfd (sealable) of `len` bytes holding `header` at 0.
@@ -418,27 +424,6 @@ fn attach_reads_the_size_only_once_it_cannot_change() {
 }
 
 #[test]
-fn a_record_overwritten_by_a_later_ticket_says_the_wait_ended() {
-    let (reader, _) = pair(Geometry { slots: 2, slot_bytes: 4096 });
-    // Nothing recorded yet (the record holds ticket 0): not overtaken.
-    assert!(!reader.overtaken(5));
-    reader.record_consumed(5, 100);
-    assert_eq!(reader.consumed(5), Some(100));
-    assert!(!reader.overtaken(5), "its own record");
-    reader.record_consumed(5 + RESULTS, 7);
-    assert_eq!(reader.consumed(5), None);
-    assert!(reader.overtaken(5), "a later ticket's record in its place");
-    assert!(!reader.overtaken(5 + 2 * RESULTS), "an earlier ticket's record: not yet");
-    // Across the 24-bit wrap of tickets.
-    let last = 0x00ff_ffff - 3;
-    reader.record_consumed(last, 1);
-    assert!(!reader.overtaken(last));
-    reader.record_consumed((last + RESULTS) & 0x00ff_ffff, 1);
-    assert!(reader.overtaken(last), "a later ticket past the wrap");
-    assert!(!reader.overtaken((last + 2 * RESULTS) & 0x00ff_ffff));
-}
-
-#[test]
 fn a_side_polls_only_while_its_peer_runs_on_another_cpu() {
     // Pin this thread, so that the CPU it publishes stays its own.
     let cpu = crate::sys::current_cpu().expect("sched_getcpu");
@@ -458,23 +443,12 @@ fn a_side_polls_only_while_its_peer_runs_on_another_cpu() {
     // sees the other on its own CPU, and sleeps at once.
     assert_eq!(reader.spin_for(spin), Duration::ZERO, "the writer published this CPU above");
     assert_eq!(writer.spin_for(spin), Duration::ZERO);
-    // A slot hand-over publishes the CPU too.
+    // A bell rung publishes the CPU too.
     reader.u32_at(OFF_WRITER_CPU).store(0, Relaxed);
-    writer.set_slot(0, FULL);
+    writer.ring_bell(OFF_STAGED_BELL);
     assert_eq!(reader.spin_for(spin), Duration::ZERO);
     // Garbage in the words only changes the decision.
     writer.u32_at(OFF_READER_CPU).store(u32::MAX, Relaxed);
     assert_eq!(writer.spin_for(spin), spin);
 }
 
-#[test]
-fn a_wait_begun_far_along_the_ticket_circle_is_not_taken_for_overtaken() {
-    let (reader, _) = pair(Geometry { slots: 2, slot_bytes: 4096 });
-    // The next wait's ticket is 0xfffff0; its record was never written
-    // (ticket 0), which the circle puts 16 tickets after it.
-    reader.u64_at(OFF_MAILBOX).store(mailbox(IDLE, 0x00ff_ffef, 0), SeqCst);
-    let ticket = reader.begin_wait(4096);
-    assert_eq!(ticket, 0x00ff_fff0);
-    assert_eq!(reader.consumed(ticket), Some(0), "begin_wait starts the record at 0 bytes");
-    assert!(!reader.overtaken(ticket));
-}

@@ -1,0 +1,217 @@
+//! The writer's side of an offer (docs/ipc-protocol.md, "One offer"): open
+//! the ring, place bytes step by step as the reader frees room, wait while
+//! it takes them, and take back what it did not take when the patience
+//! runs out or the reader goes.
+
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use core::time::Duration;
+use std::time::Instant;
+
+use super::{
+    Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_COPIED, OFF_OFFER, OFF_STAGED, OFF_STAGED_BELL, OFF_TAKEN,
+    OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SETUP, SEQ_MASK, Sleep, Waited, bytes_of, count, offer_word, seq_of,
+    seq_of_offer, state_of,
+};
+use crate::chaos::point;
+
+/// An offer this writer opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// Its sequence number.
+    pub seq: u32,
+    /// The bytes it offers.
+    pub total: u64,
+    /// The writer's pid.
+    pub pid: i32,
+}
+
+/// How a writer waits for its reader while it stages.
+pub struct Staging<'a> {
+    /// Longest it waits without the reader taking a byte before it takes
+    /// the rest back.
+    pub patience: Duration,
+    /// Longest it waits for the reader to finish copying what it took
+    /// (None: as long as the reader lives); past that, what was taken
+    /// counts as sent (the reader will copy it when it runs again).
+    pub drain: Option<Duration>,
+    /// Whether the reader still runs (its lifeline).
+    pub alive: &'a mut dyn FnMut() -> bool,
+    /// Called after each step placed, to announce it (a WAKE).
+    pub placed: &'a mut dyn FnMut(),
+}
+
+impl core::fmt::Debug for Staging<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Staging").field("patience", &self.patience).field("drain", &self.drain).finish()
+    }
+}
+
+/// How a staged offer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Staged {
+    /// Bytes that count as sent: the reader took them.
+    pub sent: u64,
+    /// Bytes placed in the ring (at least `sent`).
+    pub placed: u64,
+    /// Why it ended before `total`, if it did.
+    pub abort: Option<Abort>,
+}
+
+impl Ring {
+    /// Opens an offer of `total` bytes as writer `pid`, if the ring is
+    /// free: no offer open, and every byte of the last one copied out (its
+    /// room is free). `None` otherwise: the caller takes the kernel path.
+    pub fn try_open(&self, total: u64, pid: i32) -> Option<Offer> {
+        if total == 0 || total > MAX_OFFER {
+            return None;
+        }
+        let word = self.u64_at(OFF_OFFER);
+        let w = word.load(Acquire);
+        if state_of(w) != IDLE {
+            return None;
+        }
+        let prev = seq_of_offer(w);
+        let (taken, copied) = (self.u64_at(OFF_TAKEN).load(Acquire), self.u64_at(OFF_COPIED).load(Acquire));
+        if seq_of(taken) != prev || seq_of(copied) != prev || bytes_of(taken) != bytes_of(copied) {
+            return None;
+        }
+        let seq = prev.wrapping_add(1) & SEQ_MASK;
+        word.compare_exchange(w, offer_word(SETUP, seq, pid), SeqCst, Relaxed).ok()?;
+        point();
+        self.u64_at(OFF_TOTAL).store(count(seq, total), Relaxed);
+        self.u64_at(OFF_STAGED).store(count(seq, 0), Relaxed);
+        self.u64_at(OFF_COPIED).store(count(seq, 0), Relaxed);
+        self.u64_at(OFF_TAKEN).store(count(seq, 0), Release);
+        point();
+        // Published after its words: a reader that sees OPEN sees them.
+        word.store(offer_word(OPEN, seq, pid), SeqCst);
+        Some(Offer { seq, total, pid })
+    }
+
+    /// Ends `offer` (after [`Ring::stage`]): the ring is free for the next.
+    pub fn close(&self, offer: &Offer) {
+        point();
+        let _ = self.u64_at(OFF_OFFER).compare_exchange(
+            offer_word(OPEN, offer.seq, offer.pid),
+            offer_word(IDLE, offer.seq, 0),
+            SeqCst,
+            Relaxed,
+        );
+    }
+
+    /// Places `offer.total` bytes taken from `src` in the ring, pipelined
+    /// with the reader, and waits while it takes them; takes back what it
+    /// has not taken once `how.patience` passes without a take, or once it
+    /// is gone. Returns what counts as sent: what the reader took (what it
+    /// copied out, if it died); `src` then stands past every byte placed,
+    /// and the caller resumes from the count.
+    ///
+    /// # Safety
+    /// `src` must yield `offer.total` readable bytes.
+    pub unsafe fn stage(&self, offer: &Offer, src: &mut Cursor<'_>, copy: CopyFn<'_>, how: &mut Staging<'_>) -> Staged {
+        let capacity = self.geometry.capacity();
+        let step = u64::from(self.geometry.slot_bytes);
+        let seq = offer.seq;
+        let (mut placed, mut last_taken) = (0u64, 0u64);
+        let mut since = Instant::now();
+        let mut sleep = Sleep::default();
+        loop {
+            let (tw, cw) = (self.u64_at(OFF_TAKEN).load(Acquire), self.u64_at(OFF_COPIED).load(Acquire));
+            let (taken, copied) = (bytes_of(tw), bytes_of(cw));
+            if seq_of(tw) != seq || seq_of(cw) != seq || copied > taken || taken > placed {
+                // Only a peer writing garbage moves our words like this.
+                self.withdraw(seq);
+                let sent = if seq_of(cw) == seq { copied.min(placed) } else { 0 };
+                return Staged { sent, placed, abort: Some(Abort::Corrupt) };
+            }
+            if tw & CLOSED != 0 {
+                // The reader took us for dead and ended the offer: what it
+                // took is what went.
+                return Staged { sent: taken, placed, abort: Some(Abort::Withdrawn) };
+            }
+            if taken > last_taken {
+                (last_taken, since) = (taken, Instant::now());
+            }
+            if taken == offer.total {
+                self.drain(seq, taken, how);
+                return Staged { sent: taken, placed, abort: None };
+            }
+            if placed < offer.total && placed - copied < capacity {
+                let (at, to_end) = self.at(placed);
+                let n = (offer.total - placed).min(capacity - (placed - copied)).min(to_end).min(step);
+                point();
+                // SAFETY: [placed, placed + n) lies in the buffer (n <= to_end)
+                // and is free: the reader copied out everything below
+                // `copied`, and placed + n - copied <= capacity. The caller
+                // vouches for `src`.
+                unsafe { src.copy_out(at, n as usize, copy) };
+                placed += n;
+                point();
+                self.u64_at(OFF_STAGED).store(count(seq, placed), Release);
+                self.ring_bell(OFF_STAGED_BELL);
+                (how.placed)();
+                continue;
+            }
+            if !(how.alive)() {
+                self.withdraw(seq);
+                let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
+                return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
+            }
+            let now = Instant::now();
+            let deadline = since + how.patience;
+            if now >= deadline {
+                let taken = self.withdraw(seq);
+                self.drain(seq, taken, how);
+                return Staged { sent: taken, placed, abort: Some(Abort::Withdrawn) };
+            }
+            let moved = |ring: &Ring| {
+                ring.u64_at(OFF_TAKEN).load(Acquire) != tw || ring.u64_at(OFF_COPIED).load(Acquire) != cw
+            };
+            // A step is placed: the reader is a moment away. Poll as the
+            // mode says, then sleep for it.
+            let _: Waited = self.wait_until(OFF_TAKEN_BELL, self.spin, deadline, &mut sleep, &mut || moved(self));
+        }
+    }
+
+    /// Takes back what the reader has not taken of offer `seq`; returns
+    /// what it took, which is then final.
+    pub(super) fn withdraw(&self, seq: u32) -> u64 {
+        let word = self.u64_at(OFF_TAKEN);
+        let mut tw = word.load(Acquire);
+        loop {
+            if seq_of(tw) != seq || tw & CLOSED != 0 {
+                return bytes_of(tw);
+            }
+            point();
+            match word.compare_exchange(tw, tw | CLOSED, SeqCst, Acquire) {
+                Ok(_) => return bytes_of(tw),
+                Err(now) => tw = now,
+            }
+        }
+    }
+
+    /// Waits for the reader to copy out the `taken` bytes of offer `seq`
+    /// it claimed (it copies after claiming): at most `how.drain`, and only
+    /// while it lives.
+    fn drain(&self, seq: u32, taken: u64, how: &mut Staging<'_>) {
+        let done = |ring: &Ring| {
+            let cw = ring.u64_at(OFF_COPIED).load(Acquire);
+            seq_of(cw) != seq || bytes_of(cw) >= taken
+        };
+        if done(self) {
+            return;
+        }
+        let start = Instant::now();
+        let mut sleep = Sleep::default();
+        loop {
+            let bound = how.drain.map_or(super::NAP, |d| d.saturating_sub(start.elapsed()).min(super::NAP));
+            if self.wait_until(OFF_TAKEN_BELL, self.spin, Instant::now() + bound, &mut sleep, &mut || done(self))
+                == Waited::Done
+                || how.drain.is_some_and(|d| start.elapsed() >= d)
+                || !(how.alive)()
+            {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The epoll family on the fast path (docs/ipc-protocol.md, "Event
+//! loops"): which fds are epoll sets, which sets are nested in which, the
+//! program's registrations mirrored by twins, and the wait that merges the
+//! kernel's events with what writers offer.
+//!
+//! The program's own registrations stay the kernel's, untouched but for
+//! one case: a one-shot fd the library reports is disarmed in the kernel
+//! too (EPOLL_CTL_MOD with no events), as the kernel disarms one it
+//! reports, so that the program hears of it once until it re-arms it.
+
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
+use core::time::Duration;
+
+use ipc_offload_engine::real_wait::REAL_WAIT;
+use ipc_offload_engine::sys::{self, mem};
+
+use super::fdinfo::{self, Registration};
+use super::twins::{self, TwinView};
+use crate::ipc::channel::{self, Role};
+use crate::ipc::table::MAX_FDS;
+use crate::ipc::watch::{self, Look};
+
+/// Known epoll fds, one bit per fd number.
+static SETS: [AtomicU64; MAX_FDS / 64] = [const { AtomicU64::new(0) }; MAX_FDS / 64];
+
+/// True if `fd` is an epoll set the library knows.
+pub fn is_epoll(fd: i32) -> bool {
+    usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).is_some_and(|i| SETS[i / 64].load(Relaxed) & 1 << (i % 64) != 0)
+}
+
+fn mark_set(fd: i32, known: bool) {
+    let Some(i) = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS) else { return };
+    if known {
+        SETS[i / 64].fetch_or(1 << (i % 64), Relaxed);
+    } else {
+        SETS[i / 64].fetch_and(!(1 << (i % 64)), Relaxed);
+    }
+}
+
+/// Calls `each` for every known set.
+fn each_set(each: &mut dyn FnMut(i32)) {
+    for (w, word) in SETS.iter().enumerate() {
+        let mut bits = word.load(Relaxed);
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            each((w * 64 + b) as i32);
+        }
+    }
+}
+
+/// A set registered in another (EPOLL_CTL_ADD of an epoll fd).
+#[derive(Debug)]
+struct Nest {
+    live: AtomicBool,
+    outer: AtomicI32,
+    inner: AtomicI32,
+    events: AtomicU32,
+    data: AtomicU64,
+}
+
+const NESTS: usize = 64;
+
+static NESTED: [Nest; NESTS] = [const {
+    Nest {
+        live: AtomicBool::new(false),
+        outer: AtomicI32::new(-1),
+        inner: AtomicI32::new(-1),
+        events: AtomicU32::new(0),
+        data: AtomicU64::new(0),
+    }
+}; NESTS];
+
+fn set_nest(outer: i32, inner: i32, events: u32, data: u64) {
+    let existing = NESTED.iter().find(|n| {
+        n.live.load(Acquire) && n.outer.load(Relaxed) == outer && n.inner.load(Relaxed) == inner
+    });
+    let nest = existing.or_else(|| {
+        NESTED.iter().find(|n| n.live.compare_exchange(false, true, Relaxed, Relaxed).is_ok())
+    });
+    if let Some(n) = nest {
+        n.outer.store(outer, Relaxed);
+        n.inner.store(inner, Relaxed);
+        n.events.store(events, Relaxed);
+        n.data.store(data, Relaxed);
+        n.live.store(true, Release);
+    }
+}
+
+fn drop_nests(matching: impl Fn(i32, i32) -> bool) {
+    for n in &NESTED {
+        if n.live.load(Acquire) && matching(n.outer.load(Relaxed), n.inner.load(Relaxed)) {
+            n.live.store(false, Release);
+        }
+    }
+}
+
+/// The program made epoll set `epfd`.
+pub fn created(epfd: i32) {
+    if epfd >= 0 {
+        mark_set(epfd, true);
+    }
+}
+
+/// The program closes epoll set `epfd`.
+pub fn closed(epfd: i32) {
+    mark_set(epfd, false);
+    twins::remove_set(epfd);
+    drop_nests(|outer, inner| outer == epfd || inner == epfd);
+}
+
+/// In the fork child: sets are shared with the parent, and known as such;
+/// the parent's twins in them were freed ([`twins::after_fork`]).
+pub fn after_fork() {}
+
+/// After the program's epoll_ctl on `epfd` succeeded: mirror it.
+pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
+    match op {
+        libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD => {
+            if is_epoll(fd) {
+                set_nest(epfd, fd, events, data);
+            } else if let Some((slot, key)) = watch::channel_of(fd) {
+                if op == libc::EPOLL_CTL_MOD && twins::find(epfd, fd).is_some() {
+                    twins::modified(epfd, fd, events, data);
+                } else if let Some(look) = watch::look(slot, key, false) {
+                    twins::install(epfd, fd, events, data, slot, key, look.side);
+                }
+            }
+        }
+        libc::EPOLL_CTL_DEL => {
+            if let Some(t) = twins::find(epfd, fd) {
+                twins::remove_at(t.index, true);
+            }
+            drop_nests(|outer, inner| outer == epfd && inner == fd);
+        }
+        _ => {}
+    }
+}
+
+/// A reader channel opted in for `fd` (slot `slot`, key `key`, side-channel
+/// socket `side`): twin every registration of `fd` in the known sets, which
+/// the program may have made before.
+pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
+    let Ok(st) = mem::fstat(fd) else { return };
+    each_set(&mut |epfd| {
+        fdinfo::registrations(epfd, &mut |r: Registration| {
+            if r.fd == fd && r.ino == st.ino {
+                twins::install(epfd, fd, r.events, r.data, slot, key, side);
+            }
+        });
+    });
+}
+
+/// A set the library did not see made (inherited across exec, made before
+/// the library started): learn it, and twin its members that are reader
+/// channels.
+fn adopt_set(epfd: i32) {
+    mark_set(epfd, true);
+    fdinfo::registrations(epfd, &mut |r: Registration| {
+        if is_epoll(r.fd) {
+            set_nest(epfd, r.fd, r.events, r.data);
+            return;
+        }
+        let Some((slot, key)) = watch::channel_of(r.fd) else { return };
+        if mem::fstat(r.fd).is_ok_and(|st| st.ino == r.ino)
+            && let Some(look) = watch::look(slot, key, false)
+        {
+            twins::install(epfd, r.fd, r.events, r.data, slot, key, look.side);
+        }
+    });
+}
+
+/// True if a read of the twin's fd would take bytes now, and the program
+/// should hear of it: level-triggered while bytes are ready, edge-triggered
+/// once per step placed since it last heard.
+fn due(t: &TwinView, look: &Look) -> bool {
+    look.ready > 0 && (!t.edge() || look.mark != t.mark)
+}
+
+/// Most twins one wait watches (and events it adds); the rest wake
+/// through the kernel only.
+const WATCHED: usize = 64;
+
+/// An event the library adds to a wait's results.
+#[derive(Clone, Copy, Debug, Default)]
+struct Added {
+    events: u32,
+    data: u64,
+    /// The twin it reports (None: a nested set's).
+    twin: Option<Reported>,
+}
+
+/// A twin an added event reports: what to note once it is delivered.
+#[derive(Clone, Copy, Debug)]
+struct Reported {
+    index: usize,
+    mark: u64,
+    oneshot: bool,
+    epfd: i32,
+    fd: i32,
+}
+
+impl Reported {
+    fn of(t: &TwinView, look: &Look) -> Reported {
+        Reported { index: t.index, mark: look.mark, oneshot: t.oneshot(), epfd: t.epfd, fd: t.fd }
+    }
+}
+
+/// What one pass of a wait watches: marks to undo, events ready now.
+struct Pass {
+    looks: [Look; WATCHED],
+    nlooks: usize,
+    ready: [Added; WATCHED],
+    nready: usize,
+}
+
+impl Pass {
+    fn new() -> Pass {
+        Pass { looks: [Look::default(); WATCHED], nlooks: 0, ready: [Added::default(); WATCHED], nready: 0 }
+    }
+
+    /// Looks at the twins of set `epfd`, marking them listened to; events
+    /// due go to `ready` as `report` says (the twin's own, or the nest's).
+    fn watch(&mut self, epfd: i32, nest: Option<u64>) {
+        let mut twins_here = [None; WATCHED];
+        let mut n = 0;
+        twins::each_in(epfd, &mut |t| {
+            if n < WATCHED {
+                twins_here[n] = Some(t);
+                n += 1;
+            }
+        });
+        for t in twins_here.iter().take(n).flatten() {
+            if !t.armed() || self.nlooks == WATCHED {
+                continue;
+            }
+            if !channel::serves(t.slot, t.key, Role::Reader) {
+                twins::remove_at(t.index, false);
+                continue;
+            }
+            let Some(look) = watch::look(t.slot, t.key, true) else { continue };
+            self.looks[self.nlooks] = look;
+            self.nlooks += 1;
+            if !due(t, &look) || self.nready == WATCHED {
+                continue;
+            }
+            let added = match nest {
+                Some(data) => Added { events: libc::EPOLLIN as u32, data, twin: None },
+                None => Added { events: libc::EPOLLIN as u32, data: t.data, twin: Some(Reported::of(t, &look)) },
+            };
+            if !self.ready[..self.nready].iter().any(|r| r.data == added.data) {
+                self.ready[self.nready] = added;
+                self.nready += 1;
+            }
+        }
+    }
+
+    fn unlisten(&self) {
+        for look in &self.looks[..self.nlooks] {
+            watch::unlisten(look);
+        }
+    }
+}
+
+/// The epoll_wait family's slow path: the program's wait on `epfd`, with
+/// `events` holding `max` entries and `timeout` (None: no limit). `real`
+/// waits in the kernel for a given time (Some(0): a look).
+///
+/// # Safety
+/// `events` valid for `max` entries, as for epoll_wait(2).
+pub unsafe fn wait(
+    epfd: i32,
+    events: *mut libc::epoll_event,
+    max: i32,
+    timeout: Option<Duration>,
+    real: &mut dyn FnMut(*mut libc::epoll_event, i32, Option<Duration>) -> i32,
+) -> i32 {
+    if max <= 0 || events.is_null() || !channel::any_reader() {
+        return real(events, max, timeout);
+    }
+    if !is_epoll(epfd) {
+        adopt_set(epfd);
+    }
+    let nested = NESTED.iter().any(|n| n.live.load(Relaxed) && n.outer.load(Relaxed) == epfd);
+    if !twins::any() || (!nested && !has_twins(epfd)) {
+        return real(events, max, timeout);
+    }
+    // SAFETY: the caller's array of `max` entries.
+    let out = unsafe { core::slice::from_raw_parts_mut(events, max as usize) };
+    let deadline = super::deadline(timeout);
+    loop {
+        let mut pass = Pass::new();
+        pass.watch(epfd, None);
+        for n in &NESTED {
+            if n.live.load(Acquire)
+                && n.outer.load(Relaxed) == epfd
+                && n.events.load(Relaxed) & libc::EPOLLIN as u32 != 0
+            {
+                pass.watch(n.inner.load(Relaxed), Some(n.data.load(Relaxed)));
+            }
+        }
+        if pass.nready > 0 {
+            // Bytes are ready now: the kernel's events of this moment too.
+            pass.unlisten();
+            let room = max as usize - pass.nready.min(max as usize);
+            let n = if room > 0 { real(events, room as i32, Some(Duration::ZERO)) } else { 0 };
+            if n < 0 {
+                return n;
+            }
+            let kept = translate(epfd, out, n as usize);
+            return merge(out, kept, &pass.ready[..pass.nready]) as i32;
+        }
+        let n = real(events, max, super::remaining(deadline));
+        let errno = sys::ErrnoGuard::save();
+        pass.unlisten();
+        if n < 0 {
+            core::mem::forget(errno);
+            return n;
+        }
+        drop(errno);
+        let kept = translate(epfd, out, n as usize);
+        if kept > 0 || n == 0 || super::remaining(deadline).is_some_and(|d| d.is_zero()) {
+            return kept as i32;
+        }
+        // Only the library's wake-ups, with nothing for the program yet
+        // (a REQUEST answered, a step already taken): wait on.
+    }
+}
+
+fn has_twins(epfd: i32) -> bool {
+    let mut found = false;
+    twins::each_in(epfd, &mut |_| found = true);
+    found
+}
+
+/// Turns the kernel's `n` events in `out` into the program's: a twin's tag
+/// becomes its fd's event when a read would take bytes now (its channel
+/// answered first), and is dropped otherwise; a one-shot fd the kernel
+/// reported disarms its twin. Returns how many events are left.
+fn translate(epfd: i32, out: &mut [libc::epoll_event], n: usize) -> usize {
+    let mut kept = 0;
+    let mut added = [Added::default(); WATCHED];
+    let mut nadded = 0;
+    for i in 0..n {
+        let e = out[i];
+        let data = e.u64;
+        if let Some(t) = twins::by_tag(data) {
+            if !channel::serves(t.slot, t.key, Role::Reader) {
+                twins::remove_at(t.index, false);
+                continue;
+            }
+            watch::serve(t.slot, t.key);
+            if let Some(look) = watch::look(t.slot, t.key, false)
+                && t.armed()
+                && due(&t, &look)
+                && nadded < WATCHED
+            {
+                added[nadded] = Added { events: libc::EPOLLIN as u32, data: t.data, twin: Some(Reported::of(&t, &look)) };
+                nadded += 1;
+            }
+            continue;
+        }
+        if twins::is_tag_shaped(data) {
+            continue; // a twin freed since (or the parent's, after fork)
+        }
+        twins::each_in(epfd, &mut |t| {
+            if t.oneshot() && t.data == data {
+                twins::disarm(t.index);
+            }
+        });
+        out[kept] = e;
+        kept += 1;
+    }
+    merge(out, kept, &added[..nadded])
+}
+
+/// Adds the library's events to the first `kept` of `out`: one for the
+/// same data word joins its bits (never the same fd twice in one batch),
+/// the others go after, while there is room. Returns the new count.
+fn merge(out: &mut [libc::epoll_event], mut kept: usize, added: &[Added]) -> usize {
+    for a in added {
+        if let Some(e) = out[..kept].iter_mut().find(|e| ({ e.u64 }) == a.data) {
+            e.events |= a.events;
+        } else if kept < out.len() {
+            out[kept] = libc::epoll_event { events: a.events, u64: a.data };
+            kept += 1;
+        } else {
+            continue; // no room: the next wait reports it (level), or the next step (edge)
+        }
+        if let Some(r) = a.twin {
+            twins::reported(r.index, r.mark, r.oneshot);
+            if r.oneshot {
+                // As the kernel disarms a one-shot fd it reports.
+                let mut ev = libc::epoll_event { events: libc::EPOLLONESHOT as u32, u64: a.data };
+                // SAFETY: epoll_ctl(2) with a local event.
+                let _ = unsafe { (REAL_WAIT.epoll_ctl.get())(r.epfd, libc::EPOLL_CTL_MOD, r.fd, &mut ev) };
+            }
+        }
+    }
+    kept
+}

@@ -1,0 +1,297 @@
+//! Twins: for each (epoll set, fd) registration of a reader channel's fd,
+//! the channel's side-channel socket registered in the same set with a
+//! data word of the library's (a *tag*), edge-triggered. A WAKE or a
+//! REQUEST arriving on the side channel makes the set ready; the wait hook
+//! sees the tag, answers the channel, and reports the program's own fd
+//! with the program's own data, if a read would take bytes now.
+//!
+//! A fixed table, no allocation. Its fields are atomics: waits read them
+//! without a lock while the program's epoll_ctl (in another thread, say)
+//! updates them, as the kernel's own registrations race. A twin is checked
+//! against its channel (slot and key) whenever it is used; one whose
+//! channel went is freed then (the kernel dropped its side-channel
+//! registration when the socket closed).
+
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64};
+
+use ipc_offload_engine::real_wait::REAL_WAIT;
+
+/// Most twins a process holds; more registrations wake through the kernel
+/// only (their writers then use the kernel path).
+pub const TWINS: usize = 256;
+
+const FREE: u8 = 0;
+const BUSY: u8 = 1;
+const LIVE: u8 = 2;
+
+/// One twin.
+#[derive(Debug)]
+pub struct Twin {
+    state: AtomicU8,
+    /// The epoll set.
+    pub epfd: AtomicI32,
+    /// The program's fd.
+    pub fd: AtomicI32,
+    /// The side-channel socket registered for it.
+    pub side: AtomicI32,
+    /// The program's events for `fd` in `epfd`.
+    pub events: AtomicU32,
+    /// The program's data word.
+    pub data: AtomicU64,
+    /// The reader channel: its slot and key.
+    pub slot: AtomicU32,
+    pub key: AtomicU64,
+    /// Edge-triggered: the ring's placed mark when `fd` was last reported.
+    pub mark: AtomicU64,
+    /// One-shot: reported, and not re-armed by the program yet.
+    pub disarmed: AtomicBool,
+}
+
+/// A twin's fields as one wait uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TwinView {
+    /// Its index in the table.
+    pub index: usize,
+    pub epfd: i32,
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
+    pub slot: usize,
+    pub key: u64,
+    pub mark: u64,
+    pub disarmed: bool,
+}
+
+impl TwinView {
+    /// The program asked for input events and has not had its one shot.
+    pub fn armed(&self) -> bool {
+        self.events & libc::EPOLLIN as u32 != 0 && !self.disarmed
+    }
+
+    /// Edge-triggered.
+    pub fn edge(&self) -> bool {
+        self.events & libc::EPOLLET as u32 != 0
+    }
+
+    /// One-shot.
+    pub fn oneshot(&self) -> bool {
+        self.events & libc::EPOLLONESHOT as u32 != 0
+    }
+}
+
+static TABLE: [Twin; TWINS] = [const {
+    Twin {
+        state: AtomicU8::new(FREE),
+        epfd: AtomicI32::new(-1),
+        fd: AtomicI32::new(-1),
+        side: AtomicI32::new(-1),
+        events: AtomicU32::new(0),
+        data: AtomicU64::new(0),
+        slot: AtomicU32::new(0),
+        key: AtomicU64::new(0),
+        mark: AtomicU64::new(0),
+        disarmed: AtomicBool::new(false),
+    }
+}; TWINS];
+
+/// Twins in use: none, and a wait has nothing to look at.
+static LIVE_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// The tags' base, drawn at start-up, with the low byte free for the
+/// index. A fork child keeps its parent's: the parent's twins in sets they
+/// share then look like the child's own, which it has freed, and it drops
+/// their events. A program's data word that equals a live tag (one chance
+/// in 2^56 per word) would be taken for the library's.
+static MAGIC: AtomicU64 = AtomicU64::new(0);
+
+/// Draws this process's tag base (the constructor).
+pub fn new_magic() {
+    let mut seed = 0u64;
+    // SAFETY: getrandom into an 8-byte local; a failure leaves the clock.
+    let got = unsafe {
+        ipc_offload_engine::sys::syscall6(libc::SYS_getrandom, [&mut seed as *mut u64 as usize, 8, 1, 0, 0, 0])
+    };
+    if got.is_err() {
+        seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
+    }
+    MAGIC.store((seed | 1 << 63) & !0xff, Relaxed);
+}
+
+fn tag(index: usize) -> u64 {
+    MAGIC.load(Relaxed) | index as u64
+}
+
+/// True if any twin is in use (the wait hooks' test).
+pub fn any() -> bool {
+    LIVE_COUNT.load(Relaxed) != 0
+}
+
+/// The twin a data word names, if it is one of this process's live tags.
+pub fn by_tag(data: u64) -> Option<TwinView> {
+    let magic = MAGIC.load(Relaxed);
+    if data & !0xff != magic {
+        return None;
+    }
+    view((data & 0xff) as usize)
+}
+
+/// True if `data` looks like a tag of this process (live or not).
+pub fn is_tag_shaped(data: u64) -> bool {
+    data & !0xff == MAGIC.load(Relaxed)
+}
+
+fn view(index: usize) -> Option<TwinView> {
+    let t = TABLE.get(index)?;
+    if t.state.load(Acquire) != LIVE {
+        return None;
+    }
+    Some(TwinView {
+        index,
+        epfd: t.epfd.load(Relaxed),
+        fd: t.fd.load(Relaxed),
+        events: t.events.load(Relaxed),
+        data: t.data.load(Relaxed),
+        slot: t.slot.load(Relaxed) as usize,
+        key: t.key.load(Relaxed),
+        mark: t.mark.load(Relaxed),
+        disarmed: t.disarmed.load(Relaxed),
+    })
+}
+
+/// Calls `each` for every live twin in set `epfd`.
+pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView)) {
+    if !any() {
+        return;
+    }
+    for index in 0..TWINS {
+        if TABLE[index].state.load(Relaxed) == LIVE && TABLE[index].epfd.load(Relaxed) == epfd {
+            if let Some(v) = view(index) {
+                each(v);
+            }
+        }
+    }
+}
+
+/// The live twin of (`epfd`, `fd`).
+pub fn find(epfd: i32, fd: i32) -> Option<TwinView> {
+    (0..TWINS).filter_map(view).find(|v| v.epfd == epfd && v.fd == fd)
+}
+
+/// Records that `fd` (reader channel `slot`/`key`, side-channel socket
+/// `side`) is registered in `epfd` with `events` and `data`: updates its
+/// twin, or registers a new one. False if none could be had (table full,
+/// or the side channel already in that set for another fd of the socket).
+pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64, side: i32) -> bool {
+    if let Some(v) = find(epfd, fd) {
+        if v.slot == slot && v.key == key && TABLE[v.index].side.load(Relaxed) == side {
+            let t = &TABLE[v.index];
+            t.events.store(events, Relaxed);
+            t.data.store(data, Relaxed);
+            t.disarmed.store(false, Release);
+            return true;
+        }
+        // The number names another file now.
+        remove_at(v.index, true);
+    }
+    let Some(index) = (0..TWINS).find(|&i| TABLE[i].state.compare_exchange(FREE, BUSY, AcqRel, Relaxed).is_ok())
+    else {
+        return false;
+    };
+    let t = &TABLE[index];
+    t.epfd.store(epfd, Relaxed);
+    t.fd.store(fd, Relaxed);
+    t.side.store(side, Relaxed);
+    t.events.store(events, Relaxed);
+    t.data.store(data, Relaxed);
+    t.slot.store(slot as u32, Relaxed);
+    t.key.store(key, Relaxed);
+    t.mark.store(0, Relaxed);
+    t.disarmed.store(false, Relaxed);
+    let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: tag(index) };
+    // SAFETY: epoll_ctl(2) with a local event.
+    let added = unsafe { (REAL_WAIT.epoll_ctl.get())(epfd, libc::EPOLL_CTL_ADD, side, &mut ev) } == 0;
+    if !added {
+        t.state.store(FREE, Release);
+        return false;
+    }
+    LIVE_COUNT.fetch_add(1, Relaxed);
+    t.state.store(LIVE, Release);
+    true
+}
+
+/// Updates the twin of (`epfd`, `fd`) after the program's EPOLL_CTL_MOD:
+/// its events and data, re-armed.
+pub fn modified(epfd: i32, fd: i32, events: u32, data: u64) {
+    if let Some(v) = find(epfd, fd) {
+        let t = &TABLE[v.index];
+        t.events.store(events, Relaxed);
+        t.data.store(data, Relaxed);
+        t.disarmed.store(false, Release);
+    }
+}
+
+/// Notes that twin `index` reported its fd (edge: at `mark`; one-shot:
+/// disarmed).
+pub fn reported(index: usize, mark: u64, oneshot: bool) {
+    if let Some(t) = TABLE.get(index) {
+        t.mark.store(mark, Relaxed);
+        if oneshot {
+            t.disarmed.store(true, Release);
+        }
+    }
+}
+
+/// Disarms twin `index` (the kernel reported its one-shot fd itself).
+pub fn disarm(index: usize) {
+    if let Some(t) = TABLE.get(index) {
+        t.disarmed.store(true, Release);
+    }
+}
+
+/// Frees twin `index`; with `unregister`, takes its side channel out of
+/// its set too (it is still open: the fd's channel lives on).
+pub fn remove_at(index: usize, unregister: bool) {
+    let Some(t) = TABLE.get(index) else { return };
+    if t.state.compare_exchange(LIVE, BUSY, AcqRel, Relaxed).is_err() {
+        return;
+    }
+    if unregister {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        let (epfd, side) = (t.epfd.load(Relaxed), t.side.load(Relaxed));
+        // SAFETY: epoll_ctl(2) with a local event; a failure (the socket
+        // closed already) needs nothing more.
+        let _ = unsafe { (REAL_WAIT.epoll_ctl.get())(epfd, libc::EPOLL_CTL_DEL, side, &mut ev) };
+    }
+    LIVE_COUNT.fetch_sub(1, Relaxed);
+    t.state.store(FREE, Release);
+}
+
+/// Frees every twin of set `epfd` (it is being closed).
+pub fn remove_set(epfd: i32) {
+    for index in 0..TWINS {
+        if view(index).is_some_and(|v| v.epfd == epfd) {
+            remove_at(index, false);
+        }
+    }
+}
+
+/// Frees every twin of fd `fd` (it is being closed), taking the side
+/// channel out of each set if the channel outlives it.
+pub fn remove_fd(fd: i32, channel_lives: bool) {
+    for index in 0..TWINS {
+        if view(index).is_some_and(|v| v.fd == fd) {
+            remove_at(index, channel_lives);
+        }
+    }
+}
+
+/// In a fork child: every twin is the parent's (its side channels stay
+/// registered in the sets they share; their events, tag-shaped, are
+/// dropped).
+pub fn after_fork() {
+    for t in &TABLE {
+        t.state.store(FREE, Relaxed);
+    }
+    LIVE_COUNT.store(0, Relaxed);
+}
