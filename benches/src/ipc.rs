@@ -263,7 +263,13 @@ pub fn dd_pipeline(input: &Path) -> String {
 
 /// Compiles benches/c/ipc_bench.c into `out` with the system's C compiler.
 pub fn compile(root: &Path, out: &Path) -> Result<(), String> {
-    let source = root.join("benches/c/ipc_bench.c");
+    compile_program(root, "ipc_bench", out)
+}
+
+/// Compiles benches/c/`name`.c (`ipc_bench`, `evloop_bench`) into `out`
+/// with the system's C compiler (`$CC`, or `cc`), as ipc_bench.c is.
+pub fn compile_program(root: &Path, name: &str, out: &Path) -> Result<(), String> {
+    let source = root.join(format!("benches/c/{name}.c"));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -28,13 +28,8 @@ pub type EpollWaitFn = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int
 pub type EpollPwaitFn =
     unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int, *const libc::sigset_t) -> c_int;
 /// epoll_pwait2: (epfd, events, maxevents, timeout, sigmask).
-pub type EpollPwait2Fn = unsafe extern "C" fn(
-    c_int,
-    *mut libc::epoll_event,
-    c_int,
-    *const libc::timespec,
-    *const libc::sigset_t,
-) -> c_int;
+pub type EpollPwait2Fn =
+    unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, *const libc::timespec, *const libc::sigset_t) -> c_int;
 /// poll: (fds, nfds, timeout ms).
 pub type PollFn = unsafe extern "C" fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
 /// ppoll: (fds, nfds, timeout, sigmask).

@@ -24,6 +24,8 @@ pub enum Part {
     Stream,
     /// 64 MiB request/response over a socket and over pipes; 64 B ping-pong.
     Reqresp,
+    /// Event loops: select/poll relays, epoll readers, an epoll ping-pong, asyncio.
+    Evloop,
     /// Sweeps for many-core machines: memcpy workers, concurrent pairs, IPC workers.
     Scaling,
     /// `dd | dd | dd` over a file.
@@ -35,13 +37,14 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 10] = [
+    pub const ALL: [Part; 11] = [
         Part::Memcpy,
         Part::Hook,
         Part::Cache,
         Part::Shm,
         Part::Stream,
         Part::Reqresp,
+        Part::Evloop,
         Part::Scaling,
         Part::Dd,
         Part::Python,
@@ -57,6 +60,7 @@ impl Part {
             Part::Shm => "shm",
             Part::Stream => "stream",
             Part::Reqresp => "reqresp",
+            Part::Evloop => "evloop",
             Part::Scaling => "scaling",
             Part::Dd => "dd",
             Part::Python => "python",
@@ -77,6 +81,9 @@ impl Part {
             Part::Shm => "the [shm] class's region lookup and index update, by the number of shared ranges",
             Part::Stream => "pipe and Unix-socket streams by write size: throughput, and CPU seconds per GiB",
             Part::Reqresp => "64 MiB request/response over a socket and over pipes; 64 B ping-pong",
+            Part::Evloop => {
+                "event loops on nonblocking Unix sockets: select and poll relays, epoll readers, an epoll ping-pong, asyncio"
+            }
             Part::Scaling => "memcpy workers, concurrent stream pairs, and IPC copy workers (for many-core machines)",
             Part::Dd => "dd | dd | dd over a file",
             Part::Python => "python3 multiprocessing.Pipe, duplex (socketpair) and simplex (pipe)",
@@ -205,6 +212,7 @@ mod tests {
     fn parts_by_name_in_the_suites_order() {
         assert_eq!(Part::parse_list("redis,memcpy"), Ok(vec![Part::Memcpy, Part::Redis]));
         assert_eq!(Part::parse_list(" stream , stream "), Ok(vec![Part::Stream]));
+        assert_eq!(Part::parse_list("scaling,evloop,reqresp"), Ok(vec![Part::Reqresp, Part::Evloop, Part::Scaling]));
         assert!(Part::parse_list("memcpy,gpu").unwrap_err().contains("parts: memcpy, hook, cache, shm, stream"));
         assert!(Part::parse_list(",").is_err());
         for p in Part::ALL {

@@ -523,8 +523,7 @@ impl Ring {
                 core::hint::spin_loop();
                 continue;
             }
-            if self.sleep_on(bell, seen, (deadline - now).min(NAP), sleep) == Woken::Interrupted
-                && sleep.mask.is_some()
+            if self.sleep_on(bell, seen, (deadline - now).min(NAP), sleep) == Woken::Interrupted && sleep.mask.is_some()
             {
                 return if done() { Waited::Done } else { Waited::Interrupted };
             }

@@ -73,12 +73,11 @@ static NESTED: [Nest; NESTS] = [const {
 }; NESTS];
 
 fn set_nest(outer: i32, inner: i32, events: u32, data: u64) {
-    let existing = NESTED.iter().find(|n| {
-        n.live.load(Acquire) && n.outer.load(Relaxed) == outer && n.inner.load(Relaxed) == inner
-    });
-    let nest = existing.or_else(|| {
-        NESTED.iter().find(|n| n.live.compare_exchange(false, true, Relaxed, Relaxed).is_ok())
-    });
+    let existing = NESTED
+        .iter()
+        .find(|n| n.live.load(Acquire) && n.outer.load(Relaxed) == outer && n.inner.load(Relaxed) == inner);
+    let nest =
+        existing.or_else(|| NESTED.iter().find(|n| n.live.compare_exchange(false, true, Relaxed, Relaxed).is_ok()));
     if let Some(n) = nest {
         n.outer.store(outer, Relaxed);
         n.inner.store(inner, Relaxed);
@@ -356,7 +355,8 @@ fn translate(epfd: i32, out: &mut [libc::epoll_event], n: usize) -> usize {
                 && due(&t, &look)
                 && nadded < WATCHED
             {
-                added[nadded] = Added { events: libc::EPOLLIN as u32, data: t.data, twin: Some(Reported::of(&t, &look)) };
+                added[nadded] =
+                    Added { events: libc::EPOLLIN as u32, data: t.data, twin: Some(Reported::of(&t, &look)) };
                 nadded += 1;
             }
             continue;

@@ -39,7 +39,8 @@ pub fn registrations(epfd: i32, each: &mut dyn FnMut(Registration)) -> bool {
         let free = &mut buf[held..];
         // SAFETY: read(2) into the free part of a stack buffer (a raw call:
         // libc's read is this library's own hook).
-        let n = unsafe { sys::syscall6(libc::SYS_read, [fd as usize, free.as_mut_ptr() as usize, free.len(), 0, 0, 0]) };
+        let n =
+            unsafe { sys::syscall6(libc::SYS_read, [fd as usize, free.as_mut_ptr() as usize, free.len(), 0, 0, 0]) };
         match n {
             Ok(n) if n > 0 => held += n,
             _ => break,

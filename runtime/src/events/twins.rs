@@ -194,8 +194,7 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
         // The number names another file now.
         remove_at(v.index, true);
     }
-    let Some(index) = (0..TWINS).find(|&i| TABLE[i].state.compare_exchange(FREE, BUSY, AcqRel, Relaxed).is_ok())
-    else {
+    let Some(index) = (0..TWINS).find(|&i| TABLE[i].state.compare_exchange(FREE, BUSY, AcqRel, Relaxed).is_ok()) else {
         return false;
     };
     let t = &TABLE[index];
@@ -217,6 +216,11 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
     }
     LIVE_COUNT.fetch_add(1, Relaxed);
     t.state.store(LIVE, Release);
+    // A REQUEST now wakes the program's wait, which answers it: the fd's
+    // reads need not look for one (while it has no ring, they go straight
+    // to the kernel).
+    crate::ipc::channel::set_quiet(slot, true);
+    crate::ipc::channel::note_twin(slot, true);
     true
 }
 
@@ -264,6 +268,7 @@ pub fn remove_at(index: usize, unregister: bool) {
         let _ = unsafe { (REAL_WAIT.epoll_ctl.get())(epfd, libc::EPOLL_CTL_DEL, side, &mut ev) };
     }
     LIVE_COUNT.fetch_sub(1, Relaxed);
+    crate::ipc::channel::note_twin(t.slot.load(Relaxed) as usize, false);
     t.state.store(FREE, Release);
 }
 

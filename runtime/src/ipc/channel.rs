@@ -172,7 +172,8 @@ struct Slot {
     /// A reader's: it has a ring (offers can come).
     ringed: AtomicBool,
     /// A reader's: no writer with the library has asked for its ring, long
-    /// after it opted in: its reads go to the kernel without the lock
+    /// after it opted in, or an event loop's wait answers REQUESTs for it:
+    /// while it has no ring, its reads go to the kernel without the lock
     /// (see [`quiet_read`]).
     quiet: AtomicBool,
     /// A reader's: its fd was nonblocking when the slow path last looked
@@ -182,6 +183,9 @@ struct Slot {
     /// Calls answered from the tables; every [`LOOK_EVERY`]th takes the slow
     /// path instead (REQUESTs, flags, the reader's liveness).
     calls: AtomicU32,
+    /// A reader's: how many epoll sets hold a twin of it (their waits
+    /// answer its REQUESTs, so its quiet reads need not look for them).
+    twins: AtomicU32,
     state: TrySlot<Channel>,
 }
 
@@ -193,6 +197,7 @@ static SLOTS: [Slot; CHANNELS] = [const {
         quiet: AtomicBool::new(false),
         nonblocking: AtomicBool::new(false),
         calls: AtomicU32::new(0),
+        twins: AtomicU32::new(0),
         state: TrySlot::new(Channel::Empty),
     }
 }; CHANNELS];
@@ -238,6 +243,7 @@ pub fn lock_at(endpoint: Endpoint, role: Role) -> Result<(Locked, usize), Unavai
         if slot.key.compare_exchange(0, key, AcqRel, Relaxed).is_ok() {
             slot.ringed.store(false, Relaxed);
             slot.quiet.store(false, Relaxed);
+            slot.twins.store(0, Relaxed);
             if role == Role::Reader {
                 READERS.fetch_add(1, Relaxed);
             }
@@ -305,7 +311,8 @@ pub fn set_ringed(index: usize, ringed: bool) {
 }
 
 /// Marks the reader channel in slot `index` quiet (no writer with the
-/// library asked for a ring long after it opted in) or not.
+/// library asked for a ring long after it opted in, or an event loop's
+/// wait answers its REQUESTs) or not. A ring clears it.
 pub fn set_quiet(index: usize, quiet: bool) {
     if let Some(slot) = SLOTS.get(index) {
         slot.quiet.store(quiet, Release);
@@ -313,15 +320,24 @@ pub fn set_quiet(index: usize, quiet: bool) {
 }
 
 /// A read of a reader channel that needs nothing of the library: slot
-/// `index` still serves `key`, has no ring and is quiet. Lock-free; every
-/// [`LOOK_EVERY`]th call says no, so that the slow path looks for REQUESTs.
+/// `index` still serves `key`, has no ring and is quiet. Lock-free; unless
+/// an event loop's wait answers its REQUESTs, every [`LOOK_EVERY`]th call
+/// says no, so that the slow path looks for them.
 pub fn quiet_read(index: usize, key: u64) -> bool {
     let Some(slot) = SLOTS.get(index) else { return false };
     slot.key.load(Acquire) == key
         && slot.role.load(Acquire) == Role::Reader as u8
         && slot.quiet.load(Acquire)
         && !slot.ringed.load(Acquire)
-        && tick(index)
+        && (slot.twins.load(Relaxed) > 0 || tick(index))
+}
+
+/// Counts a twin of the reader channel in slot `index` made (`true`) or
+/// gone.
+pub fn note_twin(index: usize, made: bool) {
+    if let Some(slot) = SLOTS.get(index) {
+        let _ = slot.twins.fetch_update(Relaxed, Relaxed, |n| Some(if made { n + 1 } else { n.saturating_sub(1) }));
+    }
 }
 
 /// True while the reader channel in slot `index`, serving `key`, has a

@@ -224,7 +224,8 @@ impl Tally {
 
     /// Notes bytes that went through shared memory, copied by `copier`.
     pub fn copied(&mut self, copier: &Copier, n: u64) {
-        stats::counters(self.class).add_bypassed_bytes(copier.bypassed());
+        // A writer's copier also placed bytes its reader did not take.
+        stats::counters(self.class).add_bypassed_bytes(copier.bypassed().min(n));
         self.engine_bytes(copier.engine(), n);
     }
 

@@ -298,16 +298,20 @@ unsafe fn transfer(
                 continue;
             };
             setup_since = None;
-            let exists = track_writer(reader, offer.writer);
             let Some((ring, _)) = &reader.ring else { continue };
             let mut copier = ctx.reader_copier(capacity);
             let mut copy = copier.as_fn();
-            let mut alive = || exists && writer_alive(reader, offer.writer);
+            // The writer's liveness is asked only when a take waits in vain.
+            let mut alive = || writer_alive(reader, offer.writer);
             // A blocking call with nothing yet waits as long as the writer
             // places bytes; otherwise a read returns what it has once the
             // writer pauses for longer than a step takes.
             let more = if got == 0 && is_blocking { ring::NAP } else { ctx.spin };
-            let mut how = Taking { more, alive: &mut alive, sleep: Sleep { mask: held.as_ref().map(|h| h.outside()), interrupted: false } };
+            let mut how = Taking {
+                more,
+                alive: &mut alive,
+                sleep: Sleep { mask: held.as_ref().map(|h| h.outside()), interrupted: false },
+            };
             let rest = (capacity - got).min(offer.total - offer.taken);
             // SAFETY: the part of the caller's buffers this take fills.
             let ahead = call.contiguous(got, rest).and_then(|dst| unsafe { Ahead::start(dst, rest, ctx.class) });
@@ -470,13 +474,26 @@ fn wait_for_offer(
     }
 }
 
-/// Whether writer `pid` (whose pidfd [`track_writer`] opened) still runs
-/// and has not exec'd: an exec by another of its threads keeps the pid but
+/// Whether writer `pid` (through the pidfd [`track_writer`] opened, or one
+/// opened for the question) still runs and has not exec'd: an exec by another of its threads keeps the pid but
 /// closes its side channel (close-on-exec), which the REQUESTs it sent
 /// named.
 fn writer_alive(reader: &Reader, pid: i32) -> bool {
-    let pidfd = reader.writer.as_ref().filter(|(p, _)| *p == pid).map(|(_, fd)| fd);
-    channel::alive(pidfd) && reader.requester(pid).is_none_or(|addr| net::bound(reader.side.raw(), &addr))
+    let runs = match reader.writer.as_ref().filter(|(p, _)| *p == pid) {
+        Some((_, pidfd)) => net::alive(pidfd.raw()),
+        None => process_alive(pid),
+    };
+    runs && reader.requester(pid).is_none_or(|addr| net::bound(reader.side.raw(), &addr))
+}
+
+/// Whether a process `pid` exists and runs (a pidfd opened for the
+/// question): for a writer the reader holds no pidfd on yet.
+fn process_alive(pid: i32) -> bool {
+    match net::pidfd_open(pid) {
+        Ok(fd) => net::alive(fd.raw()),
+        // ESRCH: no such process; EINVAL: not a pid (0 or negative).
+        Err(e) => e != Errno(libc::ESRCH) && e != Errno(libc::EINVAL),
+    }
 }
 
 /// Keeps a pidfd on the offering writer: opened once per writer, and again

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::{
     Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_COPIED, OFF_OFFER, OFF_STAGED, OFF_STAGED_BELL, OFF_TAKEN,
-    OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SETUP, SEQ_MASK, Sleep, Waited, bytes_of, count, offer_word, seq_of,
+    OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SEQ_MASK, SETUP, Sleep, Waited, bytes_of, count, offer_word, seq_of,
     seq_of_offer, state_of,
 };
 use crate::chaos::point;
@@ -164,9 +164,8 @@ impl Ring {
                 self.drain(seq, taken, how);
                 return Staged { sent: taken, placed, abort: Some(Abort::Withdrawn) };
             }
-            let moved = |ring: &Ring| {
-                ring.u64_at(OFF_TAKEN).load(Acquire) != tw || ring.u64_at(OFF_COPIED).load(Acquire) != cw
-            };
+            let moved =
+                |ring: &Ring| ring.u64_at(OFF_TAKEN).load(Acquire) != tw || ring.u64_at(OFF_COPIED).load(Acquire) != cw;
             // A step is placed: the reader is a moment away. Poll as the
             // mode says, then sleep for it.
             let _: Waited = self.wait_until(OFF_TAKEN_BELL, self.spin, deadline, &mut sleep, &mut || moved(self));

@@ -82,13 +82,7 @@ impl Ring {
         if [total, staged, taken].iter().any(|word| seq_of(*word) != seq) || taken & CLOSED != 0 {
             return None;
         }
-        Some(Open {
-            seq,
-            writer: pid_of(w),
-            total: bytes_of(total),
-            staged: bytes_of(staged),
-            taken: bytes_of(taken),
-        })
+        Some(Open { seq, writer: pid_of(w), total: bytes_of(total), staged: bytes_of(staged), taken: bytes_of(taken) })
     }
 
     /// Bytes a read could take now, without waiting.
@@ -138,7 +132,10 @@ impl Ring {
             let Some(o) = self.open_offer().filter(|o| o.seq == seq) else { return (got, None) };
             let copied = self.u64_at(OFF_COPIED).load(Relaxed);
             let copied = if seq_of(copied) == o.seq { bytes_of(copied) } else { o.taken };
-            if o.total > MAX_OFFER || o.staged > o.total || o.taken > o.staged || o.staged - copied.min(o.staged) > capacity
+            if o.total > MAX_OFFER
+                || o.staged > o.total
+                || o.taken > o.staged
+                || o.staged - copied.min(o.staged) > capacity
             {
                 return (got, Some(Abort::Corrupt));
             }
@@ -151,7 +148,8 @@ impl Ring {
                 let since = *waiting_since.get_or_insert_with(Instant::now);
                 let deadline = since + how.more;
                 let mark = self.placed_mark();
-                let moved = |ring: &Ring| ring.placed_mark() != mark || ring.open_offer().is_none_or(|n| n.seq != o.seq);
+                let moved =
+                    |ring: &Ring| ring.placed_mark() != mark || ring.open_offer().is_none_or(|n| n.seq != o.seq);
                 match self.wait_until(OFF_STAGED_BELL, self.spin, deadline, &mut how.sleep, &mut || moved(self)) {
                     Waited::Done => continue,
                     Waited::Interrupted => return (got, None),

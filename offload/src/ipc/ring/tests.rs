@@ -216,8 +216,7 @@ fn the_reader_keeps_what_a_dead_writer_placed_and_ends_its_offer() {
     let mut dead = || false;
     let mut how = Taking { more: Duration::from_millis(5), alive: &mut dead, sleep: Sleep::default() };
     // SAFETY: a megabyte of room.
-    let (got, abort) =
-        unsafe { reader.take(offer.seq, &mut Cursor::new(&segs), 1 << 20, &mut plain_copy(), &mut how) };
+    let (got, abort) = unsafe { reader.take(offer.seq, &mut Cursor::new(&segs), 1 << 20, &mut plain_copy(), &mut how) };
     assert_eq!((got, abort), (200_000, Some(Abort::PeerGone)));
     assert_eq!(out[..200_000], data[..]);
     assert!(reader.end_orphan(offer.seq, WRITER));
@@ -333,7 +332,6 @@ fn a_placed_step_rings_the_reader_awake_and_moves_the_mark() {
     assert_eq!(n, 70_000);
     assert_ne!(reader.placed_mark(), before);
 }
-
 
 #[test]
 fn cursors_span_iovecs() {
@@ -451,4 +449,3 @@ fn a_side_polls_only_while_its_peer_runs_on_another_cpu() {
     writer.u32_at(OFF_READER_CPU).store(u32::MAX, Relaxed);
     assert_eq!(writer.spin_for(spin), spin);
 }
-
