@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use ipc_offload_tests::reliability::class_total;
+use ipc_offload_tests::reliability::{class_total, stats_files};
 use ipc_offload_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -236,6 +236,8 @@ struct Edge {
     out: Outcome,
     /// Fast-path bytes, sockets and pipes, all processes that wrote stats.
     fast: u64,
+    /// The stats files of the run with the library.
+    stats: Vec<PathBuf>,
 }
 
 /// Runs `evloop_edges ARGS` without and with the library: the run without
@@ -255,7 +257,7 @@ fn edge_case(args: &[&str], expected: &str, watchdog: Duration) -> Edge {
     assert!(out.library_lines().is_empty(), "{args:?}: {}", out.stderr);
     let fast = fast_bytes(&stats);
     eprintln!("{args:?}: {fast} fast-path bytes");
-    Edge { out, fast }
+    Edge { out, fast, stats: stats_files(&stats) }
 }
 
 /// Fast-path bytes of both classes over FILE and FILE.PID.
@@ -404,6 +406,45 @@ fn exec_after_the_fast_path_without_the_library() {
         &format!(
             "exec-after-nolib: the first 67108864 bytes in order with read() and recv() in an epoll loop\n{EXEC_READER}"
         ),
+    );
+}
+
+#[test]
+fn an_epoll_set_inherited_across_exec_keeps_the_fast_path() {
+    // The anchors lose their acceleration at exec (OpenOnload hands the new
+    // program a plain kernel set): here the exec'd reader learns the set it
+    // inherited at its first wait, and its own reads take the fast path.
+    let e = stream_edge(
+        &["exec-epoll"],
+        "exec-epoll: the first 67108864 bytes in order in an epoll loop\n\
+         exec-epoll-reader: bytes 67108864 to 268435456 of the stream through the inherited set, in order, \
+         then eof; writer exited 0\n",
+    );
+    let pid: u32 = e
+        .out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("exec-epoll-reader pid "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid line: {:#?}", e.out));
+    let reader = e
+        .stats
+        .iter()
+        .map(|f| read_stats(f))
+        .find(|s| s["pid"].as_u64() == Some(u64::from(pid)))
+        .unwrap_or_else(|| panic!("no stats of the exec'd reader {pid}"));
+    let fast = counter(&reader, "unix", "fast_path_bytes");
+    assert!(fast >= 64 * MIB, "the exec'd reader took only {fast} bytes from the fast path");
+}
+
+#[test]
+fn epoll_ctl_never_waits_for_a_spinning_wait() {
+    // An OpenOnload defect: a thread spinning in epoll_wait delayed
+    // epoll_ctl by over a second. Here a wait never holds what epoll_ctl
+    // needs.
+    stream_edge(
+        &["ctl-while-spinning"],
+        "ctl-while-spinning: 134217728 bytes in order, then eof; epoll_ctl never waited; writer exited 0\n",
     );
 }
 

@@ -60,6 +60,18 @@
  *                    of the exec
  *   exec-reader FD OFFSET TOTAL WRITER_PID
  *                    reads FD to EOF: the stream from OFFSET to TOTAL
+ *   exec-epoll       the first 64 MiB as exec-after, through a set made
+ *                    without EPOLL_CLOEXEC; then the reader execs this
+ *                    program as exec-epoll-reader, which reads the rest
+ *                    through the set it inherited (epoll_wait on the
+ *                    inherited fd, one recv per event; its pid on stderr)
+ *   exec-epoll-reader EPFD FD OFFSET TOTAL WRITER_PID
+ *   ctl-while-spinning
+ *                    a thread spins in epoll_wait with timeout 0 on a set
+ *                    holding the socket while 128 MiB stream in; the main
+ *                    thread adds and removes an idle pipe in the same set
+ *                    2000 times: no epoll_ctl may wait for the spinning
+ *                    wait (the longest under 500 ms; the figure on stderr)
  *   kill-writer-epoll, kill-writer-poll, kill-writer-select [unix|pipe]
  *                    a nonblocking reader waiting in epoll, poll or select
  *                    kills the writer of 256 MiB with SIGKILL once it has
@@ -729,6 +741,119 @@ static int exec_reader_mode(int argc, char **argv) {
     return got.at != total;
 }
 
+/* The exec'd half of exec-epoll: reads through the inherited set. */
+static int exec_epoll_reader_mode(int argc, char **argv) {
+    if (argc != 7) die(2, "usage: exec-epoll-reader EPFD FD OFFSET TOTAL WRITER_PID");
+    int ep = atoi(argv[2]), fd = atoi(argv[3]);
+    uint64_t from = strtoull(argv[4], NULL, 0), total = strtoull(argv[5], NULL, 0);
+    pid_t writer = (pid_t)atoi(argv[6]);
+    alarm(60);
+    fprintf(stderr, "exec-epoll-reader pid %d\n", (int)getpid());
+    /* The set holds only the socket, registered before the exec with an
+       address of the old image as its data: any event is the socket's. */
+    uint8_t *buf = ev_map(MIB);
+    struct ev_got got = {from, EV_FNV_OFFSET};
+    struct epoll_event evs[4];
+    for (int eof = 0; !eof;) {
+        int n = epoll_wait(ep, evs, 4, 10000);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die(1, "exec-epoll-reader: epoll_wait %d at %llu", n, (unsigned long long)got.at);
+        ssize_t r = recv(fd, buf, MIB, 0);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (r < 0) die(1, "exec-epoll-reader: %s", strerror(errno));
+        if (r == 0) eof = 1;
+        else ev_verify(&got, buf, (size_t)r, "exec-epoll-reader: ");
+    }
+    printf("exec-epoll-reader: bytes %llu to %llu of the stream through the inherited set, in order, then eof; "
+           "writer %s\n",
+           (unsigned long long)from, (unsigned long long)got.at, wait_child(writer));
+    return got.at != total;
+}
+
+/* exec-epoll: the first 64 MiB, then the exec. */
+static int exec_epoll_mode(void) {
+    int sv[2];
+    make_pair(sv, 0);
+    pid_t writer = fork_writer(sv[1], sv[0], 0, AFTER_TOTAL);
+    close(sv[1]);
+    int fd = sv[0];
+    ev_nonblock(fd, 1);
+    int ep = epoll_create1(0); /* inherited by the exec */
+    if (ep < 0) die(2, "epoll_create1: %s", strerror(errno));
+    ctl(ep, EPOLL_CTL_ADD, fd, EPOLLIN, &sock_tag);
+    void *tags[] = {&sock_tag, NULL};
+    uint8_t *buf = ev_map(MIB);
+    struct ev_got got = EV_GOT_INIT;
+    struct epoll_event evs[4];
+    for (;;) {
+        wait_events(ep, evs, 4, 10000, 0, tags);
+        int r = drain(fd, buf, &got, 1, AFTER_FIRST, 0);
+        if (r == AT_LIMIT) break;
+        if (r == AT_EOF) die(1, "eof after %llu bytes", (unsigned long long)got.at);
+    }
+    printf("exec-epoll: the first %llu bytes in order in an epoll loop\n", (unsigned long long)got.at);
+    if (fcntl(fd, F_SETFD, 0) != 0) die(2, "fcntl: %s", strerror(errno));
+    char eps[16], fds[16], from[32], total[32], pid[16];
+    snprintf(eps, sizeof eps, "%d", ep);
+    snprintf(fds, sizeof fds, "%d", fd);
+    snprintf(from, sizeof from, "%llu", (unsigned long long)got.at);
+    snprintf(total, sizeof total, "%llu", (unsigned long long)AFTER_TOTAL);
+    snprintf(pid, sizeof pid, "%d", (int)writer);
+    char *args[] = {"evloop_edges", "exec-epoll-reader", eps, fds, from, total, pid, NULL};
+    execve("/proc/self/exe", args, environ);
+    die(2, "execve: %s", strerror(errno));
+    return 2;
+}
+
+/* ctl-while-spinning: epoll_ctl beside a thread spinning in epoll_wait. */
+static struct {
+    int ep, fd;
+    struct ev_got got;
+} spin_state;
+
+static void *spinning_reader(void *arg) {
+    (void)arg;
+    uint8_t *buf = ev_map(MIB);
+    struct epoll_event evs[8];
+    for (;;) {
+        int n = epoll_wait(spin_state.ep, evs, 8, 0);
+        if (n < 0 && errno != EINTR) die(2, "epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr != &sock_tag) continue;
+            if (drain(spin_state.fd, buf, &spin_state.got, 1, 0, 0) == AT_EOF) return NULL;
+        }
+    }
+}
+
+static int ctl_while_spinning_mode(void) {
+    int sv[2], idle[2];
+    make_pair(sv, 0);
+    make_pair(idle, 1);
+    pid_t writer = fork_writer(sv[1], sv[0], 0, 128 * MIB);
+    close(sv[1]);
+    spin_state.fd = sv[0];
+    spin_state.got = (struct ev_got)EV_GOT_INIT;
+    ev_nonblock(sv[0], 1);
+    spin_state.ep = make_epoll();
+    ctl(spin_state.ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, &sock_tag);
+    pthread_t t;
+    pthread_create(&t, NULL, spinning_reader, NULL);
+    double longest = 0;
+    for (int i = 0; i < 2000; i++) {
+        double t0 = now();
+        ctl(spin_state.ep, EPOLL_CTL_ADD, idle[0], EPOLLIN, &idle_tag);
+        ctl(spin_state.ep, EPOLL_CTL_DEL, idle[0], 0, NULL);
+        double dt = now() - t0;
+        if (dt > longest) longest = dt;
+    }
+    pthread_join(t, NULL);
+    fprintf(stderr, "ctl-while-spinning: the longest ADD+DEL took %.3f ms\n", longest * 1e3);
+    printf("ctl-while-spinning: %llu bytes in order, then eof; epoll_ctl %s; writer %s\n",
+           (unsigned long long)spin_state.got.at, longest < 0.5 ? "never waited" : "waited",
+           wait_child(writer));
+    return 0;
+}
+
 static int after_mode(const char *mode) {
     int sv[2];
     make_pair(sv, 0);
@@ -919,6 +1044,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argv[1];
     if (strcmp(mode, "exec-reader") == 0) return exec_reader_mode(argc, argv);
+    if (strcmp(mode, "exec-epoll-reader") == 0) return exec_epoll_reader_mode(argc, argv);
     alarm(60);
     int use_pipe = argc > 2 && strcmp(argv[2], "pipe") == 0;
     if (argc > 2 && !use_pipe && strcmp(argv[2], "unix") != 0) {
@@ -935,6 +1061,8 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "starvation") == 0) return starvation_mode();
     if (strcmp(mode, "edge-once") == 0) return edge_once_mode();
     if (strcmp(mode, "epollout") == 0) return epollout_mode();
+    if (strcmp(mode, "exec-epoll") == 0) return exec_epoll_mode();
+    if (strcmp(mode, "ctl-while-spinning") == 0) return ctl_while_spinning_mode();
     if (strcmp(mode, "splice-after") == 0 || strcmp(mode, "raw-after") == 0 || strcmp(mode, "exec-after") == 0 ||
         strcmp(mode, "exec-after-nolib") == 0)
         return after_mode(mode);
