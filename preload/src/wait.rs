@@ -15,38 +15,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ipc_offload_engine::real_wait::REAL_WAIT;
 use ipc_offload_runtime::events;
+use ipc_offload_runtime::events::timeout::{from_ms, from_timespec, to_ms, to_timespec};
 use ipc_offload_runtime::ipc::channel::any_reader;
-
-/// A wait's timeout in milliseconds as a duration (negative: none).
-fn from_ms(ms: c_int) -> Option<Duration> {
-    (ms >= 0).then(|| Duration::from_millis(ms as u64))
-}
-
-/// A duration as a kernel timeout in milliseconds, rounded up (a wait
-/// never ends before its time); -1 for none.
-fn to_ms(d: Option<Duration>) -> c_int {
-    d.map_or(-1, |d| d.as_nanos().div_ceil(1_000_000).min(c_int::MAX as u128) as c_int)
-}
-
-/// A timespec timeout as a duration (null: none).
-///
-/// # Safety
-/// `ts` null or valid.
-unsafe fn from_timespec(ts: *const libc::timespec) -> Option<Duration> {
-    if ts.is_null() {
-        return None;
-    }
-    // SAFETY: the caller's timespec, valid per contract.
-    let ts = unsafe { *ts };
-    Some(Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32))
-}
-
-fn to_timespec(d: Duration) -> libc::timespec {
-    libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
-    }
-}
 
 /// Runs a wait's slow path; a panic (a bug) falls back to the real call.
 fn guarded(slow: impl FnOnce() -> c_int, real: impl FnOnce() -> c_int) -> c_int {
@@ -290,25 +260,4 @@ pub unsafe extern "C" fn pselect(
         },
         || real(nfds, read, write, except, timeout),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeouts_convert_both_ways_rounding_up() {
-        assert_eq!(from_ms(-1), None);
-        assert_eq!(from_ms(0), Some(Duration::ZERO));
-        assert_eq!(to_ms(None), -1);
-        assert_eq!(to_ms(Some(Duration::ZERO)), 0);
-        assert_eq!(to_ms(Some(Duration::from_micros(1))), 1, "never early");
-        assert_eq!(to_ms(Some(Duration::from_millis(250))), 250);
-        assert_eq!(to_ms(Some(Duration::from_secs(u64::MAX / 4))), c_int::MAX);
-        let ts = libc::timespec { tv_sec: 2, tv_nsec: 5 };
-        // SAFETY: a local timespec.
-        assert_eq!(unsafe { from_timespec(&ts) }, Some(Duration::new(2, 5)));
-        // SAFETY: null means no limit.
-        assert_eq!(unsafe { from_timespec(core::ptr::null()) }, None);
-    }
 }

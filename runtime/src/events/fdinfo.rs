@@ -25,10 +25,13 @@ pub struct Registration {
 /// Calls `each` for every registration of epoll set `epfd`; false if its
 /// fdinfo could not be read.
 pub fn registrations(epfd: i32, each: &mut dyn FnMut(Registration)) -> bool {
+    if epfd < 0 {
+        return false;
+    }
     let mut path = [0u8; 48];
     let prefix = b"/proc/self/fdinfo/";
     path[..prefix.len()].copy_from_slice(prefix);
-    let mut at = prefix.len() + write_decimal(&mut path[prefix.len()..], epfd.max(0) as u64);
+    let mut at = prefix.len() + write_decimal(&mut path[prefix.len()..], epfd as u64);
     path[at] = 0;
     at += 1;
     let Ok(path) = core::ffi::CStr::from_bytes_with_nul(&path[..at]) else { return false };

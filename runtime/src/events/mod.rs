@@ -21,6 +21,7 @@
 pub mod epoll;
 pub mod fdinfo;
 pub mod poll;
+pub mod timeout;
 pub mod twins;
 
 use core::time::Duration;

@@ -22,7 +22,7 @@ const EXTRA: usize = 32;
 /// Most pollfd entries one call copies (the program's and the extras).
 const ARRAY: usize = 256;
 /// select's limit on fd numbers.
-const SETSIZE: usize = libc::FD_SETSIZE as usize;
+const SETSIZE: usize = libc::FD_SETSIZE;
 
 /// The reader channels a call watches: which entry (poll) or fd (select)
 /// each one answers for, and how it looked.
@@ -280,4 +280,38 @@ fn as_set(bits: &mut Bits) -> *mut libc::fd_set {
 /// Our copy of a set the program gave, or null as it gave none.
 fn as_set_or_null(bits: &mut Bits, program: *mut libc::fd_set) -> *mut libc::fd_set {
     if program.is_null() { core::ptr::null_mut() } else { as_set(bits) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_set_bits_round_trip() {
+        let mut set: libc::fd_set = unsafe { core::mem::zeroed() };
+        // SAFETY: a local fd_set.
+        unsafe {
+            libc::FD_SET(3, &mut set);
+            libc::FD_SET(1000, &mut set);
+        }
+        // SAFETY: a local fd_set.
+        let mut bits = unsafe { bits_of(&set) };
+        assert!(has(&bits, 3) && has(&bits, 1000) && !has(&bits, 4));
+        assert!(!has(&bits, SETSIZE), "beyond the set");
+        assert_eq!(count_bits(&bits), 2);
+        put(&mut bits, 3, false);
+        put(&mut bits, 64, true);
+        put(&mut bits, SETSIZE + 5, true);
+        assert_eq!(count_bits(&bits), 2);
+        // SAFETY: a local fd_set.
+        unsafe {
+            store_bits(&mut set, &bits);
+            assert!(!libc::FD_ISSET(3, &set) && libc::FD_ISSET(64, &set) && libc::FD_ISSET(1000, &set));
+        }
+        // SAFETY: null is an empty set, and writing to none does nothing.
+        unsafe {
+            assert_eq!(count_bits(&bits_of(core::ptr::null())), 0);
+            store_bits(core::ptr::null_mut(), &bits);
+        }
+    }
 }

@@ -164,11 +164,12 @@ pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView)) {
     if !any() {
         return;
     }
-    for index in 0..TWINS {
-        if TABLE[index].state.load(Relaxed) == LIVE && TABLE[index].epfd.load(Relaxed) == epfd {
-            if let Some(v) = view(index) {
-                each(v);
-            }
+    for (index, t) in TABLE.iter().enumerate() {
+        if t.state.load(Relaxed) == LIVE
+            && t.epfd.load(Relaxed) == epfd
+            && let Some(v) = view(index)
+        {
+            each(v);
         }
     }
 }
@@ -299,4 +300,66 @@ pub fn after_fork() {
         t.state.store(FREE, Relaxed);
     }
     LIVE_COUNT.store(0, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test: the table is process-wide.
+    #[test]
+    fn twins_are_registered_found_by_tag_and_freed() {
+        new_magic();
+        // SAFETY: plain calls on fds this test owns.
+        let (ep, side, fd) = unsafe {
+            let mut sv = [0i32; 2];
+            assert_eq!(libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, sv.as_mut_ptr()), 0);
+            (libc::epoll_create1(libc::EPOLL_CLOEXEC), sv[0], sv[1])
+        };
+        assert!(!any());
+        assert!(install(ep, fd, libc::EPOLLIN as u32 | libc::EPOLLET as u32, 0xfeed, 7, 0x77, side));
+        assert!(any());
+        let t = find(ep, fd).expect("installed");
+        assert!(t.armed() && t.edge() && !t.oneshot());
+        assert_eq!((t.data, t.slot, t.key), (0xfeed, 7, 0x77));
+        let tag = MAGIC.load(Relaxed) | t.index as u64;
+        assert_eq!(by_tag(tag).map(|v| v.index), Some(t.index));
+        assert!(is_tag_shaped(tag));
+        assert_eq!(by_tag(0xfeed), None, "the program's own data word");
+        // The side channel is in the set with the tag: a datagram makes it
+        // ready, and the event carries the tag.
+        // SAFETY: a one-byte send on our own socket, then epoll_wait into
+        // a local array.
+        unsafe {
+            assert_eq!(libc::send(fd, b"x".as_ptr().cast(), 1, 0), 1);
+            let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 2];
+            assert_eq!(libc::epoll_wait(ep, ev.as_mut_ptr(), 2, 1000), 1);
+            assert_eq!({ ev[0].u64 }, tag);
+        }
+        // Re-armed and updated by the program's MOD; disarmed when reported
+        // one-shot.
+        modified(ep, fd, libc::EPOLLIN as u32 | libc::EPOLLONESHOT as u32, 0xbeef);
+        reported(t.index, 42, true);
+        let t = find(ep, fd).unwrap();
+        assert_eq!((t.data, t.mark, t.disarmed, t.armed()), (0xbeef, 42, true, false));
+        modified(ep, fd, libc::EPOLLIN as u32 | libc::EPOLLONESHOT as u32, 0xbeef);
+        assert!(find(ep, fd).unwrap().armed(), "re-armed");
+        // The same side channel cannot be in the set twice.
+        assert!(!install(ep, fd + 1000, libc::EPOLLIN as u32, 1, 8, 0x88, side));
+        remove_fd(fd, true);
+        assert_eq!(find(ep, fd), None);
+        assert!(!any());
+        assert_eq!(by_tag(tag), None, "freed");
+        assert!(is_tag_shaped(tag), "still the library's: dropped, never the program's");
+        // A fork child forgets its parent's twins.
+        assert!(install(ep, fd, libc::EPOLLIN as u32, 3, 9, 0x99, side));
+        after_fork();
+        assert!(!any());
+        // SAFETY: closing fds this test owns.
+        unsafe {
+            for f in [ep, side, fd] {
+                libc::close(f);
+            }
+        }
+    }
 }

@@ -268,10 +268,7 @@ pub fn lock_index(index: usize, key: u64, role: Role) -> Option<Locked> {
     let guard = slot.state.try_lock()?;
     // Checked again under the lock: the slot may have been freed and taken
     // for another key between the two.
-    let same = match (&*guard, role) {
-        (Channel::Reader(_), Role::Reader) | (Channel::Writer(_), Role::Writer) => true,
-        _ => false,
-    };
+    let same = matches!((&*guard, role), (Channel::Reader(_), Role::Reader) | (Channel::Writer(_), Role::Writer));
     (slot.key.load(Acquire) == key && same).then_some(guard)
 }
 
