@@ -326,6 +326,23 @@ mod tests {
     }
 
     #[test]
+    fn evloop_bench_compiles_without_a_warning() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = std::env::temp_dir().join(format!("evloop-bench-compile-{}", std::process::id()));
+        let out = dir.join("evloop_bench");
+        compile_program(root, "evloop_bench", &out).unwrap();
+        assert!(out.exists());
+        let strict = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
+            .arg(root.join("benches/c/evloop_bench.c"))
+            .status()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(strict.success());
+        assert!(compile_program(root, "no_such_program", &dir.join("x")).is_err());
+    }
+
+    #[test]
     fn finds_sh_on_path() {
         assert!(find_program("sh").is_some());
         assert!(find_program("no-such-program-here").is_none());

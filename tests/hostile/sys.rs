@@ -40,8 +40,16 @@ pub fn identity(fd: &OwnedFd) -> (u64, u64) {
     (st.st_dev, st.st_ino)
 }
 
+/// The seals a ring gets (docs/ipc-protocol.md, "The ring").
+pub const RING_SEALS: libc::c_int = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+
 /// A memfd of `size` bytes, sealed against resizing when `sealed`.
 pub fn memfd(size: u64, sealed: bool) -> OwnedFd {
+    memfd_sealed(size, if sealed { RING_SEALS } else { 0 })
+}
+
+/// A memfd of `size` bytes with `seals` added.
+pub fn memfd_sealed(size: u64, seals: libc::c_int) -> OwnedFd {
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: a literal name; the result is checked.
     let fd = check(unsafe { libc::memfd_create(c"hostile-ring".as_ptr(), flags) }).unwrap();
@@ -49,12 +57,44 @@ pub fn memfd(size: u64, sealed: bool) -> OwnedFd {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: a valid fd.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) }).unwrap();
-    if sealed {
-        let seals = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    if seals != 0 {
         // SAFETY: a valid memfd made with MFD_ALLOW_SEALING.
         check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).unwrap();
     }
     fd
+}
+
+/// The seals of a memfd.
+pub fn seals(fd: &OwnedFd) -> libc::c_int {
+    // SAFETY: F_GET_SEALS on a valid fd.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) }).unwrap()
+}
+
+/// The size of a file.
+pub fn size(fd: &OwnedFd) -> u64 {
+    // SAFETY: plain data, zeroes valid; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a stat buffer of this frame.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }).unwrap();
+    st.st_size as u64
+}
+
+/// Gives a file to another owner (only root may); false if refused.
+pub fn chown(fd: &OwnedFd, uid: u32) -> bool {
+    // SAFETY: fchown on a valid fd.
+    unsafe { libc::fchown(fd.as_raw_fd(), uid, uid) == 0 }
+}
+
+/// Whether the peer of a connected stream socket has closed its end.
+pub fn hung_up(fd: &OwnedFd) -> bool {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one pollfd of this frame.
+    unsafe { libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0 }
+}
+
+/// How many fds process `pid` has open (/proc/PID/fd).
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
 }
 
 /// A shared read-write mapping of a file.
@@ -173,6 +213,12 @@ fn abstract_addr(name: &[u8]) -> (libc::sockaddr_un, libc::socklen_t) {
 
 /// Sends `data` to the abstract `name` with `fds` attached.
 pub fn send_to(fd: &OwnedFd, name: &[u8], data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    send_as(fd, name, data, fds, None)
+}
+
+/// [`send_to`] with explicit SCM_CREDENTIALS `(pid, uid)`: only root may
+/// name another uid than its own.
+pub fn send_as(fd: &OwnedFd, name: &[u8], data: &[u8], fds: &[RawFd], creds: Option<(i32, u32)>) -> io::Result<()> {
     let (mut addr, addr_len) = abstract_addr(name);
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     let mut control = [0u64; 32];
@@ -182,19 +228,35 @@ pub fn send_to(fd: &OwnedFd, name: &[u8], data: &[u8], fds: &[RawFd]) -> io::Res
     msg.msg_namelen = addr_len;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        let bytes = size_of_val(fds) as u32;
+    let rights = size_of_val(fds) as u32;
+    let ucred = size_of::<libc::ucred>() as u32;
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe {
+        (if fds.is_empty() { 0 } else { libc::CMSG_SPACE(rights) })
+            + (if creds.is_some() { libc::CMSG_SPACE(ucred) } else { 0 })
+    } as usize;
+    if space > 0 {
         msg.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is arithmetic.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+        msg.msg_controllen = space;
         assert!(msg.msg_controllen <= size_of_val(&control));
-        // SAFETY: the control buffer holds CMSG_SPACE(bytes) bytes.
+        // SAFETY: the control buffer holds `space` bytes: room for both
+        // messages, walked with the CMSG macros.
         unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as usize;
-            core::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if !fds.is_empty() {
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(rights) as usize;
+                core::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+            if let Some((pid, uid)) = creds {
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_CREDENTIALS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(ucred) as usize;
+                let cred = libc::ucred { pid, uid, gid: uid };
+                core::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::ucred>(), cred);
+            }
         }
     }
     // SAFETY: every pointer in `msg` refers to this frame or to `data`.

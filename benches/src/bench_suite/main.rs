@@ -5,12 +5,13 @@
 //!     cargo build --release && target/release/bench-suite [--quick] [--only PART,...] [--out DIR]
 //!
 //! Parts (`--only`, `--skip`): memcpy, hook, cache, shm, stream, reqresp,
-//! scaling, dd, python, redis (see `--help`). Writes `DIR/suite-PART.json` per part,
+//! evloop, scaling, dd, python, redis (see `--help`). Writes `DIR/suite-PART.json` per part,
 //! `DIR/suite-*.svg`, and `DIR/suite.md` (also on stdout); progress on
 //! stderr.
 
 mod copies;
 mod ctx;
+mod evloop;
 mod programs;
 mod transfers;
 
@@ -45,6 +46,9 @@ Parts, in the order they run:
   shm      the [shm] class's region lookup and index update: shm-lookup-bench
   stream   pipe and Unix-socket streams, 64 KiB to 16 MiB writes: GB/s and CPU s/GiB
   reqresp  64 MiB request/response (socket, pipes); 64 B ping-pong
+  evloop   event loops on nonblocking Unix sockets: select and poll relays
+           (1 MiB and 16 KiB buffers), epoll readers (level- and edge-triggered),
+           a 64 B epoll ping-pong, Python asyncio; CPU s/GiB
   scaling  memcpy copy workers, concurrent stream pairs, IPC copy workers
   dd       dd | dd | dd over a file
   python   python3 multiprocessing.Pipe, duplex and simplex
@@ -183,6 +187,7 @@ fn plan(ctx: &Ctx, part: Part) -> f64 {
         Part::Shm => 2.0,
         Part::Stream => transfers::plan_stream(ctx),
         Part::Reqresp => transfers::plan_reqresp(ctx),
+        Part::Evloop => evloop::plan_evloop(ctx),
         Part::Scaling => copies::plan_scaling(ctx) + transfers::plan_scaling(ctx),
         Part::Dd => programs::plan_dd(ctx),
         Part::Python => programs::plan_python(ctx),
@@ -198,6 +203,7 @@ fn run_part(ctx: &mut Ctx, part: Part) -> Result<PartResult, String> {
         Part::Shm => copies::run_shm(ctx),
         Part::Stream => transfers::run_stream(ctx),
         Part::Reqresp => transfers::run_reqresp(ctx),
+        Part::Evloop => evloop::run_evloop(ctx),
         Part::Scaling => transfers::run_scaling(ctx),
         Part::Dd => programs::run_dd(ctx),
         Part::Python => programs::run_python(ctx),
@@ -369,8 +375,24 @@ mod tests {
         assert!(args(&["--help"]).unwrap().is_none());
         assert!(args(&["--rounds", "0"]).is_err());
         assert!(args(&["--only", "gpu"]).is_err());
-        assert!(args(&["--skip", "memcpy,hook,cache,shm,stream,reqresp,scaling,dd,python,redis"]).is_err());
+        assert!(args(&["--skip", "memcpy,hook,cache,shm,stream,reqresp,evloop,scaling,dd,python,redis"]).is_err());
+        let a = args(&["--quick", "--only", "evloop"]).unwrap().unwrap();
+        assert_eq!(a.parts, vec![Part::Evloop]);
+        let a = args(&["--skip", "reqresp,scaling"]).unwrap().unwrap();
+        let i = a.parts.iter().position(|p| *p == Part::Evloop).unwrap();
+        assert_eq!((a.parts[i - 1], a.parts[i + 1]), (Part::Stream, Part::Dd));
         assert!(args(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn usage_lists_every_part_in_its_order() {
+        let at: Vec<usize> = Part::ALL
+            .iter()
+            .map(|p| {
+                USAGE.find(&format!("\n  {:<9}", p.name())).unwrap_or_else(|| panic!("{} is not listed", p.name()))
+            })
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
     }
 
     #[test]

@@ -288,6 +288,7 @@ mod tests {
 
     #[test]
     fn fd_set_bits_round_trip() {
+        // SAFETY: an fd_set is plain data: all zeroes is the empty set.
         let mut set: libc::fd_set = unsafe { core::mem::zeroed() };
         // SAFETY: a local fd_set.
         unsafe {
