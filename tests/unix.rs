@@ -367,13 +367,23 @@ fn a_writer_that_execs_from_another_thread_mid_transfer() {
 fn a_reader_that_execs_from_another_thread_mid_transfer() {
     // The writer must notice its reader is gone (its lifeline hangs up at
     // the exec), count only what the reader copied out, and send the rest to
-    // the exec'd reader: no gap, no repeat.
-    let e = edge_case("reader-execs", Duration::from_secs(30));
-    assert_eq!(
-        e.out.stdout,
-        "the exec'd reader got the rest of the stream without a gap\nthe writes completed; the reader ok\n"
-    );
-    assert!(e.peer_gone >= 1, "the exec did not cut a transfer: the case was not exercised");
+    // the exec'd reader: no gap, no repeat. Every run must get that right;
+    // whether the exec lands inside an offer (rather than between two reads)
+    // is up to the schedule, so the case runs until it did, a few times at
+    // most.
+    let mut cut = 0;
+    for _ in 0..5 {
+        let e = edge_case("reader-execs", Duration::from_secs(30));
+        assert_eq!(
+            e.out.stdout,
+            "the exec'd reader got the rest of the stream without a gap\nthe writes completed; the reader ok\n"
+        );
+        cut += e.peer_gone;
+        if cut >= 1 {
+            break;
+        }
+    }
+    assert!(cut >= 1, "the exec never cut a transfer in 5 runs: the case was not exercised");
 }
 
 #[test]

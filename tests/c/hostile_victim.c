@@ -10,14 +10,20 @@
  *   each read: after a read of r bytes, bytes [r, LEN) must still hold it.
  *   Prints "read BYTES READS end=eof|errno=E fds=A->B" (open fds at the
  *   start and at the end); exits 3 if a canary changed.
- * usage: hostile_victim write FD LEN SEED
+ * usage: hostile_victim write FD LEN SEED [CHUNK [block|nonblock]]
  *   writes LEN bytes of pat(i, SEED) to FD (write() until all are sent or
- *   it fails), closes FD; prints "wrote BYTES end=ok|errno=E fds=A->B"; exits
- *   3 if the source buffer changed.
+ *   it fails, at most CHUNK bytes per call when CHUNK is given and not 0),
+ *   closes FD; "nonblock" sets O_NONBLOCK on FD first and waits in poll()
+ *   for POLLOUT after each EAGAIN. Prints "wrote BYTES end=ok|errno=E
+ *   calls=N ms=T fds=A->B" (write() calls, and how long the writes took);
+ *   exits 3 if the source buffer changed.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <time.h>
 #include "common.h"
 
 #define CANARY 0xa5
@@ -74,23 +80,41 @@ static int do_read(int fd, size_t len, const char *out) {
     return 0;
 }
 
-static int do_write(int fd, size_t len, uint32_t seed) {
+static long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+}
+
+static int do_write(int fd, size_t len, uint32_t seed, size_t chunk, int nonblocking) {
     signal(SIGPIPE, SIG_IGN);
     uint8_t *src = guarded(len);
     fill(src, len, seed);
-    size_t sent = 0;
+    if (nonblocking && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) { perror("fcntl"); return 2; }
+    size_t sent = 0, calls = 0;
     int err = 0;
+    long start = now_ms();
     while (sent < len) {
-        ssize_t r = write(fd, src + sent, len - sent);
+        size_t n = len - sent;
+        if (chunk && n > chunk) n = chunk;
+        ssize_t r = write(fd, src + sent, n);
+        calls++;
         if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN && nonblocking) {
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            poll(&p, 1, -1);
+            continue;
+        }
         if (r <= 0) { err = r < 0 ? errno : -1; break; }
+        if ((size_t)r > n) { printf("write returned %zd for %zu\n", r, n); return 3; }
         sent += (size_t)r;
     }
+    long ms = now_ms() - start;
     close(fd);
     long bad = check(src, len, seed);
     if (bad >= 0) { printf("the source changed at byte %ld\n", bad); return 3; }
-    if (err) printf("wrote %zu end=errno=%d fds=%d->%d\n", sent, err, fds_at_start, open_fds());
-    else printf("wrote %zu end=ok fds=%d->%d\n", sent, fds_at_start, open_fds());
+    if (err) printf("wrote %zu end=errno=%d calls=%zu ms=%ld fds=%d->%d\n", sent, err, calls, ms, fds_at_start, open_fds());
+    else printf("wrote %zu end=ok calls=%zu ms=%ld fds=%d->%d\n", sent, calls, ms, fds_at_start, open_fds());
     return 0;
 }
 
@@ -98,8 +122,9 @@ int main(int argc, char **argv) {
     fds_at_start = open_fds();
     if (argc == 5 && strcmp(argv[1], "read") == 0)
         return do_read(atoi(argv[2]), strtoul(argv[3], NULL, 0), argv[4]);
-    if (argc == 5 && strcmp(argv[1], "write") == 0)
-        return do_write(atoi(argv[2]), strtoul(argv[3], NULL, 0), (uint32_t)strtoul(argv[4], NULL, 0));
-    fprintf(stderr, "usage: hostile_victim read FD LEN OUT | write FD LEN SEED\n");
+    if (argc >= 5 && argc <= 7 && strcmp(argv[1], "write") == 0)
+        return do_write(atoi(argv[2]), strtoul(argv[3], NULL, 0), (uint32_t)strtoul(argv[4], NULL, 0),
+                        argc >= 6 ? strtoul(argv[5], NULL, 0) : 0, argc == 7 && strcmp(argv[6], "nonblock") == 0);
+    fprintf(stderr, "usage: hostile_victim read FD LEN OUT | write FD LEN SEED [CHUNK [block|nonblock]]\n");
     return 2;
 }

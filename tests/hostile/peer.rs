@@ -62,11 +62,6 @@ pub fn pipe_name(dev: u64, ino: u64) -> Vec<u8> {
     format!("ipc-offload/3/p{dev}.{ino}").into_bytes()
 }
 
-/// The name a reader of protocol v2 would bind (no v3 reader binds it).
-pub fn v2_socket_name(w: u64) -> Vec<u8> {
-    format!("ipc-offload/2/{}", w & 0xffff_ffff).into_bytes()
-}
-
 /// A side-channel datagram: magic, version, type, then `payload` at byte 8.
 pub fn datagram(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut d = b"IPCO".to_vec();
@@ -141,7 +136,10 @@ impl Ring {
         assert_eq!(head.u64_at(0).load(SeqCst), MAGIC, "the library's ring has the documented magic");
         assert_eq!(head.u32_at(OFF_VERSION).load(SeqCst), VERSION);
         let (slots, slot_bytes) = (head.u32_at(OFF_SLOTS).load(SeqCst), head.u32_at(OFF_SLOT_BYTES).load(SeqCst));
-        assert!((1..=64).contains(&slots) && slot_bytes % 4096 == 0 && slot_bytes <= 16 << 20, "{slots} x {slot_bytes}");
+        assert!(
+            (1..=64).contains(&slots) && slot_bytes % 4096 == 0 && slot_bytes <= 16 << 20,
+            "{slots} x {slot_bytes}"
+        );
         let bytes = head.u64_at(OFF_RING_BYTES).load(SeqCst);
         assert_eq!(bytes, DATA as u64 + u64::from(slots) * u64::from(slot_bytes));
         assert_eq!(bytes, size, "the header's size is the memfd's");

@@ -251,6 +251,7 @@ pub fn send_as(fd: &OwnedFd, name: &[u8], data: &[u8], fds: &[RawFd], creds: Opt
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
             if let Some((pid, uid)) = creds {
+                assert!(!cmsg.is_null());
                 (*cmsg).cmsg_level = libc::SOL_SOCKET;
                 (*cmsg).cmsg_type = libc::SCM_CREDENTIALS;
                 (*cmsg).cmsg_len = libc::CMSG_LEN(ucred) as usize;

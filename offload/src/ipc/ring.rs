@@ -110,6 +110,9 @@ pub const SPIN: Duration = Duration::from_micros(50);
 pub const SLEEP_POLL: Duration = Duration::from_micros(20);
 /// How long a sleep lasts before the peer's liveness is checked.
 pub const NAP: Duration = Duration::from_millis(20);
+/// Polls in a row that ended in a sleep, after which an end stops polling
+/// (see [`Ring::spin_for`]).
+const MISSES: u32 = 3;
 
 fn offer_word(state: u64, seq: u32, pid: i32) -> u64 {
     state | (u64::from(seq & SEQ_MASK) << 8) | (u64::from(pid as u32) << 32)
@@ -259,6 +262,11 @@ pub struct Ring {
     /// This end's CPU word and the peer's ([`OFF_READER_CPU`] and
     /// [`OFF_WRITER_CPU`], by side).
     cpu_words: (usize, usize),
+    /// This end's recent polls that ended in a sleep anyway (see
+    /// [`Ring::spin_for`]); this process's own, not shared.
+    misses: AtomicU32,
+    /// Waits since the last poll allowed while missing.
+    waits: AtomicU32,
 }
 
 impl Ring {
@@ -276,7 +284,15 @@ impl Ring {
         let bytes = geometry.ring_bytes();
         let fd = mem::sealed_memfd(MEMFD_NAME, bytes)?;
         let map = Mapping::shared(fd.raw(), bytes as usize)?;
-        let ring = Ring { map, geometry, reader_pid, spin: SPIN, cpu_words: (OFF_READER_CPU, OFF_WRITER_CPU) };
+        let ring = Ring {
+            map,
+            geometry,
+            reader_pid,
+            spin: SPIN,
+            cpu_words: (OFF_READER_CPU, OFF_WRITER_CPU),
+            misses: AtomicU32::new(0),
+            waits: AtomicU32::new(0),
+        };
         ring.u64_at(OFF_MAGIC).store(MAGIC, Relaxed);
         ring.u32_at(OFF_VERSION).store(VERSION, Relaxed);
         ring.u32_at(OFF_SLOTS).store(geometry.slots, Relaxed);
@@ -314,6 +330,8 @@ impl Ring {
             reader_pid: 0,
             spin: SPIN,
             cpu_words: (OFF_WRITER_CPU, OFF_READER_CPU),
+            misses: AtomicU32::new(0),
+            waits: AtomicU32::new(0),
         };
         if probe.u64_at(OFF_MAGIC).load(Acquire) != MAGIC {
             return Err(RingError::Refused("bad magic"));
@@ -332,7 +350,7 @@ impl Ring {
             return Err(RingError::Refused("ring of another connection"));
         }
         let reader_pid = probe.u32_at(OFF_READER_PID).load(Relaxed) as i32;
-        Ok(Ring { map: probe.map, geometry, reader_pid, spin: SPIN, cpu_words: probe.cpu_words })
+        Ok(Ring { geometry, reader_pid, ..probe })
     }
 
     /// How long this end polls before it sleeps in a futex: the class's
@@ -347,13 +365,33 @@ impl Ring {
     }
 
     /// How long to poll for the peer before sleeping, at most `spin`: not
-    /// at all while the peer last ran on this thread's CPU. Polling there
+    /// at all while the peer last ran on this thread's CPU, nor while this
+    /// end's last polls ended in a sleep anyway. Polling on the peer's CPU
     /// keeps the peer from running, which is what it waits for: with both
     /// processes on one CPU (a one-CPU container, a pipeline with more
     /// stages than CPUs) a 2 ms poll per hand-over made a stream 20 times
-    /// slower than the kernel's. Publishes this side's CPU for the peer.
+    /// slower than the kernel's. Polling in vain takes a CPU from a third
+    /// process (a relay between two others, on two CPUs: `latency`'s 2 ms
+    /// polls made one 0.7x the kernel's); after [`MISSES`] polls in a row
+    /// that ended in a sleep, an end sleeps at once, polling again every
+    /// 16th wait to see whether it pays again. Publishes this side's CPU
+    /// for the peer.
     pub fn spin_for(&self, spin: Duration) -> Duration {
-        if self.peer_shares_cpu() { Duration::ZERO } else { spin }
+        if spin.is_zero() || self.peer_shares_cpu() {
+            return Duration::ZERO;
+        }
+        let probing = self.waits.fetch_add(1, Relaxed) % 16 == 0;
+        if self.misses.load(Relaxed) >= MISSES && !probing { Duration::ZERO } else { spin }
+    }
+
+    /// Notes how a wait that polled for `spin` ended: within the poll
+    /// (`true`), or in a sleep.
+    pub fn polled(&self, spin: Duration, in_time: bool) {
+        if spin.is_zero() {
+            return;
+        }
+        let misses = if in_time { 0 } else { (self.misses.load(Relaxed) + 1).min(MISSES) };
+        self.misses.store(misses, Relaxed);
     }
 
     /// Records this side's CPU; true if the peer last ran on it too.
@@ -503,12 +541,13 @@ impl Ring {
         done: &mut dyn FnMut() -> bool,
     ) -> Waited {
         let start = Instant::now();
-        let spin = if spin.is_zero() { spin } else { self.spin_for(spin) };
+        let spin = self.spin_for(spin);
         let mut polls = 0u32;
-        loop {
+        let mut slept = false;
+        let waited = loop {
             let seen = self.bell(bell);
             if done() {
-                return Waited::Done;
+                break Waited::Done;
             }
             polls = polls.wrapping_add(1);
             if polls % 64 != 0 {
@@ -517,17 +556,21 @@ impl Ring {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Waited::Deadline;
+                break Waited::Deadline;
             }
             if now - start < spin {
                 core::hint::spin_loop();
                 continue;
             }
-            if self.sleep_on(bell, seen, (deadline - now).min(NAP), sleep) == Woken::Interrupted && sleep.mask.is_some()
+            slept = true;
+            if self.sleep_on(bell, seen, (deadline - now).min(NAP), sleep) == Woken::Interrupted
+                && sleep.mask.is_some()
             {
-                return if done() { Waited::Done } else { Waited::Interrupted };
+                break if done() { Waited::Done } else { Waited::Interrupted };
             }
-        }
+        };
+        self.polled(spin, waited == Waited::Done && !slept);
+        waited
     }
 }
 

@@ -176,10 +176,10 @@ struct Slot {
     /// while it has no ring, its reads go to the kernel without the lock
     /// (see [`quiet_read`]).
     quiet: AtomicBool,
-    /// A reader's: its fd was nonblocking when the slow path last looked
-    /// (`O_NONBLOCK` can change behind the library's back: every
-    /// [`LOOK_EVERY`]th call looks again).
-    nonblocking: AtomicBool,
+    /// A reader's: its fd's `O_NONBLOCK` when the slow path last looked (0:
+    /// not yet, 1: blocking, 2: nonblocking). It can change behind the
+    /// library's back: every [`LOOK_EVERY`]th call looks again.
+    nonblocking: AtomicU8,
     /// Calls answered from the tables; every [`LOOK_EVERY`]th takes the slow
     /// path instead (REQUESTs, flags, the reader's liveness).
     calls: AtomicU32,
@@ -195,7 +195,7 @@ static SLOTS: [Slot; CHANNELS] = [const {
         role: AtomicU8::new(0),
         ringed: AtomicBool::new(false),
         quiet: AtomicBool::new(false),
-        nonblocking: AtomicBool::new(false),
+        nonblocking: AtomicU8::new(0),
         calls: AtomicU32::new(0),
         twins: AtomicU32::new(0),
         state: TrySlot::new(Channel::Empty),
@@ -203,7 +203,7 @@ static SLOTS: [Slot; CHANNELS] = [const {
 }; CHANNELS];
 
 /// How often a call the tables could answer takes the slow path after all.
-const LOOK_EVERY: u32 = 64;
+pub const LOOK_EVERY: u32 = 64;
 
 /// Bytes of rings this process created, per family (the `ring_bytes`
 /// budget of `[unix]` and of `[pipe]`).
@@ -243,6 +243,7 @@ pub fn lock_at(endpoint: Endpoint, role: Role) -> Result<(Locked, usize), Unavai
         if slot.key.compare_exchange(0, key, AcqRel, Relaxed).is_ok() {
             slot.ringed.store(false, Relaxed);
             slot.quiet.store(false, Relaxed);
+            slot.nonblocking.store(0, Relaxed);
             slot.twins.store(0, Relaxed);
             if role == Role::Reader {
                 READERS.fetch_add(1, Relaxed);
@@ -280,22 +281,45 @@ pub fn serves(index: usize, key: u64, role: Role) -> bool {
 /// Notes whether the reader's fd of slot `index` was nonblocking.
 pub fn set_nonblocking(index: usize, nonblocking: bool) {
     if let Some(slot) = SLOTS.get(index) {
-        if slot.nonblocking.load(Relaxed) != nonblocking {
-            slot.nonblocking.store(nonblocking, Relaxed);
+        let value = if nonblocking { 2 } else { 1 };
+        if slot.nonblocking.load(Relaxed) != value {
+            slot.nonblocking.store(value, Relaxed);
         }
     }
 }
 
 /// The reader's fd of slot `index` was nonblocking when last looked at.
 pub fn nonblocking(index: usize) -> bool {
-    SLOTS.get(index).is_some_and(|slot| slot.nonblocking.load(Relaxed))
+    SLOTS.get(index).is_some_and(|slot| slot.nonblocking.load(Relaxed) == 2)
+}
+
+/// Whether the reader's fd of slot `index` blocks, as last looked at, if
+/// known and not due for another look.
+pub fn cached_blocking(index: usize) -> Option<bool> {
+    let slot = SLOTS.get(index)?;
+    match slot.nonblocking.load(Relaxed) {
+        0 => None,
+        known => tick(index).then_some(known == 1),
+    }
 }
 
 /// Counts a call the tables answer for slot `index`; false for every
 /// [`LOOK_EVERY`]th, which must take the slow path.
 pub fn tick(index: usize) -> bool {
-    SLOTS.get(index).is_some_and(|slot| slot.calls.fetch_add(1, Relaxed) % LOOK_EVERY != 0)
+    ticks(index).is_some_and(|n| n % LOOK_EVERY != 0)
 }
+
+/// Counts a call the tables answer for slot `index`; returns the count
+/// before it.
+pub fn ticks(index: usize) -> Option<u32> {
+    SLOTS.get(index).map(|slot| slot.calls.fetch_add(1, Relaxed))
+}
+
+/// How often a nonblocking reader answered from the tables asks its fd's
+/// flags again: a program that made it blocking behind the library's back
+/// (Python's setblocking, an ioctl) has its reads take the fast path again
+/// within this many calls.
+pub const FLAGS_EVERY: u32 = 8;
 
 /// Notes whether the reader channel in slot `index` has a ring.
 pub fn set_ringed(index: usize, ringed: bool) {

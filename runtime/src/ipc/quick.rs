@@ -19,7 +19,9 @@ use ipc_offload_engine::engine::{EngineId, Fallback};
 use ipc_offload_engine::stats;
 use ipc_offload_policy::Class;
 
-use super::channel::{self, Channel, Role};
+use ipc_offload_engine::sys::net;
+
+use super::channel::{self, Channel, LOOK_EVERY, Role};
 use super::hint::Dir;
 use super::table::FdKind;
 use super::{FDS, route, writer};
@@ -53,8 +55,18 @@ pub fn read(fd: i32, small: bool, flags: i32, kernel: &impl Fn() -> isize) -> Op
     if ring.holder().is_some() {
         return None;
     }
-    let nonblocking = flags & libc::MSG_DONTWAIT != 0 || channel::nonblocking(slot);
-    if !nonblocking || !channel::tick(slot) {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    if !dontwait && !channel::nonblocking(slot) {
+        return None;
+    }
+    let n = channel::ticks(slot)?;
+    if n % LOOK_EVERY == 0 {
+        return None;
+    }
+    if !dontwait && n % channel::FLAGS_EVERY == 0 && net::is_blocking(fd).unwrap_or(true) {
+        // Made blocking behind the library's back: this call may wait,
+        // which the slow path does.
+        channel::set_nonblocking(slot, false);
         return None;
     }
     ring.note_read();

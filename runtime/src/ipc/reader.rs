@@ -31,8 +31,10 @@ const HANDSHAKE_READ: u64 = 256 << 10;
 /// quiet: its writer has no library. Its reads skip the library's checks.
 const QUIET_AFTER: Duration = Duration::from_millis(250);
 /// A writer sets an offer up in a few stores; one that takes longer than
-/// this was preempted, or died: check which.
+/// this was preempted, or died: check which. (A reader polls for the
+/// first [`SETUP_SPIN`] of it, then sleeps.)
 const SETUP_STALL: Duration = Duration::from_millis(1);
+const SETUP_SPIN: Duration = Duration::from_micros(20);
 /// How long a read that finds its channel busy (another thread of this
 /// process is at it, briefly) tries again before it takes the kernel path.
 const BUSY_RETRY: Duration = Duration::from_micros(200);
@@ -231,7 +233,12 @@ unsafe fn transfer(
     let wait_all = call.flags & libc::MSG_WAITALL != 0;
     let mut got = 0u64;
     let mut cursor = Cursor::new(call.iov);
-    let file_blocking = blocking.unwrap_or_else(|| net::is_blocking(call.fd).unwrap_or(false));
+    // A nonblocking fd as last seen is trusted (its calls never wait; were
+    // it blocking by now, the kernel's replay would block as it should);
+    // a blocking one is asked again, since this call may wait.
+    let file_blocking = blocking
+        .or_else(|| channel::cached_blocking(index).filter(|blocks| !blocks))
+        .unwrap_or_else(|| net::is_blocking(call.fd).unwrap_or(false));
     channel::set_nonblocking(index, !file_blocking);
     let is_blocking = file_blocking && call.flags & libc::MSG_DONTWAIT == 0;
     // A blocking call holds signals back for its whole length, except
@@ -270,31 +277,40 @@ unsafe fn transfer(
                 if !is_blocking {
                     return finish_with_kernel(call, got, tally, held);
                 }
-                let since = *setup_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < SETUP_STALL {
-                    core::hint::spin_loop();
-                    continue;
-                }
-                if !(track_writer(reader, holder.writer) && writer_alive(reader, holder.writer)) {
+                let stalled = setup_since.get_or_insert_with(Instant::now).elapsed() >= SETUP_STALL;
+                if stalled && !(track_writer(reader, holder.writer) && writer_alive(reader, holder.writer)) {
                     if let Some((ring, _)) = &reader.ring {
                         ring.end_orphan(holder.seq, holder.writer);
                     }
                     tally.cut_short(Fallback::PeerGone);
+                    setup_since = None;
                     continue;
                 }
-                // Alive, yet still there: preempted, or stopped. Let it run,
-                // signals let through.
-                // (A blocking call holds signals: `held` is there.)
-                let nap = held.as_ref().map(|h| signal::ppoll(&mut [], Some(SETUP_STALL), h.outside()));
-                if nap == Some(Err(Errno::INTR)) {
-                    if got > 0 {
-                        return tally.fast_done(got);
-                    }
-                    if !signal::every_handler_restarts() {
-                        return tally.error(Fallback::Interrupted, Errno::INTR);
-                    }
+                if !holder.open && setup_since.is_some_and(|t| t.elapsed() < SETUP_SPIN) {
+                    core::hint::spin_loop();
+                    continue;
                 }
-                setup_since = None;
+                // Taken in full (its writer closes it next), or a writer
+                // preempted or stopped: wait for the next offer or the
+                // kernel's bytes, asleep (the writer may need this CPU), and
+                // look again after a while.
+                if stalled {
+                    setup_since = None;
+                }
+                match wait_until_offered(call, reader, capacity - got, &mut held, &mut timeout, ctx, index, true) {
+                    Some(Woke::Signal) => {
+                        if got > 0 {
+                            return tally.fast_done(got);
+                        }
+                        if !signal::every_handler_restarts() {
+                            return tally.error(Fallback::Interrupted, Errno::INTR);
+                        }
+                    }
+                    Some(Woke::TimedOut) => {
+                        return if got > 0 { tally.fast_done(got) } else { tally.error(Fallback::TimedOut, Errno::AGAIN) };
+                    }
+                    _ => {}
+                }
                 continue;
             };
             setup_since = None;
@@ -371,16 +387,10 @@ unsafe fn transfer(
                 None => continue,
             }
         }
-        // A pipe has no SO_RCVTIMEO.
-        let deadline = *timeout.get_or_insert_with(|| {
-            let t = if ctx.class == Class::Pipe { None } else { net::receive_timeout(call.fd) };
-            t.map(|t| Instant::now() + t)
-        });
-        let mask = held.get_or_insert_with(signal::Held::block);
-        match wait_for_offer(call.fd, reader, capacity - got, deadline, mask, ctx, index) {
-            Woke::Offer | Woke::Side => {}
-            Woke::Socket => {
-                if reader.ring.as_ref().is_some_and(|(r, _)| r.holder().is_some()) {
+        match wait_until_offered(call, reader, capacity - got, &mut held, &mut timeout, ctx, index, false) {
+            None | Some(Woke::Offer | Woke::Side) => {}
+            Some(Woke::Socket) => {
+                if reader.ring.as_ref().is_some_and(|(r, _)| r.offer_pending()) {
                     continue;
                 }
                 if !wait_all {
@@ -391,7 +401,7 @@ unsafe fn transfer(
                     None => continue,
                 }
             }
-            Woke::Signal => {
+            Some(Woke::Signal) => {
                 if got > 0 {
                     return tally.fast_done(got);
                 }
@@ -399,10 +409,43 @@ unsafe fn transfer(
                     return tally.error(Fallback::Interrupted, Errno::INTR);
                 }
             }
-            Woke::TimedOut => {
+            Some(Woke::TimedOut) => {
                 return if got > 0 { tally.fast_done(got) } else { tally.error(Fallback::TimedOut, Errno::AGAIN) };
             }
         }
+    }
+}
+
+/// A blocking read's wait for an offer (or the kernel's bytes), with its
+/// signals held and its SO_RCVTIMEO (read once, when it first waits).
+/// With `nap`, it also ends after [`SETUP_STALL`] (a writer to look at
+/// again). `None`: the reader has no ring any more.
+#[allow(clippy::too_many_arguments)]
+fn wait_until_offered(
+    call: &ReadCall<'_>,
+    reader: &mut Reader,
+    want: u64,
+    held: &mut Option<signal::Held>,
+    timeout: &mut Option<Option<Instant>>,
+    ctx: &Ctx,
+    index: usize,
+    nap: bool,
+) -> Option<Woke> {
+    reader.ring.as_ref()?;
+    // A pipe has no SO_RCVTIMEO.
+    let deadline = *timeout.get_or_insert_with(|| {
+        let t = if ctx.class == Class::Pipe { None } else { net::receive_timeout(call.fd) };
+        t.map(|t| Instant::now() + t)
+    });
+    let mask = held.get_or_insert_with(signal::Held::block);
+    let bound = if nap { Some(Instant::now() + SETUP_STALL) } else { None };
+    let until = match (deadline, bound) {
+        (Some(d), Some(b)) => Some(d.min(b)),
+        (d, b) => d.or(b),
+    };
+    match wait_for_offer(call.fd, reader, want, until, mask, ctx, index) {
+        Woke::TimedOut if deadline.is_none_or(|d| Instant::now() < d) => Some(Woke::Side),
+        woke => Some(woke),
     }
 }
 
@@ -438,16 +481,22 @@ fn wait_for_offer(
     let spin = ring.spin_for(ctx.spin);
     let start = Instant::now();
     let mut found = false;
-    while start.elapsed() < spin {
-        if ring.holder().is_some() {
+    let mut polls = 0u32;
+    while !spin.is_zero() {
+        if ring.offer_pending() {
             found = true;
+            break;
+        }
+        polls = polls.wrapping_add(1);
+        if polls % 64 == 0 && start.elapsed() >= spin {
             break;
         }
         core::hint::spin_loop();
     }
+    ring.polled(spin, found);
     if !found {
         ring.sleeping();
-        found = ring.holder().is_some();
+        found = ring.offer_pending();
     }
     let mut fds = [
         PollFd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 },

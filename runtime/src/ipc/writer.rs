@@ -28,9 +28,10 @@ const PIECE: u64 = 256 << 10;
 /// for such a reader anyway; a nonblocking one must not hold its caller.
 const PATIENCE_BLOCKING: Duration = Duration::from_millis(20);
 const PATIENCE_NONBLOCKING: Duration = Duration::from_millis(2);
-/// Longest a nonblocking write waits for its reader to finish copying what
-/// it took (a reader stopped mid-copy).
-const DRAIN_NONBLOCKING: Duration = Duration::from_millis(20);
+/// Longest a write waits, every byte taken, for its reader to finish
+/// copying the last (a reader stopped mid-copy): then the write returns,
+/// and the next offer waits until the room is free.
+const DRAIN: Duration = Duration::from_millis(20);
 /// A reader that took bytes of an offer this recently is streaming: it
 /// comes back to its reads, and the next offer is made without waiting to
 /// see it inside one.
@@ -200,7 +201,7 @@ fn offer<'a>(
     let mut alive = || channel::alive(reader);
     let mut how = Staging {
         patience: if blocking { PATIENCE_BLOCKING } else { PATIENCE_NONBLOCKING },
-        drain: (!blocking).then_some(DRAIN_NONBLOCKING),
+        drain: DRAIN,
         alive: &mut alive,
         placed: &mut placed,
     };
@@ -245,16 +246,19 @@ fn offer<'a>(
 }
 
 /// Whether the reader will take an offer now, from what the ring says: it
-/// waits inside a blocking read; or it polls the socket through the
-/// library, or took bytes of the last offer a moment ago (it comes back),
-/// unless it left one untaken since its last read through the library.
+/// waits inside a blocking read, or polls the socket through the library,
+/// or took bytes of the last offer a moment ago (it comes back); unless it
+/// left one untaken since its last read through the library.
 pub fn will_take(writer: &Writer, presence: &Presence) -> bool {
-    if presence.want > 0 {
-        return true;
+    // A reader that left an offer untaken is offered again once it reads
+    // through the library again (a read bumps `reads`, a real wait in a
+    // read included): words it jams, or reads that go around the library,
+    // cost a writer one patience, not one per write.
+    if writer.declined == Some(presence.reads) {
+        return false;
     }
-    let trusted = writer.declined != Some(presence.reads);
     let streaming = writer.streaming_until.is_some_and(|t| Instant::now() < t);
-    trusted && (presence.listening > 0 || streaming)
+    presence.want > 0 || presence.listening > 0 || streaming
 }
 
 /// What a write may do, from the file's flags (fcntl(2) `F_GETFL`).

@@ -73,7 +73,7 @@ fn offers(seed: u64) {
                     let mut alive = || true;
                     let mut how = Staging {
                         patience: Duration::from_millis(2),
-                        drain: None,
+                        drain: Duration::from_secs(20),
                         alive: &mut alive,
                         placed: &mut || {},
                     };

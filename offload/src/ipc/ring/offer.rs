@@ -30,10 +30,11 @@ pub struct Staging<'a> {
     /// Longest it waits without the reader taking a byte before it takes
     /// the rest back.
     pub patience: Duration,
-    /// Longest it waits for the reader to finish copying what it took
-    /// (None: as long as the reader lives); past that, what was taken
-    /// counts as sent (the reader will copy it when it runs again).
-    pub drain: Option<Duration>,
+    /// Longest it waits, once every byte is taken, for the reader to
+    /// finish copying (so that the next offer finds the room free); past
+    /// that, what was taken counts as sent (a reader stopped mid-copy
+    /// copies it when it runs again).
+    pub drain: Duration,
     /// Whether the reader still runs (its lifeline).
     pub alive: &'a mut dyn FnMut() -> bool,
     /// Called after each step placed, to announce it (a WAKE).
@@ -114,6 +115,9 @@ impl Ring {
         let seq = offer.seq;
         let (mut placed, mut last_taken) = (0u64, 0u64);
         let mut since = Instant::now();
+        // The reader's liveness is asked once a nap has passed without it
+        // taking (a lifeline poll is a system call).
+        let mut asked = since;
         let mut sleep = Sleep::default();
         loop {
             let (tw, cw) = (self.u64_at(OFF_TAKEN).load(Acquire), self.u64_at(OFF_COPIED).load(Acquire));
@@ -133,8 +137,14 @@ impl Ring {
                 (last_taken, since) = (taken, Instant::now());
             }
             if taken == offer.total {
-                self.drain(seq, taken, how);
-                return Staged { sent: taken, placed, abort: None };
+                if self.drain(seq, taken, how) {
+                    return Staged { sent: taken, placed, abort: None };
+                }
+                // Gone before it copied the last: what it did not copy was
+                // never read.
+                self.withdraw(seq);
+                let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
+                return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
             }
             if placed < offer.total && placed - copied < capacity {
                 let (at, to_end) = self.at(placed);
@@ -152,23 +162,35 @@ impl Ring {
                 (how.placed)();
                 continue;
             }
-            if !(how.alive)() {
-                self.withdraw(seq);
-                let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
-                return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
-            }
             let now = Instant::now();
+            if now - since.max(asked) >= super::NAP {
+                asked = now;
+                if !(how.alive)() {
+                    self.withdraw(seq);
+                    let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
+                    return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
+                }
+            }
             let deadline = since + how.patience;
             if now >= deadline {
+                // Taken back at once: a reader that took bytes and stopped
+                // copying (a hostile one, or one stopped) does not hold
+                // the write; what it took counts as sent, unless it is
+                // gone (then only what it copied was read).
                 let taken = self.withdraw(seq);
-                self.drain(seq, taken, how);
+                if !(how.alive)() {
+                    let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
+                    return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
+                }
                 return Staged { sent: taken, placed, abort: Some(Abort::Withdrawn) };
             }
             let moved =
                 |ring: &Ring| ring.u64_at(OFF_TAKEN).load(Acquire) != tw || ring.u64_at(OFF_COPIED).load(Acquire) != cw;
             // A step is placed: the reader is a moment away. Poll as the
-            // mode says, then sleep for it.
-            let _: Waited = self.wait_until(OFF_TAKEN_BELL, self.spin, deadline, &mut sleep, &mut || moved(self));
+            // mode says, then sleep for it (a nap at most: then its
+            // liveness is asked).
+            let until = deadline.min(now + super::NAP);
+            let _: Waited = self.wait_until(OFF_TAKEN_BELL, self.spin, until, &mut sleep, &mut || moved(self));
         }
     }
 
@@ -190,27 +212,19 @@ impl Ring {
     }
 
     /// Waits for the reader to copy out the `taken` bytes of offer `seq`
-    /// it claimed (it copies after claiming): at most `how.drain`, and only
-    /// while it lives.
-    fn drain(&self, seq: u32, taken: u64, how: &mut Staging<'_>) {
+    /// it claimed (it copies after claiming): at most `how.drain`. False if
+    /// it had not, and is gone.
+    fn drain(&self, seq: u32, taken: u64, how: &mut Staging<'_>) -> bool {
         let done = |ring: &Ring| {
             let cw = ring.u64_at(OFF_COPIED).load(Acquire);
             seq_of(cw) != seq || bytes_of(cw) >= taken
         };
         if done(self) {
-            return;
+            return true;
         }
-        let start = Instant::now();
         let mut sleep = Sleep::default();
-        loop {
-            let bound = how.drain.map_or(super::NAP, |d| d.saturating_sub(start.elapsed()).min(super::NAP));
-            if self.wait_until(OFF_TAKEN_BELL, self.spin, Instant::now() + bound, &mut sleep, &mut || done(self))
-                == Waited::Done
-                || how.drain.is_some_and(|d| start.elapsed() >= d)
-                || !(how.alive)()
-            {
-                return;
-            }
-        }
+        self.wait_until(OFF_TAKEN_BELL, self.spin, Instant::now() + how.drain, &mut sleep, &mut || done(self))
+            == Waited::Done
+            || (how.alive)()
     }
 }

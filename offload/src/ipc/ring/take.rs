@@ -100,6 +100,17 @@ impl Ring {
         }
     }
 
+    /// True while a writer sets an offer up, or has one open that is not
+    /// taken in full: bytes are coming. (An offer taken in full is one its
+    /// writer is about to close.)
+    pub fn offer_pending(&self) -> bool {
+        match self.holder() {
+            None => false,
+            Some(h) if !h.open => true,
+            Some(h) => self.open_offer().is_some_and(|o| o.seq == h.seq && o.taken < o.total),
+        }
+    }
+
     /// A mark that changes whenever bytes are placed or an offer opens:
     /// what an edge-triggered watcher compares.
     pub fn placed_mark(&self) -> u64 {

@@ -41,7 +41,7 @@ fn stage_all(ring: &Ring, offer: &Offer, data: &[u8], patience: Duration, alive:
     let segs = [iov(&mut src)];
     let mut cursor = Cursor::new(&segs);
     let mut still = || alive.load(SeqCst);
-    let mut how = Staging { patience, drain: Some(Duration::from_millis(200)), alive: &mut still, placed: &mut || {} };
+    let mut how = Staging { patience, drain: Duration::from_millis(200), alive: &mut still, placed: &mut || {} };
     // SAFETY: the cursor covers offer.total bytes.
     let staged = unsafe { ring.stage(offer, &mut cursor, &mut plain_copy(), &mut how) };
     ring.close(offer);
