@@ -563,8 +563,7 @@ impl Ring {
                 continue;
             }
             slept = true;
-            if self.sleep_on(bell, seen, (deadline - now).min(NAP), sleep) == Woken::Interrupted
-                && sleep.mask.is_some()
+            if self.sleep_on(bell, seen, (deadline - now).min(NAP), sleep) == Woken::Interrupted && sleep.mask.is_some()
             {
                 break if done() { Waited::Done } else { Waited::Interrupted };
             }

@@ -137,15 +137,17 @@ pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
     }
 }
 
-/// A reader channel opted in for `fd` (slot `slot`, key `key`, side-channel
-/// socket `side`): twin every registration of `fd` in the known sets, which
-/// the program may have made before.
+/// A reader channel opted in through `fd` (slot `slot`, key `key`,
+/// side-channel socket `side`): twin every registration of its file in the
+/// known sets, which the program may have made before, under whatever fd
+/// number it used (a dup of `fd`, or one closed since while the file
+/// stays open: the kernel keeps such a registration, and reports it).
 pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
     let Ok(st) = mem::fstat(fd) else { return };
     each_set(&mut |epfd| {
         fdinfo::registrations(epfd, &mut |r: Registration| {
-            if r.fd == fd && r.ino == st.ino {
-                twins::install(epfd, fd, r.events, r.data, slot, key, side);
+            if r.ino == st.ino && fdinfo::same_device(r.sdev, st.dev) {
+                twins::install(epfd, r.fd, r.events, r.data, slot, key, side);
             }
         });
     });

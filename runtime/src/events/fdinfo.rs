@@ -20,6 +20,8 @@ pub struct Registration {
     pub data: u64,
     /// The inode of the file it was registered for.
     pub ino: u64,
+    /// That file's device (`sdev`, as the kernel encodes a dev_t).
+    pub sdev: u64,
 }
 
 /// Calls `each` for every registration of epoll set `epfd`; false if its
@@ -65,6 +67,13 @@ pub fn registrations(epfd: i32, each: &mut dyn FnMut(Registration)) -> bool {
     true
 }
 
+/// True if fdinfo's `sdev` (the kernel's internal dev_t: major << 20 |
+/// minor) names the device `st_dev` (glibc's encoding) does.
+pub fn same_device(sdev: u64, st_dev: u64) -> bool {
+    let (major, minor) = (libc::major(st_dev) as u64, libc::minor(st_dev) as u64);
+    sdev == (major << 20 | minor)
+}
+
 fn write_decimal(out: &mut [u8], mut v: u64) -> usize {
     let mut digits = [0u8; 20];
     let mut n = 0;
@@ -90,16 +99,17 @@ fn parse_line(line: &[u8]) -> Option<Registration> {
     let fd = words.next()?.parse().ok()?;
     let mut events = None;
     let mut data = None;
-    let mut ino = 0;
+    let (mut ino, mut sdev) = (0, 0);
     while let Some(word) = words.next() {
         match word {
             "events:" => events = u32::from_str_radix(words.next()?, 16).ok(),
             "data:" => data = u64::from_str_radix(words.next()?, 16).ok(),
             w if w.starts_with("ino:") => ino = u64::from_str_radix(&w[4..], 16).ok()?,
+            w if w.starts_with("sdev:") => sdev = u64::from_str_radix(&w[5..], 16).ok()?,
             _ => {}
         }
     }
-    Some(Registration { fd, events: events?, data: data?, ino })
+    Some(Registration { fd, events: events?, data: data?, ino, sdev })
 }
 
 #[cfg(test)]
@@ -111,7 +121,7 @@ mod tests {
         let line = b"tfd:        5 events:       19 data: 7f00dead0000beef  pos:0 ino:3a1b sdev:9";
         assert_eq!(
             parse_line(line),
-            Some(Registration { fd: 5, events: 0x19, data: 0x7f00_dead_0000_beef, ino: 0x3a1b })
+            Some(Registration { fd: 5, events: 0x19, data: 0x7f00_dead_0000_beef, ino: 0x3a1b, sdev: 9 })
         );
         assert_eq!(parse_line(b"pos:\t0"), None);
         assert_eq!(parse_line(b"tfd: x events: 1 data: 2"), None);
@@ -134,6 +144,7 @@ mod tests {
             let mut st: libc::stat = core::mem::zeroed();
             libc::fstat(fds[0], &mut st);
             assert_eq!(seen[0].ino, st.st_ino);
+            assert_eq!(same_device(seen[0].sdev, st.st_dev), true);
             assert!(!registrations(-1, &mut |_| {}));
             for fd in [ep, fds[0], fds[1]] {
                 libc::close(fd);

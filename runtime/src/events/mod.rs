@@ -44,11 +44,16 @@ pub fn after_fork() {
 }
 
 /// Before the program closes `fd`, a socket or pipe the library knows
-/// (close, dup2 and dup3 over it, close_range): its twins go with it,
-/// taking their side channel out of each set if the channel outlives the
-/// fd. (An epoll set's close: [`epoll::closed`].)
-pub fn closing(fd: i32, channel_lives: bool) {
-    if twins::any() {
-        twins::remove_fd(fd, channel_lives);
+/// (close, dup2 and dup3 over it, close_range). While another fd keeps its
+/// file open the kernel keeps its registrations (epoll's own rule: they
+/// belong to the file), and so do its twins; with the last, its side
+/// channel closes and leaves every set, and its twins are freed. (An epoll
+/// set's close: [`epoll::closed`].)
+pub fn closing(fd: i32, channel_lives: bool, key: u64) {
+    if twins::any() && !channel_lives {
+        twins::remove_fd(fd, false);
+        if let Some(slot) = crate::ipc::route::slot(fd, crate::ipc::hint::Dir::Read) {
+            twins::remove_channel(slot, key);
+        }
     }
 }

@@ -292,6 +292,17 @@ pub fn remove_fd(fd: i32, channel_lives: bool) {
     }
 }
 
+/// Frees every twin of the reader channel in `slot` serving `key` (it is
+/// released: its side channel closed and left every set), under any fd
+/// number.
+pub fn remove_channel(slot: usize, key: u64) {
+    for index in 0..TWINS {
+        if view(index).is_some_and(|v| v.slot == slot && v.key == key) {
+            remove_at(index, false);
+        }
+    }
+}
+
 /// In a fork child: every twin is the parent's (its side channels stay
 /// registered in the sets they share; their events, tag-shaped, are
 /// dropped).

@@ -454,11 +454,11 @@ pub fn closing(fd: i32) {
 }
 
 fn forget(fd: i32, info: FdInfo) {
+    let last = info.kind != FdKind::Other && !FDS.other_fd_for(info.key, fd);
+    crate::events::closing(fd, !last, info.key);
     FDS.forget(fd);
     hint::clear(fd);
     route::clear(fd);
-    let last = info.kind != FdKind::Other && !FDS.other_fd_for(info.key, fd);
-    crate::events::closing(fd, !last);
     if last {
         channel::release(info.key);
     }

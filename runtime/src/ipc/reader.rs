@@ -307,7 +307,11 @@ unsafe fn transfer(
                         }
                     }
                     Some(Woke::TimedOut) => {
-                        return if got > 0 { tally.fast_done(got) } else { tally.error(Fallback::TimedOut, Errno::AGAIN) };
+                        return if got > 0 {
+                            tally.fast_done(got)
+                        } else {
+                            tally.error(Fallback::TimedOut, Errno::AGAIN)
+                        };
                     }
                     _ => {}
                 }
