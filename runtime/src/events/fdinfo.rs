@@ -144,7 +144,7 @@ mod tests {
             let mut st: libc::stat = core::mem::zeroed();
             libc::fstat(fds[0], &mut st);
             assert_eq!(seen[0].ino, st.st_ino);
-            assert_eq!(same_device(seen[0].sdev, st.st_dev), true);
+            assert!(same_device(seen[0].sdev, st.st_dev));
             assert!(!registrations(-1, &mut |_| {}));
             for fd in [ep, fds[0], fds[1]] {
                 libc::close(fd);
