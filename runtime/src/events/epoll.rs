@@ -128,9 +128,12 @@ pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
             }
         }
         libc::EPOLL_CTL_DEL => {
-            if let Some(t) = twins::find(epfd, fd) {
-                twins::remove_at(t.index, true);
-            }
+            // The twin stays registered, disarmed: a loop that takes an fd
+            // out of its set and puts it back (asyncio pauses reading this
+            // way for every chunk its buffer holds) pays no system call of
+            // the library's for it. Its side channel leaves the set when
+            // the fd's last close releases it.
+            twins::modified(epfd, fd, 0, 0);
             drop_nests(|outer, inner| outer == epfd && inner == fd);
         }
         _ => {}
