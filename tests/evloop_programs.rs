@@ -678,7 +678,7 @@ impl Drop for Writer {
 
 /// Serves `total` bytes from a writer without the library to evloop_plain's
 /// epoll reader, run under strace, with or without the library.
-fn traced_reader(total: u64, preload: bool) -> Traced {
+fn traced_reader(mode: &str, total: u64, preload: bool) -> Traced {
     let dir = scratch("evprog-strace");
     let sock = dir.join("w.sock");
     let trace = dir.join("trace");
@@ -689,7 +689,7 @@ fn traced_reader(total: u64, preload: bool) -> Traced {
     if preload {
         cmd.arg("-E").arg(format!("LD_PRELOAD={}", library().display()));
     }
-    cmd.arg(evloop_plain()).arg("read").arg(&sock).arg(total.to_string());
+    cmd.arg(evloop_plain()).arg(mode).arg(&sock).arg(total.to_string());
     let started = Instant::now();
     let out = run(&mut cmd, WATCHDOG);
     let side = if preload { "with" } else { "without" };
@@ -706,24 +706,24 @@ fn traced_reader(total: u64, preload: bool) -> Traced {
     Traced { out, rest: calls - loop_calls }
 }
 
-#[test]
-fn an_epoll_loop_whose_peer_has_no_library_pays_no_system_call_per_large_call() {
-    if !have("strace") {
-        return;
-    }
+/// The library's system calls beside a traced loop of large reads whose
+/// peer never qualifies (reader mode `mode`), for 0, 64 MiB and 256 MiB:
+/// the start-up, then what the first few calls on the fd cost, and nothing
+/// per call after them.
+fn no_system_call_per_large_call(mode: &str) {
     // The library's start-up costs what it costs (reading its policy, the
     // CPU's features...): a reader that only meets EOF measures it, and the
     // large reads' extra is taken against it.
     let mut extra = Vec::new();
     for total in [0, 64 * MIB, 256 * MIB] {
-        let plain = traced_reader(total, false);
-        let with = traced_reader(total, true);
-        assert_eq!(with.out.stdout, plain.out.stdout, "{total} bytes");
+        let plain = traced_reader(mode, total, false);
+        let with = traced_reader(mode, total, true);
+        assert_eq!(with.out.stdout, plain.out.stdout, "{mode}, {total} bytes");
         assert_eq!(plain.out.stdout, format!("got {total} bytes, eof, ok\n"));
         let loop_line =
             |t: &Traced| t.out.stderr.lines().find(|l| l.starts_with("loop calls")).unwrap_or("").to_owned();
         eprintln!(
-            "{total} bytes: {} calls beside the loop without the library, {} with it; loop without: {}; with: {}",
+            "{mode}, {total} bytes: {} calls beside the loop without the library, {} with it; loop without: {}; with: {}",
             plain.rest,
             with.rest,
             loop_line(&plain),
@@ -733,23 +733,41 @@ fn an_epoll_loop_whose_peer_has_no_library_pays_no_system_call_per_large_call() 
     }
     let (start, small, large) = (extra[0], extra[1], extra[2]);
     // Beyond the start-up: the first few calls on the fd, at most.
-    assert!(small - start <= 40, "64 MiB: {small} extra system calls, {start} of them the start-up");
-    assert!(large - start <= 40, "256 MiB: {large} extra system calls, {start} of them the start-up");
+    assert!(small - start <= 40, "{mode}, 64 MiB: {small} extra system calls, {start} of them the start-up");
+    assert!(large - start <= 40, "{mode}, 256 MiB: {large} extra system calls, {start} of them the start-up");
     // Four times the large calls, no more extra calls.
     assert!(
         (large - small).abs() <= 4,
-        "the extra calls grow with the large calls: {small} for 64 MiB, {large} for 256 MiB"
+        "{mode}: the extra calls grow with the large calls: {small} for 64 MiB, {large} for 256 MiB"
     );
     // And the peer never qualified.
     let dir = scratch("evprog-strace-stats");
     let sock = dir.join("w.sock");
     let stats = dir.join("stats.json");
     let writer = Writer::start(&sock, 64 * MIB);
-    let args = ["read".to_owned(), sock.display().to_string(), (64 * MIB).to_string()];
+    let args = [mode.to_owned(), sock.display().to_string(), (64 * MIB).to_string()];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = Preload::new().stats(&stats).timeout(WATCHDOG).run(evloop_plain(), &args);
     assert!(out.status.success(), "{out:#?}");
     writer.finish(64 * MIB);
     assert_eq!(out.stdout, format!("got {} bytes, eof, ok\n", 64 * MIB));
     assert_eq!(class_total(&stats, "unix", "fast_path_bytes"), 0, "{}", stats_report(&stats, "unix"));
+}
+
+#[test]
+fn an_epoll_loop_whose_peer_has_no_library_pays_no_system_call_per_large_call() {
+    if !have("strace") {
+        return;
+    }
+    no_system_call_per_large_call("read");
+}
+
+#[test]
+fn blocking_and_nonblocking_reads_mixed_pay_no_system_call_per_large_call_either() {
+    // The "whatever its mix of blocking and nonblocking calls": the
+    // same loop, turning blocking for two reads after every 4th event.
+    if !have("strace") {
+        return;
+    }
+    no_system_call_per_large_call("read-mixed");
 }

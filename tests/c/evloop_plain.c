@@ -18,6 +18,10 @@
  *       "loop calls: C (epoll_wait W, recv R, of which large results L)"
  *       The rest of the process's calls (start-up, connect, the output)
  *       are the same on every run.
+ *   evloop_plain read-mixed PATH TOTAL
+ *       the same, but after every 4th event the socket turns blocking for
+ *       two blocking recv(1 MiB) calls, then nonblocking again (the fcntl
+ *       calls count as the loop's)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,7 +67,19 @@ static int serve(const char *path, size_t total) {
     return 0;
 }
 
-static int reader(const char *path, size_t total) {
+/* Checks the bytes of one read against the stream; false at a wrong one. */
+static int check_stream(const uint8_t *buf, ssize_t r, size_t got, int *last) {
+    for (ssize_t i = 0; i < r; i++) {
+        if (*last >= 0 && buf[i] != (*last + 1) % 251) {
+            printf("byte %zu breaks the stream\n", got + (size_t)i);
+            return 0;
+        }
+        *last = buf[i];
+    }
+    return 1;
+}
+
+static int reader(const char *path, size_t total, int mixed) {
     struct sockaddr_un un;
     socklen_t len = address(path, &un);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -73,7 +89,7 @@ static int reader(const char *path, size_t total) {
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
     if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) { perror("epoll"); return 2; }
     uint8_t *buf = map_or_die(CHUNK);
-    size_t got = 0, waits = 0, recvs = 0, large = 0;
+    size_t got = 0, waits = 0, recvs = 0, large = 0, fcntls = 0;
     int last = -1, bad = 0, eof = 0;
     while (!eof) {
         struct epoll_event out;
@@ -98,21 +114,40 @@ static int reader(const char *path, size_t total) {
             }
             got += (size_t)r;
         }
+        if (mixed && !eof && !bad && waits % 4 == 0) {
+            /* Two blocking reads, then back to the loop. */
+            int flags = fcntl(fd, F_GETFL);
+            fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+            fcntls += 2;
+            for (int k = 0; k < 2 && !eof && !bad && got < total; k++) {
+                ssize_t r = recv(fd, buf, CHUNK, 0);
+                recvs++;
+                if (r < 0 && errno == EINTR) continue;
+                if (r < 0) { perror("recv"); return 2; }
+                if (r == 0) { eof = 1; break; }
+                if ((size_t)r >= (size_t)256 << 10) large++;
+                bad = !check_stream(buf, r, got, &last);
+                got += (size_t)r;
+            }
+            fcntl(fd, F_SETFL, flags);
+            fcntls++;
+        }
     }
-    fprintf(stderr, "loop calls: %zu (epoll_wait %zu, recv %zu, of which large results %zu)\n", waits + recvs,
-            waits, recvs, large);
+    fprintf(stderr, "loop calls: %zu (epoll_wait %zu, recv %zu, of which large results %zu, fcntl %zu)\n",
+            waits + recvs + fcntls, waits, recvs, large, fcntls);
     printf("got %zu bytes, eof, %s\n", got, bad ? "BAD" : "ok");
     return bad || got != total;
 }
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: evloop_plain serve|read PATH TOTAL\n");
+        fprintf(stderr, "usage: evloop_plain serve|read|read-mixed PATH TOTAL\n");
         return 2;
     }
     size_t total = strtoull(argv[3], NULL, 0);
     if (!strcmp(argv[1], "serve")) return serve(argv[2], total);
-    if (!strcmp(argv[1], "read")) return reader(argv[2], total);
+    if (!strcmp(argv[1], "read")) return reader(argv[2], total, 0);
+    if (!strcmp(argv[1], "read-mixed")) return reader(argv[2], total, 1);
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

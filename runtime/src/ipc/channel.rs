@@ -46,6 +46,8 @@ pub struct Reader {
     pub since: Instant,
     /// It has served a REQUEST: a writer with the library writes here.
     pub requested: bool,
+    /// Reads without a ring since it opted in.
+    pub unasked: u32,
     /// Which ring it has (a process-wide count; 0: none), so that a wait
     /// that marked a ring as listened to unmarks that ring, not the next.
     pub ring_id: u64,

@@ -27,9 +27,12 @@ use super::{Ctx, Tally, route};
 /// 127 ms before it gives up on a reader).
 const HANDSHAKE: Duration = Duration::from_millis(200);
 const HANDSHAKE_READ: u64 = 256 << 10;
-/// A reader that opted in this long ago and has served no REQUEST is
-/// quiet: its writer has no library. Its reads skip the library's checks.
-const QUIET_AFTER: Duration = Duration::from_millis(250);
+/// A reader that opted in this long ago, and has read this many times
+/// since, without a REQUEST, is quiet: its writer has no library (one with
+/// it asks within a few milliseconds of its first large write: its REQUEST
+/// backs off from 1 ms). Its reads then skip the library's checks.
+const QUIET_AFTER: Duration = Duration::from_millis(20);
+const QUIET_READS: u32 = 16;
 /// A writer sets an offer up in a few stores; one that takes longer than
 /// this was preempted, or died: check which. (A reader polls for the
 /// first [`SETUP_SPIN`] of it, then sleeps.)
@@ -89,7 +92,8 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     let Some((ring, _)) = &reader.ring else {
         tally.reason(Fallback::NoPeer);
         let opted = reader.since.elapsed();
-        if !reader.requested && opted >= QUIET_AFTER {
+        reader.unasked = reader.unasked.saturating_add(1);
+        if !reader.requested && opted >= QUIET_AFTER && reader.unasked >= QUIET_READS {
             // No writer with the library: from now on, its reads go to the
             // kernel without the lock (channel::quiet_read).
             channel::set_quiet(index, true);
@@ -149,6 +153,7 @@ fn opt_in(own: Endpoint) -> Option<Reader> {
         requesters,
         since: Instant::now(),
         requested: false,
+        unasked: 0,
         ring_id: 0,
     })
 }
