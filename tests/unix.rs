@@ -532,7 +532,7 @@ fn redis_through_the_wrapper() {
     let got = cli(&["--raw", "get", "big"], None);
     assert_eq!(got.len(), value.len() + 1, "value plus the newline redis-cli adds");
     assert!(got[..value.len()] == value[..], "the value came back different");
-    // The load of ../shared/workloads.md completes.
+    // The project's redis load (1 MB values, 4 clients) completes.
     let mut bench = Command::new(&wrapper);
     bench.args(["run", "--", "redis-benchmark", "-s"]).arg(&sock);
     bench.args(["-t", "set,get", "-d", "1000000", "-n", "2000", "-c", "4", "-q"]);

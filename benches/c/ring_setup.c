@@ -3,7 +3,7 @@
  * and direction: the reader creates a memfd of the ring's size and maps it
  * MAP_POPULATE (the kernel allocates and zeroes every page), the writer maps
  * it MAP_POPULATE too. Not part of the library or the suite; the figures
- * are quoted in the README ("Choosing a mode").
+ * are quoted in docs/guide/modes.md ("Choosing a mode").
  *
  * usage: ring_setup MIB [ROUNDS]   -> one line per round, µs of each step
  */

@@ -1,11 +1,14 @@
 //! SVG charts of benchmark results, drawn with plotters: grouped bars (one
-//! group per workload or size, one bar per engine or setting) and lines
-//! over a logarithmic size axis. Each chart carries its subtitle (the
-//! machine and the date) so that a chart never travels without them.
+//! group per workload or size, one bar per engine or setting), speedups as
+//! grouped bars on a logarithmic axis from a line at 1x, each with its
+//! value written on it, and lines over a logarithmic size axis. Each chart
+//! carries its subtitle (the machine and the date) so that a chart never
+//! travels without them.
 
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One series: a name for the legend and one value per category (`None`
 /// where it was not measured).
@@ -59,11 +62,43 @@ fn titled<'a>(
     root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
     labels: &Labels<'_>,
 ) -> Result<DrawingArea<SVGBackend<'a>, plotters::coord::Shift>, ChartError> {
+    titled_with_legend(root, labels, &[])
+}
+
+/// [`titled`], with the series' names and colours right-aligned at the top:
+/// in the title's row, else the subtitle's, else a row of their own below
+/// them, whichever is the first they fit in beside the words.
+fn titled_with_legend<'a>(
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    labels: &Labels<'_>,
+    series: &[Series],
+) -> Result<DrawingArea<SVGBackend<'a>, plotters::coord::Shift>, ChartError> {
     root.fill(&WHITE).map_err(draw_err)?;
-    let (head, body) = root.split_vertically(52);
-    head.draw_text(labels.title, &("sans-serif", 20).into_text_style(&head), (12, 6)).map_err(draw_err)?;
-    head.draw_text(labels.subtitle, &("sans-serif", 13).into_text_style(&head).color(&RGBColor(90, 90, 90)), (12, 32))
-        .map_err(draw_err)?;
+    let title = ("sans-serif", 20).into_text_style(root);
+    let subtitle = ("sans-serif", 13).into_text_style(root).color(&RGBColor(90, 90, 90));
+    let legend = ("sans-serif", 13).into_text_style(root);
+    let width = |text: &str, style: &TextStyle<'_>| root.estimate_text_size(text, style).map_or(0, |(w, _)| w as i32);
+    let names: Vec<i32> = series.iter().map(|s| width(&s.name, &legend)).collect();
+    // Each entry: a 12-pixel swatch, 6 pixels, the name, 16 pixels.
+    let legend_width: i32 = names.iter().map(|w| w + 34).sum::<i32>() - 16;
+    let right = root.dim_in_pixel().0 as i32 - 12;
+    let rows = [(10, width(labels.title, &title)), (33, width(labels.subtitle, &subtitle))];
+    let row = rows.iter().find(|(_, used)| 12 + used + 24 + legend_width <= right).map(|(y, _)| *y);
+    let (head_height, legend_y) = match (series.is_empty(), row) {
+        (true, _) => (52, 0),
+        (false, Some(y)) => (52, y),
+        (false, None) => (74, 56),
+    };
+    let (head, body) = root.split_vertically(head_height);
+    head.draw_text(labels.title, &title, (12, 6)).map_err(draw_err)?;
+    head.draw_text(labels.subtitle, &subtitle, (12, 32)).map_err(draw_err)?;
+    let mut x = right - legend_width.max(0);
+    for (k, (s, w)) in series.iter().zip(&names).enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        head.draw(&Rectangle::new([(x, legend_y + 1), (x + 12, legend_y + 13)], color.filled())).map_err(draw_err)?;
+        head.draw_text(&s.name, &legend, (x + 18, legend_y)).map_err(draw_err)?;
+        x += w + 34;
+    }
     Ok(body)
 }
 
@@ -76,8 +111,8 @@ pub fn bars(path: &Path, labels: &Labels<'_>, categories: &[String], series: &[S
     bars_with_reference(path, labels, categories, series, None)
 }
 
-/// Grouped bars with a horizontal line at `reference` (1 on a chart of
-/// speedups: where the library and the baseline are level).
+/// Grouped bars on a linear axis with a horizontal line at `reference`.
+/// Speedups are drawn by [`speedup_bars`], on a logarithmic axis.
 pub fn bars_with_reference(
     path: &Path,
     labels: &Labels<'_>,
@@ -141,6 +176,138 @@ pub fn bars_with_reference(
         .border_style(BLACK.mix(0.3))
         .draw()
         .map_err(draw_err)?;
+    root.present().map_err(draw_err)
+}
+
+/// A speedup as the charts write it: `0.87x`, `3.96x`, `16.5x`, `120x`.
+fn speedup_label(v: f64) -> String {
+    if v >= 99.95 {
+        format!("{v:.0}x")
+    } else if v >= 9.995 {
+        format!("{v:.1}x")
+    } else {
+        format!("{v:.2}x")
+    }
+}
+
+/// A tick of a logarithmic speedup axis: `0.5x`, `1x`, `20x`.
+fn tick_label(v: f64) -> String {
+    let text = format!("{v:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}x")
+}
+
+/// The ticks of a logarithmic axis from `lo` to `hi`: 1, 2 and 5 times the
+/// powers of ten, or finer steps where that gives fewer than three.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = (lo.log10().floor() as i32)..=(hi.log10().ceil() as i32);
+    let within = |mantissas: &[f64]| -> Vec<f64> {
+        decades
+            .clone()
+            .flat_map(|e| mantissas.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|v| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9))
+            .collect()
+    };
+    let ticks = within(&[1.0, 2.0, 5.0]);
+    if ticks.len() >= 3 { ticks } else { within(&[1.0, 1.1, 1.2, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]) }
+}
+
+/// The y range of a speedup chart: every value and 1 inside it, with room
+/// (a share `room` of the axis) above the highest bar and below the lowest
+/// for the values written at their ends.
+fn speedup_range(values: impl Iterator<Item = f64>, room: f64) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((None, 1.0f64), |(lo, hi), v| (Some(lo.map_or(v, |l: f64| l.min(v))), hi.max(v)));
+    let (lo, hi) = (lo?.min(1.0), hi);
+    // Margins around the bars' ends, in log units: at least a fifth of a
+    // factor of two either way, so that a chart of values near 1 still
+    // shows the line at 1 between ticks.
+    let (a, b) = ((lo / 1.15).ln(), (hi * 1.15).ln());
+    let below = if lo < 1.0 { room } else { 0.0 };
+    let total = (b - a) / (1.0 - room - below);
+    Some(((a - below * total).exp(), (b + room * total).exp()))
+}
+
+/// Speedups as grouped bars on a logarithmic axis: `categories` along x,
+/// one bar per series in each, every bar drawn from the line at 1 (where
+/// the library and the baseline are level) up to its value, or down to it
+/// below 1, with its value written at its end. Equal ratios look equal
+/// (2x up as long as 0.5x down), and 1.1x and 25x are both readable on one
+/// chart. The legend is at the top, beside the title or below it, clear of
+/// the bars.
+pub fn speedup_bars(
+    path: &Path,
+    labels: &Labels<'_>,
+    categories: &[String],
+    series: &[Series],
+) -> Result<(), ChartError> {
+    // The values written at the bars' ends take about this share of the axis.
+    const ROOM: f64 = 0.13;
+    let values = series.iter().flat_map(|s| s.values.iter().flatten().copied());
+    let Some((lo, hi)) = speedup_range(values, ROOM) else { return Err(ChartError::Empty) };
+    if categories.is_empty() || series.is_empty() {
+        return Err(ChartError::Empty);
+    }
+    let width = (160 + categories.len() * (40 + 28 * series.len())).clamp(640, 1400) as u32;
+    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
+    let body = titled_with_legend(&root, labels, series)?;
+    let slots = series.len() + 1; // one empty slot between groups
+    // Two units per bar, so that a bar's middle has a coordinate.
+    let n = categories.len() * slots * 2;
+    // The groups' names under them, every other one a row lower where
+    // neighbours would touch.
+    let name_style = ("sans-serif", 13).into_text_style(&root).pos(Pos::new(HPos::Center, VPos::Top));
+    let name_widths: Vec<i32> =
+        categories.iter().map(|c| root.estimate_text_size(c, &name_style).map_or(0, |(w, _)| w as i32)).collect();
+    let group_px = (width as i32 - 2 * 12 - 64) / categories.len() as i32;
+    let stagger = name_widths.windows(2).any(|w| (w[0] + w[1]) / 2 + 8 > group_px);
+    let names_height = if stagger { 40 } else { 24 };
+    let mut chart = ChartBuilder::on(&body)
+        .margin(12)
+        .x_label_area_size(names_height + if labels.x.is_empty() { 0 } else { 20 })
+        .y_label_area_size(64)
+        .build_cartesian_2d(0..n, (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)))
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        // No ticks along x: the groups' names are written below.
+        .x_labels(categories.len())
+        .x_label_formatter(&|_| String::new())
+        .set_tick_mark_size(LabelAreaPosition::Bottom, 0)
+        .y_label_formatter(&|v| tick_label(*v))
+        .x_desc(labels.x)
+        .y_desc(labels.y)
+        .draw()
+        .map_err(draw_err)?;
+    for (g, name) in categories.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(g * 2 * slots + series.len(), lo));
+        let row = if stagger && g % 2 == 1 { 16 } else { 0 };
+        root.draw_text(name, &name_style, (x, y + 6 + row)).map_err(draw_err)?;
+    }
+    let value_font = ("sans-serif", 12).into_font().transform(FontTransform::Rotate270);
+    for (k, s) in series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let bars: Vec<(usize, f64)> = s
+            .values
+            .iter()
+            .enumerate()
+            .filter_map(|(c, v)| v.filter(|v| v.is_finite() && *v > 0.0).map(|v| ((c * slots + k) * 2, v)))
+            .collect();
+        chart
+            .draw_series(bars.iter().map(|&(x, v)| Rectangle::new([(x, 1.0), (x + 2, v)], color.filled())))
+            .map_err(draw_err)?;
+        // Written upward from a bar's top, or downward from its bottom end
+        // below 1, centred on the bar.
+        let written = bars.iter().map(|&(x, v)| {
+            let (anchor, gap) = if v >= 1.0 { (HPos::Left, -4) } else { (HPos::Right, 4) };
+            let style = value_font.clone().color(&BLACK).pos(Pos::new(anchor, VPos::Center));
+            EmptyElement::at((x + 1, v)) + Text::new(speedup_label(v), (0, gap), style)
+        });
+        chart.draw_series(written).map_err(draw_err)?;
+    }
+    chart.draw_series(LineSeries::new([(0, 1.0), (n, 1.0)], BLACK.stroke_width(1))).map_err(draw_err)?;
     root.present().map_err(draw_err)
 }
 
@@ -251,6 +418,92 @@ mod tests {
         assert!(svg.contains("kernel"));
     }
 
+    /// The words of an SVG's text elements.
+    fn texts(svg: &str) -> Vec<&str> {
+        svg.split("<text").skip(1).filter_map(|t| Some(t.split_once('>')?.1.split("</text>").next()?.trim())).collect()
+    }
+
+    /// The bars of `color` in an SVG: (top y, height), in drawing order.
+    fn bars_of(svg: &str, color: &str) -> Vec<(i64, i64)> {
+        let attr = |tag: &str, name: &str| -> i64 {
+            let start = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            tag[start..].split('"').next().unwrap().parse().unwrap()
+        };
+        svg.split("<rect")
+            .skip(1)
+            .map(|t| t.split('>').next().unwrap())
+            .filter(|t| t.contains(&format!("fill=\"{color}\"")))
+            .map(|t| (attr(t, "y"), attr(t, "height")))
+            .collect()
+    }
+
+    #[test]
+    fn speedups_on_a_log_axis_from_the_line_at_1x_with_their_values() {
+        let path = temp("speedups");
+        let categories: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let series = vec![
+            Series { name: "latency".into(), values: vec![Some(2.0), Some(0.5), Some(8.0), None] },
+            Series { name: "efficiency".into(), values: vec![Some(24.66), Some(0.87), Some(1.0), Some(4.0)] },
+        ];
+        speedup_bars(&path, &labels(), &categories, &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("a 2-CPU VM, 2026-01-02") && svg.contains("latency") && svg.contains("efficiency"));
+        // Ticks at 1, 2 and 5 times the powers of ten, the line at 1x.
+        let words = texts(&svg);
+        for tick in ["0.5x", "1x", "2x", "5x", "10x", "20x"] {
+            assert!(words.contains(&tick), "no tick {tick}: {words:?}");
+        }
+        // Every bar's value, written along it.
+        for value in ["2.00x", "0.50x", "8.00x", "24.7x", "0.87x", "1.00x", "4.00x"] {
+            assert!(words.contains(&value), "no value {value}: {words:?}");
+        }
+        // Seven values and the y axis's description, written upward.
+        assert_eq!(svg.matches("rotate(270").count(), 8);
+        // Logarithmic, from the line at 1: 2x rises as far as 0.5x falls,
+        // 8x three times as far; 0.5x hangs below the line where 2x stands on it.
+        let bars = bars_of(&svg, "#4C72B0");
+        assert_eq!(bars.len(), 4, "the legend's swatch and three bars");
+        let [(top2, h2), (top05, h05), (top8, h8)] = [bars[1], bars[2], bars[3]];
+        assert!((h2 - h05).abs() <= 1, "2x: {h2} px, 0.5x: {h05} px");
+        assert!((h8 - 3 * h2).abs() <= 2, "2x: {h2} px, 8x: {h8} px");
+        let line = top2 + h2;
+        assert_eq!(top05, line);
+        assert_eq!(top8 + h8, line);
+        // The line at 1x: across the plot at the bars' base.
+        let across = svg
+            .split("<polyline")
+            .skip(1)
+            .filter_map(|t| t.split("points=\"").nth(1)?.split('"').next())
+            .filter(|points| {
+                let ends: Vec<(i64, i64)> = points
+                    .split_whitespace()
+                    .filter_map(|p| p.split_once(',').map(|(x, y)| (x.parse().unwrap(), y.parse().unwrap())))
+                    .collect();
+                ends.len() == 2 && ends[0].1 == line && ends[1].1 == line && ends[1].0 - ends[0].0 > 400
+            })
+            .count();
+        assert_eq!(across, 1, "the line at 1x");
+    }
+
+    #[test]
+    fn speedup_ticks_and_labels() {
+        assert_eq!(log_ticks(0.4, 60.0), [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(log_ticks(0.75, 1.25), [0.8, 0.9, 1.0, 1.1, 1.2]);
+        assert_eq!(tick_label(0.5), "0.5x");
+        assert_eq!(tick_label(1.0), "1x");
+        assert_eq!(tick_label(20.0), "20x");
+        assert_eq!(speedup_label(0.866), "0.87x");
+        assert_eq!(speedup_label(16.51), "16.5x");
+        assert_eq!(speedup_label(120.4), "120x");
+        let (lo, hi) = speedup_range([2.0, 30.0].into_iter(), 0.13).unwrap();
+        assert!(lo < 1.0 && lo > 0.8 && hi > 30.0, "{lo}..{hi}");
+        let (lo, _) = speedup_range([0.5, 3.0].into_iter(), 0.13).unwrap();
+        assert!(lo < 0.5 / 1.15);
+        assert!(speedup_range([f64::NAN, 0.0].into_iter(), 0.13).is_none());
+    }
+
     #[test]
     fn nothing_to_draw() {
         let path = temp("empty");
@@ -258,6 +511,8 @@ mod tests {
         assert!(matches!(bars(&path, &labels(), &["a".into()], &none), Err(ChartError::Empty)));
         assert!(matches!(lines_by_size(&path, &labels(), &[], &series()), Err(ChartError::Empty)));
         assert!(matches!(lines_by_size(&path, &labels(), &[4096], &series()), Err(ChartError::Empty)));
+        assert!(matches!(speedup_bars(&path, &labels(), &["a".into()], &none), Err(ChartError::Empty)));
+        assert!(matches!(speedup_bars(&path, &labels(), &[], &series()), Err(ChartError::Empty)));
         assert!(!path.exists());
     }
 }

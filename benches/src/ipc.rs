@@ -254,8 +254,9 @@ pub fn write_dd_input(path: &Path, bytes: u64) -> Result<(), String> {
     file.sync_all().map_err(err)
 }
 
-/// The three-dd pipeline of ../shared/workloads.md over `input` (of `bytes`
-/// bytes), as a `/bin/sh -c` command line.
+/// The project's three-dd pipeline (4 MiB pipe reads and writes through
+/// read and write) over `input` (of `bytes` bytes), as a `/bin/sh -c`
+/// command line.
 pub fn dd_pipeline(input: &Path) -> String {
     let quoted = format!("'{}'", input.display().to_string().replace('\'', r"'\''"));
     format!("dd if={quoted} bs=4M | dd iflag=fullblock bs=4M | dd iflag=fullblock bs=4M of=/dev/null")

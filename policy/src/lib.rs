@@ -1,6 +1,6 @@
 //! ipc-offload policy files: parse, validate, match a process, resolve a rule.
 //!
-//! A policy is TOML (README.md, "The policy file", is the reference):
+//! A policy is TOML (docs/guide/policy.md is the reference):
 //!
 //! ```toml
 //! strict = false
@@ -101,7 +101,7 @@ const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] = [
     (Engine::Auto, 256 << 10),
     (Engine::Off, 1 << 20),
     (Engine::Off, 1 << 20),
-    // [shm]: the same as [memcpy] (its own section: README, "The policy file").
+    // [shm]: the same as [memcpy] (its own section: docs/guide/policy.md).
     (Engine::Auto, 1 << 20),
 ];
 

@@ -36,10 +36,10 @@ fn builtin_text_is_the_builtin_policy() {
 }
 
 #[test]
-fn the_readme_shows_the_builtin_policy() {
-    let readme = include_str!("../../README.md");
+fn the_policy_guide_shows_the_builtin_policy() {
+    let guide = include_str!("../../docs/guide/policy.md");
     let body = BUILTIN_POLICY.split_once('\n').unwrap().1; // without the comment line
-    assert!(readme.contains(body), "README.md's built-in policy differs from policy::BUILTIN_POLICY");
+    assert!(guide.contains(body), "docs/guide/policy.md's built-in policy differs from policy::BUILTIN_POLICY");
 }
 
 #[test]

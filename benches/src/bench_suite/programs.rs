@@ -1,4 +1,4 @@
-//! Real programs (../shared/workloads.md): the dd pipeline, Python's
+//! Real programs, unmodified: the three-dd pipeline, Python's
 //! multiprocessing.Pipe, and redis-server driven by redis-benchmark.
 
 use std::io::{Read, Write};

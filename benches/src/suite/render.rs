@@ -74,7 +74,7 @@ pub fn draw(spec: &ChartSpec, rows: &[&Row], subtitle: &str, dir: &Path) -> Resu
         ChartKind::Speedups => {
             let categories: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
             let series = speedups(rows, &names[1.min(names.len())..]);
-            chart::bars_with_reference(&path, &labels, &categories, &series, Some(1.0))?;
+            chart::speedup_bars(&path, &labels, &categories, &series)?;
         }
     }
     Ok(path)

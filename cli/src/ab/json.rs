@@ -1,5 +1,5 @@
 //! The JSON document (`--json`): the setup, every run, the pairs and the
-//! summary. The schema is in README.md ("A/B comparisons"); `"ab": 1` is
+//! summary. The schema is in docs/guide/ab.md; `"ab": 1` is
 //! its version. Runs and pairs are numbered from 1, as in the tables.
 
 use serde_json::{Value, json};

@@ -101,7 +101,7 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, opts: &CopyOptions)
 /// thousandths: tuned after every copy, shown in the stats.
 static SHARES: [AtomicU32; Class::COUNT] = [const { AtomicU32::new(SHARE_START) }; Class::COUNT];
 /// Where an `auto` share starts: a DSA device moves about three times what
-/// one core copies (../shared/design/dsa.md: ~30 GB/s against ~10).
+/// one core copies (on the order of 30 GB/s against 10).
 const SHARE_START: u32 = 250;
 /// The share stays within these, so that both sides keep being measured.
 const SHARE_RANGE: (u32, u32) = (50, 950);

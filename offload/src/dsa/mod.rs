@@ -1,6 +1,7 @@
 //! Intel DSA (Data Streaming Accelerator) through the Linux idxd user
 //! interface, and a software model of the device that executes the same
-//! descriptors (../shared/design/dsa.md has the facts and their sources).
+//! descriptors (their values are the kernel's, include/uapi/linux/idxd.h;
+//! see abi.rs).
 //!
 //! - [`abi`]: descriptors, completion records, opcodes, flags, statuses.
 //! - [`copy`]: a copy cut into descriptors kept in flight together, faults
