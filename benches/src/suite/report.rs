@@ -6,7 +6,7 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 15] = [
+pub const HEADLINE: [(&str, &str); 22] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
@@ -22,6 +22,13 @@ pub const HEADLINE: [(&str, &str); 15] = [
     ("python-simplex", "py simplex"),
     ("redis-set", "redis SET"),
     ("redis-get", "redis GET"),
+    ("evloop-relay-select-1MiB", "select relay"),
+    ("evloop-relay-select-1MiB-cpu", "relay CPU"),
+    ("evloop-relay-select-16KiB", "relay 16K"),
+    ("evloop-epoll-lt-64MiB", "epoll LT"),
+    ("evloop-epoll-et-64MiB", "epoll ET"),
+    ("evloop-pingpong-64B", "epoll 64B"),
+    ("asyncio-unix", "asyncio"),
 ];
 
 /// The headline's rows found among `parts`, in [`HEADLINE`]'s order.

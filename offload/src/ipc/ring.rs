@@ -81,6 +81,10 @@ const OFF_READS: usize = 640;
 /// says someone sleeps.
 const OFF_STAGED_BELL: usize = 704;
 const OFF_TAKEN_BELL: usize = 768;
+/// Bumped by the reader each time a thread enters a library wait that
+/// watches the ring: a writer sends one WAKE per such wait, not one per
+/// step (the woken reader takes the steps that follow while it is awake).
+const OFF_LISTEN_GEN: usize = 832;
 
 /// Offer states.
 const IDLE: u64 = 0;
@@ -236,6 +240,8 @@ pub struct Presence {
     pub listening: u32,
     /// The reader's count of read calls through the library.
     pub reads: u32,
+    /// The reader's count of waits entered (see [`Ring::listen`]).
+    pub waits: u32,
 }
 
 impl Presence {
@@ -469,6 +475,7 @@ impl Ring {
     pub fn listen(&self, entering: bool) {
         let word = self.u32_at(OFF_LISTEN);
         if entering {
+            self.u32_at(OFF_LISTEN_GEN).fetch_add(1, SeqCst);
             word.fetch_add(1, SeqCst);
         } else {
             // Never below 0, even against a peer's garbage.
@@ -489,6 +496,7 @@ impl Ring {
             asleep: wait & ASLEEP != 0,
             listening: self.u32_at(OFF_LISTEN).load(SeqCst),
             reads: self.u32_at(OFF_READS).load(Relaxed),
+            waits: self.u32_at(OFF_LISTEN_GEN).load(SeqCst),
         }
     }
 

@@ -183,12 +183,16 @@ fn offer<'a>(
     let wake_to = side::reader_name(writer.target);
     let side_fd = writer.side.as_ref().map(OwnedFd::raw);
     let mut announced = false;
-    // A reader asleep in a read needs one WAKE; one in an event loop's poll
-    // needs one for every step, as a socket's readiness would change.
+    let mut woken_wait = None;
+    // A reader asleep in a read needs one WAKE; one in an event loop's wait
+    // needs one per wait it enters (woken, it takes the steps that follow,
+    // and waits again only when it has taken all there was).
     let mut placed = || {
         let now = ring.presence();
-        if now.listening > 0 || (now.asleep && !announced) {
+        let for_wait = now.listening > 0 && woken_wait != Some(now.waits);
+        if for_wait || (now.asleep && !announced) {
             announced = true;
+            woken_wait = Some(now.waits);
             if let Some(side) = side_fd {
                 let (msg, len) = Message::Wake { seq: opened.seq }.encode();
                 let _ = net::send_dgram(side, &wake_to, &msg[..len], &[]);

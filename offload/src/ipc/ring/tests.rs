@@ -303,6 +303,7 @@ fn presence_says_where_the_reader_is() {
     reader.listen(true);
     reader.listen(true);
     assert_eq!(writer.presence().listening, 2);
+    assert_eq!(writer.presence().waits, 2, "each wait entered counts");
     assert!(writer.presence().inside() && writer.presence().needs_wake());
     reader.listen(false);
     reader.listen(false);
