@@ -177,7 +177,7 @@ fn adopt_set(epfd: i32) {
 
 /// True if a read of the twin's fd would take bytes now, and the program
 /// should hear of it: level-triggered while bytes are ready, edge-triggered
-/// once per step placed since it last heard.
+/// once per step placed or read made since it last heard.
 fn due(t: &TwinView, look: &Look) -> bool {
     look.ready > 0 && (!t.edge() || look.mark != t.mark)
 }

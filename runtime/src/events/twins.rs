@@ -42,7 +42,7 @@ pub struct Twin {
     /// The reader channel: its slot and key.
     pub slot: AtomicU32,
     pub key: AtomicU64,
-    /// Edge-triggered: the ring's placed mark when `fd` was last reported.
+    /// Edge-triggered: the ring's edge mark when `fd` was last reported.
     pub mark: AtomicU64,
     /// One-shot: reported, and not re-armed by the program yet.
     pub disarmed: AtomicBool,

@@ -110,6 +110,20 @@ pub struct Writer {
     /// The reader's read count when it last left an offer untaken: it is
     /// offered again (unless it waits inside a read) once that moves.
     pub declined: Option<u32>,
+    /// The reader read through the library while this writer's last
+    /// kernel piece was in the kernel: it drains what the kernel holds
+    /// (no wait of its own to be seen in), and its next read takes an
+    /// offer. (Reads between two calls do not count: a thread that writes
+    /// and then reads its own socket pair would never take.)
+    pub read_meanwhile: bool,
+    /// The reader's read count when this writer's last kernel piece
+    /// returned: a reader in another process that read since drains what
+    /// the kernel holds too (a nonblocking writer's pieces are too short
+    /// to see it at it).
+    pub reads_after_piece: Option<u32>,
+    /// The ring's reader is another process (a thread of this one may be
+    /// this very thread, which reads only once its write returns).
+    pub reader_elsewhere: bool,
 }
 
 impl Writer {
@@ -125,6 +139,9 @@ impl Writer {
             backoff,
             streaming_until: None,
             declined: None,
+            read_meanwhile: false,
+            reads_after_piece: None,
+            reader_elsewhere: false,
         }
     }
 }

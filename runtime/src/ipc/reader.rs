@@ -261,9 +261,12 @@ unsafe fn transfer(
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
         if let Some(holder) = ring.holder() {
             // Bytes the kernel queued before the offer opened come first:
-            // its writer wrote them, then offered.
+            // its writer wrote them, then offered. A socket's read goes on
+            // into the offer with the room left, as the kernel's would
+            // return all that is queued (a pipe's has no nonblocking read
+            // of its own: it returns the kernel's bytes alone).
             if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
-                if !wait_all {
+                if !wait_all && ctx.class == Class::Pipe {
                     return finish_with_kernel(call, got, tally, held);
                 }
                 match take_kernel_bytes(call, &mut got, &mut cursor, tally) {

@@ -33,7 +33,8 @@ pub struct Look {
     pub ring_id: u64,
     /// Offered bytes a read would take now.
     pub ready: u64,
-    /// The ring's placed mark (changes with every step placed).
+    /// The ring's edge mark (changes with every step placed and every
+    /// read through the library).
     pub mark: u64,
     /// This look marked the ring as listened to.
     pub listening: bool,
@@ -76,7 +77,7 @@ pub fn look(slot: usize, key: u64, listen: bool) -> Option<Look> {
             look.listening = true;
         }
         look.ready = ring.ready();
-        look.mark = ring.placed_mark();
+        look.mark = ring.edge_mark();
     }
     Some(look)
 }

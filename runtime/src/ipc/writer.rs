@@ -120,8 +120,14 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         }
         // A piece through the kernel, from where the write stands.
         let asked = PIECE.min(len - sent);
+        let reads = writer.ring.as_ref().map(|(ring, _)| ring.presence().reads);
         // SAFETY: the caller's buffers, bytes [sent, sent + asked).
         let r = unsafe { call.kernel_piece(sent, asked, at.family, sent > 0) };
+        if let (Some(before), Some((ring, _))) = (reads, &writer.ring) {
+            let after = ring.presence().reads;
+            writer.read_meanwhile = after != before;
+            writer.reads_after_piece = Some(after);
+        }
         if r <= 0 {
             return if sent > 0 { tally.fast_done(sent) } else { tally.kernel_result(r) };
         }
@@ -162,7 +168,10 @@ fn offer<'a>(
 ) -> Offered {
     let Some((ring, _)) = &writer.ring else { return Offered::Refused(Fallback::NoPeer) };
     let presence = ring.presence();
-    if !will_take(writer, &presence) {
+    let take = will_take(writer, &presence);
+    writer.read_meanwhile = false;
+    writer.reads_after_piece = None;
+    if !take {
         return Offered::Refused(Fallback::NotWaiting);
     }
     if let Err(reason) = at.can_write(call.fd) {
@@ -251,8 +260,11 @@ fn offer<'a>(
 
 /// Whether the reader will take an offer now, from what the ring says: it
 /// waits inside a blocking read, or polls the socket through the library,
-/// or took bytes of the last offer a moment ago (it comes back); unless it
-/// left one untaken since its last read through the library.
+/// or took bytes of the last offer a moment ago (it comes back), or read
+/// through the library while this writer's last kernel piece was in the
+/// kernel, or since (a reader in another process): it drains what the
+/// kernel holds, and reads on; unless it left one untaken since its last
+/// read through the library.
 pub fn will_take(writer: &Writer, presence: &Presence) -> bool {
     // A reader that left an offer untaken is offered again once it reads
     // through the library again (a read bumps `reads`, a real wait in a
@@ -262,7 +274,8 @@ pub fn will_take(writer: &Writer, presence: &Presence) -> bool {
         return false;
     }
     let streaming = writer.streaming_until.is_some_and(|t| Instant::now() < t);
-    presence.want > 0 || presence.listening > 0 || streaming
+    let read_since = writer.reader_elsewhere && writer.reads_after_piece.is_some_and(|r| r != presence.reads);
+    presence.want > 0 || presence.listening > 0 || streaming || writer.read_meanwhile || read_since
 }
 
 /// What a write may do, from the file's flags (fcntl(2) `F_GETFL`).
@@ -324,6 +337,8 @@ fn forget_ring(writer: &mut Writer) {
     writer.backoff = BACKOFF_FIRST;
     writer.streaming_until = None;
     writer.declined = None;
+    writer.read_meanwhile = false;
+    writer.reads_after_piece = None;
 }
 
 /// Sends a REQUEST unless backing off; a refusal (no reader bound the name)
@@ -389,11 +404,58 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
             continue;
         }
         writer.reader = Some(offer.lifeline);
+        writer.reader_elsewhere = ring.reader_pid() != ctx.pid;
         writer.ring = Some((ring, offer.memfd_ino));
         writer.backoff = BACKOFF_FIRST;
         // It answered from inside a read or a poll of the library: it is
         // about to read this very write's bytes.
         writer.streaming_until = Some(Instant::now() + STREAMING);
         writer.declined = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> Writer {
+        Writer::new(Endpoint::socket(0x7777_0101), BACKOFF_FIRST)
+    }
+
+    #[test]
+    fn a_reader_inside_a_read_or_a_wait_is_offered_to() {
+        let w = writer();
+        assert!(!will_take(&w, &Presence::default()), "a reader nowhere to be seen");
+        assert!(will_take(&w, &Presence { want: 1 << 20, ..Presence::default() }));
+        assert!(will_take(&w, &Presence { listening: 1, ..Presence::default() }));
+        let mut streaming = writer();
+        streaming.streaming_until = Some(Instant::now() + STREAMING);
+        assert!(will_take(&streaming, &Presence::default()));
+    }
+
+    #[test]
+    fn a_reader_that_drains_the_kernel_meanwhile_is_offered_to() {
+        let mut w = writer();
+        w.read_meanwhile = true;
+        assert!(will_take(&w, &Presence::default()), "it read while the piece was in the kernel");
+        // Reads since the last piece count for a reader in another process
+        // only: this very thread may be the reader of its own socket pair.
+        let mut w = writer();
+        w.reads_after_piece = Some(7);
+        assert!(!will_take(&w, &Presence { reads: 8, ..Presence::default() }));
+        w.reader_elsewhere = true;
+        assert!(will_take(&w, &Presence { reads: 8, ..Presence::default() }));
+        assert!(!will_take(&w, &Presence { reads: 7, ..Presence::default() }), "no read since");
+    }
+
+    #[test]
+    fn an_untaken_offer_voids_every_reason_until_the_reader_reads_again() {
+        let mut w = writer();
+        w.declined = Some(3);
+        w.read_meanwhile = true;
+        w.streaming_until = Some(Instant::now() + STREAMING);
+        let waiting = Presence { want: 1, listening: 1, reads: 3, ..Presence::default() };
+        assert!(!will_take(&w, &waiting));
+        assert!(will_take(&w, &Presence { reads: 4, ..waiting }));
     }
 }

@@ -11,9 +11,9 @@ use core::time::Duration;
 use std::time::Instant;
 
 use super::{
-    Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_COPIED, OFF_OFFER, OFF_STAGED, OFF_STAGED_BELL, OFF_TAKEN,
-    OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SETUP, Sleep, Waited, bytes_of, count, offer_word, pid_of, seq_of,
-    seq_of_offer, state_of,
+    Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_COPIED, OFF_OFFER, OFF_READS, OFF_STAGED, OFF_STAGED_BELL,
+    OFF_TAKEN, OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SETUP, Sleep, Waited, bytes_of, count, offer_word, pid_of,
+    seq_of, seq_of_offer, state_of,
 };
 use crate::chaos::point;
 
@@ -115,6 +115,19 @@ impl Ring {
     /// what an edge-triggered watcher compares.
     pub fn placed_mark(&self) -> u64 {
         self.u64_at(OFF_STAGED).load(Acquire)
+    }
+
+    /// A mark that also changes with every read through the library:
+    /// what an edge-triggered watcher compares. A program that read and
+    /// left offered bytes behind (it took the kernel's bytes first, or
+    /// filled its buffer) hears of them again at its next wait, as the
+    /// kernel's socket would tell it of bytes its writer kept sending: an
+    /// offer's writer sends nothing while it waits to be taken. (The read
+    /// count sits above bit 40: a terabyte placed between two looks would
+    /// be needed to hide a read.)
+    pub fn edge_mark(&self) -> u64 {
+        let reads = u64::from(self.u32_at(OFF_READS).load(Relaxed));
+        self.placed_mark().wrapping_add(reads << 40)
     }
 
     /// Takes up to `max` bytes of offer `seq` into `dst`. Once it has

@@ -450,3 +450,15 @@ fn a_side_polls_only_while_its_peer_runs_on_another_cpu() {
     writer.u32_at(OFF_READER_CPU).store(u32::MAX, Relaxed);
     assert_eq!(writer.spin_for(spin), spin);
 }
+
+#[test]
+fn a_read_through_the_library_moves_the_edge_mark_but_not_the_placed_mark() {
+    let (reader, _writer) = pair(GEOMETRY);
+    let (placed, edge) = (reader.placed_mark(), reader.edge_mark());
+    reader.note_read();
+    assert_eq!(reader.placed_mark(), placed, "a read places nothing");
+    assert_ne!(reader.edge_mark(), edge, "an edge-triggered wait hears of what the read left");
+    let edge = reader.edge_mark();
+    reader.note_read();
+    assert_ne!(reader.edge_mark(), edge, "every read moves it");
+}
