@@ -530,7 +530,9 @@ fn path_exists(root: &Path, path: &str) -> bool {
 }
 
 /// The repository path a word of a code span names, if it names one: it
-/// contains a `/` and starts with a top-level directory of the repository;
+/// contains a `/` and starts with a top-level directory of the repository,
+/// or names a crate's sources (`NAME/src/...`: a crate folder that was
+/// renamed or removed must not hide its stale paths);
 /// without quotes and punctuation around it and a `:LINE` or `#anchor`
 /// after it.
 fn repository_path(word: &str, top: &BTreeSet<String>) -> Option<String> {
@@ -549,8 +551,10 @@ fn repository_path(word: &str, top: &BTreeSet<String>) -> Option<String> {
     if !w.contains('/') || w.contains("...") || w.contains("://") {
         return None;
     }
-    let first = w.split('/').next()?;
-    top.contains(first).then(|| w.to_owned())
+    let mut parts = w.split('/');
+    let first = parts.next()?;
+    let crate_sources = parts.next() == Some("src") && !first.is_empty() && !first.starts_with('.');
+    (top.contains(first) || crate_sources).then(|| w.to_owned())
 }
 
 /// The top-level directories of the repository that paths may start with:
@@ -722,6 +726,8 @@ fn paths_with_placeholders_globs_and_suffixes() {
     assert_eq!(repository_path(".ci/run", &top).as_deref(), Some(".ci/run"));
     assert_eq!(repository_path("docs/x.md#part", &top).as_deref(), Some("docs/x.md"));
     assert_eq!(repository_path("lib/ipc-offload/x.so", &top), None);
+    // A crate folder that no longer exists still names a repository path.
+    assert_eq!(repository_path("gone/src/x.rs", &top).as_deref(), Some("gone/src/x.rs"));
     assert_eq!(repository_path("/tmp/x", &top), None);
     assert_eq!(repository_path("https://docs/x", &top), None);
     assert_eq!(placeholders_as_wildcards("docs/bench/suite-PART.json"), "docs/bench/suite-*.json");

@@ -1,4 +1,4 @@
-//! The Rust DSA ABI (`ipc_offload_engine::dsa::abi`) against the system's
+//! The Rust DSA ABI (`ipc_offload_dsa::abi`) against the system's
 //! `<linux/idxd.h>`: a C program compiled here prints the header's sizes,
 //! offsets, constants and the bytes of descriptors and completion records
 //! whose fields it set (the header's structs are packed bitfields); every
@@ -10,7 +10,7 @@ use std::io::Write;
 use std::mem::{offset_of, size_of};
 use std::process::{Command, Stdio};
 
-use ipc_offload_engine::dsa::abi::{CompletionRecord, Descriptor, flag, opcode, status};
+use ipc_offload_dsa::abi::{CompletionRecord, Descriptor, flag, opcode, status};
 use ipc_offload_tests::*;
 
 /// Whether `#include <linux/idxd.h>` compiles here.

@@ -195,7 +195,7 @@ fn counts_out_of_range_are_caught() {
                 let cap = ring.capacity();
                 // The document does not say how large an offer may be; the
                 // library's limit is its public MAX_OFFER.
-                let max_offer = ipc_offload_engine::ipc::ring::MAX_OFFER;
+                let max_offer = ipc_offload_ring::MAX_OFFER;
                 let (total, placed, taken) = match case {
                     "placed-beyond-total" => (100, 4096, 0),
                     "placed-beyond-capacity" => (1 << 30, cap + 4096, 0),

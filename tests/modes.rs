@@ -24,7 +24,7 @@ fn stats_of_run(file: &Path) -> Vec<serde_json::Value> {
 
 /// The last-level cache's size as the library reads it (`None` if unknown).
 fn llc() -> Option<u64> {
-    ipc_offload_engine::cpus::last_level_cache(Path::new("/sys/devices/system/cpu"))
+    ipc_offload_sys::cpus::last_level_cache(Path::new("/sys/devices/system/cpu"))
 }
 
 #[test]

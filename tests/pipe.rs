@@ -476,13 +476,23 @@ fn a_reader_that_execs_from_another_thread_mid_transfer() {
     // The writer must notice its reader is gone (the exec closes its side of
     // the lifeline), count only what the reader copied out, and send the
     // rest to the exec'd reader: no gap, no repeat.
-    let e = edge_case(
-        &["exec-reader-thread"],
-        "check-rest: the rest of the stream without a gap, then EOF\nthe writes completed; the reader exited 0\n",
-        Duration::from_secs(60),
-    );
-    assert!(e.fast > 0, "the thread's read never took the fast path");
-    assert!(e.peer_gone >= 1, "the exec did not cut a transfer: the case was not exercised");
+    // The exec comes 20 ms after the thread entered its read: on a loaded
+    // machine the writer may not have offered by then, and the run, correct
+    // as it is (edge_case checks every byte each time), exercises nothing.
+    // Up to three runs, until one exec cuts a transfer.
+    let mut runs = vec![];
+    for _ in 0..3 {
+        let e = edge_case(
+            &["exec-reader-thread"],
+            "check-rest: the rest of the stream without a gap, then EOF\nthe writes completed; the reader exited 0\n",
+            Duration::from_secs(60),
+        );
+        runs.push((e.fast, e.peer_gone));
+        if e.fast > 0 && e.peer_gone >= 1 {
+            return;
+        }
+    }
+    panic!("no exec cut a transfer in 3 runs (fast-path bytes, peer-gone): {runs:?}: the case was not exercised");
 }
 
 // --- real programs ------------------------------------------------------------

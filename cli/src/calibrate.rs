@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ipc_offload_engine::cpus;
-use ipc_offload_engine::engine::EngineId;
+use ipc_offload_engine::EngineId;
 use ipc_offload_policy::{Class, Engine, Policy, Rejected};
 use ipc_offload_runtime::plan::{self, Machine, Note};
+use ipc_offload_sys::cpus;
 
 pub use child::{COMMAND as CHILD_COMMAND, main as child_main};
 use measure::{ClassPlan, MeasureError, Plan};

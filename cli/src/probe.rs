@@ -10,13 +10,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ipc_offload_engine::cpus;
-use ipc_offload_engine::dsa::sysfs::{self, Discovery, Mode, Queue, SysfsError};
-use ipc_offload_engine::engine::EngineId;
-use ipc_offload_engine::sys::x86::Features;
+use ipc_offload_dsa::sysfs::{self, Discovery, Mode, Queue, SysfsError};
+use ipc_offload_engine::EngineId;
 use ipc_offload_policy::{Class, DsaDevice, Engine, Policy, Rejected, Resolved, format_size};
 use ipc_offload_runtime::env::{self, Env};
 use ipc_offload_runtime::plan::{self, Machine};
+use ipc_offload_sys::cpus;
+use ipc_offload_sys::x86::Features;
 
 use crate::stats::render;
 

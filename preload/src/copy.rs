@@ -12,8 +12,8 @@
 use core::ffi::c_void;
 use core::sync::atomic::Ordering::Relaxed;
 
-use ipc_offload_engine::real::REAL;
 use ipc_offload_runtime::shm::large_copy;
+use ipc_offload_sys::real::REAL;
 
 /// memcpy(3).
 ///

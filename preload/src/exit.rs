@@ -4,8 +4,8 @@
 
 use core::ffi::c_int;
 
-use ipc_offload_engine::real;
 use ipc_offload_runtime::init::finish;
+use ipc_offload_sys::real;
 
 /// _exit(2).
 #[unsafe(no_mangle)]

@@ -11,10 +11,10 @@
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::Ordering::Relaxed;
 
-use ipc_offload_engine::real_io::REAL_IO;
 use ipc_offload_runtime::ipc::call::{ReadCall, ReadKind, WriteCall, WriteKind, total};
 use ipc_offload_runtime::ipc::route::routed;
 use ipc_offload_runtime::ipc::{self, closing, tracked};
+use ipc_offload_sys::real::io::REAL_IO;
 
 fn below(n: u64) -> bool {
     n < REAL_IO.io_min.load(Relaxed) as u64

@@ -6,8 +6,9 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use ipc_offload_engine::shm::{real, tracking};
+use ipc_offload_regions::tracking;
 use ipc_offload_runtime::shm;
+use ipc_offload_sys::real::mapping as real;
 
 /// mmap(2).
 ///

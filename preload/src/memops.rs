@@ -8,8 +8,8 @@
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::Ordering::Relaxed;
 
-use ipc_offload_engine::real::REAL;
 use ipc_offload_runtime::dispatch::{large_compare, large_fill};
+use ipc_offload_sys::real::REAL;
 
 /// memset(3).
 ///

@@ -13,10 +13,10 @@ use core::ffi::c_int;
 use core::time::Duration;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ipc_offload_engine::real_wait::REAL_WAIT;
 use ipc_offload_runtime::events;
 use ipc_offload_runtime::events::timeout::{from_ms, from_timespec, to_ms, to_timespec};
 use ipc_offload_runtime::ipc::channel::any_reader;
+use ipc_offload_sys::real::wait::REAL_WAIT;
 
 /// Runs a wait's slow path; a panic (a bug) falls back to the real call.
 fn guarded(slow: impl FnOnce() -> c_int, real: impl FnOnce() -> c_int) -> c_int {
@@ -58,7 +58,7 @@ pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mu
     if r == 0 && (any_reader() || events::epoll::is_epoll(fd)) {
         // SAFETY: the caller's event, valid for ADD and MOD.
         let (bits, data) = if event.is_null() { (0, 0) } else { unsafe { ((*event).events, (*event).u64) } };
-        let _errno = ipc_offload_engine::sys::ErrnoGuard::save();
+        let _errno = ipc_offload_sys::ErrnoGuard::save();
         let _ = catch_unwind(AssertUnwindSafe(|| events::epoll::ctl(epfd, op, fd, bits, data)));
     }
     r

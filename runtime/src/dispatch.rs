@@ -5,11 +5,13 @@
 use core::sync::atomic::AtomicBool;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ipc_offload_engine::engine::pool::POOL;
-use ipc_offload_engine::engine::{self, EngineId, Fallback, Outcome, cpu_move};
-use ipc_offload_engine::real::REAL;
-use ipc_offload_engine::{stats, sys};
+use ipc_offload_engine::cpu::cpu_move;
+use ipc_offload_engine::pool::POOL;
+use ipc_offload_engine::stats;
+use ipc_offload_engine::{self as engine, EngineId, Fallback, Outcome};
 use ipc_offload_policy::Class;
+use ipc_offload_sys as sys;
+use ipc_offload_sys::real::REAL;
 
 use crate::guard::Inside;
 use crate::log::first_time;
@@ -86,7 +88,7 @@ pub unsafe fn large_fill(dst: *mut u8, c: u8, len: usize) {
     stats_file::ensure_writer();
     let outcome = if opts.engine == EngineId::Dsa {
         // SAFETY: forwarded memset contract.
-        catch_unwind(AssertUnwindSafe(|| unsafe { ipc_offload_engine::dsa::device::fill(dst, c, len, &opts) }))
+        catch_unwind(AssertUnwindSafe(|| unsafe { ipc_offload_engine::dsa_engine::fill(dst, c, len, &opts) }))
             .unwrap_or_else(|_| {
                 libc();
                 Outcome::fell_back(Fallback::Panic)
@@ -115,7 +117,7 @@ pub unsafe fn large_compare(a: *const u8, b: *const u8, len: usize) -> i32 {
     stats_file::ensure_writer();
     let (outcome, sign) = if opts.engine == EngineId::Dsa {
         // SAFETY: forwarded memcmp contract.
-        catch_unwind(AssertUnwindSafe(|| unsafe { ipc_offload_engine::dsa::device::compare(a, b, len) }))
+        catch_unwind(AssertUnwindSafe(|| unsafe { ipc_offload_engine::dsa_engine::compare(a, b, len) }))
             .unwrap_or_else(|_| (Outcome::fell_back(Fallback::Panic), libc()))
     } else {
         (Outcome::done_by(EngineId::Cpu), libc())

@@ -2,16 +2,16 @@
 //! constructor: the software model, or the enabled user work queues in
 //! sysfs that this process may open (queues on the caller's NUMA node
 //! first). The device opens at its first use
-//! (`ipc_offload_engine::dsa::open`); the engine itself is
-//! `ipc_offload_engine::dsa`.
+//! (`ipc_offload_dsa::open`); the engine itself is
+//! `ipc_offload_dsa` (device) and `ipc_offload_engine::dsa_engine`.
 
 use std::ffi::CString;
 use std::path::Path;
 
-use ipc_offload_engine::dsa::copy::{OnFault as CopyOnFault, Options};
-use ipc_offload_engine::dsa::device::Kind;
-use ipc_offload_engine::dsa::open::{self, Candidate, ModelSpec, Plan, Source};
-use ipc_offload_engine::dsa::sysfs::{self, Mode};
+use ipc_offload_dsa::device::Kind;
+use ipc_offload_dsa::open::{self, Candidate, ModelSpec, Plan, Source};
+use ipc_offload_dsa::options::{OnFault as CopyOnFault, Options};
+use ipc_offload_dsa::sysfs::{self, Mode};
 use ipc_offload_policy::{DsaDevice, DsaSettings, OnFault, Wait};
 
 /// Why no device can be used, for the log.
@@ -57,7 +57,7 @@ pub fn prepare(settings: &DsaSettings, wait: Wait) -> Result<Kind, Unavailable> 
     // UMWAIT never asks for longer than the kernel allows.
     let max_time = std::fs::read_to_string("/sys/devices/system/cpu/umwait_control/max_time");
     if let Some(cycles) = max_time.ok().and_then(|t| t.trim().parse::<u64>().ok()) {
-        ipc_offload_engine::dsa::copy::set_umwait_max(cycles);
+        ipc_offload_dsa::inflight::set_umwait_max(cycles);
     }
     let plan = Plan { source, options };
     let kind = plan.kind();
@@ -71,11 +71,11 @@ fn candidates(root: &Path) -> Result<Vec<Candidate>, Unavailable> {
     // ENQCMD needs the kernel's PASID support as well as the CPU: where the
     // kernel disabled it, /proc/cpuinfo does not list it (and the
     // instruction would fault).
-    let features = ipc_offload_engine::sys::x86::Features::get();
+    let features = ipc_offload_sys::x86::Features::get();
     let enqcmd = features.enqcmd
         && std::fs::read_to_string("/proc/cpuinfo")
             .is_ok_and(|c| c.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "enqcmd")));
-    let node = ipc_offload_engine::sys::current_node();
+    let node = ipc_offload_sys::current_node();
     let found = sysfs::discover(root, node).map(|d| d.queues).unwrap_or_default();
     let mut failures = Vec::new();
     let mut usable = Vec::new();
@@ -84,7 +84,7 @@ fn candidates(root: &Path) -> Result<Vec<Candidate>, Unavailable> {
         let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else { continue };
         // access(2) now; open(2) and the queue's binding wait for the first
         // copy (a dedicated queue busy by then is skipped for the next).
-        if let Err(e) = ipc_offload_engine::sys::access(&c_path, libc::R_OK | libc::W_OK) {
+        if let Err(e) = ipc_offload_sys::access(&c_path, libc::R_OK | libc::W_OK) {
             failures.push((q.wq.entry(), format!("{}: {e}", path.display())));
             continue;
         }

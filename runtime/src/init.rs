@@ -10,10 +10,10 @@ use std::ffi::CString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use ipc_offload_engine::engine::pool::POOL;
-use ipc_offload_engine::real::{self, REAL};
-use ipc_offload_engine::{cpus, sys};
+use ipc_offload_engine::pool::POOL;
 use ipc_offload_policy::{Class, Engine, Policy, Rejected, format_size};
+use ipc_offload_sys::real::{self, REAL};
+use ipc_offload_sys::{self as sys, cpus};
 
 use crate::env::{self, Env};
 use crate::log::{self, Level};
@@ -36,9 +36,9 @@ pub fn start(argv0: Option<&[u8]>) {
 
 fn start_inner(argv0: Option<&[u8]>) {
     let missing = real::resolve()
-        .and(ipc_offload_engine::real_io::resolve())
-        .and(ipc_offload_engine::real_wait::resolve())
-        .and(ipc_offload_engine::shm::real::resolve());
+        .and(ipc_offload_sys::real::io::resolve())
+        .and(ipc_offload_sys::real::wait::resolve())
+        .and(ipc_offload_sys::real::mapping::resolve());
     crate::events::twins::new_magic();
     if sys::is_secure_exec() {
         return; // set-user-ID and friends: trust no variable, stay inert
@@ -98,7 +98,7 @@ fn start_inner(argv0: Option<&[u8]>) {
         .map(|c| crate::ipc::threshold(c, settings.plan.class(c).rule.min_bytes))
         .min();
     if let Some(min) = io_min {
-        ipc_offload_engine::real_io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
+        ipc_offload_sys::real::io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
     }
     // The memcpy-family hooks' one compare: the lower of [memcpy] and [shm].
     if let Some(min) = crate::shm::enable(settings) {

@@ -5,7 +5,7 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
-use ipc_offload_engine::sys;
+use ipc_offload_sys as sys;
 
 use crate::fmtbuf::StackBuf;
 

@@ -3,7 +3,7 @@
 //! user must be told (an engine named explicitly but unavailable).
 //! Pure logic: unit-tested without a process to interpose.
 
-use ipc_offload_engine::engine::EngineId;
+use ipc_offload_engine::EngineId;
 use ipc_offload_policy::{Class, Engine, Mode, Resolved, Rule, Wait, Workers};
 
 /// What one class does in this process.

@@ -14,8 +14,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use ipc_offload_engine::engine::pool::POOL;
-use ipc_offload_engine::{stats, sys};
+use ipc_offload_engine::pool::POOL;
+use ipc_offload_engine::stats;
+use ipc_offload_sys as sys;
 
 static OWNER: AtomicI32 = AtomicI32::new(0);
 
@@ -50,9 +51,9 @@ unsafe extern "C" fn after_fork_in_child() {
     POOL.reset_after_fork();
     // The queues' portals and PASID (or the model's thread) stayed with the
     // parent: the child opens its own at its first dsa copy.
-    ipc_offload_engine::dsa::open::forget_after_fork();
+    ipc_offload_dsa::open::forget_after_fork();
     stats::reset_all();
-    ipc_offload_engine::shm::after_fork();
+    ipc_offload_regions::after_fork();
     crate::stats_file::after_fork();
     // SAFETY: this is the fork child handler: one thread.
     unsafe { crate::ipc::after_fork() };

@@ -1,6 +1,6 @@
 //! The `shm` class: the slow path of the memcpy-family hooks (which class a
 //! large copy belongs to), and the mapping hooks that keep the index of
-//! shared-memory regions (`ipc_offload_engine::shm`) in step with the
+//! shared-memory regions (`ipc_offload_regions`) in step with the
 //! address space.
 //!
 //! A mapping hook takes a ticket, makes the real call, classifies what it
@@ -15,10 +15,11 @@ use core::ffi::{c_char, c_int, c_void};
 use core::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ipc_offload_engine::engine::cpu_move;
-use ipc_offload_engine::shm::{self, Ticket, Writer, real, span};
-use ipc_offload_engine::sys;
+use ipc_offload_engine::cpu::cpu_move;
 use ipc_offload_policy::Class;
+use ipc_offload_regions::{self as shm, Ticket, Writer, span};
+use ipc_offload_sys as sys;
+use ipc_offload_sys::real::mapping as real;
 
 use crate::fmtbuf::StackBuf;
 use crate::state::Settings;

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use ipc_offload_engine::engine::CopyOptions;
-use ipc_offload_engine::engine::cache::{self, Dest};
+use ipc_offload_engine::CopyOptions;
+use ipc_offload_engine::cache::{self, Dest};
 use ipc_offload_policy::Class;
 
 use crate::plan::Plan;

@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ipc_offload_engine::engine::pool::POOL;
-use ipc_offload_engine::engine::{EngineId, Fallback};
+use ipc_offload_engine::pool::POOL;
 use ipc_offload_engine::stats::{self, ClassSnapshot};
-use ipc_offload_engine::sys;
+use ipc_offload_engine::{EngineId, Fallback};
 use ipc_offload_policy::Class;
+use ipc_offload_sys as sys;
 
 use crate::fmtbuf::StackBuf;
 use crate::state::{self, Settings};
@@ -269,13 +269,13 @@ pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i
 /// submitted.
 fn render_dsa<const N: usize>(out: &mut StackBuf<N>) {
     use core::sync::atomic::Ordering::Relaxed;
-    use ipc_offload_engine::dsa::{copy::COUNTERS as c, open};
+    use ipc_offload_dsa::{counters::COUNTERS as c, open};
     let name = open::planned().map_or("none", |k| k.name());
     let queues = open::opened().map_or(0, |a| a.queues().len());
     let _ = write!(out, ",\"dsa\":{{\"device\":\"{name}\",\"queues_open\":{queues},\"open_error\":");
     match open::open_error() {
         Some(open::MODEL_FAILED) => out.push_bytes(b"\"model-failed\""),
-        Some(errno) => match ipc_offload_engine::sys::Errno(errno).name() {
+        Some(errno) => match ipc_offload_sys::Errno(errno).name() {
             Some(name) => {
                 let _ = write!(out, "\"{name}\"");
             }
@@ -318,10 +318,8 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
     render_counts(out, EngineId::ALL.iter().map(|e| (e.name(), s.by_engine[e.index()])));
     out.push_bytes(b"},");
     if plan.engine == Some(EngineId::Hybrid) {
-        let share = ipc_offload_engine::dsa::device::cpu_share(
-            class,
-            settings.options[class.index()].and_then(|o| o.cpu_share),
-        );
+        let share =
+            ipc_offload_engine::dsa_engine::cpu_share(class, settings.options[class.index()].and_then(|o| o.cpu_share));
         let _ = write!(out, "\"cpu_share\":{:.3},", f64::from(share) / 1000.0);
     }
     if class.is_ipc() {

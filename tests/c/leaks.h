@@ -38,7 +38,7 @@ struct holdings {
 };
 
 /* The library's rings are memfds named "ipc-offload-ring"
-   (offload/src/ipc/ring.rs MEMFD_NAME): "/memfd:ipc-offload-ring (deleted)". */
+   (ring/src/lib.rs MEMFD_NAME): "/memfd:ipc-offload-ring (deleted)". */
 static inline struct holdings holdings_now(void) {
     struct holdings h = {proc_entries("/proc/self/fd"), maps_with("/memfd:ipc-offload-ring"), maps_with("/memfd:"),
                          proc_entries("/proc/self/task")};

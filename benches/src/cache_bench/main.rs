@@ -1,6 +1,6 @@
 //! Cache placement (`cache = "inject" | "bypass" | "auto"`), measured with
 //! the library's own copy routine and its own `auto` decision
-//! (`ipc_offload_engine::engine::cache`), in one process:
+//! (`ipc_offload_engine::cache`), in one process:
 //!
 //!     cargo build --release && target/release/cache-bench [--quick] [--json FILE] [--svg FILE]
 //!
@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use ipc_offload_bench::chart::{self, Labels, Series};
 use ipc_offload_bench::{machine, median, size_label};
-use ipc_offload_engine::engine::cache::{Dest, cache_below};
-use ipc_offload_engine::engine::{self, CopyOptions, EngineId};
+use ipc_offload_engine::cache::{Dest, cache_below};
+use ipc_offload_engine::{self as engine, CopyOptions, EngineId};
 use ipc_offload_policy::{Cache, Class, Wait};
 
 const USAGE: &str = "\
@@ -197,7 +197,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let llc = ipc_offload_engine::cpus::last_level_cache(std::path::Path::new("/sys/devices/system/cpu"));
+    let llc = ipc_offload_sys::cpus::last_level_cache(std::path::Path::new("/sys/devices/system/cpu"));
     let Some(llc) = llc else {
         eprintln!(
             "cache-bench: the last-level cache's size is unknown here: `auto` would never bypass; nothing to measure"

@@ -5,7 +5,7 @@
 //!     cargo build --release && target/release/shm-lookup-bench [--quick]
 //!
 //! In this process (no preload), on the library's own code: the process's
-//! index (`ipc_offload_engine::shm::INDEX`, 4096 ranges at most) holding N
+//! index (`ipc_offload_regions::INDEX`, 4096 ranges at most) holding N
 //! separate ranges, then
 //!
 //! - `lookup`: `shm::copy_class(dst, src, 1 MiB)`, what the memcpy hook's
@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use ipc_offload_bench::median;
-use ipc_offload_engine::shm::{self, CAPACITY, Writer};
+use ipc_offload_regions::{self as shm, CAPACITY, Writer};
 
 const GAP: usize = 1 << 20;
 const BASE: usize = 0x1000_0000_0000;

@@ -12,8 +12,8 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
 use core::time::Duration;
 
-use ipc_offload_engine::real_wait::REAL_WAIT;
-use ipc_offload_engine::sys::{self, mem};
+use ipc_offload_sys::real::wait::REAL_WAIT;
+use ipc_offload_sys::{self as sys, mem};
 
 use super::fdinfo::{self, Registration};
 use super::twins::{self, TwinView};

@@ -7,7 +7,7 @@
 //! No allocation: the file is read into a stack buffer in pieces, and each
 //! complete line is parsed as it comes.
 
-use ipc_offload_engine::sys;
+use ipc_offload_sys as sys;
 
 /// One registration of an epoll set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 use core::ffi::c_int;
 use core::time::Duration;
 
-use ipc_offload_engine::sys;
+use ipc_offload_sys as sys;
 
 use crate::ipc::watch::{self, Look};
 

@@ -15,7 +15,7 @@
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64};
 
-use ipc_offload_engine::real_wait::REAL_WAIT;
+use ipc_offload_sys::real::wait::REAL_WAIT;
 
 /// Most twins a process holds; more registrations wake through the kernel
 /// only (their writers then use the kernel path).
@@ -109,9 +109,8 @@ static MAGIC: AtomicU64 = AtomicU64::new(0);
 pub fn new_magic() {
     let mut seed = 0u64;
     // SAFETY: getrandom into an 8-byte local; a failure leaves the clock.
-    let got = unsafe {
-        ipc_offload_engine::sys::syscall6(libc::SYS_getrandom, [&mut seed as *mut u64 as usize, 8, 1, 0, 0, 0])
-    };
+    let got =
+        unsafe { ipc_offload_sys::syscall6(libc::SYS_getrandom, [&mut seed as *mut u64 as usize, 8, 1, 0, 0, 0]) };
     if got.is_err() {
         seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
     }

@@ -15,10 +15,10 @@
 //! 0.05 s instead of 0.11 s. The job ends with the read: parts no worker has
 //! taken by then are withdrawn.
 
-use ipc_offload_engine::engine::pool::{Job, Lease, Op, POOL};
-use ipc_offload_engine::engine::split::Split;
-use ipc_offload_engine::sys::mem;
+use ipc_offload_engine::pool::{Job, Lease, Op, POOL};
+use ipc_offload_engine::split::Split;
 use ipc_offload_policy::{Class, Wait};
+use ipc_offload_sys::mem;
 
 /// Transfers below this are not worth a job.
 pub const MIN: u64 = 16 << 20;

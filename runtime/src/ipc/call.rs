@@ -4,7 +4,7 @@
 
 use core::ffi::c_int;
 
-use ipc_offload_engine::real_io::REAL_IO;
+use ipc_offload_sys::real::io::REAL_IO;
 
 use super::endpoint::Family;
 

@@ -12,9 +12,9 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
-use ipc_offload_engine::ipc::ring::Ring;
-use ipc_offload_engine::sys::mem::OwnedFd;
-use ipc_offload_engine::sys::net::{self, AbstractAddr};
+use ipc_offload_ring::Ring;
+use ipc_offload_sys::mem::OwnedFd;
+use ipc_offload_sys::net::{self, AbstractAddr};
 
 use super::endpoint::{Endpoint, Family};
 use super::table::{Guard, TrySlot};
@@ -414,7 +414,7 @@ fn release_where(key: u64, role: impl Fn(u8) -> bool) {
             if start.elapsed() > Duration::from_millis(100) {
                 return;
             }
-            ipc_offload_engine::sys::sched_yield();
+            ipc_offload_sys::sched_yield();
         };
         drop_channel(&mut guard);
         slot.ringed.store(false, Release);

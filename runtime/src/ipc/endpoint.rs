@@ -2,10 +2,10 @@
 //! pipe (or FIFO), who it is, and the few questions whose system calls
 //! differ between the two (docs/ipc-protocol.md, "Pipes and FIFOs").
 
-use ipc_offload_engine::engine::Fallback;
-use ipc_offload_engine::sys::mem::FileStat;
-use ipc_offload_engine::sys::{Errno, net, pipe};
+use ipc_offload_engine::Fallback;
 use ipc_offload_policy::Class;
+use ipc_offload_sys::mem::FileStat;
+use ipc_offload_sys::{Errno, net, pipe};
 
 /// The two kinds of files with a fast path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use core::time::Duration;
 
-use ipc_offload_engine::engine::Fallback;
+use ipc_offload_engine::Fallback;
 use ipc_offload_policy::Class;
 
 use super::table::MAX_FDS;

@@ -29,12 +29,12 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use core::time::Duration;
-use ipc_offload_engine::engine::cache::{self, Dest};
-use ipc_offload_engine::engine::{self, CopyOptions, EngineId, Fallback};
-use ipc_offload_engine::ipc::ring::{self, Geometry};
+use ipc_offload_engine::cache::{self, Dest};
 use ipc_offload_engine::stats;
-use ipc_offload_engine::sys::{self, Errno, mem, net};
+use ipc_offload_engine::{self as engine, CopyOptions, EngineId, Fallback};
 use ipc_offload_policy::{Cache, Class, Wait};
+use ipc_offload_ring::{self as ring, Geometry};
+use ipc_offload_sys::{self as sys, Errno, mem, net};
 
 use crate::guard::Inside;
 use crate::{process, state};
@@ -405,7 +405,7 @@ pub fn hint_kernel(fd: i32, dir: Dir, class: Class, why: Why, ttl: Duration) {
 /// The application's call, valid as for the libc function.
 pub unsafe fn read(call: &ReadCall<'_>) -> isize {
     let (fd, len) = (call.fd, call.capacity());
-    let small = len < ipc_offload_engine::real_io::REAL_IO.io_min.load(Relaxed) as u64;
+    let small = len < ipc_offload_sys::real::io::REAL_IO.io_min.load(Relaxed) as u64;
     if small && !route::routed(fd) {
         // SAFETY: the caller's call, as it was.
         return unsafe { call.replay() };

@@ -15,11 +15,11 @@
 //! flags, REQUESTs, the reader's liveness). A stale table sends a call to
 //! the kernel, which is right for any fd.
 
-use ipc_offload_engine::engine::{EngineId, Fallback};
 use ipc_offload_engine::stats;
+use ipc_offload_engine::{EngineId, Fallback};
 use ipc_offload_policy::Class;
 
-use ipc_offload_engine::sys::net;
+use ipc_offload_sys::net;
 
 use super::channel::{self, Channel, LOOK_EVERY, Role};
 use super::hint::Dir;

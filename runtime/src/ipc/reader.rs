@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_offload_engine::engine::Fallback;
-use ipc_offload_engine::ipc::ring::take::Taking;
-use ipc_offload_engine::ipc::ring::{self, Abort, Cursor, Ring, Sleep};
-use ipc_offload_engine::sys::mem::OwnedFd;
-use ipc_offload_engine::sys::net::{self, PollFd};
-use ipc_offload_engine::sys::{Errno, pipe, signal};
+use ipc_offload_engine::Fallback;
 use ipc_offload_policy::Class;
+use ipc_offload_ring::take::Taking;
+use ipc_offload_ring::{self as ring, Abort, Cursor, Ring, Sleep};
+use ipc_offload_sys::mem::OwnedFd;
+use ipc_offload_sys::net::{self, PollFd};
+use ipc_offload_sys::{Errno, pipe, signal};
 
 use super::ahead::Ahead;
 use super::call::ReadCall;
@@ -128,7 +128,7 @@ fn lock_retrying(at: Endpoint) -> Option<(Locked, usize)> {
             Ok(found) => return Some(found),
             Err(channel::Unavailable::Full) => return None,
             Err(channel::Unavailable::Busy) if start.elapsed() >= BUSY_RETRY => return None,
-            Err(channel::Unavailable::Busy) => ipc_offload_engine::sys::sched_yield(),
+            Err(channel::Unavailable::Busy) => ipc_offload_sys::sched_yield(),
         }
     }
 }

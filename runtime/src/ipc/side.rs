@@ -2,7 +2,7 @@
 //! side channel"): REQUEST, OFFER and WAKE, their encoding, and the
 //! abstract name a reader binds for a writer socket or a pipe.
 
-use ipc_offload_engine::sys::net::AbstractAddr;
+use ipc_offload_sys::net::AbstractAddr;
 
 use super::endpoint::{Endpoint, Family};
 

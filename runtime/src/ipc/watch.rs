@@ -49,7 +49,7 @@ fn lock(slot: usize, key: u64) -> Option<Locked> {
         if start.elapsed() >= RETRY || !channel_alive(slot, key) {
             return None;
         }
-        ipc_offload_engine::sys::sched_yield();
+        ipc_offload_sys::sched_yield();
     }
 }
 
@@ -105,7 +105,7 @@ pub fn unlisten(look: &Look) {
             // does not come, which it then stops doing.
             return;
         }
-        ipc_offload_engine::sys::sched_yield();
+        ipc_offload_sys::sched_yield();
     }
 }
 

@@ -8,11 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_offload_engine::engine::Fallback;
-use ipc_offload_engine::ipc::ring::offer::Staging;
-use ipc_offload_engine::ipc::ring::{self, Abort, Cursor, Presence, Ring};
-use ipc_offload_engine::sys::mem::OwnedFd;
-use ipc_offload_engine::sys::{net, pipe};
+use ipc_offload_engine::Fallback;
+use ipc_offload_ring::offer::Staging;
+use ipc_offload_ring::{self as ring, Abort, Cursor, Presence, Ring};
+use ipc_offload_sys::mem::OwnedFd;
+use ipc_offload_sys::{net, pipe};
 
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
@@ -354,7 +354,7 @@ fn request(writer: &mut Writer, ctx: &Ctx) {
     let Some(side) = &writer.side else { return };
     let (msg, len) = Message::Request { writer_pid: ctx.pid, writer_ino: writer.target.ino32() }.encode();
     match net::send_dgram(side.raw(), &side::reader_name(writer.target), &msg[..len], &[]) {
-        Err(ipc_offload_engine::sys::Errno(libc::ECONNREFUSED)) => {
+        Err(ipc_offload_sys::Errno(libc::ECONNREFUSED)) => {
             // Nobody opted in.
             writer.side = None;
             writer.next_request = Some(now + writer.backoff);
@@ -386,7 +386,7 @@ fn next_offer(side: i32, ctx: &Ctx) -> Option<Offer> {
             continue;
         }
         let Some(Message::Offer { ring_bytes }) = Message::decode(&buf[..d.len]) else { continue };
-        let Ok(st) = ipc_offload_engine::sys::mem::fstat(memfd.raw()) else { continue };
+        let Ok(st) = ipc_offload_sys::mem::fstat(memfd.raw()) else { continue };
         return Some(Offer { memfd, memfd_ino: st.ino, lifeline, ring_bytes, reader_pid: creds.pid });
     }
 }
