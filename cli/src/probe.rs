@@ -213,8 +213,8 @@ fn access_error(e: &io::Error) -> String {
 }
 
 /// Whether the device the `[dsa]` section names would open, as the runtime
-/// opens it (`runtime/src/dsa.rs`): the model always; hardware when a usable
-/// queue's file opens and the CPU has the instruction its mode needs.
+/// opens it (`runtime/src/dsa_setup.rs`): the model always; hardware when a
+/// usable queue's file opens and the CPU has the instruction its mode needs.
 fn availability(device: DsaDevice, bus_dir: &Path, bus: &Bus, checks: &[QueueCheck<'_>]) -> Availability {
     if device == DsaDevice::Model {
         return Availability::Yes("the software model (a thread of the process)".to_owned());

@@ -130,12 +130,13 @@ mod config;
 mod exec;
 mod inject;
 mod ring;
+mod shared;
 #[cfg(test)]
 mod tests;
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 
 use super::abi::Descriptor;
@@ -143,114 +144,8 @@ use ipc_offload_sys::syscall6;
 
 pub use config::{Counters, Mode, ModelConfig, ModelError, Slowdown, SwError};
 pub use inject::{FaultRule, FaultTarget, Side};
-
-/// Slots of the portal ring.
-pub const SLOTS: usize = 64;
-
-/// Bytes of the portal page.
-pub const PORTAL_BYTES: usize = 4096;
-
-/// A reserved bit of word 0 (PASID word bit 30) that `enqcmd` sets in the
-/// slot copy, and that the model clears, so that any descriptor is seen.
-const SHARED_MARKER: u64 = 1 << 30;
-
-/// The counters, one atomic each.
-#[derive(Debug, Default)]
-struct Stats {
-    accepted: AtomicU64,
-    executed: AtomicU64,
-    cache_control: AtomicU64,
-    noop: AtomicU64,
-    drain: AtomicU64,
-    memmove: AtomicU64,
-    memfill: AtomicU64,
-    compare: AtomicU64,
-    batch: AtomicU64,
-    invalid: AtomicU64,
-    bytes: AtomicU64,
-    work_ns: AtomicU64,
-    busy_ns: AtomicU64,
-    records: AtomicU64,
-    faults_injected: AtomicU64,
-    faults_blocked: AtomicU64,
-    errors_injected: AtomicU64,
-    retries_injected: AtomicU64,
-    queue_full: AtomicU64,
-    swerr: AtomicU64,
-    high_water: AtomicU64,
-    overruns: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// What the model's thread and the submitters share.
-#[derive(Debug)]
-struct Inner {
-    config: ModelConfig,
-    /// The portal page (mapped in [`Model::start`], unmapped on drop).
-    portal: *mut u8,
-    /// Descriptors finished.
-    completed: AtomicU64,
-    /// Shared mode: slots handed out by `enqcmd`.
-    tickets: AtomicU64,
-    retries: AtomicU32,
-    slowdown_factor: AtomicU32,
-    slowdown_fixed: AtomicU64,
-    slowdown_per_kib: AtomicU64,
-    injections: Mutex<inject::Injections>,
-    last_swerr: Mutex<Option<SwError>>,
-    stop: AtomicBool,
-    sleeping: AtomicBool,
-    stats: Stats,
-}
-
-// SAFETY: `portal` names a private anonymous mapping owned by this value;
-// after start-up it is only accessed through atomics (the ring words) or
-// through the raw pointer handed to submitters, who write it with whole
-// 64-byte stores. Everything else is atomic or behind a mutex.
-unsafe impl Send for Inner {}
-// SAFETY: as above.
-unsafe impl Sync for Inner {}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the page mapped in `Model::start`; the thread that
-        // read it has exited (it holds an Arc of this value), and the
-        // submitters' pointers are only valid while the model lives.
-        let _ = unsafe { syscall6(libc::SYS_munmap, [self.portal as usize, PORTAL_BYTES, 0, 0, 0, 0]) };
-    }
-}
-
-impl Inner {
-    /// Word `w` (0 to 7) of ring slot `ticket % SLOTS`.
-    fn word(&self, ticket: u64, w: usize) -> &AtomicU64 {
-        let slot = (ticket % SLOTS as u64) as usize;
-        // SAFETY: inside the mapped, 4096-aligned page (slot < 64, w < 8:
-        // offset < 4096, 8-byte aligned); the page lives as long as `self`,
-        // and every access to the ring words is atomic, or a whole 64-byte
-        // store by a submitter into a slot the model has released.
-        unsafe { AtomicU64::from_ptr(self.portal.add(slot * 64 + w * 8).cast::<u64>()) }
-    }
-
-    fn slowdown(&self) -> Slowdown {
-        Slowdown {
-            factor: self.slowdown_factor.load(Relaxed),
-            ns_per_descriptor: self.slowdown_fixed.load(Relaxed),
-            ns_per_kib: self.slowdown_per_kib.load(Relaxed),
-        }
-    }
-
-    fn swerr(&self, status: u8, descriptor: &Descriptor) {
-        bump(&self.stats.swerr);
-        *lock(&self.last_swerr) = Some(SwError { status, descriptor: *descriptor });
-    }
-}
+use shared::{Inner, SHARED_MARKER, Stats, bump, lock};
+pub use shared::{PORTAL_BYTES, SLOTS};
 
 /// A running device model (see the module documentation).
 #[derive(Debug)]

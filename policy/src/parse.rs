@@ -5,6 +5,7 @@
 //! name the section each one is in, and read `strict` even from a file whose
 //! other keys are wrong.
 
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -15,8 +16,8 @@ use crate::model::{
     CHUNK_BYTES, Cache, Class, ClassSettings, CpuShare, DEPTH, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings,
     Wait, Workers,
 };
+use crate::rules::{Override, Policy};
 use crate::units::{parse_duration, parse_size, seconds};
-use crate::{Override, Policy};
 
 /// Keys of the top level of a policy file (besides sections).
 const TOP_KEYS: &[&str] =
@@ -436,6 +437,24 @@ impl Walker<'_> {
             if let Some(pattern) = pattern {
                 out.push(Override { pattern, settings });
             }
+        }
+    }
+}
+
+impl Policy {
+    /// Reads and parses the policy file at `path`.
+    pub fn load(path: &Path) -> Result<Policy, Rejected> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => parse(&text, &file),
+            Err(e) => Err(Rejected {
+                diagnostics: vec![Diagnostic {
+                    file,
+                    position: None,
+                    kind: ErrorKind::Unreadable { reason: e.to_string() },
+                }],
+                strict: false,
+            }),
         }
     }
 }

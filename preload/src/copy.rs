@@ -12,7 +12,7 @@
 use core::ffi::c_void;
 use core::sync::atomic::Ordering::Relaxed;
 
-use ipc_offload_runtime::shm::large_copy;
+use ipc_offload_runtime::dispatch::large_copy;
 use ipc_offload_sys::real::REAL;
 
 /// memcpy(3).

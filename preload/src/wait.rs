@@ -3,7 +3,8 @@
 //!
 //! While the process has no reader channel (no socket, pipe or FIFO has
 //! opted in), a wait hook is one load and a jump to libc, and the
-//! epoll_ctl and epoll_create hooks note only which fds are epoll sets.
+//! epoll_ctl and epoll_create hooks note only which fds are epoll sets
+//! (`ipc_offload_runtime::ipc::epoll_sets`).
 //! Otherwise the call goes to `ipc_offload_runtime::events`, which watches
 //! the reader channels' side channels beside the program's fds and reports
 //! offered bytes as readiness (docs/ipc-protocol.md, "Event loops"). The
@@ -16,6 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use ipc_offload_runtime::events;
 use ipc_offload_runtime::events::timeout::{from_ms, from_timespec, to_ms, to_timespec};
 use ipc_offload_runtime::ipc::channel::any_reader;
+use ipc_offload_runtime::ipc::epoll_sets;
 use ipc_offload_sys::real::wait::REAL_WAIT;
 
 /// Runs a wait's slow path; a panic (a bug) falls back to the real call.
@@ -31,7 +33,7 @@ fn guarded(slow: impl FnOnce() -> c_int, real: impl FnOnce() -> c_int) -> c_int 
 pub unsafe extern "C" fn epoll_create(size: c_int) -> c_int {
     // SAFETY: the caller's argument, passed on.
     let fd = unsafe { (REAL_WAIT.epoll_create.get())(size) };
-    events::epoll::created(fd);
+    epoll_sets::created(fd);
     fd
 }
 
@@ -43,7 +45,7 @@ pub unsafe extern "C" fn epoll_create(size: c_int) -> c_int {
 pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
     // SAFETY: the caller's argument, passed on.
     let fd = unsafe { (REAL_WAIT.epoll_create1.get())(flags) };
-    events::epoll::created(fd);
+    epoll_sets::created(fd);
     fd
 }
 
@@ -55,7 +57,7 @@ pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
 pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut libc::epoll_event) -> c_int {
     // SAFETY: the caller's arguments, passed on.
     let r = unsafe { (REAL_WAIT.epoll_ctl.get())(epfd, op, fd, event) };
-    if r == 0 && (any_reader() || events::epoll::is_epoll(fd)) {
+    if r == 0 && (any_reader() || epoll_sets::is_epoll(fd)) {
         // SAFETY: the caller's event, valid for ADD and MOD.
         let (bits, data) = if event.is_null() { (0, 0) } else { unsafe { ((*event).events, (*event).u64) } };
         let _errno = ipc_offload_sys::ErrnoGuard::save();

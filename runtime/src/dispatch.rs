@@ -1,6 +1,8 @@
 //! The slow path of every copy, memset and memcmp hook: a call at or above
-//! its class threshold lands here, is handed to the class's engine, and is
-//! counted.
+//! its class threshold lands here, gets its class (a memcpy-family copy:
+//! `shm` or `memcpy`, asking [`regions`] whether its range is shared
+//! memory), is handed to the class's engine, and is counted. The preload
+//! crate's copy hooks reach the engines through here only.
 
 use core::sync::atomic::AtomicBool;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -15,7 +17,24 @@ use ipc_offload_sys::real::REAL;
 
 use crate::guard::Inside;
 use crate::log::first_time;
-use crate::{process, state, stats_file};
+use crate::{process, regions, state, stats_file};
+
+/// The slow path of memcpy, memmove, mempcpy and their `_chk` forms: the
+/// copy goes to the `shm` class's engine when its source or destination
+/// lies in shared memory (and it is at or above `[shm] min_bytes`), else to
+/// the `memcpy` class's when it is at or above `[memcpy] min_bytes`, else
+/// to libc, uncounted (the hook's threshold is the lower of the two).
+///
+/// # Safety
+/// As memmove(3).
+pub unsafe fn large_copy(dst: *mut u8, src: *const u8, len: usize) {
+    match regions::copy_class(dst as usize, src as usize, len) {
+        // SAFETY: forwarded memmove contract.
+        Some(class) => unsafe { copy_as(class, dst, src, len) },
+        // SAFETY: forwarded memmove contract; cpu_move leaves errno alone.
+        None => unsafe { cpu_move(dst, src, len) },
+    }
+}
 
 /// Copies `len` bytes from `src` to `dst` with memmove semantics through
 /// the engine of `class`, and counts the call. Never panics; errno is
@@ -23,7 +42,7 @@ use crate::{process, state, stats_file};
 ///
 /// # Safety
 /// As memmove(3).
-pub unsafe fn large_copy(class: Class, dst: *mut u8, src: *const u8, len: usize) {
+unsafe fn copy_as(class: Class, dst: *mut u8, src: *const u8, len: usize) {
     let _errno = sys::ErrnoGuard::save();
     if !process::is_owner() {
         // A vfork or raw-clone child: the state is not ours to touch.

@@ -39,7 +39,7 @@ fn start_inner(argv0: Option<&[u8]>) {
         .and(ipc_offload_sys::real::io::resolve())
         .and(ipc_offload_sys::real::wait::resolve())
         .and(ipc_offload_sys::real::mapping::resolve());
-    crate::events::twins::new_magic();
+    crate::ipc::twins::new_magic();
     if sys::is_secure_exec() {
         return; // set-user-ID and friends: trust no variable, stay inert
     }
@@ -86,22 +86,22 @@ fn start_inner(argv0: Option<&[u8]>) {
     if let Some(destination) = &env.stats {
         start_stats(destination, env.stats_root, policy.stats_interval);
     }
-    if let Err(e) = process::install_fork_handler() {
+    if let Err(e) = crate::fork::install_handler() {
         log_at!(Warn, "pthread_atfork failed ({e}): fork children copy with libc only");
     }
-    crate::ipc::init();
+    crate::ipc::ctx::init();
     // The read/write hooks' one compare: the lowest threshold of the IPC
     // classes that are on (each class checks its own after).
     let io_min = [Class::Unix, Class::Pipe]
         .into_iter()
         .filter(|c| settings.options[c.index()].is_some())
-        .map(|c| crate::ipc::threshold(c, settings.plan.class(c).rule.min_bytes))
+        .map(|c| crate::ipc::ctx::threshold(c, settings.plan.class(c).rule.min_bytes))
         .min();
     if let Some(min) = io_min {
         ipc_offload_sys::real::io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
     }
     // The memcpy-family hooks' one compare: the lower of [memcpy] and [shm].
-    if let Some(min) = crate::shm::enable(settings) {
+    if let Some(min) = crate::regions::enable(settings) {
         REAL.memcpy_min.store(min, Release);
     }
     for (class, threshold) in [(Class::Memset, &REAL.memset_min), (Class::Memcmp, &REAL.memcmp_min)] {
@@ -121,7 +121,7 @@ fn open_dsa(policy: &Policy, resolved: &ipc_offload_policy::Resolved) -> bool {
         .filter(|c| matches!(resolved.rule(*c).engine, Engine::Dsa | Engine::Hybrid))
         .collect();
     let Some(first) = wanted.first() else { return false };
-    match crate::dsa::prepare(&policy.dsa, resolved.rule(*first).wait) {
+    match crate::dsa_setup::prepare(&policy.dsa, resolved.rule(*first).wait) {
         Ok(kind) => {
             log_at!(Info, "DSA: {} device, opened at first use", kind.name());
             true

@@ -1,21 +1,21 @@
-//! Which process the library's state belongs to, and what happens at fork.
+//! Which process the library's state belongs to, and who it is.
 //!
 //! The state (pool, counters, stats target) belongs to the process that ran
 //! the constructor, or to a child of fork(2), which the atfork handler
-//! adopts. A vfork child shares the parent's memory, and a child of raw
-//! clone(2) or `_Fork` runs no atfork handler: in both, getpid() differs from
-//! the recorded owner, and the hooks pass every call to libc without touching
-//! shared state (but for one counter: a large IPC call that a standing hint
-//! sends to the kernel is counted before the owner is asked, see
-//! `ipc::hint`).
+//! (`crate::fork`) adopts. A vfork child shares the parent's memory, and a
+//! child of raw clone(2) or `_Fork` runs no atfork handler: in both,
+//! getpid() differs from the recorded owner, and the hooks pass every call
+//! to libc without touching shared state (but for one counter: a large IPC
+//! call that a standing hint sends to the kernel is counted before the
+//! owner is asked, see `ipc::hint`).
+//!
+//! A leaf: it uses no other module of the crate.
 
 use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use ipc_offload_engine::pool::POOL;
-use ipc_offload_engine::stats;
 use ipc_offload_sys as sys;
 
 static OWNER: AtomicI32 = AtomicI32::new(0);
@@ -32,32 +32,10 @@ pub fn is_owner() -> bool {
 }
 
 /// The owner's pid, as [`is_owner`] last checked it: where that returned
-/// true, the calling process's pid without a system call.
+/// true, the calling process's pid without a system call; 0 while no
+/// process has claimed the state.
 pub fn owner_pid() -> i32 {
     OWNER.load(Relaxed)
-}
-
-/// Installs the fork handler (once, from the constructor).
-pub fn install_fork_handler() -> Result<(), sys::Errno> {
-    sys::thread::at_fork_child(after_fork_in_child)
-}
-
-/// Runs in the child of fork(2): async-signal-safe work only.
-unsafe extern "C" fn after_fork_in_child() {
-    if OWNER.load(Relaxed) == 0 {
-        return;
-    }
-    OWNER.store(sys::getpid(), Relaxed);
-    POOL.reset_after_fork();
-    // The queues' portals and PASID (or the model's thread) stayed with the
-    // parent: the child opens its own at its first dsa copy.
-    ipc_offload_dsa::open::forget_after_fork();
-    stats::reset_all();
-    ipc_offload_regions::after_fork();
-    crate::stats_file::after_fork();
-    // SAFETY: this is the fork child handler: one thread.
-    unsafe { crate::ipc::after_fork() };
-    crate::events::after_fork();
 }
 
 /// How the process is known to `[process."GLOB"]` patterns.

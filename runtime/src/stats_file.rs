@@ -9,6 +9,10 @@
 //!
 //! Writing allocates nothing and uses raw system calls, so it is safe from
 //! `_exit` and from the fork child's first copy alike.
+//!
+//! All of the file's JSON is rendered here, from plain snapshots: the
+//! classes' counters (`ipc_offload_engine::stats`), the DSA device's, and
+//! the shared-memory regions index's.
 
 use core::fmt::Write as _;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -259,7 +263,7 @@ pub fn render<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, pid: i
         render_class(out, settings, *class, &snapshots[class.index()]);
     }
     render_dsa(out);
-    crate::shm::render(out);
+    render_shm(out);
     out.push_bytes(b"}");
 }
 
@@ -295,6 +299,28 @@ fn render_dsa<const N: usize>(out: &mut StackBuf<N>) {
         c.queue_switches.load(Relaxed),
         c.cpu_fallbacks.load(Relaxed),
         open::busy_queues()
+    );
+}
+
+/// The `shm_regions` object: the snapshot of the index of shared-memory
+/// regions (which the mapping hooks keep, see `regions`).
+fn render_shm<const N: usize>(out: &mut StackBuf<N>) {
+    use ipc_offload_regions as shm;
+    let s = shm::snapshot();
+    let _ = write!(
+        out,
+        ",\"shm_regions\":{{\"tracking\":{},\"ranges\":{},\"peak_ranges\":{},\"capacity\":{},\"shared_maps\":{},\"not_indexed\":{},\"raced\":{},\"nested\":{},\"unknown_lookups\":{},\"shm_open\":{},\"shm_unlink\":{}}}",
+        shm::tracking(),
+        s.ranges,
+        s.peak_ranges,
+        s.capacity,
+        s.shared_maps,
+        s.not_indexed,
+        s.raced,
+        s.nested,
+        s.unknown_lookups,
+        s.shm_open,
+        s.shm_unlink
     );
 }
 

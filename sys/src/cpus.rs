@@ -60,7 +60,7 @@ fn parse_cache_size(text: &str) -> Option<u64> {
 
 /// The budget of the calling process, read from `/proc` and `/sys/fs/cgroup`.
 pub fn current() -> CpuBudget {
-    let affinity = crate::affinity_cpu_count().unwrap_or(1);
+    let affinity = crate::thread::affinity_cpu_count().unwrap_or(1);
     let cgroup_list = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     CpuBudget { affinity, quota: quota(Path::new("/sys/fs/cgroup"), &cgroup_list) }
 }

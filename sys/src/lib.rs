@@ -199,11 +199,6 @@ pub fn unlink(path: &CStr) -> Result<(), Errno> {
     unsafe { syscall6(libc::SYS_unlinkat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0]) }.map(|_| ())
 }
 
-/// The number of CPUs the calling thread may run on (sched_getaffinity(2)).
-pub fn affinity_cpu_count() -> Result<u32, Errno> {
-    thread::current_affinity().map(|mask| mask.iter().map(|w| w.count_ones()).sum())
-}
-
 /// True while the calling thread runs on an alternate signal stack
 /// (sigaltstack(2) reports SS_ONSTACK): a signal handler with little stack.
 pub fn on_alternate_signal_stack() -> bool {
@@ -281,7 +276,7 @@ mod tests {
 
     #[test]
     fn affinity_counts_at_least_one_cpu() {
-        let n = affinity_cpu_count().unwrap();
+        let n = thread::affinity_cpu_count().unwrap();
         // std's figure also applies the cgroup quota, so it can only be lower.
         let std_count = std::thread::available_parallelism().unwrap().get();
         assert!(n >= 1 && n as usize >= std_count, "{n} < {std_count}");

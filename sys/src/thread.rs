@@ -114,6 +114,11 @@ pub fn at_fork_child(handler: unsafe extern "C" fn()) -> Result<(), Errno> {
     pthread_result(unsafe { libc::pthread_atfork(None, None, Some(handler)) })
 }
 
+/// The number of CPUs the calling thread may run on (sched_getaffinity(2)).
+pub fn affinity_cpu_count() -> Result<u32, Errno> {
+    current_affinity().map(|mask| mask.iter().map(|w| w.count_ones()).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

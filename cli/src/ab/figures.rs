@@ -122,6 +122,11 @@ impl<'r> Figures<'r> {
     }
 }
 
+/// `1.234 s`, or `12.3 ms` below a second.
+pub fn seconds(s: f64) -> String {
+    if s >= 1.0 { format!("{s:.3} s") } else { format!("{:.1} ms", s * 1e3) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::Setup;
 use super::figures::{Figures, Metric, Row, Spread};
 use super::session::Run;
+use super::setup::Setup;
 use super::verdict::{Agreement, Failure};
 
 /// The document.

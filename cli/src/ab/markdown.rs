@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::Setup;
-use super::figures::{Figures, Metric, Row, Spread};
+use super::figures::{Figures, Metric, Row, Spread, seconds};
 use super::session::Run;
+use super::setup::Setup;
 use super::sides::Side;
 use super::verdict::Agreement;
 
@@ -129,11 +129,6 @@ fn heading(command: &str) -> String {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// `1.234 s`, or `12.3 ms` below a second.
-pub fn seconds(s: f64) -> String {
-    if s >= 1.0 { format!("{s:.3} s") } else { format!("{:.1} ms", s * 1e3) }
 }
 
 fn mib(bytes: f64) -> String {

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
+use super::figures::seconds;
 use super::figures::{Figures, Metric, Pair};
-use super::markdown::seconds;
 
 /// How far B's runs agree with A's, over the measured pairs (numbered from
 /// 1 here).

@@ -8,28 +8,7 @@ use std::time::Duration;
 
 use ipc_offload_policy::{Class, Engine};
 
-use super::table::{ClassTable, Table};
-
-/// Who moves the bytes in one run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Contender {
-    /// Without the library: libc on the calling thread (memory classes) or
-    /// the kernel (unix, pipe).
-    Baseline,
-    /// With the library, the class's engine set to this one.
-    Engine(Engine),
-}
-
-impl Contender {
-    /// "libc", "kernel", or the engine's name.
-    pub fn label(self, class: Class) -> &'static str {
-        match self {
-            Contender::Baseline if class.is_ipc() => "kernel",
-            Contender::Baseline => "libc",
-            Contender::Engine(engine) => engine.name(),
-        }
-    }
-}
+use super::table::{ClassTable, Contender, Table};
 
 /// What one class is measured with.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,7 +16,8 @@ use ipc_offload_policy::{Class, Engine};
 use serde_json::Value;
 
 use super::child::{self, format_sizes};
-use super::measure::{Contender, MeasureError, Timer};
+use super::measure::{MeasureError, Timer};
+use super::table::Contender;
 
 /// How much each run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,8 +5,28 @@ use std::time::Duration;
 
 use ipc_offload_policy::{Class, Engine, format_size};
 
-use super::measure::Contender;
 use crate::stats::render;
+
+/// Who moves the bytes in one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender {
+    /// Without the library: libc on the calling thread (memory classes) or
+    /// the kernel (unix, pipe).
+    Baseline,
+    /// With the library, the class's engine set to this one.
+    Engine(Engine),
+}
+
+impl Contender {
+    /// "libc", "kernel", or the engine's name.
+    pub fn label(self, class: Class) -> &'static str {
+        match self {
+            Contender::Baseline if class.is_ipc() => "kernel",
+            Contender::Baseline => "libc",
+            Contender::Engine(engine) => engine.name(),
+        }
+    }
+}
 
 /// An engine wins at a size when the baseline's median time is at least this
 /// much larger than its own (5%: the noise of a shared machine is about

@@ -2,7 +2,8 @@
 //! fakes; the written policy parses back through the policy crate and passes
 //! `check`.
 
-use super::measure::{Contender, MeasureError, Timer};
+use super::measure::{MeasureError, Timer};
+use super::table::Contender;
 use super::table::{ClassTable, median};
 use super::*;
 

@@ -3,7 +3,7 @@
 use core::fmt;
 use std::time::Duration;
 
-use super::FaultRule;
+use super::inject::FaultRule;
 use crate::abi::Descriptor;
 use ipc_offload_sys::Errno;
 

@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::inject::{Access, Fault, Side};
-use super::{Inner, bump, lock};
+use super::shared::{Inner, bump, lock};
 use crate::abi::{Descriptor, flag, opcode, status};
 use ipc_offload_sys::fallback;
 

@@ -3,7 +3,9 @@
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::time::Instant;
 
-use super::{Inner, Mode, SHARED_MARKER, SLOTS, bump, exec};
+use super::config::Mode;
+use super::exec;
+use super::shared::{Inner, SHARED_MARKER, SLOTS, bump};
 
 /// The model's thread: consumes the ring in order until told to stop.
 pub(super) fn run(inner: &Inner) {

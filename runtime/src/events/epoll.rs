@@ -1,117 +1,25 @@
 //! The epoll family on the fast path (docs/ipc-protocol.md, "Event
-//! loops"): which fds are epoll sets, which sets are nested in which, the
-//! program's registrations mirrored by twins, and the wait that merges the
-//! kernel's events with what writers offer.
+//! loops"): the program's epoll_ctl mirrored (nested sets, and twins of
+//! reader channels, which `crate::ipc::epoll_sets` and `crate::ipc::twins`
+//! keep), and the wait that merges the kernel's events with what writers
+//! offer.
 //!
 //! The program's own registrations stay the kernel's, untouched but for
 //! one case: a one-shot fd the library reports is disarmed in the kernel
 //! too (EPOLL_CTL_MOD with no events), as the kernel disarms one it
 //! reports, so that the program hears of it once until it re-arms it.
 
-use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
+use core::sync::atomic::Ordering::{Acquire, Relaxed};
 use core::time::Duration;
 
 use ipc_offload_sys::real::wait::REAL_WAIT;
 use ipc_offload_sys::{self as sys, mem};
 
-use super::fdinfo::{self, Registration};
-use super::twins::{self, TwinView};
 use crate::ipc::channel::{self, Role};
-use crate::ipc::table::MAX_FDS;
+use crate::ipc::epoll_sets::{NESTED, drop_nests, is_epoll, mark_set, set_nest};
+use crate::ipc::fdinfo::{self, Registration};
+use crate::ipc::twins::{self, TwinView};
 use crate::ipc::watch::{self, Look};
-
-/// Known epoll fds, one bit per fd number.
-static SETS: [AtomicU64; MAX_FDS / 64] = [const { AtomicU64::new(0) }; MAX_FDS / 64];
-
-/// True if `fd` is an epoll set the library knows.
-pub fn is_epoll(fd: i32) -> bool {
-    usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).is_some_and(|i| SETS[i / 64].load(Relaxed) & 1 << (i % 64) != 0)
-}
-
-fn mark_set(fd: i32, known: bool) {
-    let Some(i) = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS) else { return };
-    if known {
-        SETS[i / 64].fetch_or(1 << (i % 64), Relaxed);
-    } else {
-        SETS[i / 64].fetch_and(!(1 << (i % 64)), Relaxed);
-    }
-}
-
-/// Calls `each` for every known set.
-fn each_set(each: &mut dyn FnMut(i32)) {
-    for (w, word) in SETS.iter().enumerate() {
-        let mut bits = word.load(Relaxed);
-        while bits != 0 {
-            let b = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            each((w * 64 + b) as i32);
-        }
-    }
-}
-
-/// A set registered in another (EPOLL_CTL_ADD of an epoll fd).
-#[derive(Debug)]
-struct Nest {
-    live: AtomicBool,
-    outer: AtomicI32,
-    inner: AtomicI32,
-    events: AtomicU32,
-    data: AtomicU64,
-}
-
-const NESTS: usize = 64;
-
-static NESTED: [Nest; NESTS] = [const {
-    Nest {
-        live: AtomicBool::new(false),
-        outer: AtomicI32::new(-1),
-        inner: AtomicI32::new(-1),
-        events: AtomicU32::new(0),
-        data: AtomicU64::new(0),
-    }
-}; NESTS];
-
-fn set_nest(outer: i32, inner: i32, events: u32, data: u64) {
-    let existing = NESTED
-        .iter()
-        .find(|n| n.live.load(Acquire) && n.outer.load(Relaxed) == outer && n.inner.load(Relaxed) == inner);
-    let nest =
-        existing.or_else(|| NESTED.iter().find(|n| n.live.compare_exchange(false, true, Relaxed, Relaxed).is_ok()));
-    if let Some(n) = nest {
-        n.outer.store(outer, Relaxed);
-        n.inner.store(inner, Relaxed);
-        n.events.store(events, Relaxed);
-        n.data.store(data, Relaxed);
-        n.live.store(true, Release);
-    }
-}
-
-fn drop_nests(matching: impl Fn(i32, i32) -> bool) {
-    for n in &NESTED {
-        if n.live.load(Acquire) && matching(n.outer.load(Relaxed), n.inner.load(Relaxed)) {
-            n.live.store(false, Release);
-        }
-    }
-}
-
-/// The program made epoll set `epfd`.
-pub fn created(epfd: i32) {
-    if epfd >= 0 {
-        mark_set(epfd, true);
-    }
-}
-
-/// The program closes epoll set `epfd`.
-pub fn closed(epfd: i32) {
-    mark_set(epfd, false);
-    twins::remove_set(epfd);
-    drop_nests(|outer, inner| outer == epfd || inner == epfd);
-}
-
-/// In the fork child: sets are shared with the parent, and known as such;
-/// the parent's twins in them were freed ([`twins::after_fork`]).
-pub fn after_fork() {}
 
 /// After the program's epoll_ctl on `epfd` succeeded: mirror it.
 pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
@@ -138,22 +46,6 @@ pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
         }
         _ => {}
     }
-}
-
-/// A reader channel opted in through `fd` (slot `slot`, key `key`,
-/// side-channel socket `side`): twin every registration of its file in the
-/// known sets, which the program may have made before, under whatever fd
-/// number it used (a dup of `fd`, or one closed since while the file
-/// stays open: the kernel keeps such a registration, and reports it).
-pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
-    let Ok(st) = mem::fstat(fd) else { return };
-    each_set(&mut |epfd| {
-        fdinfo::registrations(epfd, &mut |r: Registration| {
-            if r.ino == st.ino && fdinfo::same_device(r.sdev, st.dev) {
-                twins::install(epfd, r.fd, r.events, r.data, slot, key, side);
-            }
-        });
-    });
 }
 
 /// A set the library did not see made (inherited across exec, made before
@@ -292,7 +184,7 @@ pub unsafe fn wait(
     }
     // SAFETY: the caller's array of `max` entries.
     let out = unsafe { core::slice::from_raw_parts_mut(events, max as usize) };
-    let deadline = super::deadline(timeout);
+    let deadline = super::timeout::deadline(timeout);
     loop {
         let mut pass = Pass::new();
         pass.watch(epfd, None);
@@ -315,7 +207,7 @@ pub unsafe fn wait(
             let kept = translate(epfd, out, n as usize);
             return merge(out, kept, &pass.ready[..pass.nready]) as i32;
         }
-        let n = real(events, max, super::remaining(deadline));
+        let n = real(events, max, super::timeout::remaining(deadline));
         let errno = sys::ErrnoGuard::save();
         pass.unlisten();
         if n < 0 {
@@ -324,7 +216,7 @@ pub unsafe fn wait(
         }
         drop(errno);
         let kept = translate(epfd, out, n as usize);
-        if kept > 0 || n == 0 || super::remaining(deadline).is_some_and(|d| d.is_zero()) {
+        if kept > 0 || n == 0 || super::timeout::remaining(deadline).is_some_and(|d| d.is_zero()) {
             return kept as i32;
         }
         // Only the library's wake-ups, with nothing for the program yet

@@ -106,7 +106,7 @@ pub unsafe fn poll(
         watched.unlisten();
         return real(fds, n, timeout);
     }
-    let deadline = super::deadline(timeout);
+    let deadline = super::timeout::deadline(timeout);
     loop {
         if watched.any_ready() {
             // Bytes are ready now: the kernel's state of this moment too.
@@ -128,7 +128,7 @@ pub unsafe fn poll(
             all[program.len() + k] = libc::pollfd { fd: look.side, events: libc::POLLIN, revents: 0 };
         }
         let len = program.len() + watched.n;
-        let r = real(all.as_mut_ptr(), len as libc::nfds_t, super::remaining(deadline));
+        let r = real(all.as_mut_ptr(), len as libc::nfds_t, super::timeout::remaining(deadline));
         let errno = sys::ErrnoGuard::save();
         watched.unlisten();
         if r < 0 {
@@ -143,7 +143,7 @@ pub unsafe fn poll(
             }
         }
         let found = count_poll(program);
-        if found > 0 || r == 0 || super::remaining(deadline).is_some_and(|d| d.is_zero()) {
+        if found > 0 || r == 0 || super::timeout::remaining(deadline).is_some_and(|d| d.is_zero()) {
             return found;
         }
         // Only the library's wake-ups, with nothing for the program yet.
@@ -228,7 +228,7 @@ pub unsafe fn select(
         watched.unlisten();
         return real(nfds, read, write, except, timeout);
     }
-    let deadline = super::deadline(timeout);
+    let deadline = super::timeout::deadline(timeout);
     loop {
         let (mut r, mut w, mut e) = (r0, w0, e0);
         let ready_now = watched.any_ready();
@@ -241,7 +241,7 @@ pub unsafe fn select(
         } else {
             watched.unlisten();
         }
-        let wait = if ready_now { Some(Duration::ZERO) } else { super::remaining(deadline) };
+        let wait = if ready_now { Some(Duration::ZERO) } else { super::timeout::remaining(deadline) };
         let res = real(top, as_set(&mut r), as_set_or_null(&mut w, write), as_set_or_null(&mut e, except), wait);
         let errno = sys::ErrnoGuard::save();
         if !ready_now {
@@ -260,7 +260,7 @@ pub unsafe fn select(
             }
         }
         let found = count_bits(&r) + count_bits(&w) + count_bits(&e);
-        if found > 0 || ready_now || res == 0 || super::remaining(deadline).is_some_and(|d| d.is_zero()) {
+        if found > 0 || ready_now || res == 0 || super::timeout::remaining(deadline).is_some_and(|d| d.is_zero()) {
             // SAFETY: the caller's sets, valid per contract.
             unsafe {
                 store_bits(read, &r);

@@ -1,10 +1,22 @@
 //! The wait calls' timeouts (milliseconds for epoll_wait and poll, a
-//! timespec for epoll_pwait2, ppoll and pselect) as durations and back. A
-//! wait that the library splits in several kernel waits passes each the
-//! time left, rounded up: it never ends before the program's time.
+//! timespec for epoll_pwait2, ppoll and pselect) as durations and back,
+//! and their deadlines. A wait that the library splits in several kernel
+//! waits passes each the time left, rounded up: it never ends before the
+//! program's time.
 
 use core::ffi::c_int;
 use core::time::Duration;
+use std::time::Instant;
+
+/// When a wait of `timeout` (None: no limit) started now ends.
+pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+/// What is left of a wait until `deadline`.
+pub fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
 
 /// A timeout in milliseconds as a duration (negative: none).
 pub fn from_ms(ms: c_int) -> Option<Duration> {

@@ -23,8 +23,8 @@ use ipc_offload_sys::net;
 
 use super::channel::{self, Channel, LOOK_EVERY, Role};
 use super::hint::Dir;
-use super::table::FdKind;
-use super::{FDS, route, writer};
+use super::table::{FDS, FdKind};
+use super::{route, writer};
 use crate::state;
 
 /// Largest write answered from the tables: a larger blocking write goes to

@@ -3,9 +3,11 @@
 //! first), wait for an offer where the call blocks, or do exactly what the
 //! kernel would have done.
 
+use core::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use ipc_offload_engine::Fallback;
+use ipc_offload_engine::stats;
 use ipc_offload_policy::Class;
 use ipc_offload_ring::take::Taking;
 use ipc_offload_ring::{self as ring, Abort, Cursor, Ring, Sleep};
@@ -16,10 +18,11 @@ use ipc_offload_sys::{Errno, pipe, signal};
 use super::ahead::Ahead;
 use super::call::ReadCall;
 use super::channel::{self, Channel, Locked, Reader, Role};
+use super::ctx::{Ctx, Tally};
 use super::endpoint::{Endpoint, Family};
+use super::route;
 use super::side::{self, Message};
-use super::table::{FdInfo, FdKind};
-use super::{Ctx, Tally, route};
+use super::table::{FDS, FdInfo, FdKind};
 
 /// For this long after opting in, a blocking reader without a ring reads
 /// at most [`HANDSHAKE_READ`] bytes per call through the kernel, or what is
@@ -74,12 +77,12 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
                 route::set(call.fd, index, false);
                 // The program may have put the fd in epoll sets already:
                 // their waits must hear of offers too.
-                crate::events::epoll::adopt_fd(call.fd, index, info.key, side);
+                super::epoll_sets::adopt_fd(call.fd, index, info.key, side);
             }
             None => {
                 drop(ch);
                 channel::release_role(info.key, Role::Reader);
-                super::FDS.set(call.fd, FdInfo { key: info.key, kind: FdKind::NoFast });
+                FDS.set(call.fd, FdInfo { key: info.key, kind: FdKind::NoFast });
                 return tally.kernel(Fallback::OptInFailed, call);
             }
         }
@@ -192,7 +195,7 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
     let bytes = ctx.geometry.ring_bytes();
     let family = reader.own.family;
     if !channel::reserve_ring(family, bytes, ctx.ring_budget) {
-        super::note_budget_exhausted(ctx.class);
+        note_budget_exhausted(ctx.class);
         return None;
     }
     let made = net::lifeline().ok().and_then(|lifeline| {
@@ -206,6 +209,16 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
         channel::unreserve_ring(family, bytes);
     }
     made
+}
+
+/// A class's ring budget ran out (reported once per process and class).
+fn note_budget_exhausted(class: Class) {
+    static SAID: [AtomicBool; 2] = [const { AtomicBool::new(false) }; 2];
+    let (said, what) = if class == Class::Pipe { (&SAID[1], "pipes") } else { (&SAID[0], "sockets") };
+    if crate::log::first_time(said) {
+        crate::log_at!(Warn, "[{class}] ring_bytes budget used up: further {what} use the kernel path");
+    }
+    stats::counters(class).note_fallback(Fallback::RingBudget);
 }
 
 /// Drops the reader's ring (a peer wrote garbage into it): never again

@@ -6,8 +6,8 @@
 //! the stream would be out of order.
 //!
 //! Stale words are harmless by construction. A route names a slot and the
-//! fd's key is in [`super::FDS`]: a slot freed or taken for another key
-//! fails the comparison and the call takes the slow path, which re-learns
+//! fd's key is in [`super::table::FDS`]: a slot freed or taken for another
+//! key fails the comparison and the call takes the slow path, which re-learns
 //! the fd; an fd closed behind the library's back (stdio's fclose) and
 //! reused keeps sending its small reads to the slow path, which finds no
 //! offer for the new file (it checks the file's identity before it takes

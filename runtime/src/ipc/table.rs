@@ -1,5 +1,5 @@
 //! Fixed-size, allocation-free tables for the IPC state: a try-lock slot
-//! type, and the per-fd table.
+//! type, and the per-fd table (the process's: [`FDS`]).
 //!
 //! Nothing here blocks: a busy slot means "take the kernel path this time".
 //! After fork the child resets every lock (its other threads are gone), so a
@@ -178,6 +178,9 @@ impl Default for FdTable {
         Self::new()
     }
 }
+
+/// What the process knows of its fds.
+pub static FDS: FdTable = FdTable::new();
 
 #[cfg(test)]
 mod tests {

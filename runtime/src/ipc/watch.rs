@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use ipc_offload_policy::Class;
 
 use super::channel::{self, Channel, Locked, Role};
+use super::ctx::Ctx;
 use super::hint::Dir;
-use super::{Ctx, FDS, endpoint, reader, route};
+use super::table::FDS;
+use super::{endpoint, reader, route};
 
 /// How long a wait tries for a channel another thread holds.
 const RETRY: Duration = Duration::from_micros(50);

@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use ipc_offload_engine::Fallback;
+use ipc_offload_policy::Class;
 use ipc_offload_ring::offer::Staging;
 use ipc_offload_ring::{self as ring, Abort, Cursor, Presence, Ring};
 use ipc_offload_sys::mem::OwnedFd;
@@ -16,10 +17,11 @@ use ipc_offload_sys::{net, pipe};
 
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
+use super::ctx::{Ctx, Tally};
 use super::endpoint::{Endpoint, Family};
-use super::hint::{Dir, Why};
+use super::hint::{self, Dir, Why};
 use super::side::{self, Message};
-use super::{Ctx, Tally};
+use crate::state;
 
 /// Largest piece sent through the kernel between two looks at the ring.
 const PIECE: u64 = 256 << 10;
@@ -84,7 +86,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
                     && let Some(due) = writer.next_request
                 {
                     let ttl = due.saturating_duration_since(Instant::now());
-                    super::hint_kernel(call.fd, Dir::Write, ctx.class, Why::NoPeer, ttl);
+                    hint_kernel(call.fd, Dir::Write, ctx.class, Why::NoPeer, ttl);
                 }
                 return tally.kernel_write(Fallback::NoPeer, call);
             }
@@ -411,6 +413,14 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
         // about to read this very write's bytes.
         writer.streaming_until = Some(Instant::now() + STREAMING);
         writer.declined = None;
+    }
+}
+
+/// Sends `fd`'s large calls in direction `dir` to the kernel path for
+/// `ttl`, as `why` (see [`hint`]).
+fn hint_kernel(fd: i32, dir: Dir, class: Class, why: Why, ttl: Duration) {
+    if let Some(settings) = state::get() {
+        hint::set(fd, dir, class, why, hint::after(hint::now_ms(settings.started), ttl));
     }
 }
 

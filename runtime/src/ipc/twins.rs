@@ -11,6 +11,10 @@
 //! against its channel (slot and key) whenever it is used; one whose
 //! channel went is freed then (the kernel dropped its side-channel
 //! registration when the socket closed).
+//!
+//! The table sits below the read and close paths, which update it (a
+//! reader's opt-in twins its registrations, a close frees them); the wait
+//! hooks (`crate::events`) read it.
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64};
@@ -219,8 +223,8 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
     // A REQUEST now wakes the program's wait, which answers it: the fd's
     // reads need not look for one (while it has no ring, they go straight
     // to the kernel).
-    crate::ipc::channel::set_quiet(slot, true);
-    crate::ipc::channel::note_twin(slot, true);
+    super::channel::set_quiet(slot, true);
+    super::channel::note_twin(slot, true);
     true
 }
 
@@ -268,7 +272,7 @@ pub fn remove_at(index: usize, unregister: bool) {
         let _ = unsafe { (REAL_WAIT.epoll_ctl.get())(epfd, libc::EPOLL_CTL_DEL, side, &mut ev) };
     }
     LIVE_COUNT.fetch_sub(1, Relaxed);
-    crate::ipc::channel::note_twin(t.slot.load(Relaxed) as usize, false);
+    super::channel::note_twin(t.slot.load(Relaxed) as usize, false);
     t.state.store(FREE, Release);
 }
 
@@ -298,6 +302,21 @@ pub fn remove_channel(slot: usize, key: u64) {
     for index in 0..TWINS {
         if view(index).is_some_and(|v| v.slot == slot && v.key == key) {
             remove_at(index, false);
+        }
+    }
+}
+
+/// Before the program closes `fd`, a socket or pipe the library knows
+/// (close, dup2 and dup3 over it, close_range). While another fd keeps its
+/// file open the kernel keeps its registrations (epoll's own rule: they
+/// belong to the file), and so do its twins; with the last, its side
+/// channel closes and leaves every set, and its twins are freed. (An epoll
+/// set's close: `epoll_sets::closed`.)
+pub fn closing(fd: i32, channel_lives: bool, key: u64) {
+    if any() && !channel_lives {
+        remove_fd(fd, false);
+        if let Some(slot) = super::route::slot(fd, super::hint::Dir::Read) {
+            remove_channel(slot, key);
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The `shm` class: the slow path of the memcpy-family hooks (which class a
-//! large copy belongs to), and the mapping hooks that keep the index of
-//! shared-memory regions (`ipc_offload_regions`) in step with the
-//! address space.
+//! Shared-memory regions, the mapping side of the `shm` class: the mmap,
+//! munmap, mremap, shm_open and shm_unlink hooks' slow paths, which keep
+//! the index of shared-memory regions (`ipc_offload_regions`) in step
+//! with the address space, and what the rest of the crate asks of that
+//! index: [`enable`] (from the constructor) and [`copy_class`] (for
+//! `dispatch`, which chooses a large copy's class). The stats file reads
+//! the index's own snapshot.
 //!
 //! A mapping hook takes a ticket, makes the real call, classifies what it
 //! mapped, then records it under the index's writer lock: shared memory
@@ -12,18 +15,15 @@
 //! nothing.
 
 use core::ffi::{c_char, c_int, c_void};
-use core::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ipc_offload_engine::cpu::cpu_move;
 use ipc_offload_policy::Class;
 use ipc_offload_regions::{self as shm, Ticket, Writer, span};
 use ipc_offload_sys as sys;
 use ipc_offload_sys::real::mapping as real;
 
-use crate::fmtbuf::StackBuf;
+use crate::process;
 use crate::state::Settings;
-use crate::{dispatch, process};
 
 /// The page size the kernel rounds lengths up to (huge pages aside).
 const PAGE: usize = 4096;
@@ -43,21 +43,12 @@ pub fn enable(settings: &Settings) -> Option<usize> {
     shm_min.into_iter().chain(memcpy_min).min()
 }
 
-/// The slow path of memcpy, memmove, mempcpy and their `_chk` forms: the
-/// copy goes to the `shm` class's engine when its source or destination
-/// lies in shared memory (and it is at or above `[shm] min_bytes`), else to
-/// the `memcpy` class's when it is at or above `[memcpy] min_bytes`, else
-/// to libc, uncounted (the hook's threshold is the lower of the two).
-///
-/// # Safety
-/// As memmove(3).
-pub unsafe fn large_copy(dst: *mut u8, src: *const u8, len: usize) {
-    match shm::copy_class(dst as usize, src as usize, len) {
-        // SAFETY: forwarded memmove contract.
-        Some(class) => unsafe { dispatch::large_copy(class, dst, src, len) },
-        // SAFETY: forwarded memmove contract; cpu_move leaves errno alone.
-        None => unsafe { cpu_move(dst, src, len) },
-    }
+/// The class of a memcpy-family copy of `len` bytes that reached the slow
+/// path (`dispatch` asks): `shm` when it is at or above `[shm] min_bytes`
+/// and its source or destination meets a shared-memory region, else
+/// `memcpy` when it is at or above `[memcpy] min_bytes`, else `None`.
+pub fn copy_class(dst: usize, src: usize, len: usize) -> Option<Class> {
+    shm::copy_class(dst, src, len)
 }
 
 /// Runs a mapping call and records what it did: `call` makes the system
@@ -222,26 +213,6 @@ pub unsafe fn shm_unlink(name: *const c_char) -> c_int {
     shm::count_shm_unlink();
     // SAFETY: the caller's shm_unlink contract.
     unsafe { real::shm_unlink(name) }
-}
-
-/// The stats file's `shm_regions` object.
-pub fn render<const N: usize>(out: &mut StackBuf<N>) {
-    let s = shm::snapshot();
-    let _ = write!(
-        out,
-        ",\"shm_regions\":{{\"tracking\":{},\"ranges\":{},\"peak_ranges\":{},\"capacity\":{},\"shared_maps\":{},\"not_indexed\":{},\"raced\":{},\"nested\":{},\"unknown_lookups\":{},\"shm_open\":{},\"shm_unlink\":{}}}",
-        shm::tracking(),
-        s.ranges,
-        s.peak_ranges,
-        s.capacity,
-        s.shared_maps,
-        s.not_indexed,
-        s.raced,
-        s.nested,
-        s.unknown_lookups,
-        s.shm_open,
-        s.shm_unlink
-    );
 }
 
 #[cfg(test)]
