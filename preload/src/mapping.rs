@@ -7,7 +7,7 @@
 use core::ffi::{c_char, c_int, c_void};
 
 use ipc_offload_regions::tracking;
-use ipc_offload_runtime::regions;
+use ipc_offload_runtime::mapping;
 use ipc_offload_sys::real::mapping as real;
 
 /// mmap(2).
@@ -28,7 +28,7 @@ pub unsafe extern "C" fn mmap(
         return unsafe { real::mmap(addr, len, prot, flags, fd, off) };
     }
     // SAFETY: the caller's mmap contract.
-    unsafe { regions::mmap(addr, len, prot, flags, fd, off) }
+    unsafe { mapping::mmap(addr, len, prot, flags, fd, off) }
 }
 
 /// mmap64: glibc's alias of mmap on 64-bit systems (programs built with
@@ -60,7 +60,7 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
         return unsafe { real::munmap(addr, len) };
     }
     // SAFETY: the caller's munmap contract.
-    unsafe { regions::munmap(addr, len) }
+    unsafe { mapping::munmap(addr, len) }
 }
 
 /// mremap(2). Variadic in C (`new_address` follows `flags` only with
@@ -83,7 +83,7 @@ pub unsafe extern "C" fn mremap(
         return unsafe { real::mremap(old, old_len, new_len, flags, new_addr) };
     }
     // SAFETY: the caller's mremap contract.
-    unsafe { regions::mremap(old, old_len, new_len, flags, new_addr) }
+    unsafe { mapping::mremap(old, old_len, new_len, flags, new_addr) }
 }
 
 /// shm_open(3).
@@ -97,7 +97,7 @@ pub unsafe extern "C" fn shm_open(name: *const c_char, oflag: c_int, mode: libc:
         return unsafe { real::shm_open(name, oflag, mode) };
     }
     // SAFETY: the caller's shm_open contract.
-    unsafe { regions::shm_open(name, oflag, mode) }
+    unsafe { mapping::shm_open(name, oflag, mode) }
 }
 
 /// shm_unlink(3).
@@ -111,5 +111,5 @@ pub unsafe extern "C" fn shm_unlink(name: *const c_char) -> c_int {
         return unsafe { real::shm_unlink(name) };
     }
     // SAFETY: the caller's shm_unlink contract.
-    unsafe { regions::shm_unlink(name) }
+    unsafe { mapping::shm_unlink(name) }
 }

@@ -1,6 +1,6 @@
 //! The slow path of every copy, memset and memcmp hook: a call at or above
 //! its class threshold lands here, gets its class (a memcpy-family copy:
-//! `shm` or `memcpy`, asking [`regions`] whether its range is shared
+//! `shm` or `memcpy`, asking [`mapping`] whether its range is shared
 //! memory), is handed to the class's engine, and is counted. The preload
 //! crate's copy hooks reach the engines through here only.
 
@@ -17,7 +17,7 @@ use ipc_offload_sys::real::REAL;
 
 use crate::guard::Inside;
 use crate::log::first_time;
-use crate::{process, regions, state, stats_file};
+use crate::{mapping, process, state, stats_file};
 
 /// The slow path of memcpy, memmove, mempcpy and their `_chk` forms: the
 /// copy goes to the `shm` class's engine when its source or destination
@@ -28,7 +28,7 @@ use crate::{process, regions, state, stats_file};
 /// # Safety
 /// As memmove(3).
 pub unsafe fn large_copy(dst: *mut u8, src: *const u8, len: usize) {
-    match regions::copy_class(dst as usize, src as usize, len) {
+    match mapping::copy_class(dst as usize, src as usize, len) {
         // SAFETY: forwarded memmove contract.
         Some(class) => unsafe { copy_as(class, dst, src, len) },
         // SAFETY: forwarded memmove contract; cpu_move leaves errno alone.

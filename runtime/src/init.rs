@@ -101,7 +101,7 @@ fn start_inner(argv0: Option<&[u8]>) {
         ipc_offload_sys::real::io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
     }
     // The memcpy-family hooks' one compare: the lower of [memcpy] and [shm].
-    if let Some(min) = crate::regions::enable(settings) {
+    if let Some(min) = crate::mapping::enable(settings) {
         REAL.memcpy_min.store(min, Release);
     }
     for (class, threshold) in [(Class::Memset, &REAL.memset_min), (Class::Memcmp, &REAL.memcmp_min)] {

@@ -4,9 +4,9 @@
 //! - [`init`]: the constructor (environment, policy, plan, stats, fork
 //!   handler) and the final stats write at exit.
 //! - [`dispatch`]: the slow path of the copy, memset and memcmp hooks: a
-//!   large copy's class (`shm` or `memcpy`, asking [`regions`]) and the
+//!   large copy's class (`shm` or `memcpy`, asking [`mapping`]) and the
 //!   class's engine.
-//! - [`regions`]: the mapping hooks' slow paths, which keep the index of
+//! - [`mapping`]: the mapping hooks' slow paths, which keep the index of
 //!   shared-memory regions.
 //! - [`ipc`]: the read and write hooks' slow paths (the shared-memory
 //!   fast path for sockets, pipes and FIFOs) and the close hooks'
@@ -29,13 +29,13 @@
 //! 1. [`init`]
 //! 2. [`fork`], [`events`]
 //! 3. [`dispatch`], [`ipc`]
-//! 4. [`regions`], [`stats_file`]
+//! 4. [`mapping`], [`stats_file`]
 //! 5. [`env`], [`state`]
 //! 6. [`log`], [`plan`], [`dsa_setup`], [`guard`]
 //! 7. [`fmtbuf`], [`process`]
 //!
 //! The `preload` crate's hooks call [`init::start`], [`init::finish`],
-//! [`dispatch::large_copy`] and friends, the [`regions`] hooks, and the
+//! [`dispatch::large_copy`] and friends, the [`mapping`] hooks, and the
 //! [`ipc`] and [`events`] slow paths; nothing else crosses that boundary.
 
 pub mod dispatch;
@@ -48,8 +48,8 @@ pub mod guard;
 pub mod init;
 pub mod ipc;
 pub mod log;
+pub mod mapping;
 pub mod plan;
 pub mod process;
-pub mod regions;
 pub mod state;
 pub mod stats_file;
