@@ -74,8 +74,9 @@ pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mu
 pub unsafe extern "C" fn epoll_wait(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, ms: c_int) -> c_int {
     // SAFETY: the caller's arguments, passed on.
     let real = |ev, max, ms| unsafe { (REAL_WAIT.epoll_wait.get())(epfd, ev, max, ms) };
-    if !any_reader() {
-        return real(ev, max, ms);
+    if !events::epoll::involved() {
+        // SAFETY: forwarded contract; the kernel waits with the time left.
+        return unsafe { events::epoll::plain(epfd, ev, max, from_ms(ms), &mut |ev, max, t| real(ev, max, to_ms(t))) };
     }
     guarded(
         // SAFETY: forwarded contract; the kernel waits with the time left.
@@ -98,8 +99,9 @@ pub unsafe extern "C" fn epoll_pwait(
 ) -> c_int {
     // SAFETY: the caller's arguments, passed on.
     let real = |ev, max, ms| unsafe { (REAL_WAIT.epoll_pwait.get())(epfd, ev, max, ms, mask) };
-    if !any_reader() {
-        return real(ev, max, ms);
+    if !events::epoll::involved() {
+        // SAFETY: forwarded contract; the kernel waits with the time left.
+        return unsafe { events::epoll::plain(epfd, ev, max, from_ms(ms), &mut |ev, max, t| real(ev, max, to_ms(t))) };
     }
     guarded(
         // SAFETY: forwarded contract; the kernel waits with the time left.
@@ -122,15 +124,16 @@ pub unsafe extern "C" fn epoll_pwait2(
 ) -> c_int {
     // SAFETY: the caller's arguments, passed on.
     let real = |ev, max, ts: *const libc::timespec| unsafe { (REAL_WAIT.epoll_pwait2.get())(epfd, ev, max, ts, mask) };
-    if !any_reader() {
-        return real(ev, max, timeout);
+    let mut left = |ev, max, t: Option<Duration>| {
+        let ts = t.map(to_timespec);
+        real(ev, max, ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec))
+    };
+    if !events::epoll::involved() {
+        // SAFETY: forwarded contract; the kernel waits with the time left.
+        return unsafe { events::epoll::plain(epfd, ev, max, from_timespec(timeout), &mut left) };
     }
     guarded(
         || {
-            let mut left = |ev, max, t: Option<Duration>| {
-                let ts = t.map(to_timespec);
-                real(ev, max, ts.as_ref().map_or(core::ptr::null(), |t| t as *const libc::timespec))
-            };
             // SAFETY: forwarded contract; the kernel waits with the time left.
             unsafe { events::epoll::wait(epfd, ev, max, from_timespec(timeout), &mut left) }
         },

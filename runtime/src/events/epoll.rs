@@ -159,6 +159,12 @@ impl Pass {
     }
 }
 
+/// Whether an epoll wait needs [`wait`] (a reader channel exists);
+/// otherwise the hooks wait through [`plain`].
+pub fn involved() -> bool {
+    channel::any_reader()
+}
+
 /// The epoll_wait family's slow path: the program's wait on `epfd`, with
 /// `events` holding `max` entries and `timeout` (None: no limit). `real`
 /// waits in the kernel for a given time (Some(0): a look).
@@ -172,19 +178,24 @@ pub unsafe fn wait(
     timeout: Option<Duration>,
     real: &mut dyn FnMut(*mut libc::epoll_event, i32, Option<Duration>) -> i32,
 ) -> i32 {
-    if max <= 0 || events.is_null() || !channel::any_reader() {
+    if max <= 0 || events.is_null() {
         return real(events, max, timeout);
+    }
+    if !channel::any_reader() {
+        // SAFETY: forwarded contract.
+        return unsafe { plain(epfd, events, max, timeout, real) };
     }
     if !is_epoll(epfd) {
         adopt_set(epfd);
     }
     let nested = NESTED.iter().any(|n| n.live.load(Relaxed) && n.outer.load(Relaxed) == epfd);
     if !twins::any() || (!nested && !has_twins(epfd)) {
-        return real(events, max, timeout);
+        // SAFETY: forwarded contract.
+        return unsafe { plain(epfd, events, max, timeout, real) };
     }
+    let deadline = super::timeout::deadline(timeout);
     // SAFETY: the caller's array of `max` entries.
     let out = unsafe { core::slice::from_raw_parts_mut(events, max as usize) };
-    let deadline = super::timeout::deadline(timeout);
     loop {
         let mut pass = Pass::new();
         pass.watch(epfd, None);
@@ -222,6 +233,43 @@ pub unsafe fn wait(
         // Only the library's wake-ups, with nothing for the program yet
         // (a REQUEST answered, a step already taken): wait on.
     }
+}
+
+/// A wait with no twin of this set to watch when it begins: the kernel's
+/// alone. Its results can still hold a tag once a twin exists (another
+/// thread opted in and installed one in this set during the wait, or one
+/// was freed while its side channel was registered): those are
+/// translated as [`wait`] does, and when nothing is left for the program
+/// and time remains, the wait goes on. The clock is read only for a wait
+/// with a positive timeout.
+///
+/// # Safety
+/// `events` valid for `max` entries, as for epoll_wait(2).
+pub unsafe fn plain(
+    epfd: i32,
+    events: *mut libc::epoll_event,
+    max: i32,
+    timeout: Option<Duration>,
+    real: &mut dyn FnMut(*mut libc::epoll_event, i32, Option<Duration>) -> i32,
+) -> i32 {
+    let deadline = super::timeout::deadline(timeout.filter(|t| !t.is_zero()));
+    let n = real(events, max, timeout);
+    if n <= 0 || max <= 0 || events.is_null() || !twins::ever() {
+        return n;
+    }
+    // SAFETY: the kernel filled the first `n` of the caller's entries.
+    let out = unsafe { core::slice::from_raw_parts_mut(events, n as usize) };
+    if !out.iter().any(|e| twins::is_tag_shaped(e.u64)) {
+        return n;
+    }
+    let errno = sys::ErrnoGuard::save();
+    let kept = translate(epfd, out, n as usize);
+    if kept > 0 || timeout.is_some_and(|t| t.is_zero()) {
+        return kept as i32;
+    }
+    drop(errno);
+    // SAFETY: forwarded contract.
+    unsafe { wait(epfd, events, max, super::timeout::remaining(deadline), real) }
 }
 
 fn has_twins(epfd: i32) -> bool {

@@ -102,6 +102,11 @@ static TABLE: [Twin; TWINS] = [const {
 /// Twins in use: none, and a wait has nothing to look at.
 static LIVE_COUNT: AtomicU32 = AtomicU32::new(0);
 
+/// Set by the first twin ever installed (kept across fork: the parent's
+/// side channels may stay in sets the child waits on). Until then no
+/// event can carry a tag, and a wait need not look at its results.
+static EVER: AtomicBool = AtomicBool::new(false);
+
 /// The tags' base, drawn at start-up, with the low byte free for the
 /// index. A fork child keeps its parent's: the parent's twins in sets they
 /// share then look like the child's own, which it has freed, and it drops
@@ -128,6 +133,14 @@ fn tag(index: usize) -> u64 {
 /// True if any twin is in use (the wait hooks' test).
 pub fn any() -> bool {
     LIVE_COUNT.load(Relaxed) != 0
+}
+
+/// True once any twin was installed in this process or its parent: from
+/// then on an epoll set's results may hold a tag (a twin installed by
+/// another thread during the wait, or freed since), even while none is
+/// in use.
+pub fn ever() -> bool {
+    EVER.load(Relaxed)
 }
 
 /// The twin a data word names, if it is one of this process's live tags.
@@ -218,6 +231,7 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
         t.state.store(FREE, Release);
         return false;
     }
+    EVER.store(true, Relaxed);
     LIVE_COUNT.fetch_add(1, Relaxed);
     t.state.store(LIVE, Release);
     // A REQUEST now wakes the program's wait, which answers it: the fd's
