@@ -157,7 +157,10 @@ fn the_hybrid_cpu_share_rises_when_the_device_is_slowed() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let plain = run_plain(&program, &args).success();
     let mut shares = Vec::new();
-    for slowdown in [1, 6] {
+    // 1x against 24x: on a loaded 2-CPU machine the model at 1x can already
+    // be slow enough for a share above 0.8 (CI saw 0.841 at 1x, 0.833 at 6x);
+    // at 24x the tuned share heads for its ceiling (0.95).
+    for slowdown in [1, 24] {
         let dir = scratch(&format!("dsa-hybrid-{slowdown}"));
         let stats = dir.join("stats.json");
         let policy = format!("[memcpy]\nengine = \"hybrid\"\n[dsa]\ndevice = \"model\"\nmodel_slowdown = {slowdown}\n");
@@ -169,7 +172,7 @@ fn the_hybrid_cpu_share_rises_when_the_device_is_slowed() {
         assert!(s["dsa"]["descriptors_submitted"].as_u64().unwrap() > 0);
         shares.push(s["memcpy"]["cpu_share"].as_f64().expect("the current share is in the stats"));
     }
-    assert!(shares[1] > shares[0], "CPU share with the model at 1x and 6x: {shares:?}");
+    assert!(shares[1] > shares[0], "CPU share with the model at 1x and 24x: {shares:?}");
 }
 
 #[test]
