@@ -120,7 +120,17 @@ impl Ring {
         let mut asked = since;
         let mut sleep = Sleep::default();
         loop {
-            let (tw, cw) = (self.u64_at(OFF_TAKEN).load(Acquire), self.u64_at(OFF_COPIED).load(Acquire));
+            // `copied` before `taken`: the reader moves `taken` first and
+            // `copied` after it, so read in this order an honest reader's
+            // words always show copied <= taken. (Read the other way round,
+            // a reader that claims and copies a step between the two loads
+            // looks like one that copied more than it took: the offer was
+            // cut short as corrupt, counted as sent only what was copied,
+            // and the step claimed meanwhile went twice, once from the ring
+            // and once through the kernel.)
+            let cw = self.u64_at(OFF_COPIED).load(Acquire);
+            point();
+            let tw = self.u64_at(OFF_TAKEN).load(Acquire);
             let (taken, copied) = (bytes_of(tw), bytes_of(cw));
             if seq_of(tw) != seq || seq_of(cw) != seq || copied > taken || taken > placed {
                 // Only a peer writing garbage moves our words like this.

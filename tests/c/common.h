@@ -56,6 +56,22 @@ static inline uint8_t *periodic_pattern(size_t len) {
     return pattern;
 }
 
+/* Prints where a read of `r` bytes, which should hold periodic stream
+   bytes [got, got + r), first goes wrong: the offset in the read, what
+   the wrong run looks like (zeros, or the stream at another phase: bytes
+   lost or repeated) and how long it runs. */
+static inline void periodic_mismatch(const uint8_t *buf, size_t r, size_t got) {
+    size_t i = 0;
+    while (i < r && buf[i] == (uint8_t)((got + i) % 251)) i++;
+    if (i == r) return;
+    size_t end = i;
+    int zeros = 1;
+    while (end < r && buf[end] != (uint8_t)((got + end) % 251)) zeros &= buf[end++] == 0;
+    int shift = ((int)buf[i] - (int)((got + i) % 251) + 251) % 251;
+    printf("wrong bytes after %zu: a read of %zu is wrong from offset %zu (stream byte %zu) for %zu bytes: %s %d\n",
+           got, r, i, got + i, end - i, zeros ? "zeros, first" : "stream phase shifted by", zeros ? 0 : shift);
+}
+
 /* Reads fd to EOF, 4 MiB at a time, checking that the bytes continue a
    periodic stream (each one more than the last, modulo 251) after byte
    value `last` (-1: from any first byte). Returns the bytes read, or -1

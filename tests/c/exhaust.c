@@ -204,7 +204,7 @@ static long read_stream(int fd, const struct setup *s) {
         if (r < 0) { printf("read: %s\n", strerrorname_np(errno) ?: "?"); return -1; }
         if (r == 0) return (long)got;
         if (memcmp(buf, pattern + got % 251, (size_t)r) != 0) {
-            printf("wrong bytes after %zu\n", got);
+            periodic_mismatch(buf, (size_t)r, got);
             return -1;
         }
         got += (size_t)r;

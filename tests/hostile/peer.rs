@@ -251,23 +251,48 @@ impl Ring {
     /// 2), which must be possible now: the offer word IDLE and every byte
     /// of the last offer copied out. Returns its sequence number.
     pub fn open(&self, total: u64, pid: i32) -> u32 {
+        let (w, seq) = self.next_seq();
+        let setup = offer_word(SETUP, seq, pid);
+        assert!(self.u64_at(OFF_OFFER).compare_exchange(w, setup, SeqCst, SeqCst).is_ok());
+        self.set_counts(seq, total);
+        self.set_offer(offer_word(OPEN, seq, pid));
+        seq
+    }
+
+    /// Opens an offer of `total` bytes as `pid` with `bytes` placed
+    /// already, published in one store of the offer word (IDLE to OPEN):
+    /// a reader never sees it half set up. For a pid with no process this
+    /// matters: an offer the reader finds in SETUP for 1 ms, which a loaded
+    /// machine can spend between two stores of this thread, is ended with
+    /// nothing taken.
+    pub fn open_placed(&self, total: u64, pid: i32, bytes: &[u8]) -> u32 {
+        let (w, seq) = self.next_seq();
+        self.set_counts(seq, total);
+        self.write_at(0, bytes);
+        self.set_word(OFF_PLACED, count(seq, bytes.len() as u64));
+        assert!(self.u64_at(OFF_OFFER).compare_exchange(w, offer_word(OPEN, seq, pid), SeqCst, SeqCst).is_ok());
+        self.ring_bell(OFF_PLACED_BELL);
+        seq
+    }
+
+    /// The offer word of a free ring and the next offer's seq.
+    fn next_seq(&self) -> (u64, u32) {
         let w = self.offer();
         assert_eq!(w & 0xff, IDLE, "the ring is free: {w:#x}");
-        let prev = ((w >> 8) & 0x00ff_ffff) as u32;
         let (taken, copied) = (self.word(OFF_TAKEN), self.word(OFF_COPIED));
         assert!(
             bytes_of(taken) == bytes_of(copied) && seq_of(taken) == seq_of(copied),
             "every byte of the last offer was copied out: taken {taken:#x}, copied {copied:#x}"
         );
-        let seq = (prev + 1) & 0x00ff_ffff;
-        let setup = offer_word(SETUP, seq, pid);
-        assert!(self.u64_at(OFF_OFFER).compare_exchange(w, setup, SeqCst, SeqCst).is_ok());
+        (w, (((w >> 8) & 0x00ff_ffff) as u32 + 1) & 0x00ff_ffff)
+    }
+
+    /// The counts of a new offer `seq` of `total` bytes, nothing placed.
+    fn set_counts(&self, seq: u32, total: u64) {
         self.set_word(OFF_TOTAL, count(seq, total));
         self.set_word(OFF_PLACED, count(seq, 0));
         self.set_word(OFF_TAKEN, count(seq, 0));
         self.set_word(OFF_COPIED, count(seq, 0));
-        self.set_offer(offer_word(OPEN, seq, pid));
-        seq
     }
 
     /// Places `bytes` at stream position `pos` of offer `seq` and publishes
