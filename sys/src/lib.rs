@@ -21,6 +21,7 @@ pub mod pipe;
 pub mod real;
 pub mod signal;
 pub mod stream;
+pub mod tcp;
 pub mod thread;
 pub mod x86;
 

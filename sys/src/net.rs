@@ -222,7 +222,7 @@ pub fn recv_dgram(fd: i32, buf: &mut [u8]) -> Result<Datagram, Errno> {
     })
 }
 
-fn getsockopt_int(fd: i32, level: i32, name: i32) -> Result<i32, Errno> {
+pub(crate) fn getsockopt_int(fd: i32, level: i32, name: i32) -> Result<i32, Errno> {
     let mut value: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the kernel writes an int and its length into this frame.
@@ -325,24 +325,12 @@ pub fn peer_inode(ino: u32) -> Result<u32, Errno> {
         show: u32,
         cookie: [u32; 2],
     }
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const UDIAG_SHOW_PEER: u32 = 0x4;
     const UNIX_DIAG_PEER: u16 = 2;
     const DIAG_MSG: usize = 16; // struct unix_diag_msg
 
-    let kind = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
-    // SAFETY: socket(2) with constant arguments.
-    let nl = OwnedFd::new(unsafe {
-        syscall6(libc::SYS_socket, [libc::AF_NETLINK as usize, kind, libc::NETLINK_SOCK_DIAG as usize, 0, 0, 0])
-    }? as i32);
     let request = Request {
-        nlh: libc::nlmsghdr {
-            nlmsg_len: size_of::<Request>() as u32,
-            nlmsg_type: SOCK_DIAG_BY_FAMILY,
-            nlmsg_flags: libc::NLM_F_REQUEST as u16,
-            nlmsg_seq: 1,
-            nlmsg_pid: 0,
-        },
+        nlh: diag_header(size_of::<Request>(), 1),
         req: UnixDiagReq {
             family: libc::AF_UNIX as u8,
             protocol: 0,
@@ -353,31 +341,56 @@ pub fn peer_inode(ino: u32) -> Result<u32, Errno> {
             cookie: [u32::MAX; 2],
         },
     };
+    let mut reply = [0u64; 128]; // 1 KiB, aligned
+    // SAFETY: Request is plain data, viewed as its bytes.
+    let asked = unsafe { core::slice::from_raw_parts((&request as *const Request).cast::<u8>(), size_of::<Request>()) };
+    let bytes = sock_diag(asked, &mut reply)?;
+    parse_peer(bytes, UNIX_DIAG_PEER, DIAG_MSG)
+}
+
+/// The netlink header of a sock_diag request of `len` bytes in all.
+pub(crate) fn diag_header(len: usize, seq: u32) -> libc::nlmsghdr {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    libc::nlmsghdr {
+        nlmsg_len: len as u32,
+        nlmsg_type: SOCK_DIAG_BY_FAMILY,
+        nlmsg_flags: libc::NLM_F_REQUEST as u16,
+        nlmsg_seq: seq,
+        nlmsg_pid: 0,
+    }
+}
+
+/// One sock_diag(7) round trip: sends `request` (a netlink header and its
+/// body) on a new `NETLINK_SOCK_DIAG` socket, returns the first reply in
+/// `reply`'s bytes.
+pub(crate) fn sock_diag<'a>(request: &[u8], reply: &'a mut [u64]) -> Result<&'a [u8], Errno> {
+    let kind = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
+    // SAFETY: socket(2) with constant arguments.
+    let nl = OwnedFd::new(unsafe {
+        syscall6(libc::SYS_socket, [libc::AF_NETLINK as usize, kind, libc::NETLINK_SOCK_DIAG as usize, 0, 0, 0])
+    }? as i32);
     // SAFETY: sockaddr_nl is plain data.
     let mut kernel: libc::sockaddr_nl = unsafe { zeroed() };
     kernel.nl_family = libc::AF_NETLINK as u16;
-    // SAFETY: request and address live on this frame.
+    // SAFETY: request and address live for the call.
     unsafe {
         syscall6(
             libc::SYS_sendto,
             [
                 nl.raw() as usize,
-                &request as *const _ as usize,
-                size_of::<Request>(),
+                request.as_ptr() as usize,
+                request.len(),
                 0,
                 &kernel as *const _ as usize,
                 size_of::<libc::sockaddr_nl>(),
             ],
         )
     }?;
-    let mut reply = [0u64; 128]; // 1 KiB, aligned
+    let size = size_of_val(reply);
     // SAFETY: the kernel writes at most the buffer's size.
-    let n = unsafe {
-        syscall6(libc::SYS_recvfrom, [nl.raw() as usize, reply.as_mut_ptr() as usize, size_of_val(&reply), 0, 0, 0])
-    }?;
+    let n = unsafe { syscall6(libc::SYS_recvfrom, [nl.raw() as usize, reply.as_mut_ptr() as usize, size, 0, 0, 0]) }?;
     // SAFETY: viewing the u64 buffer as bytes; `n` is at most its size.
-    let bytes = unsafe { core::slice::from_raw_parts(reply.as_ptr().cast::<u8>(), n.min(size_of_val(&reply))) };
-    parse_peer(bytes, UNIX_DIAG_PEER, DIAG_MSG)
+    Ok(unsafe { core::slice::from_raw_parts(reply.as_ptr().cast::<u8>(), n.min(size)) })
 }
 
 /// Finds the `UNIX_DIAG_PEER` attribute in a sock_diag reply.

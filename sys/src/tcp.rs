@@ -1,0 +1,303 @@
+//! TCP connections between processes of one host: the first layer of the
+//! loopback fast path (not wired into the hooks yet). A connected socket's
+//! two addresses (getsockname(2), getpeername(2)), whether both are
+//! loopback addresses, and the socket at the other end of the connection,
+//! by inode and owner, from sock_diag(7): an exact `inet_diag` lookup by
+//! the connection's reversed 4-tuple (the same lookup `ss` makes).
+//!
+//! Why the answer can be trusted: the lookup runs in the caller's network
+//! namespace, so a socket found lives in it; a TCP connection is one
+//! 4-tuple, unique within a namespace, so the socket whose local address is
+//! our remote one and whose remote address is our local one is the other
+//! end of this connection. An address translated on the way (NAT, a proxy)
+//! leaves no socket with the reversed tuple, and nothing is found; a peer
+//! on another host or in another namespace is never found.
+
+use core::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use super::net::{diag_header, getsockopt_int, sock_diag};
+use super::{Errno, syscall6};
+
+/// The two addresses of a connected TCP socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// This end's address (getsockname).
+    pub local: SocketAddr,
+    /// The other end's address (getpeername).
+    pub remote: SocketAddr,
+}
+
+/// The socket at the other end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerSocket {
+    /// Its inode (as `fstat` gives it in the process that holds it).
+    pub inode: u32,
+    /// Its owner's uid.
+    pub uid: u32,
+}
+
+/// True for an `AF_INET` or `AF_INET6` `SOCK_STREAM` TCP socket,
+/// connected or not.
+pub fn is_tcp_stream(fd: i32) -> bool {
+    let domain = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN);
+    matches!(domain, Ok(libc::AF_INET | libc::AF_INET6))
+        && getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM)
+        && getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Ok(libc::IPPROTO_TCP)
+}
+
+/// The addresses of connected socket `fd`: `ENOTCONN` if it has no peer.
+pub fn connection(fd: i32) -> Result<Connection, Errno> {
+    Ok(Connection { local: address(fd, libc::SYS_getsockname)?, remote: address(fd, libc::SYS_getpeername)? })
+}
+
+/// getsockname(2) or getpeername(2) as a socket address.
+fn address(fd: i32, call: libc::c_long) -> Result<SocketAddr, Errno> {
+    // SAFETY: sockaddr_storage is plain data.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes of address and its
+    // length into this frame.
+    unsafe { syscall6(call, [fd as usize, &mut storage as *mut _ as usize, &mut len as *mut _ as usize, 0, 0, 0]) }?;
+    from_storage(&storage).ok_or(Errno(libc::EAFNOSUPPORT))
+}
+
+fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { *(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { *(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+        }
+        _ => None,
+    }
+}
+
+/// An address as IPv4 if it is one (an IPv4-mapped IPv6 address included).
+fn as_v4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    }
+}
+
+fn is_loopback_ip(ip: IpAddr) -> bool {
+    as_v4(ip).map_or(ip.is_loopback(), |v4| v4.is_loopback())
+}
+
+impl Connection {
+    /// Both ends on a loopback address (127.0.0.0/8, ::1, or 127.0.0.0/8
+    /// mapped into IPv6): a connection inside this host by construction.
+    pub fn is_loopback(&self) -> bool {
+        is_loopback_ip(self.local.ip()) && is_loopback_ip(self.remote.ip())
+    }
+}
+
+/// The socket at the other end of connection `c`, if it is in this
+/// network namespace (`ENOENT` if none is: another host, another
+/// namespace, a translated address, or a connection already gone; a socket
+/// without an inode, in TIME_WAIT or orphaned, counts as none).
+pub fn peer_socket(c: &Connection) -> Result<PeerSocket, Errno> {
+    #[repr(C)]
+    struct SockId {
+        sport: u16,
+        dport: u16,
+        src: [u32; 4],
+        dst: [u32; 4],
+        interface: u32,
+        cookie: [u32; 2],
+    }
+    #[repr(C)]
+    struct ReqV2 {
+        family: u8,
+        protocol: u8,
+        ext: u8,
+        pad: u8,
+        states: u32,
+        id: SockId,
+    }
+    #[repr(C)]
+    struct Request {
+        nlh: libc::nlmsghdr,
+        req: ReqV2,
+    }
+    // The peer's own view: its local address is our remote one.
+    let (src, dst) = (c.remote, c.local);
+    let v4 = as_v4(src.ip()).zip(as_v4(dst.ip()));
+    let (family, src_words, dst_words) = match v4 {
+        Some((s, d)) => (libc::AF_INET, [u32::from(s).to_be(), 0, 0, 0], [u32::from(d).to_be(), 0, 0, 0]),
+        None => (libc::AF_INET6, words6(src.ip()), words6(dst.ip())),
+    };
+    let interface = match dst {
+        SocketAddr::V6(v6) => v6.scope_id(),
+        SocketAddr::V4(_) => 0,
+    };
+    let request = Request {
+        nlh: diag_header(size_of::<Request>(), 2),
+        req: ReqV2 {
+            family: family as u8,
+            protocol: libc::IPPROTO_TCP as u8,
+            ext: 0,
+            pad: 0,
+            states: u32::MAX,
+            id: SockId {
+                sport: src.port().to_be(),
+                dport: dst.port().to_be(),
+                src: src_words,
+                dst: dst_words,
+                interface,
+                cookie: [u32::MAX; 2], // INET_DIAG_NOCOOKIE
+            },
+        },
+    };
+    let mut reply = [0u64; 64]; // 512 bytes, aligned
+    // SAFETY: Request is plain data, viewed as its bytes.
+    let asked = unsafe { core::slice::from_raw_parts((&request as *const Request).cast::<u8>(), size_of::<Request>()) };
+    parse_diag_msg(sock_diag(asked, &mut reply)?)
+}
+
+/// An IPv6 address as four words in network order (IPv4: mapped).
+fn words6(ip: IpAddr) -> [u32; 4] {
+    let v6 = match ip {
+        IpAddr::V6(v6) => v6,
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+    };
+    let b = v6.octets();
+    core::array::from_fn(|i| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
+}
+
+/// The uid and inode of an `inet_diag_msg` reply (after its 16-byte
+/// netlink header: family, state, timer, retrans, a 48-byte socket id,
+/// expires, rqueue, wqueue, uid, inode).
+fn parse_diag_msg(bytes: &[u8]) -> Result<PeerSocket, Errno> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UID_AT: usize = 16 + 4 + 48 + 12;
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let kind = bytes.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    if kind == Some(libc::NLMSG_ERROR as u16) {
+        let err = u32_at(16).map_or(libc::EPROTO, |e| -(e as i32));
+        return Err(Errno(if err == 0 { libc::EPROTO } else { err }));
+    }
+    if kind != Some(SOCK_DIAG_BY_FAMILY) {
+        return Err(Errno(libc::EPROTO));
+    }
+    let (uid, inode) = u32_at(UID_AT).zip(u32_at(UID_AT + 4)).ok_or(Errno(libc::EPROTO))?;
+    if inode == 0 {
+        return Err(Errno(libc::ENOENT));
+    }
+    Ok(PeerSocket { inode, uid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::fstat;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    fn inode(fd: i32) -> u32 {
+        fstat(fd).unwrap().ino as u32
+    }
+
+    /// A connection to a listener on `at`, both ends: (client, server).
+    fn pair(at: &str) -> Option<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind(at).ok()?;
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        Some((client, server))
+    }
+
+    fn each_end_finds_the_other(client: &TcpStream, server: &TcpStream) {
+        let uid = crate::net::geteuid();
+        for (near, far) in [(client, server), (server, client)] {
+            let c = connection(near.as_raw_fd()).unwrap();
+            assert_eq!(c.local, near.local_addr().unwrap());
+            assert_eq!(c.remote, near.peer_addr().unwrap());
+            assert!(c.is_loopback(), "{c:?}");
+            let peer = peer_socket(&c).unwrap();
+            assert_eq!(peer, PeerSocket { inode: inode(far.as_raw_fd()), uid }, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn ipv4_loopback_ends_find_each_other() {
+        let (client, server) = pair("127.0.0.1:0").unwrap();
+        each_end_finds_the_other(&client, &server);
+        assert!(is_tcp_stream(client.as_raw_fd()) && is_tcp_stream(server.as_raw_fd()));
+    }
+
+    #[test]
+    fn ipv6_loopback_ends_find_each_other() {
+        let Some((client, server)) = pair("[::1]:0") else {
+            eprintln!("skipped: no IPv6 loopback here (binding [::1] failed)");
+            return;
+        };
+        each_end_finds_the_other(&client, &server);
+    }
+
+    #[test]
+    fn an_ipv4_client_of_a_dual_stack_listener_is_found_through_the_mapped_address() {
+        let Ok(listener) = TcpListener::bind("[::]:0") else {
+            eprintln!("skipped: no IPv6 here (binding [::] failed)");
+            return;
+        };
+        let port = listener.local_addr().unwrap().port();
+        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let seen = connection(server.as_raw_fd()).unwrap();
+        assert!(matches!(seen.remote, SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some()), "{seen:?}");
+        each_end_finds_the_other(&client, &server);
+    }
+
+    #[test]
+    fn a_closed_connection_has_no_peer() {
+        let (client, server) = pair("127.0.0.1:0").unwrap();
+        let c = connection(client.as_raw_fd()).unwrap();
+        drop(server);
+        drop(client);
+        // The side that closed first lingers in FIN_WAIT or TIME_WAIT
+        // without an inode: found as none.
+        assert_eq!(peer_socket(&c), Err(Errno(libc::ENOENT)));
+    }
+
+    #[test]
+    fn a_tuple_nobody_holds_is_not_found() {
+        let (client, _server) = pair("127.0.0.1:0").unwrap();
+        let mut c = connection(client.as_raw_fd()).unwrap();
+        c.local.set_port(c.local.port().wrapping_add(1).max(1));
+        assert_eq!(peer_socket(&c), Err(Errno(libc::ENOENT)));
+    }
+
+    #[test]
+    fn an_unconnected_socket_has_no_connection_and_other_sockets_are_not_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(connection(listener.as_raw_fd()), Err(Errno(libc::ENOTCONN)));
+        assert!(is_tcp_stream(listener.as_raw_fd()), "a listener is a TCP stream socket");
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (unix, _) = UnixStream::pair().unwrap();
+        assert!(!is_tcp_stream(udp.as_raw_fd()) && !is_tcp_stream(unix.as_raw_fd()));
+        assert!(!is_tcp_stream(-1));
+    }
+
+    #[test]
+    fn loopback_means_both_ends() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let c = |l: &str, r: &str| Connection { local: at(l), remote: at(r) };
+        assert!(c("127.0.0.1:1", "127.0.0.2:2").is_loopback());
+        assert!(c("[::1]:1", "[::1]:2").is_loopback());
+        assert!(c("[::ffff:127.0.0.1]:1", "[::ffff:127.0.0.1]:2").is_loopback());
+        assert!(!c("127.0.0.1:1", "10.0.0.1:2").is_loopback());
+        assert!(!c("10.0.0.1:1", "127.0.0.1:2").is_loopback());
+        assert!(!c("[::ffff:10.0.0.1]:1", "[::1]:2").is_loopback());
+        assert!(!c("[fe80::1]:1", "[::1]:2").is_loopback());
+    }
+}
