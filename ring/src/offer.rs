@@ -187,7 +187,9 @@ impl Ring {
                 // copying (a hostile one, or one stopped) does not hold
                 // the write; what it took counts as sent, unless it is
                 // gone (then only what it copied was read).
-                let taken = self.withdraw(seq);
+                // (At most what was placed: a hostile reader may have
+                // moved `taken` since the check above.)
+                let taken = self.withdraw(seq).min(placed);
                 if !(how.alive)() {
                     let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
                     return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };

@@ -230,10 +230,12 @@ impl Ring {
                 self.u64_at(off).store(count(seq, taken), Relaxed);
             }
         }
+        // The next writer needs taken == copied: both `taken` bytes, closed.
+        // `copied` first: once `CLOSED` shows, a live writer (taken for
+        // dead) may close and open the next offer at once, and a store of
+        // this one's words after that would clobber the new offer's.
         self.u64_at(OFF_COPIED).store(count(seq, taken), Relaxed);
         self.u64_at(OFF_TAKEN).store(count(seq, taken) | CLOSED, SeqCst);
-        // The next writer needs taken == copied: both `taken` bytes, closed.
-        self.u64_at(OFF_COPIED).store(count(seq, taken), SeqCst);
         word.compare_exchange(w, offer_word(IDLE, seq, 0), SeqCst, Relaxed).is_ok()
     }
 }

@@ -290,6 +290,32 @@ fn garbage_in_the_counts_is_caught_on_both_sides() {
 }
 
 #[test]
+fn a_reader_that_moves_taken_beyond_placed_as_the_patience_ends_gets_no_more_than_was_placed() {
+    // The writer asks the reader's liveness a nap after its last take, just
+    // before its patience check: a hostile reader that moves `taken` past
+    // what was placed at that moment is seen only by the withdraw. What
+    // counts as sent never exceeds what was placed (else a write returns
+    // more than it was asked to write).
+    let (_reader, writer) = pair(GEOMETRY);
+    let total = 2 * GEOMETRY.capacity();
+    let offer = writer.try_open(total, WRITER).unwrap();
+    let mut src = pattern(total as usize, 9);
+    let segs = [iov(&mut src)];
+    let hostile = Arc::clone(&writer);
+    let seq = offer.seq;
+    let mut alive = || {
+        hostile.u64_at(OFF_TAKEN).store(count(seq, total), SeqCst);
+        true
+    };
+    let mut how = Staging { patience: NAP, drain: Duration::from_millis(200), alive: &mut alive, placed: &mut || {} };
+    // SAFETY: the cursor covers offer.total bytes.
+    let staged = unsafe { writer.stage(&offer, &mut Cursor::new(&segs), &mut plain_copy(), &mut how) };
+    writer.close(&offer);
+    assert_eq!(staged.placed, GEOMETRY.capacity(), "{staged:?}");
+    assert!(staged.sent <= staged.placed, "{staged:?}");
+}
+
+#[test]
 fn presence_says_where_the_reader_is() {
     let (reader, writer) = pair(GEOMETRY);
     assert_eq!(writer.presence(), Presence::default());

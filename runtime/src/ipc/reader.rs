@@ -549,12 +549,14 @@ fn wait_for_offer(
 }
 
 /// Whether writer `pid` (through the pidfd [`track_writer`] opened, or one
-/// opened for the question) still runs and has not exec'd: an exec by another of its threads keeps the pid but
-/// closes its side channel (close-on-exec), which the REQUESTs it sent
-/// named.
+/// opened for the question) still runs and has not exec'd: an exec by
+/// another of its threads keeps the pid but closes its side channel
+/// (close-on-exec), which the REQUESTs it sent named. A held pidfd that
+/// reads as exited is asked again by pid: a later writer may have the pid
+/// now (one that took it for dead would end a live writer's offers).
 fn writer_alive(reader: &Reader, pid: i32) -> bool {
     let runs = match reader.writer.as_ref().filter(|(p, _)| *p == pid) {
-        Some((_, pidfd)) => net::alive(pidfd.raw()),
+        Some((_, pidfd)) => net::alive(pidfd.raw()) || process_alive(pid),
         None => process_alive(pid),
     };
     runs && reader.requester(pid).is_none_or(|addr| net::bound(reader.side.raw(), &addr))
