@@ -342,15 +342,14 @@ pub fn peer_inode(ino: u32) -> Result<u32, Errno> {
         },
     };
     let mut reply = [0u64; 128]; // 1 KiB, aligned
-    // SAFETY: Request is plain data, viewed as its bytes.
-    let asked = unsafe { core::slice::from_raw_parts((&request as *const Request).cast::<u8>(), size_of::<Request>()) };
-    let bytes = sock_diag(asked, &mut reply)?;
-    parse_peer(bytes, UNIX_DIAG_PEER, DIAG_MSG)
+    parse_peer(sock_diag(&request, &mut reply)?, UNIX_DIAG_PEER, DIAG_MSG)
 }
+
+/// The netlink message type of sock_diag requests and replies.
+pub(crate) const SOCK_DIAG_BY_FAMILY: u16 = 20;
 
 /// The netlink header of a sock_diag request of `len` bytes in all.
 pub(crate) fn diag_header(len: usize, seq: u32) -> libc::nlmsghdr {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
     libc::nlmsghdr {
         nlmsg_len: len as u32,
         nlmsg_type: SOCK_DIAG_BY_FAMILY,
@@ -360,10 +359,10 @@ pub(crate) fn diag_header(len: usize, seq: u32) -> libc::nlmsghdr {
     }
 }
 
-/// One sock_diag(7) round trip: sends `request` (a netlink header and its
-/// body) on a new `NETLINK_SOCK_DIAG` socket, returns the first reply in
-/// `reply`'s bytes.
-pub(crate) fn sock_diag<'a>(request: &[u8], reply: &'a mut [u64]) -> Result<&'a [u8], Errno> {
+/// One sock_diag(7) round trip: sends `request` (a `#[repr(C)]` netlink
+/// header and its body, plain data) on a new `NETLINK_SOCK_DIAG` socket,
+/// returns the first reply in `reply`'s bytes.
+pub(crate) fn sock_diag<'a, T>(request: &T, reply: &'a mut [u64]) -> Result<&'a [u8], Errno> {
     let kind = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
     // SAFETY: socket(2) with constant arguments.
     let nl = OwnedFd::new(unsafe {
@@ -372,14 +371,15 @@ pub(crate) fn sock_diag<'a>(request: &[u8], reply: &'a mut [u64]) -> Result<&'a 
     // SAFETY: sockaddr_nl is plain data.
     let mut kernel: libc::sockaddr_nl = unsafe { zeroed() };
     kernel.nl_family = libc::AF_NETLINK as u16;
-    // SAFETY: request and address live for the call.
+    // SAFETY: `request` (plain data, size_of::<T>() bytes) and the address
+    // live for the call.
     unsafe {
         syscall6(
             libc::SYS_sendto,
             [
                 nl.raw() as usize,
-                request.as_ptr() as usize,
-                request.len(),
+                request as *const T as usize,
+                size_of::<T>(),
                 0,
                 &kernel as *const _ as usize,
                 size_of::<libc::sockaddr_nl>(),
@@ -393,14 +393,22 @@ pub(crate) fn sock_diag<'a>(request: &[u8], reply: &'a mut [u64]) -> Result<&'a 
     Ok(unsafe { core::slice::from_raw_parts(reply.as_ptr().cast::<u8>(), n.min(size)) })
 }
 
+/// The error a sock_diag reply carries (`NLMSG_ERROR`), if it is one.
+pub(crate) fn diag_error(bytes: &[u8]) -> Option<Errno> {
+    let kind = bytes.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    (kind == Some(libc::NLMSG_ERROR as u16)).then(|| {
+        let code = bytes.get(16..20).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        Errno(code.map_or(libc::EPROTO, |e| if e < 0 { -e } else { libc::EPROTO }))
+    })
+}
+
 /// Finds the `UNIX_DIAG_PEER` attribute in a sock_diag reply.
 fn parse_peer(bytes: &[u8], peer_attr: u16, diag_msg: usize) -> Result<u32, Errno> {
     let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
     let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
     let total = u32_at(0).ok_or(Errno(libc::EPROTO))? as usize;
-    if u16_at(4) == Some(libc::NLMSG_ERROR as u16) {
-        let err = u32_at(16).map_or(libc::EPROTO, |e| -(e as i32));
-        return Err(Errno(err));
+    if let Some(err) = diag_error(bytes) {
+        return Err(err);
     }
     let total = total.min(bytes.len());
     let mut at = 16 + diag_msg; // nlmsghdr + unix_diag_msg

@@ -16,7 +16,7 @@
 use core::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use super::net::{diag_header, getsockopt_int, sock_diag};
+use super::net::{SOCK_DIAG_BY_FAMILY, diag_error, diag_header, getsockopt_int, sock_diag};
 use super::{Errno, syscall6};
 
 /// The two addresses of a connected TCP socket.
@@ -159,9 +159,7 @@ pub fn peer_socket(c: &Connection) -> Result<PeerSocket, Errno> {
         },
     };
     let mut reply = [0u64; 64]; // 512 bytes, aligned
-    // SAFETY: Request is plain data, viewed as its bytes.
-    let asked = unsafe { core::slice::from_raw_parts((&request as *const Request).cast::<u8>(), size_of::<Request>()) };
-    parse_diag_msg(sock_diag(asked, &mut reply)?)
+    parse_diag_msg(sock_diag(&request, &mut reply)?)
 }
 
 /// An IPv6 address as four words in network order (IPv4: mapped).
@@ -178,15 +176,12 @@ fn words6(ip: IpAddr) -> [u32; 4] {
 /// netlink header: family, state, timer, retrans, a 48-byte socket id,
 /// expires, rqueue, wqueue, uid, inode).
 fn parse_diag_msg(bytes: &[u8]) -> Result<PeerSocket, Errno> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const UID_AT: usize = 16 + 4 + 48 + 12;
     let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-    let kind = bytes.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
-    if kind == Some(libc::NLMSG_ERROR as u16) {
-        let err = u32_at(16).map_or(libc::EPROTO, |e| -(e as i32));
-        return Err(Errno(if err == 0 { libc::EPROTO } else { err }));
+    if let Some(err) = diag_error(bytes) {
+        return Err(err);
     }
-    if kind != Some(SOCK_DIAG_BY_FAMILY) {
+    if bytes.get(4..6) != Some(&SOCK_DIAG_BY_FAMILY.to_ne_bytes()[..]) {
         return Err(Errno(libc::EPROTO));
     }
     let (uid, inode) = u32_at(UID_AT).zip(u32_at(UID_AT + 4)).ok_or(Errno(libc::EPROTO))?;
