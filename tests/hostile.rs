@@ -85,6 +85,8 @@ struct Met {
     ring: Ring,
     victim: i32,
     lifeline: OwnedFd,
+    /// The writer's end of the file, for bytes through the kernel.
+    kernel: File,
 }
 
 /// The victim's first read opts in; the peer's REQUEST waits for it; the
@@ -112,7 +114,13 @@ fn meet_reader(family: Family, hostile: &mut File, k1: &[u8]) -> Met {
     assert_eq!(ring.u32_at(OFF_READER_PID).load(SeqCst) as i32, victim, "the header names the reader");
     assert_eq!(ring.u32_at(OFF_WRITER_INO).load(SeqCst), ino32, "the header names the writer's socket");
     assert!(!sys::hung_up(&lifeline));
-    Met { side, name, ino32, ring, victim, lifeline }
+    // The OFFER can go before the victim read `k1` (it served the REQUEST
+    // first): kernel bytes still queued when a test's offer opens would be
+    // read first, and with a dead writer's offer they may drop its step.
+    let pipe = matches!(family, Family::Pipe);
+    peer::wait_until("the victim to read k1", || sys::unread(hostile.as_raw_fd(), pipe) == 0);
+    let kernel = hostile.try_clone().unwrap();
+    Met { side, name, ino32, ring, victim, lifeline, kernel }
 }
 
 /// Runs the victim as a reader (1 MiB reads) against a hostile writer
@@ -246,6 +254,29 @@ fn an_offer_by_a_pid_with_no_process_is_a_dead_writer() {
 }
 
 #[test]
+fn a_dead_writers_untaken_step_never_follows_kernel_bytes_written_after_it() {
+    // A writer died with a step placed and not taken; another writer of the
+    // file then wrote through the kernel. The kernel's bytes come first (the
+    // reader reads its queue first), so the step, delivered after them,
+    // would break the order: it is dropped, as a write killed after
+    // copying nothing. The reader sleeps when the offer opens (no WAKE is
+    // sent): only the kernel's bytes wake it.
+    for family in FAMILIES {
+        let v = against_writer(family, "dead-writer-then-kernel", |mut met| {
+            peer::wait_until("the victim to sleep in its read", || met.ring.wants_wake());
+            let orphan = marked(met.ring.slot_bytes as usize, 7);
+            let seq = met.ring.open_placed(1 << 20, dead_pid(), &orphan);
+            let later = marked(3000, 8);
+            script::send_all(&mut met.kernel, &later);
+            peer::wait_until("the victim to end the orphan offer", || met.ring.state() == IDLE);
+            assert_eq!(met.ring.word(OFF_TAKEN), count(seq, 0) | CLOSED, "ended with nothing taken");
+            later
+        });
+        assert_eq!(peer_gone(&v, family), 1, "{family:?}: {:#}", v.stats);
+    }
+}
+
+#[test]
 fn a_writer_that_stops_mid_offer_then_execs_is_noticed() {
     // It places a step, half writes the next and stops (SIGSTOP-like: it
     // touches nothing more): the reader waits for it, as a kernel read
@@ -273,6 +304,36 @@ fn a_writer_that_stops_mid_offer_then_execs_is_noticed() {
         });
         assert_eq!(peer_gone(&v, family), 1, "{family:?}: {:#}", v.stats);
         assert_eq!(fast_bytes(&v, family), 64 * 1024, "{family:?}");
+    }
+}
+
+#[test]
+fn a_writer_that_execs_and_asks_again_ends_its_earlier_offer() {
+    // A writer's offer was taken in full, and before it closed it another of
+    // its threads exec'd: its side channel closed with the exec, and the new
+    // program (the same pid, with the library) sends a REQUEST from a new
+    // address. The reader answers it; the earlier offer must then be ended,
+    // not kept alive on the new address (before the fix the reader waited
+    // on it for ever), and the new program's offers go through.
+    for family in FAMILIES {
+        let v = against_writer(family, "exec-asks-again", |mut met| {
+            let taken = marked(3000, 15);
+            let seq = met.ring.open_placed(3000, my_pid(), &taken);
+            sys::send_to(&met.side, &met.name, &peer::wake(seq), &[]).unwrap();
+            peer::wait_until("the victim to take the offer", || met.ring.bytes(OFF_COPIED, seq) == Some(3000));
+            std::thread::sleep(Duration::from_millis(30));
+            assert_eq!(met.ring.state(), OPEN, "the offer of a writer that lives was ended");
+            drop(std::mem::replace(&mut met.side, sys::dgram(None).unwrap()));
+            sys::send_to(&met.side, &met.name, &peer::request(my_pid(), met.ino32), &[]).unwrap();
+            let offer = sys::recv(&met.side, peer::PATIENCE).expect("an OFFER for the new program");
+            assert_eq!(peer::kind(&offer.data), Some(2), "an OFFER: {offer:?}");
+            peer::wait_until("the victim to end the earlier offer", || met.ring.state() == IDLE);
+            let after = marked(5000, 14);
+            deliver(&met, &after);
+            [taken, after].concat()
+        });
+        assert_eq!(peer_gone(&v, family), 1, "{family:?}: {:#}", v.stats);
+        assert_eq!(fast_bytes(&v, family), 8000, "{family:?}");
     }
 }
 

@@ -84,8 +84,13 @@ impl Ring {
         self.u64_at(OFF_COPIED).store(count(seq, 0), Relaxed);
         self.u64_at(OFF_TAKEN).store(count(seq, 0), Release);
         point();
-        // Published after its words: a reader that sees OPEN sees them.
-        word.store(offer_word(OPEN, seq, pid), SeqCst);
+        // Published after its words: a reader that sees OPEN sees them. A
+        // compare-and-swap, not a store: a reader that took this writer for
+        // dead may have ended the half-made offer (IDLE, words CLOSED), and
+        // a store would reopen it over that; the write then goes on through
+        // the kernel (its words are consistent for the next offer either
+        // way: `taken` and `copied` both count 0 of this sequence).
+        word.compare_exchange(offer_word(SETUP, seq, pid), offer_word(OPEN, seq, pid), SeqCst, Relaxed).ok()?;
         Some(Offer { seq, total, pid })
     }
 

@@ -49,6 +49,12 @@ impl AbstractAddr {
         self.raw.sun_path[1..1 + n.min(self.raw.sun_path.len() - 1)].iter().map(|c| *c as u8).collect()
     }
 
+    /// True for the same address: the same length and name bytes (the
+    /// rest of `sun_path` is not part of it).
+    pub fn same(&self, other: &AbstractAddr) -> bool {
+        self.len == other.len && self.name() == other.name()
+    }
+
     /// True for an address with a (possibly autobound) abstract name.
     pub fn is_abstract(&self) -> bool {
         self.len as usize > size_of::<libc::sa_family_t>() + 1 && self.raw.sun_path[0] == 0

@@ -31,6 +31,17 @@ pub fn pipe() -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
+/// Bytes written into `fd` (a stream socket's or a pipe's write end) that
+/// its reader has not read yet: `SIOCOUTQ` for a Unix socket, `FIONREAD`
+/// for a pipe (unix(7), pipe(7)).
+pub fn unread(fd: RawFd, pipe: bool) -> usize {
+    let mut n: libc::c_int = 0;
+    let request = if pipe { libc::FIONREAD } else { libc::TIOCOUTQ };
+    // SAFETY: the ioctl writes one int into this frame.
+    check(unsafe { libc::ioctl(fd, request, &mut n) }).unwrap();
+    n as usize
+}
+
 /// `st_dev` and `st_ino` of `fd`.
 pub fn identity(fd: &OwnedFd) -> (u64, u64) {
     // SAFETY: plain data, zeroes valid; fstat fills it.

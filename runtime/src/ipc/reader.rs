@@ -175,6 +175,7 @@ pub fn serve_side(reader: &mut Reader, ctx: &Ctx, index: usize) {
         if writer_pid != creds.pid || writer_ino != reader.peer.ino32() {
             continue;
         }
+        end_offer_of_an_earlier_self(reader, writer_pid, &d.from);
         reader.note_requester(writer_pid, d.from);
         reader.requested = true;
         if reader.ring.is_none() {
@@ -187,6 +188,20 @@ pub fn serve_side(reader: &mut Reader, ctx: &Ctx, index: usize) {
             let (msg, len) = Message::Offer { ring_bytes: ring.geometry().ring_bytes() }.encode();
             let _ = net::send_dgram(reader.side.raw(), &d.from, &msg[..len], &[memfd.raw(), give.raw()]);
         }
+    }
+}
+
+/// A REQUEST of writer `pid` from a new address, its earlier one unbound:
+/// the process exec'd (its side channel was close-on-exec) or made a new
+/// channel after closing the old one. An offer it holds belongs to that
+/// earlier self, which will never place or close it; with the new address
+/// noted, the liveness check would take it for alive, so it ends here.
+fn end_offer_of_an_earlier_self(reader: &Reader, pid: i32, from: &net::AbstractAddr) {
+    let Some(earlier) = reader.requester(pid).filter(|a| !a.same(from)) else { return };
+    let Some((ring, _)) = &reader.ring else { return };
+    let Some(holder) = ring.holder().filter(|h| h.writer == pid) else { return };
+    if !net::bound(reader.side.raw(), &earlier) && ring.end_orphan(holder.seq, pid) {
+        stats::counters(reader.own.class()).note_fallback(Fallback::PeerGone);
     }
 }
 
@@ -279,6 +294,16 @@ unsafe fn transfer(
             // return all that is queued (a pipe's has no nonblocking read
             // of its own: it returns the kernel's bytes alone).
             if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
+                // Unless its writer is gone: then the kernel's bytes may
+                // have been written after it died (by another writer of the
+                // file), and its untaken tail must not follow them. It ends
+                // as a write killed after what was taken.
+                if ring.ready() > 0 && !(track_writer(reader, holder.writer) && writer_alive(reader, holder.writer)) {
+                    if let Some((ring, _)) = &reader.ring {
+                        ring.end_orphan(holder.seq, holder.writer);
+                    }
+                    tally.cut_short(Fallback::PeerGone);
+                }
                 if !wait_all && ctx.class == Class::Pipe {
                     return finish_with_kernel(call, got, tally, held);
                 }
