@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use ipc_offload_dsa::sysfs::{self, Discovery, Mode, Queue, SysfsError};
 use ipc_offload_engine::EngineId;
-use ipc_offload_policy::{Class, DsaDevice, Engine, Policy, Rejected, Resolved, format_size};
+use ipc_offload_policy::{Addresses, Class, DsaDevice, Engine, Policy, Rejected, Resolved, format_size};
 use ipc_offload_runtime::env::{self, Env};
 use ipc_offload_runtime::plan::{self, Machine};
 use ipc_offload_sys::cpus;
@@ -451,6 +451,7 @@ fn plan_section(policy: &Policy, source: &str, process: Option<&str>, host: &Hos
         ]);
     }
     out.push_str(&indent(&render(&rows)));
+    out.push_str(&tcp_plan(chosen.class(Class::Tcp)));
     let warn = |out: &mut String, when: &str, note: &plan::Note| {
         out.push_str(&format!("  {when}the library would warn: {note}\n"));
     };
@@ -480,6 +481,22 @@ fn fallbacks(resolved: &Resolved, host: &Host) -> String {
         .map(|class| format!("{} for [{class}]", p.class(*class).engine.map_or("off", EngineId::name)))
         .collect();
     parts.join(", ")
+}
+
+/// Which TCP connections `[tcp]` would serve (docs/ipc-protocol.md, "TCP
+/// over loopback").
+fn tcp_plan(tcp: &plan::ClassPlan) -> String {
+    if tcp.engine.is_none() {
+        return "  [tcp] off: every TCP socket stays on the kernel path\n".to_owned();
+    }
+    let peers = match tcp.rule.addresses {
+        Addresses::Loopback => "a peer on a loopback address (127.0.0.0/8, ::1)",
+        Addresses::Local => "a peer on a loopback address or on any address of this host",
+    };
+    format!(
+        "  [tcp] addresses = \"{}\": connections to {peers}, in this network namespace, of this uid, with the library at both ends; any other stays on the kernel path (not-local)\n",
+        tcp.rule.addresses
+    )
 }
 
 fn indent(text: &str) -> String {

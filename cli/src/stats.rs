@@ -20,7 +20,7 @@ Exits 1 if a file cannot be read or is not a stats file (the others are
 still shown).
 ";
 
-const CLASSES: [&str; 4] = ["memcpy", "shm", "unix", "pipe"];
+const CLASSES: [&str; 5] = ["memcpy", "shm", "unix", "pipe", "tcp"];
 
 pub fn main(args: &[String]) -> ExitCode {
     let mut json = false;
@@ -167,10 +167,11 @@ fn table(objects: &[Value]) -> String {
             let Some(c) = v.get(class) else { continue };
             let engine = text(c, "engine");
             let calls = num(c, "calls");
-            // A class that did nothing is shown only when it is memcpy's or
-            // an IPC class's (so that each process has a row); shm copies
-            // are memcpy-family copies that met shared memory.
-            if calls == 0 && (engine == "off" || class == "shm") {
+            // A class that did nothing is shown only when it is memcpy's,
+            // unix's or pipe's (so that each process has a row); shm copies
+            // are memcpy-family copies that met shared memory, and a
+            // process without TCP traffic needs no tcp row.
+            if calls == 0 && (engine == "off" || class == "shm" || class == "tcp") {
                 continue;
             }
             shown = true;

@@ -79,6 +79,12 @@ named_enum! {
         /// IPC writer: nobody holds the pipe's read end: the kernel
         /// reports the error (EPIPE, SIGPIPE).
         NoReaders = "no-readers",
+        /// TCP: the connection's peer is not on an address `[tcp]
+        /// addresses` serves (not loopback; with `local`, not an address of
+        /// this host), or no socket of this host and namespace is its other
+        /// end (an address translated on the way): the kernel path, for
+        /// good on that socket.
+        NotLocal = "not-local",
     }
 }
 
@@ -113,6 +119,7 @@ impl Fallback {
         Fallback::RingBudget,
         Fallback::SocketError,
         Fallback::NoReaders,
+        Fallback::NotLocal,
         Fallback::Reentrant,
         Fallback::Panic,
     ];

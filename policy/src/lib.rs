@@ -27,7 +27,8 @@ mod units;
 
 pub use error::{Diagnostic, ErrorKind, Rejected, line_col};
 pub use model::{
-    Cache, Class, ClassSettings, CpuShare, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait, Workers,
+    Addresses, Cache, Class, ClassSettings, CpuShare, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings, Wait,
+    Workers,
 };
 pub use parse::parse;
 pub use rules::{BUILTIN_POLICY, Override, Policy, Resolved, Rule};

@@ -60,13 +60,16 @@ named_enum! {
         /// shared-memory region (POSIX shm, memfd, tmpfs and hugetlbfs files,
         /// shared anonymous memory) that the library saw mapped.
         Shm = "shm",
+        /// Reads and writes on TCP sockets (IPv4 and IPv6) whose peer is a
+        /// socket of this host, in this network namespace (`addresses`).
+        Tcp = "tcp",
     }
 }
 
 impl Class {
     /// True for the classes that move bytes between processes.
     pub fn is_ipc(self) -> bool {
-        matches!(self, Class::Unix | Class::Pipe)
+        matches!(self, Class::Unix | Class::Pipe | Class::Tcp)
     }
 
     /// True for memset and memcmp: one buffer filled, or two compared, not
@@ -138,6 +141,19 @@ impl Mode {
             (Mode::Efficiency, true) => 8,
             (Mode::Efficiency, false) => 4,
         }
+    }
+}
+
+named_enum! {
+    /// Which TCP connections `[tcp]` serves, by the peer's address.
+    Addresses {
+        /// Peers on a loopback address (127.0.0.0/8, ::1, and IPv4-mapped
+        /// 127.x): traffic that never leaves the host.
+        Loopback = "loopback",
+        /// Peers on a loopback address or on any address of this host (in
+        /// this network namespace): also a service reached by the host's
+        /// own IP.
+        Local = "local",
     }
 }
 
@@ -310,6 +326,8 @@ pub struct ClassSettings {
     pub chunk_bytes: Option<u64>,
     /// `depth` (see [`Mode::depth`]).
     pub depth: Option<u32>,
+    /// `addresses` (`[tcp]` only).
+    pub addresses: Option<Addresses>,
 }
 
 impl ClassSettings {
@@ -324,6 +342,7 @@ impl ClassSettings {
         self.cpu_share = other.cpu_share.or(self.cpu_share);
         self.chunk_bytes = other.chunk_bytes.or(self.chunk_bytes);
         self.depth = other.depth.or(self.depth);
+        self.addresses = other.addresses.or(self.addresses);
     }
 }
 

@@ -13,17 +13,29 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::{Diagnostic, ErrorKind, Rejected};
 use crate::model::{
-    CHUNK_BYTES, Cache, Class, ClassSettings, CpuShare, DEPTH, DsaDevice, DsaSettings, Engine, Mode, OnFault, Settings,
-    Wait, Workers,
+    Addresses, CHUNK_BYTES, Cache, Class, ClassSettings, CpuShare, DEPTH, DsaDevice, DsaSettings, Engine, Mode,
+    OnFault, Settings, Wait, Workers,
 };
 use crate::rules::{Override, Policy};
 use crate::units::{parse_duration, parse_size, seconds};
 
 /// Keys of the top level of a policy file (besides sections).
-const TOP_KEYS: &[&str] =
-    &["strict", "stats_interval", "defaults", "memcpy", "unix", "pipe", "memset", "memcmp", "shm", "dsa", "process"];
+const TOP_KEYS: &[&str] = &[
+    "strict",
+    "stats_interval",
+    "defaults",
+    "memcpy",
+    "unix",
+    "pipe",
+    "memset",
+    "memcmp",
+    "shm",
+    "tcp",
+    "dsa",
+    "process",
+];
 /// Keys a `[process."GLOB"]` override may hold.
-const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe", "memset", "memcmp", "shm"];
+const LAYER_KEYS: &[&str] = &["defaults", "memcpy", "unix", "pipe", "memset", "memcmp", "shm", "tcp"];
 /// Keys of `[dsa]`.
 const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", "model_slowdown", "model_shared"];
 /// Keys of `[defaults]`.
@@ -33,6 +45,20 @@ const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache", 
 /// Keys of the `[unix]` and `[pipe]` sections.
 const IPC_KEYS: &[&str] =
     &["engine", "min_bytes", "workers", "wait", "ring_bytes", "cache", "cpu_share", "chunk_bytes", "depth"];
+
+/// Keys of the `[tcp]` section.
+const TCP_KEYS: &[&str] = &[
+    "engine",
+    "min_bytes",
+    "workers",
+    "wait",
+    "ring_bytes",
+    "cache",
+    "cpu_share",
+    "chunk_bytes",
+    "depth",
+    "addresses",
+];
 
 /// Shortest and longest accepted `stats_interval`.
 const STATS_INTERVAL_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(86_400));
@@ -291,7 +317,11 @@ impl Walker<'_> {
     }
 
     fn class_section(&mut self, table: &DeTable<'_>, section: &str, class: Class, out: &mut ClassSettings) {
-        let keys = if class.is_ipc() { IPC_KEYS } else { COPY_KEYS };
+        let keys = match class {
+            Class::Tcp => TCP_KEYS,
+            _ if class.is_ipc() => IPC_KEYS,
+            _ => COPY_KEYS,
+        };
         for (key, value) in in_file_order(table) {
             match key.get_ref().as_ref() {
                 "engine" => {
@@ -308,6 +338,10 @@ impl Walker<'_> {
                 "depth" => out.depth = self.depth(section, value).or(out.depth),
                 "ring_bytes" if class.is_ipc() => {
                     out.ring_bytes = self.size("ring_bytes", section, value).or(out.ring_bytes)
+                }
+                "addresses" if class == Class::Tcp => {
+                    let named = self.named("addresses", section, value, Addresses::NAMES, Addresses::from_name);
+                    out.addresses = named.or(out.addresses)
                 }
                 _ => self.unknown_key(key, section, keys),
             }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::model::{Cache, Class, ClassSettings, CpuShare, DsaSettings, Engine, Mode, Settings, Wait, Workers};
+use crate::model::{
+    Addresses, Cache, Class, ClassSettings, CpuShare, DsaSettings, Engine, Mode, Settings, Wait, Workers,
+};
 
 /// The policy that applies when `IPC_OFFLOAD_POLICY` is not set, as a file.
 /// [`Policy::builtin`] is this text, parsed (a unit test keeps them equal).
@@ -54,6 +56,14 @@ min_bytes = "1MiB"
 workers = "auto"
 cache = "auto"
 
+[tcp]
+engine = "auto"
+min_bytes = "256KiB"
+workers = "auto"
+ring_bytes = "64MiB"
+cache = "auto"
+addresses = "loopback"
+
 [dsa]
 device = "auto"
 on_fault = "resubmit"
@@ -76,6 +86,8 @@ const CLASS_DEFAULTS: [(Engine, u64); Class::COUNT] = [
     (Engine::Off, 1 << 20),
     // [shm]: the same as [memcpy] (its own section: docs/guide/policy.md).
     (Engine::Auto, 1 << 20),
+    // [tcp]: as [unix].
+    (Engine::Auto, 256 << 10),
 ];
 
 /// A `[process."GLOB"]` section.
@@ -123,6 +135,8 @@ pub struct Rule {
     pub chunk_bytes: u64,
     /// IPC: slots of a ring; copies: descriptors in flight (dsa).
     pub depth: u32,
+    /// `[tcp]`: which peers' connections are served.
+    pub addresses: Addresses,
 }
 
 /// A policy applied to one process.
@@ -158,6 +172,7 @@ impl Policy {
                 cpu_share: None,
                 chunk_bytes: None,
                 depth: None,
+                addresses: (*class == Class::Tcp).then_some(Addresses::Loopback),
             };
         }
         Policy {
@@ -195,6 +210,7 @@ impl Policy {
                 cpu_share: s.cpu_share.unwrap_or(CpuShare::Auto),
                 chunk_bytes: s.chunk_bytes.unwrap_or_else(|| mode.chunk_bytes(Class::ALL[i])),
                 depth: s.depth.unwrap_or_else(|| mode.depth(Class::ALL[i])),
+                addresses: s.addresses.unwrap_or(Addresses::Loopback),
             }
         });
         Resolved { mode, rules, matched }

@@ -61,6 +61,7 @@ fn builtin_resolution() {
             cpu_share: CpuShare::Auto,
             chunk_bytes: 2 << 20,
             depth: 16,
+            addresses: Addresses::Loopback,
         }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
@@ -94,6 +95,9 @@ ring_bytes = "8MiB"
 engine = "off"
 min_bytes = "1GiB"
 wait = "sleep"
+[tcp]
+min_bytes = "1MiB"
+addresses = "local"
 "#;
     let p = parse(text, "p.toml").unwrap();
     assert!(p.strict);
@@ -112,6 +116,7 @@ wait = "sleep"
             cpu_share: CpuShare::Auto,
             chunk_bytes: 512 << 10,
             depth: 8,
+            addresses: Addresses::Loopback,
         }
     );
     assert_eq!(
@@ -126,10 +131,30 @@ wait = "sleep"
             cpu_share: CpuShare::Auto,
             chunk_bytes: 256 << 10,
             depth: 16,
+            addresses: Addresses::Loopback,
         }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
     assert_eq!(r.rule(Class::Pipe).min_bytes, 1 << 30);
+    assert_eq!((r.rule(Class::Tcp).min_bytes, r.rule(Class::Tcp).addresses), (1 << 20, Addresses::Local));
+}
+
+#[test]
+fn addresses_belongs_to_tcp_and_names_loopback_or_local() {
+    let builtin = Policy::builtin().resolve(&[]);
+    assert_eq!(builtin.rule(Class::Tcp).addresses, Addresses::Loopback);
+    assert_eq!(builtin.rule(Class::Tcp).engine, Engine::Auto);
+    for (text, what) in [
+        ("[unix]\naddresses = \"local\"\n", "unknown key"),
+        ("[tcp]\naddresses = \"anywhere\"\n", "loopback"),
+        ("[tcp]\naddresses = 1\n", "addresses"),
+    ] {
+        let err = parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains(what), "{text:?}: {err}");
+    }
+    let over = parse("[process.\"srv\"]\ntcp = { addresses = \"local\" }\n", "p").unwrap();
+    assert_eq!(over.resolve(&["srv"]).rule(Class::Tcp).addresses, Addresses::Local);
+    assert_eq!(over.resolve(&["other"]).rule(Class::Tcp).addresses, Addresses::Loopback);
 }
 
 #[test]

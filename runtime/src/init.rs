@@ -92,7 +92,7 @@ fn start_inner(argv0: Option<&[u8]>) {
     crate::ipc::ctx::init();
     // The read/write hooks' one compare: the lowest threshold of the IPC
     // classes that are on (each class checks its own after).
-    let io_min = [Class::Unix, Class::Pipe]
+    let io_min = [Class::Unix, Class::Pipe, Class::Tcp]
         .into_iter()
         .filter(|c| settings.options[c.index()].is_some())
         .map(|c| crate::ipc::ctx::threshold(c, settings.plan.class(c).rule.min_bytes))

@@ -1,9 +1,10 @@
-//! TCP connections between processes of one host: the first layer of the
-//! loopback fast path (not wired into the hooks yet). A connected socket's
-//! two addresses (getsockname(2), getpeername(2)), whether both are
-//! loopback addresses, and the socket at the other end of the connection,
-//! by inode and owner, from sock_diag(7): an exact `inet_diag` lookup by
-//! the connection's reversed 4-tuple (the same lookup `ss` makes).
+//! TCP connections between processes of one host: what the loopback fast
+//! path asks of the kernel. A connected socket's two addresses
+//! (getsockname(2), getpeername(2)), whether both are loopback addresses,
+//! whether an address is one of this host's (bind(2) of a probe socket),
+//! and the socket at the other end of the connection, by inode and owner,
+//! from sock_diag(7): an exact `inet_diag` lookup by the connection's
+//! reversed 4-tuple (the same lookup `ss` makes).
 //!
 //! Why the answer can be trusted: the lookup runs in the caller's network
 //! namespace, so a socket found lives in it; a TCP connection is one
@@ -16,6 +17,7 @@
 use core::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use super::mem::OwnedFd;
 use super::net::{SOCK_DIAG_BY_FAMILY, diag_error, diag_header, getsockopt_int, sock_diag};
 use super::{Errno, syscall6};
 
@@ -99,6 +101,41 @@ impl Connection {
     pub fn is_loopback(&self) -> bool {
         is_loopback_ip(self.local.ip()) && is_loopback_ip(self.remote.ip())
     }
+}
+
+/// Whether `ip` is an address of this host in this network namespace: a
+/// datagram socket can bind to it (ip(7): without `IP_FREEBIND`, bind(2)
+/// to an address no interface holds fails with `EADDRNOTAVAIL`). An IPv6
+/// link-local address needs its interface, which this does not know: it
+/// counts as not local. Two system calls and a close, no allocation.
+pub fn is_local_address(ip: IpAddr) -> bool {
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let at = &mut storage as *mut libc::sockaddr_storage;
+    let (domain, len) = match (as_v4(ip), ip) {
+        (Some(v4), _) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a
+            // sockaddr_in, and this frame owns it.
+            let sin = unsafe { &mut *at.cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from(v4).to_be();
+            (libc::AF_INET, size_of::<libc::sockaddr_in>())
+        }
+        (None, IpAddr::V6(v6)) => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 = unsafe { &mut *at.cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_addr.s6_addr = v6.octets();
+            (libc::AF_INET6, size_of::<libc::sockaddr_in6>())
+        }
+        (None, IpAddr::V4(_)) => return false, // as_v4 gives every IPv4 address
+    };
+    let kind = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
+    // SAFETY: socket(2) with constant arguments.
+    let Ok(fd) = (unsafe { syscall6(libc::SYS_socket, [domain as usize, kind, 0, 0, 0, 0]) }) else { return false };
+    let fd = OwnedFd::new(fd as i32);
+    // SAFETY: the kernel reads `len` bytes of address from this frame.
+    unsafe { syscall6(libc::SYS_bind, [fd.raw() as usize, at as usize, len, 0, 0, 0]) }.is_ok()
 }
 
 /// The socket at the other end of connection `c`, if it is in this
@@ -294,5 +331,31 @@ mod tests {
         assert!(!c("10.0.0.1:1", "127.0.0.1:2").is_loopback());
         assert!(!c("[::ffff:10.0.0.1]:1", "[::1]:2").is_loopback());
         assert!(!c("[fe80::1]:1", "[::1]:2").is_loopback());
+    }
+
+    /// This host's address on the route to `to`, if it has one (no packet
+    /// is sent: connect(2) of a datagram socket only picks a route).
+    fn own_address_towards(to: &str) -> Option<IpAddr> {
+        let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
+        probe.connect(to).ok()?;
+        Some(probe.local_addr().ok()?.ip())
+    }
+
+    #[test]
+    fn local_addresses_are_this_hosts_own() {
+        for local in ["127.0.0.1", "127.3.4.5", "::ffff:127.0.0.1"] {
+            assert!(is_local_address(local.parse().unwrap()), "{local}");
+        }
+        // Documentation ranges (RFC 5737, RFC 3849): no host holds them.
+        for other in ["192.0.2.1", "198.51.100.7", "2001:db8::1", "::ffff:192.0.2.1"] {
+            assert!(!is_local_address(other.parse().unwrap()), "{other}");
+        }
+        if TcpListener::bind("[::1]:0").is_ok() {
+            assert!(is_local_address("::1".parse().unwrap()));
+        }
+        match own_address_towards("192.0.2.1:9") {
+            Some(own) if !own.is_loopback() => assert!(is_local_address(own), "{own}"),
+            _ => eprintln!("skipped the non-loopback case: no route off this host"),
+        }
     }
 }

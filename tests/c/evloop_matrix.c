@@ -6,7 +6,8 @@
  * and compares what it prints and how it ends.
  *
  * usage: evloop_matrix TRANSPORT READER RECV WRITER BUF TOTAL [WRITE]
- *   TRANSPORT  unix: a socketpair (AF_UNIX, SOCK_STREAM); pipe: pipe2;
+ *   TRANSPORT  unix: a socketpair (AF_UNIX, SOCK_STREAM); tcp4, tcp6, tcp:
+ *              a TCP connection (stream_pair.h); pipe: pipe2;
  *              fifo: mkfifo in a fresh directory under $TMPDIR (or /tmp),
  *              opened by path by both ends and removed once they are open
  *              (or by the watchdog)
@@ -70,10 +71,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "evloop.h"
+#include "stream_pair.h"
 
 #define U64_TAG 0x1234abcd5678ef00ull
 
-enum transport { T_UNIX, T_PIPE, T_FIFO };
+enum transport { T_SOCKET, T_PIPE, T_FIFO };
 enum wait_kind { W_EPOLL, W_POLL, W_PPOLL, W_SELECT, W_PSELECT };
 
 /* The reader's state; epoll's data.ptr points at it. */
@@ -317,7 +319,7 @@ static int parse_reader(const char *s, struct reader *r) {
 }
 
 static int usage(const char *argv0) {
-    fprintf(stderr, "usage: %s unix|pipe|fifo READER once|drain blocking|nonblocking BUF TOTAL [WRITE]\n", argv0);
+    fprintf(stderr, "usage: %s unix|tcp4|tcp6|tcp|pipe|fifo READER once|drain blocking|nonblocking BUF TOTAL [WRITE]\n", argv0);
     return 2;
 }
 
@@ -327,7 +329,7 @@ int main(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     r.got = (struct ev_got)EV_GOT_INIT;
     enum transport t;
-    if (strcmp(argv[1], "unix") == 0) t = T_UNIX;
+    if (is_stream_transport(argv[1])) t = T_SOCKET;
     else if (strcmp(argv[1], "pipe") == 0) t = T_PIPE;
     else if (strcmp(argv[1], "fifo") == 0) t = T_FIFO;
     else return usage(argv[0]);
@@ -347,8 +349,8 @@ int main(int argc, char **argv) {
     alarm(120);
 
     int fds[2] = {-1, -1};
-    if (t == T_UNIX) {
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) { perror("socketpair"); return 2; }
+    if (t == T_SOCKET) {
+        if (stream_pair(argv[1], fds) != 0) { perror(argv[1]); return 2; }
     } else if (t == T_PIPE) {
         if (pipe2(fds, O_CLOEXEC) != 0) { perror("pipe2"); return 2; }
     } else {
@@ -371,7 +373,7 @@ int main(int argc, char **argv) {
             close(fds[0]);
             fd = fds[1];
         }
-        writer(fd, total, wsize, nonblocking, t == T_UNIX);
+        writer(fd, total, wsize, nonblocking, t == T_SOCKET);
         _exit(0);
     }
     if (t == T_FIFO) {
@@ -383,7 +385,7 @@ int main(int argc, char **argv) {
         close(fds[1]);
         r.fd = fds[0];
     }
-    r.is_socket = t == T_UNIX;
+    r.is_socket = t == T_SOCKET;
     ev_nonblock(r.fd, 1);
     r.buf = ev_map(r.bufsize);
     if (r.wait == W_EPOLL) r.ep = make_epoll(&r);

@@ -1,9 +1,10 @@
 /*
- * One transfer over a Unix stream socketpair between a writer child and a
- * reading parent, checked byte for byte against the stream's pattern (byte i
- * of the stream is pat(i)), in one of the ways programs read.
+ * One transfer over a Unix stream socketpair (or a TCP connection) between a
+ * writer child and a reading parent, checked byte for byte against the
+ * stream's pattern (byte i of the stream is pat(i)), in one of the ways
+ * programs read.
  *
- * usage: unix_matrix MODE TOTAL WRITE READ
+ * usage: unix_matrix MODE TOTAL WRITE READ [TRANSPORT]
  *   MODE   blocking | nonblock-poll | epoll-lt | epoll-et | select | waitall
  *          | peek | readv | recvmsg | eintr | rcvtimeo | shutdown | nbwrite
  *          | fionread
@@ -16,6 +17,7 @@
  *   TOTAL  bytes the writer sends, in writes of WRITE bytes (write, writev,
  *          send and sendmsg in turn), then it closes its end
  *   READ   the reader's buffer size
+ *   TRANSPORT  unix (the default), tcp4, tcp6 or tcp (stream_pair.h)
  *
  * Prints one line: the mode and sizes, the bytes read, whether EOF was
  * seen, and "ok"; exits 1 at the first wrong byte. On stderr: the number of
@@ -38,6 +40,7 @@
 #include <fcntl.h>
 #include "common.h"
 #include "readers.h"
+#include "stream_pair.h"
 
 /* What the reader got, checked: byte i of the stream is pat(i, 0x5eed). */
 static struct stream_check got = { .seed = 0x5eed };
@@ -120,11 +123,12 @@ static ssize_t read_in_mode(void *ctx, uint8_t *buf, size_t size) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) { fprintf(stderr, "usage: %s MODE TOTAL WRITE READ\n", argv[0]); return 2; }
+    if (argc != 5 && argc != 6) { fprintf(stderr, "usage: %s MODE TOTAL WRITE READ [TRANSPORT]\n", argv[0]); return 2; }
+    const char *transport = argc == 6 ? argv[5] : "unix";
     const char *mode = argv[1];
     size_t total = strtoull(argv[2], NULL, 0), wsize = strtoull(argv[3], NULL, 0), rsize = strtoull(argv[4], NULL, 0);
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
+    if (stream_pair(transport, sv) != 0) { perror(transport); return 2; }
     pid_t pid = fork();
     if (pid == 0) {
         close(sv[0]);

@@ -160,7 +160,9 @@ policy built-in, for a process started here with 2 CPU(s):
   [memset]  off     off        -       0        -
   [memcmp]  off     off        -       0        -
   [shm]     auto    async-cpu  1MiB    1        spin-then-sleep
-  the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], cpu for [memset], cpu for [memcmp], async-cpu for [shm]
+  [tcp]     auto    cpu        256KiB  0        -
+  [tcp] addresses = \"loopback\": connections to a peer on a loopback address (127.0.0.0/8, ::1), in this network namespace, of this uid, with the library at both ends; any other stays on the kernel path (not-local)
+  the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], cpu for [memset], cpu for [memcmp], async-cpu for [shm], cpu for [tcp]
 ",
         root = tree.root.display(),
         bus = bus.display()
@@ -392,4 +394,20 @@ fn arguments() {
         assert_eq!(problem.exit_code(), 2);
         assert!(problem.report().starts_with(&format!("ipc-offload probe: {message}\nusage: ")), "{bad:?}");
     }
+}
+
+#[test]
+fn the_tcp_plan_names_the_addresses_served() {
+    let tree = Tree::new();
+    tree.bus();
+    let plan_of = |name: &str, text: &str| {
+        let policy = tree.file(name, text);
+        let text = report(&options(&tree, Some(&policy)), &host(NONE, missing));
+        let plan = |l: &&str| ["[tcp] addresses", "[tcp] off"].iter().any(|p| l.trim_start().starts_with(p));
+        text.lines().find(plan).map(str::to_owned).unwrap_or(text)
+    };
+    let local = plan_of("local.toml", "[tcp]\naddresses = \"local\"\n");
+    assert!(local.contains("addresses = \"local\"") && local.contains("any address of this host"), "{local}");
+    let off = plan_of("off.toml", "[tcp]\nengine = \"off\"\n");
+    assert!(off.contains("[tcp] off: every TCP socket stays on the kernel path"), "{off}");
 }

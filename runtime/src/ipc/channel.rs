@@ -226,7 +226,7 @@ pub const LOOK_EVERY: u32 = 64;
 
 /// Bytes of rings this process created, per family (the `ring_bytes`
 /// budget of `[unix]` and of `[pipe]`).
-static RING_BYTES: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static RING_BYTES: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
 
 fn budget(family: Family) -> &'static AtomicU64 {
     &RING_BYTES[family as usize]

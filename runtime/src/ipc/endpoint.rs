@@ -1,19 +1,27 @@
-//! What an fd is to the fast path: one end of a Unix stream socket or of a
-//! pipe (or FIFO), who it is, and the few questions whose system calls
-//! differ between the two (docs/ipc-protocol.md, "Pipes and FIFOs").
+//! What an fd is to the fast path: one end of a Unix stream socket, of a
+//! TCP connection, or of a pipe (or FIFO), who it is, and the few questions
+//! whose system calls differ between them (docs/ipc-protocol.md, "Pipes and
+//! FIFOs", "TCP over loopback").
 
 use ipc_offload_engine::Fallback;
 use ipc_offload_policy::Class;
 use ipc_offload_sys::mem::FileStat;
-use ipc_offload_sys::{Errno, net, pipe};
+use ipc_offload_sys::{net, pipe, tcp};
 
-/// The two kinds of files with a fast path.
+/// The kinds of files with a fast path (the index of a per-family array).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     /// A Unix-domain stream socket.
     Unix,
     /// A pipe or a FIFO.
     Pipe,
+    /// A TCP socket (IPv4 or IPv6) whose peer is on this host.
+    Tcp,
+}
+
+impl Family {
+    /// How many there are: the length of per-family arrays.
+    pub const COUNT: usize = 3;
 }
 
 /// A file with a fast path, by identity. For a socket, `ino` is the socket's
@@ -32,24 +40,56 @@ pub struct Endpoint {
 
 /// Tag bit of pipe keys (socket keys are inode numbers below 2^32).
 const PIPE_KEY: u64 = 1 << 55;
+/// Tag bit of TCP socket keys (beside the inode, below 2^32).
+const TCP_KEY: u64 = 1 << 54;
 
 /// True for the key of a pipe or FIFO.
 pub fn is_pipe_key(key: u64) -> bool {
     key & PIPE_KEY != 0
 }
 
+/// The policy class of the endpoint with key `key`.
+pub fn class_of_key(key: u64) -> Class {
+    if is_pipe_key(key) {
+        Class::Pipe
+    } else if key & TCP_KEY != 0 {
+        Class::Tcp
+    } else {
+        Class::Unix
+    }
+}
+
 impl Endpoint {
     /// The endpoint `fd` refers to, from its fstat, if it is one.
     pub fn of(fd: i32, st: &FileStat) -> Option<Endpoint> {
         if st.is_socket() {
-            return net::is_unix_stream(fd).then_some(Endpoint { family: Family::Unix, dev: 0, ino: st.ino });
+            let family = if net::is_unix_stream(fd) {
+                Family::Unix
+            } else if tcp::is_tcp_stream(fd) {
+                Family::Tcp
+            } else {
+                return None;
+            };
+            return Some(Endpoint { family, dev: 0, ino: st.ino });
         }
         st.is_fifo().then_some(Endpoint { family: Family::Pipe, dev: st.dev, ino: st.ino })
     }
 
-    /// The socket of inode `ino` (a socket's peer, from sock_diag).
+    /// The Unix socket of inode `ino` (a socket's peer, from sock_diag).
     pub fn socket(ino: u32) -> Endpoint {
         Endpoint { family: Family::Unix, dev: 0, ino: u64::from(ino) }
+    }
+
+    /// The TCP socket of inode `ino` (a connection's other end, from
+    /// inet_diag).
+    pub fn tcp(ino: u32) -> Endpoint {
+        Endpoint { family: Family::Tcp, dev: 0, ino: u64::from(ino) }
+    }
+
+    /// The socket of inode `ino` whose key is `key` (a socket the table
+    /// knows: its family is in the key).
+    pub fn socket_with_key(ino: u32, key: u64) -> Endpoint {
+        if key & TCP_KEY != 0 { Endpoint::tcp(ino) } else { Endpoint::socket(ino) }
     }
 
     /// The policy class of its calls.
@@ -57,6 +97,7 @@ impl Endpoint {
         match self.family {
             Family::Unix => Class::Unix,
             Family::Pipe => Class::Pipe,
+            Family::Tcp => Class::Tcp,
         }
     }
 
@@ -67,6 +108,7 @@ impl Endpoint {
     pub fn key(self) -> u64 {
         match self.family {
             Family::Unix => self.ino & 0xffff_ffff,
+            Family::Tcp => TCP_KEY | (self.ino & 0xffff_ffff),
             Family::Pipe => {
                 let folded = self.ino ^ (self.ino >> 32).rotate_left(13) ^ self.dev.rotate_left(32);
                 PIPE_KEY | (folded & (PIPE_KEY - 1))
@@ -80,21 +122,11 @@ impl Endpoint {
         self.ino as u32
     }
 
-    /// Bytes this end wrote through the kernel that no reader has taken yet:
-    /// `SIOCOUTQ` for a socket; for a pipe every byte in it, whoever wrote
-    /// it (a writer cannot tell its own from others').
-    pub fn unread_written(self, fd: i32) -> Result<i32, Errno> {
-        match self.family {
-            Family::Unix => net::queued_out(fd),
-            Family::Pipe => pipe::queued(fd),
-        }
-    }
-
     /// Whether a write could deliver at all: a socket that is shut down or
     /// has no peer, a pipe without readers, is the kernel's to report.
     pub fn can_write(self, fd: i32) -> Result<(), Fallback> {
         match self.family {
-            Family::Unix => net::can_send(fd).map_err(|_| Fallback::SocketError),
+            Family::Unix | Family::Tcp => net::can_send(fd).map_err(|_| Fallback::SocketError),
             Family::Pipe if pipe::no_readers(fd) => Err(Fallback::NoReaders),
             Family::Pipe => Ok(()),
         }
@@ -116,5 +148,13 @@ mod tests {
         assert!(fifo.key() < 1 << 56);
         assert_ne!(fifo.key(), Endpoint { dev: 0x804, ..fifo }.key());
         assert_eq!((sock.class(), pipe.class()), (Class::Unix, Class::Pipe));
+        let tcp = Endpoint::tcp(7);
+        assert!(tcp.key() != sock.key() && tcp.key() != pipe.key() && tcp.key() < 1 << 56);
+        assert_eq!(tcp.class(), Class::Tcp);
+        for e in [sock, pipe, fifo, tcp] {
+            assert_eq!(class_of_key(e.key()), e.class(), "{e:?}");
+        }
+        assert_eq!(Endpoint::socket_with_key(7, tcp.key()), tcp);
+        assert_eq!(Endpoint::socket_with_key(7, sock.key()), sock);
     }
 }

@@ -88,7 +88,7 @@ pub fn get(fd: i32, dir: Dir, now_ms: u32) -> Option<(Class, Why)> {
         let _ = slot.compare_exchange(w, 0, Relaxed, Relaxed);
         return None;
     }
-    let class = if (w >> 8) & 0xff == 1 { Class::Pipe } else { Class::Unix };
+    let class = *Class::ALL.get(((w >> 8) & 0xff) as usize)?;
     let why = if w & 0xff == 1 { Why::NoPeer } else { Why::Nonblocking };
     Some((class, why))
 }
@@ -96,7 +96,7 @@ pub fn get(fd: i32, dir: Dir, now_ms: u32) -> Option<(Class, Why)> {
 /// Sends `fd`'s large calls in direction `dir` to the kernel path until
 /// `until_ms`, as `why` in `class`.
 pub fn set(fd: i32, dir: Dir, class: Class, why: Why, until_ms: u32) {
-    let class_bits = u64::from(class == Class::Pipe);
+    let class_bits = class.index() as u64;
     let why_bits = u64::from(why == Why::NoPeer);
     if let Some(w) = word(fd, dir) {
         w.store(u64::from(until_ms) << 32 | generation() << 16 | class_bits << 8 | why_bits, Relaxed);

@@ -34,6 +34,7 @@ pub mod reader;
 pub mod route;
 pub mod side;
 pub mod table;
+mod tcp_path;
 pub mod twins;
 pub mod watch;
 mod writer;
@@ -55,7 +56,8 @@ use table::{FDS, FdInfo, FdKind};
 
 /// What `fd` is, learned or re-learned (fstat every time: the number may
 /// have been closed and reused behind the library's back, by stdio say).
-/// `None` for anything but a Unix stream socket, a pipe or a FIFO.
+/// `None` for anything but a Unix stream socket, a TCP socket the fast path
+/// serves ([`tcp_path::admit`]), a pipe or a FIFO.
 fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
     let st = mem::fstat(fd).ok()?;
     let known = FDS.get(fd);
@@ -63,12 +65,13 @@ fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
     if let Some(info) = known {
         // A pipe is known by its stat alone; a socket's family needs a
         // getsockopt, done once.
+        let socket = Endpoint::socket_with_key(st.ino as u32, info.key);
         let same = match quick {
             Some(pipe) => info.key == pipe.key(),
-            None => st.is_socket() && info.key == Endpoint::socket(st.ino as u32).key(),
+            None => st.is_socket() && info.key == socket.key(),
         };
         if same {
-            let endpoint = quick.unwrap_or(Endpoint::socket(st.ino as u32));
+            let endpoint = quick.unwrap_or(socket);
             return (info.kind != FdKind::Other).then_some((info, endpoint));
         }
         // The number now names another file: the old one's state goes.
@@ -76,6 +79,13 @@ fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
     }
     let endpoint = Endpoint::of(fd, &st);
     let info = match endpoint {
+        Some(e) if e.family == Family::Tcp => match tcp_path::admit(fd) {
+            // Not connected yet (a nonblocking connect under way): asked
+            // again at its next large call.
+            tcp_path::Admission::NotYet => return None,
+            tcp_path::Admission::Served => FdInfo { key: e.key(), kind: FdKind::Fast },
+            tcp_path::Admission::NotServed => FdInfo { key: e.key(), kind: FdKind::Other },
+        },
         Some(e) => FdInfo { key: e.key(), kind: FdKind::Fast },
         None => FdInfo { key: Endpoint::socket(st.ino as u32).key(), kind: FdKind::Other },
     };
@@ -84,7 +94,7 @@ fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
     if !FDS.set(fd, info) {
         return None;
     }
-    endpoint.map(|e| (info, e))
+    endpoint.filter(|_| info.kind != FdKind::Other).map(|e| (info, e))
 }
 
 /// Runs a slow path: owner, re-entry and panic guards, errno kept on

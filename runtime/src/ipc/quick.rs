@@ -98,7 +98,7 @@ pub fn write(fd: i32, len: u64, kernel: &impl Fn() -> isize) -> Option<isize> {
 
 /// The class of endpoint key `key`, if that class is on.
 fn class_of(key: u64) -> Option<Class> {
-    let class = if super::endpoint::is_pipe_key(key) { Class::Pipe } else { Class::Unix };
+    let class = super::endpoint::class_of_key(key);
     state::get()?.options[class.index()]?;
     Some(class)
 }

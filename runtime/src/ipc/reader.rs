@@ -70,7 +70,7 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     }
     let Some((mut ch, index)) = lock_retrying(at) else { return tally.kernel(Fallback::Busy, call) };
     if matches!(*ch, Channel::Empty) {
-        match opt_in(at) {
+        match opt_in(at, call.fd, ctx.euid) {
             Some(reader) => {
                 let side = reader.side.raw();
                 *ch = Channel::Reader(reader);
@@ -138,9 +138,10 @@ fn lock_retrying(at: Endpoint) -> Option<(Locked, usize)> {
 
 /// Binds the opt-in name for what is written into `own`: its peer socket,
 /// or the pipe itself.
-fn opt_in(own: Endpoint) -> Option<Reader> {
+fn opt_in(own: Endpoint, fd: i32, euid: u32) -> Option<Reader> {
     let peer = match own.family {
         Family::Unix => Endpoint::socket(net::peer_inode(own.ino32()).ok()?),
+        Family::Tcp => Endpoint::tcp(super::tcp_path::peer(fd, euid)?),
         Family::Pipe => own,
     };
     let side = net::dgram_socket().ok()?;
@@ -228,8 +229,12 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
 
 /// A class's ring budget ran out (reported once per process and class).
 fn note_budget_exhausted(class: Class) {
-    static SAID: [AtomicBool; 2] = [const { AtomicBool::new(false) }; 2];
-    let (said, what) = if class == Class::Pipe { (&SAID[1], "pipes") } else { (&SAID[0], "sockets") };
+    static SAID: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
+    let (said, what) = match class {
+        Class::Pipe => (&SAID[1], "pipes"),
+        Class::Tcp => (&SAID[2], "TCP sockets"),
+        _ => (&SAID[0], "sockets"),
+    };
     if crate::log::first_time(said) {
         crate::log_at!(Warn, "[{class}] ring_bytes budget used up: further {what} use the kernel path");
     }

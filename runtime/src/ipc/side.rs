@@ -78,13 +78,14 @@ impl Message {
 }
 
 /// The abstract name the reader of what is written into `target` binds:
-/// `ipc-offload/3/<W>` for the peer of socket `W`, `ipc-offload/3/p<dev>.<ino>`
+/// `ipc-offload/3/<W>` for the peer of socket `W` (Unix or TCP), `ipc-offload/3/p<dev>.<ino>`
 /// for a pipe or FIFO (both ends are one inode).
 pub fn reader_name(target: Endpoint) -> AbstractAddr {
     let mut name = Name { bytes: [0; 64], len: 0 };
     name.push(b"ipc-offload/3/");
     match target.family {
-        Family::Unix => name.number(target.ino & 0xffff_ffff),
+        // Socket inodes come from one counter, TCP's and Unix's alike.
+        Family::Unix | Family::Tcp => name.number(target.ino & 0xffff_ffff),
         Family::Pipe => {
             name.push(b"p");
             name.number(target.dev);

@@ -11,8 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use ipc_offload_policy::Class;
-
 use super::channel::{self, Channel, Locked, Role};
 use super::ctx::Ctx;
 use super::hint::Dir;
@@ -115,7 +113,7 @@ pub fn unlisten(look: &Look) {
 /// the ring (made on the first), WAKEs are dropped.
 pub fn serve(slot: usize, key: u64) {
     let Some(mut guard) = lock(slot, key) else { return };
-    let class = if endpoint::is_pipe_key(key) { Class::Pipe } else { Class::Unix };
+    let class = endpoint::class_of_key(key);
     let Some(ctx) = Ctx::current(class) else { return };
     if let Channel::Reader(r) = &mut *guard {
         reader::serve_side(r, &ctx, slot);

@@ -294,7 +294,7 @@ impl WriteMode {
     fn of(call: &WriteCall<'_>, at: Endpoint) -> WriteMode {
         let (blocking, write_end) = match at.family {
             Family::Pipe => pipe::access(call.fd).map_or((false, false), |a| (a.blocking, a.write)),
-            Family::Unix => (net::is_blocking(call.fd).unwrap_or(false), true),
+            Family::Unix | Family::Tcp => (net::is_blocking(call.fd).unwrap_or(false), true),
         };
         WriteMode { blocking: blocking && call.flags & libc::MSG_DONTWAIT == 0, write_end }
     }
