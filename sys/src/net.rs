@@ -247,6 +247,12 @@ pub fn is_unix_stream(fd: i32) -> bool {
         && getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM)
 }
 
+/// `SO_RCVLOWAT` (socket(7)): the fewest bytes a blocking read waits for
+/// (1 unless the program set it).
+pub fn receive_low_water(fd: i32) -> Result<i32, Errno> {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT)
+}
+
 /// `SO_RCVTIMEO`: `None` when no receive timeout is set.
 pub fn receive_timeout(fd: i32) -> Option<Duration> {
     let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };

@@ -139,6 +139,11 @@ fn lock_retrying(at: Endpoint) -> Option<(Locked, usize)> {
 /// Binds the opt-in name for what is written into `own`: its peer socket,
 /// or the pipe itself.
 fn opt_in(own: Endpoint, fd: i32, euid: u32) -> Option<Reader> {
+    // A socket whose reads wait for more than one byte (SO_RCVLOWAT) is
+    // the kernel's: a take returns as soon as it has bytes.
+    if own.family != Family::Pipe && net::receive_low_water(fd).is_ok_and(|n| n > 1) {
+        return None;
+    }
     let peer = match own.family {
         Family::Unix => Endpoint::socket(net::peer_inode(own.ino32()).ok()?),
         Family::Tcp => Endpoint::tcp(super::tcp_path::peer(fd, euid)?),

@@ -55,7 +55,10 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
     // anything else.
     let mut mode = (at.family == Family::Pipe).then(|| WriteMode::of(call, at));
     let pipe_misuse = mode.is_some_and(|m| !call.is_plain() || !m.write_end);
-    if call.has_control() || call.flags & libc::MSG_OOB != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
+    // MSG_ZEROCOPY: the program waits for the kernel's completion
+    // notifications on the error queue, which only the kernel sends.
+    let kernel_flags = libc::MSG_OOB | libc::MSG_ZEROCOPY;
+    if call.has_control() || call.flags & kernel_flags != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel_write(Fallback::Unsupported, call);
     }
     let mut ch = match channel::lock_at(at, Role::Writer) {
