@@ -1,5 +1,8 @@
 /*
- * Event-loop workloads over Unix stream socketpairs, for bench-suite's
+ * Event-loop workloads over Unix stream socketpairs (or TCP connections:
+ * the optional last argument TRANSPORT of the epoll, reqresp and pingpong
+ * workloads is unix, the default, tcp4 or tcp6; tests/c/stream_pair.h),
+ * for bench-suite's
  * `evloop` part (run with and without the library, alternately): readers
  * that wait in select(), poll() or epoll_wait() on nonblocking sockets, and
  * nonblocking writers. Prints one line on stdout: the run's figures.
@@ -22,6 +25,12 @@
  *               libzmq reads a large frame: level-triggered (lt), exactly one
  *               recv per event; edge-triggered (et, EPOLLET), recv until
  *               EAGAIN on each event.
+ *        evloop_bench reqresp SIZE ROUNDS
+ *            -> "US": the median round trip in µs of a SIZE-byte request and
+ *               its SIZE-byte reply, ROUNDS times after a warm-up one, both
+ *               sockets nonblocking, each side an epoll loop: it waits in
+ *               epoll_wait() before each recv() and, when a send() finds no
+ *               room, for EPOLLOUT (with EPOLL_CTL_MOD) before the next.
  *        evloop_bench pingpong ROUNDS SIZE
  *            -> "NS": ns per round trip of a SIZE-byte message (at most
  *               4096) and its SIZE-byte answer, both sockets nonblocking, each
@@ -59,6 +68,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "stream_pair.h"
 
 /* The pattern's period, a prime. */
 #define PERIOD ((size_t)4093)
@@ -313,9 +323,9 @@ static int relay(int use_poll, uint64_t total, size_t size) {
     return 0;
 }
 
-static int epoll_reader(int edge, size_t size, int count) {
+static int epoll_reader(int edge, size_t size, int count, const char *transport) {
     int sv[2], go[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
+    if (stream_pair(transport, sv) != 0) { perror(transport); return 2; }
     if (pipe(go) != 0) { perror("pipe"); return 2; }
     uint64_t total = (uint64_t)size * (uint64_t)count;
     const uint8_t *ref = reference(size);
@@ -425,12 +435,102 @@ static void check_message(const uint8_t *p, size_t n, int round, int side) {
         }
 }
 
-static int pingpong(int rounds, size_t size) {
+/* Waits in epoll_wait() on EP (which holds only FD) for EVENTS, setting
+ * them with EPOLL_CTL_MOD first. */
+static void wait_for(int ep, int fd, uint32_t events) {
+    struct epoll_event ev = {.events = events, .data.fd = fd};
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) != 0) die("epoll_ctl");
+    for (;;) {
+        int k = epoll_wait(ep, &ev, 1, -1);
+        if (k == 1) return;
+        if (k < 0 && errno != EINTR) die("epoll_wait");
+    }
+}
+
+/* One large message through an epoll loop: sends N bytes, waiting for
+ * EPOLLOUT when a send finds no room. */
+static void loop_send(int ep, int fd, const uint8_t *p, size_t n) {
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EAGAIN) {
+            wait_for(ep, fd, EPOLLOUT);
+            continue;
+        }
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) die("send");
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* One large message through an epoll loop: receives N bytes, waiting for
+ * EPOLLIN before each recv, and checks them against the stream. */
+static void loop_recv(int ep, int fd, const uint8_t *ref, uint8_t *p, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        wait_for(ep, fd, EPOLLIN);
+        for (;;) {
+            ssize_t r = recv(fd, p + got, n - got, 0);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && errno == EAGAIN) break;
+            if (r < 0) die("recv");
+            if (r == 0) {
+                fprintf(stderr, "evloop_bench: end of file in a request or reply\n");
+                exit(1);
+            }
+            check(ref, p + got, (size_t)r, got);
+            got += (size_t)r;
+            if (got == n) break;
+        }
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int epoll_reqresp(size_t size, int rounds, const char *transport) {
+    int sv[2];
+    if (stream_pair(transport, sv) != 0) { perror(transport); return 2; }
+    const uint8_t *ref = reference(size);
+    uint8_t *buf = buffer(size);
+    pid_t pid = fork();
+    if (pid < 0) { perror("fork"); return 2; }
+    int fd = pid == 0 ? sv[1] : sv[0];
+    close(pid == 0 ? sv[0] : sv[1]);
+    if (pid == 0) alarm(DEADLINE);
+    nonblocking(fd, 1);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll");
+    if (pid == 0) {
+        for (int i = 0; i <= rounds; i++) {
+            loop_recv(ep, fd, ref, buf, size);
+            loop_send(ep, fd, ref, size);
+        }
+        _exit(0);
+    }
+    double *trips = malloc(sizeof(double) * (size_t)rounds);
+    if (!trips) die("malloc");
+    for (int i = 0; i <= rounds; i++) {
+        double t0 = now();
+        loop_send(ep, fd, ref, size);
+        loop_recv(ep, fd, ref, buf, size);
+        if (i > 0) trips[i - 1] = now() - t0; /* round 0 warms up */
+    }
+    if (reap(pid, "server")) return 1;
+    qsort(trips, (size_t)rounds, sizeof *trips, cmp_double);
+    printf("%.1f\n", trips[rounds / 2] * 1e6);
+    return 0;
+}
+
+static int pingpong(int rounds, size_t size, const char *transport) {
     enum { WARM_UP = 100 };
     int sv[2];
     uint8_t out[4096], in[4096];
     if (size == 0 || size > sizeof out) { fprintf(stderr, "evloop_bench: SIZE is 1 to %zu\n", sizeof out); return 2; }
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
+    if (stream_pair(transport, sv) != 0) { perror(transport); return 2; }
     pid_t pid = fork();
     if (pid < 0) { perror("fork"); return 2; }
     int fd = pid == 0 ? sv[1] : sv[0];
@@ -464,7 +564,8 @@ static int pingpong(int rounds, size_t size) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: evloop_bench relay select|poll TOTAL BUF | epoll lt|et SIZE COUNT | pingpong ROUNDS SIZE\n");
+    fprintf(stderr, "usage: evloop_bench relay select|poll TOTAL BUF | epoll lt|et SIZE COUNT [TRANSPORT] | reqresp SIZE "
+                    "ROUNDS [TRANSPORT] | pingpong ROUNDS SIZE [TRANSPORT]\n");
     return 2;
 }
 
@@ -476,16 +577,22 @@ int main(int argc, char **argv) {
         if (total == 0 || size == 0) return usage();
         return relay(strcmp(argv[2], "poll") == 0, total, size);
     }
-    if (argc == 5 && strcmp(argv[1], "epoll") == 0 && (!strcmp(argv[2], "lt") || !strcmp(argv[2], "et"))) {
+    if ((argc == 5 || argc == 6) && strcmp(argv[1], "epoll") == 0 && (!strcmp(argv[2], "lt") || !strcmp(argv[2], "et"))) {
         size_t size = strtoull(argv[3], 0, 0);
         int count = atoi(argv[4]);
         if (size == 0 || count <= 0) return usage();
-        return epoll_reader(strcmp(argv[2], "et") == 0, size, count);
+        return epoll_reader(strcmp(argv[2], "et") == 0, size, count, argc == 6 ? argv[5] : "unix");
     }
-    if (argc == 4 && strcmp(argv[1], "pingpong") == 0) {
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "reqresp") == 0) {
+        size_t size = strtoull(argv[2], 0, 0);
+        int rounds = atoi(argv[3]);
+        if (size == 0 || rounds <= 0) return usage();
+        return epoll_reqresp(size, rounds, argc == 5 ? argv[4] : "unix");
+    }
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "pingpong") == 0) {
         int rounds = atoi(argv[2]);
         if (rounds <= 0) return usage();
-        return pingpong(rounds, strtoull(argv[3], 0, 0));
+        return pingpong(rounds, strtoull(argv[3], 0, 0), argc == 5 ? argv[4] : "unix");
     }
     return usage();
 }

@@ -1,7 +1,10 @@
 /*
  * IPC workloads between two processes over a Unix stream socketpair or a
  * pipe, for ipc-bench and bench-suite (run with and without the library,
- * alternately). Prints one line on stdout.
+ * alternately). Prints one line on stdout. The socket workloads reqresp and
+ * pingpong take an optional last argument TRANSPORT: unix (the default),
+ * tcp4 or tcp6 (a TCP connection over 127.0.0.1 or ::1:
+ * tests/c/stream_pair.h); xfer names it instead of unix.
  *
  * usage: ipc_bench stream TOTAL WRITE READ   -> GB/s, writer child to reader parent
  *        ipc_bench stream-cpu TOTAL WRITE READ -> the same transfer's CPU seconds per GiB
@@ -19,7 +22,7 @@
  *                                               parent's getrusage(RUSAGE_SELF) from the
  *                                               go signal to the child's reaping, plus
  *                                               RUSAGE_CHILDREN (the writer's whole life)
- *        ipc_bench xfer unix|pipe TOTAL WRITE READ
+ *        ipc_bench xfer unix|tcp4|tcp6|pipe TOTAL WRITE READ
  *                                            -> one transfer of stream or pipe, all its
  *                                               figures: "GBPS CPU_S_PER_GIB T0 T1", T0
  *                                               and T1 the CLOCK_MONOTONIC seconds (one
@@ -38,6 +41,7 @@
  * and receives into the same buffers each time.
  */
 #define _GNU_SOURCE
+#include "stream_pair.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,11 +123,12 @@ struct transfer {
  * pipe of its own; the parent reads them with READ-byte reads. Returns 0
  * and fills `out`, or the exit status to return. The reader consumes each
  * read `passes` times (see CONSUME above). */
-static int transfer(int use_socket, size_t total, size_t wsize, size_t rsize, unsigned passes,
+static int transfer(const char *transport, size_t total, size_t wsize, size_t rsize, unsigned passes,
                     struct transfer *out) {
     int data[2], go[2];
-    if (use_socket ? socketpair(AF_UNIX, SOCK_STREAM, 0, data) != 0 : pipe(data) != 0) {
-        perror(use_socket ? "socketpair" : "pipe");
+    int use_socket = strcmp(transport, "pipe") != 0;
+    if (use_socket ? stream_pair(transport, data) != 0 : pipe(data) != 0) {
+        perror(transport);
         return 2;
     }
     if (pipe(go) != 0) { perror("pipe"); return 2; }
@@ -183,10 +188,11 @@ static int transfer(int use_socket, size_t total, size_t wsize, size_t rsize, un
  * times after a warm-up round, over a socketpair (received with
  * MSG_WAITALL) or over two pipes (read in a loop). Prints the median round
  * trip in µs. */
-static int reqresp(int use_socket, size_t size, int rounds) {
+static int reqresp(const char *transport, size_t size, int rounds) {
     int fwd[2], back[2]; /* parent -> child, child -> parent */
+    int use_socket = strcmp(transport, "pipe") != 0;
     if (use_socket) {
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, fwd) != 0) { perror("socketpair"); return 2; }
+        if (stream_pair(transport, fwd) != 0) { perror(transport); return 2; }
         back[0] = fwd[0]; /* the parent reads its own end */
         back[1] = fwd[1]; /* the child writes its own end */
     } else if (pipe(fwd) != 0 || pipe(back) != 0) {
@@ -226,10 +232,10 @@ int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: see the comment in ipc_bench.c\n"); return 2; }
     const char *w = argv[1];
     int is_xfer = strcmp(w, "xfer") == 0;
-    if (is_xfer && (argc == 6 || argc == 7) && (strcmp(argv[2], "unix") == 0 || strcmp(argv[2], "pipe") == 0)) {
+    if (is_xfer && (argc == 6 || argc == 7) && (is_stream_transport(argv[2]) || strcmp(argv[2], "pipe") == 0)) {
         struct transfer t;
         unsigned passes = argc == 7 ? (unsigned)strtoul(argv[6], 0, 0) : 0;
-        int rc = transfer(strcmp(argv[2], "unix") == 0, strtoull(argv[3], 0, 0), strtoull(argv[4], 0, 0),
+        int rc = transfer(argv[2], strtoull(argv[3], 0, 0), strtoull(argv[4], 0, 0),
                           strtoull(argv[5], 0, 0), passes, &t);
         if (rc == 0) printf("%.4f %.4f %.6f %.6f\n", t.gbps, t.cpu_per_gib, t.t0, t.t1);
         return rc;
@@ -239,16 +245,19 @@ int main(int argc, char **argv) {
     if ((stream || stream_cpu || pipe_gbps || pipe_cpu) && (argc == 5 || argc == 6)) {
         struct transfer t;
         unsigned passes = argc == 6 ? (unsigned)strtoul(argv[5], 0, 0) : 0;
-        int rc = transfer(stream || stream_cpu, strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0),
+        int rc = transfer(stream || stream_cpu ? "unix" : "pipe", strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0),
                           strtoull(argv[4], 0, 0), passes, &t);
         if (rc == 0) printf("%.4f\n", stream_cpu || pipe_cpu ? t.cpu_per_gib : t.gbps);
         return rc;
     }
-    if (strcmp(w, "reqresp") == 0 || strcmp(w, "pipe-reqresp") == 0)
-        return reqresp(strcmp(w, "reqresp") == 0, strtoull(argv[2], 0, 0), atoi(argv[3]));
+    if (strcmp(w, "reqresp") == 0 || strcmp(w, "pipe-reqresp") == 0) {
+        const char *transport = strcmp(w, "reqresp") == 0 ? (argc == 5 ? argv[4] : "unix") : "pipe";
+        return reqresp(transport, strtoull(argv[2], 0, 0), atoi(argv[3]));
+    }
     if (strcmp(w, "pingpong") == 0) {
         int sv[2];
-        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 2; }
+        const char *transport = argc == 5 ? argv[4] : "unix";
+        if (stream_pair(transport, sv) != 0) { perror(transport); return 2; }
         int rounds = atoi(argv[2]);
         size_t size = strtoull(argv[3], 0, 0);
         uint8_t buf[4096];

@@ -268,7 +268,9 @@ pub fn compile(root: &Path, out: &Path) -> Result<(), String> {
 }
 
 /// Compiles benches/c/`name`.c (`ipc_bench`, `evloop_bench`) into `out`
-/// with the system's C compiler (`$CC`, or `cc`), as ipc_bench.c is.
+/// with the system's C compiler (`$CC`, or `cc`), as ipc_bench.c is; they
+/// share tests/c/stream_pair.h (the connected pairs of each transport) with
+/// the test programs.
 pub fn compile_program(root: &Path, name: &str, out: &Path) -> Result<(), String> {
     let source = root.join(format!("benches/c/{name}.c"));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
@@ -276,7 +278,9 @@ pub fn compile_program(root: &Path, name: &str, out: &Path) -> Result<(), String
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let status = Command::new(&cc)
-        .args(["-O2", "-Wall", "-o"])
+        .args(["-O2", "-Wall", "-I"])
+        .arg(root.join("tests/c"))
+        .arg("-o")
         .arg(out)
         .arg(&source)
         .status()
@@ -334,7 +338,8 @@ mod tests {
         compile_program(root, "evloop_bench", &out).unwrap();
         assert!(out.exists());
         let strict = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
+            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-I"])
+            .arg(root.join("tests/c"))
             .arg(root.join("benches/c/evloop_bench.c"))
             .status()
             .unwrap();

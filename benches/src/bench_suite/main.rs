@@ -13,6 +13,7 @@ mod copies;
 mod ctx;
 mod evloop;
 mod programs;
+mod tcp;
 mod transfers;
 
 use std::path::{Path, PathBuf};
@@ -52,7 +53,10 @@ Parts, in the order they run:
   scaling  memcpy copy workers, concurrent stream pairs, IPC copy workers
   dd       dd | dd | dd over a file
   python   python3 multiprocessing.Pipe, duplex and simplex
-  redis    redis-server and redis-benchmark, 1 MB values (skipped without redis)
+  redis    redis-server and redis-benchmark over a Unix socket and TCP, 1 MB values
+           (skipped without redis)
+  tcp      TCP over loopback: a stream, 64 MiB request/response (blocking, epoll),
+           64 B ping-pong, iperf3 (its rows skipped without iperf3)
 
   --quick              smaller runs and 3 rounds (under two minutes on 2 CPUs)
   --only PART,...      these parts only
@@ -192,6 +196,7 @@ fn plan(ctx: &Ctx, part: Part) -> f64 {
         Part::Dd => programs::plan_dd(ctx),
         Part::Python => programs::plan_python(ctx),
         Part::Redis => programs::plan_redis(ctx),
+        Part::Tcp => tcp::plan_tcp(ctx),
     }
 }
 
@@ -208,6 +213,7 @@ fn run_part(ctx: &mut Ctx, part: Part) -> Result<PartResult, String> {
         Part::Dd => programs::run_dd(ctx),
         Part::Python => programs::run_python(ctx),
         Part::Redis => programs::run_redis(ctx),
+        Part::Tcp => tcp::run_tcp(ctx),
     }
 }
 
@@ -375,7 +381,7 @@ mod tests {
         assert!(args(&["--help"]).unwrap().is_none());
         assert!(args(&["--rounds", "0"]).is_err());
         assert!(args(&["--only", "gpu"]).is_err());
-        assert!(args(&["--skip", "memcpy,hook,cache,shm,stream,reqresp,evloop,scaling,dd,python,redis"]).is_err());
+        assert!(args(&["--skip", "memcpy,hook,cache,shm,stream,reqresp,evloop,scaling,dd,python,redis,tcp"]).is_err());
         let a = args(&["--quick", "--only", "evloop"]).unwrap().unwrap();
         assert_eq!(a.parts, vec![Part::Evloop]);
         let a = args(&["--skip", "reqresp,scaling"]).unwrap().unwrap();

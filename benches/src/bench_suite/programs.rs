@@ -2,6 +2,7 @@
 //! multiprocessing.Pipe, and redis-server driven by redis-benchmark.
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ pub fn plan_python(ctx: &Ctx) -> f64 {
 }
 
 pub fn plan_redis(ctx: &Ctx) -> f64 {
-    (ctx.rounds * (1 + ctx.modes.len())) as f64 + 1.0
+    (REDIS_TRANSPORTS.len() * (ctx.rounds * (1 + ctx.modes.len()) + 1)) as f64
 }
 
 /// `dd | dd | dd` with bs=4M over a file written once, wall time.
@@ -148,10 +149,58 @@ pub fn run_python(ctx: &mut Ctx) -> Result<PartResult, String> {
     })
 }
 
-/// A redis-server of one side, on its own socket; stopped when dropped.
+/// Where a redis-server listens.
+enum Listen {
+    /// Its Unix socket (and no TCP port).
+    Unix(PathBuf),
+    /// A TCP port on 127.0.0.1 (and no Unix socket).
+    Tcp(u16),
+}
+
+impl Listen {
+    /// redis-server's arguments for it.
+    fn server_args(&self) -> Vec<String> {
+        match self {
+            Listen::Unix(socket) => vec!["--port".into(), "0".into(), "--unixsocket".into(), text(socket)],
+            Listen::Tcp(port) => vec!["--port".into(), port.to_string(), "--bind".into(), "127.0.0.1".into()],
+        }
+    }
+
+    /// redis-benchmark's arguments for it.
+    fn client_args(&self) -> Vec<String> {
+        match self {
+            Listen::Unix(socket) => vec!["-s".into(), text(socket)],
+            Listen::Tcp(port) => vec!["-h".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+        }
+    }
+
+    /// PING answers +PONG.
+    fn pong(&self) -> bool {
+        let patience = Some(Duration::from_millis(500));
+        match self {
+            Listen::Unix(socket) => UnixStream::connect(socket).is_ok_and(|mut s| {
+                let _ = s.set_read_timeout(patience);
+                ping(&mut s)
+            }),
+            Listen::Tcp(port) => TcpStream::connect(("127.0.0.1", *port)).is_ok_and(|mut s| {
+                let _ = s.set_read_timeout(patience);
+                ping(&mut s)
+            }),
+        }
+    }
+}
+
+/// PING on a connection answers +PONG.
+fn ping(s: &mut (impl Read + Write)) -> bool {
+    let mut answer = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+}
+
+/// A redis-server of one side, on its own socket or port; stopped when
+/// dropped.
 struct Server {
     child: Child,
-    socket: PathBuf,
+    listen: Listen,
 }
 
 impl Drop for Server {
@@ -162,20 +211,10 @@ impl Drop for Server {
     }
 }
 
-/// PING on the socket answers +PONG.
-fn pong(socket: &Path) -> bool {
-    let Ok(mut s) = UnixStream::connect(socket) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut answer = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
-}
-
-fn start_server(ctx: &Ctx, server: &Path, side: &SideSpec, dir: &Path) -> Result<Server, String> {
+fn start_server(ctx: &Ctx, server: &Path, side: &SideSpec, dir: &Path, listen: Listen) -> Result<Server, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let socket = dir.join("redis.sock");
     let mut cmd = Command::new(server);
-    cmd.args(["--port", "0", "--unixsocket"])
-        .arg(&socket)
+    cmd.args(listen.server_args())
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir"])
         .arg(dir)
         .stdin(Stdio::null())
@@ -195,15 +234,12 @@ fn start_server(ctx: &Ctx, server: &Path, side: &SideSpec, dir: &Path) -> Result
         });
     }
     let child = cmd.spawn().map_err(|e| format!("{}: {e}", server.display()))?;
-    let server = Server { child, socket };
+    let server = Server { child, listen };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !pong(&server.socket) {
+    while !server.listen.pong() {
         if Instant::now() > deadline {
-            return Err(format!(
-                "redis-server ({}) did not answer PING on {} within 10 s",
-                side.name,
-                server.socket.display()
-            ));
+            let at = server.listen.client_args().join(" ");
+            return Err(format!("redis-server ({}) did not answer PING at {at} within 10 s", side.name));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -237,86 +273,95 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
     };
     let sides = ctx.kernel_and_modes()?;
     let n = redis_requests(ctx.quick);
-    let mut servers = vec![];
-    for side in &sides {
-        let dir = ctx.scratch.join("redis").join(&side.name);
-        servers.push(start_server(ctx, &server, side, &dir)?);
-    }
-    ctx.progress.step(1.0, &format!("{} redis-server processes answer PING", servers.len()));
-    let workloads: Vec<Workload> = servers
-        .iter()
-        .zip(&sides)
-        .map(|(s, side)| Workload {
-            key: format!("redis-benchmark-{}", side.name),
-            title: String::new(),
-            unit: "requests/s",
-            better: Better::Higher,
-            target: (0.0, ""),
-            expects_fast_path: false,
-            class: "unix",
-            measure: Measure::Parsed(parse_redis_csv),
-            argv: vec![
-                text(&bench),
-                "-s".into(),
-                text(&s.socket),
-                "-t".into(),
-                "set,get".into(),
-                "-d".into(),
-                "1000000".into(),
-                "-n".into(),
-                n.to_string(),
-                "-c".into(),
-                "4".into(),
-                "--csv".into(),
-            ],
-        })
-        .collect();
-    let samples = ctx.alternate(
-        "redis-benchmark -t set,get -d 1000000",
-        &sides,
-        |ctx, side| {
-            let i = sides.iter().position(|s| s.name == side.name).unwrap_or(0);
-            let w = &workloads[i];
-            ipc::run(w, ctx.side(side), &ctx.stats_dir(&w.key, side))
-        },
-        |s| {
-            format!(
-                "SET {} GET {} requests/s",
-                figure(s.values[0]),
-                figure(s.values.get(1).copied().unwrap_or(f64::NAN))
-            )
-        },
-    );
-    drop(servers);
-    let samples = samples?;
     let note = "redis-server serves its clients from an epoll loop on nonblocking sockets; the fast-path column counts redis-benchmark's bytes (the SET values it sends, the GET replies it reads), and no share is required of it".to_owned();
     let mut rows = vec![];
-    for (i, test) in ["SET", "GET"].into_iter().enumerate() {
-        let spec = RowSpec {
-            key: format!("redis-{}", test.to_lowercase()),
-            title: format!("redis-server {test}, 1 MB values, redis-benchmark -c 4 over a Unix socket"),
-            label: format!("redis {test}"),
-            group: GROUP.into(),
-            size: Some(1_000_000),
-            unit: "requests/s",
-            better: Better::Higher,
-            value: i,
-            expects_fast_path: Some(false),
-            note: (i == 0).then(|| note.clone()),
-        };
-        rows.push(row(&spec, &sides, &samples));
+    for (transport, what) in REDIS_TRANSPORTS {
+        let mut servers = vec![];
+        for side in &sides {
+            let dir = ctx.scratch.join("redis").join(transport).join(&side.name);
+            let listen = match transport {
+                "tcp" => Listen::Tcp(free_port()?),
+                _ => Listen::Unix(dir.join("redis.sock")),
+            };
+            servers.push(start_server(ctx, &server, side, &dir, listen)?);
+        }
+        ctx.progress.step(1.0, &format!("{} redis-server processes answer PING ({what})", servers.len()));
+        let workloads: Vec<Workload> = servers
+            .iter()
+            .zip(&sides)
+            .map(|(s, side)| {
+                let tail =
+                    ["-t", "set,get", "-d", "1000000", "-n", &n.to_string(), "-c", "4", "--csv"].map(String::from);
+                Workload {
+                    key: format!("redis-benchmark-{transport}-{}", side.name),
+                    title: String::new(),
+                    unit: "requests/s",
+                    better: Better::Higher,
+                    target: (0.0, ""),
+                    expects_fast_path: false,
+                    class: transport,
+                    measure: Measure::Parsed(parse_redis_csv),
+                    argv: std::iter::once(text(&bench)).chain(s.listen.client_args()).chain(tail).collect(),
+                }
+            })
+            .collect();
+        let samples = ctx.alternate(
+            &format!("redis-benchmark -t set,get -d 1000000, {what}"),
+            &sides,
+            |ctx, side| {
+                let i = sides.iter().position(|s| s.name == side.name).unwrap_or(0);
+                let w = &workloads[i];
+                ipc::run(w, ctx.side(side), &ctx.stats_dir(&w.key, side))
+            },
+            |s| {
+                format!(
+                    "SET {} GET {} requests/s",
+                    figure(s.values[0]),
+                    figure(s.values.get(1).copied().unwrap_or(f64::NAN))
+                )
+            },
+        );
+        drop(servers);
+        let samples = samples?;
+        for (i, test) in ["SET", "GET"].into_iter().enumerate() {
+            // The Unix socket's rows keep their keys from before TCP.
+            let prefix = if transport == "unix" { "redis".to_owned() } else { format!("redis-{transport}") };
+            let spec = RowSpec {
+                key: format!("{prefix}-{}", test.to_lowercase()),
+                title: format!("redis-server {test}, 1 MB values, redis-benchmark -c 4 over {what}"),
+                label: format!("redis {test} ({transport})"),
+                group: GROUP.into(),
+                size: Some(1_000_000),
+                unit: "requests/s",
+                better: Better::Higher,
+                value: i,
+                expects_fast_path: Some(false),
+                note: (i == 0 && transport == "unix").then(|| note.clone()),
+            };
+            rows.push(row(&spec, &sides, &samples));
+        }
     }
     Ok(PartResult {
         table: None,
         part: Part::Redis,
         rows,
         notes: vec![format!(
-            "`redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` per side, and `redis-benchmark -s SOCK -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy; the fast-path column counts redis-benchmark's bytes."
+            "Per side and transport, `redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` (or `--port PORT --bind 127.0.0.1`), and `redis-benchmark -s SOCK (or -h 127.0.0.1 -p PORT) -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy; the fast-path column counts redis-benchmark's bytes."
         )],
         skipped: None,
-        settings: json!({ "requests": n, "value_bytes": 1_000_000, "clients": 4 }),
+        settings: json!({ "requests": n, "value_bytes": 1_000_000, "clients": 4, "transports": ["unix", "tcp"] }),
         charts: vec![],
     })
+}
+
+/// The transports redis is measured over: the stats class, and in words.
+const REDIS_TRANSPORTS: [(&str, &str); 2] = [("unix", "a Unix socket"), ("tcp", "TCP (127.0.0.1)")];
+
+/// A port nobody listens on now (the kernel's pick for a socket bound to
+/// port 0, released at once).
+pub fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| format!("a free port: {e}"))
 }
 
 #[cfg(test)]

@@ -32,12 +32,14 @@ pub enum Part {
     Dd,
     /// Python's multiprocessing.Pipe, duplex (socketpair) and simplex (pipe).
     Python,
-    /// redis-server and redis-benchmark over a Unix socket, 1 MB values.
+    /// redis-server and redis-benchmark over a Unix socket and over TCP, 1 MB values.
     Redis,
+    /// TCP over loopback: a stream, request/response, ping-pong, iperf3.
+    Tcp,
 }
 
 impl Part {
-    pub const ALL: [Part; 11] = [
+    pub const ALL: [Part; 12] = [
         Part::Memcpy,
         Part::Hook,
         Part::Cache,
@@ -49,6 +51,7 @@ impl Part {
         Part::Dd,
         Part::Python,
         Part::Redis,
+        Part::Tcp,
     ];
 
     /// The name on the command line and in file names.
@@ -65,6 +68,7 @@ impl Part {
             Part::Dd => "dd",
             Part::Python => "python",
             Part::Redis => "redis",
+            Part::Tcp => "tcp",
         }
     }
 
@@ -87,7 +91,10 @@ impl Part {
             Part::Scaling => "memcpy workers, concurrent stream pairs, and IPC copy workers (for many-core machines)",
             Part::Dd => "dd | dd | dd over a file",
             Part::Python => "python3 multiprocessing.Pipe, duplex (socketpair) and simplex (pipe)",
-            Part::Redis => "redis-server and redis-benchmark over a Unix socket, 1 MB values",
+            Part::Redis => "redis-server and redis-benchmark over a Unix socket and over TCP, 1 MB values",
+            Part::Tcp => {
+                "TCP over loopback: a stream, 64 MiB request/response (blocking and epoll), 64 B ping-pong, iperf3"
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 22] = [
+pub const HEADLINE: [(&str, &str); 29] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
@@ -29,6 +29,13 @@ pub const HEADLINE: [(&str, &str); 22] = [
     ("evloop-epoll-et-64MiB", "epoll ET"),
     ("evloop-pingpong-64B", "epoll 64B"),
     ("asyncio-unix", "asyncio"),
+    ("tcp-stream-1MiB", "TCP GB/s"),
+    ("tcp-reqresp-blocking-64MiB", "TCP RTT"),
+    ("tcp-reqresp-epoll-64MiB", "TCP epoll RTT"),
+    ("tcp-pingpong-64B", "TCP 64B"),
+    ("tcp-iperf3-1MiB", "iperf3 1M"),
+    ("redis-tcp-set", "redis TCP SET"),
+    ("redis-tcp-get", "redis TCP GET"),
 ];
 
 /// The headline's rows found among `parts`, in [`HEADLINE`]'s order.
