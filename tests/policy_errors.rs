@@ -105,7 +105,7 @@ fn unknown_key() {
 fn unknown_section() {
     case("unknown-section", "[memcopy]\nengine = \"cpu\"\n", |f| {
         format!(
-            "{}:1:2: unknown key `memcopy` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, memset, memcmp, shm, dsa, process)",
+            "{}:1:2: unknown key `memcopy` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, memset, memcmp, shm, tcp, dsa, process)",
             f.display()
         )
     });

@@ -150,7 +150,7 @@ fn a_dedicated_and_a_shared_queue() {
         has_line(
             text,
             "the dsa engine would fall back to async-cpu for [memcpy], cpu for [unix], cpu for [pipe], cpu for \
-             [memset], cpu for [memcmp], async-cpu for [shm]"
+             [memset], cpu for [memcmp], async-cpu for [shm], cpu for [tcp]"
         ),
         "{text}"
     );

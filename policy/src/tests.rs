@@ -248,7 +248,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[sysv]\nengine = \"cpu\"\n"),
         vec![
-            "p.toml:1:2: unknown key `sysv` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, memset, memcmp, shm, dsa, process)"
+            "p.toml:1:2: unknown key `sysv` at the top level (expected one of: strict, stats_interval, defaults, memcpy, unix, pipe, memset, memcmp, shm, tcp, dsa, process)"
         ]
     );
     assert_eq!(
@@ -258,7 +258,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nstrict = true\n"),
         vec![
-            "p.toml:2:1: unknown key `strict` in [process.\"x\"] (expected one of: defaults, memcpy, unix, pipe, memset, memcmp, shm)"
+            "p.toml:2:1: unknown key `strict` in [process.\"x\"] (expected one of: defaults, memcpy, unix, pipe, memset, memcmp, shm, tcp)"
         ]
     );
     assert_eq!(

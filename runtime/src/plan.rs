@@ -256,7 +256,7 @@ mod tests {
     fn off_and_cpu() {
         assert_eq!(plan_of("[memcpy]\nengine = \"off\"\n", 4).class(Class::Memcpy).engine, None);
         let p = plan_of(
-            "[memcpy]\nengine = \"cpu\"\n[unix]\nengine = \"off\"\n[pipe]\nengine = \"off\"\n[shm]\nengine = \"off\"\n",
+            "[memcpy]\nengine = \"cpu\"\n[unix]\nengine = \"off\"\n[pipe]\nengine = \"off\"\n[shm]\nengine = \"off\"\n[tcp]\nengine = \"off\"\n",
             4,
         );
         assert_eq!(p.class(Class::Memcpy).engine, Some(EngineId::Cpu));
