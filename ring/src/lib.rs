@@ -87,6 +87,12 @@ const OFF_TAKEN_BELL: usize = 768;
 /// watches the ring: a writer sends one WAKE per such wait, not one per
 /// step (the woken reader takes the steps that follow while it is awake).
 const OFF_LISTEN_GEN: usize = 832;
+/// Where the open offer starts in the writer's stream, for a transport
+/// that delivers kernel bytes after the write returns (TCP): the bytes the
+/// writer's socket had accepted through the kernel when the offer opened.
+/// The reader takes nothing of the offer before it has received that many
+/// (0: nothing to wait for).
+const OFF_BEFORE: usize = 896;
 
 /// Offer states.
 const IDLE: u64 = 0;

@@ -8,9 +8,9 @@ use core::time::Duration;
 use std::time::Instant;
 
 use super::{
-    Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_COPIED, OFF_OFFER, OFF_STAGED, OFF_STAGED_BELL, OFF_TAKEN,
-    OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SEQ_MASK, SETUP, Sleep, Waited, bytes_of, count, offer_word, seq_of,
-    seq_of_offer, state_of,
+    Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_BEFORE, OFF_COPIED, OFF_OFFER, OFF_STAGED, OFF_STAGED_BELL,
+    OFF_TAKEN, OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SEQ_MASK, SETUP, Sleep, Waited, bytes_of, count, offer_word,
+    seq_of, seq_of_offer, state_of,
 };
 use crate::chaos::point;
 
@@ -63,6 +63,16 @@ impl Ring {
     /// free: no offer open, and every byte of the last one copied out (its
     /// room is free). `None` otherwise: the caller takes the kernel path.
     pub fn try_open(&self, total: u64, pid: i32) -> Option<Offer> {
+        self.try_open_after(total, pid, 0)
+    }
+
+    /// [`Ring::try_open`] for a transport whose kernel bytes reach the
+    /// reader after the write that sent them returned (TCP: through the
+    /// network stack): `before` is how many bytes the writer's socket had
+    /// accepted through the kernel, in all, when the offer opened. The
+    /// reader takes nothing of the offer before it has received them all,
+    /// so that they come first.
+    pub fn try_open_after(&self, total: u64, pid: i32, before: u64) -> Option<Offer> {
         if total == 0 || total > MAX_OFFER {
             return None;
         }
@@ -79,6 +89,7 @@ impl Ring {
         let seq = prev.wrapping_add(1) & SEQ_MASK;
         word.compare_exchange(w, offer_word(SETUP, seq, pid), SeqCst, Relaxed).ok()?;
         point();
+        self.u64_at(OFF_BEFORE).store(before, Relaxed);
         self.u64_at(OFF_TOTAL).store(count(seq, total), Relaxed);
         self.u64_at(OFF_STAGED).store(count(seq, 0), Relaxed);
         self.u64_at(OFF_COPIED).store(count(seq, 0), Relaxed);

@@ -11,9 +11,9 @@ use core::time::Duration;
 use std::time::Instant;
 
 use super::{
-    Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_COPIED, OFF_OFFER, OFF_READS, OFF_STAGED, OFF_STAGED_BELL,
-    OFF_TAKEN, OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SETUP, Sleep, Waited, bytes_of, count, offer_word, pid_of,
-    seq_of, seq_of_offer, state_of,
+    Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_BEFORE, OFF_COPIED, OFF_OFFER, OFF_READS, OFF_STAGED,
+    OFF_STAGED_BELL, OFF_TAKEN, OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SETUP, Sleep, Waited, bytes_of, count,
+    offer_word, pid_of, seq_of, seq_of_offer, state_of,
 };
 use crate::chaos::point;
 
@@ -83,6 +83,12 @@ impl Ring {
             return None;
         }
         Some(Open { seq, writer: pid_of(w), total: bytes_of(total), staged: bytes_of(staged), taken: bytes_of(taken) })
+    }
+
+    /// Where the open offer starts in the writer's stream ([`Ring::try_open_after`]):
+    /// read after [`Ring::open_offer`] saw it OPEN, it is that offer's.
+    pub fn stream_before(&self) -> u64 {
+        self.u64_at(OFF_BEFORE).load(Acquire)
     }
 
     /// Bytes a read could take now, without waiting.

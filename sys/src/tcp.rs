@@ -138,6 +138,51 @@ pub fn is_local_address(ip: IpAddr) -> bool {
     unsafe { syscall6(libc::SYS_bind, [fd.raw() as usize, at as usize, len, 0, 0, 0]) }.is_ok()
 }
 
+/// `TCP_INFO` of connected socket `fd` (tcp(7)): one consistent snapshot
+/// (the kernel fills it under the socket's lock).
+fn info(fd: i32) -> Result<libc::tcp_info, Errno> {
+    // SAFETY: tcp_info is plain data; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes of tcp_info and its
+    // length into this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_getsockopt,
+            [
+                fd as usize,
+                libc::IPPROTO_TCP as usize,
+                libc::TCP_INFO as usize,
+                &mut info as *mut libc::tcp_info as usize,
+                &mut len as *mut libc::socklen_t as usize,
+                0,
+            ],
+        )
+    }?;
+    // Kernels before 4.19 have no `tcpi_bytes_sent`: too short a reply.
+    if (len as usize) < core::mem::offset_of!(libc::tcp_info, tcpi_bytes_retrans) + 8 {
+        return Err(Errno(libc::ENOPROTOOPT));
+    }
+    Ok(info)
+}
+
+/// Bytes the application has written into connected socket `fd` since the
+/// connection began: sent once (`tcpi_bytes_sent` less
+/// `tcpi_bytes_retrans`) plus not sent yet (`tcpi_notsent_bytes`), that is
+/// the send sequence's distance from its start. Each byte arrives in the
+/// peer's receive queue some time after the write that sent it returned
+/// (the network stack delivers it, on loopback in a softirq).
+pub fn bytes_written(fd: i32) -> Result<u64, Errno> {
+    let i = info(fd)?;
+    Ok(i.tcpi_bytes_sent.saturating_sub(i.tcpi_bytes_retrans) + u64::from(i.tcpi_notsent_bytes))
+}
+
+/// Bytes connected socket `fd` has received in order since the connection
+/// began (`tcpi_bytes_received`): those read, and those queued (`SIOCINQ`).
+pub fn bytes_received(fd: i32) -> Result<u64, Errno> {
+    Ok(info(fd)?.tcpi_bytes_received)
+}
+
 /// The socket at the other end of connection `c`, if it is in this
 /// network namespace (`ENOENT` if none is: another host, another
 /// namespace, a translated address, or a connection already gone; a socket
@@ -357,5 +402,25 @@ mod tests {
             Some(own) if !own.is_loopback() => assert!(is_local_address(own), "{own}"),
             _ => eprintln!("skipped the non-loopback case: no route off this host"),
         }
+    }
+
+    #[test]
+    fn a_connection_counts_what_each_end_wrote_and_received() {
+        use std::io::{Read, Write};
+        let (mut client, mut server) = pair("127.0.0.1:0").unwrap();
+        assert_eq!((bytes_written(client.as_raw_fd()), bytes_received(server.as_raw_fd())), (Ok(0), Ok(0)));
+        let data = vec![7u8; 300_000];
+        client.write_all(&data).unwrap();
+        assert_eq!(bytes_written(client.as_raw_fd()), Ok(300_000), "written counts at once");
+        let mut buf = vec![0u8; 300_000];
+        server.read_exact(&mut buf).unwrap();
+        assert_eq!(bytes_received(server.as_raw_fd()), Ok(300_000), "read bytes were received");
+        server.write_all(b"four").unwrap();
+        assert_eq!(bytes_written(server.as_raw_fd()), Ok(4));
+        let mut four = [0u8; 4];
+        client.read_exact(&mut four).unwrap();
+        assert_eq!(bytes_received(client.as_raw_fd()), Ok(4));
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(bytes_written(a.as_raw_fd()).is_err(), "not TCP");
     }
 }

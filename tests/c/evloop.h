@@ -80,6 +80,26 @@ struct ev_got {
 
 #define EV_GOT_INIT {0, EV_FNV_OFFSET}
 
+/* On stderr (the tests compare stdout): where the wrong bytes of a read of
+   n bytes at stream offset `at`, from byte `bad` on, came from. The first
+   whole stream word after them is looked up among the stream's first 1 GiB
+   of words; a repeat or a gap shows as a shift. */
+static inline void ev_explain(const uint8_t *buf, size_t n, uint64_t at, size_t bad) {
+    uint64_t o = (at + bad + 7) & ~7ull; /* the first aligned stream offset */
+    fprintf(stderr, "a read of %zu bytes at %llu is wrong from byte %zu\n", n, (unsigned long long)at, bad);
+    if (o + 8 > at + n) return;
+    uint64_t v;
+    memcpy(&v, buf + (o - at), 8);
+    for (uint64_t k = 0; k < (1ull << 27); k++)
+        if (ev_word(k) == v) {
+            fprintf(stderr, "the bytes at %llu are the stream's from %llu (shift %lld)\n", (unsigned long long)o,
+                    (unsigned long long)(k * 8), (long long)(k * 8) - (long long)o);
+            return;
+        }
+    fprintf(stderr, "the bytes at %llu are not the stream's (%016llx)\n", (unsigned long long)o,
+            (unsigned long long)v);
+}
+
 /* Checks n bytes that a read returned, the next of the stream: on the
    first wrong one, prints its stream offset (prefixed with who) and exits
    1. (Without the hash.) */
@@ -88,6 +108,7 @@ static inline void ev_verify(struct ev_got *g, const uint8_t *buf, size_t n, con
     if (bad >= 0) {
         printf("%swrong byte at offset %llu\n", who, (unsigned long long)(g->at + (uint64_t)bad));
         fflush(stdout);
+        ev_explain(buf, n, g->at, (size_t)bad);
         exit(1);
     }
     g->at += n;

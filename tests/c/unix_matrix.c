@@ -13,7 +13,10 @@
  *          shutdown: the writer half-closes (SHUT_WR) instead of closing and
  *          then reads the reader's reply "done" on the same socket;
  *          nbwrite: the writer's socket is nonblocking (partial writes,
- *          EAGAIN, poll for POLLOUT)
+ *          EAGAIN, poll for POLLOUT); mixed: every other write is of 64 KiB
+ *          (below the threshold: the kernel's), so that each large write's
+ *          offer opens right after kernel bytes, which over TCP may still
+ *          be on their way to the reader
  *   TOTAL  bytes the writer sends, in writes of WRITE bytes (write, writev,
  *          send and sendmsg in turn), then it closes its end
  *   READ   the reader's buffer size
@@ -46,12 +49,13 @@
 static struct stream_check got = { .seed = 0x5eed };
 
 static void writer(int fd, size_t total, size_t wsize, const char *mode) {
-    int nbwrite = strcmp(mode, "nbwrite") == 0;
+    int nbwrite = strcmp(mode, "nbwrite") == 0, mixed = strcmp(mode, "mixed") == 0;
     if (nbwrite) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     uint8_t *buf = map_or_die(wsize);
     size_t sent = 0;
     for (long k = 0; sent < total; k++) {
         size_t n = total - sent < wsize ? total - sent : wsize;
+        if (mixed && k % 2 == 0 && n > 65536) n = 65536;
         for (size_t i = 0; i < n; i++) buf[i] = pat(sent + i, got.seed);
         size_t off = 0;
         while (off < n) {

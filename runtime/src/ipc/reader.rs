@@ -13,7 +13,7 @@ use ipc_offload_ring::take::Taking;
 use ipc_offload_ring::{self as ring, Abort, Cursor, Ring, Sleep};
 use ipc_offload_sys::mem::OwnedFd;
 use ipc_offload_sys::net::{self, PollFd};
-use ipc_offload_sys::{Errno, pipe, signal};
+use ipc_offload_sys::{Errno, pipe, signal, tcp};
 
 use super::ahead::Ahead;
 use super::call::ReadCall;
@@ -33,13 +33,18 @@ const HANDSHAKE_READ: u64 = 256 << 10;
 /// A reader that opted in this long ago, and has read this many times
 /// since, without a REQUEST, is quiet: its writer has no library (one with
 /// it asks within a few milliseconds of its first large write: its REQUEST
-/// backs off from 1 ms). Its reads then skip the library's checks.
+/// backs off from 1 ms). Its reads then skip the library's checks. (A Unix
+/// socket or pipe reader whose fd waits in an epoll set is quiet from its
+/// twin on, twins.rs.)
 const QUIET_AFTER: Duration = Duration::from_millis(20);
 const QUIET_READS: u32 = 16;
 /// A writer sets an offer up in a few stores; one that takes longer than
 /// this was preempted, or died: check which. (A reader polls for the
 /// first [`SETUP_SPIN`] of it, then sleeps.)
 const SETUP_STALL: Duration = Duration::from_millis(1);
+/// How long a blocking TCP read waits at a time for kernel bytes still on
+/// their way before an offer (then it looks at the offer again).
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(1);
 const SETUP_SPIN: Duration = Duration::from_micros(20);
 /// How long a read that finds its channel busy (another thread of this
 /// process is at it, briefly) tries again before it takes the kernel path.
@@ -321,6 +326,26 @@ unsafe fn transfer(
                     Some(r) => return r,
                     None => continue,
                 }
+            }
+            // Over TCP the kernel's bytes reach this socket some time after
+            // the write that sent them returned: bytes its writer sent
+            // before the offer may still be on their way, and must come
+            // first. Until this socket has received as many as the offer
+            // says, the read is the kernel's (a blocking one waits for them).
+            if ctx.class == Class::Tcp
+                && ring.open_offer().is_some_and(|o| holder.open && o.seq == holder.seq)
+                && tcp::bytes_received(call.fd).is_ok_and(|n| n < ring.stream_before())
+            {
+                tally.reason(Fallback::KernelFirst);
+                if got > 0 && !wait_all {
+                    return tally.fast_done(got);
+                }
+                if !is_blocking {
+                    return finish_with_kernel(call, got, tally, held);
+                }
+                let mut fds = [PollFd { fd: call.fd, events: libc::POLLIN, revents: 0 }];
+                let _ = net::poll(&mut fds, Some(IN_FLIGHT_POLL));
+                continue;
             }
             // An offer being set up (a few stores away), or taken in full
             // (its writer is about to close it), has nothing for this call:

@@ -234,11 +234,15 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
     EVER.store(true, Relaxed);
     LIVE_COUNT.fetch_add(1, Relaxed);
     t.state.store(LIVE, Release);
-    // A REQUEST now wakes the program's wait, which answers it. The fd's
-    // reads still look for one until the reader goes quiet (no REQUEST in
-    // its first reads, reader.rs): a program that never waits while bytes
-    // keep coming (a TCP reader draining a large queue) would otherwise
-    // answer its writer only at the end of the stream.
+    // A REQUEST now wakes the program's wait, which answers it: the reads
+    // of a Unix socket or a pipe need not look for one (while it has no
+    // ring, they go straight to the kernel). A TCP reader's still do until
+    // it goes quiet (reader.rs): its queue holds megabytes, and a loop that
+    // reads until EAGAIN may not wait again for longer than the writer asks
+    // (127 ms), which would leave the stream on the kernel path.
+    if super::endpoint::class_of_key(key) != ipc_offload_policy::Class::Tcp {
+        super::channel::set_quiet(slot, true);
+    }
     super::channel::note_twin(slot, true);
     true
 }

@@ -13,7 +13,7 @@ use ipc_offload_policy::Class;
 use ipc_offload_ring::offer::Staging;
 use ipc_offload_ring::{self as ring, Abort, Cursor, Presence, Ring};
 use ipc_offload_sys::mem::OwnedFd;
-use ipc_offload_sys::{net, pipe};
+use ipc_offload_sys::{net, pipe, tcp};
 
 use super::call::WriteCall;
 use super::channel::{self, Channel, Role, Writer};
@@ -193,7 +193,17 @@ fn offer<'a>(
         writer.side = net::dgram_socket().ok().filter(|s| net::autobind(s.raw()).is_ok());
     }
     let Some((ring, _)) = &writer.ring else { return Offered::Refused(Fallback::NoPeer) };
-    let Some(opened) = ring.try_open(most, ctx.pid) else { return Offered::Refused(Fallback::Busy) };
+    // TCP delivers the kernel's bytes after their write returned: the offer
+    // says where it starts in the stream, and the reader waits for the
+    // kernel's bytes before it (docs/ipc-protocol.md, "TCP over loopback").
+    let before = match at.family {
+        Family::Tcp => match tcp::bytes_written(call.fd) {
+            Ok(n) => n,
+            Err(_) => return Offered::Refused(Fallback::Unsupported),
+        },
+        Family::Unix | Family::Pipe => 0,
+    };
+    let Some(opened) = ring.try_open_after(most, ctx.pid, before) else { return Offered::Refused(Fallback::Busy) };
     let wake_to = side::reader_name(writer.target);
     let side_fd = writer.side.as_ref().map(OwnedFd::raw);
     let mut announced = false;
