@@ -296,6 +296,8 @@ unsafe fn transfer(
     let mut held: Option<signal::Held> = is_blocking.then(signal::Held::block);
     let mut timeout: Option<Option<Instant>> = None;
     let mut setup_since: Option<Instant> = None;
+    // The TCP offer (its seq) whose earlier kernel bytes all arrived.
+    let mut caught_up: Option<u32> = None;
     loop {
         if got == capacity {
             return tally.fast_done(got);
@@ -332,20 +334,25 @@ unsafe fn transfer(
             // before the offer may still be on their way, and must come
             // first. Until this socket has received as many as the offer
             // says, the read is the kernel's (a blocking one waits for them).
+            // Asked once per offer after they arrived.
             if ctx.class == Class::Tcp
+                && caught_up != Some(holder.seq)
                 && ring.open_offer().is_some_and(|o| holder.open && o.seq == holder.seq)
-                && tcp::bytes_received(call.fd).is_ok_and(|n| n < ring.stream_before())
             {
-                tally.reason(Fallback::KernelFirst);
-                if got > 0 && !wait_all {
-                    return tally.fast_done(got);
+                let before = ring.stream_before();
+                if before > 0 && tcp::bytes_received(call.fd).is_ok_and(|n| n < before) {
+                    tally.reason(Fallback::KernelFirst);
+                    if got > 0 && !wait_all {
+                        return tally.fast_done(got);
+                    }
+                    if !is_blocking {
+                        return finish_with_kernel(call, got, tally, held);
+                    }
+                    let mut fds = [PollFd { fd: call.fd, events: libc::POLLIN, revents: 0 }];
+                    let _ = net::poll(&mut fds, Some(IN_FLIGHT_POLL));
+                    continue;
                 }
-                if !is_blocking {
-                    return finish_with_kernel(call, got, tally, held);
-                }
-                let mut fds = [PollFd { fd: call.fd, events: libc::POLLIN, revents: 0 }];
-                let _ = net::poll(&mut fds, Some(IN_FLIGHT_POLL));
-                continue;
+                caught_up = Some(holder.seq);
             }
             // An offer being set up (a few stores away), or taken in full
             // (its writer is about to close it), has nothing for this call:
