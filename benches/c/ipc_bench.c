@@ -15,6 +15,12 @@
  *        ipc_bench pipe-reqresp SIZE ROUNDS  -> the same over two pipes (one each way),
  *                                               read in a loop of read(2) calls
  *        ipc_bench pingpong ROUNDS SIZE      -> ns per round trip of SIZE-byte messages
+ *        ipc_bench conns COUNT SIZE          -> requests/s with a new connection per
+ *                                               request: the parent connects to the
+ *                                               child's listening socket (an abstract
+ *                                               Unix address; TRANSPORT tcp4: 127.0.0.1),
+ *                                               sends SIZE bytes, reads SIZE back
+ *                                               (MSG_WAITALL), closes; COUNT times
  *        ipc_bench pipe TOTAL WRITE READ     -> GB/s over a pipe, writer child to reader
  *                                               parent
  *        ipc_bench pipe-cpu TOTAL WRITE READ -> the same transfer's CPU seconds (user +
@@ -48,7 +54,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -228,6 +236,69 @@ static int reqresp(const char *transport, size_t size, int rounds) {
     return 0;
 }
 
+/* A listening socket for `conns` (unix: an abstract address named after
+ * the pid; tcp4: 127.0.0.1, an ephemeral port), its address in *ss. */
+static int listener(const char *transport, struct sockaddr_storage *ss, socklen_t *len) {
+    memset(ss, 0, sizeof *ss);
+    int tcp = strcmp(transport, "tcp4") == 0;
+    if (tcp) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = sizeof *sin;
+    } else {
+        struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+        sun->sun_family = AF_UNIX;
+        int n = snprintf(sun->sun_path + 1, sizeof sun->sun_path - 1, "ipc-bench-conns-%d", (int)getpid());
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    }
+    int l = socket(tcp ? AF_INET : AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)ss, *len) != 0 || listen(l, 64) != 0 ||
+        getsockname(l, (struct sockaddr *)ss, len) != 0) {
+        perror("listener");
+        return -1;
+    }
+    return l;
+}
+
+/* A new connection per request: SIZE bytes each way, COUNT times after
+ * one warm-up connection. Prints requests per second. */
+static int conns(const char *transport, int count, size_t size) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int l = listener(transport, &ss, &len);
+    if (l < 0) return 2;
+    pid_t pid = fork();
+    if (pid < 0) { perror("fork"); return 2; }
+    uint8_t *buf = buffer(size, pid == 0 ? 2 : 1);
+    if (pid == 0) {
+        for (int i = 0; i < count + 1; i++) {
+            int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+            if (a < 0) { perror("accept"); _exit(2); }
+            recv_all(a, buf, size);
+            send_all(a, buf, size);
+            close(a);
+        }
+        _exit(0);
+    }
+    close(l);
+    double t0 = 0;
+    for (int i = 0; i < count + 1; i++) {
+        if (i == 1) t0 = now();
+        int c = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&ss, len) != 0) { perror("connect"); return 2; }
+        send_all(c, buf, size);
+        recv_all(c, buf, size);
+        close(c);
+    }
+    double dt = now() - t0;
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) { fprintf(stderr, "conns: the server failed\n"); return 2; }
+    printf("%.1f\n", count / dt);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: see the comment in ipc_bench.c\n"); return 2; }
     const char *w = argv[1];
@@ -253,6 +324,14 @@ int main(int argc, char **argv) {
     if (strcmp(w, "reqresp") == 0 || strcmp(w, "pipe-reqresp") == 0) {
         const char *transport = strcmp(w, "reqresp") == 0 ? (argc == 5 ? argv[4] : "unix") : "pipe";
         return reqresp(transport, strtoull(argv[2], 0, 0), atoi(argv[3]));
+    }
+    if (strcmp(w, "conns") == 0 && (argc == 4 || argc == 5)) {
+        const char *transport = argc == 5 ? argv[4] : "unix";
+        if (strcmp(transport, "unix") != 0 && strcmp(transport, "tcp4") != 0) {
+            fprintf(stderr, "conns: unix or tcp4\n");
+            return 2;
+        }
+        return conns(transport, atoi(argv[2]), strtoull(argv[3], 0, 0));
     }
     if (strcmp(w, "pingpong") == 0) {
         int sv[2];

@@ -318,8 +318,9 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: u32, last: u32, flags: c_int) -> c_int {
     if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        let end = last.min(ipc::table::MAX_FDS as u32 - 1);
-        for fd in first..=end {
+        // Only numbers the table may know: below its highest mapped page.
+        let end = (u64::from(last) + 1).min(ipc::table::FDS.end() as u64);
+        for fd in u64::from(first)..end {
             if tracked(fd as c_int) {
                 closing(fd as c_int);
             }

@@ -175,6 +175,28 @@ impl Drop for Mapping {
     }
 }
 
+/// Maps `len` bytes of private anonymous memory, zero-filled, whose pages
+/// the kernel commits only when first written (mmap(2) `MAP_PRIVATE |
+/// MAP_ANONYMOUS | MAP_NORESERVE`). Never unmapped by this crate: the
+/// caller owns the range (a fork child inherits a copy, as of any private
+/// memory).
+pub fn anonymous(len: usize) -> Result<*mut u8, Errno> {
+    let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE) as usize;
+    // SAFETY: a new mapping chosen by the kernel; nothing else is touched.
+    let ptr = unsafe { syscall6(libc::SYS_mmap, [0, len, prot, flags, usize::MAX, 0]) }?;
+    Ok(ptr as *mut u8)
+}
+
+/// Unmaps `[addr, addr + len)` (munmap(2)).
+///
+/// # Safety
+/// A range [`anonymous`] returned, with no reference into it left.
+pub unsafe fn unmap(addr: *mut u8, len: usize) {
+    // SAFETY: the caller's contract.
+    let _ = unsafe { syscall6(libc::SYS_munmap, [addr as usize, len, 0, 0, 0, 0]) };
+}
+
 /// `MADV_POPULATE_WRITE` (Linux 5.14): faults the pages in as a write would,
 /// without writing.
 const MADV_POPULATE_WRITE: usize = 23;

@@ -3,7 +3,8 @@
 //! or as the writer into one (its side-channel socket and the reader's
 //! ring).
 //!
-//! A fixed table of try-locked slots: no allocation, no blocking. A slot's
+//! A grow-only table of try-locked slots ([`super::paged`]): no malloc, no
+//! blocking, a new page of slots mapped when every slot is taken. A slot's
 //! key and role are atomics, readable without its lock, so lookups scan
 //! without locking; the state behind the lock is what the transfer uses,
 //! and names its endpoint in full (two FIFOs may share a key).
@@ -17,10 +18,14 @@ use ipc_offload_sys::mem::OwnedFd;
 use ipc_offload_sys::net::{self, AbstractAddr};
 
 use super::endpoint::{Endpoint, Family};
+use super::paged::{Element, Paged};
 use super::table::{Guard, TrySlot};
 
-/// Most directions a process serves at once; beyond, the kernel path.
-pub const CHANNELS: usize = 256;
+/// Slots per page of the table, and most pages: about a million directions
+/// at once, far above any `RLIMIT_NOFILE` a process is likely to be given
+/// (each direction holds an fd of its own); beyond, the kernel path.
+const PAGE: usize = 256;
+const PAGES: usize = 4096;
 
 /// The reader's side of a direction.
 #[derive(Debug)]
@@ -208,8 +213,9 @@ struct Slot {
     state: TrySlot<Channel>,
 }
 
-static SLOTS: [Slot; CHANNELS] = [const {
-    Slot {
+// SAFETY: ZERO_IS_EMPTY is false: a new page is filled with EMPTY.
+unsafe impl Element for Slot {
+    const EMPTY: Self = Slot {
         key: AtomicU64::new(0),
         role: AtomicU8::new(0),
         ringed: AtomicBool::new(false),
@@ -218,8 +224,11 @@ static SLOTS: [Slot; CHANNELS] = [const {
         calls: AtomicU32::new(0),
         twins: AtomicU32::new(0),
         state: TrySlot::new(Channel::Empty),
-    }
-}; CHANNELS];
+    };
+    const ZERO_IS_EMPTY: bool = false;
+}
+
+static SLOTS: Paged<Slot, PAGE, PAGES> = Paged::new();
 
 /// How often a call the tables could answer takes the slow path after all.
 pub const LOOK_EVERY: u32 = 64;
@@ -255,10 +264,12 @@ pub fn lock(endpoint: Endpoint, role: Role) -> Result<Locked, Unavailable> {
 pub fn lock_at(endpoint: Endpoint, role: Role) -> Result<(Locked, usize), Unavailable> {
     let key = endpoint.key();
     let mine = |g: Locked, i: usize| if g.serves(endpoint) { Ok((g, i)) } else { Err(Unavailable::Busy) };
-    if let Some(i) = find(key, role) {
-        return SLOTS[i].state.try_lock().ok_or(Unavailable::Busy).and_then(|g| mine(g, i));
+    if let Some((i, slot)) = find(key, role) {
+        return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(|g| mine(g, i));
     }
-    for (i, slot) in SLOTS.iter().enumerate() {
+    // Racing threads may claim the free slot found: look again.
+    for _ in 0..4 {
+        let Some((i, slot)) = free_slot() else { break };
         if slot.key.compare_exchange(0, key, AcqRel, Relaxed).is_ok() {
             slot.ringed.store(false, Relaxed);
             slot.quiet.store(false, Relaxed);
@@ -274,9 +285,18 @@ pub fn lock_at(endpoint: Endpoint, role: Role) -> Result<(Locked, usize), Unavai
     Err(Unavailable::Full)
 }
 
+/// A free slot: the first of the table, or the first of a new page.
+fn free_slot() -> Option<(usize, &'static Slot)> {
+    if let Some(free) = SLOTS.iter().find(|(_, slot)| slot.key.load(Relaxed) == 0) {
+        return Some(free);
+    }
+    let next = SLOTS.end();
+    SLOTS.get_or_map(next).map(|slot| (next, slot))
+}
+
 /// The slot of `key` in `role`, if there is one.
-fn find(key: u64, role: Role) -> Option<usize> {
-    SLOTS.iter().position(|slot| slot.key.load(Acquire) == key && slot.role.load(Acquire) == role as u8)
+fn find(key: u64, role: Role) -> Option<(usize, &'static Slot)> {
+    SLOTS.iter().find(|(_, slot)| slot.key.load(Acquire) == key && slot.role.load(Acquire) == role as u8)
 }
 
 /// Locks slot `index` if it still serves `key` in `role` (never waits).
@@ -400,7 +420,7 @@ pub fn release_role(key: u64, role: Role) {
 }
 
 fn release_where(key: u64, role: impl Fn(u8) -> bool) {
-    for slot in &SLOTS {
+    for (_, slot) in SLOTS.iter() {
         if slot.key.load(Acquire) != key || key == 0 || !role(slot.role.load(Acquire)) {
             continue;
         }
@@ -463,7 +483,7 @@ pub fn unreserve_ring(family: Family, bytes: u64) {
 /// # Safety
 /// Only from the fork child handler, while the child has one thread.
 pub unsafe fn after_fork() {
-    for slot in &SLOTS {
+    for (_, slot) in SLOTS.iter() {
         if slot.key.load(Relaxed) == 0 {
             continue;
         }

@@ -12,30 +12,33 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
 use ipc_offload_sys::mem;
 
 use super::fdinfo::{self, Registration};
-use super::table::MAX_FDS;
+use super::paged::{self, Paged};
 use super::twins;
 
-/// Known epoll fds, one bit per fd number.
-static SETS: [AtomicU64; MAX_FDS / 64] = [const { AtomicU64::new(0) }; MAX_FDS / 64];
+/// Known epoll fds, one bit per fd number (any number: a page of the
+/// bitmap covers as many fds as a page of the per-fd tables).
+static SETS: Paged<AtomicU64, { paged::FD_PAGE / 64 }, { paged::FD_PAGES }> = Paged::new();
 
 /// True if `fd` is an epoll set the library knows.
 pub fn is_epoll(fd: i32) -> bool {
-    usize::try_from(fd).ok().filter(|&i| i < MAX_FDS).is_some_and(|i| SETS[i / 64].load(Relaxed) & 1 << (i % 64) != 0)
+    paged::fd_index(fd).is_some_and(|i| SETS.get(i / 64).is_some_and(|w| w.load(Relaxed) & 1 << (i % 64) != 0))
 }
 
 /// Records whether `fd` is an epoll set.
 pub fn mark_set(fd: i32, known: bool) {
-    let Some(i) = usize::try_from(fd).ok().filter(|&i| i < MAX_FDS) else { return };
+    let Some(i) = paged::fd_index(fd) else { return };
     if known {
-        SETS[i / 64].fetch_or(1 << (i % 64), Relaxed);
-    } else {
-        SETS[i / 64].fetch_and(!(1 << (i % 64)), Relaxed);
+        if let Some(w) = SETS.get_or_map(i / 64) {
+            w.fetch_or(1 << (i % 64), Relaxed);
+        }
+    } else if let Some(w) = SETS.get(i / 64) {
+        w.fetch_and(!(1 << (i % 64)), Relaxed);
     }
 }
 
 /// Calls `each` for every known set.
 fn each_set(each: &mut dyn FnMut(i32)) {
-    for (w, word) in SETS.iter().enumerate() {
+    for (w, word) in SETS.iter() {
         let mut bits = word.load(Relaxed);
         while bits != 0 {
             let b = bits.trailing_zeros() as usize;

@@ -21,7 +21,7 @@ use core::time::Duration;
 use ipc_offload_engine::Fallback;
 use ipc_offload_policy::Class;
 
-use super::table::MAX_FDS;
+use super::paged::{PerFd, fd_index};
 
 /// How long a nonblocking reader's hint lasts: the delay before a reader
 /// that cleared `O_NONBLOCK` can take the fast path.
@@ -56,7 +56,7 @@ impl Why {
 /// class << 8 | why`, 0 for none; `until_ms` in ms of the process's clock
 /// ([`now_ms`]), compared in its 32-bit circle; `generation` the low 16
 /// bits of [`GENERATION`] when it was set.
-static HINTS: [[AtomicU64; MAX_FDS]; 2] = [const { [const { AtomicU64::new(0) }; MAX_FDS] }; 2];
+static HINTS: [PerFd<AtomicU64>; 2] = [PerFd::new(), PerFd::new()];
 
 /// Bumped in every fork child: the parent's hints do not hold there (its
 /// per-fd state is gone, so its close hooks would not clear them).
@@ -72,7 +72,7 @@ fn generation() -> u64 {
 }
 
 fn word(fd: i32, dir: Dir) -> Option<&'static AtomicU64> {
-    usize::try_from(fd).ok().and_then(|i| HINTS[dir as usize].get(i))
+    HINTS[dir as usize].get(fd_index(fd)?)
 }
 
 /// The hint standing for `fd` at `now_ms`, if any.
@@ -98,7 +98,7 @@ pub fn get(fd: i32, dir: Dir, now_ms: u32) -> Option<(Class, Why)> {
 pub fn set(fd: i32, dir: Dir, class: Class, why: Why, until_ms: u32) {
     let class_bits = class.index() as u64;
     let why_bits = u64::from(why == Why::NoPeer);
-    if let Some(w) = word(fd, dir) {
+    if let Some(w) = fd_index(fd).and_then(|i| HINTS[dir as usize].get_or_map(i)) {
         w.store(u64::from(until_ms) << 32 | generation() << 16 | class_bits << 8 | why_bits, Relaxed);
     }
 }
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(get(fd, Dir::Read, 5), Some((Class::Unix, Why::Nonblocking)));
         assert_eq!(get(fd, Dir::Read, 104), Some((Class::Unix, Why::Nonblocking)));
         assert_eq!(get(fd, Dir::Read, 105), None, "lapsed");
-        assert_eq!(HINTS[0][fd as usize].load(Relaxed), 0, "a lapsed hint is cleared");
+        assert_eq!(HINTS[0].get(fd as usize).unwrap().load(Relaxed), 0, "a lapsed hint is cleared");
         assert_eq!(get(fd, Dir::Write, 5), None, "the other direction is its own");
         set(fd, Dir::Write, Class::Pipe, Why::NoPeer, after(5, Duration::from_millis(1)));
         assert_eq!(get(fd, Dir::Write, 5), Some((Class::Pipe, Why::NoPeer)));
@@ -152,7 +152,10 @@ mod tests {
         assert!(get(fd, Dir::Read, now.wrapping_add(50)).is_some(), "past the wrap, still standing");
         assert!(get(fd, Dir::Read, now.wrapping_add(100)).is_none());
         assert_eq!(get(-1, Dir::Read, 0), None);
-        assert_eq!(get(MAX_FDS as i32, Dir::Read, 0), None);
+        let far = 3 << 20;
+        assert_eq!(get(far, Dir::Read, 0), None);
+        set(far, Dir::Read, Class::Tcp, Why::NoPeer, after(5, TTL));
+        assert_eq!(get(far, Dir::Read, 5), Some((Class::Tcp, Why::NoPeer)), "fds past the static page");
 
         // A fork child starts without its parent's hints.
         set(fd, Dir::Read, Class::Unix, Why::Nonblocking, after(5, TTL));

@@ -14,7 +14,8 @@
 //!   [`table`]: the per-fd table and try-locks; [`hint`]: per-fd decisions
 //!   for the kernel path, kept a short while; [`route`]: the per-fd word
 //!   the read hooks load first; [`quick`]: the calls answered from those
-//!   tables; [`watch`]: what an event loop's wait needs from a channel.
+//!   tables; [`watch`]: what an event loop's wait needs from a channel;
+//!   [`paged`]: the grow-only paged array those tables are made of.
 //! - [`epoll_sets`]: the epoll sets the library knows, and their nests;
 //!   [`twins`]: reader channels' side channels registered beside the
 //!   program's fds in those sets; [`fdinfo`]: a set's registrations as the
@@ -29,6 +30,7 @@ pub mod endpoint;
 pub mod epoll_sets;
 pub mod fdinfo;
 pub mod hint;
+pub mod paged;
 mod quick;
 pub mod reader;
 pub mod route;
@@ -89,8 +91,8 @@ fn classify(fd: i32) -> Option<(FdInfo, Endpoint)> {
         Some(e) => FdInfo { key: e.key(), kind: FdKind::Fast },
         None => FdInfo { key: Endpoint::socket(st.ino as u32).key(), kind: FdKind::Other },
     };
-    // An fd the table cannot track (65536 and up) could not have its state
-    // released at close: the kernel path, uncounted.
+    // An fd the table cannot track (no memory for its page) could not have
+    // its state released at close: the kernel path, uncounted.
     if !FDS.set(fd, info) {
         return None;
     }

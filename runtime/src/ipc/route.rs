@@ -17,16 +17,17 @@ use core::sync::atomic::AtomicU32;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::hint::Dir;
-use super::table::MAX_FDS;
+use super::paged::{PerFd, fd_index};
 
 /// Reads of every size go to the library.
 const ROUTED: u32 = 1 << 31;
 
 /// Per direction, per fd: `ROUTED | slot + 1` (0: nothing known).
-static ROUTES: [[AtomicU32; MAX_FDS]; 2] = [const { [const { AtomicU32::new(0) }; MAX_FDS] }; 2];
+static ROUTES: [PerFd<AtomicU32>; 2] = [PerFd::new(), PerFd::new()];
 
+#[inline(always)]
 fn word(fd: i32, dir: Dir) -> Option<&'static AtomicU32> {
-    usize::try_from(fd).ok().and_then(|i| ROUTES[dir as usize].get(i))
+    ROUTES[dir as usize].get(fd_index(fd)?)
 }
 
 /// True if every read of `fd` must come to the library (the hooks' test).
@@ -53,7 +54,7 @@ pub fn set_writer(fd: i32, index: usize) {
 }
 
 fn set_slot(fd: i32, dir: Dir, index: usize, routed: bool) {
-    if let Some(w) = word(fd, dir) {
+    if let Some(w) = fd_index(fd).and_then(|i| ROUTES[dir as usize].get_or_map(i)) {
         let value = (index as u32 + 1) | if routed { ROUTED } else { 0 };
         if w.load(Relaxed) != value {
             w.store(value, Relaxed);
@@ -75,7 +76,7 @@ pub fn clear(fd: i32) {
 /// Forgets every route (a fork child: its channels are gone). Only touches
 /// words in use.
 pub fn clear_all() {
-    for w in ROUTES.iter().flatten() {
+    for (_, w) in ROUTES.iter().flat_map(|table| table.iter()) {
         if w.load(Relaxed) != 0 {
             w.store(0, Relaxed);
         }
@@ -104,8 +105,12 @@ mod tests {
         clear(fd);
         assert_eq!((slot(fd, Dir::Read), slot(fd, Dir::Write), routed(fd)), (None, None, false));
         assert!(!routed(-1));
-        assert!(!routed(MAX_FDS as i32));
-        set(MAX_FDS as i32, 3, true);
-        assert!(!routed(MAX_FDS as i32));
+        let far = 1 << 20;
+        assert!(!routed(far));
+        set(far, 3, true);
+        assert!(routed(far), "an fd past the static page has its route");
+        assert_eq!(slot(far, Dir::Read), Some(3));
+        clear_all();
+        assert!(!routed(far));
     }
 }

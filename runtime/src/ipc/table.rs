@@ -1,5 +1,6 @@
-//! Fixed-size, allocation-free tables for the IPC state: a try-lock slot
-//! type, and the per-fd table (the process's: [`FDS`]).
+//! Allocation-free tables for the IPC state: a try-lock slot type, and the
+//! per-fd table (the process's: [`FDS`]), which holds any fd number
+//! ([`super::paged`]).
 //!
 //! Nothing here blocks: a busy slot means "take the kernel path this time".
 //! After fork the child resets every lock (its other threads are gone), so a
@@ -8,6 +9,8 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicU64};
+
+use super::paged::{PerFd, fd_index};
 
 /// A value behind a try-lock.
 #[derive(Debug)]
@@ -70,9 +73,6 @@ impl<T> Drop for Guard<'_, T> {
     }
 }
 
-/// Fds at or above this are not tracked (their calls take the kernel path).
-pub const MAX_FDS: usize = 65536;
-
 /// What the library knows about an fd: the endpoint it referred to when it
 /// was classified (its table key), and what it is. 0 means unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,17 +119,17 @@ impl FdInfo {
 /// The per-fd table: one word per fd number.
 #[derive(Debug)]
 pub struct FdTable {
-    words: [AtomicU64; MAX_FDS],
+    words: PerFd<AtomicU64>,
 }
 
 impl FdTable {
     /// An empty table.
     pub const fn new() -> Self {
-        FdTable { words: [const { AtomicU64::new(0) }; MAX_FDS] }
+        FdTable { words: PerFd::new() }
     }
 
     fn word(&self, fd: i32) -> Option<&AtomicU64> {
-        usize::try_from(fd).ok().and_then(|i| self.words.get(i))
+        self.words.get(fd_index(fd)?)
     }
 
     /// What is known of `fd`.
@@ -137,9 +137,11 @@ impl FdTable {
         self.word(fd).and_then(|w| FdInfo::unpack(w.load(Relaxed)))
     }
 
-    /// Records what `fd` is; false if it cannot be tracked.
+    /// Records what `fd` is; false if it cannot be tracked (a negative
+    /// fd, or no memory for its page of the table).
     pub fn set(&self, fd: i32, info: FdInfo) -> bool {
-        self.word(fd).map(|w| w.store(info.pack(), Relaxed)).is_some()
+        let word = fd_index(fd).and_then(|i| self.words.get_or_map(i));
+        word.map(|w| w.store(info.pack(), Relaxed)).is_some()
     }
 
     /// Forgets `fd`; returns what was known.
@@ -156,16 +158,22 @@ impl FdTable {
 
     /// True if another fd than `except` refers to the endpoint of `key`.
     pub fn other_fd_for(&self, key: u64, except: i32) -> bool {
-        self.words.iter().enumerate().any(|(fd, w)| {
+        self.words.iter().any(|(fd, w)| {
             fd as i32 != except
                 && FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.key == key && i.kind != FdKind::Other)
         })
     }
 
+    /// One past the highest fd number the table may know (`close_range`'s
+    /// bound).
+    pub fn end(&self) -> usize {
+        self.words.end()
+    }
+
     /// Forgets everything (a fork child keeps its fds, but re-learns them).
     /// Only touches words in use: untouched pages stay unmapped.
     pub fn clear(&self) {
-        for w in &self.words {
+        for (_, w) in self.words.iter() {
             if w.load(Relaxed) != 0 {
                 w.store(0, Relaxed);
             }
@@ -214,7 +222,14 @@ mod tests {
         assert_eq!(t.forget(3), Some(info));
         assert_eq!(t.get(3), None);
         assert!(!t.set(-1, info));
-        assert!(!t.set(MAX_FDS as i32, info));
+        assert_eq!(t.get(70_000), None);
+        assert!(t.set(70_000, info), "fds past the static page are tracked");
+        assert_eq!(t.get(70_000), Some(info));
+        assert!(t.other_fd_for(0x80_dead_beef_0001, 9));
+        assert!(t.end() > 70_000);
+        t.clear();
+        assert_eq!(t.get(70_000), None);
+        assert_eq!(t.get(9), None);
         t.set(4, FdInfo { key: 1, kind: FdKind::Other });
         assert!(t.is_tracked(4), "forgotten at close too");
     }

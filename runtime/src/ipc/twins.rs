@@ -5,7 +5,8 @@
 //! sees the tag, answers the channel, and reports the program's own fd
 //! with the program's own data, if a read would take bytes now.
 //!
-//! A fixed table, no allocation. Its fields are atomics: waits read them
+//! A grow-only table ([`super::paged`]: a page of twins mapped when every
+//! twin is taken), no malloc. Its fields are atomics: waits read them
 //! without a lock while the program's epoll_ctl (in another thread, say)
 //! updates them, as the kernel's own registrations race. A twin is checked
 //! against its channel (slot and key) whenever it is used; one whose
@@ -21,9 +22,15 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64};
 
 use ipc_offload_sys::real::wait::REAL_WAIT;
 
-/// Most twins a process holds; more registrations wake through the kernel
-/// only (their writers then use the kernel path).
-pub const TWINS: usize = 256;
+use super::paged::{Element, Paged};
+
+/// Twins per page of the table, and most pages (about a million twins, as
+/// many as channels); more registrations wake through the kernel only
+/// (their writers then use the kernel path).
+const PAGE: usize = 256;
+const PAGES: usize = 4096;
+/// The low bits of a tag that hold the twin's index.
+const INDEX_BITS: u64 = (PAGE * PAGES - 1) as u64;
 
 const FREE: u8 = 0;
 const BUSY: u8 = 1;
@@ -84,8 +91,9 @@ impl TwinView {
     }
 }
 
-static TABLE: [Twin; TWINS] = [const {
-    Twin {
+// SAFETY: ZERO_IS_EMPTY is false: a new page is filled with EMPTY.
+unsafe impl Element for Twin {
+    const EMPTY: Self = Twin {
         state: AtomicU8::new(FREE),
         epfd: AtomicI32::new(-1),
         fd: AtomicI32::new(-1),
@@ -96,8 +104,11 @@ static TABLE: [Twin; TWINS] = [const {
         key: AtomicU64::new(0),
         mark: AtomicU64::new(0),
         disarmed: AtomicBool::new(false),
-    }
-}; TWINS];
+    };
+    const ZERO_IS_EMPTY: bool = false;
+}
+
+static TABLE: Paged<Twin, PAGE, PAGES> = Paged::new();
 
 /// Twins in use: none, and a wait has nothing to look at.
 static LIVE_COUNT: AtomicU32 = AtomicU32::new(0);
@@ -107,11 +118,11 @@ static LIVE_COUNT: AtomicU32 = AtomicU32::new(0);
 /// event can carry a tag, and a wait need not look at its results.
 static EVER: AtomicBool = AtomicBool::new(false);
 
-/// The tags' base, drawn at start-up, with the low byte free for the
-/// index. A fork child keeps its parent's: the parent's twins in sets they
+/// The tags' base, drawn at start-up, with the low bits free for the
+/// index ([`INDEX_BITS`]). A fork child keeps its parent's: the parent's twins in sets they
 /// share then look like the child's own, which it has freed, and it drops
 /// their events. A program's data word that equals a live tag (one chance
-/// in 2^56 per word) would be taken for the library's.
+/// in 2^44 per word) would be taken for the library's.
 static MAGIC: AtomicU64 = AtomicU64::new(0);
 
 /// Draws this process's tag base (the constructor).
@@ -123,7 +134,7 @@ pub fn new_magic() {
     if got.is_err() {
         seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
     }
-    MAGIC.store((seed | 1 << 63) & !0xff, Relaxed);
+    MAGIC.store((seed | 1 << 63) & !INDEX_BITS, Relaxed);
 }
 
 fn tag(index: usize) -> u64 {
@@ -146,15 +157,15 @@ pub fn ever() -> bool {
 /// The twin a data word names, if it is one of this process's live tags.
 pub fn by_tag(data: u64) -> Option<TwinView> {
     let magic = MAGIC.load(Relaxed);
-    if data & !0xff != magic {
+    if data & !INDEX_BITS != magic {
         return None;
     }
-    view((data & 0xff) as usize)
+    view((data & INDEX_BITS) as usize)
 }
 
 /// True if `data` looks like a tag of this process (live or not).
 pub fn is_tag_shaped(data: u64) -> bool {
-    data & !0xff == MAGIC.load(Relaxed)
+    data & !INDEX_BITS == MAGIC.load(Relaxed)
 }
 
 fn view(index: usize) -> Option<TwinView> {
@@ -175,12 +186,17 @@ fn view(index: usize) -> Option<TwinView> {
     })
 }
 
+/// Every live twin, as it stands.
+fn live() -> impl Iterator<Item = TwinView> {
+    TABLE.iter().filter_map(|(index, _)| view(index))
+}
+
 /// Calls `each` for every live twin in set `epfd`.
 pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView)) {
     if !any() {
         return;
     }
-    for (index, t) in TABLE.iter().enumerate() {
+    for (index, t) in TABLE.iter() {
         if t.state.load(Relaxed) == LIVE
             && t.epfd.load(Relaxed) == epfd
             && let Some(v) = view(index)
@@ -192,7 +208,7 @@ pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView)) {
 
 /// The live twin of (`epfd`, `fd`).
 pub fn find(epfd: i32, fd: i32) -> Option<TwinView> {
-    (0..TWINS).filter_map(view).find(|v| v.epfd == epfd && v.fd == fd)
+    live().find(|v| v.epfd == epfd && v.fd == fd)
 }
 
 /// Records that `fd` (reader channel `slot`/`key`, side-channel socket
@@ -201,8 +217,11 @@ pub fn find(epfd: i32, fd: i32) -> Option<TwinView> {
 /// or the side channel already in that set for another fd of the socket).
 pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64, side: i32) -> bool {
     if let Some(v) = find(epfd, fd) {
-        if v.slot == slot && v.key == key && TABLE[v.index].side.load(Relaxed) == side {
-            let t = &TABLE[v.index];
+        if let Some(t) = TABLE.get(v.index)
+            && v.slot == slot
+            && v.key == key
+            && t.side.load(Relaxed) == side
+        {
             t.events.store(events, Relaxed);
             t.data.store(data, Relaxed);
             t.disarmed.store(false, Release);
@@ -211,10 +230,14 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
         // The number names another file now.
         remove_at(v.index, true);
     }
-    let Some(index) = (0..TWINS).find(|&i| TABLE[i].state.compare_exchange(FREE, BUSY, AcqRel, Relaxed).is_ok()) else {
+    let claim = |(_, t): &(usize, &Twin)| t.state.compare_exchange(FREE, BUSY, AcqRel, Relaxed).is_ok();
+    let next = || {
+        let next = TABLE.end();
+        TABLE.get_or_map(next).map(|t| (next, t))
+    };
+    let Some((index, t)) = TABLE.iter().find(claim).or_else(|| next().filter(claim)) else {
         return false;
     };
-    let t = &TABLE[index];
     t.epfd.store(epfd, Relaxed);
     t.fd.store(fd, Relaxed);
     t.side.store(side, Relaxed);
@@ -250,8 +273,9 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
 /// Updates the twin of (`epfd`, `fd`) after the program's EPOLL_CTL_MOD:
 /// its events and data, re-armed.
 pub fn modified(epfd: i32, fd: i32, events: u32, data: u64) {
-    if let Some(v) = find(epfd, fd) {
-        let t = &TABLE[v.index];
+    if let Some(v) = find(epfd, fd)
+        && let Some(t) = TABLE.get(v.index)
+    {
         t.events.store(events, Relaxed);
         t.data.store(data, Relaxed);
         t.disarmed.store(false, Release);
@@ -297,20 +321,16 @@ pub fn remove_at(index: usize, unregister: bool) {
 
 /// Frees every twin of set `epfd` (it is being closed).
 pub fn remove_set(epfd: i32) {
-    for index in 0..TWINS {
-        if view(index).is_some_and(|v| v.epfd == epfd) {
-            remove_at(index, false);
-        }
+    for v in live().filter(|v| v.epfd == epfd) {
+        remove_at(v.index, false);
     }
 }
 
 /// Frees every twin of fd `fd` (it is being closed), taking the side
 /// channel out of each set if the channel outlives it.
 pub fn remove_fd(fd: i32, channel_lives: bool) {
-    for index in 0..TWINS {
-        if view(index).is_some_and(|v| v.fd == fd) {
-            remove_at(index, channel_lives);
-        }
+    for v in live().filter(|v| v.fd == fd) {
+        remove_at(v.index, channel_lives);
     }
 }
 
@@ -318,10 +338,8 @@ pub fn remove_fd(fd: i32, channel_lives: bool) {
 /// released: its side channel closed and left every set), under any fd
 /// number.
 pub fn remove_channel(slot: usize, key: u64) {
-    for index in 0..TWINS {
-        if view(index).is_some_and(|v| v.slot == slot && v.key == key) {
-            remove_at(index, false);
-        }
+    for v in live().filter(|v| v.slot == slot && v.key == key) {
+        remove_at(v.index, false);
     }
 }
 
@@ -344,7 +362,7 @@ pub fn closing(fd: i32, channel_lives: bool, key: u64) {
 /// registered in the sets they share; their events, tag-shaped, are
 /// dropped).
 pub fn after_fork() {
-    for t in &TABLE {
+    for (_, t) in TABLE.iter() {
         t.state.store(FREE, Relaxed);
     }
     LIVE_COUNT.store(0, Relaxed);
