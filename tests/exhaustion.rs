@@ -179,8 +179,10 @@ fn a_writer_stopped_for_5_s_mid_transfer() {
 
 fn echo(dir: &Path, conns: &str) -> Outcome {
     let program = c_program("echo_epoll", &["-O2", "-pthread"]);
-    // A budget of two rings (of 4 MiB): more connections than that ask.
-    let policy = "[unix]\nring_bytes = \"8MiB\"\n";
+    // A budget of two rings (of 4 MiB): more connections than that ask
+    // (each at its first large write: 300 KiB a round would not earn a
+    // ring under the default `handshake_after`).
+    let policy = "[unix]\nring_bytes = \"8MiB\"\nhandshake_after = 0\n";
     let preload = Preload::new().policy(dir, policy).stats(&dir.join("stats.json")).timeout(Duration::from_secs(120));
     let out = preload.run(program, &[conns, "16", "307200", "3"]);
     assert!(out.status.success() && out.stdout.ends_with("echo ok\n"), "{out:#?}");

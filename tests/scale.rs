@@ -3,18 +3,24 @@
 //! channels per process), and fds numbered 65536 and up, each on the fast
 //! path with every byte checked (tests/c/many_pairs.c). Without the paged
 //! tables the first 256 connections took the fast path and the rest
-//! counted `busy`; fds of 65536 and up never took it.
+//! counted `busy`; fds of 65536 and up never took it. And short
+//! connections (tests/c/short_conns.c): a connection per 4 MiB request
+//! pays no handshake, and thousands of them leave nothing behind.
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use ipc_offload_tests::{Outcome, Preload, c_program, fallbacks, read_stats, scratch};
+use ipc_offload_tests::{
+    Outcome, Preload, c_program, counter, fallbacks, have, in_ci, library, read_stats, run as run_command, scratch,
+};
+use serde_json::Value;
 
 /// Small rings (256 KiB) in a budget that holds them all: what is tested
 /// is the tables, not the ring budget.
 const POLICY: &str = "[unix]\nchunk_bytes = \"64KiB\"\ndepth = 4\nring_bytes = \"1GiB\"\n\
                       [pipe]\nchunk_bytes = \"64KiB\"\ndepth = 4\nring_bytes = \"1GiB\"\n";
-const BYTES: &str = "8388608";
+const BYTES: &str = "16777216";
 
 fn many_pairs() -> PathBuf {
     c_program("many_pairs", &["-O2"])
@@ -61,5 +67,69 @@ fn fds_numbered_above_65536_take_the_fast_path() {
         let Some((out, fast, _)) = run(family, 16, Some(70_000)) else { return };
         assert!(out.stdout.contains("lowest connection fd 70000"), "{out:#?}");
         assert_eq!(fast, 16, "{family}: fds above 65536 stayed on the kernel path: {out:#?}");
+    }
+}
+
+fn short_conns() -> PathBuf {
+    c_program("short_conns", &["-O2"])
+}
+
+/// `strace -f` of `short_conns unix COUNT SIZE` under the library: how many
+/// side-channel datagrams it sent (REQUESTs, OFFERs, WAKEs: their address
+/// names the protocol), and its stats.
+fn traced_conns(count: usize, size: usize) -> (usize, Value) {
+    let dir = scratch(&format!("scale-traced-{count}-{size}"));
+    let trace = dir.join("trace");
+    let stats = dir.join("stats.json");
+    let mut cmd = Command::new("strace");
+    cmd.env_remove("LD_PRELOAD");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("IPC_OFFLOAD") {
+            cmd.env_remove(name);
+        }
+    }
+    // -E: the library goes into the program only, not into strace.
+    cmd.args(["-f", "-qq", "-e", "trace=sendto,sendmsg", "-o"]).arg(&trace);
+    cmd.arg("-E").arg(format!("LD_PRELOAD={}", library().display()));
+    cmd.arg("-E").arg(format!("IPC_OFFLOAD_STATS={}", stats.display()));
+    cmd.arg(short_conns()).args(["unix", &count.to_string(), &size.to_string()]);
+    let out = run_command(&mut cmd, Duration::from_secs(120));
+    assert!(out.status.success() && out.stdout.ends_with("conns ok\n"), "{out:#?}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let side = text.lines().filter(|l| l.contains("ipc-offload/")).count();
+    (side, read_stats(&stats))
+}
+
+#[test]
+fn a_connection_per_4_mib_request_never_starts_the_handshake() {
+    // One 4 MiB request and its reply per connection: the handshake (a
+    // side channel, REQUESTs, kernel pieces) would cost more than it could
+    // gain (docs/ipc-protocol.md, "A connection earns the fast path"), so
+    // not one side-channel datagram goes. A connection that carries 16 MiB
+    // each way asks, and takes the fast path: the trace sees datagrams
+    // when there are some.
+    if !have("strace") {
+        assert!(!in_ci(), "strace is not installed");
+        eprintln!("SKIPPED: strace is not installed");
+        return;
+    }
+    let (side, stats) = traced_conns(20, 4 << 20);
+    assert_eq!(side, 0, "side-channel datagrams for connections of one 4 MiB request each");
+    assert_eq!(fallbacks(&stats, "unix", "busy"), 0);
+    let (side, stats) = traced_conns(5, 16 << 20);
+    assert!(side > 0, "no side-channel datagram for connections of 16 MiB each way");
+    assert!(counter(&stats, "unix", "fast_path_bytes") > 0, "16 MiB requests never took the fast path");
+}
+
+#[test]
+fn ten_thousand_short_connections_are_byte_exact_and_leave_nothing_behind() {
+    // Each process compares its fds, ring mappings and threads after the
+    // first connection and after the last (tests/c/leaks.h).
+    for (family, count) in [("unix", "10000"), ("tcp4", "2000")] {
+        let dir = scratch(&format!("scale-short-{family}"));
+        let preload = Preload::new().stats(&dir.join("stats.json")).timeout(Duration::from_secs(300));
+        let out = preload.run(short_conns(), &[family, count, "4194304"]);
+        assert!(out.status.success() && out.stdout.ends_with("conns ok\n"), "{family}: {out:#?}");
+        assert_eq!(out.stdout.matches(": no leak").count(), 2, "{family}: {out:#?}");
     }
 }

@@ -318,6 +318,9 @@ pub struct ClassSettings {
     pub wait: Option<Wait>,
     /// `ring_bytes` (IPC classes): the per-process budget of ring memory.
     pub ring_bytes: Option<u64>,
+    /// `handshake_after` (IPC classes): bytes a connection's writer sends
+    /// through the kernel before it asks its reader for a ring.
+    pub handshake_after: Option<u64>,
     /// `cache`.
     pub cache: Option<Cache>,
     /// `cpu_share` (the hybrid engine).
@@ -338,6 +341,7 @@ impl ClassSettings {
         self.workers = other.workers.or(self.workers);
         self.wait = other.wait.or(self.wait);
         self.ring_bytes = other.ring_bytes.or(self.ring_bytes);
+        self.handshake_after = other.handshake_after.or(self.handshake_after);
         self.cache = other.cache.or(self.cache);
         self.cpu_share = other.cpu_share.or(self.cpu_share);
         self.chunk_bytes = other.chunk_bytes.or(self.chunk_bytes);

@@ -43,8 +43,18 @@ const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]`, `[memset]`, `[memcmp]` and `[shm]` sections.
 const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache", "cpu_share", "chunk_bytes", "depth"];
 /// Keys of the `[unix]` and `[pipe]` sections.
-const IPC_KEYS: &[&str] =
-    &["engine", "min_bytes", "workers", "wait", "ring_bytes", "cache", "cpu_share", "chunk_bytes", "depth"];
+const IPC_KEYS: &[&str] = &[
+    "engine",
+    "min_bytes",
+    "workers",
+    "wait",
+    "ring_bytes",
+    "handshake_after",
+    "cache",
+    "cpu_share",
+    "chunk_bytes",
+    "depth",
+];
 
 /// Keys of the `[tcp]` section.
 const TCP_KEYS: &[&str] = &[
@@ -53,6 +63,7 @@ const TCP_KEYS: &[&str] = &[
     "workers",
     "wait",
     "ring_bytes",
+    "handshake_after",
     "cache",
     "cpu_share",
     "chunk_bytes",
@@ -338,6 +349,9 @@ impl Walker<'_> {
                 "depth" => out.depth = self.depth(section, value).or(out.depth),
                 "ring_bytes" if class.is_ipc() => {
                     out.ring_bytes = self.size("ring_bytes", section, value).or(out.ring_bytes)
+                }
+                "handshake_after" if class.is_ipc() => {
+                    out.handshake_after = self.size("handshake_after", section, value).or(out.handshake_after)
                 }
                 "addresses" if class == Class::Tcp => {
                     let named = self.named("addresses", section, value, Addresses::NAMES, Addresses::from_name);

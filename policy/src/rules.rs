@@ -29,6 +29,7 @@ engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
+handshake_after = "4MiB"
 cache = "auto"
 
 [pipe]
@@ -36,6 +37,7 @@ engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
+handshake_after = "4MiB"
 cache = "auto"
 
 [memset]
@@ -61,6 +63,7 @@ engine = "auto"
 min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
+handshake_after = "4MiB"
 cache = "auto"
 addresses = "loopback"
 
@@ -75,6 +78,9 @@ model_shared = false
 
 const DEFAULT_MODE: Mode = Mode::Throughput;
 const DEFAULT_RING_BYTES: u64 = 64 << 20;
+/// The IPC classes' built-in `handshake_after` (docs/ipc-protocol.md, "A
+/// connection earns the fast path").
+const DEFAULT_HANDSHAKE_AFTER: u64 = 4 << 20;
 const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Built-in `(engine, min_bytes)` per class, indexed by [`Class::index`].
@@ -127,6 +133,9 @@ pub struct Rule {
     pub wait: Wait,
     /// IPC classes: most bytes of rings this process may create.
     pub ring_bytes: u64,
+    /// IPC classes: bytes a connection's writer sends through the kernel
+    /// before it asks its reader for a ring.
+    pub handshake_after: u64,
     /// Where offloaded destination writes go.
     pub cache: Cache,
     /// The hybrid engine's CPU share.
@@ -168,6 +177,7 @@ impl Policy {
                 workers: Some(Workers::Auto),
                 wait: None,
                 ring_bytes: class.is_ipc().then_some(DEFAULT_RING_BYTES),
+                handshake_after: class.is_ipc().then_some(DEFAULT_HANDSHAKE_AFTER),
                 cache: Some(Cache::Auto),
                 cpu_share: None,
                 chunk_bytes: None,
@@ -206,6 +216,7 @@ impl Policy {
                 workers: s.workers.unwrap_or(Workers::Auto),
                 wait: s.wait.unwrap_or(mode.default_wait()),
                 ring_bytes: s.ring_bytes.unwrap_or(DEFAULT_RING_BYTES),
+                handshake_after: s.handshake_after.unwrap_or(DEFAULT_HANDSHAKE_AFTER),
                 cache: s.cache.unwrap_or(Cache::Auto),
                 cpu_share: s.cpu_share.unwrap_or(CpuShare::Auto),
                 chunk_bytes: s.chunk_bytes.unwrap_or_else(|| mode.chunk_bytes(Class::ALL[i])),

@@ -28,7 +28,7 @@ fn builtin_text_is_the_builtin_policy() {
         let section = table.get(class.name()).and_then(|v| v.get_ref().as_table().cloned());
         let section = section.unwrap_or_else(|| panic!("BUILTIN_POLICY lacks [{class}]"));
         let keys: &[&str] = if class.is_ipc() {
-            &["engine", "min_bytes", "workers", "ring_bytes"]
+            &["engine", "min_bytes", "workers", "ring_bytes", "handshake_after"]
         } else {
             &["engine", "min_bytes", "workers"]
         };
@@ -57,6 +57,7 @@ fn builtin_resolution() {
             workers: Workers::Auto,
             wait: Wait::SpinThenSleep,
             ring_bytes: 64 << 20,
+            handshake_after: 4 << 20,
             cache: Cache::Auto,
             cpu_share: CpuShare::Auto,
             chunk_bytes: 2 << 20,
@@ -112,6 +113,7 @@ addresses = "local"
             workers: Workers::Count(3),
             wait: Wait::Yield,
             ring_bytes: 64 << 20,
+            handshake_after: 4 << 20,
             cache: Cache::Bypass,
             cpu_share: CpuShare::Auto,
             chunk_bytes: 512 << 10,
@@ -127,6 +129,7 @@ addresses = "local"
             workers: Workers::Auto,
             wait: Wait::Umwait,
             ring_bytes: 8 << 20,
+            handshake_after: 4 << 20,
             cache: Cache::Auto,
             cpu_share: CpuShare::Auto,
             chunk_bytes: 256 << 10,
@@ -264,7 +267,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nunix.min_byte = 1\n"),
         vec![
-            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, cache, cpu_share, chunk_bytes, depth)"
+            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, handshake_after, cache, cpu_share, chunk_bytes, depth)"
         ]
     );
 }

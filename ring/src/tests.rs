@@ -104,6 +104,28 @@ fn create_and_attach_agree() {
 }
 
 #[test]
+fn a_new_ring_takes_memory_only_for_the_pages_used() {
+    // A short connection pays for the header page, not for the buffer:
+    // neither side's mapping faults the buffer in (docs/ipc-protocol.md,
+    // "The ring"). A page written by one side is the other's at once.
+    let geometry = Geometry { slots: 16, slot_bytes: 256 << 10 };
+    let (reader, writer) = pair(geometry);
+    let buffer = |ring: &Ring, off: usize| ring.map.ptr().wrapping_add(DATA + off).cast_const();
+    let resident = |ring: &Ring, off: usize| ipc_offload_sys::mem::resident(buffer(ring, off)).unwrap();
+    for off in [0, 1 << 20, (4 << 20) - 4096] {
+        assert!(!resident(&reader, off), "buffer byte {off} faulted in by the reader's set-up");
+        assert!(!resident(&writer, off), "buffer byte {off} faulted in by the writer's mapping");
+    }
+    assert!(ipc_offload_sys::mem::resident(reader.map.ptr()).unwrap(), "the header is written at once");
+    // SAFETY: inside the writer's mapping of the buffer.
+    unsafe { *buffer(&writer, 1 << 20).cast_mut() = 9 };
+    assert!(resident(&reader, 1 << 20));
+    // SAFETY: inside the reader's mapping of the same page.
+    assert_eq!(unsafe { *buffer(&reader, 1 << 20) }, 9);
+    assert!(!resident(&reader, 2 << 20), "only the page used");
+}
+
+#[test]
 fn attach_refuses_what_the_protocol_forbids() {
     let (_reader, fd) = Ring::create(GEOMETRY, 1, 11, 22).unwrap();
     assert_eq!(Ring::attach(fd.raw(), uid(), 23).unwrap_err(), RingError::Refused("ring of another connection"));

@@ -142,10 +142,13 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` shared, read-write, pre-faulted.
+    /// Maps `len` bytes of `fd` shared, read-write. Nothing is faulted in:
+    /// a page of a memfd is allocated (and zeroed) by the first access of
+    /// either side, so a mapping costs the same whatever its size, and
+    /// only the pages used ever take memory.
     pub fn shared(fd: i32, len: usize) -> Result<Mapping, Errno> {
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
-        let flags = (libc::MAP_SHARED | libc::MAP_POPULATE) as usize;
+        let flags = libc::MAP_SHARED as usize;
         // SAFETY: a new mapping chosen by the kernel; nothing else is touched.
         let ptr = unsafe { syscall6(libc::SYS_mmap, [0, len, prot, flags, fd as usize, 0]) }?;
         Ok(Mapping { ptr: ptr as *mut u8, len })

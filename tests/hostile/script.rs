@@ -15,7 +15,10 @@ use serde_json::Value;
 use super::sys;
 
 /// The victim's rings: 4 slots of 64 KiB, so that a 1 MiB transfer wraps.
-pub const POLICY: &str = "[unix]\nchunk_bytes = \"64KiB\"\ndepth = 4\n[pipe]\nchunk_bytes = \"64KiB\"\ndepth = 4\n";
+/// (`handshake_after = 0`: the victim's first large write asks for a ring,
+/// as the scripts expect.)
+pub const POLICY: &str = "[unix]\nchunk_bytes = \"64KiB\"\ndepth = 4\nhandshake_after = 0\n\
+                          [pipe]\nchunk_bytes = \"64KiB\"\ndepth = 4\nhandshake_after = 0\n";
 /// The victim reader's buffer.
 pub const READ_LEN: usize = 1 << 20;
 /// What a victim writer sends, from pattern seed [`SEED`].

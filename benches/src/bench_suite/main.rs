@@ -46,7 +46,7 @@ Parts, in the order they run:
   cache    cache placement (inject, bypass, auto): cache-bench
   shm      the [shm] class's region lookup and index update: shm-lookup-bench
   stream   pipe and Unix-socket streams, 64 KiB to 16 MiB writes: GB/s and CPU s/GiB
-  reqresp  64 MiB request/response (socket, pipes); 64 B ping-pong
+  reqresp  64 MiB request/response (socket, pipes); 64 B ping-pong; a connection per request
   evloop   event loops on nonblocking Unix sockets: select and poll relays
            (1 MiB and 16 KiB buffers), epoll readers (level- and edge-triggered),
            a 64 B epoll ping-pong, Python asyncio; CPU s/GiB

@@ -64,7 +64,12 @@ pub fn plan_stream(ctx: &Ctx) -> f64 {
 }
 
 pub fn plan_reqresp(ctx: &Ctx) -> f64 {
-    (3 * ctx.rounds * (1 + ctx.modes.len())) as f64
+    (4 * ctx.rounds * (1 + ctx.modes.len())) as f64
+}
+
+/// The connection-per-request row: connections, and each message's size.
+fn conns(quick: bool) -> (u64, u64) {
+    (if quick { 500 } else { 2_000 }, 4 << 20)
 }
 
 pub fn plan_scaling(ctx: &Ctx) -> f64 {
@@ -241,15 +246,36 @@ pub fn run_reqresp(ctx: &mut Ctx) -> Result<PartResult, String> {
         note: Some("below every threshold: what the hooks add to a small message".into()),
     };
     rows.push(row(&spec, &sides, &samples));
+    let (count, message) = conns(ctx.quick);
+    let args = ["conns".to_owned(), count.to_string(), message.to_string()];
+    let w = workload(ctx, "unix-conns".into(), "unix", &args);
+    let samples = compare(ctx, "a connection per 4 MiB request, Unix socket", &w, &sides, "requests/s")?;
+    let spec = RowSpec {
+        key: format!("unix-conns-{}", size_key(message)),
+        title: format!(
+            "a new connection per request, {} request and {} reply, Unix socket",
+            size_label(message),
+            size_label(message)
+        ),
+        label: "connection per request".into(),
+        group: "conns".into(),
+        size: Some(message),
+        unit: "requests/s",
+        better: Better::Higher,
+        value: 0,
+        expects_fast_path: Some(false),
+        note: Some("one 4 MiB message each way per connection: the library leaves such connections to the kernel (docs/ipc-protocol.md, \"A connection earns the fast path\")".into()),
+    };
+    rows.push(row(&spec, &sides, &samples));
     Ok(PartResult {
         table: None,
         part: Part::Reqresp,
         rows,
         notes: vec![format!(
-            "Request/response: the median of {trips} round trips per run after a warm-up one; the socket's reads use MSG_WAITALL, the pipes' a loop of read(2). Ping-pong: {pings} round trips per run."
+            "Request/response: the median of {trips} round trips per run after a warm-up one; the socket's reads use MSG_WAITALL, the pipes' a loop of read(2). Ping-pong: {pings} round trips per run. Connection per request: `ipc_bench conns {count} {message}`, requests per second over {count} connections after a warm-up one (connect, send, MSG_WAITALL reply, close)."
         )],
         skipped: None,
-        settings: json!({ "message_bytes": size, "round_trips": trips, "pings": pings }),
+        settings: json!({ "message_bytes": size, "round_trips": trips, "pings": pings, "connections": count, "connection_message_bytes": message }),
         charts: vec![ChartSpec {
             file: "suite-reqresp.svg".into(),
             title: "64 MiB request, 64 MiB reply: round trip, kernel and the library's modes".into(),

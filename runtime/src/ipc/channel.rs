@@ -129,12 +129,17 @@ pub struct Writer {
     /// The ring's reader is another process (a thread of this one may be
     /// this very thread, which reads only once its write returns).
     pub reader_elsewhere: bool,
+    /// Bytes this direction still sends through the kernel, whole, before
+    /// its first REQUEST (`handshake_after`: a new connection earns the
+    /// fast path).
+    pub unearned: u64,
 }
 
 impl Writer {
     /// A writer into `target` that has not met its reader yet, backing off
-    /// `backoff` after its first refused REQUEST.
-    pub fn new(target: Endpoint, backoff: Duration) -> Writer {
+    /// `backoff` after its first refused REQUEST, that sends `unearned`
+    /// bytes through the kernel before it asks.
+    pub fn new(target: Endpoint, backoff: Duration, unearned: u64) -> Writer {
         Writer {
             target,
             side: None,
@@ -147,6 +152,7 @@ impl Writer {
             read_meanwhile: false,
             reads_after_piece: None,
             reader_elsewhere: false,
+            unearned,
         }
     }
 }
@@ -517,7 +523,7 @@ mod tests {
             let mut g = lock(target, Role::Writer).unwrap();
             assert!(matches!(*g, Channel::Empty));
             assert_eq!(lock(target, Role::Writer).unwrap_err(), Unavailable::Busy);
-            *g = Channel::Writer(Writer::new(target, Duration::from_millis(1)));
+            *g = Channel::Writer(Writer::new(target, Duration::from_millis(1), 0));
         }
         assert!(matches!(*lock(target, Role::Writer).unwrap(), Channel::Writer(_)));
         // Another role is another channel.
@@ -534,7 +540,7 @@ mod tests {
         // lands on the tag bit, which the key masks off).
         let other = Endpoint { dev: fifo.dev ^ (1 << 23), ..fifo };
         assert_eq!(fifo.key(), other.key());
-        *lock(fifo, Role::Writer).unwrap() = Channel::Writer(Writer::new(fifo, Duration::from_millis(1)));
+        *lock(fifo, Role::Writer).unwrap() = Channel::Writer(Writer::new(fifo, Duration::from_millis(1), 0));
         assert_eq!(lock(other, Role::Writer).unwrap_err(), Unavailable::Busy);
         assert!(lock(fifo, Role::Writer).is_ok());
         release(fifo.key());

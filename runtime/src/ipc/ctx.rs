@@ -73,6 +73,9 @@ pub struct Ctx {
     pub cache_limit: u64,
     /// The `ring_bytes` budget.
     pub ring_budget: u64,
+    /// `handshake_after`: bytes a new connection's writer sends through
+    /// the kernel before its first REQUEST.
+    pub handshake_after: u64,
     /// How ring copies are made.
     pub opts: CopyOptions,
 }
@@ -95,6 +98,7 @@ impl Ctx {
             cache: rule.cache,
             cache_limit: settings.plan.cache_limit,
             ring_budget: rule.ring_bytes,
+            handshake_after: rule.handshake_after,
             opts,
         })
     }

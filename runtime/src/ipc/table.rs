@@ -8,7 +8,7 @@
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicBool, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use super::paged::{PerFd, fd_index};
 
@@ -120,12 +120,22 @@ impl FdInfo {
 #[derive(Debug)]
 pub struct FdTable {
     words: PerFd<AtomicU64>,
+    /// One past the highest fd ever recorded: the scans (every close of a
+    /// socket asks whether another fd still refers to it) stop there, not
+    /// at the end of the static page.
+    top: AtomicUsize,
 }
 
 impl FdTable {
     /// An empty table.
     pub const fn new() -> Self {
-        FdTable { words: PerFd::new() }
+        FdTable { words: PerFd::new(), top: AtomicUsize::new(0) }
+    }
+
+    /// The words of fds below [`Self::end`], with their fd numbers.
+    fn known(&self) -> impl Iterator<Item = (usize, &AtomicU64)> {
+        let top = self.top.load(Relaxed);
+        self.words.iter().take_while(move |(fd, _)| *fd < top)
     }
 
     fn word(&self, fd: i32) -> Option<&AtomicU64> {
@@ -140,8 +150,13 @@ impl FdTable {
     /// Records what `fd` is; false if it cannot be tracked (a negative
     /// fd, or no memory for its page of the table).
     pub fn set(&self, fd: i32, info: FdInfo) -> bool {
-        let word = fd_index(fd).and_then(|i| self.words.get_or_map(i));
-        word.map(|w| w.store(info.pack(), Relaxed)).is_some()
+        let Some(index) = fd_index(fd) else { return false };
+        let Some(word) = self.words.get_or_map(index) else { return false };
+        if self.top.load(Relaxed) <= index {
+            self.top.fetch_max(index + 1, Relaxed);
+        }
+        word.store(info.pack(), Relaxed);
+        true
     }
 
     /// Forgets `fd`; returns what was known.
@@ -158,7 +173,7 @@ impl FdTable {
 
     /// True if another fd than `except` refers to the endpoint of `key`.
     pub fn other_fd_for(&self, key: u64, except: i32) -> bool {
-        self.words.iter().any(|(fd, w)| {
+        self.known().any(|(fd, w)| {
             fd as i32 != except
                 && FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.key == key && i.kind != FdKind::Other)
         })
@@ -167,17 +182,18 @@ impl FdTable {
     /// One past the highest fd number the table may know (`close_range`'s
     /// bound).
     pub fn end(&self) -> usize {
-        self.words.end()
+        self.top.load(Relaxed)
     }
 
     /// Forgets everything (a fork child keeps its fds, but re-learns them).
     /// Only touches words in use: untouched pages stay unmapped.
     pub fn clear(&self) {
-        for (_, w) in self.words.iter() {
+        for (_, w) in self.known() {
             if w.load(Relaxed) != 0 {
                 w.store(0, Relaxed);
             }
         }
+        self.top.store(0, Relaxed);
     }
 }
 

@@ -69,7 +69,10 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         Err(_) => return tally.kernel_write(Fallback::Busy, call),
     };
     if matches!(*ch, Channel::Empty) {
-        *ch = Channel::Writer(Writer::new(at, BACKOFF_FIRST));
+        // A new connection earns the fast path: its first
+        // `handshake_after` bytes go through the kernel in whole calls
+        // (docs/ipc-protocol.md, "A connection earns the fast path").
+        *ch = Channel::Writer(Writer::new(at, BACKOFF_FIRST, ctx.handshake_after));
     }
     let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
     let len = call.length();
@@ -78,6 +81,24 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
     while sent < len {
         if writer.ring.is_none() {
             take_offers(writer, ctx);
+        }
+        if writer.ring.is_none() && writer.unearned > 0 {
+            // Not earned yet: the kernel's call, whole, up to what is left
+            // to earn.
+            tally.reason(Fallback::NoPeer);
+            let asked = writer.unearned.min(len - sent);
+            // SAFETY: the caller's buffers.
+            let n = match unsafe { kernel_piece(call, at, sent, asked, tally) } {
+                Ok(n) => n,
+                Err(ret) => return ret,
+            };
+            sent += n;
+            cursor.advance(n);
+            writer.unearned -= n;
+            if n < asked {
+                break;
+            }
+            continue;
         }
         if writer.ring.is_none() {
             request(writer, ctx);
@@ -126,20 +147,20 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         // A piece through the kernel, from where the write stands.
         let asked = PIECE.min(len - sent);
         let reads = writer.ring.as_ref().map(|(ring, _)| ring.presence().reads);
-        // SAFETY: the caller's buffers, bytes [sent, sent + asked).
-        let r = unsafe { call.kernel_piece(sent, asked, at.family, sent > 0) };
+        // SAFETY: the caller's buffers.
+        let piece = unsafe { kernel_piece(call, at, sent, asked, tally) };
         if let (Some(before), Some((ring, _))) = (reads, &writer.ring) {
             let after = ring.presence().reads;
             writer.read_meanwhile = after != before;
             writer.reads_after_piece = Some(after);
         }
-        if r <= 0 {
-            return if sent > 0 { tally.fast_done(sent) } else { tally.kernel_result(r) };
-        }
-        tally.kernel_bytes(r as u64);
-        sent += r as u64;
-        cursor.advance(r as u64);
-        if (r as u64) < asked {
+        let n = match piece {
+            Ok(n) => n,
+            Err(ret) => return ret,
+        };
+        sent += n;
+        cursor.advance(n);
+        if n < asked {
             // The kernel took less than offered: a nonblocking socket or
             // pipe is full, or a blocking write was cut short by a signal
             // or SO_SNDTIMEO. Its write would return here too.
@@ -147,6 +168,29 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         }
     }
     tally.fast_done(sent)
+}
+
+/// Sends bytes `[sent, sent + asked)` of the call through the kernel:
+/// `Ok(n)`, n bytes went (fewer than asked: the socket is full, or a
+/// signal or a timeout cut the call short); `Err(ret)`, the call returns
+/// `ret` now (what went before, or the kernel's error).
+///
+/// # Safety
+/// As [`write`]; `sent + asked` within the call's length.
+unsafe fn kernel_piece(
+    call: &WriteCall<'_>,
+    at: Endpoint,
+    sent: u64,
+    asked: u64,
+    tally: &mut Tally,
+) -> Result<u64, isize> {
+    // SAFETY: forwarded contract.
+    let r = unsafe { call.kernel_piece(sent, asked, at.family, sent > 0) };
+    if r <= 0 {
+        return Err(if sent > 0 { tally.fast_done(sent) } else { tally.kernel_result(r) });
+    }
+    tally.kernel_bytes(r as u64);
+    Ok(r as u64)
 }
 
 /// What an attempt at an offer came to.
@@ -442,7 +486,7 @@ mod tests {
     use super::*;
 
     fn writer() -> Writer {
-        Writer::new(Endpoint::socket(0x7777_0101), BACKOFF_FIRST)
+        Writer::new(Endpoint::socket(0x7777_0101), BACKOFF_FIRST, 0)
     }
 
     #[test]
