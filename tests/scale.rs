@@ -133,3 +133,28 @@ fn ten_thousand_short_connections_are_byte_exact_and_leave_nothing_behind() {
         assert_eq!(out.stdout.matches(": no leak").count(), 2, "{family}: {out:#?}");
     }
 }
+
+#[test]
+fn an_idle_connections_ring_goes_to_the_next_busy_one_within_the_budget() {
+    // A budget of one 4 MiB ring (and a bit), six connections used one
+    // after the other with 300 ms between them: each next one takes the
+    // ring of the one before, idle by then (docs/ipc-protocol.md, "Ring
+    // memory follows activity"). Without that, the first kept it and the
+    // other five went through the kernel (`ring-budget`).
+    for (family, class) in [("unix", "unix"), ("pipe", "pipe")] {
+        let dir = scratch(&format!("scale-reclaim-{family}"));
+        let stats = dir.join("stats.json");
+        let policy = format!("[{class}]\nring_bytes = \"6MiB\"\nhandshake_after = 0\n");
+        let preload = Preload::new().policy(&dir, &policy).stats(&stats).timeout(Duration::from_secs(120));
+        let out = preload.run(many_pairs(), &[family, "6", "33554432", "0", "300"]);
+        assert!(out.status.success() && out.stdout.ends_with("transfer ok\n"), "{family}: {out:#?}");
+        assert!(out.stdout.contains("pairs 6 fast 6"), "{family}: a connection found no ring: {out:#?}");
+        let stats = read_stats(&stats);
+        let rings = &stats[class]["rings"];
+        assert!(rings["reclaimed"].as_u64().unwrap() >= 5, "{family}: {rings}");
+        assert!(rings["made"].as_u64().unwrap() >= 6, "{family}: {rings}");
+        assert!(rings["peak_bytes"].as_u64().unwrap() <= 6 << 20, "{family}: over the budget: {rings}");
+        assert!(rings["held"].as_u64().unwrap() <= 1, "{family}: {rings}");
+        assert_eq!(fallbacks(&stats, class, "ring-budget"), 0, "{family}");
+    }
+}

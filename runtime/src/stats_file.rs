@@ -354,6 +354,14 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
             "\"fast_path_bytes\":{},\"kernel_path_bytes\":{},\"ring_bytes\":{},",
             s.fast_path_bytes, s.kernel_path_bytes, plan.rule.ring_bytes
         );
+        if let Some(family) = crate::ipc::endpoint::Family::of_class(class) {
+            let r = crate::ipc::channel::ring_figures(family);
+            let _ = write!(
+                out,
+                "\"rings\":{{\"held\":{},\"held_bytes\":{},\"peak_bytes\":{},\"made\":{},\"reclaimed\":{}}},",
+                r.held, r.held_bytes, r.peak_bytes, r.made, r.reclaimed
+            );
+        }
     }
     out.push_bytes(b"\"fallbacks\":{");
     let reasons = if class.is_ipc() { Fallback::IPC } else { Fallback::COPY };

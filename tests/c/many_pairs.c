@@ -9,10 +9,13 @@
  * BYTES through the kernel took the fast path. Every fd stays open until
  * the end, so the process holds PAIRS reader channels at once.
  *
- * Prints "pairs N fast F" and "transfer ok"; "SKIPPED: reason" (exit 0)
- * when the fd limit cannot be raised enough for FIRST_FD.
+ * With PAUSE_MS, the reader pauses that long between two connections (an
+ * idle connection's ring may then go to the next one).
  *
- * usage: many_pairs unix|pipe PAIRS BYTES [FIRST_FD]
+ * Prints "pairs N fast F" and "transfer ok"; "SKIPPED: reason" (exit 0)
+ * when the fd limit cannot be raised enough for FIRST_FD (0: no move).
+ *
+ * usage: many_pairs unix|pipe PAIRS BYTES [FIRST_FD [PAUSE_MS]]
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include "common.h"
 
 #define MIB ((size_t)1 << 20)
@@ -45,13 +49,14 @@ static int move_fd(int fd, int at) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: many_pairs unix|pipe PAIRS BYTES [FIRST_FD]\n");
+        fprintf(stderr, "usage: many_pairs unix|pipe PAIRS BYTES [FIRST_FD [PAUSE_MS]]\n");
         return 2;
     }
     int is_unix = strcmp(argv[1], "unix") == 0;
     int pairs = atoi(argv[2]);
     size_t bytes = strtoull(argv[3], NULL, 0);
     int first_fd = argc > 4 ? atoi(argv[4]) : 0;
+    long pause_ms = argc > 5 ? atol(argv[5]) : 0;
 
     struct rlimit lim;
     getrlimit(RLIMIT_NOFILE, &lim);
@@ -103,6 +108,10 @@ int main(int argc, char **argv) {
 
     int fast = 0, bad = 0;
     for (int i = 0; i < pairs && !bad; i++) {
+        if (i > 0 && pause_ms > 0) {
+            struct timespec pause = {pause_ms / 1000, (pause_ms % 1000) * 1000000};
+            nanosleep(&pause, NULL);
+        }
         struct stream_check s = {(uint32_t)i, 0, 0};
         long before = rchar();
         while (s.checked < bytes && !s.bad) {

@@ -56,6 +56,10 @@ pub struct Reader {
     /// Which ring it has (a process-wide count; 0: none), so that a wait
     /// that marked a ring as listened to unmarks that ring, not the next.
     pub ring_id: u64,
+    /// When it last read through the library with a ring: a ring idle for
+    /// [`IDLE_RECLAIM`] goes back to the budget when another reader needs
+    /// one ([`reclaim_idle`]).
+    pub active: Instant,
 }
 
 /// Numbers rings for [`Reader::ring_id`].
@@ -240,8 +244,50 @@ static SLOTS: Paged<Slot, PAGE, PAGES> = Paged::new();
 pub const LOOK_EVERY: u32 = 64;
 
 /// Bytes of rings this process created, per family (the `ring_bytes`
-/// budget of `[unix]` and of `[pipe]`).
+/// budget of `[unix]`, `[pipe]` and `[tcp]`).
 static RING_BYTES: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
+/// Per family: rings held now, the most bytes held at once, rings made,
+/// rings reclaimed from idle readers (the stats' `rings`).
+static RINGS_HELD: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
+static PEAK_BYTES: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
+static RINGS_MADE: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
+static RECLAIMED: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
+
+/// How long a reader's ring must go without a read through the library,
+/// and without an open offer, before another reader of its family may
+/// take its place in the budget.
+pub const IDLE_RECLAIM: Duration = Duration::from_millis(200);
+
+/// What a family's rings come to (the stats' `rings` object).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingFigures {
+    /// Rings held now, and their bytes.
+    pub held: u64,
+    pub held_bytes: u64,
+    /// The most bytes held at once.
+    pub peak_bytes: u64,
+    /// Rings made since start (or the fork).
+    pub made: u64,
+    /// Rings taken from idle readers for others.
+    pub reclaimed: u64,
+}
+
+/// The figures of `family`'s rings.
+pub fn ring_figures(family: Family) -> RingFigures {
+    let i = family as usize;
+    RingFigures {
+        held: RINGS_HELD[i].load(Relaxed),
+        held_bytes: RING_BYTES[i].load(Relaxed),
+        peak_bytes: PEAK_BYTES[i].load(Relaxed),
+        made: RINGS_MADE[i].load(Relaxed),
+        reclaimed: RECLAIMED[i].load(Relaxed),
+    }
+}
+
+/// Counts a ring made for `family` (its bytes were reserved first).
+pub fn note_ring_made(family: Family) {
+    RINGS_MADE[family as usize].fetch_add(1, Relaxed);
+}
 
 fn budget(family: Family) -> &'static AtomicU64 {
     &RING_BYTES[family as usize]
@@ -455,9 +501,48 @@ fn release_where(key: u64, role: impl Fn(u8) -> bool) {
 /// Empties a channel, returning its ring bytes to the budget.
 fn drop_channel(channel: &mut Channel) {
     if let Channel::Reader(Reader { ring: Some((ring, _)), own, .. }) = channel {
-        budget(own.family).fetch_sub(ring.geometry().ring_bytes(), Relaxed);
+        unreserve_ring(own.family, ring.geometry().ring_bytes());
     }
     *channel = Channel::Empty;
+}
+
+/// Drops the ring of the reader channel in slot `index` (its bytes go back
+/// to the budget); its writers see the lifeline hang up, let the ring go,
+/// and ask again with a REQUEST when they next write.
+pub fn drop_ring(reader: &mut Reader, index: usize) {
+    if let Some((ring, _)) = reader.ring.take() {
+        unreserve_ring(reader.own.family, ring.geometry().ring_bytes());
+    }
+    reader.lifeline = None;
+    reader.ring_id = 0;
+    set_ringed(index, false);
+}
+
+/// Makes room for `bytes` more of `family`'s rings within `limit` by
+/// taking the rings of readers idle for [`IDLE_RECLAIM`] (no read through
+/// the library, no open offer); true once the bytes are reserved. Readers
+/// another thread holds are passed over (never waits).
+pub fn reclaim_idle(family: Family, bytes: u64, limit: u64) -> bool {
+    for (index, slot) in SLOTS.iter() {
+        if slot.role.load(Acquire) != Role::Reader as u8 || !slot.ringed.load(Acquire) {
+            continue;
+        }
+        let Some(mut guard) = slot.state.try_lock() else { continue };
+        let Channel::Reader(reader) = &mut *guard else { continue };
+        let idle = reader.own.family == family
+            && reader.active.elapsed() >= IDLE_RECLAIM
+            && reader.ring.as_ref().is_some_and(|(ring, _)| ring.holder().is_none());
+        if !idle {
+            continue;
+        }
+        drop_ring(reader, index);
+        RECLAIMED[family as usize].fetch_add(1, Relaxed);
+        drop(guard);
+        if reserve_ring(family, bytes, limit) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Takes `bytes` from `family`'s ring budget `limit`; false if it does not
@@ -470,7 +555,11 @@ pub fn reserve_ring(family: Family, bytes: u64, limit: u64) -> bool {
             return false;
         }
         match used_now.compare_exchange_weak(used, used + bytes, AcqRel, Relaxed) {
-            Ok(_) => return true,
+            Ok(_) => {
+                RINGS_HELD[family as usize].fetch_add(1, Relaxed);
+                PEAK_BYTES[family as usize].fetch_max(used + bytes, Relaxed);
+                return true;
+            }
             Err(now) => used = now,
         }
     }
@@ -480,6 +569,7 @@ pub fn reserve_ring(family: Family, bytes: u64, limit: u64) -> bool {
 /// or was dropped).
 pub fn unreserve_ring(family: Family, bytes: u64) {
     budget(family).fetch_sub(bytes, Relaxed);
+    let _ = RINGS_HELD[family as usize].fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
 }
 
 /// In a fork child: forget every channel. The parent keeps them; the child's
@@ -500,8 +590,10 @@ pub unsafe fn after_fork() {
         slot.role.store(0, Relaxed);
         slot.key.store(0, Relaxed);
     }
-    for used in &RING_BYTES {
-        used.store(0, Relaxed);
+    for figure in [&RING_BYTES, &RINGS_HELD, &PEAK_BYTES, &RINGS_MADE, &RECLAIMED] {
+        for family in figure {
+            family.store(0, Relaxed);
+        }
     }
     READERS.store(0, Relaxed);
 }

@@ -22,6 +22,16 @@ pub enum Family {
 impl Family {
     /// How many there are: the length of per-family arrays.
     pub const COUNT: usize = 3;
+
+    /// The family of an IPC class (None for the copy classes).
+    pub fn of_class(class: Class) -> Option<Family> {
+        match class {
+            Class::Unix => Some(Family::Unix),
+            Class::Pipe => Some(Family::Pipe),
+            Class::Tcp => Some(Family::Tcp),
+            _ => None,
+        }
+    }
 }
 
 /// A file with a fast path, by identity. For a socket, `ino` is the socket's

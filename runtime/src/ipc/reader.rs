@@ -120,6 +120,7 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
         return tally.kernel(Fallback::NoPeer, call);
     };
     ring.note_read();
+    reader.active = Instant::now();
     // A FIFO's POLLHUP may be held back (see pipe::at_eof).
     let fifo = at.family == Family::Pipe && pipe::is_named(at.dev);
     // SAFETY: forwarded contract.
@@ -169,6 +170,7 @@ fn opt_in(own: Endpoint, fd: i32, euid: u32) -> Option<Reader> {
         requested: false,
         unasked: 0,
         ring_id: 0,
+        active: Instant::now(),
     })
 }
 
@@ -220,7 +222,10 @@ fn end_offer_of_an_earlier_self(reader: &Reader, pid: i32, from: &net::AbstractA
 fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, OwnedFd))> {
     let bytes = ctx.geometry.ring_bytes();
     let family = reader.own.family;
-    if !channel::reserve_ring(family, bytes, ctx.ring_budget) {
+    // Over the budget, a reader idle for a while gives its ring up
+    // (docs/ipc-protocol.md, "Ring memory follows activity").
+    if !channel::reserve_ring(family, bytes, ctx.ring_budget) && !channel::reclaim_idle(family, bytes, ctx.ring_budget)
+    {
         note_budget_exhausted(ctx.class);
         return None;
     }
@@ -231,8 +236,9 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
             ((ring, fd), lifeline)
         })
     });
-    if made.is_none() {
-        channel::unreserve_ring(family, bytes);
+    match made {
+        Some(_) => channel::note_ring_made(family),
+        None => channel::unreserve_ring(family, bytes),
     }
     made
 }
@@ -249,17 +255,6 @@ fn note_budget_exhausted(class: Class) {
         crate::log_at!(Warn, "[{class}] ring_bytes budget used up: further {what} use the kernel path");
     }
     stats::counters(class).note_fallback(Fallback::RingBudget);
-}
-
-/// Drops the reader's ring (a peer wrote garbage into it): never again
-/// from it; its writers see the lifeline hang up.
-fn drop_ring(reader: &mut Reader, index: usize) {
-    if let Some((ring, _)) = reader.ring.take() {
-        channel::unreserve_ring(reader.own.family, ring.geometry().ring_bytes());
-    }
-    reader.lifeline = None;
-    reader.ring_id = 0;
-    channel::set_ringed(index, false);
 }
 
 /// Takes offered bytes, or the kernel's, or waits for either (a blocking
@@ -436,7 +431,8 @@ unsafe fn transfer(
             match abort {
                 None => {}
                 Some(Abort::Corrupt) => {
-                    drop_ring(reader, index);
+                    // Never again from this ring.
+                    channel::drop_ring(reader, index);
                     tally.cut_short(Fallback::Corrupt);
                     return if got > 0 { tally.fast_done(got) } else { finish_with_kernel(call, 0, tally, held) };
                 }
