@@ -158,3 +158,32 @@ fn an_idle_connections_ring_goes_to_the_next_busy_one_within_the_budget() {
         assert_eq!(fallbacks(&stats, class, "ring-budget"), 0, "{family}");
     }
 }
+
+#[test]
+fn connections_registered_before_they_opt_in_are_twinned_without_reading_fdinfo() {
+    // An epoll echo server registers each connection, then its first large
+    // read opts it in: the registration the epoll_ctl hook noted is used
+    // (confirmed with kcmp), not the set's /proc/self/fdinfo, which lists
+    // every registration and made a server of 1000 connections quadratic.
+    // Before the notes: one fdinfo read per connection.
+    if !have("strace") {
+        assert!(!in_ci(), "strace is not installed");
+        eprintln!("SKIPPED: strace is not installed");
+        return;
+    }
+    let dir = scratch("scale-echo-fdinfo");
+    let trace = dir.join("trace");
+    let program = c_program("echo_epoll", &["-O2", "-pthread"]);
+    let mut cmd = Command::new("strace");
+    cmd.env_remove("LD_PRELOAD");
+    cmd.args(["-f", "-qq", "-e", "trace=openat,kcmp", "-o"]).arg(&trace);
+    cmd.arg("-E").arg(format!("LD_PRELOAD={}", library().display()));
+    cmd.arg(program).args(["40", "4", "307200", "1"]);
+    let out = run_command(&mut cmd, Duration::from_secs(120));
+    assert!(out.status.success() && out.stdout.ends_with("echo ok\n"), "{out:#?}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let fdinfo = text.lines().filter(|l| l.contains("openat") && l.contains("/fdinfo/")).count();
+    let confirmed = text.lines().filter(|l| l.contains("kcmp(") && l.ends_with("= 0")).count();
+    assert_eq!(fdinfo, 0, "fdinfo read for connections the hooks saw registered");
+    assert!(confirmed >= 40, "{confirmed} registrations confirmed for 40 connections and more");
+}

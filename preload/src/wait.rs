@@ -57,7 +57,9 @@ pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
 pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut libc::epoll_event) -> c_int {
     // SAFETY: the caller's arguments, passed on.
     let r = unsafe { (REAL_WAIT.epoll_ctl.get())(epfd, op, fd, event) };
-    if r == 0 && (any_reader() || epoll_sets::is_epoll(fd)) {
+    // Mirrored even before any reader channel exists: the registration of
+    // an fd that opts in later is then known without reading fdinfo.
+    if r == 0 {
         // SAFETY: the caller's event, valid for ADD and MOD.
         let (bits, data) = if event.is_null() { (0, 0) } else { unsafe { ((*event).events, (*event).u64) } };
         let _errno = ipc_offload_sys::ErrnoGuard::save();

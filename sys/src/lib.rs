@@ -13,6 +13,7 @@
 compile_error!("ipc-offload supports x86-64 Linux only");
 
 pub mod cpus;
+pub mod epoll;
 pub mod fallback;
 pub mod futex;
 pub mod mem;

@@ -44,7 +44,7 @@ pub fn plan_python(ctx: &Ctx) -> f64 {
 }
 
 pub fn plan_redis(ctx: &Ctx) -> f64 {
-    (REDIS_TRANSPORTS.len() * (ctx.rounds * (1 + ctx.modes.len()) + 1)) as f64
+    (REDIS_RUNS.len() * (ctx.rounds * (1 + ctx.modes.len()) + 1)) as f64
 }
 
 /// `dd | dd | dd` with bs=4M over a file written once, wall time.
@@ -275,25 +275,26 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
     let n = redis_requests(ctx.quick);
     let note = "redis-server serves its clients from an epoll loop on nonblocking sockets; the fast-path column counts redis-benchmark's bytes (the SET values it sends, the GET replies it reads), and no share is required of it".to_owned();
     let mut rows = vec![];
-    for (transport, what) in REDIS_TRANSPORTS {
+    for (transport, what, clients) in REDIS_RUNS {
         let mut servers = vec![];
         for side in &sides {
-            let dir = ctx.scratch.join("redis").join(transport).join(&side.name);
+            let dir = ctx.scratch.join("redis").join(format!("{transport}-c{clients}")).join(&side.name);
             let listen = match transport {
                 "tcp" => Listen::Tcp(free_port()?),
                 _ => Listen::Unix(dir.join("redis.sock")),
             };
             servers.push(start_server(ctx, &server, side, &dir, listen)?);
         }
-        ctx.progress.step(1.0, &format!("{} redis-server processes answer PING ({what})", servers.len()));
+        ctx.progress.step(1.0, &format!("{} redis-server processes answer PING ({what}, -c {clients})", servers.len()));
+        let c = clients.to_string();
         let workloads: Vec<Workload> = servers
             .iter()
             .zip(&sides)
             .map(|(s, side)| {
                 let tail =
-                    ["-t", "set,get", "-d", "1000000", "-n", &n.to_string(), "-c", "4", "--csv"].map(String::from);
+                    ["-t", "set,get", "-d", "1000000", "-n", &n.to_string(), "-c", &c, "--csv"].map(String::from);
                 Workload {
-                    key: format!("redis-benchmark-{transport}-{}", side.name),
+                    key: format!("redis-benchmark-{transport}-c{clients}-{}", side.name),
                     title: String::new(),
                     unit: "requests/s",
                     better: Better::Higher,
@@ -306,7 +307,7 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
             })
             .collect();
         let samples = ctx.alternate(
-            &format!("redis-benchmark -t set,get -d 1000000, {what}"),
+            &format!("redis-benchmark -t set,get -d 1000000 -c {clients}, {what}"),
             &sides,
             |ctx, side| {
                 let i = sides.iter().position(|s| s.name == side.name).unwrap_or(0);
@@ -324,12 +325,17 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
         drop(servers);
         let samples = samples?;
         for (i, test) in ["SET", "GET"].into_iter().enumerate() {
-            // The Unix socket's rows keep their keys from before TCP.
-            let prefix = if transport == "unix" { "redis".to_owned() } else { format!("redis-{transport}") };
+            // The Unix socket's rows with 4 clients keep their keys from
+            // before TCP and before the 50-client rows.
+            let prefix = match (transport, clients) {
+                ("unix", 4) => "redis".to_owned(),
+                (_, 4) => format!("redis-{transport}"),
+                _ => format!("redis-{transport}-c{clients}"),
+            };
             let spec = RowSpec {
                 key: format!("{prefix}-{}", test.to_lowercase()),
-                title: format!("redis-server {test}, 1 MB values, redis-benchmark -c 4 over {what}"),
-                label: format!("redis {test} ({transport})"),
+                title: format!("redis-server {test}, 1 MB values, redis-benchmark -c {clients} over {what}"),
+                label: format!("redis {test} ({transport}, -c {clients})"),
                 group: GROUP.into(),
                 size: Some(1_000_000),
                 unit: "requests/s",
@@ -346,16 +352,18 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
         part: Part::Redis,
         rows,
         notes: vec![format!(
-            "Per side and transport, `redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` (or `--port PORT --bind 127.0.0.1`), and `redis-benchmark -s SOCK (or -h 127.0.0.1 -p PORT) -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy; the fast-path column counts redis-benchmark's bytes."
+            "Per side and transport, `redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` (or `--port PORT --bind 127.0.0.1`), and `redis-benchmark -s SOCK (or -h 127.0.0.1 -p PORT) -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy (and over the Unix socket again with `-c 50`); the fast-path column counts redis-benchmark's bytes."
         )],
         skipped: None,
-        settings: json!({ "requests": n, "value_bytes": 1_000_000, "clients": 4, "transports": ["unix", "tcp"] }),
+        settings: json!({ "requests": n, "value_bytes": 1_000_000, "runs": REDIS_RUNS.iter().map(|(t, _, c)| json!({ "transport": t, "clients": c })).collect::<Vec<_>>() }),
         charts: vec![],
     })
 }
 
-/// The transports redis is measured over: the stats class, and in words.
-const REDIS_TRANSPORTS: [(&str, &str); 2] = [("unix", "a Unix socket"), ("tcp", "TCP (127.0.0.1)")];
+/// The runs of redis: the transport (its stats class), in words, and
+/// redis-benchmark's clients.
+const REDIS_RUNS: [(&str, &str, u32); 3] =
+    [("unix", "a Unix socket", 4), ("tcp", "TCP (127.0.0.1)", 4), ("unix", "a Unix socket", 50)];
 
 /// A port nobody listens on now (the kernel's pick for a socket bound to
 /// port 0, released at once).

@@ -6,7 +6,7 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 30] = [
+pub const HEADLINE: [(&str, &str); 32] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
@@ -37,6 +37,8 @@ pub const HEADLINE: [(&str, &str); 30] = [
     ("tcp-iperf3-1MiB", "iperf3 1M"),
     ("redis-tcp-set", "redis TCP SET"),
     ("redis-tcp-get", "redis TCP GET"),
+    ("redis-unix-c50-set", "redis SET c50"),
+    ("redis-unix-c50-get", "redis GET c50"),
 ];
 
 /// The headline's rows found among `parts`, in [`HEADLINE`]'s order.

@@ -18,6 +18,7 @@ use ipc_offload_sys::{self as sys, mem};
 use crate::ipc::channel::{self, Role};
 use crate::ipc::epoll_sets::{NESTED, drop_nests, is_epoll, mark_set, set_nest};
 use crate::ipc::fdinfo::{self, Registration};
+use crate::ipc::registered;
 use crate::ipc::twins::{self, TwinView};
 use crate::ipc::watch::{self, Look};
 
@@ -27,7 +28,11 @@ pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
         libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD => {
             if is_epoll(fd) {
                 set_nest(epfd, fd, events, data);
-            } else if let Some((slot, key)) = watch::channel_of(fd) {
+                return;
+            }
+            // Kept for when the fd opts in (it may have no channel yet).
+            registered::note(epfd, fd, events, data);
+            if let Some((slot, key)) = watch::channel_of(fd) {
                 if op == libc::EPOLL_CTL_MOD && twins::find(epfd, fd).is_some() {
                     twins::modified(epfd, fd, events, data);
                 } else if let Some(look) = watch::look(slot, key, false) {
@@ -42,6 +47,7 @@ pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
             // the library's for it. Its side channel leaves the set when
             // the fd's last close releases it.
             twins::modified(epfd, fd, 0, 0);
+            registered::removed(epfd, fd);
             drop_nests(|outer, inner| outer == epfd && inner == fd);
         }
         _ => {}

@@ -314,9 +314,16 @@ pub fn lock(endpoint: Endpoint, role: Role) -> Result<Locked, Unavailable> {
 
 /// As [`lock`], with the slot's index (for [`super::route`]).
 pub fn lock_at(endpoint: Endpoint, role: Role) -> Result<(Locked, usize), Unavailable> {
+    lock_near(endpoint, role, None)
+}
+
+/// As [`lock_at`], trying slot `hint` first (the fd's route word names
+/// it): no scan of the table for a channel found there.
+pub fn lock_near(endpoint: Endpoint, role: Role, hint: Option<usize>) -> Result<(Locked, usize), Unavailable> {
     let key = endpoint.key();
     let mine = |g: Locked, i: usize| if g.serves(endpoint) { Ok((g, i)) } else { Err(Unavailable::Busy) };
-    if let Some((i, slot)) = find(key, role) {
+    let hinted = hint.filter(|&i| serves(i, key, role)).and_then(|i| Some((i, SLOTS.get(i)?)));
+    if let Some((i, slot)) = hinted.or_else(|| find(key, role)) {
         return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(|g| mine(g, i));
     }
     // Racing threads may claim the free slot found: look again.

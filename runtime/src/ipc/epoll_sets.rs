@@ -127,6 +127,14 @@ pub fn after_fork() {}
 /// number it used (a dup of `fd`, or one closed since while the file
 /// stays open: the kernel keeps such a registration, and reports it).
 pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
+    // The one registration the hooks saw for this number, confirmed by
+    // the kernel: no fdinfo to read (a registration of the same file
+    // through another number, in another set, is then not twinned; its
+    // waits hear of offers through the kernel's bytes only).
+    if let Some(note) = super::registered::confirmed(fd) {
+        twins::install(note.epfd, fd, note.events, note.data, slot, key, side);
+        return;
+    }
     let Ok(st) = mem::fstat(fd) else { return };
     each_set(&mut |epfd| {
         fdinfo::registrations(epfd, &mut |r: Registration| {

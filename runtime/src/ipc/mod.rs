@@ -15,7 +15,8 @@
 //!   for the kernel path, kept a short while; [`route`]: the per-fd word
 //!   the read hooks load first; [`quick`]: the calls answered from those
 //!   tables; [`watch`]: what an event loop's wait needs from a channel;
-//!   [`paged`]: the grow-only paged array those tables are made of.
+//!   [`paged`]: the grow-only paged array those tables are made of;
+//!   [`registered`]: the epoll registrations the hooks saw, per fd.
 //! - [`epoll_sets`]: the epoll sets the library knows, and their nests;
 //!   [`twins`]: reader channels' side channels registered beside the
 //!   program's fds in those sets; [`fdinfo`]: a set's registrations as the
@@ -33,6 +34,7 @@ pub mod hint;
 pub mod paged;
 mod quick;
 pub mod reader;
+pub mod registered;
 pub mod route;
 pub mod side;
 pub mod table;
@@ -220,6 +222,7 @@ pub fn closing(fd: i32) {
     if let Some(info) = FDS.get(fd) {
         forget(fd, info);
     }
+    registered::forget(fd);
     if epoll_sets::is_epoll(fd) {
         epoll_sets::closed(fd);
     }
@@ -238,7 +241,7 @@ fn forget(fd: i32, info: FdInfo) {
 
 /// Whether `fd` needs [`closing`] (the close hooks' cheap test).
 pub fn tracked(fd: i32) -> bool {
-    FDS.is_tracked(fd) || epoll_sets::is_epoll(fd)
+    FDS.is_tracked(fd) || epoll_sets::is_epoll(fd) || registered::any(fd)
 }
 
 /// In the fork child: forget every channel and fd (the parent keeps them),

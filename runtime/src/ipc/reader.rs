@@ -73,7 +73,9 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     if info.kind == FdKind::NoFast {
         return tally.kernel(Fallback::OptInFailed, call);
     }
-    let Some((mut ch, index)) = lock_retrying(at) else { return tally.kernel(Fallback::Busy, call) };
+    let Some((mut ch, index)) = lock_retrying(at, route::slot(call.fd, super::hint::Dir::Read)) else {
+        return tally.kernel(Fallback::Busy, call);
+    };
     if matches!(*ch, Channel::Empty) {
         match opt_in(at, call.fd, ctx.euid) {
             Some(reader) => {
@@ -130,10 +132,10 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
 /// The channel of `at` as reader, locked: another thread of this process
 /// holds it only briefly (an event loop's poll marks itself on the ring),
 /// unless it waits inside a read itself.
-fn lock_retrying(at: Endpoint) -> Option<(Locked, usize)> {
+fn lock_retrying(at: Endpoint, hint: Option<usize>) -> Option<(Locked, usize)> {
     let start = Instant::now();
     loop {
-        match channel::lock_at(at, Role::Reader) {
+        match channel::lock_near(at, Role::Reader, hint) {
             Ok(found) => return Some(found),
             Err(channel::Unavailable::Full) => return None,
             Err(channel::Unavailable::Busy) if start.elapsed() >= BUSY_RETRY => return None,

@@ -61,7 +61,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
     if call.has_control() || call.flags & kernel_flags != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
         return tally.kernel_write(Fallback::Unsupported, call);
     }
-    let mut ch = match channel::lock_at(at, Role::Writer) {
+    let mut ch = match channel::lock_near(at, Role::Writer, super::route::slot(call.fd, Dir::Write)) {
         Ok((ch, index)) => {
             super::route::set_writer(call.fd, index);
             ch
