@@ -36,6 +36,19 @@
  *               4096) and its SIZE-byte answer, both sockets nonblocking, each
  *               side waiting in epoll_wait() before its recv (after 100 round
  *               trips of warm-up).
+ *        evloop_bench server CONNS SIZE ROUNDS
+ *            -> "GBPS CPU_S_PER_GIB": one epoll echo server (the parent) and
+ *               CONNS Unix stream connections (socketpairs) open at once,
+ *               shared by 4 client processes. The server, every socket
+ *               nonblocking and level-triggered, reads a request of SIZE
+ *               bytes into a buffer of its own (malloc'd when the request
+ *               begins), then sends it back, waiting for EPOLLOUT when a send
+ *               finds no room, and frees the buffer. Each client sends a
+ *               request on each of its connections in turn (blocking send,
+ *               blocking recv of the reply), ROUNDS times after one warm-up
+ *               round over every connection. GBPS counts request and reply
+ *               bytes from the go signal (after the warm-up) to the last
+ *               reply.
  *
  * CPU_S_PER_GIB: user + sys seconds of every process per GiB that arrived:
  * the parent's getrusage(RUSAGE_SELF) from the go signal to the last byte,
@@ -563,9 +576,149 @@ static int pingpong(int rounds, size_t size, const char *transport) {
     return 0;
 }
 
+/* The `server` workload: CLIENTS processes share the connections. */
+#define CLIENTS 4
+
+struct echo {
+    uint8_t *buf; /* the request being read or the reply being sent */
+    size_t got, sent;
+    uint64_t round; /* requests answered on this connection */
+};
+
+/* One client: its connections are fds[i] for i = first, first + CLIENTS,
+ * ... Signals `ready` after the warm-up round, waits for `go`, then runs
+ * ROUNDS rounds. */
+static void echo_client(const int *fds, int conns, int first, size_t size, int rounds, const uint8_t *ref,
+                        int ready, int go) {
+    uint8_t *buf = buffer(size);
+    for (int r = 0; r <= rounds; r++) {
+        if (r == 1) {
+            put_byte(ready);
+            get_byte(go);
+        }
+        for (int i = first; i < conns; i += CLIENTS) {
+            uint64_t at = (uint64_t)r * size;
+            send_all(fds[i], ref + at % PERIOD, size);
+            size_t got = 0;
+            while (got < size) {
+                ssize_t n = recv(fds[i], buf + got, size - got, 0);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) die("client recv");
+                got += (size_t)n;
+            }
+            check(ref, buf, size, at);
+        }
+    }
+    _exit(0);
+}
+
+/* The server's turn on connection I, readable or writable: reads what there
+ * is of the request, and once it is whole sends what the socket takes.
+ * Returns the events to wait for next. */
+static uint32_t echo_step(struct echo *c, int fd, size_t size, const uint8_t *ref, uint64_t *served) {
+    if (c->got < size) {
+        if (!c->buf && !(c->buf = malloc(size))) die("malloc");
+        for (;;) {
+            ssize_t n = recv(fd, c->buf + c->got, size - c->got, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return EPOLLIN;
+            if (n <= 0) die("server recv");
+            c->got += (size_t)n;
+            if (c->got == size) break;
+        }
+        check(ref, c->buf, size, c->round * size);
+    }
+    while (c->sent < size) {
+        ssize_t n = send(fd, c->buf + c->sent, size - c->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return EPOLLOUT;
+        if (n <= 0) die("server send");
+        c->sent += (size_t)n;
+    }
+    free(c->buf);
+    c->buf = NULL;
+    c->got = c->sent = 0;
+    c->round++;
+    *served += 1;
+    return EPOLLIN;
+}
+
+static int echo_server(int conns, size_t size, int rounds) {
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+        lim.rlim_cur = lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim);
+    }
+    int *mine = malloc(sizeof(int) * (size_t)conns), *theirs = malloc(sizeof(int) * (size_t)conns);
+    struct echo *state = calloc((size_t)conns, sizeof *state);
+    if (!mine || !theirs || !state) die("malloc");
+    for (int i = 0; i < conns; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+        mine[i] = sv[0];
+        theirs[i] = sv[1];
+    }
+    const uint8_t *ref = reference(size);
+    int ready[2], go[2];
+    if (pipe(ready) != 0 || pipe(go) != 0) die("pipe");
+    pid_t pids[CLIENTS];
+    for (int k = 0; k < CLIENTS; k++) {
+        pids[k] = fork();
+        if (pids[k] < 0) die("fork");
+        if (pids[k] == 0) {
+            for (int i = 0; i < conns; i++) close(mine[i]);
+            echo_client(theirs, conns, k, size, rounds, ref, ready[1], go[0]);
+        }
+    }
+    for (int i = 0; i < conns; i++) close(theirs[i]);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die("epoll_create1");
+    for (int i = 0; i < conns; i++) {
+        nonblocking(mine[i], 1);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, mine[i], &ev) != 0) die("epoll_ctl");
+    }
+    /* The clients' ready bytes arrive on a pipe the loop watches too. */
+    struct epoll_event rev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, ready[0], &rev) != 0) die("epoll_ctl");
+    const uint64_t total = (uint64_t)conns * (uint64_t)(rounds + 1);
+    uint64_t served = 0;
+    int warm = 0;
+    double t0 = 0, cpu0 = 0;
+    struct epoll_event events[64];
+    while (served < total) {
+        int n = epoll_wait(ep, events, 64, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) die("epoll_wait");
+        for (int e = 0; e < n; e++) {
+            uint32_t i = events[e].data.u32;
+            if (i == UINT32_MAX) {
+                get_byte(ready[0]);
+                if (++warm == CLIENTS) {
+                    t0 = now();
+                    cpu0 = cpu_seconds(RUSAGE_SELF);
+                    for (int k = 0; k < CLIENTS; k++) put_byte(go[1]);
+                }
+                continue;
+            }
+            uint32_t want = echo_step(&state[i], mine[i], size, ref, &served);
+            struct epoll_event ev = {.events = want, .data.u32 = i};
+            if (want == EPOLLOUT || events[e].events & EPOLLOUT) epoll_ctl(ep, EPOLL_CTL_MOD, mine[i], &ev);
+        }
+    }
+    int failed = 0;
+    for (int k = 0; k < CLIENTS; k++) failed |= reap(pids[k], "client");
+    double dt = now() - t0;
+    double cpu = cpu_seconds(RUSAGE_SELF) - cpu0 + cpu_seconds(RUSAGE_CHILDREN);
+    if (failed) return 1;
+    double bytes = 2.0 * (double)conns * (double)rounds * (double)size;
+    printf("%.4f %.4f\n", bytes / dt / 1e9, cpu / (bytes / (double)(1u << 30)));
+    return 0;
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: evloop_bench relay select|poll TOTAL BUF | epoll lt|et SIZE COUNT [TRANSPORT] | reqresp SIZE "
-                    "ROUNDS [TRANSPORT] | pingpong ROUNDS SIZE [TRANSPORT]\n");
+                    "ROUNDS [TRANSPORT] | pingpong ROUNDS SIZE [TRANSPORT] | server CONNS SIZE ROUNDS\n");
     return 2;
 }
 
@@ -593,6 +746,12 @@ int main(int argc, char **argv) {
         int rounds = atoi(argv[2]);
         if (rounds <= 0) return usage();
         return pingpong(rounds, strtoull(argv[3], 0, 0), argc == 5 ? argv[4] : "unix");
+    }
+    if (argc == 5 && strcmp(argv[1], "server") == 0) {
+        int conns = atoi(argv[2]), rounds = atoi(argv[4]);
+        size_t size = strtoull(argv[3], 0, 0);
+        if (conns <= 0 || size == 0 || rounds <= 0) return usage();
+        return echo_server(conns, size, rounds);
     }
     return usage();
 }

@@ -358,8 +358,8 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
             let r = crate::ipc::channel::ring_figures(family);
             let _ = write!(
                 out,
-                "\"rings\":{{\"held\":{},\"held_bytes\":{},\"peak_bytes\":{},\"made\":{},\"reclaimed\":{}}},",
-                r.held, r.held_bytes, r.peak_bytes, r.made, r.reclaimed
+                "\"rings\":{{\"held\":{},\"held_bytes\":{},\"peak_bytes\":{},\"made\":{},\"reclaimed\":{},\"served\":{}}},",
+                r.held, r.held_bytes, r.peak_bytes, r.made, r.reclaimed, r.served
             );
         }
     }

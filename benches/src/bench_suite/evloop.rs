@@ -47,6 +47,13 @@ pub fn pings(quick: bool) -> u64 {
     if quick { 5_000 } else { 20_000 }
 }
 
+/// The epoll echo server's connections and message, and rounds per run.
+pub const SERVER_CONNS: u64 = 1_000;
+pub const SERVER_MESSAGE: u64 = 1 << 20;
+pub fn server_rounds(quick: bool) -> u64 {
+    if quick { 4 } else { 8 }
+}
+
 /// MiB of the asyncio message.
 pub fn asyncio_mib(quick: bool) -> u64 {
     if quick { 64 } else { 256 }
@@ -240,6 +247,7 @@ pub fn cases(quick: bool, program: &Path, python: Option<(&Path, &Path)>) -> Vec
         units: PING_UNITS,
         rows: vec![ping],
     });
+    all.push(server_case(quick, &program));
     if let Some((python, script)) = python {
         const UNITS: &[&str] = &["s"];
         let mib = asyncio_mib(quick);
@@ -269,8 +277,44 @@ pub fn cases(quick: bool, program: &Path, python: Option<(&Path, &Path)>) -> Vec
     all
 }
 
+/// The epoll echo server with a thousand connections: aggregate GB/s and
+/// CPU per GiB.
+fn server_case(quick: bool, program: &str) -> Case {
+    const UNITS: &[&str] = &["GB/s", "CPU s/GiB"];
+    let rounds = server_rounds(quick);
+    let name = format!("evloop-server-{SERVER_CONNS}-{}", size_key(SERVER_MESSAGE));
+    let argv = [program, "server", &SERVER_CONNS.to_string(), &SERVER_MESSAGE.to_string(), &rounds.to_string()]
+        .map(String::from)
+        .to_vec();
+    let what = format!(
+        "epoll echo server, {SERVER_CONNS} connections open at once, {} request and reply",
+        size_label(SERVER_MESSAGE)
+    );
+    let mut gbps = spec(
+        name.clone(),
+        format!("{what}: aggregate throughput, 4 client processes, {rounds} rounds"),
+        format!("{SERVER_CONNS} connections"),
+        "evloop-server",
+        "GB/s",
+        0,
+    );
+    gbps.size = Some(SERVER_MESSAGE);
+    gbps.expects_fast_path = Some(true);
+    let cpu = gbps.cpu_per_gib(
+        format!("{name}-cpu"),
+        format!("{what}: CPU per GiB (user + sys, server and clients)"),
+        "evloop-cpu".into(),
+    );
+    Case {
+        workload: workload(name, UNITS, Better::Higher, true, argv),
+        label: format!("{what}, {rounds} rounds"),
+        units: UNITS,
+        rows: vec![gbps, cpu],
+    }
+}
+
 pub fn plan_evloop(ctx: &Ctx) -> f64 {
-    let workloads = RELAYS.len() + READERS.len() + 1 + usize::from(ctx.python.is_some());
+    let workloads = RELAYS.len() + READERS.len() + 2 + usize::from(ctx.python.is_some());
     (workloads * ctx.rounds * (1 + ctx.modes.len())) as f64
 }
 
@@ -300,6 +344,7 @@ pub fn run_evloop(ctx: &mut Ctx) -> Result<PartResult, String> {
     }
     let (total, count, pings, mib) =
         (relay_total(ctx.quick), messages(ctx.quick), pings(ctx.quick), asyncio_mib(ctx.quick));
+    let server_rounds = server_rounds(ctx.quick);
     let mut notes = vec![
         format!(
             "Relays (`evloop_bench relay select|poll {total} BUF`): a source writes {} in blocking writes of the buffer's size to a relay, which waits in select() (or poll()) on both of its nonblocking sockets, reads at most a buffer when nothing is pending, writes what it read at once, and keeps what a write did not take until the sink's socket is writable; the sink reads with blocking reads of the same size. Three processes, two socketpairs; wall time from the go signal to the sink's last byte.",
@@ -311,6 +356,10 @@ pub fn run_evloop(ctx: &mut Ctx) -> Result<PartResult, String> {
         ),
         format!(
             "Ping-pong (`evloop_bench pingpong {pings} {PING}`): both sockets nonblocking, each side waits in epoll_wait() before its recv; ns per round trip over {pings} round trips after 100 of warm-up."
+        ),
+        format!(
+            "Server (`evloop_bench server {SERVER_CONNS} {SERVER_MESSAGE} {server_rounds}`): one epoll echo server (level-triggered, nonblocking, a buffer malloc'd per request) and {SERVER_CONNS} Unix stream connections open at once, shared by 4 client processes that each send a {} request on each of their connections in turn and read the reply (blocking); {server_rounds} rounds after a warm-up round over every connection; request and reply bytes over the time from the go signal to the last reply.",
+            size_label(SERVER_MESSAGE)
         ),
         "CPU: user + sys seconds of every process (getrusage: the parent's from the go signal to the last byte, the children's whole lives), per GiB. Every byte is checked as it arrives (a pattern of period 4093, its length and end of file); a mismatch fails the run.".into(),
         "Each mode is a policy file with `[defaults] mode` alone; LD_PRELOAD, the policy and a stats file are set for every process.".into(),
@@ -335,6 +384,9 @@ pub fn run_evloop(ctx: &mut Ctx) -> Result<PartResult, String> {
             "epoll_messages": count,
             "pingpong_rounds": pings,
             "pingpong_bytes": PING,
+            "server_connections": SERVER_CONNS,
+            "server_message_bytes": SERVER_MESSAGE,
+            "server_rounds": server_rounds,
             "asyncio_mib": mib,
             "python": python.as_deref().map(text),
         }),
@@ -387,15 +439,17 @@ mod tests {
                 "epoll lt 67108864 8",
                 "epoll et 67108864 8",
                 "pingpong 5000 64",
+                "server 1000 1048576 4",
                 "/repo/benches/python/asyncio_bench.py 64",
             ]
         );
-        assert!(c[..6].iter().all(|c| c.workload.argv[0] == "/tmp/evloop_bench"));
-        assert_eq!(c[6].workload.argv[0], "/usr/bin/python3");
+        assert!(c[..7].iter().all(|c| c.workload.argv[0] == "/tmp/evloop_bench"));
+        assert_eq!(c[7].workload.argv[0], "/usr/bin/python3");
         // What plan_evloop counts.
-        assert_eq!(c.len(), RELAYS.len() + READERS.len() + 2);
+        assert_eq!(c.len(), RELAYS.len() + READERS.len() + 3);
         let full = all(false, false);
-        assert_eq!(full.len(), RELAYS.len() + READERS.len() + 1);
+        assert_eq!(full.len(), RELAYS.len() + READERS.len() + 2);
+        assert_eq!(full[6].workload.argv[4], "8");
         assert_eq!(full[0].workload.argv[3], (512u64 << 20).to_string());
         assert_eq!(full[3].workload.argv[4], "16");
         assert_eq!(full[5].workload.argv[2], "20000");
@@ -420,6 +474,8 @@ mod tests {
                 "evloop-epoll-lt-cpu",
                 "evloop-epoll-et-64MiB",
                 "evloop-pingpong-64B",
+                "evloop-server-1000-1MiB",
+                "evloop-server-1000-1MiB-cpu",
                 "asyncio-unix",
             ]
         );

@@ -6,7 +6,7 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 32] = [
+pub const HEADLINE: [(&str, &str); 33] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
@@ -29,6 +29,7 @@ pub const HEADLINE: [(&str, &str); 32] = [
     ("evloop-epoll-lt-64MiB", "epoll LT"),
     ("evloop-epoll-et-64MiB", "epoll ET"),
     ("evloop-pingpong-64B", "epoll 64B"),
+    ("evloop-server-1000-1MiB", "1000 conns"),
     ("asyncio-unix", "asyncio"),
     ("tcp-stream-1MiB", "TCP GB/s"),
     ("tcp-reqresp-blocking-64MiB", "TCP RTT"),

@@ -279,9 +279,50 @@ pub unsafe fn plain(
 }
 
 fn has_twins(epfd: i32) -> bool {
-    let mut found = false;
-    twins::each_in(epfd, &mut |_| found = true);
-    found
+    twins::any_in(epfd)
+}
+
+/// The one-shot twins of a set, gathered once per batch of events: a
+/// program's own event for a one-shot fd disarms its twin. (Scanning the
+/// table for each event cost a server of a thousand connections a thousand
+/// loads per event.)
+struct OneShots {
+    found: [(u64, usize); WATCHED],
+    n: usize,
+    /// All of them are in `found` (else each event scans the table).
+    all: bool,
+}
+
+impl OneShots {
+    fn of(epfd: i32) -> OneShots {
+        let mut s = OneShots { found: [(0, 0); WATCHED], n: 0, all: true };
+        twins::each_in(epfd, &mut |t| {
+            if !t.oneshot() {
+                return;
+            }
+            if s.n < WATCHED {
+                s.found[s.n] = (t.data, t.index);
+                s.n += 1;
+            } else {
+                s.all = false;
+            }
+        });
+        s
+    }
+
+    /// The program's fd with data word `data` was reported: its one-shot
+    /// twins are disarmed.
+    fn reported(&self, epfd: i32, data: u64) {
+        if self.all {
+            self.found[..self.n].iter().filter(|(d, _)| *d == data).for_each(|(_, index)| twins::disarm(*index));
+            return;
+        }
+        twins::each_in(epfd, &mut |t| {
+            if t.oneshot() && t.data == data {
+                twins::disarm(t.index);
+            }
+        });
+    }
 }
 
 /// Turns the kernel's `n` events in `out` into the program's: a twin's tag
@@ -292,6 +333,7 @@ fn translate(epfd: i32, out: &mut [libc::epoll_event], n: usize) -> usize {
     let mut kept = 0;
     let mut added = [Added::default(); WATCHED];
     let mut nadded = 0;
+    let mut oneshots: Option<OneShots> = None;
     for i in 0..n {
         let e = out[i];
         let data = e.u64;
@@ -315,11 +357,7 @@ fn translate(epfd: i32, out: &mut [libc::epoll_event], n: usize) -> usize {
         if twins::is_tag_shaped(data) {
             continue; // a twin freed since (or the parent's, after fork)
         }
-        twins::each_in(epfd, &mut |t| {
-            if t.oneshot() && t.data == data {
-                twins::disarm(t.index);
-            }
-        });
+        oneshots.get_or_insert_with(|| OneShots::of(epfd)).reported(epfd, data);
         out[kept] = e;
         kept += 1;
     }

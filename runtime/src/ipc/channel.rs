@@ -60,6 +60,9 @@ pub struct Reader {
     /// [`IDLE_RECLAIM`] goes back to the budget when another reader needs
     /// one ([`reclaim_idle`]).
     pub active: Instant,
+    /// It took bytes through a ring at least once (counted once, in the
+    /// stats' `rings.served`).
+    pub served: bool,
 }
 
 /// Numbers rings for [`Reader::ring_id`].
@@ -247,11 +250,13 @@ pub const LOOK_EVERY: u32 = 64;
 /// budget of `[unix]`, `[pipe]` and `[tcp]`).
 static RING_BYTES: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
 /// Per family: rings held now, the most bytes held at once, rings made,
-/// rings reclaimed from idle readers (the stats' `rings`).
+/// rings reclaimed from idle readers, reader channels that took bytes
+/// through a ring (the stats' `rings`).
 static RINGS_HELD: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
 static PEAK_BYTES: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
 static RINGS_MADE: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
 static RECLAIMED: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
+static SERVED: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
 
 /// How long a reader's ring must go without a read through the library,
 /// and without an open offer, before another reader of its family may
@@ -270,6 +275,9 @@ pub struct RingFigures {
     pub made: u64,
     /// Rings taken from idle readers for others.
     pub reclaimed: u64,
+    /// Reader channels (a connection's or a pipe's read side) that took
+    /// bytes through a ring at least once.
+    pub served: u64,
 }
 
 /// The figures of `family`'s rings.
@@ -281,12 +289,19 @@ pub fn ring_figures(family: Family) -> RingFigures {
         peak_bytes: PEAK_BYTES[i].load(Relaxed),
         made: RINGS_MADE[i].load(Relaxed),
         reclaimed: RECLAIMED[i].load(Relaxed),
+        served: SERVED[i].load(Relaxed),
     }
 }
 
 /// Counts a ring made for `family` (its bytes were reserved first).
 pub fn note_ring_made(family: Family) {
     RINGS_MADE[family as usize].fetch_add(1, Relaxed);
+}
+
+/// Counts a reader channel of `family` that took bytes through a ring for
+/// the first time.
+pub fn note_served(family: Family) {
+    SERVED[family as usize].fetch_add(1, Relaxed);
 }
 
 fn budget(family: Family) -> &'static AtomicU64 {
@@ -597,7 +612,7 @@ pub unsafe fn after_fork() {
         slot.role.store(0, Relaxed);
         slot.key.store(0, Relaxed);
     }
-    for figure in [&RING_BYTES, &RINGS_HELD, &PEAK_BYTES, &RINGS_MADE, &RECLAIMED] {
+    for figure in [&RING_BYTES, &RINGS_HELD, &PEAK_BYTES, &RINGS_MADE, &RECLAIMED, &SERVED] {
         for family in figure {
             family.store(0, Relaxed);
         }

@@ -214,6 +214,11 @@ impl Tally {
         }
     }
 
+    /// True once the call moved bytes through shared memory.
+    pub fn moved_fast(&self) -> bool {
+        self.fast > 0
+    }
+
     /// Notes bytes that went through the kernel.
     pub fn kernel_bytes(&mut self, n: u64) {
         self.kernel += n;

@@ -126,7 +126,16 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     // A FIFO's POLLHUP may be held back (see pipe::at_eof).
     let fifo = at.family == Family::Pipe && pipe::is_named(at.dev);
     // SAFETY: forwarded contract.
-    unsafe { transfer(call, &mut ch, index, blocking, fifo, ctx, tally) }
+    let r = unsafe { transfer(call, &mut ch, index, blocking, fifo, ctx, tally) };
+    if tally.moved_fast() {
+        if let Channel::Reader(reader) = &mut *ch {
+            if !reader.served {
+                reader.served = true;
+                channel::note_served(at.family);
+            }
+        }
+    }
+    r
 }
 
 /// The channel of `at` as reader, locked: another thread of this process
@@ -173,6 +182,7 @@ fn opt_in(own: Endpoint, fd: i32, euid: u32) -> Option<Reader> {
         unasked: 0,
         ring_id: 0,
         active: Instant::now(),
+        served: false,
     })
 }
 

@@ -206,6 +206,14 @@ pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView)) {
     }
 }
 
+/// True if set `epfd` has a live twin.
+pub fn any_in(epfd: i32) -> bool {
+    any()
+        && TABLE
+            .iter()
+            .any(|(index, t)| t.state.load(Relaxed) == LIVE && t.epfd.load(Relaxed) == epfd && view(index).is_some())
+}
+
 /// The live twin of (`epfd`, `fd`).
 pub fn find(epfd: i32, fd: i32) -> Option<TwinView> {
     live().find(|v| v.epfd == epfd && v.fd == fd)
