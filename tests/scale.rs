@@ -150,18 +150,20 @@ fn ten_thousand_short_connections_are_byte_exact_and_leave_nothing_behind() {
 #[test]
 fn an_idle_connections_ring_goes_to_the_next_busy_one_within_the_budget() {
     // A budget of one 4 MiB ring (and a bit), six connections used one
-    // after the other with 300 ms between them: each next one takes the
-    // ring of the one before, idle by then (docs/ipc-protocol.md, "Ring
-    // memory follows activity"). Without that, the first kept it and the
-    // other five went through the kernel (`ring-budget`).
+    // after the other with 1.1 s between them: each next one takes the
+    // ring of the one before, idle for a second by then
+    // (docs/ipc-protocol.md, "Ring memory follows activity"). Without
+    // that, the first kept it and the other five went through the kernel
+    // (`ring-budget`).
     for (family, class) in [("unix", "unix"), ("pipe", "pipe")] {
         let dir = scratch(&format!("scale-reclaim-{family}"));
         let stats = dir.join("stats.json");
         let policy = format!("[{class}]\nring_bytes = \"6MiB\"\nhandshake_after = 0\n");
         let preload = Preload::new().policy(&dir, &policy).stats(&stats).timeout(Duration::from_secs(120));
-        let out = preload.run(many_pairs(), &[family, "6", "33554432", "0", "300"]);
+        let out = preload.run(many_pairs(), &[family, "6", "33554432", "0", "1100"]);
         assert!(out.status.success() && out.stdout.ends_with("transfer ok\n"), "{family}: {out:#?}");
-        assert!(out.stdout.contains("pairs 6 fast 6"), "{family}: a connection found no ring: {out:#?}");
+        let line = out.stdout.lines().find_map(|l| l.strip_prefix("pairs 6 fast ")).expect("the summary line");
+        assert_all_served(class, 6, line.parse().unwrap(), &stats, &out);
         let stats = read_stats(&stats);
         let rings = &stats[class]["rings"];
         assert!(rings["reclaimed"].as_u64().unwrap() >= 5, "{family}: {rings}");
@@ -206,12 +208,13 @@ fn two_thousand_connections_to_one_epoll_server_share_a_256_mib_budget() {
     // 2,000 connections open at once to one epoll echo server, each
     // echoing 1 MiB three times (16 client threads), with `ring_bytes` of
     // 256 MiB: 64 rings of 4 MiB for 2,000 readers a side. Every byte comes
-    // back, nothing leaks, the peak stays within the budget, and the rings go round: readers idle for 200 ms
-    // give theirs up. Nearly every connection's reader took bytes through a
-    // ring at some point (`rings.served`); without reclaiming, 64 at most.
-    // A connection whose every turn came while no ring was idle is left on
-    // the kernel path (docs/ipc-protocol.md, "Ring memory follows
-    // activity"): 1970-1999 of 2,001 a side were served on the 2-core VM.
+    // back, nothing leaks, the peak stays within the budget, and the rings
+    // go round: readers idle for a second give theirs up, and far more
+    // readers than the budget holds rings took bytes through one at some
+    // point (`rings.served`; without reclaiming, 64 at most). Not every
+    // reader: a connection whose every turn came while no ring had been idle
+    // for a second stays on the kernel path (docs/ipc-protocol.md, "Ring
+    // memory follows activity", says why rings do not change hands faster).
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit(2) fills the struct it is given.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
@@ -236,7 +239,7 @@ fn two_thousand_connections_to_one_epoll_server_share_a_256_mib_budget() {
         let figure = |key: &str| rings[key].as_u64().unwrap();
         assert!(figure("peak_bytes") <= 256 << 20, "{}: over the budget: {rings}", file.display());
         assert!(figure("reclaimed") > 0, "{}: {rings}", file.display());
-        assert!(figure("served") >= 1900, "{}: too few connections served: {rings}", file.display());
+        assert!(figure("served") >= 4 * 64, "{}: too few connections served: {rings}", file.display());
         assert!(figure("held") == 0, "{}: rings held after every connection closed: {rings}", file.display());
     }
 }

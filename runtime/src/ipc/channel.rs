@@ -260,8 +260,33 @@ static SERVED: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family
 
 /// How long a reader's ring must go without a read through the library,
 /// and without an open offer, before another reader of its family may
-/// take its place in the budget.
-pub const IDLE_RECLAIM: Duration = Duration::from_millis(200);
+/// take its place in the budget. A second, not less: a server that goes
+/// round more connections than its budget holds, each busy for one
+/// message every few hundred ms, made and dropped a ring per message with
+/// 200 ms (a memfd, two mappings, a handshake, every page faulted in anew:
+/// more than the message saved; 1,000 connections echoing 1 MiB ran at
+/// 0.45x the kernel, 0.75x with a second).
+pub const IDLE_RECLAIM: Duration = Duration::from_secs(1);
+
+/// Least time between two reclaims in a family (see [`IDLE_RECLAIM`]):
+/// however many readers are idle, rings change hands at most 200 times a
+/// second.
+pub const RECLAIM_EVERY: Duration = Duration::from_millis(5);
+
+/// Per family: when the last reclaim was let through, in µs since
+/// [`EPOCH`] (0: never).
+static LAST_RECLAIM: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// True if a reclaim in `family` may go now (none in the last
+/// [`RECLAIM_EVERY`]); it then counts as the last.
+fn reclaim_due(family: Family) -> bool {
+    let now = EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64 + 1;
+    let last = &LAST_RECLAIM[family as usize];
+    let before = last.load(Relaxed);
+    let every = RECLAIM_EVERY.as_micros() as u64;
+    (before == 0 || now.saturating_sub(before) >= every) && last.compare_exchange(before, now, Relaxed, Relaxed).is_ok()
+}
 
 /// What a family's rings come to (the stats' `rings` object).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -542,9 +567,13 @@ pub fn drop_ring(reader: &mut Reader, index: usize) {
 
 /// Makes room for `bytes` more of `family`'s rings within `limit` by
 /// taking the rings of readers idle for [`IDLE_RECLAIM`] (no read through
-/// the library, no open offer); true once the bytes are reserved. Readers
-/// another thread holds are passed over (never waits).
+/// the library, no open offer), at most once per [`RECLAIM_EVERY`]; true
+/// once the bytes are reserved. Readers another thread holds are passed
+/// over (never waits).
 pub fn reclaim_idle(family: Family, bytes: u64, limit: u64) -> bool {
+    if !reclaim_due(family) {
+        return false;
+    }
     for (index, slot) in SLOTS.iter() {
         if slot.role.load(Acquire) != Role::Reader as u8 || !slot.ringed.load(Acquire) {
             continue;
@@ -612,7 +641,7 @@ pub unsafe fn after_fork() {
         slot.role.store(0, Relaxed);
         slot.key.store(0, Relaxed);
     }
-    for figure in [&RING_BYTES, &RINGS_HELD, &PEAK_BYTES, &RINGS_MADE, &RECLAIMED, &SERVED] {
+    for figure in [&RING_BYTES, &RINGS_HELD, &PEAK_BYTES, &RINGS_MADE, &RECLAIMED, &SERVED, &LAST_RECLAIM] {
         for family in figure {
             family.store(0, Relaxed);
         }
