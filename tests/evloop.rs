@@ -428,6 +428,22 @@ fn an_edge_triggered_reader_that_drained_to_eagain_sees_no_edge_twice() {
 }
 
 #[test]
+fn a_one_shot_fd_the_kernel_disarmed_before_it_opted_in_stays_disarmed() {
+    // The kernel reported the socket (EPOLLONESHOT) before its first large
+    // read opted it in: its twin must start disarmed. The epoll_ctl hooks'
+    // note of the registration cannot say so, so a one-shot registration is
+    // looked up in fdinfo (found in review: the twin made from the note was
+    // armed, and the next message was reported to a wait that had not
+    // re-armed the fd).
+    let mut expected = "oneshot-late: the kernel reported the socket once\n".to_owned();
+    for round in 1..6 {
+        expected += &format!("round {round}: no event within 300 ms\n");
+    }
+    expected += "oneshot-late: 25165824 bytes in order, then eof; writer exited 0\n";
+    edge_case(&["oneshot-late"], &expected, WATCHDOG);
+}
+
+#[test]
 fn epollout_is_not_followed_by_eagain() {
     // A nonblocking writer into a slow reader: when epoll says EPOLLOUT, the
     // next write makes progress (fewer than 3 exceptions in 32 MiB).

@@ -186,6 +186,17 @@ fn connections_registered_before_they_opt_in_are_twinned_without_reading_fdinfo(
         eprintln!("SKIPPED: strace is not installed");
         return;
     }
+    // SAFETY: epoll_create1(2) and close(2) of the test's own fd.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    let kcmp = ipc_offload_sys::epoll::holds(ep, 0);
+    // SAFETY: as above.
+    unsafe { libc::close(ep) };
+    if kcmp.is_err() {
+        // Refused, not answered: the notes are not used (a seccomp filter
+        // that denies kcmp, a kernel without CONFIG_KCMP), fdinfo is.
+        eprintln!("SKIPPED: kcmp(2) is not allowed here");
+        return;
+    }
     let dir = scratch("scale-echo-fdinfo");
     let trace = dir.join("trace");
     let program = c_program("echo_epoll", &["-O2", "-pthread"]);
@@ -209,9 +220,11 @@ fn two_thousand_connections_to_one_epoll_server_share_a_256_mib_budget() {
     // echoing 1 MiB three times (16 client threads), with `ring_bytes` of
     // 256 MiB: 64 rings of 4 MiB for 2,000 readers a side. Every byte comes
     // back, nothing leaks, the peak stays within the budget, and the rings
-    // go round: readers idle for a second give theirs up, and far more
-    // readers than the budget holds rings took bytes through one at some
-    // point (`rings.served`; without reclaiming, 64 at most). Not every
+    // go round: readers idle for a second give theirs up, and more readers
+    // than the budget holds rings took bytes through one at some point
+    // (`rings.served`; without reclaiming, 64 at most; how many more depends
+    // on how long the run lasts: rings change hands at most 200 times a
+    // second; 588-651 a side on the 2-core VM). Not every
     // reader: a connection whose every turn came while no ring had been idle
     // for a second stays on the kernel path (docs/ipc-protocol.md, "Ring
     // memory follows activity", says why rings do not change hands faster).
@@ -239,7 +252,7 @@ fn two_thousand_connections_to_one_epoll_server_share_a_256_mib_budget() {
         let figure = |key: &str| rings[key].as_u64().unwrap();
         assert!(figure("peak_bytes") <= 256 << 20, "{}: over the budget: {rings}", file.display());
         assert!(figure("reclaimed") > 0, "{}: {rings}", file.display());
-        assert!(figure("served") >= 4 * 64, "{}: too few connections served: {rings}", file.display());
+        assert!(figure("served") > 64, "{}: no more readers served than rings fit: {rings}", file.display());
         assert!(figure("held") == 0, "{}: rings held after every connection closed: {rings}", file.display());
     }
 }

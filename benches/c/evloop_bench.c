@@ -597,7 +597,7 @@ static void echo_client(const int *fds, int conns, int first, size_t size, int r
             get_byte(go);
         }
         for (int i = first; i < conns; i += CLIENTS) {
-            uint64_t at = (uint64_t)r * size;
+            uint64_t at = ((uint64_t)r * (uint64_t)conns + (uint64_t)i) * size;
             send_all(fds[i], ref + at % PERIOD, size);
             size_t got = 0;
             while (got < size) {
@@ -612,10 +612,10 @@ static void echo_client(const int *fds, int conns, int first, size_t size, int r
     _exit(0);
 }
 
-/* The server's turn on connection I, readable or writable: reads what there
- * is of the request, and once it is whole sends what the socket takes.
- * Returns the events to wait for next. */
-static uint32_t echo_step(struct echo *c, int fd, size_t size, const uint8_t *ref, uint64_t *served) {
+/* The server's turn on a connection, readable or writable: reads what there
+ * is of the request (stream bytes AT on), and once it is whole sends what
+ * the socket takes. Returns the events to wait for next. */
+static uint32_t echo_step(struct echo *c, int fd, uint64_t at, size_t size, const uint8_t *ref, uint64_t *served) {
     if (c->got < size) {
         if (!c->buf && !(c->buf = malloc(size))) die("malloc");
         for (;;) {
@@ -626,7 +626,7 @@ static uint32_t echo_step(struct echo *c, int fd, size_t size, const uint8_t *re
             c->got += (size_t)n;
             if (c->got == size) break;
         }
-        check(ref, c->buf, size, c->round * size);
+        check(ref, c->buf, size, at);
     }
     while (c->sent < size) {
         ssize_t n = send(fd, c->buf + c->sent, size - c->sent, MSG_NOSIGNAL);
@@ -701,9 +701,13 @@ static int echo_server(int conns, size_t size, int rounds) {
                 }
                 continue;
             }
-            uint32_t want = echo_step(&state[i], mine[i], size, ref, &served);
+            /* Connection i's requests are stream bytes (round * CONNS + i) * SIZE on: a
+               reply that went to the wrong connection shows. */
+            uint64_t at = (state[i].round * (uint64_t)conns + i) * size;
+            uint32_t want = echo_step(&state[i], mine[i], at, size, ref, &served);
             struct epoll_event ev = {.events = want, .data.u32 = i};
-            if (want == EPOLLOUT || events[e].events & EPOLLOUT) epoll_ctl(ep, EPOLL_CTL_MOD, mine[i], &ev);
+            if ((want == EPOLLOUT || events[e].events & EPOLLOUT) && epoll_ctl(ep, EPOLL_CTL_MOD, mine[i], &ev) != 0)
+                die("epoll_ctl");
         }
     }
     int failed = 0;

@@ -105,6 +105,16 @@ pub fn getpid() -> i32 {
     unsafe { syscall6(libc::SYS_getpid, [0; 6]) }.map_or(0, |pid| pid as i32)
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds (clock_gettime(2), through the vDSO):
+/// one clock for every process of the machine, and nothing to set up (no
+/// lock a fork could catch held).
+pub fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+}
+
 /// gettid(2).
 pub fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments.

@@ -44,6 +44,10 @@
  *   edge-once        edge-triggered; 5 rounds of: the writer sends 4 MiB and
  *                    waits for an ack; the reader drains to EAGAIN, then a
  *                    300 ms wait must report nothing (no edge twice)
+ *   oneshot-late     EPOLLIN | EPOLLONESHOT, reported once by the kernel
+ *                    before the first large (blocking) read opts the socket
+ *                    in, and never re-armed: 5 rounds of 4 MiB, each after
+ *                    a 300 ms wait that must report nothing
  *   epollout         the parent writes 32 MiB nonblocking, waiting for
  *                    EPOLLOUT (level-triggered) on EAGAIN, into a slow reader
  *                    child (1 ms of sleep per 64 KiB); "spurious 0" when
@@ -649,6 +653,56 @@ static int edge_once_mode(void) {
     return !ok || got.at != 20 * MIB;
 }
 
+/* --- oneshot-late ------------------------------------------------------------------------- */
+
+/* The socket registered EPOLLIN | EPOLLONESHOT and reported once by the
+   kernel (which disarms it) before its first large read opts it in; never
+   re-armed. 5 rounds of: the writer sends 4 MiB once acked, a 300 ms wait
+   must report nothing (the registration is disarmed), then blocking reads
+   take the 4 MiB. */
+static int oneshot_late_mode(void) {
+    int sv[2], ack[2];
+    make_pair(sv, 0);
+    make_pair(ack, 1);
+    pid_t writer = fork();
+    if (writer == 0) {
+        child_start();
+        close(sv[0]);
+        for (uint64_t round = 0; round < 6; round++) {
+            char a;
+            if (round > 0 && read(ack[0], &a, 1) != 1) _exit(1);
+            if (ev_write_stream(sv[1], round * 4 * MIB, (round + 1) * 4 * MIB, MIB) != (round + 1) * 4 * MIB) _exit(1);
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    close(ack[0]);
+    int ep = make_epoll();
+    ctl(ep, EPOLL_CTL_ADD, sv[0], EPOLLIN | EPOLLONESHOT, &sock_tag);
+    void *tags[] = {&sock_tag, NULL};
+    uint8_t *buf = ev_map(MIB);
+    struct ev_got got = EV_GOT_INIT;
+    struct epoll_event evs[4];
+    int first = wait_events(ep, evs, 4, 10000, 0, tags);
+    printf("oneshot-late: the kernel reported the socket %s\n", first == 1 ? "once" : "more than once");
+    int ok = first == 1;
+    if (drain(sv[0], buf, &got, 0, 4 * MIB, 0) != AT_LIMIT) die(1, "eof after %llu bytes", (unsigned long long)got.at);
+    for (uint64_t round = 1; round < 6; round++) {
+        if (write(ack[1], "a", 1) != 1) die(2, "ack: %s", strerror(errno));
+        int again = wait_events(ep, evs, 4, 300, 1, tags);
+        printf("round %d: %s\n", (int)round, again == 0 ? "no event within 300 ms" : "the disarmed socket reported");
+        ok &= again == 0;
+        if (drain(sv[0], buf, &got, 0, (round + 1) * 4 * MIB, 0) != AT_LIMIT)
+            die(1, "eof after %llu bytes", (unsigned long long)got.at);
+    }
+    close(ack[1]);
+    uint8_t end;
+    ssize_t n = read(sv[0], &end, 1);
+    printf("oneshot-late: %llu bytes in order, then %s; writer %s\n", (unsigned long long)got.at,
+           n == 0 ? "eof" : "more", wait_child(writer));
+    return !ok || got.at != 24 * MIB || n != 0;
+}
+
 /* --- epollout ------------------------------------------------------------------------------ */
 
 static int epollout_mode(void) {
@@ -1060,6 +1114,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "close-registered") == 0) return dup_close_mode(1);
     if (strcmp(mode, "starvation") == 0) return starvation_mode();
     if (strcmp(mode, "edge-once") == 0) return edge_once_mode();
+    if (strcmp(mode, "oneshot-late") == 0) return oneshot_late_mode();
     if (strcmp(mode, "epollout") == 0) return epollout_mode();
     if (strcmp(mode, "exec-epoll") == 0) return exec_epoll_mode();
     if (strcmp(mode, "ctl-while-spinning") == 0) return ctl_while_spinning_mode();

@@ -273,18 +273,18 @@ pub const IDLE_RECLAIM: Duration = Duration::from_secs(1);
 /// second.
 pub const RECLAIM_EVERY: Duration = Duration::from_millis(5);
 
-/// Per family: when the last reclaim was let through, in µs since
-/// [`EPOCH`] (0: never).
+/// Per family: when the last reclaim was let through, `CLOCK_MONOTONIC`
+/// ns (0: never).
 static LAST_RECLAIM: [AtomicU64; Family::COUNT] = [const { AtomicU64::new(0) }; Family::COUNT];
-static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// True if a reclaim in `family` may go now (none in the last
-/// [`RECLAIM_EVERY`]); it then counts as the last.
+/// [`RECLAIM_EVERY`]); it then counts as the last, found an idle reader or
+/// not (the scan is over every channel: it too goes at most that often).
 fn reclaim_due(family: Family) -> bool {
-    let now = EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64 + 1;
+    let now = ipc_offload_sys::monotonic_ns().max(1);
     let last = &LAST_RECLAIM[family as usize];
     let before = last.load(Relaxed);
-    let every = RECLAIM_EVERY.as_micros() as u64;
+    let every = RECLAIM_EVERY.as_nanos() as u64;
     (before == 0 || now.saturating_sub(before) >= every) && last.compare_exchange(before, now, Relaxed, Relaxed).is_ok()
 }
 

@@ -257,4 +257,5 @@ pub unsafe fn after_fork() {
     hint::after_fork();
     twins::after_fork();
     epoll_sets::after_fork();
+    registered::after_fork();
 }

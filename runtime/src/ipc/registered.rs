@@ -9,10 +9,14 @@
 //! fd's file is the one registered under that number in that set
 //! (`sys::epoll::holds`); a number closed behind the library's back and
 //! reused fails the check. An fd the process registered in several sets,
-//! or whose note cannot be confirmed, is looked up in fdinfo as before.
+//! one registered `EPOLLONESHOT` (the note cannot say whether the kernel
+//! has disarmed it since; fdinfo can), one whose note cannot be confirmed
+//! (a kernel without kcmp, or a filter that refuses it: then no note is
+//! used again), and every fd of a fork child (the parent may change the
+//! sets they share) are looked up in fdinfo as before.
 
-use core::sync::atomic::AtomicU64;
-use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::paged::{PerFd, fd_index};
 
@@ -23,6 +27,11 @@ static SET: PerFd<AtomicU64> = PerFd::new();
 static DATA: PerFd<AtomicU64> = PerFd::new();
 
 const SEVERAL: u64 = u64::MAX;
+/// A note being written (by `note`): read as no note.
+const WRITING: u64 = u64::MAX - 1;
+
+/// kcmp answered `Err` once (ENOSYS, EPERM): notes are not used again.
+static NO_KCMP: AtomicBool = AtomicBool::new(false);
 
 /// A registration the hooks saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,26 +48,25 @@ pub fn note(epfd: i32, fd: i32, events: u32, data: u64) {
     let (Some(set), Some(word)) = (SET.get_or_map(i), DATA.get_or_map(i)) else { return };
     let value = (epfd as u64 + 1) << 32 | u64::from(events);
     let now = set.load(Acquire);
-    if now != 0 && now != SEVERAL && now >> 32 != epfd as u64 + 1 {
+    let other_set = now != 0 && now < WRITING && now >> 32 != epfd as u64 + 1;
+    // Claimed with a compare-and-swap: two threads noting the same fd (in
+    // two sets, or two MODs) must not pair one's set with the other's data;
+    // the loser makes the note "several", which is never used.
+    if now >= WRITING || other_set || set.compare_exchange(now, WRITING, AcqRel, Acquire).is_err() {
         set.store(SEVERAL, Release);
         return;
     }
-    if now == SEVERAL {
-        return;
-    }
-    // A reader of the pair sees the set word cleared while the data word
-    // changes, and takes no half-made note.
-    set.store(0, Release);
     word.store(data, Relaxed);
-    set.store(value, Release);
+    // Unless another thread found it being written and made it "several".
+    let _ = set.compare_exchange(WRITING, value, AcqRel, Relaxed);
 }
 
 /// The program took `fd` out of `epfd` (EPOLL_CTL_DEL).
 pub fn removed(epfd: i32, fd: i32) {
     if let Some(set) = fd_index(fd).and_then(|i| SET.get(i)) {
         let now = set.load(Acquire);
-        if now != SEVERAL && now >> 32 == epfd as u64 + 1 {
-            set.store(0, Release);
+        if now < WRITING && now >> 32 == epfd as u64 + 1 {
+            let _ = set.compare_exchange(now, 0, AcqRel, Relaxed);
         }
     }
 }
@@ -77,18 +85,41 @@ pub fn forget(fd: i32) {
     }
 }
 
-/// The one registration noted for `fd`, if there is exactly one, still
-/// in force for the file `fd` names now (the kernel says so).
+/// In a fork child: no note is used (the parent may change the sets the
+/// two share, and the child's notes would not hear of it).
+pub fn after_fork() {
+    for (_, set) in SET.iter() {
+        if set.load(Relaxed) != 0 {
+            set.store(SEVERAL, Relaxed);
+        }
+    }
+}
+
+/// The one registration noted for `fd`, if there is exactly one, not
+/// one-shot, still in force for the file `fd` names now (the kernel says
+/// so).
 pub fn confirmed(fd: i32) -> Option<Note> {
+    if NO_KCMP.load(Relaxed) {
+        return None;
+    }
     let i = fd_index(fd)?;
     let (set, word) = (SET.get(i)?, DATA.get(i)?);
     let before = set.load(Acquire);
     let data = word.load(Relaxed);
-    if before == 0 || before == SEVERAL || set.load(Acquire) != before {
+    if before == 0 || before >= WRITING || set.load(Acquire) != before {
         return None;
     }
     let note = Note { epfd: (before >> 32) as i32 - 1, events: before as u32, data };
-    ipc_offload_sys::epoll::holds(note.epfd, fd).ok()?.then_some(note)
+    if note.events & libc::EPOLLONESHOT as u32 != 0 {
+        return None;
+    }
+    match ipc_offload_sys::epoll::holds(note.epfd, fd) {
+        Ok(held) => held.then_some(note),
+        Err(_) => {
+            NO_KCMP.store(true, Relaxed);
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -115,5 +146,8 @@ mod tests {
         forget(fd);
         assert!(!any(fd));
         assert_eq!(confirmed(fd), None);
+        note(7, fd, libc::EPOLLIN as u32 | libc::EPOLLONESHOT as u32, 3);
+        assert_eq!(confirmed(fd), None, "one-shot: fdinfo says whether it is armed");
+        forget(fd);
     }
 }
