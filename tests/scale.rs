@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use ipc_offload_tests::reliability::{assert_no_leaks, stats_files};
 use ipc_offload_tests::{
-    Outcome, Preload, c_program, counter, fallbacks, have, in_ci, library, read_stats, run as run_command, scratch,
+    Outcome, Preload, c_program, counter, fallbacks, fd_limit_allows, have, library, read_stats, run as run_command,
+    scratch,
 };
 use serde_json::Value;
 
@@ -122,9 +123,7 @@ fn a_connection_per_4_mib_request_never_starts_the_handshake() {
     // each way asks, and takes the fast path: the trace sees datagrams
     // when there are some.
     if !have("strace") {
-        assert!(!in_ci(), "strace is not installed");
-        eprintln!("SKIPPED: strace is not installed");
-        return;
+        return; // `have` said why (and fails in CI)
     }
     let (side, stats) = traced_conns(20, 4 << 20);
     assert_eq!(side, 0, "side-channel datagrams for connections of one 4 MiB request each");
@@ -180,11 +179,12 @@ fn connections_registered_before_they_opt_in_are_twinned_without_reading_fdinfo(
     // read opts it in: the registration the epoll_ctl hook noted is used
     // (confirmed with kcmp), not the set's /proc/self/fdinfo, which lists
     // every registration and made a server of 1000 connections quadratic.
-    // Before the notes: one fdinfo read per connection.
+    // Before the notes: one fdinfo read per connection. Now one: the
+    // warm-up connection's, registered before the process had any reader
+    // channel (until then the hooks note nothing, and epoll_ctl costs
+    // nothing).
     if !have("strace") {
-        assert!(!in_ci(), "strace is not installed");
-        eprintln!("SKIPPED: strace is not installed");
-        return;
+        return; // `have` said why (and fails in CI)
     }
     // SAFETY: epoll_create1(2) and close(2) of the test's own fd.
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -210,7 +210,7 @@ fn connections_registered_before_they_opt_in_are_twinned_without_reading_fdinfo(
     let text = std::fs::read_to_string(&trace).unwrap();
     let fdinfo = text.lines().filter(|l| l.contains("openat") && l.contains("/fdinfo/")).count();
     let confirmed = text.lines().filter(|l| l.contains("kcmp(") && l.ends_with("= 0")).count();
-    assert_eq!(fdinfo, 0, "fdinfo read for connections the hooks saw registered");
+    assert!(fdinfo <= 1, "{fdinfo} fdinfo reads: for connections the hooks saw registered");
     assert!(confirmed >= 40, "{confirmed} registrations confirmed for 40 connections and more");
 }
 
@@ -228,12 +228,7 @@ fn two_thousand_connections_to_one_epoll_server_share_a_256_mib_budget() {
     // reader: a connection whose every turn came while no ring had been idle
     // for a second stays on the kernel path (docs/ipc-protocol.md, "Ring
     // memory follows activity", says why rings do not change hands faster).
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit(2) fills the struct it is given.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-    if limit.rlim_max < 8192 {
-        assert!(!in_ci(), "the hard fd limit is {}: 2,000 connections need 8192", limit.rlim_max);
-        eprintln!("SKIPPED: the hard fd limit is {}, 2,000 connections need 8192", limit.rlim_max);
+    if !fd_limit_allows(8192, "2,000 connections") {
         return;
     }
     let dir = scratch("scale-echo-2000");

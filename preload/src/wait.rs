@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ipc_offload_runtime::events;
 use ipc_offload_runtime::events::timeout::{from_ms, from_timespec, to_ms, to_timespec};
-use ipc_offload_runtime::ipc::channel::any_reader;
+use ipc_offload_runtime::ipc::channel::{any_reader, had_reader};
 use ipc_offload_runtime::ipc::epoll_sets;
 use ipc_offload_sys::real::wait::REAL_WAIT;
 
@@ -57,9 +57,10 @@ pub unsafe extern "C" fn epoll_create1(flags: c_int) -> c_int {
 pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut libc::epoll_event) -> c_int {
     // SAFETY: the caller's arguments, passed on.
     let r = unsafe { (REAL_WAIT.epoll_ctl.get())(epfd, op, fd, event) };
-    // Mirrored even before any reader channel exists: the registration of
-    // an fd that opts in later is then known without reading fdinfo.
-    if r == 0 {
+    // Mirrored once the process has had a reader channel, even while it
+    // has none: the registration of an fd that opts in later is then known
+    // without reading fdinfo. Before that, one load (no IPC, no cost).
+    if r == 0 && (had_reader() || epoll_sets::is_epoll(fd)) {
         // SAFETY: the caller's event, valid for ADD and MOD.
         let (bits, data) = if event.is_null() { (0, 0) } else { unsafe { ((*event).events, (*event).u64) } };
         let _errno = ipc_offload_sys::ErrnoGuard::save();

@@ -21,8 +21,7 @@ struct KcmpEpollSlot {
 pub fn holds(epfd: i32, fd: i32) -> Result<bool, Errno> {
     let (Ok(efd), Ok(tfd)) = (u32::try_from(epfd), u32::try_from(fd)) else { return Ok(false) };
     let slot = KcmpEpollSlot { efd, tfd, toff: 0 };
-    // SAFETY: getpid takes no arguments.
-    let pid = unsafe { syscall6(libc::SYS_getpid, [0; 6]) }?;
+    let pid = super::getpid() as usize;
     // SAFETY: kcmp reads the slot, a local that outlives the call.
     let r = unsafe {
         syscall6(libc::SYS_kcmp, [pid, pid, KCMP_EPOLL_TFD, tfd as usize, &slot as *const KcmpEpollSlot as usize, 0])

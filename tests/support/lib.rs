@@ -61,6 +61,21 @@ pub fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// Whether the hard `RLIMIT_NOFILE` allows `needed` fds (the programs raise
+/// their soft limit to it), for `what`. In CI a lower limit fails the test;
+/// elsewhere it is skipped, saying why.
+pub fn fd_limit_allows(needed: u64, what: &str) -> bool {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) fills the struct it is given.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    if limit.rlim_max >= needed {
+        return true;
+    }
+    assert!(!in_ci(), "the hard fd limit is {}: {what} need {needed}", limit.rlim_max);
+    eprintln!("SKIPPED: the hard fd limit is {}, {what} need {needed}", limit.rlim_max);
+    false
+}
+
 /// Whether `program` is on PATH. In CI a missing program fails the test.
 pub fn have(program: &str) -> bool {
     let found = Command::new("sh")

@@ -195,7 +195,7 @@ pub unsafe fn wait(
         adopt_set(epfd);
     }
     let nested = NESTED.iter().any(|n| n.live.load(Relaxed) && n.outer.load(Relaxed) == epfd);
-    if !twins::any() || (!nested && !has_twins(epfd)) {
+    if !twins::any() || (!nested && !twins::any_in(epfd)) {
         // SAFETY: forwarded contract.
         return unsafe { plain(epfd, events, max, timeout, real) };
     }
@@ -276,10 +276,6 @@ pub unsafe fn plain(
     drop(errno);
     // SAFETY: forwarded contract.
     unsafe { wait(epfd, events, max, super::timeout::remaining(deadline), real) }
-}
-
-fn has_twins(epfd: i32) -> bool {
-    twins::any_in(epfd)
 }
 
 /// The one-shot twins of a set, gathered once per batch of events: a

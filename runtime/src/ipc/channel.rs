@@ -82,6 +82,16 @@ pub fn any_reader() -> bool {
     READERS.load(Relaxed) != 0
 }
 
+/// Set when the process claims its first reader channel, never cleared:
+/// from then on the epoll_ctl hooks note registrations for fds that may
+/// opt in later (`super::registered`); before, epoll_ctl costs nothing.
+static EVER_READER: AtomicBool = AtomicBool::new(false);
+
+/// True once the process has had a reader channel.
+pub fn had_reader() -> bool {
+    EVER_READER.load(Relaxed)
+}
+
 /// Writers' addresses a reader remembers (more writers share the slots).
 pub const REQUESTERS: usize = 4;
 
@@ -376,6 +386,9 @@ pub fn lock_near(endpoint: Endpoint, role: Role, hint: Option<usize>) -> Result<
             slot.twins.store(0, Relaxed);
             if role == Role::Reader {
                 READERS.fetch_add(1, Relaxed);
+                if !EVER_READER.load(Relaxed) {
+                    EVER_READER.store(true, Relaxed);
+                }
             }
             slot.role.store(role as u8, Release);
             return slot.state.try_lock().ok_or(Unavailable::Busy).and_then(|g| mine(g, i));

@@ -127,13 +127,12 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     let fifo = at.family == Family::Pipe && pipe::is_named(at.dev);
     // SAFETY: forwarded contract.
     let r = unsafe { transfer(call, &mut ch, index, blocking, fifo, ctx, tally) };
-    if tally.moved_fast() {
-        if let Channel::Reader(reader) = &mut *ch {
-            if !reader.served {
-                reader.served = true;
-                channel::note_served(at.family);
-            }
-        }
+    if tally.moved_fast()
+        && let Channel::Reader(reader) = &mut *ch
+        && !reader.served
+    {
+        reader.served = true;
+        channel::note_served(at.family);
     }
     r
 }

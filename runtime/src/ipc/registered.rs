@@ -1,5 +1,7 @@
 //! What the program registered in epoll sets through the epoll_ctl hooks,
-//! per fd number, for fds that have no reader channel yet: when one opts
+//! per fd number, for fds that have no reader channel yet, once the process
+//! has had one (`channel::had_reader`: until then epoll_ctl pays nothing,
+//! and an fd registered before is looked up in fdinfo): when one opts
 //! in, its registration is known without reading every set's
 //! `/proc/self/fdinfo` (docs/design.md, "Tables without a cap": a server
 //! whose thousand connections opted in one by one read a thousand-line
