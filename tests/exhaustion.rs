@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipc_offload_tests::reliability::{assert_no_leaks, assert_no_new_shm, class_total, fallback_total, shm_entries};
-use ipc_offload_tests::{Outcome, Preload, c_program, in_ci, scratch};
+use ipc_offload_tests::{Outcome, Preload, c_program, fd_limit_allows, scratch};
 
 const TOTAL: u64 = 64 << 20;
 const FAMILIES: [&str; 2] = ["pipe", "unix"];
@@ -197,12 +197,7 @@ fn a_thousand_connections_through_one_epoll_echo_server() {
     // the server close with the fds, rings and threads they had before.
     // Each side holds 1000 sockets, and the client as many side channels:
     // the programs raise their soft limit to the hard one.
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit(2) fills the struct it is given.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-    if limit.rlim_max < 4096 {
-        assert!(!in_ci(), "the hard fd limit is {}: 1000 connections need 4096", limit.rlim_max);
-        eprintln!("SKIPPED: the hard fd limit is {}, 1000 connections need 4096", limit.rlim_max);
+    if !fd_limit_allows(4096, "1000 connections") {
         return;
     }
     let shm_before = shm_entries();

@@ -607,21 +607,28 @@ static int starvation_mode(void) {
 
 /* --- edge-once --------------------------------------------------------------------------- */
 
+/* A writer child for the round-by-round modes: ROUNDS rounds of 4 MiB of
+   the stream on sv[1], each but the first after an ack byte on ack[0]; with
+   `final_ack`, one more ack read after the last round. */
+static pid_t fork_round_writer(int sv[2], int ack[2], int rounds, int final_ack) {
+    pid_t writer = fork();
+    if (writer != 0) return writer;
+    child_start();
+    close(sv[0]);
+    char a;
+    for (uint64_t round = 0; round < (uint64_t)rounds; round++) {
+        if (round > 0 && read(ack[0], &a, 1) != 1) _exit(1);
+        if (ev_write_stream(sv[1], round * 4 * MIB, (round + 1) * 4 * MIB, MIB) != (round + 1) * 4 * MIB) _exit(1);
+    }
+    if (final_ack && read(ack[0], &a, 1) != 1) _exit(1);
+    _exit(0);
+}
+
 static int edge_once_mode(void) {
     int sv[2], ack[2];
     make_pair(sv, 0);
     make_pair(ack, 1);
-    pid_t writer = fork();
-    if (writer == 0) {
-        child_start();
-        close(sv[0]);
-        for (uint64_t round = 0; round < 5; round++) {
-            char a;
-            if (ev_write_stream(sv[1], round * 4 * MIB, (round + 1) * 4 * MIB, MIB) != (round + 1) * 4 * MIB) _exit(1);
-            if (read(ack[0], &a, 1) != 1) _exit(1);
-        }
-        _exit(0);
-    }
+    pid_t writer = fork_round_writer(sv, ack, 5, 1);
     close(sv[1]);
     close(ack[0]);
     ev_nonblock(sv[0], 1);
@@ -664,17 +671,7 @@ static int oneshot_late_mode(void) {
     int sv[2], ack[2];
     make_pair(sv, 0);
     make_pair(ack, 1);
-    pid_t writer = fork();
-    if (writer == 0) {
-        child_start();
-        close(sv[0]);
-        for (uint64_t round = 0; round < 6; round++) {
-            char a;
-            if (round > 0 && read(ack[0], &a, 1) != 1) _exit(1);
-            if (ev_write_stream(sv[1], round * 4 * MIB, (round + 1) * 4 * MIB, MIB) != (round + 1) * 4 * MIB) _exit(1);
-        }
-        _exit(0);
-    }
+    pid_t writer = fork_round_writer(sv, ack, 6, 0);
     close(sv[1]);
     close(ack[0]);
     int ep = make_epoll();
