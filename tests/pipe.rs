@@ -317,7 +317,12 @@ fn payload_does_not_cross_the_pipe_strace() {
     let without = moved(false);
     let with = moved(true);
     assert!(without >= 2 * total, "the kernel path moved {without} bytes");
-    assert!(with < 16 * MIB, "{with} bytes crossed the pipe with the library");
+    // Written and read, so counted twice: the first `handshake_after` (4
+    // MiB), then 256 KiB pieces until the reader's OFFER arrives. Under
+    // strace the reader answers late now and then: 8.9 MB in 19 runs of 20,
+    // 15.7 MB in one, 16.8 MB once in CI (the bound was 16 MiB). A bound of
+    // 32 MiB still fails a library that sends the payload (256 MiB).
+    assert!(with < 32 * MIB, "{with} bytes crossed the pipe with the library");
 }
 
 #[test]
