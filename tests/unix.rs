@@ -34,14 +34,19 @@ struct Edge {
 /// Runs an edge case of unix_edges.c without and with the library: the same
 /// output and the same end (exit code or signal), within `watchdog`.
 fn edge_case(mode: &str, watchdog: Duration) -> Edge {
+    // The cases are small (a few MiB per writer): each connection's first
+    // large write must take part.
+    edge_case_under(mode, "[unix]\nhandshake_after = 0\n", watchdog)
+}
+
+/// [`edge_case`] under the policy `policy`.
+fn edge_case_under(mode: &str, policy: &str, watchdog: Duration) -> Edge {
     let mut plain = Command::new(edges());
     plain.arg(mode).env_remove("LD_PRELOAD");
     let plain = run(&mut plain, watchdog);
     let dir = scratch(&format!("edge-{mode}"));
     let stats = dir.join("stats.json");
-    // The cases are small (a few MiB per writer): each connection's first
-    // large write must take part.
-    let preload = Preload::new().policy(&dir, "[unix]\nhandshake_after = 0\n").stats(&stats).timeout(watchdog);
+    let preload = Preload::new().policy(&dir, policy).stats(&stats).timeout(watchdog);
     let out = preload.run(edges(), &[mode]);
     assert_eq!(out.stdout, plain.stdout, "{mode}: {out:#?}");
     assert_eq!((out.status.code(), out.signal()), (plain.status.code(), plain.signal()), "{mode}: {out:#?}");
@@ -353,6 +358,20 @@ fn a_signal_ends_a_waitall_read_that_has_bytes() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no wchar line: {:#?}", e.out));
     assert!(wchar < 64 << 10, "{wchar} bytes of the test write crossed the socket");
+}
+
+#[test]
+fn a_writer_slow_to_earn_the_fast_path_is_answered_at_once() {
+    // Its first 4 MiB (the default `handshake_after`) take 64 ms and more
+    // than 16 reads, which once made the reader quiet (no REQUEST in its
+    // first 20 ms and 16 reads): the REQUEST that came next waited for the
+    // reader's 64th read, and 11.75 of the last 28 MiB took the ring.
+    let e = edge_case_under("slow-start", "", Duration::from_secs(60));
+    assert_eq!(e.out.stdout, "32 MiB read in order\n", "{:#?}", e.out);
+    // Both processes count what went through the ring: 27.5 MiB each
+    // (the handshake's pieces and the reader's first take of the kernel's
+    // queue go through the kernel).
+    assert!(e.fast >= 2 * (24 << 20), "{} MiB through the ring, both sides: {:#?}", e.fast >> 20, e.out);
 }
 
 #[test]

@@ -32,6 +32,9 @@
  *                   credentials (the kernel never joins two senders' bytes)
  *   highfd          the parent reads 64 MiB on fd 70000 (the library does
  *                   not track fds that high: kernel path)
+ *   slow-start      the child writes its first 4 MiB slowly (16 writes of
+ *                   256 KiB, 4 ms apart), then 28 MiB in 1 MiB writes; the
+ *                   parent reads all 32 MiB in 256 KiB reads
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -328,6 +331,29 @@ static int highfd_mode(int sv[2]) {
     return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static int slow_start_mode(int sv[2]) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        struct timespec pause = {0, 4 * 1000 * 1000};
+        size_t at = 0;
+        for (int i = 0; i < 16; i++, at += MIB / 4) {
+            if (write(sv[1], pattern + at % 251, MIB / 4) != (ssize_t)(MIB / 4)) _exit(1);
+            nanosleep(&pause, NULL);
+        }
+        for (; at < 32 * MIB; at += MIB)
+            if (write(sv[1], pattern + at % 251, MIB) != (ssize_t)MIB) _exit(1);
+        _exit(0);
+    }
+    close(sv[1]);
+    uint8_t *buf = map_or_die(MIB / 4);
+    for (size_t at = 0; at < 32 * MIB; at += MIB / 4) read_exactly(sv[0], buf, MIB / 4, at);
+    int status;
+    waitpid(pid, &status, 0);
+    printf("32 MiB read in order\n");
+    return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: %s MODE\n", argv[0]); return 2; }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -341,6 +367,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "reader-execs") == 0) return reader_execs_mode(sv);
     if (strcmp(argv[1], "credentials") == 0) return credentials_mode(sv);
     if (strcmp(argv[1], "highfd") == 0) return highfd_mode(sv);
+    if (strcmp(argv[1], "slow-start") == 0) return slow_start_mode(sv);
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

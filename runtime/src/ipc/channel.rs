@@ -53,6 +53,8 @@ pub struct Reader {
     pub requested: bool,
     /// Reads without a ring since it opted in.
     pub unasked: u32,
+    /// Bytes those reads took from the kernel.
+    pub unasked_bytes: u64,
     /// Which ring it has (a process-wide count; 0: none), so that a wait
     /// that marked a ring as listened to unmarks that ring, not the next.
     pub ring_id: u64,

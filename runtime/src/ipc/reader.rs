@@ -30,14 +30,22 @@ use super::table::{FDS, FdInfo, FdKind};
 /// 127 ms before it gives up on a reader).
 const HANDSHAKE: Duration = Duration::from_millis(200);
 const HANDSHAKE_READ: u64 = 256 << 10;
-/// A reader that opted in this long ago, and has read this many times
-/// since, without a REQUEST, is quiet: its writer has no library (one with
-/// it asks within a few milliseconds of its first large write: its REQUEST
-/// backs off from 1 ms). Its reads then skip the library's checks. (A Unix
-/// socket or pipe reader whose fd waits in an epoll set is quiet from its
-/// twin on, twins.rs.)
+/// A reader that opted in this long ago, has read this many times since,
+/// and has read more than its class's `handshake_after` through the kernel
+/// since (or opted in [`QUIET_LATEST`] ago), all without a REQUEST, is
+/// quiet: its writer has no library (one with it asks as soon as it has
+/// sent `handshake_after` bytes, before it sends the next, and again
+/// within milliseconds if the reader had not opted in yet: its REQUEST
+/// backs off from 1 ms). Its reads then skip the library's checks but
+/// every `LOOK_EVERY`th. Without the bytes, a writer slower than 4 MiB in
+/// 20 ms (a loaded machine, a debug build) asked just after its reader
+/// went quiet and waited up to 64 reads for its OFFER. Without the time,
+/// a reader of small messages from a writer without the library would pay
+/// the checks for 4 MiB of them. (A Unix socket or pipe reader whose fd
+/// waits in an epoll set is quiet from its twin on, twins.rs.)
 const QUIET_AFTER: Duration = Duration::from_millis(20);
 const QUIET_READS: u32 = 16;
+const QUIET_LATEST: Duration = Duration::from_millis(250);
 /// A writer sets an offer up in a few stores; one that takes longer than
 /// this was preempted, or died: check which. (A reader polls for the
 /// first [`SETUP_SPIN`] of it, then sleeps.)
@@ -103,7 +111,8 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
         tally.reason(Fallback::NoPeer);
         let opted = reader.since.elapsed();
         reader.unasked = reader.unasked.saturating_add(1);
-        if !reader.requested && opted >= QUIET_AFTER && reader.unasked >= QUIET_READS {
+        let earned = reader.unasked_bytes > ctx.handshake_after || opted >= QUIET_LATEST;
+        if !reader.requested && opted >= QUIET_AFTER && reader.unasked >= QUIET_READS && earned {
             // No writer with the library: from now on, its reads go to the
             // kernel without the lock (channel::quiet_read).
             channel::set_quiet(index, true);
@@ -117,9 +126,13 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             // said gets all of it, as from the kernel.
             let queued = net::queued_in(call.fd).map_or(0, |n| n.max(0) as u64);
             // SAFETY: the caller's call, for fewer bytes.
-            return tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ.max(queued)) });
+            let r = tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ.max(queued)) });
+            reader.unasked_bytes = reader.unasked_bytes.saturating_add(r.max(0) as u64);
+            return r;
         }
-        return tally.kernel(Fallback::NoPeer, call);
+        let r = tally.kernel(Fallback::NoPeer, call);
+        reader.unasked_bytes = reader.unasked_bytes.saturating_add(r.max(0) as u64);
+        return r;
     };
     ring.note_read();
     reader.active = Instant::now();
@@ -179,6 +192,7 @@ fn opt_in(own: Endpoint, fd: i32, euid: u32) -> Option<Reader> {
         since: Instant::now(),
         requested: false,
         unasked: 0,
+        unasked_bytes: 0,
         ring_id: 0,
         active: Instant::now(),
         served: false,
