@@ -468,14 +468,34 @@ if __name__ == "__main__":
 }
 
 #[test]
+fn a_budget_smaller_than_a_ring_gives_a_smaller_ring() {
+    // 1 MiB of budget, rings of 4 MiB by the class's geometry: the reader
+    // makes a ring of 3 slots (once the earlier behaviour: none at all).
+    let dir = scratch("budget-small");
+    let stats = dir.join("stats.json");
+    let args = ["blocking", "33554432", "1048576", "1048576"];
+    let plain = run_plain(matrix(), &args).success();
+    let policy = "[unix]\nring_bytes = \"1MiB\"\nhandshake_after = 0\n";
+    let out = Preload::new().policy(&dir, policy).stats(&stats).run(matrix(), &args).success();
+    assert_eq!(out.stdout, plain.stdout);
+    assert!(unix_total(&stats, "fast_path_bytes") >= 2 * (24 << 20), "{out:#?}");
+    let peaks: Vec<u64> =
+        stats_files(&stats).iter().map(|f| read_stats(f)["unix"]["rings"]["peak_bytes"].as_u64().unwrap()).collect();
+    assert!(peaks.iter().any(|&p| p > 0) && peaks.iter().all(|&p| p <= 1 << 20), "peak ring bytes {peaks:?}");
+    assert_eq!(unix_fallbacks(&stats, "ring-budget"), 0);
+}
+
+#[test]
 fn ring_budget_exhaustion_falls_back() {
-    // A budget smaller than one ring: the reader cannot make one.
+    // A budget smaller than the smallest ring (two 16 KiB slots and the
+    // header; a budget below the class's ring size gives a smaller ring):
+    // the reader cannot make one.
     let dir = scratch("budget");
     let stats = dir.join("stats.json");
     let args = ["blocking", "16777216", "1048576", "1048576"];
     let plain = run_plain(matrix(), &args).success();
     let out =
-        Preload::new().policy(&dir, "[unix]\nring_bytes = \"1MiB\"\n").stats(&stats).run(matrix(), &args).success();
+        Preload::new().policy(&dir, "[unix]\nring_bytes = \"32KiB\"\n").stats(&stats).run(matrix(), &args).success();
     assert_eq!(out.stdout, plain.stdout);
     assert_eq!(unix_total(&stats, "fast_path_bytes"), 0);
     assert!(unix_fallbacks(&stats, "ring-budget") > 0);

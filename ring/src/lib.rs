@@ -43,6 +43,9 @@ pub const VERSION: u32 = 3;
 pub const MAX_SLOTS: u32 = 64;
 /// Largest slot.
 pub const MAX_SLOT_BYTES: u32 = 16 << 20;
+/// The smallest slot [`Geometry::within`] makes: below it, each step's
+/// hand-over costs more than its copy.
+pub const MIN_SLOT_BYTES: u32 = 16 << 10;
 
 const HEADER_BYTES: usize = 4096;
 const DATA: usize = 8192; // offset of the buffer
@@ -173,6 +176,27 @@ impl Geometry {
     /// Bytes of the buffer.
     pub fn capacity(&self) -> u64 {
         u64::from(self.slots) * u64::from(self.slot_bytes)
+    }
+
+    /// This geometry, made smaller if it must to take at most `bytes` of
+    /// ring (header included): fewer slots first, down to two (the step
+    /// that lets the two ends overlap stays), then smaller slots, down to
+    /// [`MIN_SLOT_BYTES`]. A geometry already within `bytes` is returned as
+    /// it is; one that cannot be made small enough is the smallest there is
+    /// (two slots of [`MIN_SLOT_BYTES`], or the given ones if fewer).
+    pub fn within(self, bytes: u64) -> Geometry {
+        if self.ring_bytes() <= bytes {
+            return self;
+        }
+        let room = bytes.saturating_sub(DATA as u64);
+        let slot = u64::from(self.slot_bytes);
+        let slots = (room / slot).clamp(2.min(u64::from(self.slots)), u64::from(self.slots)) as u32;
+        if DATA as u64 + u64::from(slots) * slot <= bytes {
+            return Geometry { slots, slot_bytes: self.slot_bytes };
+        }
+        let floor = MIN_SLOT_BYTES.min(self.slot_bytes);
+        let fitted = (room / u64::from(slots) / 4096 * 4096) as u32;
+        Geometry { slots, slot_bytes: fitted.clamp(floor, self.slot_bytes) }
     }
 
     fn valid(&self) -> bool {

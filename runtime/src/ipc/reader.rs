@@ -245,8 +245,12 @@ fn end_offer_of_an_earlier_self(reader: &Reader, pid: i32, from: &net::AbstractA
 
 /// A new ring within the budget, and its lifeline.
 fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, OwnedFd))> {
-    let bytes = ctx.geometry.ring_bytes();
     let family = reader.own.family;
+    // The class's geometry, or a smaller one where the whole budget is
+    // smaller than that ring. Not a share of the budget per connection:
+    // see docs/ipc-protocol.md, "Ring memory follows activity".
+    let geometry = ctx.geometry.within(ctx.ring_budget);
+    let bytes = geometry.ring_bytes();
     // Over the budget, a reader idle for a while gives its ring up
     // (docs/ipc-protocol.md, "Ring memory follows activity").
     if !channel::reserve_ring(family, bytes, ctx.ring_budget) && !channel::reclaim_idle(family, bytes, ctx.ring_budget)
@@ -255,7 +259,7 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
         return None;
     }
     let made = net::lifeline().ok().and_then(|lifeline| {
-        let ring = Ring::create(ctx.geometry, ctx.pid, reader.own.ino32(), reader.peer.ino32());
+        let ring = Ring::create(geometry, ctx.pid, reader.own.ino32(), reader.peer.ino32());
         ring.ok().map(|(mut ring, fd)| {
             ring.set_spin(ctx.spin);
             ((ring, fd), lifeline)
