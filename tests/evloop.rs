@@ -366,6 +366,18 @@ fn a_set_inside_a_set() {
 }
 
 #[test]
+fn a_reader_that_leaves_its_epoll_set_answers_its_writer_at_once() {
+    // While the socket's only twin lived, the reader was quiet (the wait
+    // answered REQUESTs); the writer asks after its first 4 MiB, when the
+    // set is gone. Once the quiet stayed: the REQUEST waited for the
+    // reader's 64th read, some 16 MiB later.
+    let e = stream_edge(&["leaves-epoll"], "leaves-epoll: 67108864 bytes in order, then eof; writer exited 0\n");
+    // Both processes count what went through the ring: 59.5 MiB each (49
+    // when the quiet stayed).
+    assert!(e.fast >= 2 * (56 << 20), "{} MiB through the ring, both sides: {:#?}", e.fast >> 20, e.out);
+}
+
+#[test]
 fn a_forked_child_reads_through_the_set_it_inherited() {
     stream_edge(
         &["fork-epoll"],

@@ -362,7 +362,7 @@ fn a_signal_ends_a_waitall_read_that_has_bytes() {
 
 #[test]
 fn a_writer_slow_to_earn_the_fast_path_is_answered_at_once() {
-    // Its first 4 MiB (the default `handshake_after`) take 64 ms and more
+    // Its first 4 MiB (the default `handshake_after`) take 48 ms and more
     // than 16 reads, which once made the reader quiet (no REQUEST in its
     // first 20 ms and 16 reads): the REQUEST that came next waited for the
     // reader's 64th read, and 11.75 of the last 28 MiB took the ring.

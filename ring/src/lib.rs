@@ -181,11 +181,12 @@ impl Geometry {
     /// This geometry, made smaller if it must to take at most `bytes` of
     /// ring (header included): fewer slots first, down to two (the step
     /// that lets the two ends overlap stays), then smaller slots, down to
-    /// [`MIN_SLOT_BYTES`]. A geometry already within `bytes` is returned as
-    /// it is; one that cannot be made small enough is the smallest there is
-    /// (two slots of [`MIN_SLOT_BYTES`], or the given ones if fewer).
+    /// [`MIN_SLOT_BYTES`]. A geometry already within `bytes` (or not valid)
+    /// is returned as it is; one that cannot be made small enough is the
+    /// smallest there is (two slots of [`MIN_SLOT_BYTES`]; a one-slot ring
+    /// keeps its one slot, and slots already smaller keep their size).
     pub fn within(self, bytes: u64) -> Geometry {
-        if self.ring_bytes() <= bytes {
+        if !self.valid() || self.ring_bytes() <= bytes {
             return self;
         }
         let room = bytes.saturating_sub(DATA as u64);

@@ -533,4 +533,7 @@ fn a_geometry_made_to_fit_a_share_of_the_budget() {
     // A one-slot ring keeps its one slot; slots smaller than the floor stay.
     let one = Geometry { slots: 1, slot_bytes: 8192 };
     assert_eq!(one.within(0), one);
+    // Not a geometry a ring can have: returned as it is, no division by 0.
+    let none = Geometry { slots: 0, slot_bytes: 0 };
+    assert_eq!(none.within(0), none);
 }

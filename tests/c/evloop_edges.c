@@ -20,6 +20,9 @@
  *   nested           the socket in set E1, E1 in set E2: the reader waits on
  *                    E2, and on E1's event calls epoll_wait(E1, timeout 0)
  *                    and reads: 64 MiB
+ *   leaves-epoll     the reader waits in an epoll set for the first 2 MiB,
+ *                    then deletes the socket from it, closes the set, turns
+ *                    blocking and reads the rest of 64 MiB in 256 KiB reads
  *   fork-epoll       the parent makes the set with the socket registered and
  *                    forks the reader, which reads 64 MiB through the set it
  *                    inherited; a third process writes; the parent only waits
@@ -367,6 +370,41 @@ static int nested_mode(void) {
     }
     fprintf(stderr, "nested: %ld events of E2, %ld empty waits on E1\n", outer_events, empty_inner);
     printf("nested: %llu bytes in order, then eof; writer %s\n", (unsigned long long)got.at, wait_child(writer));
+    return got.at != 64 * MIB;
+}
+
+/* --- leaves-epoll ----------------------------------------------------------- */
+
+/* The socket waits in an epoll set for its first 2 MiB (nonblocking, 1 MiB
+   reads: the reader opts in while registered), then leaves it
+   (EPOLL_CTL_DEL, the set closed) and turns blocking; the rest of the 64
+   MiB stream comes through blocking 256 KiB reads. */
+static int leaves_epoll_mode(void) {
+    int sv[2];
+    make_pair(sv, 0);
+    pid_t writer = fork_writer(sv[1], sv[0], 0, 64 * MIB);
+    close(sv[1]);
+    ev_nonblock(sv[0], 1);
+    int ep = make_epoll();
+    ctl(ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, &sock_tag);
+    void *tags[] = {&sock_tag, NULL};
+    uint8_t *buf = ev_map(MIB);
+    struct ev_got got = EV_GOT_INIT;
+    struct epoll_event evs[4];
+    while (got.at < 2 * MIB) {
+        wait_events(ep, evs, 4, 10000, 0, tags);
+        if (drain(sv[0], buf, &got, 0, 2 * MIB, 0) == AT_EOF) die(1, "eof after %llu bytes", (unsigned long long)got.at);
+    }
+    ctl(ep, EPOLL_CTL_DEL, sv[0], 0, NULL);
+    close(ep);
+    ev_nonblock(sv[0], 0);
+    for (;;) {
+        ssize_t n = read_some(sv[0], buf, MIB / 4, 0);
+        if (n < 0) die(1, "read failed after %llu bytes: %s", (unsigned long long)got.at, strerror(errno));
+        if (n == 0) break;
+        ev_verify(&got, buf, (size_t)n, "");
+    }
+    printf("leaves-epoll: %llu bytes in order, then eof; writer %s\n", (unsigned long long)got.at, wait_child(writer));
     return got.at != 64 * MIB;
 }
 
@@ -1105,6 +1143,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "shared-epoll") == 0) return shared_epoll_mode();
     if (strcmp(mode, "add-while-waiting") == 0) return add_while_waiting_mode();
     if (strcmp(mode, "nested") == 0) return nested_mode();
+    if (strcmp(mode, "leaves-epoll") == 0) return leaves_epoll_mode();
     if (strcmp(mode, "fork-epoll") == 0) return fork_epoll_mode();
     if (strcmp(mode, "ctl-mod") == 0) return ctl_mod_mode();
     if (strcmp(mode, "dup-close") == 0) return dup_close_mode(0);

@@ -508,9 +508,17 @@ pub fn quiet_read(index: usize, key: u64) -> bool {
 
 /// Counts a twin of the reader channel in slot `index` made (`true`) or
 /// gone.
+/// When the last twin goes, so does the quiet it gave a Unix socket or
+/// pipe reader (twins.rs): no wait answers its REQUESTs any more, and its
+/// next read looks for them (and makes it quiet again if the reader's own
+/// rule holds, reader.rs).
 pub fn note_twin(index: usize, made: bool) {
     if let Some(slot) = SLOTS.get(index) {
-        let _ = slot.twins.fetch_update(Relaxed, Relaxed, |n| Some(if made { n + 1 } else { n.saturating_sub(1) }));
+        let before =
+            slot.twins.fetch_update(Relaxed, Relaxed, |n| Some(if made { n + 1 } else { n.saturating_sub(1) }));
+        if !made && before == Ok(1) {
+            slot.quiet.store(false, Release);
+        }
     }
 }
 

@@ -35,8 +35,8 @@ const HANDSHAKE_READ: u64 = 256 << 10;
 /// since (or opted in [`QUIET_LATEST`] ago), all without a REQUEST, is
 /// quiet: its writer has no library (one with it asks as soon as it has
 /// sent `handshake_after` bytes, before it sends the next, and again
-/// within milliseconds if the reader had not opted in yet: its REQUEST
-/// backs off from 1 ms). Its reads then skip the library's checks but
+/// within 100 ms if the reader had not opted in yet: its REQUEST backs off
+/// from 1 ms). Its reads then skip the library's checks but
 /// every `LOOK_EVERY`th. Without the bytes, a writer slower than 4 MiB in
 /// 20 ms (a loaded machine, a debug build) asked just after its reader
 /// went quiet and waited up to 64 reads for its OFFER. Without the time,
