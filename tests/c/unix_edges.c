@@ -9,7 +9,7 @@
  *                   write returns a partial count without SIGPIPE; then
  *                   send(MSG_NOSIGNAL) fails with EPIPE, and write raises
  *                   SIGPIPE
- *   waitall-signal  after a warm-up, the child writes 1 MiB, then signals the
+ *   waitall-signal  after a warm-up and 100 ms, the child writes 1 MiB, then signals the
  *                   parent, whose recv(8 MiB, MSG_WAITALL) has those bytes
  *                   and waits for more: it returns the 1 MiB (the child's
  *                   wchar for that write goes to stderr)
@@ -118,6 +118,9 @@ static int waitall_signal_mode(int sv[2]) {
         close(sv[0]);
         uint8_t ack;
         warm_up_writer(sv[1]);
+        /* The reader is in its recv by then: the write is offered, and
+           taken (a reader not yet waiting gets kernel pieces). */
+        usleep(100 * 1000);
         long before = wchar();
         if (write(sv[1], pattern + (8 * MIB) % 251, MIB) != (ssize_t)MIB) _exit(1);
         fprintf(stderr, "test write: wchar +%ld\n", wchar() - before);
