@@ -364,13 +364,8 @@ fn a_signal_ends_a_waitall_read_that_has_bytes() {
 fn traced_test_write() -> u64 {
     let dir = scratch("edge-waitall-traced");
     let trace = dir.join("trace");
-    let policy = dir.join("policy.toml");
-    std::fs::write(&policy, "[unix]\nhandshake_after = 0\n").unwrap();
-    let mut cmd = Command::new("strace");
-    cmd.env_remove("LD_PRELOAD");
+    let mut cmd = Preload::new().policy(&dir, "[unix]\nhandshake_after = 0\n").command("strace");
     cmd.args(["-f", "-qq", "-e", "trace=read,write,writev,sendmsg,sendto", "-e", "signal=none", "-o"]).arg(&trace);
-    cmd.arg("-E").arg(format!("LD_PRELOAD={}", library().display()));
-    cmd.arg("-E").arg(format!("IPC_OFFLOAD_POLICY={}", policy.display()));
     cmd.arg(edges()).arg("waitall-signal");
     let out = run(&mut cmd, Duration::from_secs(60));
     assert!(out.status.success(), "{out:#?}");

@@ -513,22 +513,22 @@ fn a_read_through_the_library_moves_the_edge_mark_but_not_the_placed_mark() {
 }
 
 #[test]
-fn a_geometry_made_to_fit_a_share_of_the_budget() {
+fn a_geometry_made_to_fit_a_budget() {
     let full = Geometry { slots: 16, slot_bytes: 256 << 10 }; // 4 MiB and the header
     assert_eq!(full.within(u64::MAX), full);
     assert_eq!(full.within(full.ring_bytes()), full);
-    // Fewer slots first: 1 MiB of share holds 3 slots and the header.
+    // Fewer slots first: 1 MiB holds 3 slots and the header.
     let fewer = full.within(1 << 20);
     assert_eq!(fewer, Geometry { slots: 3, slot_bytes: 256 << 10 });
     assert!(fewer.ring_bytes() <= 1 << 20);
-    // Then smaller slots: 2,000 readers in 256 MiB, 134,217 bytes each.
-    let share = (256u64 << 20) / 2000;
-    let small = full.within(share);
+    // Then smaller slots, the largest that fit (whole pages).
+    let budget = 134_217;
+    let small = full.within(budget);
     assert_eq!(small.slots, 2);
     assert_eq!(small.slot_bytes % 4096, 0);
-    assert!(small.ring_bytes() <= share && small.ring_bytes() + 2 * 4096 > share, "{small:?}");
+    assert!(small.ring_bytes() <= budget && small.ring_bytes() + 2 * 4096 > budget, "{small:?}");
     assert!(small.valid());
-    // Never below the smallest slot, whatever the share.
+    // Never below the smallest slot, whatever the budget.
     assert_eq!(full.within(0), Geometry { slots: 2, slot_bytes: MIN_SLOT_BYTES });
     // A one-slot ring keeps its one slot; slots smaller than the floor stay.
     let one = Geometry { slots: 1, slot_bytes: 8192 };

@@ -508,6 +508,7 @@ pub fn quiet_read(index: usize, key: u64) -> bool {
 
 /// Counts a twin of the reader channel in slot `index` made (`true`) or
 /// gone.
+///
 /// When the last twin goes, so does the quiet it gave a Unix socket or
 /// pipe reader (twins.rs): no wait answers its REQUESTs any more, and its
 /// next read looks for them (and makes it quiet again if the reader's own

@@ -22,12 +22,16 @@ use crate::state;
 /// `chunk_bytes` (the mode's, unless the section sets them). A slot is the
 /// pipelining step (the reader copies one while the writer fills the
 /// next): `throughput`'s 256 KiB takes 10-30 µs to copy, long enough to
-/// hide a hand-over, short enough to start the reader early.
+/// hide a hand-over, short enough to start the reader early. A `ring_bytes`
+/// budget smaller than that ring makes it smaller (`Geometry::within`).
+/// Not a share of the budget per connection: see docs/ipc-protocol.md,
+/// "Ring memory follows activity".
 fn geometry(rule: &ipc_offload_policy::Rule) -> Geometry {
     Geometry {
         slots: rule.depth.clamp(1, ring::MAX_SLOTS),
         slot_bytes: u32::try_from(rule.chunk_bytes).unwrap_or(u32::MAX).min(ring::MAX_SLOT_BYTES),
     }
+    .within(rule.ring_bytes)
 }
 
 /// How long an end of a transfer polls before it sleeps, by its class's

@@ -117,7 +117,7 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             // kernel without the lock (channel::quiet_read).
             channel::set_quiet(index, true);
         }
-        if opted < HANDSHAKE && call.flags & libc::MSG_DONTWAIT == 0 && blocking != Some(false) {
+        let r = if opted < HANDSHAKE && call.flags & libc::MSG_DONTWAIT == 0 && blocking != Some(false) {
             // A writer with the library may be pumping kernel pieces while
             // it waits for an OFFER, which this reader makes only between
             // reads: a kernel read that went on absorbing them would keep
@@ -126,11 +126,10 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             // said gets all of it, as from the kernel.
             let queued = net::queued_in(call.fd).map_or(0, |n| n.max(0) as u64);
             // SAFETY: the caller's call, for fewer bytes.
-            let r = tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ.max(queued)) });
-            reader.unasked_bytes = reader.unasked_bytes.saturating_add(r.max(0) as u64);
-            return r;
-        }
-        let r = tally.kernel(Fallback::NoPeer, call);
+            tally.kernel_result(unsafe { call.kernel_capped(HANDSHAKE_READ.max(queued)) })
+        } else {
+            tally.kernel(Fallback::NoPeer, call)
+        };
         reader.unasked_bytes = reader.unasked_bytes.saturating_add(r.max(0) as u64);
         return r;
     };
@@ -245,12 +244,8 @@ fn end_offer_of_an_earlier_self(reader: &Reader, pid: i32, from: &net::AbstractA
 
 /// A new ring within the budget, and its lifeline.
 fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, OwnedFd))> {
+    let bytes = ctx.geometry.ring_bytes();
     let family = reader.own.family;
-    // The class's geometry, or a smaller one where the whole budget is
-    // smaller than that ring. Not a share of the budget per connection:
-    // see docs/ipc-protocol.md, "Ring memory follows activity".
-    let geometry = ctx.geometry.within(ctx.ring_budget);
-    let bytes = geometry.ring_bytes();
     // Over the budget, a reader idle for a while gives its ring up
     // (docs/ipc-protocol.md, "Ring memory follows activity").
     if !channel::reserve_ring(family, bytes, ctx.ring_budget) && !channel::reclaim_idle(family, bytes, ctx.ring_budget)
@@ -259,7 +254,7 @@ fn make_ring(reader: &Reader, ctx: &Ctx) -> Option<((Ring, OwnedFd), (OwnedFd, O
         return None;
     }
     let made = net::lifeline().ok().and_then(|lifeline| {
-        let ring = Ring::create(geometry, ctx.pid, reader.own.ino32(), reader.peer.ino32());
+        let ring = Ring::create(ctx.geometry, ctx.pid, reader.own.ino32(), reader.peer.ino32());
         ring.ok().map(|(mut ring, fd)| {
             ring.set_spin(ctx.spin);
             ((ring, fd), lifeline)
