@@ -37,7 +37,11 @@ impl<T> TrySlot<T> {
 
     /// The value, if nobody else holds it.
     pub fn try_lock(&self) -> Option<Guard<'_, T>> {
-        (!self.locked.swap(true, Acquire)).then_some(Guard { slot: self })
+        // `then`, not `then_some`: a guard built eagerly for a failed
+        // attempt would be dropped at once, and its drop would unlock the
+        // slot under its holder (two threads then shared a writer's
+        // channel: found by the write-behind tests, 2026-12-06).
+        (!self.locked.swap(true, Acquire)).then(|| Guard { slot: self })
     }
 
     /// In a fork child: forgets a lock held by a thread that does not exist
@@ -215,6 +219,7 @@ mod tests {
         let slot = TrySlot::new(5);
         let mut g = slot.try_lock().unwrap();
         assert!(slot.try_lock().is_none());
+        assert!(slot.try_lock().is_none(), "a failed attempt must leave the holder's lock alone");
         *g += 1;
         drop(g);
         assert_eq!(*slot.try_lock().unwrap(), 6);
