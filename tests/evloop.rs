@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use ipc_offload_tests::reliability::{class_total, stats_files};
+use ipc_offload_tests::reliability::{class_total, stats_files, write_behind_total};
 use ipc_offload_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -139,8 +139,9 @@ fn cases(
 /// Runs a case without and with the library (with `policy`, if given): the
 /// run without must print the stream's line and exit 0, the run with it the
 /// same, ending the same way. Returns the fast-path bytes of the case's
-/// class (all processes: both ends count), or what went wrong.
-fn differential(case: &Case, policy: Option<&str>) -> Result<u64, String> {
+/// class (all processes: both ends count) and the write-behind offers, or
+/// what went wrong.
+fn differential(case: &Case, policy: Option<&str>) -> Result<(u64, u64), String> {
     let args = case.args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let expected = format!("bytes {} hash {:016x} eof\n", case.total, stream_hash(case.total));
@@ -163,8 +164,9 @@ fn differential(case: &Case, policy: Option<&str>) -> Result<u64, String> {
         return Err(format!("{case:?}: the library complained: {}", out.stderr));
     }
     let fast = class_total(&stats, case.class(), "fast_path_bytes");
+    let behind = write_behind_total(&stats, "offers");
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(fast)
+    Ok((fast, behind))
 }
 
 /// Runs `cases` (under `policy`), then fails with every case that went
@@ -173,11 +175,13 @@ fn differential(case: &Case, policy: Option<&str>) -> Result<u64, String> {
 /// total means each end saw at least half of the stream go that way (a
 /// handshake of a few MiB through the kernel is allowed). After
 /// `MAX_BROKEN` differences the rest of the group is skipped: each can cost
-/// the program's 10 s readiness timeout.
-fn run_matrix(cases: &[Case], policy: Option<&str>) {
+/// the program's 10 s readiness timeout. Returns the write-behind offers
+/// of each case.
+fn run_matrix(cases: &[Case], policy: Option<&str>) -> Vec<u64> {
     const MAX_BROKEN: usize = 20;
     let mut wrong = Vec::new();
     let mut broken = 0;
+    let mut offers = vec![];
     for (i, case) in cases.iter().enumerate() {
         if broken == MAX_BROKEN {
             wrong.push(format!("(stopped after {MAX_BROKEN} differences: {} cases not run)", cases.len() - i));
@@ -188,8 +192,9 @@ fn run_matrix(cases: &[Case], policy: Option<&str>) {
                 broken += 1;
                 wrong.push(e);
             }
-            Ok(fast) => {
-                eprintln!("{}: {fast} fast-path bytes", case.args().join(" "));
+            Ok((fast, behind)) => {
+                eprintln!("{}: {fast} fast-path bytes, {behind} write-behind offers", case.args().join(" "));
+                offers.push(behind);
                 if case.expects_fast_path() && fast < case.total {
                     wrong.push(format!("{case:?}: only {fast} fast-path bytes of 2 x {}", case.total));
                 }
@@ -197,6 +202,7 @@ fn run_matrix(cases: &[Case], policy: Option<&str>) {
         }
     }
     assert!(wrong.is_empty(), "{} cases, these went wrong:\n{}", cases.len(), wrong.join("\n"));
+    offers
 }
 
 /// Every reader, read style and writer with 16 MiB buffers: the nonblocking
@@ -250,6 +256,27 @@ fn event_loop_readers_with_64_kib_buffers_under_a_64_kib_threshold_take_the_fast
     // ppoll and pselect wait as their siblings do; the 16 MiB tests have them.
     let readers = ["epoll-lt", "epoll-et", "epoll-oneshot", "epoll-exclusive", "poll", "select"];
     run_matrix(&cases(&TRANSPORTS, &readers, &RECVS, &WRITERS, 65536, 64 * MIB), Some(THRESHOLD_64_KIB));
+}
+
+#[test]
+fn every_event_loop_reader_takes_a_write_behind_writers_stream_in_order() {
+    // `write_behind`: the nonblocking writer's writes return once placed
+    // (docs/ipc-protocol.md, "Write-behind (opt-in)"). Every reader and
+    // read style, with 16 MiB buffers (each read takes whole offers and
+    // more) and 64 KiB ones (an offer taken in 16 reads).
+    const POLICY: &str = "[unix]\nwrite_behind = true\nmin_bytes = \"64KiB\"\n";
+    let mut all = cases(&["unix"], &READERS, &RECVS, &["nonblocking"], 16 * MIB, 64 * MIB);
+    all.extend(cases(
+        &["unix"],
+        &["epoll-lt", "epoll-et", "poll", "select"],
+        &RECVS,
+        &["nonblocking"],
+        65536,
+        64 * MIB,
+    ));
+    let offers = run_matrix(&all, Some(POLICY));
+    let none: Vec<_> = all.iter().zip(&offers).filter(|(_, n)| **n == 0).map(|(c, _)| c.args().join(" ")).collect();
+    assert!(none.is_empty(), "no write left its offer open in: {none:?}");
 }
 
 #[test]

@@ -331,6 +331,8 @@ pub struct ClassSettings {
     pub depth: Option<u32>,
     /// `addresses` (`[tcp]` only).
     pub addresses: Option<Addresses>,
+    /// `write_behind` (`[unix]` only).
+    pub write_behind: Option<bool>,
 }
 
 impl ClassSettings {
@@ -347,6 +349,7 @@ impl ClassSettings {
         self.chunk_bytes = other.chunk_bytes.or(self.chunk_bytes);
         self.depth = other.depth.or(self.depth);
         self.addresses = other.addresses.or(self.addresses);
+        self.write_behind = other.write_behind.or(self.write_behind);
     }
 }
 

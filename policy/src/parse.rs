@@ -42,7 +42,7 @@ const DSA_KEYS: &[&str] = &["device", "on_fault", "sysfs", "model_fault_every", 
 const DEFAULTS_KEYS: &[&str] = &["mode"];
 /// Keys of the `[memcpy]`, `[memset]`, `[memcmp]` and `[shm]` sections.
 const COPY_KEYS: &[&str] = &["engine", "min_bytes", "workers", "wait", "cache", "cpu_share", "chunk_bytes", "depth"];
-/// Keys of the `[unix]` and `[pipe]` sections.
+/// Keys of the `[pipe]` section.
 const IPC_KEYS: &[&str] = &[
     "engine",
     "min_bytes",
@@ -54,6 +54,21 @@ const IPC_KEYS: &[&str] = &[
     "cpu_share",
     "chunk_bytes",
     "depth",
+];
+
+/// Keys of the `[unix]` section: the IPC keys and `write_behind`.
+const UNIX_KEYS: &[&str] = &[
+    "engine",
+    "min_bytes",
+    "workers",
+    "wait",
+    "ring_bytes",
+    "handshake_after",
+    "cache",
+    "cpu_share",
+    "chunk_bytes",
+    "depth",
+    "write_behind",
 ];
 
 /// Keys of the `[tcp]` section.
@@ -330,6 +345,7 @@ impl Walker<'_> {
     fn class_section(&mut self, table: &DeTable<'_>, section: &str, class: Class, out: &mut ClassSettings) {
         let keys = match class {
             Class::Tcp => TCP_KEYS,
+            Class::Unix => UNIX_KEYS,
             _ if class.is_ipc() => IPC_KEYS,
             _ => COPY_KEYS,
         };
@@ -353,6 +369,10 @@ impl Walker<'_> {
                 "handshake_after" if class.is_ipc() => {
                     out.handshake_after = self.size("handshake_after", section, value).or(out.handshake_after)
                 }
+                "write_behind" if class == Class::Unix => match value.get_ref() {
+                    DeValue::Boolean(b) => out.write_behind = Some(*b),
+                    _ => self.wrong_type("write_behind", section, value, "a boolean (true or false)"),
+                },
                 "addresses" if class == Class::Tcp => {
                     let named = self.named("addresses", section, value, Addresses::NAMES, Addresses::from_name);
                     out.addresses = named.or(out.addresses)

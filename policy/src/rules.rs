@@ -30,6 +30,7 @@ min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
 handshake_after = "4MiB"
+write_behind = false
 cache = "auto"
 
 [pipe]
@@ -146,6 +147,10 @@ pub struct Rule {
     pub depth: u32,
     /// `[tcp]`: which peers' connections are served.
     pub addresses: Addresses,
+    /// `[unix]`: a nonblocking writer's write may return once its bytes
+    /// are placed, before its reader took them (docs/ipc-protocol.md,
+    /// "Write-behind").
+    pub write_behind: bool,
 }
 
 /// A policy applied to one process.
@@ -183,6 +188,7 @@ impl Policy {
                 chunk_bytes: None,
                 depth: None,
                 addresses: (*class == Class::Tcp).then_some(Addresses::Loopback),
+                write_behind: (*class == Class::Unix).then_some(false),
             };
         }
         Policy {
@@ -222,6 +228,7 @@ impl Policy {
                 chunk_bytes: s.chunk_bytes.unwrap_or_else(|| mode.chunk_bytes(Class::ALL[i])),
                 depth: s.depth.unwrap_or_else(|| mode.depth(Class::ALL[i])),
                 addresses: s.addresses.unwrap_or(Addresses::Loopback),
+                write_behind: s.write_behind.unwrap_or(false),
             }
         });
         Resolved { mode, rules, matched }

@@ -63,6 +63,7 @@ fn builtin_resolution() {
             chunk_bytes: 2 << 20,
             depth: 16,
             addresses: Addresses::Loopback,
+            write_behind: false,
         }
     );
     assert_eq!(r.rule(Class::Unix).min_bytes, 256 << 10);
@@ -119,6 +120,7 @@ addresses = "local"
             chunk_bytes: 512 << 10,
             depth: 8,
             addresses: Addresses::Loopback,
+            write_behind: false,
         }
     );
     assert_eq!(
@@ -135,6 +137,7 @@ addresses = "local"
             chunk_bytes: 256 << 10,
             depth: 16,
             addresses: Addresses::Loopback,
+            write_behind: false,
         }
     );
     assert_eq!(r.rule(Class::Pipe).engine, Engine::Off);
@@ -158,6 +161,22 @@ fn addresses_belongs_to_tcp_and_names_loopback_or_local() {
     let over = parse("[process.\"srv\"]\ntcp = { addresses = \"local\" }\n", "p").unwrap();
     assert_eq!(over.resolve(&["srv"]).rule(Class::Tcp).addresses, Addresses::Local);
     assert_eq!(over.resolve(&["other"]).rule(Class::Tcp).addresses, Addresses::Loopback);
+}
+
+#[test]
+fn write_behind_belongs_to_unix_is_a_boolean_and_is_off_by_default() {
+    assert!(!Policy::builtin().resolve(&[]).rule(Class::Unix).write_behind);
+    for (text, what) in [
+        ("[pipe]\nwrite_behind = true\n", "unknown key"),
+        ("[tcp]\nwrite_behind = true\n", "unknown key"),
+        ("[unix]\nwrite_behind = \"yes\"\n", "a boolean"),
+    ] {
+        let err = parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains(what), "{text:?}: {err}");
+    }
+    let on = parse("[unix]\nwrite_behind = true\n[process.\"cli\"]\nunix.write_behind = false\n", "p").unwrap();
+    assert!(on.resolve(&["srv"]).rule(Class::Unix).write_behind);
+    assert!(!on.resolve(&["cli"]).rule(Class::Unix).write_behind);
 }
 
 #[test]
@@ -267,7 +286,7 @@ fn unknown_keys_name_the_section_and_the_expected_keys() {
     assert_eq!(
         messages("[process.\"x\"]\nunix.min_byte = 1\n"),
         vec![
-            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, handshake_after, cache, cpu_share, chunk_bytes, depth)"
+            "p.toml:2:6: unknown key `min_byte` in [process.\"x\".unix] (expected one of: engine, min_bytes, workers, wait, ring_bytes, handshake_after, cache, cpu_share, chunk_bytes, depth, write_behind)"
         ]
     );
 }

@@ -1,9 +1,12 @@
 //! The read and write families, and the calls that close fds.
 //!
 //! Below the IPC threshold (`REAL_IO.io_min`: usize::MAX while no IPC class
-//! is on) a write hook is one compare and a jump to libc, a read hook two
-//! (the fd's route word says whether an offer can be open for it: then
-//! reads of every size take its bytes first). Above it,
+//! is on) a write hook is two compares and a jump to libc (the second, of
+//! a flag set once the process left a write-behind offer open, adds the
+//! fd's write route from then on: a write of every size must end such an
+//! offer first), a read hook two (the fd's route word says whether an
+//! offer can be open for it: then reads of every size take its bytes
+//! first). Above it,
 //! the call goes to `ipc_offload_runtime::ipc`, which serves Unix stream
 //! sockets whose peer runs the library and replays everything else as it
 //! was. The vector forms add up their lengths first (a short loop).
@@ -11,13 +14,22 @@
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::Ordering::Relaxed;
 
+use ipc_offload_runtime::ipc::behind;
 use ipc_offload_runtime::ipc::call::{ReadCall, ReadKind, WriteCall, WriteKind, total};
-use ipc_offload_runtime::ipc::route::routed;
+use ipc_offload_runtime::ipc::route::{routed, write_routed};
 use ipc_offload_runtime::ipc::{self, closing, tracked};
 use ipc_offload_sys::real::io::REAL_IO;
 
 fn below(n: u64) -> bool {
     n < REAL_IO.io_min.load(Relaxed) as u64
+}
+
+/// A write that needs nothing of the library: below the threshold, on an
+/// fd whose last large write left no offer open (looked at only once
+/// write-behind was used in the process).
+#[inline(always)]
+fn small_write(fd: c_int, n: u64) -> bool {
+    below(n) && !(behind::USED.load(Relaxed) && write_routed(fd))
 }
 
 /// A read that needs nothing of the library: below the threshold, on an fd
@@ -162,7 +174,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int
 /// As write(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: usize) -> isize {
-    if below(n as u64) {
+    if small_write(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.write.get())(fd, buf, n) };
     }
@@ -183,7 +195,7 @@ unsafe extern "C" fn write_large(fd: c_int, buf: *const c_void, n: usize) -> isi
 /// As send(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_int) -> isize {
-    if below(n as u64) {
+    if small_write(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.send.get())(fd, buf, n, flags) };
     }
@@ -211,7 +223,7 @@ pub unsafe extern "C" fn sendto(
     addr: *const libc::sockaddr,
     addrlen: libc::socklen_t,
 ) -> isize {
-    if below(n as u64) {
+    if small_write(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.sendto.get())(fd, buf, n, flags, addr, addrlen) };
     }
@@ -248,7 +260,7 @@ unsafe fn write_one(fd: c_int, buf: *const c_void, n: usize, flags: c_int, kind:
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, count: c_int) -> isize {
     // SAFETY: as writev(2): `iov` holds `count` entries.
     let segments = unsafe { iovecs(iov, count.max(0) as usize) };
-    if below(total(segments)) {
+    if small_write(fd, total(segments)) {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.writev.get())(fd, iov, count) };
     }
@@ -264,12 +276,34 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, count: c_int
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> isize {
     // SAFETY: as sendmsg(2): `msg` is valid, its iov holds iovlen entries.
     let segments = unsafe { if msg.is_null() { &[] } else { iovecs((*msg).msg_iov, (*msg).msg_iovlen) } };
-    if below(total(segments)) {
+    // A message with control data (fds it passes) ends every write-behind
+    // offer first, whatever its size.
+    // SAFETY: as above.
+    let control = behind::USED.load(Relaxed) && !msg.is_null() && unsafe { (*msg).msg_controllen } > 0;
+    if small_write(fd, total(segments)) && !control {
         // SAFETY: the caller's arguments, passed on.
         return unsafe { (REAL_IO.sendmsg.get())(fd, msg, flags) };
     }
     // SAFETY: the caller's message, as for sendmsg(2).
     unsafe { ipc::write(&WriteCall { fd, iov: segments, flags, kind: WriteKind::SendMsg(msg) }) }
+}
+
+/// shutdown(2): a shutdown for writing ends the fd's write-behind offer
+/// first (its bytes come before the end of the stream).
+///
+/// # Safety
+/// As shutdown(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    ipc::shutting_down(fd, how);
+    match ipc_offload_sys::net::shutdown(fd, how) {
+        Ok(()) => 0,
+        Err(e) => {
+            // SAFETY: this thread's errno slot.
+            unsafe { *libc::__errno_location() = e.0 };
+            -1
+        }
+    }
 }
 
 /// close(2): forgets a socket the library tracks, then closes.

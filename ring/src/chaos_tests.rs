@@ -76,6 +76,7 @@ fn offers(seed: u64) {
                         drain: Duration::from_secs(20),
                         alive: &mut alive,
                         placed: &mut || {},
+                        behind: false,
                     };
                     // SAFETY: the cursor covers offer.total bytes.
                     let staged = unsafe { ring.stage(&offer, &mut Cursor::new(&segs), &mut copy(), &mut how) };

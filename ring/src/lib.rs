@@ -97,6 +97,12 @@ const OFF_LISTEN_GEN: usize = 832;
 /// (0: nothing to wait for).
 const OFF_BEFORE: usize = 896;
 
+/// Set in the `before` word by a write-behind offer (docs/ipc-protocol.md,
+/// "Write-behind"): its writer had no byte in the kernel's queue when it
+/// opened it, so kernel bytes queued while it has untaken bytes came after
+/// it, and the reader takes it first.
+pub const RING_FIRST: u64 = 1 << 63;
+
 /// Offer states.
 const IDLE: u64 = 0;
 const SETUP: u64 = 1;

@@ -39,6 +39,9 @@ pub struct Staging<'a> {
     pub alive: &'a mut dyn FnMut() -> bool,
     /// Called after each step placed, to announce it (a WAKE).
     pub placed: &'a mut dyn FnMut(),
+    /// Return as soon as every byte is placed, the offer left open for the
+    /// reader to take later (a write-behind offer; [`Ring::settle`] ends it).
+    pub behind: bool,
 }
 
 impl core::fmt::Debug for Staging<'_> {
@@ -56,6 +59,10 @@ pub struct Staged {
     pub placed: u64,
     /// Why it ended before `total`, if it did.
     pub abort: Option<Abort>,
+    /// Left open, every byte placed and some not taken yet
+    /// ([`Staging::behind`]): `sent` counts them all, and the offer is
+    /// the writer's to [`Ring::settle`] before anything else it writes.
+    pub behind: bool,
 }
 
 impl Ring {
@@ -126,10 +133,46 @@ impl Ring {
     /// # Safety
     /// `src` must yield `offer.total` readable bytes.
     pub unsafe fn stage(&self, offer: &Offer, src: &mut Cursor<'_>, copy: CopyFn<'_>, how: &mut Staging<'_>) -> Staged {
+        // SAFETY: forwarded contract.
+        unsafe { self.stage_from(offer, 0, src, copy, how) }
+    }
+
+    /// Waits, as [`Ring::stage`] does once every byte is placed, for the
+    /// reader to take the rest of a write-behind offer ([`Staged::behind`]):
+    /// `how.patience` counted from now and from each take. What it returns
+    /// is final: past `sent`, the bytes are the writer's again (withdrawn,
+    /// to go through the kernel: [`Ring::backlog`]). The caller closes the
+    /// offer once it has sent them.
+    pub fn settle(&self, offer: &Offer, how: &mut Staging<'_>) -> Staged {
+        let mut nothing = Cursor::new(&[]);
+        let mut no_copy = |_: *mut u8, _: *const u8, _: usize| {};
+        // SAFETY: every byte is placed: nothing is read from the cursor
+        // (and `how.behind` never applies: no step is placed).
+        unsafe { self.stage_from(offer, offer.total, &mut nothing, &mut no_copy, how) }
+    }
+
+    /// The bytes of `offer` from stream position `from`, as placed, up to
+    /// the end of the offer or of the buffer (where it wraps): what a
+    /// writer sends through the kernel after [`Ring::settle`] gave them
+    /// back. A pointer, not a slice: the peer can write to the mapping.
+    pub fn backlog(&self, offer: &Offer, from: u64) -> (*const u8, u64) {
+        let (at, to_end) = self.at(from);
+        (at.cast_const(), to_end.min(offer.total.saturating_sub(from)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn stage_from(
+        &self,
+        offer: &Offer,
+        placed_before: u64,
+        src: &mut Cursor<'_>,
+        copy: CopyFn<'_>,
+        how: &mut Staging<'_>,
+    ) -> Staged {
         let capacity = self.geometry.capacity();
         let step = u64::from(self.geometry.slot_bytes);
         let seq = offer.seq;
-        let (mut placed, mut last_taken) = (0u64, 0u64);
+        let (mut placed, mut last_taken) = (placed_before, 0u64);
         let mut since = Instant::now();
         // The reader's liveness is asked once a nap has passed without it
         // taking (a lifeline poll is a system call).
@@ -152,25 +195,25 @@ impl Ring {
                 // Only a peer writing garbage moves our words like this.
                 self.withdraw(seq);
                 let sent = if seq_of(cw) == seq { copied.min(placed) } else { 0 };
-                return Staged { sent, placed, abort: Some(Abort::Corrupt) };
+                return Staged { behind: false, sent, placed, abort: Some(Abort::Corrupt) };
             }
             if tw & CLOSED != 0 {
                 // The reader took us for dead and ended the offer: what it
                 // took is what went.
-                return Staged { sent: taken, placed, abort: Some(Abort::Withdrawn) };
+                return Staged { behind: false, sent: taken, placed, abort: Some(Abort::Withdrawn) };
             }
             if taken > last_taken {
                 (last_taken, since) = (taken, Instant::now());
             }
             if taken == offer.total {
                 if self.drain(seq, taken, how) {
-                    return Staged { sent: taken, placed, abort: None };
+                    return Staged { behind: false, sent: taken, placed, abort: None };
                 }
                 // Gone before it copied the last: what it did not copy was
                 // never read.
                 self.withdraw(seq);
                 let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
-                return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
+                return Staged { behind: false, sent: copied, placed, abort: Some(Abort::PeerGone) };
             }
             if placed < offer.total && placed - copied < capacity {
                 let (at, to_end) = self.at(placed);
@@ -186,6 +229,9 @@ impl Ring {
                 self.u64_at(OFF_STAGED).store(count(seq, placed), Release);
                 self.ring_bell(OFF_STAGED_BELL);
                 (how.placed)();
+                if how.behind && placed == offer.total {
+                    return Staged { sent: offer.total, placed, abort: None, behind: true };
+                }
                 continue;
             }
             let now = Instant::now();
@@ -194,7 +240,7 @@ impl Ring {
                 if !(how.alive)() {
                     self.withdraw(seq);
                     let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
-                    return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
+                    return Staged { behind: false, sent: copied, placed, abort: Some(Abort::PeerGone) };
                 }
             }
             let deadline = since + how.patience;
@@ -208,9 +254,9 @@ impl Ring {
                 let taken = self.withdraw(seq).min(placed);
                 if !(how.alive)() {
                     let copied = bytes_of(self.u64_at(OFF_COPIED).load(Acquire)).min(placed);
-                    return Staged { sent: copied, placed, abort: Some(Abort::PeerGone) };
+                    return Staged { behind: false, sent: copied, placed, abort: Some(Abort::PeerGone) };
                 }
-                return Staged { sent: taken, placed, abort: Some(Abort::Withdrawn) };
+                return Staged { behind: false, sent: taken, placed, abort: Some(Abort::Withdrawn) };
             }
             let moved =
                 |ring: &Ring| ring.u64_at(OFF_TAKEN).load(Acquire) != tw || ring.u64_at(OFF_COPIED).load(Acquire) != cw;

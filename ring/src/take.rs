@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use super::{
     Abort, CLOSED, CopyFn, Cursor, IDLE, MAX_OFFER, OFF_BEFORE, OFF_COPIED, OFF_OFFER, OFF_READS, OFF_STAGED,
-    OFF_STAGED_BELL, OFF_TAKEN, OFF_TAKEN_BELL, OFF_TOTAL, OPEN, Ring, SETUP, Sleep, Waited, bytes_of, count,
-    offer_word, pid_of, seq_of, seq_of_offer, state_of,
+    OFF_STAGED_BELL, OFF_TAKEN, OFF_TAKEN_BELL, OFF_TOTAL, OPEN, RING_FIRST, Ring, SETUP, Sleep, Waited, bytes_of,
+    count, offer_word, pid_of, seq_of, seq_of_offer, state_of,
 };
 use crate::chaos::point;
 
@@ -88,7 +88,14 @@ impl Ring {
     /// Where the open offer starts in the writer's stream ([`Ring::try_open_after`]):
     /// read after [`Ring::open_offer`] saw it OPEN, it is that offer's.
     pub fn stream_before(&self) -> u64 {
-        self.u64_at(OFF_BEFORE).load(Acquire)
+        self.u64_at(OFF_BEFORE).load(Acquire) & !RING_FIRST
+    }
+
+    /// Whether the open offer comes before any byte the kernel holds
+    /// ([`RING_FIRST`]): read after [`Ring::open_offer`] saw it OPEN, it is
+    /// that offer's.
+    pub fn ring_first(&self) -> bool {
+        self.u64_at(OFF_BEFORE).load(Acquire) & RING_FIRST != 0
     }
 
     /// Bytes a read could take now, without waiting.

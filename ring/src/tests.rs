@@ -41,7 +41,8 @@ fn stage_all(ring: &Ring, offer: &Offer, data: &[u8], patience: Duration, alive:
     let segs = [iov(&mut src)];
     let mut cursor = Cursor::new(&segs);
     let mut still = || alive.load(SeqCst);
-    let mut how = Staging { patience, drain: Duration::from_millis(200), alive: &mut still, placed: &mut || {} };
+    let mut how =
+        Staging { patience, drain: Duration::from_millis(200), alive: &mut still, placed: &mut || {}, behind: false };
     // SAFETY: the cursor covers offer.total bytes.
     let staged = unsafe { ring.stage(offer, &mut cursor, &mut plain_copy(), &mut how) };
     ring.close(offer);
@@ -159,7 +160,11 @@ fn offers_of_every_shape_arrive_whole_in_reads_of_every_size() {
         (5 << 20, 100_000),
     ] {
         let staged = offer_taken_in(&reader, &writer, n, size);
-        assert_eq!(staged, Staged { sent: n as u64, placed: n as u64, abort: None }, "{n} in reads of {size}");
+        assert_eq!(
+            staged,
+            Staged { sent: n as u64, placed: n as u64, abort: None, behind: false },
+            "{n} in reads of {size}"
+        );
         assert_eq!(reader.ready(), 0);
     }
 }
@@ -329,7 +334,13 @@ fn a_reader_that_moves_taken_beyond_placed_as_the_patience_ends_gets_no_more_tha
         hostile.u64_at(OFF_TAKEN).store(count(seq, total), SeqCst);
         true
     };
-    let mut how = Staging { patience: NAP, drain: Duration::from_millis(200), alive: &mut alive, placed: &mut || {} };
+    let mut how = Staging {
+        patience: NAP,
+        drain: Duration::from_millis(200),
+        alive: &mut alive,
+        placed: &mut || {},
+        behind: false,
+    };
     // SAFETY: the cursor covers offer.total bytes.
     let staged = unsafe { writer.stage(&offer, &mut Cursor::new(&segs), &mut plain_copy(), &mut how) };
     writer.close(&offer);
@@ -536,4 +547,82 @@ fn a_geometry_made_to_fit_a_budget() {
     // Not a geometry a ring can have: returned as it is, no division by 0.
     let none = Geometry { slots: 0, slot_bytes: 0 };
     assert_eq!(none.within(0), none);
+}
+
+/// Stages `data` as a write-behind offer: returns as soon as every byte is
+/// placed, the offer left open.
+fn stage_behind(ring: &Ring, offer: &Offer, data: &[u8]) -> Staged {
+    let mut src = data.to_vec();
+    let segs = [iov(&mut src)];
+    let mut cursor = Cursor::new(&segs);
+    let mut alive = || true;
+    let mut how = Staging {
+        patience: NAP,
+        drain: Duration::from_millis(200),
+        alive: &mut alive,
+        placed: &mut || {},
+        behind: true,
+    };
+    // SAFETY: the cursor covers offer.total bytes.
+    unsafe { ring.stage(offer, &mut cursor, &mut plain_copy(), &mut how) }
+}
+
+fn settle(ring: &Ring, offer: &Offer, patience: Duration) -> Staged {
+    let mut alive = || true;
+    let mut how =
+        Staging { patience, drain: Duration::from_millis(200), alive: &mut alive, placed: &mut || {}, behind: false };
+    ring.settle(offer, &mut how)
+}
+
+#[test]
+fn a_write_behind_offer_returns_placed_and_is_taken_after_its_writer_left() {
+    let (reader, writer) = pair(GEOMETRY);
+    let data = pattern(200_000, 7);
+    let offer = writer.try_open_after(data.len() as u64, WRITER, RING_FIRST).unwrap();
+    let staged = stage_behind(&writer, &offer, &data);
+    assert_eq!(staged, Staged { sent: data.len() as u64, placed: data.len() as u64, abort: None, behind: true });
+    assert!(reader.ring_first(), "the reader is told to take it before the kernel's bytes");
+    assert_eq!(reader.stream_before(), 0, "RING_FIRST is no stream position");
+    assert!(reader.offer_pending());
+    // Nobody else may open an offer over the placed bytes meanwhile.
+    assert!(writer.try_open(10, WRITER + 1).is_none());
+    let got = take_all(&reader, data.len(), 48 << 10);
+    assert!(got == data, "the bytes differ");
+    let settled = settle(&writer, &offer, Duration::from_millis(50));
+    assert_eq!((settled.sent, settled.abort), (data.len() as u64, None));
+    writer.close(&offer);
+    assert!(writer.try_open(10, WRITER).is_some(), "closed: the ring is free");
+}
+
+#[test]
+fn a_write_behind_offer_not_taken_is_given_back_for_the_kernel_in_order() {
+    let (reader, writer) = pair(GEOMETRY);
+    // An offer taken in full first: the second one's words carry the next
+    // sequence number (each offer starts at the buffer's first byte).
+    let first = pattern(100_000, 1);
+    let o1 = writer.try_open(first.len() as u64, WRITER).unwrap();
+    stage_behind(&writer, &o1, &first);
+    assert!(take_all(&reader, first.len(), 1 << 20) == first);
+    assert_eq!(settle(&writer, &o1, Duration::from_millis(50)).sent, first.len() as u64);
+    writer.close(&o1);
+    let data = pattern(GEOMETRY.capacity() as usize, 9);
+    let offer = writer.try_open_after(data.len() as u64, WRITER, RING_FIRST).unwrap();
+    stage_behind(&writer, &offer, &data);
+    // The reader takes 70,000 bytes, then stops coming.
+    let head = take_all(&reader, 70_000, 70_000);
+    let settled = settle(&writer, &offer, Duration::from_millis(5));
+    assert_eq!((settled.sent, settled.abort), (70_000, Some(Abort::Withdrawn)));
+    assert_eq!(reader.open_offer(), None, "withdrawn: nothing more can be taken");
+    // What the writer sends through the kernel: the rest, from the ring.
+    let mut rest = Vec::new();
+    let mut from = settled.sent;
+    while from < offer.total {
+        let (at, n) = writer.backlog(&offer, from);
+        assert!(n > 0);
+        // SAFETY: `backlog` names placed bytes inside the mapping.
+        rest.extend_from_slice(unsafe { core::slice::from_raw_parts(at, n as usize) });
+        from += n;
+    }
+    assert!(head == data[..70_000] && rest == data[70_000..], "the bytes given back differ");
+    writer.close(&offer);
 }

@@ -13,7 +13,19 @@ use crate::process;
 
 /// Installs the fork handler (once, from the constructor).
 pub fn install_handler() -> Result<(), sys::Errno> {
-    sys::thread::at_fork_child(after_fork_in_child)
+    sys::thread::at_fork_child(after_fork_in_child)?;
+    sys::thread::at_fork_prepare(before_fork)
+}
+
+/// Runs in the parent before fork(2): offers left open by writes end, so
+/// that the child's first write on a shared socket comes after their bytes
+/// for every reader (`crate::ipc::behind`).
+unsafe extern "C" fn before_fork() {
+    if !process::is_owner() || !crate::ipc::behind::USED.load(core::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let _errno = sys::ErrnoGuard::save();
+    let _ = std::panic::catch_unwind(crate::ipc::behind::before_fork);
 }
 
 /// Runs in the child of fork(2): async-signal-safe work only.

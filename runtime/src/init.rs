@@ -213,6 +213,7 @@ fn announce(source: &str, identity: &Identity, matched: &[String], plan: &Plan, 
 pub fn finish() {
     let _errno = sys::ErrnoGuard::save();
     if process::is_owner() {
+        let _ = catch_unwind(crate::ipc::behind::at_exit);
         let _ = catch_unwind(stats_file_final);
     }
 }

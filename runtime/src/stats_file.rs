@@ -362,6 +362,10 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
                 r.held, r.held_bytes, r.peak_bytes, r.made, r.reclaimed, r.served
             );
         }
+        if class == Class::Unix {
+            let (offers, given_back) = crate::ipc::behind::figures();
+            let _ = write!(out, "\"write_behind\":{{\"offers\":{offers},\"given_back_bytes\":{given_back}}},");
+        }
     }
     out.push_bytes(b"\"fallbacks\":{");
     let reasons = if class.is_ipc() { Fallback::IPC } else { Fallback::COPY };

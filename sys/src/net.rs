@@ -303,6 +303,29 @@ pub fn can_send(fd: i32) -> Result<(), Errno> {
     unsafe { syscall6(libc::SYS_sendto, [fd as usize, 1, 0, flags, 0, 0]) }.map(|_| ())
 }
 
+/// send(2) of `len` bytes at `buf` on a stream socket, with `flags`: the
+/// bytes it took.
+///
+/// # Safety
+/// `buf` readable for `len` bytes.
+pub unsafe fn send(fd: i32, buf: *const u8, len: usize, flags: i32) -> Result<usize, Errno> {
+    // SAFETY: the caller vouches for the buffer; no address is passed.
+    unsafe { syscall6(libc::SYS_sendto, [fd as usize, buf as usize, len, flags as usize, 0, 0]) }
+}
+
+/// shutdown(2).
+pub fn shutdown(fd: i32, how: i32) -> Result<(), Errno> {
+    // SAFETY: shutdown takes two integers.
+    unsafe { syscall6(libc::SYS_shutdown, [fd as usize, how as usize, 0, 0, 0, 0]) }.map(|_| ())
+}
+
+/// fcntl(2) `F_DUPFD_CLOEXEC`: a close-on-exec duplicate of `fd`.
+pub fn dup_cloexec(fd: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer.
+    let new = unsafe { syscall6(libc::SYS_fcntl, [fd as usize, libc::F_DUPFD_CLOEXEC as usize, 0, 0, 0, 0]) }?;
+    Ok(OwnedFd::new(new as i32))
+}
+
 /// The fd is blocking (no `O_NONBLOCK`).
 pub fn is_blocking(fd: i32) -> Result<bool, Errno> {
     // SAFETY: F_GETFL takes no pointer.

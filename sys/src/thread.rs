@@ -114,6 +114,13 @@ pub fn at_fork_child(handler: unsafe extern "C" fn()) -> Result<(), Errno> {
     pthread_result(unsafe { libc::pthread_atfork(None, None, Some(handler)) })
 }
 
+/// Registers `handler` to run in the parent before fork(2) (pthread_atfork(3)).
+pub fn at_fork_prepare(handler: unsafe extern "C" fn()) -> Result<(), Errno> {
+    // SAFETY: as above; the prepare handler runs in the forking thread,
+    // before the fork, where any work is allowed.
+    pthread_result(unsafe { libc::pthread_atfork(Some(handler), None, None) })
+}
+
 /// The number of CPUs the calling thread may run on (sched_getaffinity(2)).
 pub fn affinity_cpu_count() -> Result<u32, Errno> {
     current_affinity().map(|mask| mask.iter().map(|w| w.count_ones()).sum())

@@ -57,9 +57,15 @@ impl Ctx {
 
     /// The kernel, then the library in each mode.
     pub fn kernel_and_modes(&self) -> Result<Vec<SideSpec>, String> {
+        self.kernel_and_modes_with("", "")
+    }
+
+    /// As [`Ctx::kernel_and_modes`], each mode's policy followed by `extra`
+    /// (its files named with `tag`).
+    pub fn kernel_and_modes_with(&self, tag: &str, extra: &str) -> Result<Vec<SideSpec>, String> {
         let mut sides = vec![SideSpec::kernel()];
         for m in &self.modes {
-            let policy = self.policy_file(&format!("mode-{m}"), &mode_policy(m))?;
+            let policy = self.policy_file(&format!("mode-{m}{tag}"), &format!("{}{extra}", mode_policy(m)))?;
             sides.push(SideSpec { name: m.clone(), library: true, policy: Some(policy) });
         }
         Ok(sides)

@@ -53,8 +53,8 @@ Parts, in the order they run:
   scaling  memcpy copy workers, concurrent stream pairs, IPC copy workers
   dd       dd | dd | dd over a file
   python   python3 multiprocessing.Pipe, duplex and simplex
-  redis    redis-server and redis-benchmark over a Unix socket (-c 4, -c 50) and TCP, 1 MB values
-           (skipped without redis)
+  redis    redis-server and redis-benchmark over a Unix socket (-c 4, -c 50) and TCP, 1 MB values,
+           and over the Unix socket again with write_behind (skipped without redis)
   tcp      TCP over loopback: a stream, 64 MiB request/response (blocking, epoll),
            64 B ping-pong, iperf3 (its rows skipped without iperf3)
 

@@ -271,14 +271,17 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
             "redis-server or redis-benchmark is not installed (`apt-get install redis-server redis-tools`)".into(),
         ));
     };
-    let sides = ctx.kernel_and_modes()?;
+    let plain_sides = ctx.kernel_and_modes()?;
+    let behind_sides = ctx.kernel_and_modes_with("-write-behind", WRITE_BEHIND)?;
     let n = redis_requests(ctx.quick);
     let note = "redis-server serves its clients from an epoll loop on nonblocking sockets; the fast-path column counts redis-benchmark's bytes (the SET values it sends, the GET replies it reads), and no share is required of it".to_owned();
     let mut rows = vec![];
-    for (transport, what, clients) in REDIS_RUNS {
+    for (transport, what, clients, behind) in REDIS_RUNS {
+        let sides = if behind { &behind_sides } else { &plain_sides };
+        let (what, tag) = if behind { (format!("{what}, write_behind"), "-wb") } else { (what.to_owned(), "") };
         let mut servers = vec![];
-        for side in &sides {
-            let dir = ctx.scratch.join("redis").join(format!("{transport}-c{clients}")).join(&side.name);
+        for side in sides {
+            let dir = ctx.scratch.join("redis").join(format!("{transport}-c{clients}{tag}")).join(&side.name);
             let listen = match transport {
                 "tcp" => Listen::Tcp(free_port()?),
                 _ => Listen::Unix(dir.join("redis.sock")),
@@ -289,12 +292,12 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
         let c = clients.to_string();
         let workloads: Vec<Workload> = servers
             .iter()
-            .zip(&sides)
+            .zip(sides)
             .map(|(s, side)| {
                 let tail =
                     ["-t", "set,get", "-d", "1000000", "-n", &n.to_string(), "-c", &c, "--csv"].map(String::from);
                 Workload {
-                    key: format!("redis-benchmark-{transport}-c{clients}-{}", side.name),
+                    key: format!("redis-benchmark-{transport}-c{clients}{tag}-{}", side.name),
                     title: String::new(),
                     unit: "requests/s",
                     better: Better::Higher,
@@ -308,7 +311,7 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
             .collect();
         let samples = ctx.alternate(
             &format!("redis-benchmark -t set,get -d 1000000 -c {clients}, {what}"),
-            &sides,
+            sides,
             |ctx, side| {
                 let i = sides.iter().position(|s| s.name == side.name).unwrap_or(0);
                 let w = &workloads[i];
@@ -331,20 +334,23 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
                 ("unix", 4) => "redis".to_owned(),
                 (_, 4) => format!("redis-{transport}"),
                 _ => format!("redis-{transport}-c{clients}"),
-            };
+            } + tag;
             let spec = RowSpec {
                 key: format!("{prefix}-{}", test.to_lowercase()),
                 title: format!("redis-server {test}, 1 MB values, redis-benchmark -c {clients} over {what}"),
-                label: format!("redis {test} ({transport}, -c {clients})"),
+                label: format!(
+                    "redis {test} ({transport}, -c {clients}{})",
+                    if behind { ", write-behind" } else { "" }
+                ),
                 group: GROUP.into(),
                 size: Some(1_000_000),
                 unit: "requests/s",
                 better: Better::Higher,
                 value: i,
                 expects_fast_path: Some(false),
-                note: (i == 0 && transport == "unix").then(|| note.clone()),
+                note: (i == 0 && transport == "unix" && clients == 4 && !behind).then(|| note.clone()),
             };
-            rows.push(row(&spec, &sides, &samples));
+            rows.push(row(&spec, sides, &samples));
         }
     }
     Ok(PartResult {
@@ -352,18 +358,27 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
         part: Part::Redis,
         rows,
         notes: vec![format!(
-            "Per side and transport, `redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` (or `--port PORT --bind 127.0.0.1`), and `redis-benchmark -s SOCK (or -h 127.0.0.1 -p PORT) -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy (and over the Unix socket again with `-c 50`); the fast-path column counts redis-benchmark's bytes."
+            "Per side and transport, `redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` (or `--port PORT --bind 127.0.0.1`), and `redis-benchmark -s SOCK (or -h 127.0.0.1 -p PORT) -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy (and over the Unix socket again with `-c 50`); the fast-path column counts redis-benchmark's bytes. The write_behind rows run the same over the Unix socket with `[unix] write_behind = true` added to each mode's policy (docs/ipc-protocol.md, \"Write-behind (opt-in)\"); their kernel column is a kernel run of their own."
         )],
         skipped: None,
-        settings: json!({ "requests": n, "value_bytes": 1_000_000, "runs": REDIS_RUNS.iter().map(|(t, _, c)| json!({ "transport": t, "clients": c })).collect::<Vec<_>>() }),
+        settings: json!({ "requests": n, "value_bytes": 1_000_000, "runs": REDIS_RUNS.iter().map(|(t, _, c, b)| json!({ "transport": t, "clients": c, "write_behind": b })).collect::<Vec<_>>() }),
         charts: vec![],
     })
 }
 
-/// The runs of redis: the transport (its stats class), in words, and
-/// redis-benchmark's clients.
-const REDIS_RUNS: [(&str, &str, u32); 3] =
-    [("unix", "a Unix socket", 4), ("tcp", "TCP (127.0.0.1)", 4), ("unix", "a Unix socket", 50)];
+/// The runs of redis: the transport (its stats class), in words,
+/// redis-benchmark's clients, and whether the library sides add
+/// [`WRITE_BEHIND`] to their policies.
+const REDIS_RUNS: [(&str, &str, u32, bool); 5] = [
+    ("unix", "a Unix socket", 4, false),
+    ("tcp", "TCP (127.0.0.1)", 4, false),
+    ("unix", "a Unix socket", 50, false),
+    ("unix", "a Unix socket", 4, true),
+    ("unix", "a Unix socket", 50, true),
+];
+
+/// What the write-behind runs add to each mode's policy.
+const WRITE_BEHIND: &str = "\n[unix]\nwrite_behind = true\n";
 
 /// A port nobody listens on now (the kernel's pick for a socket bound to
 /// port 0, released at once).

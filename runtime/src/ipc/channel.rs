@@ -152,6 +152,10 @@ pub struct Writer {
     /// its first REQUEST (`handshake_after`: a new connection earns the
     /// fast path).
     pub unearned: u64,
+    /// An offer its last write left open for the reader to take
+    /// ([`super::behind`]): ended before this writer's next byte goes
+    /// anywhere else.
+    pub behind: Option<super::behind::Behind>,
 }
 
 impl Writer {
@@ -172,6 +176,7 @@ impl Writer {
             reads_after_piece: None,
             reader_elsewhere: false,
             unearned,
+            behind: None,
         }
     }
 }
@@ -559,13 +564,57 @@ fn release_where(key: u64, role: impl Fn(u8) -> bool) {
             }
             ipc_offload_sys::sched_yield();
         };
-        drop_channel(&mut guard);
-        slot.ringed.store(false, Release);
-        slot.quiet.store(false, Release);
-        if slot.role.swap(0, Release) == Role::Reader as u8 {
-            READERS.fetch_sub(1, Relaxed);
+        if let Channel::Writer(w) = &*guard
+            && w.behind.as_ref().is_some_and(super::behind::Behind::handed_off)
+        {
+            // Its last fd closed with bytes the kernel had no room for: the
+            // courier sends them, and frees the channel then.
+            continue;
         }
-        slot.key.store(0, Release);
+        free(slot, &mut guard);
+    }
+}
+
+/// Empties the channel of `slot` (locked by the caller) and frees the slot.
+fn free(slot: &Slot, guard: &mut Locked) {
+    drop_channel(guard);
+    slot.ringed.store(false, Release);
+    slot.quiet.store(false, Release);
+    if slot.role.swap(0, Release) == Role::Reader as u8 {
+        READERS.fetch_sub(1, Relaxed);
+    }
+    slot.key.store(0, Release);
+}
+
+/// What [`each_writer`] does with a channel after the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Leave it.
+    Yes,
+    /// Free it (a handed-off write-behind channel whose bytes all went).
+    Free,
+}
+
+/// Calls `f` with every writer channel no other thread holds, locked (it
+/// never waits for one; `busy` is set when it passed one over): the
+/// write-behind courier's round, and the ends of write-behind offers at
+/// fork and exit.
+pub fn each_writer(mut f: impl FnMut(&mut Writer) -> Keep, busy: &mut bool) {
+    for (_, slot) in SLOTS.iter() {
+        if slot.key.load(Acquire) == 0 || slot.role.load(Acquire) != Role::Writer as u8 {
+            continue;
+        }
+        let Some(mut guard) = slot.state.try_lock() else {
+            *busy = true;
+            continue;
+        };
+        let keep = match &mut *guard {
+            Channel::Writer(w) => f(w),
+            _ => Keep::Yes,
+        };
+        if keep == Keep::Free {
+            free(slot, &mut guard);
+        }
     }
 }
 

@@ -24,6 +24,7 @@
 //!   wait hooks (`crate::events`) read them.
 
 mod ahead;
+pub mod behind;
 pub mod call;
 pub mod channel;
 pub mod ctx;
@@ -160,6 +161,9 @@ fn guarded(
 /// library's. (In a vfork child, which shares the parent's memory, it
 /// counts in the parent's stats.)
 fn hinted(fd: i32, len: u64, dir: Dir, kernel: &impl Fn() -> isize) -> Option<isize> {
+    if dir == Dir::Write && route::write_routed(fd) {
+        return None; // an offer behind ends first, on the slow path
+    }
     let settings = state::get()?;
     let (class, why) = hint::get(fd, dir, hint::now_ms(settings.started))?;
     settings.options[class.index()]?;
@@ -203,6 +207,17 @@ pub unsafe fn read(call: &ReadCall<'_>) -> isize {
 /// The application's call, valid as for the libc function.
 pub unsafe fn write(call: &WriteCall<'_>) -> isize {
     let (fd, len) = (call.fd, call.length());
+    if behind::USED.load(Relaxed) && process::is_owner() {
+        if let Err(stuck) = before_write(call) {
+            // SAFETY: this thread's errno slot.
+            unsafe { *libc::__errno_location() = stuck.errno().0 };
+            return -1;
+        }
+    }
+    if len < ipc_offload_sys::real::io::REAL_IO.io_min.load(Relaxed) as u64 {
+        // SAFETY: the caller's call, as it was.
+        return unsafe { call.replay() };
+    }
     // SAFETY: forwarded contract (both closures use the caller's arguments).
     guarded(
         fd,
@@ -215,11 +230,50 @@ pub unsafe fn write(call: &WriteCall<'_>) -> isize {
     )
 }
 
+/// Write-behind (`behind`): before a write of any size on an fd whose last
+/// write left an offer open, the offer ends; before a write that passes
+/// fds, every offer does (the socket may go to a process that writes).
+fn before_write(call: &WriteCall<'_>) -> Result<(), behind::Stuck> {
+    let Some(_inside) = Inside::enter() else { return Ok(()) };
+    let errno = sys::ErrnoGuard::save();
+    let settled = catch_unwind(AssertUnwindSafe(|| {
+        if call.has_control() {
+            behind::settle_all(behind::PASS_WAIT);
+        }
+        if !route::write_routed(call.fd) {
+            return Ok(());
+        }
+        let blocking = call.flags & libc::MSG_DONTWAIT == 0 && sys::net::is_blocking(call.fd).unwrap_or(false);
+        behind::before_kernel_write(call.fd, blocking)
+    }));
+    drop(errno);
+    settled.unwrap_or(Ok(()))
+}
+
+/// `shutdown(fd, how)` is about to run: a shutdown for writing ends the
+/// fd's write-behind offer first (its bytes come before the end of the
+/// stream).
+pub fn shutting_down(fd: i32, how: i32) {
+    if how == libc::SHUT_RD || !behind::USED.load(Relaxed) || !route::write_routed(fd) || !process::is_owner() {
+        return;
+    }
+    let Some(_inside) = Inside::enter() else { return };
+    let _errno = sys::ErrnoGuard::save();
+    let _ = catch_unwind(|| behind::shutting_down(fd));
+}
+
 /// Before the application closes `fd` (close, dup2 and dup3 over it,
 /// close_range): drop what the library knows, and the socket's or pipe's
 /// channels when no other fd of the process refers to it.
 pub fn closing(fd: i32) {
     if let Some(info) = FDS.get(fd) {
+        if route::write_routed(fd)
+            && process::is_owner()
+            && let Some(_inside) = Inside::enter()
+        {
+            let _errno = sys::ErrnoGuard::save();
+            let _ = catch_unwind(|| behind::closing(fd, info.key));
+        }
         forget(fd, info);
     }
     registered::forget(fd);
@@ -252,6 +306,7 @@ pub fn tracked(fd: i32) -> bool {
 pub unsafe fn after_fork() {
     // SAFETY: forwarded contract.
     unsafe { channel::after_fork() };
+    behind::after_fork();
     FDS.clear();
     route::clear_all();
     hint::after_fork();

@@ -89,7 +89,8 @@ pub fn write(fd: i32, len: u64, kernel: &impl Fn() -> isize) -> Option<isize> {
     let guard = channel::lock_index(slot, info.key, Role::Writer)?;
     let Channel::Writer(w) = &*guard else { return None };
     let (ring, _) = w.ring.as_ref()?;
-    if writer::will_take(w, &ring.presence()) || !channel::tick(slot) {
+    // An offer behind must end first: the slow path settles it.
+    if w.behind.is_some() || writer::will_take(w, &ring.presence()) || !channel::tick(slot) {
         return None;
     }
     drop(guard);

@@ -212,7 +212,11 @@ pub fn serve_side(reader: &mut Reader, ctx: &Ctx, index: usize) {
         if writer_pid != creds.pid || writer_ino != reader.peer.ino32() {
             continue;
         }
-        end_offer_of_an_earlier_self(reader, writer_pid, &d.from);
+        if !end_offer_of_an_earlier_self(reader, writer_pid, &d.from) {
+            // Its write-behind offer still has bytes to take: the address
+            // stays the earlier one, so that the next REQUEST looks again.
+            continue;
+        }
         reader.note_requester(writer_pid, d.from);
         reader.requested = true;
         if reader.ring.is_none() {
@@ -232,14 +236,26 @@ pub fn serve_side(reader: &mut Reader, ctx: &Ctx, index: usize) {
 /// the process exec'd (its side channel was close-on-exec) or made a new
 /// channel after closing the old one. An offer it holds belongs to that
 /// earlier self, which will never place or close it; with the new address
-/// noted, the liveness check would take it for alive, so it ends here.
-fn end_offer_of_an_earlier_self(reader: &Reader, pid: i32, from: &net::AbstractAddr) {
-    let Some(earlier) = reader.requester(pid).filter(|a| !a.same(from)) else { return };
-    let Some((ring, _)) = &reader.ring else { return };
-    let Some(holder) = ring.holder().filter(|h| h.writer == pid) else { return };
-    if !net::bound(reader.side.raw(), &earlier) && ring.end_orphan(holder.seq, pid) {
+/// noted, the liveness check would take it for alive, so it ends here;
+/// but a write-behind offer with bytes still to take (its writes returned:
+/// they are delivered) ends only once they are taken. False for that one:
+/// the REQUEST is not answered yet.
+fn end_offer_of_an_earlier_self(reader: &Reader, pid: i32, from: &net::AbstractAddr) -> bool {
+    let Some(earlier) = reader.requester(pid).filter(|a| !a.same(from)) else { return true };
+    let Some((ring, _)) = &reader.ring else { return true };
+    let Some(holder) = ring.holder().filter(|h| h.writer == pid) else { return true };
+    if net::bound(reader.side.raw(), &earlier) {
+        return true;
+    }
+    let untaken =
+        holder.open && ring.ring_first() && ring.open_offer().is_some_and(|o| o.seq == holder.seq && o.taken < o.total);
+    if untaken {
+        return false;
+    }
+    if ring.end_orphan(holder.seq, pid) {
         stats::counters(reader.own.class()).note_fallback(Fallback::PeerGone);
     }
+    true
 }
 
 /// A new ring within the budget, and its lifeline.
@@ -324,12 +340,18 @@ unsafe fn transfer(
         let Channel::Reader(reader) = &mut **ch else { return finish_with_kernel(call, got, tally, held) };
         let Some((ring, _)) = &reader.ring else { return finish_with_kernel(call, got, tally, held) };
         if let Some(holder) = ring.holder() {
+            // A write-behind offer with bytes to take comes before every
+            // byte the kernel holds: its writer had none unread there when
+            // it opened it (docs/ipc-protocol.md, "Write-behind (opt-in)").
+            let ring_first = holder.open
+                && ring.ring_first()
+                && ring.open_offer().is_some_and(|o| o.seq == holder.seq && o.taken < o.total);
             // Bytes the kernel queued before the offer opened come first:
             // its writer wrote them, then offered. A socket's read goes on
             // into the offer with the room left, as the kernel's would
             // return all that is queued (a pipe's has no nonblocking read
             // of its own: it returns the kernel's bytes alone).
-            if net::queued_in(call.fd).is_ok_and(|n| n > 0) {
+            if !ring_first && net::queued_in(call.fd).is_ok_and(|n| n > 0) {
                 // Unless its writer is gone: then the kernel's bytes may
                 // have been written after it died (by another writer of the
                 // file), and its untaken tail must not follow them. It ends

@@ -19,7 +19,8 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::hint::Dir;
 use super::paged::{PerFd, fd_index};
 
-/// Reads of every size go to the library.
+/// Reads (for the read direction; writes, for the write direction) of
+/// every size go to the library.
 const ROUTED: u32 = 1 << 31;
 
 /// Per direction, per fd: `ROUTED | slot + 1` (0: nothing known).
@@ -51,6 +52,20 @@ pub fn set(fd: i32, index: usize, routed: bool) {
 /// Records that `fd` writes through writer channel slot `index`.
 pub fn set_writer(fd: i32, index: usize) {
     set_slot(fd, Dir::Write, index, false);
+}
+
+/// Records that `fd` writes through writer channel slot `index`, and
+/// whether writes of every size must come to the library (`behind`: an
+/// offer its last write left open must end before any other byte goes).
+pub fn set_writer_behind(fd: i32, index: usize, behind: bool) {
+    set_slot(fd, Dir::Write, index, behind);
+}
+
+/// True if every write on `fd` must come to the library (the write hooks'
+/// test, once write-behind was used in this process).
+#[inline(always)]
+pub fn write_routed(fd: i32) -> bool {
+    word(fd, Dir::Write).is_some_and(|w| w.load(Relaxed) & ROUTED != 0)
 }
 
 fn set_slot(fd: i32, dir: Dir, index: usize, routed: bool) {

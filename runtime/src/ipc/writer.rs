@@ -15,8 +15,9 @@ use ipc_offload_ring::{self as ring, Abort, Cursor, Presence, Ring};
 use ipc_offload_sys::mem::OwnedFd;
 use ipc_offload_sys::{net, pipe, tcp};
 
+use super::behind;
 use super::call::WriteCall;
-use super::channel::{self, Channel, Role, Writer};
+use super::channel::{self, Channel, Writer};
 use super::ctx::{Ctx, Tally};
 use super::endpoint::{Endpoint, Family};
 use super::hint::{self, Dir, Why};
@@ -28,8 +29,8 @@ const PIECE: u64 = 256 << 10;
 /// How long an offer waits without the reader taking a byte before its
 /// writer takes the rest back: a blocking writer would wait in the kernel
 /// for such a reader anyway; a nonblocking one must not hold its caller.
-const PATIENCE_BLOCKING: Duration = Duration::from_millis(20);
-const PATIENCE_NONBLOCKING: Duration = Duration::from_millis(2);
+pub(super) const PATIENCE_BLOCKING: Duration = Duration::from_millis(20);
+pub(super) const PATIENCE_NONBLOCKING: Duration = Duration::from_millis(2);
 /// Longest a write waits, every byte taken, for its reader to finish
 /// copying the last (a reader stopped mid-copy): then the write returns,
 /// and the next offer waits until the room is free.
@@ -59,12 +60,16 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
     // notifications on the error queue, which only the kernel sends.
     let kernel_flags = libc::MSG_OOB | libc::MSG_ZEROCOPY;
     if call.has_control() || call.flags & kernel_flags != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
+        // (Write-behind: `ipc::write` settled the offers this call must
+        // come after, this fd's and, for one that passes fds, all.)
         return tally.kernel_write(Fallback::Unsupported, call);
     }
-    let mut ch = match channel::lock_near(at, Role::Writer, super::route::slot(call.fd, Dir::Write)) {
+    let (mut ch, channel_index) = match behind::lock_writer(at, call.fd) {
         Ok((ch, index)) => {
-            super::route::set_writer(call.fd, index);
-            ch
+            if !super::route::write_routed(call.fd) {
+                super::route::set_writer(call.fd, index);
+            }
+            (ch, index)
         }
         Err(_) => return tally.kernel_write(Fallback::Busy, call),
     };
@@ -75,6 +80,15 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         *ch = Channel::Writer(Writer::new(at, BACKOFF_FIRST, ctx.handshake_after));
     }
     let Channel::Writer(writer) = &mut *ch else { return tally.kernel_write(Fallback::Busy, call) };
+    if writer.behind.is_some() {
+        // The offer the last write left open ends before this write's
+        // first byte goes anywhere.
+        let blocking = mode.get_or_insert_with(|| WriteMode::of(call, at)).blocking;
+        let (patience, push) = behind::mode(blocking);
+        if let Err(stuck) = behind::settle(writer, patience, push) {
+            return tally.error(Fallback::NotTaken, stuck.errno());
+        }
+    }
     let len = call.length();
     let mut sent = 0u64;
     let mut cursor = Cursor::new(call.iov);
@@ -117,7 +131,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             tally.reason(Fallback::NoPeer);
         } else {
             let blocking = mode.get_or_insert_with(|| WriteMode::of(call, at)).blocking;
-            match offer(call, at, writer, &mut cursor, sent, len - sent, blocking, ctx, tally) {
+            match offer(call, at, writer, &mut cursor, sent, len - sent, blocking, ctx, tally, channel_index) {
                 Offered::Sent(n) if n > 0 => {
                     sent += n;
                     if !blocking {
@@ -214,6 +228,7 @@ fn offer<'a>(
     blocking: bool,
     ctx: &Ctx,
     tally: &mut Tally,
+    channel_index: usize,
 ) -> Offered {
     let Some((ring, _)) = &writer.ring else { return Offered::Refused(Fallback::NoPeer) };
     let presence = ring.presence();
@@ -247,6 +262,11 @@ fn offer<'a>(
         },
         Family::Unix | Family::Pipe => 0,
     };
+    // Write-behind (docs/ipc-protocol.md, "Write-behind (opt-in)"): only
+    // when none of this socket's bytes is unread in the kernel, so that
+    // the reader may take the offer before any byte the kernel holds.
+    let behind = ctx.write_behind && !blocking && at.family == Family::Unix && net::queued_out(call.fd) == Ok(0);
+    let before = if behind { ring::RING_FIRST } else { before };
     let Some(opened) = ring.try_open_after(most, ctx.pid, before) else { return Offered::Refused(Fallback::Busy) };
     let wake_to = side::reader_name(writer.target);
     let side_fd = writer.side.as_ref().map(OwnedFd::raw);
@@ -276,13 +296,16 @@ fn offer<'a>(
         drain: DRAIN,
         alive: &mut alive,
         placed: &mut placed,
+        behind,
     };
     let mut copier = ctx.writer_copier();
     let mut copy = copier.as_fn();
     // SAFETY: the cursor stands at byte `sent` of the caller's buffers and
     // opened.total <= rest bytes remain.
     let staged = unsafe { ring.stage(&opened, cursor, &mut copy, &mut how) };
-    ring.close(&opened);
+    if !staged.behind {
+        ring.close(&opened);
+    }
     drop(copy);
     tally.copied(&copier, staged.sent);
     if staged.placed != staged.sent {
@@ -313,6 +336,9 @@ fn offer<'a>(
             forget_ring(writer);
             writer.side = None;
         }
+    }
+    if staged.behind {
+        behind::leave(writer, opened, call.fd, channel_index, ctx.pid);
     }
     Offered::Sent(staged.sent)
 }
