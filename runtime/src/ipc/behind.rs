@@ -26,16 +26,17 @@
 
 use core::ffi::c_void;
 use core::sync::atomic::Ordering::Relaxed;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use ipc_offload_ring as ring;
 use ipc_offload_ring::offer::{Offer, Staging};
-use ipc_offload_sys::mem::OwnedFd;
 use ipc_offload_sys::net::{self, PollFd};
 use ipc_offload_sys::{Errno, futex, mem, signal, thread};
 
+use super::behind_offer::{BEHIND, Behind};
 use super::channel::{self, Channel, Keep, Role, Writer};
+use super::ctx::{PATIENCE_BLOCKING, PATIENCE_NONBLOCKING};
 use super::hint::Dir;
 use super::table::FDS;
 
@@ -57,46 +58,6 @@ pub const PASS_WAIT: Duration = Duration::from_millis(100);
 const BUSY_NONBLOCKING: Duration = Duration::from_millis(20);
 /// The courier's stack: it settles offers (no copies, a few system calls).
 const COURIER_STACK: usize = 64 << 10;
-
-/// An offer a write left open.
-#[derive(Debug)]
-pub struct Behind {
-    /// The offer.
-    pub offer: Offer,
-    /// The fd the write went through. Checked to still be the socket
-    /// before a byte is sent on it (a program may close an fd behind the
-    /// library's back: stdio's fclose), and duplicated for the sends.
-    fd: i32,
-    /// The library's own duplicate of the socket, once the program closed
-    /// its last fd while the kernel had no room for the rest.
-    owned: Option<OwnedFd>,
-    /// When the write returned, or the reader last took a byte of it.
-    since: Instant,
-    /// Bytes taken by the reader when last looked at.
-    taken: u64,
-    /// Once withdrawn: the next byte to send through the kernel.
-    given_back: Option<u64>,
-}
-
-impl Behind {
-    /// The program closed its last fd of the socket: the library holds a
-    /// duplicate until the rest is sent.
-    pub fn handed_off(&self) -> bool {
-        self.owned.is_some()
-    }
-
-    fn fd(&self) -> i32 {
-        self.owned.as_ref().map_or(self.fd, OwnedFd::raw)
-    }
-}
-
-impl Drop for Behind {
-    fn drop(&mut self) {
-        // Settled, or its channel went (the fd closed while another thread
-        // held it, a fork child's reset): one offer fewer for the courier.
-        BEHIND.fetch_sub(1, Relaxed);
-    }
-}
 
 /// How a settle may wait for the kernel's room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,8 +92,6 @@ impl Stuck {
     }
 }
 
-/// Offers behind in this process (the courier sleeps while there are none).
-static BEHIND: AtomicU32 = AtomicU32::new(0);
 /// Offers left open, and bytes of them withdrawn to go through the kernel,
 /// since start (or the fork): the stats' `write_behind`.
 static OFFERS: AtomicU64 = AtomicU64::new(0);
@@ -167,7 +126,7 @@ static COURIER: AtomicI32 = AtomicI32::new(0);
 /// left `offer` open.
 pub fn leave(writer: &mut Writer, offer: Offer, fd: i32, index: usize, pid: i32) {
     BEHIND.fetch_add(1, Relaxed);
-    writer.behind = Some(Behind { offer, fd, owned: None, since: Instant::now(), taken: 0, given_back: None });
+    writer.behind = Some(Behind::new(offer, fd));
     super::route::set_writer_behind(fd, index, true);
     if !USED.load(Relaxed) {
         USED.store(true, Relaxed);
@@ -278,11 +237,7 @@ pub fn before_kernel_write(fd: i32, blocking: bool) -> Result<(), Stuck> {
 /// the reader and not at all for the kernel; a blocking one as long as
 /// the kernel would make it wait.
 pub fn mode(blocking: bool) -> (Duration, Push) {
-    if blocking {
-        (super::writer::PATIENCE_BLOCKING, Push::Block)
-    } else {
-        (super::writer::PATIENCE_NONBLOCKING, Push::NoWait)
-    }
+    if blocking { (PATIENCE_BLOCKING, Push::Block) } else { (PATIENCE_NONBLOCKING, Push::NoWait) }
 }
 
 /// Before `shutdown(fd, SHUT_WR or SHUT_RDWR)`: the offer's rest must be
@@ -293,7 +248,7 @@ pub fn shutting_down(fd: i32) {
     let Some(index) = super::route::slot(fd, Dir::Write) else { return };
     let Ok(Some(mut guard)) = lock_waiting(index, info.key, true) else { return };
     if let Channel::Writer(writer) = &mut *guard {
-        let _ = settle(writer, super::writer::PATIENCE_BLOCKING, Push::Until(Instant::now() + EXIT_WAIT));
+        let _ = settle(writer, PATIENCE_BLOCKING, Push::Until(Instant::now() + EXIT_WAIT));
     }
 }
 
@@ -307,7 +262,7 @@ pub fn closing(fd: i32, key: u64) {
     if writer.behind.as_ref().is_none_or(|b| b.owned.is_some() || b.fd != fd) {
         return;
     }
-    if settle(writer, super::writer::PATIENCE_BLOCKING, Push::NoWait).is_ok() {
+    if settle(writer, PATIENCE_BLOCKING, Push::NoWait).is_ok() {
         return;
     }
     if let (Some(b), Ok(dup)) = (writer.behind.as_mut(), net::dup_cloexec(fd)) {
@@ -330,8 +285,7 @@ pub fn settle_all(wait: Duration) {
         channel::each_writer(
             |w| {
                 if w.behind.is_some() {
-                    let patience =
-                        super::writer::PATIENCE_BLOCKING.min(deadline.saturating_duration_since(Instant::now()));
+                    let patience = PATIENCE_BLOCKING.min(deadline.saturating_duration_since(Instant::now()));
                     let _ = settle(w, patience, Push::Until(deadline));
                 }
                 Keep::Yes

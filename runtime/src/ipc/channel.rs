@@ -155,7 +155,7 @@ pub struct Writer {
     /// An offer its last write left open for the reader to take
     /// ([`super::behind`]): ended before this writer's next byte goes
     /// anywhere else.
-    pub behind: Option<super::behind::Behind>,
+    pub behind: Option<super::behind_offer::Behind>,
 }
 
 impl Writer {
@@ -565,7 +565,7 @@ fn release_where(key: u64, role: impl Fn(u8) -> bool) {
             ipc_offload_sys::sched_yield();
         };
         if let Channel::Writer(w) = &*guard
-            && w.behind.as_ref().is_some_and(super::behind::Behind::handed_off)
+            && w.behind.as_ref().is_some_and(super::behind_offer::Behind::handed_off)
         {
             // Its last fd closed with bytes the kernel had no room for: the
             // courier sends them, and frees the channel then.

@@ -55,6 +55,12 @@ pub fn init() {
     EUID.store(net::geteuid(), Relaxed);
 }
 
+/// How long an offer waits without the reader taking a byte before its
+/// writer takes the rest back: a blocking writer would wait in the kernel
+/// for such a reader anyway; a nonblocking one must not hold its caller.
+pub const PATIENCE_BLOCKING: Duration = Duration::from_millis(20);
+pub const PATIENCE_NONBLOCKING: Duration = Duration::from_millis(2);
+
 /// Everything a transfer needs from the process's settings.
 #[derive(Debug)]
 pub struct Ctx {

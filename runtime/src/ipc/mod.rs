@@ -25,6 +25,7 @@
 
 mod ahead;
 pub mod behind;
+mod behind_offer;
 pub mod call;
 pub mod channel;
 pub mod ctx;

@@ -18,7 +18,7 @@ use ipc_offload_sys::{net, pipe, tcp};
 use super::behind;
 use super::call::WriteCall;
 use super::channel::{self, Channel, Writer};
-use super::ctx::{Ctx, Tally};
+use super::ctx::{Ctx, PATIENCE_BLOCKING, PATIENCE_NONBLOCKING, Tally};
 use super::endpoint::{Endpoint, Family};
 use super::hint::{self, Dir, Why};
 use super::side::{self, Message};
@@ -26,11 +26,6 @@ use crate::state;
 
 /// Largest piece sent through the kernel between two looks at the ring.
 const PIECE: u64 = 256 << 10;
-/// How long an offer waits without the reader taking a byte before its
-/// writer takes the rest back: a blocking writer would wait in the kernel
-/// for such a reader anyway; a nonblocking one must not hold its caller.
-pub(super) const PATIENCE_BLOCKING: Duration = Duration::from_millis(20);
-pub(super) const PATIENCE_NONBLOCKING: Duration = Duration::from_millis(2);
 /// Longest a write waits, every byte taken, for its reader to finish
 /// copying the last (a reader stopped mid-copy): then the write returns,
 /// and the next offer waits until the room is free.
