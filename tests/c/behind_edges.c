@@ -22,10 +22,12 @@
  *              offers the reader leaves untaken (their bytes given back)
  *   raw-writer the writer alternates 1 MiB writes with 4 KiB ones made by
  *              syscall(SYS_write), which the library never sees (nothing
- *              ends an offer before them); the reader reads everything
- *              through the epoll loop, sleeping 1 ms after each wait (the
- *              small write is in the kernel by then): it must take each
- *              offer before the kernel's bytes that followed it
+ *              ends an offer before them), and waits before each 1 MiB
+ *              write until the reader has read all it wrote (SIOCOUTQ 0);
+ *              the reader reads everything through the epoll loop, sleeping
+ *              1 ms after each wait (the small write is in the kernel by
+ *              then): it must take each offer before the kernel's bytes
+ *              that followed it
  *   raw        1 MiB writes, 64 MiB; after SWITCH the reader reads with
  *              syscall(SYS_read), which the library never sees: the offers
  *              it leaves untaken must reach it through the kernel, in order
@@ -47,12 +49,13 @@
  *              writes the next 1 MiB (each child's pid on stderr) and
  *              exits, and waits for it before it writes on; the reader
  *              reads raw after SWITCH
- *   killed     the writer writes 24 MiB in 1 MiB writes, tells the reader
- *              how much its writes returned (a pipe), and waits to be
- *              killed; the reader reads all but the last 1 MiB, waits up to
- *              2 s to be told (with the library the last write returns at
- *              once, its offer untaken; through the kernel it waits for room,
- *              and the reader reads on until told), kills the writer with
+ *   killed     the writer writes 23 MiB in 1 MiB writes, waits for the
+ *              reader to have read them (a "go" byte on a pipe), writes the
+ *              last 1 MiB, tells the reader how much its writes returned (a
+ *              pipe), and waits to be killed; the reader waits up to 2 s to
+ *              be told (with the library the last write returns at once,
+ *              its offer untaken; through the kernel it waits for room, and
+ *              the reader reads on until told), kills the writer with
  *              SIGKILL and reads to EOF through the epoll loop: it must get
  *              at least what the writes returned, in order. How much it had
  *              read when told goes to stderr
@@ -70,7 +73,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -124,6 +129,10 @@ static void write_stream(int fd, const size_t *sizes, size_t count, uint64_t tot
     for (size_t i = 0; at < total; i++) {
         size_t n = sizes[i % count];
         if (n > total - at) n = (size_t)(total - at);
+        for (int outq = 1; raw_writes && n >= EV_MIB && outq > 0;) {
+            if (ioctl(fd, SIOCOUTQ, &outq) != 0) die("SIOCOUTQ");
+            if (outq > 0) usleep(200);
+        }
         if (fork_every && at > 0 && at % (8 * EV_MIB) == 0) {
             pid_t child = fork();
             if (child < 0) die("fork");
@@ -215,8 +224,8 @@ int main(int argc, char **argv) {
     const char *mode = argv[1];
     if (strcmp(mode, "exec-reader") == 0 && argc == 4) return exec_reader(argv);
     int killed = strcmp(mode, "killed") == 0;
-    int sv[2], told[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || pipe(told) != 0) die("socketpair");
+    int sv[2], told[2], go[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || pipe(told) != 0 || pipe(go) != 0) die("socketpair");
     pid_t writer = fork();
     if (writer < 0) die("fork");
     if (writer == 0) {
@@ -232,7 +241,11 @@ int main(int argc, char **argv) {
             raw_writes = 1;
             write_stream(sv[1], alternate, 2, TOTAL, 0);
         } else if (killed) {
-            write_stream(sv[1], whole, 1, KILLED_TOTAL, 0);
+            write_stream(sv[1], whole, 1, KILLED_TOTAL - EV_MIB, 0);
+            char byte;
+            if (read(go[0], &byte, 1) != 1) die("go");
+            uint8_t *last = ev_map(EV_MIB);
+            if (write_all(sv[1], last, EV_MIB, KILLED_TOTAL - EV_MIB) != 0) die("writer send");
             uint64_t done = KILLED_TOTAL;
             if (write(told[1], &done, sizeof done) != sizeof done) die("tell");
             for (;;) pause();
@@ -264,6 +277,7 @@ int main(int argc, char **argv) {
         /* All but the last write; then read on only while not told. Once
            told, read no more until the writer is dead. */
         epoll_read(sv[0], buf, &g, KILLED_TOTAL - EV_MIB);
+        if (write(go[1], "g", 1) != 1) die("go");
         struct pollfd p[2] = {{told[0], POLLIN, 0}, {sv[0], POLLIN, 0}};
         for (int first = 1;; first = 0) {
             if (poll(p, first ? 1 : 2, first ? 2000 : 10000) < 0) die("poll");

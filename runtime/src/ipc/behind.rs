@@ -53,9 +53,11 @@ pub const EXIT_WAIT: Duration = Duration::from_secs(2);
 const FORK_WAIT: Duration = Duration::from_millis(100);
 /// Longest a write that passes fds (`SCM_RIGHTS`) waits for the same.
 pub const PASS_WAIT: Duration = Duration::from_millis(100);
-/// Longest a nonblocking call waits for a channel another thread holds
-/// before it returns `EAGAIN`.
+/// How long a nonblocking call waits for a channel another thread holds
+/// before it asks whether the socket is full (then `EAGAIN`).
 const BUSY_NONBLOCKING: Duration = Duration::from_millis(20);
+/// Longest a close waits for a channel another thread holds.
+const CLOSE_WAIT: Duration = Duration::from_millis(100);
 /// The courier's stack: it settles offers (no copies, a few system calls).
 const COURIER_STACK: usize = 64 << 10;
 
@@ -125,14 +127,15 @@ static COURIER: AtomicI32 = AtomicI32::new(0);
 /// Records that the write on `fd`, through writer channel slot `index`,
 /// left `offer` open.
 pub fn leave(writer: &mut Writer, offer: Offer, fd: i32, index: usize, pid: i32) {
-    BEHIND.fetch_add(1, Relaxed);
-    writer.behind = Some(Behind::new(offer, fd));
+    let first = BEHIND.fetch_add(1, Relaxed) == 0;
+    writer.behind = Some(Behind::new(offer, fd, index));
+    channel::set_behind(index, true);
     super::route::set_writer_behind(fd, index, true);
     if !USED.load(Relaxed) {
         USED.store(true, Relaxed);
     }
     OFFERS.fetch_add(1, Relaxed);
-    wake_courier(pid);
+    wake_courier(pid, first);
 }
 
 /// Ends the writer's offer behind, if it has one: waits up to `patience`
@@ -213,8 +216,9 @@ pub fn settle(writer: &mut Writer, patience: Duration, push: Push) -> Result<(),
 }
 
 fn finish(writer: &mut Writer) {
-    if let Some(b) = writer.behind.take()
-        && b.owned.is_none()
+    let Some(b) = writer.behind.take() else { return };
+    channel::set_behind(b.slot, false);
+    if b.owned.is_none()
         && let Some(index) = super::route::slot(b.fd, Dir::Write)
     {
         super::route::set_writer_behind(b.fd, index, false);
@@ -227,7 +231,8 @@ fn finish(writer: &mut Writer) {
 pub fn before_kernel_write(fd: i32, blocking: bool) -> Result<(), Stuck> {
     let Some(info) = FDS.get(fd) else { return Ok(()) };
     let Some(index) = super::route::slot(fd, Dir::Write) else { return Ok(()) };
-    let Some(mut guard) = lock_waiting(index, info.key, blocking)? else { return Ok(()) };
+    let wait = if blocking { Wait::Forever } else { Wait::WhileWritable(fd) };
+    let Some(mut guard) = lock_waiting(index, info.key, wait)? else { return Ok(()) };
     let Channel::Writer(writer) = &mut *guard else { return Ok(()) };
     let (patience, push) = mode(blocking);
     settle(writer, patience, push)
@@ -246,7 +251,7 @@ pub fn mode(blocking: bool) -> (Duration, Push) {
 pub fn shutting_down(fd: i32) {
     let Some(info) = FDS.get(fd) else { return };
     let Some(index) = super::route::slot(fd, Dir::Write) else { return };
-    let Ok(Some(mut guard)) = lock_waiting(index, info.key, true) else { return };
+    let Ok(Some(mut guard)) = lock_waiting(index, info.key, Wait::For(EXIT_WAIT)) else { return };
     if let Channel::Writer(writer) = &mut *guard {
         let _ = settle(writer, PATIENCE_BLOCKING, Push::Until(Instant::now() + EXIT_WAIT));
     }
@@ -257,7 +262,10 @@ pub fn shutting_down(fd: i32) {
 /// the socket and the courier sends it (the peer's EOF comes after it).
 pub fn closing(fd: i32, key: u64) {
     let Some(index) = super::route::slot(fd, Dir::Write) else { return };
-    let Ok(Some(mut guard)) = lock_waiting(index, key, true) else { return };
+    // At most 100 ms, as a close waits for a transfer in another thread
+    // (that thread, if it is settling this offer, sends on its own
+    // duplicate of the socket).
+    let Ok(Some(mut guard)) = lock_waiting(index, key, Wait::For(CLOSE_WAIT)) else { return };
     let Channel::Writer(writer) = &mut *guard else { return };
     if writer.behind.as_ref().is_none_or(|b| b.owned.is_some() || b.fd != fd) {
         return;
@@ -284,11 +292,9 @@ pub fn settle_all(wait: Duration) {
         let mut busy = false;
         channel::each_writer(
             |w| {
-                if w.behind.is_some() {
-                    let patience = PATIENCE_BLOCKING.min(deadline.saturating_duration_since(Instant::now()));
-                    let _ = settle(w, patience, Push::Until(deadline));
-                }
-                Keep::Yes
+                let Some(handed_off) = w.behind.as_ref().map(Behind::handed_off) else { return Keep::Yes };
+                let patience = PATIENCE_BLOCKING.min(deadline.saturating_duration_since(Instant::now()));
+                if settle(w, patience, Push::Until(deadline)).is_ok() && handed_off { Keep::Free } else { Keep::Yes }
             },
             &mut busy,
         );
@@ -331,12 +337,25 @@ pub fn lock_writer(at: super::endpoint::Endpoint, fd: i32) -> Result<(channel::L
     }
 }
 
+/// How long [`lock_waiting`] waits for a channel another thread holds.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// A blocking call: as long as it takes.
+    Forever,
+    /// A nonblocking call on this fd: while the socket is writable (past
+    /// [`BUSY_NONBLOCKING`], a socket the kernel reports full makes the
+    /// call return `EAGAIN`, which the kernel's would too; one it reports
+    /// writable never does, so that `EPOLLOUT` stays true).
+    WhileWritable(i32),
+    /// At most this long (close, shutdown), then `Err(Full)`.
+    For(Duration),
+}
+
 /// Locks writer channel `index` of `key`, waiting while another thread
-/// holds it (a write in progress, the courier): a blocking call as long as
-/// it takes, a nonblocking one [`BUSY_NONBLOCKING`] (then `Err(Full)`:
-/// the call returns `EAGAIN`). `Ok(None)`: the slot no longer serves the
-/// socket (nothing is behind for it).
-fn lock_waiting(index: usize, key: u64, blocking: bool) -> Result<Option<channel::Locked>, Stuck> {
+/// holds it (a write in progress, the courier, a fork's or exit's settle)
+/// as `wait` says. `Ok(None)`: the slot no longer serves the socket
+/// (nothing is behind for it).
+fn lock_waiting(index: usize, key: u64, wait: Wait) -> Result<Option<channel::Locked>, Stuck> {
     let start = Instant::now();
     let mut spins = 0u32;
     loop {
@@ -346,8 +365,18 @@ fn lock_waiting(index: usize, key: u64, blocking: bool) -> Result<Option<channel
         if !channel::serves(index, key, Role::Writer) {
             return Ok(None);
         }
-        if !blocking && start.elapsed() > BUSY_NONBLOCKING {
-            return Err(Stuck::Full);
+        let waited = start.elapsed();
+        match wait {
+            Wait::Forever => {}
+            Wait::WhileWritable(fd) if waited > BUSY_NONBLOCKING => {
+                let mut fds = [PollFd { fd, events: libc::POLLOUT, revents: 0 }];
+                if net::poll(&mut fds, Some(Duration::ZERO)).is_ok_and(|n| n == 0) {
+                    return Err(Stuck::Full);
+                }
+            }
+            Wait::WhileWritable(_) => {}
+            Wait::For(limit) if waited > limit => return Err(Stuck::Full),
+            Wait::For(_) => {}
         }
         spins += 1;
         if spins < 64 {
@@ -358,10 +387,11 @@ fn lock_waiting(index: usize, key: u64, blocking: bool) -> Result<Option<channel
     }
 }
 
-fn wake_courier(pid: i32) {
+/// `first`: this offer made the count leave 0 (the courier may sleep).
+fn wake_courier(pid: i32, first: bool) {
     let running = COURIER.load(Relaxed);
     if running == pid {
-        if BEHIND.load(Relaxed) == 1 {
+        if first {
             futex::wake(&BEHIND, 1);
         }
         return;
@@ -386,7 +416,9 @@ extern "C" fn courier(_: *mut c_void) -> *mut c_void {
     loop {
         let behind = BEHIND.load(Relaxed);
         if behind == 0 {
-            futex::wait(&BEHIND, 0, Some(Duration::from_secs(1)));
+            // Woken by the offer that makes the count leave 0 (a count
+            // that left 0 before this wait began ends it at once).
+            futex::wait(&BEHIND, 0, None);
             continue;
         }
         std::thread::sleep(COURIER_TICK);

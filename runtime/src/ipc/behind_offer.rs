@@ -31,12 +31,15 @@ pub struct Behind {
     pub taken: u64,
     /// Once withdrawn: the next byte to send through the kernel.
     pub given_back: Option<u64>,
+    /// The writer channel's slot (its `behind` flag).
+    pub slot: usize,
 }
 
 impl Behind {
-    /// A record of `offer`, left open by a write on `fd` that returns now.
-    pub fn new(offer: Offer, fd: i32) -> Behind {
-        Behind { offer, fd, owned: None, since: Instant::now(), taken: 0, given_back: None }
+    /// A record of `offer`, left open by a write on `fd` (through writer
+    /// channel `slot`) that returns now.
+    pub fn new(offer: Offer, fd: i32, slot: usize) -> Behind {
+        Behind { offer, fd, owned: None, since: Instant::now(), taken: 0, given_back: None, slot }
     }
 
     /// The program closed its last fd of the socket: the library holds a

@@ -240,6 +240,9 @@ struct Slot {
     /// A reader's: how many epoll sets hold a twin of it (their waits
     /// answer its REQUESTs, so its quiet reads need not look for them).
     twins: AtomicU32,
+    /// A writer's: it holds a write-behind offer (what [`each_writer`]
+    /// must not pass over).
+    behind: AtomicBool,
     state: TrySlot<Channel>,
 }
 
@@ -253,6 +256,7 @@ unsafe impl Element for Slot {
         nonblocking: AtomicU8::new(0),
         calls: AtomicU32::new(0),
         twins: AtomicU32::new(0),
+        behind: AtomicBool::new(false),
         state: TrySlot::new(Channel::Empty),
     };
     const ZERO_IS_EMPTY: bool = false;
@@ -391,6 +395,7 @@ pub fn lock_near(endpoint: Endpoint, role: Role, hint: Option<usize>) -> Result<
             slot.quiet.store(false, Relaxed);
             slot.nonblocking.store(0, Relaxed);
             slot.twins.store(0, Relaxed);
+            slot.behind.store(false, Relaxed);
             if role == Role::Reader {
                 READERS.fetch_add(1, Relaxed);
                 if !EVER_READER.load(Relaxed) {
@@ -578,12 +583,21 @@ fn release_where(key: u64, role: impl Fn(u8) -> bool) {
 /// Empties the channel of `slot` (locked by the caller) and frees the slot.
 fn free(slot: &Slot, guard: &mut Locked) {
     drop_channel(guard);
+    slot.behind.store(false, Release);
     slot.ringed.store(false, Release);
     slot.quiet.store(false, Release);
     if slot.role.swap(0, Release) == Role::Reader as u8 {
         READERS.fetch_sub(1, Relaxed);
     }
     slot.key.store(0, Release);
+}
+
+/// Notes whether the writer channel of slot `index` holds a write-behind
+/// offer.
+pub fn set_behind(index: usize, on: bool) {
+    if let Some(slot) = SLOTS.get(index) {
+        slot.behind.store(on, Release);
+    }
 }
 
 /// What [`each_writer`] does with a channel after the call.
@@ -596,7 +610,8 @@ pub enum Keep {
 }
 
 /// Calls `f` with every writer channel no other thread holds, locked (it
-/// never waits for one; `busy` is set when it passed one over): the
+/// never waits for one; `busy` is set when it passed over one that holds
+/// a write-behind offer): the
 /// write-behind courier's round, and the ends of write-behind offers at
 /// fork and exit.
 pub fn each_writer(mut f: impl FnMut(&mut Writer) -> Keep, busy: &mut bool) {
@@ -605,7 +620,7 @@ pub fn each_writer(mut f: impl FnMut(&mut Writer) -> Keep, busy: &mut bool) {
             continue;
         }
         let Some(mut guard) = slot.state.try_lock() else {
-            *busy = true;
+            *busy |= slot.behind.load(Acquire);
             continue;
         };
         let keep = match &mut *guard {
@@ -711,6 +726,7 @@ pub unsafe fn after_fork() {
         unsafe { slot.state.reset_after_fork(|c| *c = Channel::Empty) };
         slot.ringed.store(false, Relaxed);
         slot.quiet.store(false, Relaxed);
+        slot.behind.store(false, Relaxed);
         slot.role.store(0, Relaxed);
         slot.key.store(0, Relaxed);
     }
