@@ -443,6 +443,14 @@ fn round() {
             if b.given_back.is_none() && !handed_off && b.since.elapsed() < COURIER_AFTER {
                 return Keep::Yes;
             }
+            if b.given_back.is_some() {
+                // Bytes the kernel had no room for: one poll, not a send (an
+                // fstat, a dup, a send and a close), while it still has none.
+                let mut fds = [PollFd { fd: b.fd(), events: libc::POLLOUT, revents: 0 }];
+                if net::poll(&mut fds, Some(Duration::ZERO)).is_ok_and(|n| n == 0) {
+                    return Keep::Yes;
+                }
+            }
             if settle(w, Duration::ZERO, Push::NoWait).is_ok() && handed_off { Keep::Free } else { Keep::Yes }
         },
         &mut busy,
