@@ -91,11 +91,13 @@ impl Ring {
         self.u64_at(OFF_BEFORE).load(Acquire) & !RING_FIRST
     }
 
-    /// Whether the open offer comes before any byte the kernel holds
-    /// ([`RING_FIRST`]): read after [`Ring::open_offer`] saw it OPEN, it is
-    /// that offer's.
-    pub fn ring_first(&self) -> bool {
-        self.u64_at(OFF_BEFORE).load(Acquire) & RING_FIRST != 0
+    /// Whether `holder`'s offer is a write-behind offer ([`RING_FIRST`])
+    /// with bytes still to take: a read takes them before any byte the
+    /// kernel holds.
+    pub fn ring_first(&self, holder: &Holder) -> bool {
+        holder.open
+            && self.u64_at(OFF_BEFORE).load(Acquire) & RING_FIRST != 0
+            && self.open_offer().is_some_and(|o| o.seq == holder.seq && o.taken < o.total)
     }
 
     /// Bytes a read could take now, without waiting.

@@ -581,7 +581,8 @@ fn a_write_behind_offer_returns_placed_and_is_taken_after_its_writer_left() {
     let offer = writer.try_open_after(data.len() as u64, WRITER, RING_FIRST).unwrap();
     let staged = stage_behind(&writer, &offer, &data);
     assert_eq!(staged, Staged { sent: data.len() as u64, placed: data.len() as u64, abort: None, behind: true });
-    assert!(reader.ring_first(), "the reader is told to take it before the kernel's bytes");
+    let holder = reader.holder().expect("the offer stays open");
+    assert!(reader.ring_first(&holder), "the reader is told to take it before the kernel's bytes");
     assert_eq!(reader.stream_before(), 0, "RING_FIRST is no stream position");
     assert!(reader.offer_pending());
     // Nobody else may open an offer over the placed bytes meanwhile.

@@ -215,6 +215,14 @@ pub fn settle(writer: &mut Writer, patience: Duration, push: Push) -> Result<(),
     Ok(())
 }
 
+/// [`settle`] for a round over the channels ([`channel::each_writer`]): a
+/// handed-off offer's channel, its program's fds all closed, is freed once
+/// its bytes went.
+fn settle_kept(writer: &mut Writer, patience: Duration, push: Push) -> Keep {
+    let handed_off = writer.behind.as_ref().is_some_and(Behind::handed_off);
+    if settle(writer, patience, push).is_ok() && handed_off { Keep::Free } else { Keep::Yes }
+}
+
 fn finish(writer: &mut Writer) {
     let Some(b) = writer.behind.take() else { return };
     channel::set_behind(b.slot, false);
@@ -292,9 +300,11 @@ pub fn settle_all(wait: Duration) {
         let mut busy = false;
         channel::each_writer(
             |w| {
-                let Some(handed_off) = w.behind.as_ref().map(Behind::handed_off) else { return Keep::Yes };
+                if w.behind.is_none() {
+                    return Keep::Yes;
+                }
                 let patience = PATIENCE_BLOCKING.min(deadline.saturating_duration_since(Instant::now()));
-                if settle(w, patience, Push::Until(deadline)).is_ok() && handed_off { Keep::Free } else { Keep::Yes }
+                settle_kept(w, patience, Push::Until(deadline))
             },
             &mut busy,
         );
@@ -315,26 +325,6 @@ pub fn before_fork() {
 /// lets it go; the kernel keeps what it took.
 pub fn at_exit() {
     settle_all(EXIT_WAIT);
-}
-
-/// The writer channel of `at` for a write on `fd`, locked: as
-/// [`channel::lock_near`], but while `fd`'s last write left an offer
-/// behind it waits for a channel another thread holds (the courier, or
-/// another write settling it): a write that went to the kernel meanwhile
-/// would overtake the offer's bytes.
-pub fn lock_writer(at: super::endpoint::Endpoint, fd: i32) -> Result<(channel::Locked, usize), channel::Unavailable> {
-    let start = Instant::now();
-    loop {
-        let locked = channel::lock_near(at, Role::Writer, super::route::slot(fd, Dir::Write));
-        match locked {
-            Err(channel::Unavailable::Busy)
-                if super::route::write_routed(fd) && start.elapsed() < Duration::from_secs(1) =>
-            {
-                ipc_offload_sys::sched_yield();
-            }
-            other => return other,
-        }
-    }
 }
 
 /// How long [`lock_waiting`] waits for a channel another thread holds.
@@ -451,7 +441,7 @@ fn round() {
                     return Keep::Yes;
                 }
             }
-            if settle(w, Duration::ZERO, Push::NoWait).is_ok() && handed_off { Keep::Free } else { Keep::Yes }
+            settle_kept(w, Duration::ZERO, Push::NoWait)
         },
         &mut busy,
     );

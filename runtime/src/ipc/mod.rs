@@ -162,9 +162,6 @@ fn guarded(
 /// library's. (In a vfork child, which shares the parent's memory, it
 /// counts in the parent's stats.)
 fn hinted(fd: i32, len: u64, dir: Dir, kernel: &impl Fn() -> isize) -> Option<isize> {
-    if dir == Dir::Write && route::write_routed(fd) {
-        return None; // an offer behind ends first, on the slow path
-    }
     let settings = state::get()?;
     let (class, why) = hint::get(fd, dir, hint::now_ms(settings.started))?;
     settings.options[class.index()]?;

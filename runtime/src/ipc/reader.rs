@@ -247,9 +247,7 @@ fn end_offer_of_an_earlier_self(reader: &Reader, pid: i32, from: &net::AbstractA
     if net::bound(reader.side.raw(), &earlier) {
         return true;
     }
-    let untaken =
-        holder.open && ring.ring_first() && ring.open_offer().is_some_and(|o| o.seq == holder.seq && o.taken < o.total);
-    if untaken {
+    if ring.ring_first(&holder) {
         return false;
     }
     if ring.end_orphan(holder.seq, pid) {
@@ -343,9 +341,7 @@ unsafe fn transfer(
             // A write-behind offer with bytes to take comes before every
             // byte the kernel holds: its writer had none unread there when
             // it opened it (docs/ipc-protocol.md, "Write-behind (opt-in)").
-            let ring_first = holder.open
-                && ring.ring_first()
-                && ring.open_offer().is_some_and(|o| o.seq == holder.seq && o.taken < o.total);
+            let ring_first = ring.ring_first(&holder);
             // Bytes the kernel queued before the offer opened come first:
             // its writer wrote them, then offered. A socket's read goes on
             // into the offer with the room left, as the kernel's would

@@ -17,7 +17,7 @@ use ipc_offload_sys::{net, pipe, tcp};
 
 use super::behind;
 use super::call::WriteCall;
-use super::channel::{self, Channel, Writer};
+use super::channel::{self, Channel, Role, Writer};
 use super::ctx::{Ctx, PATIENCE_BLOCKING, PATIENCE_NONBLOCKING, Tally};
 use super::endpoint::{Endpoint, Family};
 use super::hint::{self, Dir, Why};
@@ -59,7 +59,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         // come after, this fd's and, for one that passes fds, all.)
         return tally.kernel_write(Fallback::Unsupported, call);
     }
-    let (mut ch, channel_index) = match behind::lock_writer(at, call.fd) {
+    let (mut ch, channel_index) = match channel::lock_near(at, Role::Writer, super::route::slot(call.fd, Dir::Write)) {
         Ok((ch, index)) => {
             if !super::route::write_routed(call.fd) {
                 super::route::set_writer(call.fd, index);
