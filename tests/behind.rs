@@ -1,4 +1,4 @@
-//! Write-behind (`[unix] write_behind = true`), differentially: a
+//! Write-behind (`[unix]`/`[tcp] write_behind = true`), differentially: a
 //! nonblocking writer's large writes return once their bytes are placed in
 //! the reader's ring, and every reader still gets the writer's bytes, in
 //! order, then EOF, exactly as without the library: readers that take the
@@ -7,7 +7,11 @@
 //! large, close, exit, fork or are killed with offers open. The program is
 //! tests/c/behind_edges.c (one case per mode); the stats show that offers
 //! were left open, and, where the reader stopped taking them, given back
-//! through the kernel. docs/ipc-protocol.md, "Write-behind (opt-in)".
+//! through the kernel. Over TCP (`tcp_*` tests) the same cases run on a
+//! loopback connection, where an offer may open while bytes written before
+//! it are still on their way or unread in the kernel: the reader takes
+//! those first, by the offer's stream position. docs/ipc-protocol.md,
+//! "Write-behind (opt-in)".
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,6 +21,7 @@ use ipc_offload_tests::reliability::{class_total, write_behind_total};
 use ipc_offload_tests::*;
 
 const WRITE_BEHIND: &str = "[unix]\nwrite_behind = true\n";
+const TCP_WRITE_BEHIND: &str = "[tcp]\nwrite_behind = true\n";
 const STREAM: &str = "bytes 67108864 hash d23246cd8221208e eof\n";
 const WATCHDOG: Duration = Duration::from_secs(90);
 
@@ -33,33 +38,43 @@ struct Behind {
     fast: u64,
 }
 
-/// Runs `behind_edges MODE` without the library (it must print `expected`
-/// and exit 0) and with it under `policy`: the same output, the same end,
-/// no complaint of the library.
-fn case_under(mode: &str, expected: &str, policy: &str) -> Behind {
+/// Runs `behind_edges MODE TRANSPORT` without the library (it must print
+/// `expected` and exit 0) and with it under `policy`: the same output, the
+/// same end, no complaint of the library.
+fn case_on(transport: &str, mode: &str, expected: &str, policy: &str) -> Behind {
     let mut plain = Command::new(edges());
-    plain.arg(mode).env_remove("LD_PRELOAD");
+    plain.args([mode, transport]).env_remove("LD_PRELOAD");
     let plain = run(&mut plain, WATCHDOG);
-    assert_eq!(plain.stdout, expected, "{mode} without the library: {plain:#?}");
-    assert!(plain.status.success(), "{mode} without the library: {plain:#?}");
-    let dir = scratch(&format!("behind-{mode}"));
+    assert_eq!(plain.stdout, expected, "{mode} {transport} without the library: {plain:#?}");
+    assert!(plain.status.success(), "{mode} {transport} without the library: {plain:#?}");
+    let dir = scratch(&format!("behind-{mode}-{transport}"));
     let stats = dir.join("stats.json");
-    let out = Preload::new().policy(&dir, policy).stats(&stats).timeout(WATCHDOG).run(edges(), &[mode]);
-    assert_eq!(out.stdout, plain.stdout, "{mode}: {out:#?}");
-    assert_eq!((out.status.code(), out.signal()), (plain.status.code(), plain.signal()), "{mode}: {out:#?}");
-    assert!(out.library_lines().is_empty(), "{mode}: {}", out.stderr);
+    let out = Preload::new().policy(&dir, policy).stats(&stats).timeout(WATCHDOG).run(edges(), &[mode, transport]);
+    let what = format!("{mode} {transport}");
+    assert_eq!(out.stdout, plain.stdout, "{what}: {out:#?}");
+    assert_eq!((out.status.code(), out.signal()), (plain.status.code(), plain.signal()), "{what}: {out:#?}");
+    assert!(out.library_lines().is_empty(), "{what}: {}", out.stderr);
+    let class = if transport == "unix" { "unix" } else { "tcp" };
     let b = Behind {
-        offers: write_behind_total(&stats, "offers"),
-        given_back: write_behind_total(&stats, "given_back_bytes"),
-        fast: class_total(&stats, "unix", "fast_path_bytes"),
+        offers: write_behind_total(&stats, class, "offers"),
+        given_back: write_behind_total(&stats, class, "given_back_bytes"),
+        fast: class_total(&stats, class, "fast_path_bytes"),
         out,
     };
-    eprintln!("{mode}: {} offers behind, {} bytes given back, {} fast-path bytes", b.offers, b.given_back, b.fast);
+    eprintln!("{what}: {} offers behind, {} bytes given back, {} fast-path bytes", b.offers, b.given_back, b.fast);
     b
+}
+
+fn case_under(mode: &str, expected: &str, policy: &str) -> Behind {
+    case_on("unix", mode, expected, policy)
 }
 
 fn case(mode: &str, expected: &str) -> Behind {
     case_under(mode, expected, WRITE_BEHIND)
+}
+
+fn tcp_case(mode: &str, expected: &str) -> Behind {
+    case_on("tcp4", mode, expected, TCP_WRITE_BEHIND)
 }
 
 #[test]
@@ -138,5 +153,46 @@ fn a_killed_writer_loses_none_of_what_its_writes_returned() {
 fn without_write_behind_no_offer_outlives_its_write() {
     let b = case_under("raw", STREAM, "[unix]\nwrite_behind = false\n");
     assert_eq!((b.offers, b.given_back), (0, 0), "{b:#?}");
+    assert!(b.fast > 0, "the stream never took the fast path: {b:#?}");
+}
+
+#[test]
+fn tcp_small_writes_after_large_ones_come_after_their_offers() {
+    // A large write after small ones opens its offer while their bytes
+    // may still be unread in the reader's kernel queue: they come first.
+    let b = tcp_case("mixed", STREAM);
+    assert!(b.offers > 0, "no write left its offer open: {b:#?}");
+}
+
+#[test]
+fn tcp_over_ipv6_small_writes_after_large_ones_come_after_their_offers() {
+    let b = case_on("tcp6", "mixed", STREAM, TCP_WRITE_BEHIND);
+    assert!(b.offers > 0, "no write left its offer open: {b:#?}");
+}
+
+#[test]
+fn tcp_a_reader_takes_each_offer_between_the_kernel_bytes_before_and_after_it() {
+    // Raw 4 KiB writes follow each offer into the kernel; bytes before it
+    // may still be queued there too. The reader reads the kernel only up
+    // to the offer's stream position, then the offer, then the rest.
+    let b = tcp_case("raw-writer", STREAM);
+    assert!(b.offers > 0, "no write left its offer open: {b:#?}");
+}
+
+#[test]
+fn tcp_a_reader_that_turns_to_raw_system_calls_gets_the_untaken_offers_through_the_kernel() {
+    let b = tcp_case("raw", STREAM);
+    assert!(b.offers > 0 && b.given_back > 0, "no offer was left open and given back: {b:#?}");
+}
+
+#[test]
+fn tcp_a_writer_that_closes_with_its_last_offer_untaken_delivers_it_before_eof() {
+    let b = tcp_case("close", STREAM);
+    assert!(b.given_back > 0, "the last offer was not given back at close: {b:#?}");
+}
+
+#[test]
+fn tcp_a_killed_writer_loses_none_of_what_its_writes_returned() {
+    let b = tcp_case("killed", "prefix ok eof\n");
     assert!(b.fast > 0, "the stream never took the fast path: {b:#?}");
 }

@@ -164,7 +164,7 @@ fn differential(case: &Case, policy: Option<&str>) -> Result<(u64, u64), String>
         return Err(format!("{case:?}: the library complained: {}", out.stderr));
     }
     let fast = class_total(&stats, case.class(), "fast_path_bytes");
-    let behind = write_behind_total(&stats, "offers");
+    let behind = write_behind_total(&stats, "unix", "offers");
     let _ = std::fs::remove_dir_all(&dir);
     Ok((fast, behind))
 }

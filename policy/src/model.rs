@@ -331,7 +331,7 @@ pub struct ClassSettings {
     pub depth: Option<u32>,
     /// `addresses` (`[tcp]` only).
     pub addresses: Option<Addresses>,
-    /// `write_behind` (`[unix]` only).
+    /// `write_behind` (`[unix]` and `[tcp]`).
     pub write_behind: Option<bool>,
 }
 

@@ -71,7 +71,7 @@ const UNIX_KEYS: &[&str] = &[
     "write_behind",
 ];
 
-/// Keys of the `[tcp]` section.
+/// Keys of the `[tcp]` section: the `[unix]` keys and `addresses`.
 const TCP_KEYS: &[&str] = &[
     "engine",
     "min_bytes",
@@ -83,6 +83,7 @@ const TCP_KEYS: &[&str] = &[
     "cpu_share",
     "chunk_bytes",
     "depth",
+    "write_behind",
     "addresses",
 ];
 
@@ -369,7 +370,7 @@ impl Walker<'_> {
                 "handshake_after" if class.is_ipc() => {
                     out.handshake_after = self.size("handshake_after", section, value).or(out.handshake_after)
                 }
-                "write_behind" if class == Class::Unix => match value.get_ref() {
+                "write_behind" if matches!(class, Class::Unix | Class::Tcp) => match value.get_ref() {
                     DeValue::Boolean(b) => out.write_behind = Some(*b),
                     _ => self.wrong_type("write_behind", section, value, "a boolean (true or false)"),
                 },

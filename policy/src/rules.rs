@@ -65,6 +65,7 @@ min_bytes = "256KiB"
 workers = "auto"
 ring_bytes = "64MiB"
 handshake_after = "4MiB"
+write_behind = false
 cache = "auto"
 addresses = "loopback"
 
@@ -188,7 +189,7 @@ impl Policy {
                 chunk_bytes: None,
                 depth: None,
                 addresses: (*class == Class::Tcp).then_some(Addresses::Loopback),
-                write_behind: (*class == Class::Unix).then_some(false),
+                write_behind: matches!(class, Class::Unix | Class::Tcp).then_some(false),
             };
         }
         Policy {

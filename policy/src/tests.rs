@@ -164,12 +164,14 @@ fn addresses_belongs_to_tcp_and_names_loopback_or_local() {
 }
 
 #[test]
-fn write_behind_belongs_to_unix_is_a_boolean_and_is_off_by_default() {
+fn write_behind_belongs_to_unix_and_tcp_is_a_boolean_and_is_off_by_default() {
     assert!(!Policy::builtin().resolve(&[]).rule(Class::Unix).write_behind);
+    assert!(!Policy::builtin().resolve(&[]).rule(Class::Tcp).write_behind);
     for (text, what) in [
         ("[pipe]\nwrite_behind = true\n", "unknown key"),
-        ("[tcp]\nwrite_behind = true\n", "unknown key"),
+        ("[memcpy]\nwrite_behind = true\n", "unknown key"),
         ("[unix]\nwrite_behind = \"yes\"\n", "a boolean"),
+        ("[tcp]\nwrite_behind = 1\n", "a boolean"),
     ] {
         let err = parse(text, "p.toml").unwrap_err().to_string();
         assert!(err.contains(what), "{text:?}: {err}");
@@ -177,6 +179,8 @@ fn write_behind_belongs_to_unix_is_a_boolean_and_is_off_by_default() {
     let on = parse("[unix]\nwrite_behind = true\n[process.\"cli\"]\nunix.write_behind = false\n", "p").unwrap();
     assert!(on.resolve(&["srv"]).rule(Class::Unix).write_behind);
     assert!(!on.resolve(&["cli"]).rule(Class::Unix).write_behind);
+    let tcp = parse("[tcp]\nwrite_behind = true\n", "p").unwrap().resolve(&[]);
+    assert!(tcp.rule(Class::Tcp).write_behind && !tcp.rule(Class::Unix).write_behind);
 }
 
 #[test]

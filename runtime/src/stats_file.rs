@@ -361,10 +361,10 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
                 "\"rings\":{{\"held\":{},\"held_bytes\":{},\"peak_bytes\":{},\"made\":{},\"reclaimed\":{},\"served\":{}}},",
                 r.held, r.held_bytes, r.peak_bytes, r.made, r.reclaimed, r.served
             );
-        }
-        if class == Class::Unix {
-            let (offers, given_back) = crate::ipc::behind::figures();
-            let _ = write!(out, "\"write_behind\":{{\"offers\":{offers},\"given_back_bytes\":{given_back}}},");
+            if family != crate::ipc::endpoint::Family::Pipe {
+                let (offers, given_back) = crate::ipc::behind::figures(family);
+                let _ = write!(out, "\"write_behind\":{{\"offers\":{offers},\"given_back_bytes\":{given_back}}},");
+            }
         }
     }
     out.push_bytes(b"\"fallbacks\":{");

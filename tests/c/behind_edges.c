@@ -1,5 +1,5 @@
 /*
- * Write-behind edge cases ([unix] write_behind = true): a nonblocking writer
+ * Write-behind edge cases ([unix]/[tcp] write_behind = true): a nonblocking writer
  * whose large writes return once their bytes are placed in the reader's
  * ring. tests/behind.rs runs each mode with and without the library and
  * compares what it prints on stdout and how it ends. The stream is
@@ -13,7 +13,10 @@
  * its socket nonblocking, waiting for POLLOUT on EAGAIN, in the sizes the
  * mode says, then closes it (or dies, as the mode says).
  *
- * usage: behind_edges MODE
+ * usage: behind_edges MODE [TRANSPORT]
+ *   TRANSPORT is stream_pair.h's: unix (the default), tcp4 or tcp6. Over
+ *   TCP a write-behind offer may open while bytes written before it are
+ *   still in the kernel (the reader must read those first, then the offer).
  *   mixed      writes of 1 MiB, 100 B, 3 MiB, 7 B, 300 KiB and 4 KiB in
  *              turn (small writes right after large ones), 64 MiB; the
  *              reader reads everything through the epoll loop
@@ -23,7 +26,8 @@
  *   raw-writer the writer alternates 1 MiB writes with 4 KiB ones made by
  *              syscall(SYS_write), which the library never sees (nothing
  *              ends an offer before them), and waits before each 1 MiB
- *              write until the reader has read all it wrote (SIOCOUTQ 0);
+ *              write until the reader has read all it wrote (SIOCOUTQ 0
+ *              on its socket, SIOCINQ 0 on the reader's);
  *              the reader reads everything through the epoll loop, sleeping
  *              1 ms after each wait (the small write is in the kernel by
  *              then): it must take each offer before the kernel's bytes
@@ -68,6 +72,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -83,6 +88,7 @@
 #include <unistd.h>
 
 #include "evloop.h"
+#include "stream_pair.h"
 
 #define TOTAL (64 * EV_MIB)
 #define SWITCH (16 * EV_MIB)
@@ -96,6 +102,7 @@ static void die(const char *what) {
 }
 
 static int raw_writes;  /* small writes go by syscall(SYS_write) */
+static int reader_end = -1; /* raw-writer: the writer's look at the reader's socket */
 static int slow_reader; /* the reader sleeps 1 ms after each wait */
 
 /* Writes stream bytes [at, at + n) on the nonblocking fd, waiting for
@@ -129,9 +136,11 @@ static void write_stream(int fd, const size_t *sizes, size_t count, uint64_t tot
     for (size_t i = 0; at < total; i++) {
         size_t n = sizes[i % count];
         if (n > total - at) n = (size_t)(total - at);
-        for (int outq = 1; raw_writes && n >= EV_MIB && outq > 0;) {
-            if (ioctl(fd, SIOCOUTQ, &outq) != 0) die("SIOCOUTQ");
-            if (outq > 0) usleep(200);
+        /* Until the reader read all: nothing unacknowledged (a Unix
+           socket's: unread) and nothing queued at the reader (TCP's). */
+        for (int outq = 1, inq = 0; raw_writes && n >= EV_MIB && (outq > 0 || inq > 0);) {
+            if (ioctl(fd, SIOCOUTQ, &outq) != 0 || ioctl(reader_end, SIOCINQ, &inq) != 0) die("SIOCOUTQ");
+            if (outq > 0 || inq > 0) usleep(200);
         }
         if (fork_every && at > 0 && at % (8 * EV_MIB) == 0) {
             pid_t child = fork();
@@ -218,17 +227,25 @@ static int exec_reader(char **argv) {
 int main(int argc, char **argv) {
     alarm(60);
     if (argc < 2) {
-        fprintf(stderr, "usage: behind_edges MODE\n");
+        fprintf(stderr, "usage: behind_edges MODE [unix|tcp4|tcp6]\n");
         return 2;
     }
     const char *mode = argv[1];
     if (strcmp(mode, "exec-reader") == 0 && argc == 4) return exec_reader(argv);
     int killed = strcmp(mode, "killed") == 0;
     int sv[2], told[2], go[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || pipe(told) != 0 || pipe(go) != 0) die("socketpair");
+    const char *transport = argc > 2 ? argv[2] : "unix";
+    if (!is_stream_transport(transport)) {
+        fprintf(stderr, "unknown transport %s\n", transport);
+        return 2;
+    }
+    if (stream_pair(transport, sv) != 0 || pipe(told) != 0 || pipe(go) != 0) die("stream pair");
+    /* The exec'd reader inherits its end. */
+    if (fcntl(sv[0], F_SETFD, 0) != 0 || fcntl(sv[1], F_SETFD, 0) != 0) die("F_SETFD");
     pid_t writer = fork();
     if (writer < 0) die("fork");
     if (writer == 0) {
+        if (strcmp(mode, "raw-writer") == 0 && (reader_end = dup(sv[0])) < 0) die("dup");
         close(sv[0]);
         close(told[0]);
         ev_nonblock(sv[1], 1);

@@ -27,10 +27,10 @@ pub fn class_total(stats: &Path, class: &str, key: &str) -> u64 {
     stats_files(stats).iter().map(|f| counter(&read_stats(f), class, key)).sum()
 }
 
-/// `stats.unix.write_behind[key]` (`offers`, `given_back_bytes`) summed
-/// over FILE and FILE.PID.
-pub fn write_behind_total(stats: &Path, key: &str) -> u64 {
-    stats_files(stats).iter().map(|f| read_stats(f)["unix"]["write_behind"][key].as_u64().unwrap_or(0)).sum()
+/// `stats[class].write_behind[key]` (`offers`, `given_back_bytes`; class
+/// `unix` or `tcp`) summed over FILE and FILE.PID.
+pub fn write_behind_total(stats: &Path, class: &str, key: &str) -> u64 {
+    stats_files(stats).iter().map(|f| read_stats(f)[class]["write_behind"][key].as_u64().unwrap_or(0)).sum()
 }
 
 /// `stats[class].fallbacks[reason]` summed over FILE and FILE.PID.

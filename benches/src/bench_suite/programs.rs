@@ -358,7 +358,7 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
         part: Part::Redis,
         rows,
         notes: vec![format!(
-            "Per side and transport, `redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` (or `--port PORT --bind 127.0.0.1`), and `redis-benchmark -s SOCK (or -h 127.0.0.1 -p PORT) -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy (and over the Unix socket again with `-c 50`); the fast-path column counts redis-benchmark's bytes. The write_behind rows run the same over the Unix socket with `[unix] write_behind = true` added to each mode's policy (docs/ipc-protocol.md, \"Write-behind (opt-in)\"); their kernel column is a kernel run of their own."
+            "Per side and transport, `redis-server --port 0 --unixsocket SOCK --save '' --appendonly no` (or `--port PORT --bind 127.0.0.1`), and `redis-benchmark -s SOCK (or -h 127.0.0.1 -p PORT) -t set,get -d 1000000 -n {n} -c 4 --csv` with the same LD_PRELOAD and policy (and over the Unix socket again with `-c 50`); the fast-path column counts redis-benchmark's bytes. The write_behind rows run the same (over the Unix socket, with 4 and 50 clients, and over TCP with 4) with `write_behind = true` added to each mode's `[unix]` and `[tcp]` (docs/ipc-protocol.md, \"Write-behind (opt-in)\"); their kernel column is a kernel run of their own."
         )],
         skipped: None,
         settings: json!({ "requests": n, "value_bytes": 1_000_000, "runs": REDIS_RUNS.iter().map(|(t, _, c, b)| json!({ "transport": t, "clients": c, "write_behind": b })).collect::<Vec<_>>() }),
@@ -369,16 +369,17 @@ pub fn run_redis(ctx: &mut Ctx) -> Result<PartResult, String> {
 /// The runs of redis: the transport (its stats class), in words,
 /// redis-benchmark's clients, and whether the library sides add
 /// [`WRITE_BEHIND`] to their policies.
-const REDIS_RUNS: [(&str, &str, u32, bool); 5] = [
+const REDIS_RUNS: [(&str, &str, u32, bool); 6] = [
     ("unix", "a Unix socket", 4, false),
     ("tcp", "TCP (127.0.0.1)", 4, false),
     ("unix", "a Unix socket", 50, false),
     ("unix", "a Unix socket", 4, true),
     ("unix", "a Unix socket", 50, true),
+    ("tcp", "TCP (127.0.0.1)", 4, true),
 ];
 
 /// What the write-behind runs add to each mode's policy.
-const WRITE_BEHIND: &str = "\n[unix]\nwrite_behind = true\n";
+const WRITE_BEHIND: &str = "\n[unix]\nwrite_behind = true\n\n[tcp]\nwrite_behind = true\n";
 
 /// A port nobody listens on now (the kernel's pick for a socket bound to
 /// port 0, released at once).

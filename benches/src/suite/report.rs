@@ -6,7 +6,7 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 37] = [
+pub const HEADLINE: [(&str, &str); 39] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
@@ -44,6 +44,8 @@ pub const HEADLINE: [(&str, &str); 37] = [
     ("redis-wb-get", "redis GET wb"),
     ("redis-unix-c50-wb-set", "redis SET c50 wb"),
     ("redis-unix-c50-wb-get", "redis GET c50 wb"),
+    ("redis-tcp-wb-set", "redis TCP SET wb"),
+    ("redis-tcp-wb-get", "redis TCP GET wb"),
 ];
 
 /// The headline's rows found among `parts`, in [`HEADLINE`]'s order.

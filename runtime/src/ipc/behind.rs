@@ -1,12 +1,14 @@
-//! Write-behind offers (`[unix] write_behind`; docs/ipc-protocol.md,
+//! Write-behind offers (`[unix]`/`[tcp] write_behind`; docs/ipc-protocol.md,
 //! "Write-behind (opt-in)"): a nonblocking writer's large write returns
 //! once its bytes are placed in the reader's ring, the offer left open for
 //! the reader to take while the writer's program moves on, as a socket's
 //! write returns once the kernel holds the bytes.
 //!
-//! Such an offer is marked [`ring::RING_FIRST`] (its writer had no byte
-//! unread in the kernel when it opened it), so a reader that takes part
-//! takes it before any kernel byte, whoever wrote that byte and however.
+//! Such an offer is marked [`ring::RING_FIRST`] (on a Unix socket its
+//! writer had no byte unread in the kernel when it opened it; over TCP the
+//! offer carries where it starts in the stream), so a reader that takes
+//! part takes it before any kernel byte written after it, whoever wrote
+//! that byte and however.
 //! What this module adds is the other half: an offer the reader does not
 //! take is *settled* (waited for, then withdrawn and its rest sent through
 //! the kernel from the ring) before the writer's next byte goes anywhere
@@ -37,6 +39,7 @@ use ipc_offload_sys::{Errno, futex, mem, signal, thread};
 use super::behind_offer::{BEHIND, Behind};
 use super::channel::{self, Channel, Keep, Role, Writer};
 use super::ctx::{PATIENCE_BLOCKING, PATIENCE_NONBLOCKING};
+use super::endpoint::Family;
 use super::hint::Dir;
 use super::table::FDS;
 
@@ -95,24 +98,33 @@ impl Stuck {
 }
 
 /// Offers left open, and bytes of them withdrawn to go through the kernel,
-/// since start (or the fork): the stats' `write_behind`.
-static OFFERS: AtomicU64 = AtomicU64::new(0);
-static GIVEN_BACK: AtomicU64 = AtomicU64::new(0);
+/// since start (or the fork), per family (Unix sockets, TCP): the stats'
+/// `write_behind`.
+static OFFERS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static GIVEN_BACK: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// The counters' index for a writer's family.
+fn family_index(family: Family) -> usize {
+    usize::from(family == Family::Tcp)
+}
 /// Set while a thread settles every offer (fork, exit): the courier skips
 /// its rounds meanwhile, so that no channel is held when that thread comes.
 static SETTLING_ALL: AtomicBool = AtomicBool::new(false);
 
-/// `(offers left open, bytes given back)`: the stats' `write_behind`.
-pub fn figures() -> (u64, u64) {
-    (OFFERS.load(Relaxed), GIVEN_BACK.load(Relaxed))
+/// `(offers left open, bytes given back)` of `family`: the stats'
+/// `write_behind`.
+pub fn figures(family: Family) -> (u64, u64) {
+    let i = family_index(family);
+    (OFFERS[i].load(Relaxed), GIVEN_BACK[i].load(Relaxed))
 }
 
 /// In the fork child (one thread), after its channels were reset: the
 /// parent's offers stay the parent's, and so does its courier.
 pub fn after_fork() {
     BEHIND.store(0, Relaxed);
-    OFFERS.store(0, Relaxed);
-    GIVEN_BACK.store(0, Relaxed);
+    for counter in OFFERS.iter().chain(&GIVEN_BACK) {
+        counter.store(0, Relaxed);
+    }
     SETTLING_ALL.store(false, Relaxed);
 }
 
@@ -134,7 +146,7 @@ pub fn leave(writer: &mut Writer, offer: Offer, fd: i32, index: usize, pid: i32)
     if !USED.load(Relaxed) {
         USED.store(true, Relaxed);
     }
-    OFFERS.fetch_add(1, Relaxed);
+    OFFERS[family_index(writer.target.family)].fetch_add(1, Relaxed);
     wake_courier(pid, first);
 }
 
@@ -164,7 +176,7 @@ pub fn settle(writer: &mut Writer, patience: Duration, push: Push) -> Result<(),
         // what it copied out was read). The rest goes through the kernel.
         let sent = staged.sent.min(b.offer.total);
         b.given_back = Some(sent);
-        GIVEN_BACK.fetch_add(b.offer.total - sent, Relaxed);
+        GIVEN_BACK[family_index(writer.target.family)].fetch_add(b.offer.total - sent, Relaxed);
     }
     // Sent on a duplicate checked to be the socket: a close of the
     // program's fd meanwhile (another thread, while this one waits for

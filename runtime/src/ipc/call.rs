@@ -155,14 +155,16 @@ impl ReadCall<'_> {
         }
     }
 
-    /// Reads through the kernel into the buffers from byte `skip` on, with
-    /// `flags` (recvmsg with a re-described buffer list).
+    /// Reads at most `most` bytes through the kernel into the buffers from
+    /// byte `skip` on, with `flags` (recvmsg with a re-described buffer
+    /// list).
     ///
     /// # Safety
     /// The buffers valid for writing, as for the original call.
-    pub unsafe fn kernel_from(&self, skip: u64, flags: c_int) -> isize {
+    pub unsafe fn kernel_from(&self, skip: u64, most: u64, flags: c_int) -> isize {
         let mut parts = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
         let n = tail(self.iov, skip, &mut parts);
+        truncate(&mut parts[..n], most);
         // SAFETY: msghdr is plain data; zeroes is valid.
         let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
         msg.msg_iov = parts.as_mut_ptr();

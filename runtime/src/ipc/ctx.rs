@@ -86,8 +86,8 @@ pub struct Ctx {
     /// `handshake_after`: bytes a new connection's writer sends through
     /// the kernel before its first REQUEST.
     pub handshake_after: u64,
-    /// `write_behind` (`[unix]`): a nonblocking writer's offer may outlive
-    /// its write (see [`super::behind`]).
+    /// `write_behind` (`[unix]`, `[tcp]`): a nonblocking writer's offer may
+    /// outlive its write (see [`super::behind`]).
     pub write_behind: bool,
     /// How ring copies are made.
     pub opts: CopyOptions,
@@ -112,7 +112,7 @@ impl Ctx {
             cache_limit: settings.plan.cache_limit,
             ring_budget: rule.ring_bytes,
             handshake_after: rule.handshake_after,
-            write_behind: rule.write_behind && class == Class::Unix,
+            write_behind: rule.write_behind && matches!(class, Class::Unix | Class::Tcp),
             opts,
         })
     }

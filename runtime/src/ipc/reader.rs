@@ -57,6 +57,9 @@ const SETUP_SPIN: Duration = Duration::from_micros(20);
 /// How long a read that finds its channel busy (another thread of this
 /// process is at it, briefly) tries again before it takes the kernel path.
 const BUSY_RETRY: Duration = Duration::from_micros(200);
+/// How often [`kernel_first`] asks a TCP socket for a received count and a
+/// queue of one moment before it gives up.
+const CONSISTENT_TRIES: u32 = 16;
 
 /// A read on the socket or pipe `at`: large, or any size on an fd whose
 /// channel has a ring (`small`).
@@ -331,6 +334,9 @@ unsafe fn transfer(
     let mut setup_since: Option<Instant> = None;
     // The TCP offer (its seq) whose earlier kernel bytes all arrived.
     let mut caught_up: Option<u32> = None;
+    // The TCP write-behind offer (its seq) whose earlier kernel bytes were
+    // all read: every kernel byte now queued comes after it.
+    let mut past_before: Option<u32> = None;
     loop {
         if got == capacity {
             return tally.fast_done(got);
@@ -341,18 +347,25 @@ unsafe fn transfer(
             // A write-behind offer with bytes to take comes before every
             // byte the kernel holds: its writer had none unread there when
             // it opened it (docs/ipc-protocol.md, "Write-behind (opt-in)").
+            // Over TCP such an offer says where it starts in the stream:
+            // the kernel's bytes before that point come first.
             let ring_first = ring.ring_first(&holder);
             // Bytes the kernel queued before the offer opened come first:
             // its writer wrote them, then offered. A socket's read goes on
             // into the offer with the room left, as the kernel's would
             // return all that is queued (a pipe's has no nonblocking read
             // of its own: it returns the kernel's bytes alone).
-            if !ring_first && net::queued_in(call.fd).is_ok_and(|n| n > 0) {
+            let first = kernel_first(call.fd, ring, ring_first, ctx.class, &mut past_before, holder.seq);
+            if first > 0 {
                 // Unless its writer is gone: then the kernel's bytes may
                 // have been written after it died (by another writer of the
                 // file), and its untaken tail must not follow them. It ends
-                // as a write killed after what was taken.
-                if ring.ready() > 0 && !(track_writer(reader, holder.writer) && writer_alive(reader, holder.writer)) {
+                // as a write killed after what was taken (not a write-behind
+                // offer's: those bytes were returned as written).
+                if !ring_first
+                    && ring.ready() > 0
+                    && !(track_writer(reader, holder.writer) && writer_alive(reader, holder.writer))
+                {
                     if let Some((ring, _)) = &reader.ring {
                         ring.end_orphan(holder.seq, holder.writer);
                     }
@@ -361,7 +374,7 @@ unsafe fn transfer(
                 if !wait_all && ctx.class == Class::Pipe {
                     return finish_with_kernel(call, got, tally, held);
                 }
-                match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
+                match take_kernel_bytes(call, first, &mut got, &mut cursor, tally) {
                     Some(r) => return r,
                     None => continue,
                 }
@@ -371,9 +384,11 @@ unsafe fn transfer(
             // before the offer may still be on their way, and must come
             // first. Until this socket has received as many as the offer
             // says, the read is the kernel's (a blocking one waits for them).
-            // Asked once per offer after they arrived.
+            // Asked once per offer after they arrived (for a write-behind
+            // offer, known once `kernel_first` saw the reads past its start).
             if ctx.class == Class::Tcp
                 && caught_up != Some(holder.seq)
+                && past_before != Some(holder.seq)
                 && ring.open_offer().is_some_and(|o| holder.open && o.seq == holder.seq)
             {
                 let before = ring.stream_before();
@@ -512,7 +527,7 @@ unsafe fn transfer(
             if !wait_all {
                 return finish_with_kernel(call, got, tally, held);
             }
-            match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
+            match take_kernel_bytes(call, u64::MAX, &mut got, &mut cursor, tally) {
                 Some(r) => return r,
                 None => continue,
             }
@@ -526,7 +541,7 @@ unsafe fn transfer(
                 if !wait_all {
                     return finish_with_kernel(call, got, tally, held.take());
                 }
-                match take_kernel_bytes(call, &mut got, &mut cursor, tally) {
+                match take_kernel_bytes(call, u64::MAX, &mut got, &mut cursor, tally) {
                     Some(r) => return r,
                     None => continue,
                 }
@@ -705,13 +720,68 @@ fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally, held: Op
     if got == 0 { tally.kernel(Fallback::KernelFirst, call) } else { tally.fast_done(got) }
 }
 
-/// MSG_WAITALL: reads what the kernel has queued (without waiting) into the
-/// rest of the buffers. `Some(result)` ends the call (EOF, an error, full
-/// buffers); `None` goes on waiting.
-fn take_kernel_bytes(call: &ReadCall<'_>, got: &mut u64, cursor: &mut Cursor<'_>, tally: &mut Tally) -> Option<isize> {
+/// How many of the kernel's queued bytes a read takes before the open
+/// offer's (`holder`'s, `seq`): all of them, unless the offer is a
+/// write-behind one (`ring_first`, docs/ipc-protocol.md, "Write-behind
+/// (opt-in)"). Then none on a Unix socket (its writer had none unread
+/// there when it opened the offer), and over TCP those that lie before the
+/// offer's start in the writer's stream: the socket's received count less
+/// its queue is where its reads stand. `past_before` remembers the offer
+/// whose earlier bytes were all read.
+fn kernel_first(fd: i32, ring: &Ring, ring_first: bool, class: Class, past_before: &mut Option<u32>, seq: u32) -> u64 {
+    let queued = || net::queued_in(fd).map_or(0, |n| n.max(0) as u64);
+    if !ring_first {
+        return queued();
+    }
+    if class != Class::Tcp || *past_before == Some(seq) {
+        return 0;
+    }
+    // Nothing queued: nothing to read first (whether bytes before the
+    // offer are still on their way is the caller's next question).
+    if queued() == 0 {
+        return 0;
+    }
+    let before = ring.stream_before();
+    // The received count and the queue must be of one moment: a byte
+    // arriving between the two looks would shift where the reads seem to
+    // stand. Asked until the count is the same on both sides of the queue.
+    for _ in 0..CONSISTENT_TRIES {
+        let Ok(received) = tcp::bytes_received(fd) else { return 0 };
+        let queued = queued();
+        let Ok(again) = tcp::bytes_received(fd) else { return 0 };
+        if again <= before {
+            // Every byte received so far lies before the offer.
+            return queued;
+        }
+        if again != received {
+            continue;
+        }
+        let standing = received.saturating_sub(queued);
+        if standing >= before {
+            *past_before = Some(seq);
+            return 0;
+        }
+        return (before - standing).min(queued);
+    }
+    // Bytes keep arriving after the offer's start: none of this writer's
+    // (it writes nothing while its offer is open), another's; the offer's
+    // bytes go first.
+    0
+}
+
+/// Reads what the kernel has queued, at most `most` bytes, without waiting,
+/// into the rest of the buffers. `Some(result)` ends the call (EOF, an
+/// error, full buffers); `None` goes on (to the offer, or waiting).
+fn take_kernel_bytes(
+    call: &ReadCall<'_>,
+    most: u64,
+    got: &mut u64,
+    cursor: &mut Cursor<'_>,
+    tally: &mut Tally,
+) -> Option<isize> {
     let flags = (call.flags & !libc::MSG_WAITALL) | libc::MSG_DONTWAIT;
     // SAFETY: the caller's buffers, from byte `got` on.
-    let r = unsafe { call.kernel_from(*got, flags) };
+    let r = unsafe { call.kernel_from(*got, most, flags) };
     tally.reason(Fallback::KernelFirst);
     if r > 0 {
         tally.kernel_bytes(r as u64);

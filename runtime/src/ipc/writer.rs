@@ -257,11 +257,19 @@ fn offer<'a>(
         },
         Family::Unix | Family::Pipe => 0,
     };
-    // Write-behind (docs/ipc-protocol.md, "Write-behind (opt-in)"): only
-    // when none of this socket's bytes is unread in the kernel, so that
-    // the reader may take the offer before any byte the kernel holds.
-    let behind = ctx.write_behind && !blocking && at.family == Family::Unix && net::queued_out(call.fd) == Ok(0);
-    let before = if behind { ring::RING_FIRST } else { before };
+    // Write-behind (docs/ipc-protocol.md, "Write-behind (opt-in)"): on a
+    // Unix socket only when none of its bytes is unread in the kernel, so
+    // that the reader may take the offer before any byte the kernel holds;
+    // over TCP the offer's stream position tells the reader which come
+    // first. Pipes have no nonblocking send for the give-back.
+    let behind = ctx.write_behind
+        && !blocking
+        && match at.family {
+            Family::Unix => net::queued_out(call.fd) == Ok(0),
+            Family::Tcp => true,
+            Family::Pipe => false,
+        };
+    let before = if behind { before | ring::RING_FIRST } else { before };
     let Some(opened) = ring.try_open_after(most, ctx.pid, before) else { return Offered::Refused(Fallback::Busy) };
     let wake_to = side::reader_name(writer.target);
     let side_fd = writer.side.as_ref().map(OwnedFd::raw);
