@@ -54,7 +54,7 @@ Parts, in the order they run:
   dd       dd | dd | dd over a file
   python   python3 multiprocessing.Pipe, duplex and simplex
   redis    redis-server and redis-benchmark over a Unix socket (-c 4, -c 50) and TCP, 1 MB values,
-           and over the Unix socket again with write_behind (skipped without redis)
+           and over the Unix socket and TCP again with write_behind (skipped without redis)
   tcp      TCP over loopback: a stream, 64 MiB request/response (blocking, epoll),
            64 B ping-pong, iperf3 (its rows skipped without iperf3)
 
