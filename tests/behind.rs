@@ -192,7 +192,50 @@ fn tcp_a_writer_that_closes_with_its_last_offer_untaken_delivers_it_before_eof()
 }
 
 #[test]
+fn tcp_the_kernel_bytes_before_a_killed_writers_last_offer_come_first_after_its_fin() {
+    // The reader starts reading once the writer is dead: 1.5 MiB of kernel
+    // bytes, then the FIN, are queued when it reads, and the last offer
+    // starts after them. The FIN counts in the socket's received total
+    // (not in its queue): read as a byte, it would put the offer before
+    // the kernel's last byte.
+    let b = tcp_case("killed-kernel", "prefix ok eof\n");
+    assert!(b.fast > 0, "the stream never took the fast path: {b:#?}");
+    let told = b.out.stderr.lines().find_map(|l| l.strip_prefix("reader: ")?.strip_suffix(" bytes read when told"));
+    assert_eq!(told, Some("24117248"), "the last write did not return before the reader read on: {b:#?}");
+}
+
+#[test]
 fn tcp_a_killed_writer_loses_none_of_what_its_writes_returned() {
     let b = tcp_case("killed", "prefix ok eof\n");
     assert!(b.fast > 0, "the stream never took the fast path: {b:#?}");
+}
+
+#[test]
+fn tcp_kernel_bytes_on_their_way_come_before_the_offer_and_those_written_after_it_after() {
+    // On a rate-limited loopback the 256 KiB written before each offer are
+    // still arriving while the reader reads, and the raw 4 KiB written
+    // after it arrive right behind them: a read must stop at the offer's
+    // start, whatever has arrived by the time it reads.
+    if !slow_loopback::available() {
+        return;
+    }
+    let args = ["in-flight", "tcp4"];
+    let plain = run(&mut slow_loopback::command(&edges(), &args, &[]), WATCHDOG);
+    assert_eq!(plain.stdout, STREAM, "without the library: {plain:#?}");
+    for round in 0..3 {
+        let dir = scratch(&format!("behind-in-flight-{round}"));
+        let (policy, stats) = (dir.join("policy.toml"), dir.join("stats.json"));
+        std::fs::write(&policy, TCP_WRITE_BEHIND).unwrap();
+        let env = [
+            ("LD_PRELOAD", library().as_os_str()),
+            ("IPC_OFFLOAD_POLICY", policy.as_os_str()),
+            ("IPC_OFFLOAD_STATS", stats.as_os_str()),
+        ];
+        let out = run(&mut slow_loopback::command(&edges(), &args, &env), WATCHDOG);
+        assert_eq!(out.stdout, STREAM, "round {round}: {out:#?}");
+        assert!(out.status.success() && out.library_lines().is_empty(), "round {round}: {out:#?}");
+        let offers = write_behind_total(&stats, "tcp", "offers");
+        eprintln!("in-flight round {round}: {offers} offers behind");
+        assert!(offers > 0, "round {round}: no write left its offer open");
+    }
 }

@@ -160,37 +160,17 @@ fn read_and_write_sizes_from_1_byte_up_over_loopback() {
     }
 }
 
-/// `unshare --net`: PROGRAM ARGS in a network namespace of its own, whose
-/// loopback sends through a token bucket (tbf, 2 Gbit/s): a TCP write
-/// returns while its bytes still wait in the sender's queue, as they do on
-/// any loopback when the congestion window, TSQ or a busy CPU (softirqs
-/// left to ksoftirqd) hold them. With `lib`, the library (stats in
-/// `stats`) is preloaded into PROGRAM only.
-fn in_slow_loopback(program: &Path, args: &[&str], lib: Option<&Path>) -> Command {
-    let script =
-        r#"ip link set lo up && tc qdisc add dev lo root tbf rate 2gbit burst 256kb latency 100ms && exec "$@""#;
-    let mut cmd = plain_command("unshare");
-    cmd.args(["--net", "sh", "-c", script, "sh"]);
-    if let Some(stats) = lib {
-        cmd.arg("env")
-            .arg(format!("LD_PRELOAD={}", library().display()))
-            .arg(format!("IPC_OFFLOAD_STATS={}", stats.display()));
+/// PROGRAM ARGS in the slow loopback's namespace ([`slow_loopback`]); with
+/// `stats`, the library (its stats there) is preloaded into PROGRAM only.
+fn in_slow_loopback(program: &Path, args: &[&str], stats: Option<&Path>) -> Command {
+    match stats {
+        Some(stats) => slow_loopback::command(
+            program,
+            args,
+            &[("LD_PRELOAD", library().as_os_str()), ("IPC_OFFLOAD_STATS", stats.as_os_str())],
+        ),
+        None => slow_loopback::command(program, args, &[]),
     }
-    cmd.arg(program).args(args);
-    cmd
-}
-
-/// Whether in_slow_loopback works here (root, unshare, ip, tc with tbf).
-fn have_slow_loopback() -> bool {
-    if !is_root() || !have("unshare") || !have("ip") || !have("tc") {
-        eprintln!("SKIPPED: a slow loopback needs root, unshare, ip and tc (iproute2)");
-        return false;
-    }
-    let out = run(&mut in_slow_loopback(Path::new("true"), &[], None), Duration::from_secs(30));
-    if !out.status.success() {
-        eprintln!("SKIPPED: no network namespace with a tbf loopback: {}", out.stderr.trim());
-    }
-    out.status.success()
 }
 
 #[test]
@@ -202,7 +182,7 @@ fn bytes_the_kernel_still_holds_come_before_the_next_offer() {
     // library, in every run. (Seen without the slow loopback too, under
     // load: unix_matrix waitall 64 MiB w=1 MiB r=16 MiB got wrong bytes
     // about once in 25 runs with a CPU busy beside it.)
-    if !have_slow_loopback() {
+    if !slow_loopback::available() {
         return;
     }
     let total = (64 * MIB).to_string();

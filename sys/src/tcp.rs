@@ -177,10 +177,23 @@ pub fn bytes_written(fd: i32) -> Result<u64, Errno> {
     Ok(i.tcpi_bytes_sent.saturating_sub(i.tcpi_bytes_retrans) + u64::from(i.tcpi_notsent_bytes))
 }
 
+/// The `tcpi_state` values of a socket that received its peer's FIN
+/// (include/net/tcp_states.h; the libc crate does not define them).
+const STATE_TIME_WAIT: u8 = 6;
+const STATE_CLOSE_WAIT: u8 = 8;
+const STATE_LAST_ACK: u8 = 9;
+const STATE_CLOSING: u8 = 11;
+
 /// Bytes connected socket `fd` has received in order since the connection
-/// began (`tcpi_bytes_received`): those read, and those queued (`SIOCINQ`).
+/// began: those read, and those queued (`SIOCINQ`). `tcpi_bytes_received`
+/// counts the peer's FIN as one more (it advances the receive sequence),
+/// which `SIOCINQ` leaves out: it is taken off here once the FIN is in
+/// (the states that follow it), so that this less `SIOCINQ` is what the
+/// application has read.
 pub fn bytes_received(fd: i32) -> Result<u64, Errno> {
-    Ok(info(fd)?.tcpi_bytes_received)
+    let i = info(fd)?;
+    let fin_in = matches!(i.tcpi_state, STATE_TIME_WAIT | STATE_CLOSE_WAIT | STATE_LAST_ACK | STATE_CLOSING);
+    Ok(i.tcpi_bytes_received.saturating_sub(u64::from(fin_in)))
 }
 
 /// The socket at the other end of connection `c`, if it is in this

@@ -32,6 +32,13 @@
  *              1 ms after each wait (the small write is in the kernel by
  *              then): it must take each offer before the kernel's bytes
  *              that followed it
+ *   in-flight  as raw-writer, but each cycle is a 256 KiB write by
+ *              syscall(SYS_write), a 1 MiB write and a 4 KiB one by
+ *              syscall(SYS_write); over a slowed loopback (tests/behind.rs
+ *              runs it in a network namespace whose lo is rate-limited) the
+ *              256 KiB are still on their way when the 1 MiB offer opens,
+ *              and the 4 KiB follow them: the reader must read the first,
+ *              then the offer, then the last, whatever arrives when
  *   raw        1 MiB writes, 64 MiB; after SWITCH the reader reads with
  *              syscall(SYS_read), which the library never sees: the offers
  *              it leaves untaken must reach it through the kernel, in order
@@ -63,6 +70,13 @@
  *              SIGKILL and reads to EOF through the epoll loop: it must get
  *              at least what the writes returned, in order. How much it had
  *              read when told goes to stderr
+ *   killed-kernel
+ *              as killed, but before its last 1 MiB write the writer writes
+ *              1.5 MiB with syscall(SYS_write) (over TCP the last write's
+ *              offer opens while those bytes are unread, and the writer's
+ *              FIN follows them when it dies); the reader reads only once
+ *              the writer is reaped, and must read them before the offer's
+ *              bytes
  *   exec-reader FD OFFSET
  *              reads FD to EOF with read(): the stream from OFFSET on
  *
@@ -136,9 +150,10 @@ static void write_stream(int fd, const size_t *sizes, size_t count, uint64_t tot
     for (size_t i = 0; at < total; i++) {
         size_t n = sizes[i % count];
         if (n > total - at) n = (size_t)(total - at);
-        /* Until the reader read all: nothing unacknowledged (a Unix
-           socket's: unread) and nothing queued at the reader (TCP's). */
-        for (int outq = 1, inq = 0; raw_writes && n >= EV_MIB && (outq > 0 || inq > 0);) {
+        /* Before each cycle of sizes, until the reader read all: nothing
+           unacknowledged (a Unix socket's: unread) and nothing queued at
+           the reader (TCP's). */
+        for (int outq = 1, inq = 0; raw_writes && i % count == 0 && (outq > 0 || inq > 0);) {
             if (ioctl(fd, SIOCOUTQ, &outq) != 0 || ioctl(reader_end, SIOCINQ, &inq) != 0) die("SIOCOUTQ");
             if (outq > 0 || inq > 0) usleep(200);
         }
@@ -232,7 +247,10 @@ int main(int argc, char **argv) {
     }
     const char *mode = argv[1];
     if (strcmp(mode, "exec-reader") == 0 && argc == 4) return exec_reader(argv);
-    int killed = strcmp(mode, "killed") == 0;
+    int killed = strcmp(mode, "killed") == 0 || strcmp(mode, "killed-kernel") == 0;
+    /* killed-kernel: kernel bytes the reader has not read lie before the
+       last offer when the writer dies (its FIN follows them). */
+    uint64_t kernel_before_last = strcmp(mode, "killed-kernel") == 0 ? 3 * EV_MIB / 2 : 0;
     int sv[2], told[2], go[2];
     const char *transport = argc > 2 ? argv[2] : "unix";
     if (!is_stream_transport(transport)) {
@@ -245,7 +263,8 @@ int main(int argc, char **argv) {
     pid_t writer = fork();
     if (writer < 0) die("fork");
     if (writer == 0) {
-        if (strcmp(mode, "raw-writer") == 0 && (reader_end = dup(sv[0])) < 0) die("dup");
+        int raw_modes = strcmp(mode, "raw-writer") == 0 || strcmp(mode, "in-flight") == 0;
+        if (raw_modes && (reader_end = dup(sv[0])) < 0) die("dup");
         close(sv[0]);
         close(told[0]);
         ev_nonblock(sv[1], 1);
@@ -254,6 +273,10 @@ int main(int argc, char **argv) {
         static const size_t alternate[] = {EV_MIB, 4096};
         if (strncmp(mode, "mixed", 5) == 0) {
             write_stream(sv[1], mixed, 6, TOTAL, 0);
+        } else if (strcmp(mode, "in-flight") == 0) {
+            static const size_t around[] = {256 << 10, EV_MIB, 4096};
+            raw_writes = 1;
+            write_stream(sv[1], around, 3, TOTAL, 0);
         } else if (strcmp(mode, "raw-writer") == 0) {
             raw_writes = 1;
             write_stream(sv[1], alternate, 2, TOTAL, 0);
@@ -262,8 +285,12 @@ int main(int argc, char **argv) {
             char byte;
             if (read(go[0], &byte, 1) != 1) die("go");
             uint8_t *last = ev_map(EV_MIB);
-            if (write_all(sv[1], last, EV_MIB, KILLED_TOTAL - EV_MIB) != 0) die("writer send");
-            uint64_t done = KILLED_TOTAL;
+            uint64_t at = KILLED_TOTAL - EV_MIB;
+            raw_writes = 1; /* pieces below 1 MiB: raw, never an offer */
+            for (uint64_t end = at + kernel_before_last; at < end; at += EV_MIB / 2)
+                if (write_all(sv[1], last, EV_MIB / 2, at) != 0) die("writer send");
+            if (write_all(sv[1], last, EV_MIB, at) != 0) die("writer send");
+            uint64_t done = at + EV_MIB;
             if (write(told[1], &done, sizeof done) != sizeof done) die("tell");
             for (;;) pause();
         } else {
@@ -284,7 +311,7 @@ int main(int argc, char **argv) {
     ev_nonblock(sv[0], 1);
     uint8_t *buf = ev_map(EV_MIB);
     struct ev_got g = EV_GOT_INIT;
-    if (strcmp(mode, "mixed") == 0 || strcmp(mode, "raw-writer") == 0) {
+    if (strcmp(mode, "mixed") == 0 || strcmp(mode, "raw-writer") == 0 || strcmp(mode, "in-flight") == 0) {
         slow_reader = strcmp(mode, "raw-writer") == 0;
         epoll_read(sv[0], buf, &g, 0);
     } else if (strcmp(mode, "mixed-raw") == 0) {
@@ -309,6 +336,8 @@ int main(int argc, char **argv) {
         if (read(told[0], &done, sizeof done) != sizeof done) die("told");
         fprintf(stderr, "reader: %llu bytes read when told\n", (unsigned long long)g.at);
         kill(writer, SIGKILL);
+        /* killed-kernel: its socket closed (the FIN sent) before any read. */
+        if (kernel_before_last && waitpid(writer, NULL, 0) != writer) die("waitpid");
         epoll_read(sv[0], buf, &g, 0);
         fprintf(stderr, "reader: %llu bytes after the kill, %llu written\n", (unsigned long long)g.at,
                 (unsigned long long)done);
@@ -318,7 +347,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         printf("prefix ok eof\n");
-        waitpid(writer, NULL, 0);
+        if (!kernel_before_last) waitpid(writer, NULL, 0);
         return 0;
     } else {
         /* close, exits: the reader stops taking before the writer's last

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod reliability;
+pub mod slow_loopback;
 
 /// The workspace root.
 pub fn root() -> &'static Path {

@@ -392,13 +392,19 @@ unsafe fn transfer(
                 && ring.open_offer().is_some_and(|o| holder.open && o.seq == holder.seq)
             {
                 let before = ring.stream_before();
-                if before > 0 && tcp::bytes_received(call.fd).is_ok_and(|n| n < before) {
+                let received = tcp::bytes_received(call.fd).ok().filter(|&n| n < before);
+                if let Some(received) = received {
                     tally.reason(Fallback::KernelFirst);
                     if got > 0 && !wait_all {
                         return tally.fast_done(got);
                     }
                     if !is_blocking {
-                        return finish_with_kernel(call, got, tally, held);
+                        // What is queued lies before the offer, and so do
+                        // the next `before - received` bytes to arrive: no
+                        // more (bytes written after the offer's start, by
+                        // a sharer or without the hooks, may come with them).
+                        drop(held);
+                        return kernel_before_offer(call, got, before - received, tally);
                     }
                     let mut fds = [PollFd { fd: call.fd, events: libc::POLLIN, revents: 0 }];
                     let _ = net::poll(&mut fds, Some(IN_FLIGHT_POLL));
@@ -764,9 +770,25 @@ fn kernel_first(fd: i32, ring: &Ring, ring_first: bool, class: Class, past_befor
         return (before - standing).min(queued);
     }
     // Bytes keep arriving after the offer's start: none of this writer's
-    // (it writes nothing while its offer is open), another's; the offer's
-    // bytes go first.
-    0
+    // (it writes nothing while its offer is open), another's. The reads
+    // stand at least at the first count less the queue: what that leaves
+    // before the offer is read first for certain; then the offer.
+    let (Ok(received), queued) = (tcp::bytes_received(fd), queued()) else { return 0 };
+    before.saturating_sub(received.saturating_sub(queued)).min(queued)
+}
+
+/// A nonblocking call's read of the kernel's bytes before a TCP offer:
+/// at most `most`, after the `got` bytes the call already has; the call's
+/// result (an error's errno is the kernel's).
+fn kernel_before_offer(call: &ReadCall<'_>, got: u64, most: u64, tally: &mut Tally) -> isize {
+    let flags = (call.flags & !libc::MSG_WAITALL) | libc::MSG_DONTWAIT;
+    // SAFETY: the caller's buffers, from byte `got` on.
+    let r = unsafe { call.kernel_from(got, most, flags) };
+    if r > 0 {
+        tally.kernel_bytes(r as u64);
+        return tally.fast_done(got + r as u64);
+    }
+    if got > 0 { tally.fast_done(got) } else { r }
 }
 
 /// Reads what the kernel has queued, at most `most` bytes, without waiting,
