@@ -141,7 +141,7 @@ fn cases(
 /// same, ending the same way. Returns the fast-path bytes of the case's
 /// class (all processes: both ends count) and the write-behind offers, or
 /// what went wrong.
-fn differential(case: &Case, policy: Option<&str>) -> Result<(u64, u64), String> {
+fn differential(case: &Case, policy: Option<&str>) -> Result<(u64, Behind), String> {
     let args = case.args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let expected = format!("bytes {} hash {:016x} eof\n", case.total, stream_hash(case.total));
@@ -164,9 +164,21 @@ fn differential(case: &Case, policy: Option<&str>) -> Result<(u64, u64), String>
         return Err(format!("{case:?}: the library complained: {}", out.stderr));
     }
     let fast = class_total(&stats, case.class(), "fast_path_bytes");
-    let behind = write_behind_total(&stats, "unix", "offers");
+    let behind = Behind {
+        offers: write_behind_total(&stats, case.class(), "offers"),
+        grown: write_behind_total(&stats, case.class(), "grown"),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     Ok((fast, behind))
+}
+
+/// A case's write-behind figures (the stats' `write_behind`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Behind {
+    /// Writes that left their bytes in the ring.
+    offers: u64,
+    /// Of those, writes that grew the offer already open.
+    grown: u64,
 }
 
 /// Runs `cases` (under `policy`), then fails with every case that went
@@ -176,8 +188,8 @@ fn differential(case: &Case, policy: Option<&str>) -> Result<(u64, u64), String>
 /// handshake of a few MiB through the kernel is allowed). After
 /// `MAX_BROKEN` differences the rest of the group is skipped: each can cost
 /// the program's 10 s readiness timeout. Returns the write-behind offers
-/// of each case.
-fn run_matrix(cases: &[Case], policy: Option<&str>) -> Vec<u64> {
+/// figures of each case.
+fn run_matrix(cases: &[Case], policy: Option<&str>) -> Vec<Behind> {
     const MAX_BROKEN: usize = 20;
     let mut wrong = Vec::new();
     let mut broken = 0;
@@ -193,7 +205,12 @@ fn run_matrix(cases: &[Case], policy: Option<&str>) -> Vec<u64> {
                 wrong.push(e);
             }
             Ok((fast, behind)) => {
-                eprintln!("{}: {fast} fast-path bytes, {behind} write-behind offers", case.args().join(" "));
+                eprintln!(
+                    "{}: {fast} fast-path bytes, {} write-behind offers ({} grown)",
+                    case.args().join(" "),
+                    behind.offers,
+                    behind.grown
+                );
                 offers.push(behind);
                 if case.expects_fast_path() && fast < case.total {
                     wrong.push(format!("{case:?}: only {fast} fast-path bytes of 2 x {}", case.total));
@@ -261,22 +278,30 @@ fn event_loop_readers_with_64_kib_buffers_under_a_64_kib_threshold_take_the_fast
 #[test]
 fn every_event_loop_reader_takes_a_write_behind_writers_stream_in_order() {
     // `write_behind`: the nonblocking writer's writes return once placed
-    // (docs/ipc-protocol.md, "Write-behind (opt-in)"). Every reader and
-    // read style, with 16 MiB buffers (each read takes whole offers and
-    // more) and 64 KiB ones (an offer taken in 16 reads).
-    const POLICY: &str = "[unix]\nwrite_behind = true\nmin_bytes = \"64KiB\"\n";
-    let mut all = cases(&["unix"], &READERS, &RECVS, &["nonblocking"], 16 * MIB, 64 * MIB);
+    // (docs/ipc-protocol.md, "Write-behind (opt-in)"), on Unix sockets and
+    // over TCP. Every reader and read style, with 16 MiB buffers (each
+    // read takes whole offers and more) and 64 KiB ones (an offer taken in
+    // 16 reads).
+    const POLICY: &str = "[unix]\nwrite_behind = true\nmin_bytes = \"64KiB\"\n\n\
+                          [tcp]\nwrite_behind = true\nmin_bytes = \"64KiB\"\n";
+    let transports = ["unix", "tcp4"];
+    let mut all = cases(&transports, &READERS, &RECVS, &["nonblocking"], 16 * MIB, 64 * MIB);
     all.extend(cases(
-        &["unix"],
+        &transports,
         &["epoll-lt", "epoll-et", "poll", "select"],
         &RECVS,
         &["nonblocking"],
         65536,
         64 * MIB,
     ));
-    let offers = run_matrix(&all, Some(POLICY));
-    let none: Vec<_> = all.iter().zip(&offers).filter(|(_, n)| **n == 0).map(|(c, _)| c.args().join(" ")).collect();
+    let figures = run_matrix(&all, Some(POLICY));
+    let none: Vec<_> =
+        all.iter().zip(&figures).filter(|(_, b)| b.offers == 0).map(|(c, _)| c.args().join(" ")).collect();
     assert!(none.is_empty(), "no write left its offer open in: {none:?}");
+    // A write that finds the last offer still open grows it when the ring
+    // has room (docs/ipc-protocol.md, "Growing an offer behind").
+    let grown: u64 = figures.iter().map(|b| b.grown).sum();
+    assert!(grown > 0, "no write grew an open offer in {} cases", all.len());
 }
 
 #[test]

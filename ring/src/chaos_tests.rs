@@ -44,10 +44,57 @@ fn every_counted_byte_is_taken_once_and_in_order_under_perturbation() {
     let chaos = Enabled::new("every_counted_byte_is_taken_once_and_in_order_under_perturbation");
     let seed = chaos.seed;
     // A run takes seconds; a hang (an offer nobody ends) fails.
-    within(Duration::from_secs(120), move || offers(seed));
+    within(Duration::from_secs(120), move || offers(seed, false));
 }
 
-fn offers(seed: u64) {
+#[test]
+fn every_counted_byte_of_grown_write_behind_offers_is_taken_once_and_in_order_under_perturbation() {
+    // The writers leave their offers open (write-behind), grow them while
+    // the reader takes ([`Ring::extend`]), then settle them.
+    let chaos = Enabled::new("every_counted_byte_of_grown_write_behind_offers_is_taken_once_and_in_order");
+    let seed = chaos.seed;
+    within(Duration::from_secs(120), move || offers(seed, true));
+}
+
+/// Places the offer `offer` opened for `src`'s first `offer.total` bytes,
+/// left open; then grows it from the rest of `src` a few times, as the
+/// ring has room; then settles it. What counts as sent.
+fn behind_and_grown(ring: &Ring, offer: &mut offer::Offer, src: &mut [u8], x: &mut u64) -> offer::Staged {
+    let segs = [iov(src)];
+    let mut cursor = Cursor::new(&segs);
+    let mut alive = || true;
+    let mut how = Staging {
+        patience: Duration::from_millis(2),
+        drain: Duration::from_secs(20),
+        alive: &mut alive,
+        placed: &mut || {},
+        behind: true,
+    };
+    // SAFETY: the cursor covers src.len() >= offer.total bytes.
+    let staged = unsafe { ring.stage(offer, &mut cursor, &mut copy(), &mut how) };
+    assert!(staged.behind && staged.abort.is_none(), "{staged:?}");
+    let most = segs[0].iov_len as u64;
+    for _ in 0..1 + xorshift(x) % 6 {
+        let want = (1 + xorshift(x) % 30_000).min(most - offer.total);
+        // SAFETY: the cursor stands at byte offer.total of src, and want
+        // bytes follow it.
+        let n = unsafe { ring.extend(offer, &mut cursor, want, &mut copy(), &mut || {}) };
+        assert!(n <= want);
+        if n == 0 {
+            ipc_offload_sys::sched_yield();
+        }
+    }
+    let mut how = Staging {
+        patience: Duration::from_millis(2),
+        drain: Duration::from_secs(20),
+        alive: &mut alive,
+        placed: &mut || {},
+        behind: false,
+    };
+    ring.settle(offer, &mut how)
+}
+
+fn offers(seed: u64, grow: bool) {
     let (reader, fd) = Ring::create(GEOMETRY, std::process::id() as i32, 11, 22).unwrap();
     let reader = Arc::new(reader);
     let uid = ipc_offload_sys::net::geteuid();
@@ -63,23 +110,31 @@ fn offers(seed: u64) {
             std::thread::spawn(move || {
                 crate::chaos::join();
                 while !stop.load(SeqCst) {
-                    let total = 1 + xorshift(&mut x) % 100_000;
-                    let Some(offer) = ring.try_open(total, pid) else {
+                    // A write-behind offer is at most the ring's capacity.
+                    let total = 1 + xorshift(&mut x) % if grow { GEOMETRY.capacity() } else { 100_000 };
+                    let before = if grow { RING_FIRST } else { 0 };
+                    let Some(mut offer) = ring.try_open_after(total, pid, before) else {
                         ipc_offload_sys::sched_yield();
                         continue;
                     };
-                    let mut src: Vec<u8> = (0..total).map(|i| byte(offer.seq, i)).collect();
-                    let segs = [iov(&mut src)];
-                    let mut alive = || true;
-                    let mut how = Staging {
-                        patience: Duration::from_millis(2),
-                        drain: Duration::from_secs(20),
-                        alive: &mut alive,
-                        placed: &mut || {},
-                        behind: false,
+                    let payload = if grow { total + 200_000 } else { total };
+                    let mut src: Vec<u8> = (0..payload).map(|i| byte(offer.seq, i)).collect();
+                    let staged = if grow {
+                        behind_and_grown(&ring, &mut offer, &mut src, &mut x)
+                    } else {
+                        let segs = [iov(&mut src)];
+                        let mut alive = || true;
+                        let mut how = Staging {
+                            patience: Duration::from_millis(2),
+                            drain: Duration::from_secs(20),
+                            alive: &mut alive,
+                            placed: &mut || {},
+                            behind: false,
+                        };
+                        // SAFETY: the cursor covers offer.total bytes.
+                        unsafe { ring.stage(&offer, &mut Cursor::new(&segs), &mut copy(), &mut how) }
                     };
-                    // SAFETY: the cursor covers offer.total bytes.
-                    let staged = unsafe { ring.stage(&offer, &mut Cursor::new(&segs), &mut copy(), &mut how) };
+                    let total = offer.total;
                     assert!(staged.sent <= staged.placed && staged.placed <= total, "{staged:?}");
                     assert_ne!(staged.abort, Some(Abort::Corrupt));
                     assert_ne!(staged.abort, Some(Abort::PeerGone));

@@ -137,6 +137,65 @@ impl Ring {
         unsafe { self.stage_from(offer, 0, src, copy, how) }
     }
 
+    /// Adds up to `most` bytes from `src` to the end of `offer`, a
+    /// write-behind offer whose every byte is placed ([`Staged::behind`]),
+    /// as far as the ring has room for them now: the offer's `total`
+    /// grows first, then each step is placed and announced (`placed`), as
+    /// [`Ring::stage`] places them. The reader sees a longer offer of the
+    /// same sequence: it takes on where it stood. Returns the bytes added
+    /// (the offer's `total` is updated), or 0 when the ring has no room or
+    /// the offer is no longer open for this writer (ended by its reader,
+    /// or withdrawn): then it must be settled instead.
+    ///
+    /// # Safety
+    /// `src` must yield `most` readable bytes.
+    pub unsafe fn extend(
+        &self,
+        offer: &mut Offer,
+        src: &mut Cursor<'_>,
+        most: u64,
+        copy: CopyFn<'_>,
+        placed: &mut dyn FnMut(),
+    ) -> u64 {
+        let seq = offer.seq;
+        if self.u64_at(OFF_OFFER).load(Acquire) != offer_word(OPEN, seq, offer.pid) {
+            return 0;
+        }
+        let tw = self.u64_at(OFF_TAKEN).load(Acquire);
+        let cw = self.u64_at(OFF_COPIED).load(Acquire);
+        if seq_of(tw) != seq || tw & CLOSED != 0 || seq_of(cw) != seq || bytes_of(cw) > offer.total {
+            return 0;
+        }
+        let capacity = self.geometry.capacity();
+        let room = capacity.saturating_sub(offer.total - bytes_of(cw));
+        let n = most.min(room).min(MAX_OFFER - offer.total.min(MAX_OFFER));
+        if n == 0 {
+            return 0;
+        }
+        // The total first: a reader that sees a placed byte past the old
+        // total sees the total that covers it (it checks staged <= total).
+        let total = offer.total + n;
+        self.u64_at(OFF_TOTAL).store(count(seq, total), Release);
+        let step = u64::from(self.geometry.slot_bytes);
+        let mut at_byte = offer.total;
+        while at_byte < total {
+            let (at, to_end) = self.at(at_byte);
+            let k = (total - at_byte).min(to_end).min(step);
+            point();
+            // SAFETY: [at_byte, at_byte + k) lies in the buffer (k <=
+            // to_end) and is free: the reader copied out everything below
+            // `copied` (read above), and total - copied <= capacity. The
+            // caller vouches for `src`.
+            unsafe { src.copy_out(at, k as usize, copy) };
+            at_byte += k;
+            self.u64_at(OFF_STAGED).store(count(seq, at_byte), Release);
+            self.ring_bell(OFF_STAGED_BELL);
+            placed();
+        }
+        offer.total = total;
+        n
+    }
+
     /// Waits, as [`Ring::stage`] does once every byte is placed, for the
     /// reader to take the rest of a write-behind offer ([`Staged::behind`]):
     /// `how.patience` counted from now and from each take. What it returns

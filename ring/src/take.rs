@@ -76,8 +76,13 @@ impl Ring {
             return None;
         }
         let seq = seq_of_offer(w);
-        let total = self.u64_at(OFF_TOTAL).load(Acquire);
+        // `staged` before `total`: a write-behind offer's writer may grow
+        // its total ([`Ring::extend`]) and stores it before the steps it
+        // places, so read in this order an honest writer's words always
+        // show staged <= total.
         let staged = self.u64_at(OFF_STAGED).load(Acquire);
+        point();
+        let total = self.u64_at(OFF_TOTAL).load(Acquire);
         let taken = self.u64_at(OFF_TAKEN).load(Acquire);
         if [total, staged, taken].iter().any(|word| seq_of(*word) != seq) || taken & CLOSED != 0 {
             return None;

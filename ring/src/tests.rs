@@ -627,3 +627,53 @@ fn a_write_behind_offer_not_taken_is_given_back_for_the_kernel_in_order() {
     assert!(head == data[..70_000] && rest == data[70_000..], "the bytes given back differ");
     writer.close(&offer);
 }
+
+fn extend(ring: &Ring, offer: &mut Offer, data: &[u8]) -> u64 {
+    let iov = [libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() }];
+    let mut cursor = Cursor::new(&iov);
+    // SAFETY: the cursor covers data.len() bytes.
+    unsafe { ring.extend(offer, &mut cursor, data.len() as u64, &mut plain_copy(), &mut || {}) }
+}
+
+#[test]
+fn a_write_behind_offer_grows_as_far_as_the_ring_has_room_and_is_taken_in_order() {
+    let (reader, writer) = pair(GEOMETRY);
+    let capacity = GEOMETRY.capacity() as usize;
+    let data = pattern(3 * capacity, 5);
+    let first = capacity / 2;
+    let mut offer = writer.try_open_after(first as u64, WRITER, RING_FIRST).unwrap();
+    stage_behind(&writer, &offer, &data[..first]);
+    // The reader has taken nothing: room for half the ring more, no more.
+    assert_eq!(extend(&writer, &mut offer, &data[first..]), (capacity - first) as u64);
+    assert_eq!(offer.total, capacity as u64);
+    assert_eq!(extend(&writer, &mut offer, &data[capacity..]), 0, "a full ring has no room");
+    // It takes a third of the ring: that much room again, and it takes on
+    // where it stood, through the grown part.
+    let mut got = take_all(&reader, capacity / 3, 48 << 10);
+    assert_eq!(extend(&writer, &mut offer, &data[capacity..]), (capacity / 3) as u64);
+    let open = reader.open_offer().expect("the offer stays open");
+    assert_eq!((open.total, open.staged), (offer.total, offer.total));
+    got.extend(take_all(&reader, offer.total as usize - capacity / 3, 48 << 10));
+    assert!(got == data[..offer.total as usize], "the bytes differ");
+    let settled = settle(&writer, &offer, Duration::from_millis(50));
+    assert_eq!((settled.sent, settled.abort), (offer.total, None));
+    writer.close(&offer);
+}
+
+#[test]
+fn a_withdrawn_or_ended_offer_does_not_grow() {
+    let (reader, writer) = pair(GEOMETRY);
+    let data = pattern(100_000, 3);
+    let mut offer = writer.try_open_after(50_000, WRITER, RING_FIRST).unwrap();
+    stage_behind(&writer, &offer, &data[..50_000]);
+    let settled = settle(&writer, &offer, Duration::from_millis(2));
+    assert_eq!(settled.abort, Some(Abort::Withdrawn));
+    assert_eq!(extend(&writer, &mut offer, &data[50_000..]), 0, "withdrawn: the rest goes through the kernel");
+    assert_eq!(offer.total, 50_000);
+    writer.close(&offer);
+    // An offer its reader ended (it took the writer for dead).
+    let mut offer = writer.try_open_after(50_000, WRITER, RING_FIRST).unwrap();
+    stage_behind(&writer, &offer, &data[..50_000]);
+    assert!(reader.end_orphan(offer.seq, WRITER));
+    assert_eq!(extend(&writer, &mut offer, &data[50_000..]), 0, "ended by its reader");
+}

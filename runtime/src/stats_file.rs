@@ -362,8 +362,12 @@ fn render_class<const N: usize>(out: &mut StackBuf<N>, settings: &Settings, clas
                 r.held, r.held_bytes, r.peak_bytes, r.made, r.reclaimed, r.served
             );
             if family != crate::ipc::endpoint::Family::Pipe {
-                let (offers, given_back) = crate::ipc::behind::figures(family);
-                let _ = write!(out, "\"write_behind\":{{\"offers\":{offers},\"given_back_bytes\":{given_back}}},");
+                let f = crate::ipc::behind::figures(family);
+                let _ = write!(
+                    out,
+                    "\"write_behind\":{{\"offers\":{},\"grown\":{},\"given_back_bytes\":{}}},",
+                    f.offers, f.grown, f.given_back
+                );
             }
         }
     }

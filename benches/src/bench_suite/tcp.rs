@@ -40,8 +40,13 @@ fn iperf_seconds(quick: bool) -> u64 {
 /// min_bytes`), and 1 MiB.
 const IPERF_WRITES: [(Option<u64>, &str); 2] = [(None, "default 128 KiB writes"), (Some(1 << 20), "1 MiB writes")];
 
+/// What the library sides of the write-behind iperf3 row add to their
+/// policies: iperf3's default writes take the fast path, and its
+/// nonblocking writer's writes return once placed.
+const IPERF_WRITE_BEHIND: &str = "\n[tcp]\nwrite_behind = true\nmin_bytes = \"128KiB\"\n";
+
 pub fn plan_tcp(ctx: &Ctx) -> f64 {
-    let iperf = if find_program("iperf3").is_some() { IPERF_WRITES.len() } else { 0 };
+    let iperf = if find_program("iperf3").is_some() { IPERF_WRITES.len() + 1 } else { 0 };
     ((4 + iperf) * ctx.rounds * (1 + ctx.modes.len())) as f64
 }
 
@@ -180,6 +185,25 @@ pub fn run_tcp(ctx: &mut Ctx) -> Result<PartResult, String> {
             };
             rows.push(measured(ctx, &sides, &w, spec, &format!("iperf3, {what}"))?);
         }
+        // The default writes again, with write-behind and the threshold at
+        // their size (docs/ipc-protocol.md, "Growing an offer behind").
+        let behind_sides = ctx.kernel_and_modes_with("-tcp-write-behind", IPERF_WRITE_BEHIND)?;
+        let mut w = iperf(ctx, &text(iperf3), None)?;
+        w.key = format!("{}-wb", w.key);
+        let what = "default 128 KiB writes, write_behind";
+        let spec = RowSpec {
+            key: w.key.clone(),
+            title: format!("iperf3 -c 127.0.0.1, {what}, {} s", iperf_seconds(ctx.quick)),
+            label: format!("iperf3, {what}"),
+            group: "tcp-throughput".into(),
+            size: None,
+            unit: "Gbit/s",
+            better: Better::Higher,
+            value: 0,
+            expects_fast_path: Some(true),
+            note: Some("`[tcp] write_behind = true` and `min_bytes = \"128KiB\"` added to each mode's policy; its kernel column is a kernel run of its own".into()),
+        };
+        rows.push(measured(ctx, &behind_sides, &w, spec, &format!("iperf3, {what}"))?);
     }
     let mut notes = vec![
         format!(

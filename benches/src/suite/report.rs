@@ -6,7 +6,7 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 39] = [
+pub const HEADLINE: [(&str, &str); 40] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
@@ -36,6 +36,7 @@ pub const HEADLINE: [(&str, &str); 39] = [
     ("tcp-reqresp-epoll-64MiB", "TCP epoll RTT"),
     ("tcp-pingpong-64B", "TCP 64B"),
     ("tcp-iperf3-1MiB", "iperf3 1M"),
+    ("tcp-iperf3-default-wb", "iperf3 wb"),
     ("redis-tcp-set", "redis TCP SET"),
     ("redis-tcp-get", "redis TCP GET"),
     ("redis-unix-c50-set", "redis SET c50"),

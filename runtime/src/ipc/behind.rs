@@ -102,6 +102,8 @@ impl Stuck {
 /// `write_behind`.
 static OFFERS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 static GIVEN_BACK: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+/// Of the offers, those a write grew instead of opening ([`extended`]).
+static GROWN: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
 /// The counters' index for a writer's family.
 fn family_index(family: Family) -> usize {
@@ -111,18 +113,28 @@ fn family_index(family: Family) -> usize {
 /// its rounds meanwhile, so that no channel is held when that thread comes.
 static SETTLING_ALL: AtomicBool = AtomicBool::new(false);
 
-/// `(offers left open, bytes given back)` of `family`: the stats'
-/// `write_behind`.
-pub fn figures(family: Family) -> (u64, u64) {
+/// The stats' `write_behind` of `family`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Writes that left their bytes in a ring for the reader.
+    pub offers: u64,
+    /// Of those, the writes that added them to the offer already open.
+    pub grown: u64,
+    /// Bytes withdrawn and sent through the kernel instead.
+    pub given_back: u64,
+}
+
+/// The stats' `write_behind` of `family`.
+pub fn figures(family: Family) -> Figures {
     let i = family_index(family);
-    (OFFERS[i].load(Relaxed), GIVEN_BACK[i].load(Relaxed))
+    Figures { offers: OFFERS[i].load(Relaxed), grown: GROWN[i].load(Relaxed), given_back: GIVEN_BACK[i].load(Relaxed) }
 }
 
 /// In the fork child (one thread), after its channels were reset: the
 /// parent's offers stay the parent's, and so does its courier.
 pub fn after_fork() {
     BEHIND.store(0, Relaxed);
-    for counter in OFFERS.iter().chain(&GIVEN_BACK) {
+    for counter in OFFERS.iter().chain(&GIVEN_BACK).chain(&GROWN) {
         counter.store(0, Relaxed);
     }
     SETTLING_ALL.store(false, Relaxed);
@@ -148,6 +160,14 @@ pub fn leave(writer: &mut Writer, offer: Offer, fd: i32, index: usize, pid: i32)
     }
     OFFERS[family_index(writer.target.family)].fetch_add(1, Relaxed);
     wake_courier(pid, first);
+}
+
+/// Records that a write added its bytes to the offer behind `b` (of a
+/// writer of `family`): it returns now, as the one that left it did.
+pub fn extended(b: &mut Behind, family: Family) {
+    b.since = Instant::now();
+    OFFERS[family_index(family)].fetch_add(1, Relaxed);
+    GROWN[family_index(family)].fetch_add(1, Relaxed);
 }
 
 /// Ends the writer's offer behind, if it has one: waits up to `patience`

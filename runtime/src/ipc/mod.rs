@@ -206,10 +206,14 @@ pub unsafe fn read(call: &ReadCall<'_>) -> isize {
 pub unsafe fn write(call: &WriteCall<'_>) -> isize {
     let (fd, len) = (call.fd, call.length());
     if behind::USED.load(Relaxed) && process::is_owner() {
-        if let Err(stuck) = before_write(call) {
-            // SAFETY: this thread's errno slot.
-            unsafe { *libc::__errno_location() = stuck.errno().0 };
-            return -1;
+        match before_write(call) {
+            Ok(None) => {}
+            Ok(Some(added)) => return added as isize,
+            Err(stuck) => {
+                // SAFETY: this thread's errno slot.
+                unsafe { *libc::__errno_location() = stuck.errno().0 };
+                return -1;
+            }
         }
     }
     if len < ipc_offload_sys::real::io::REAL_IO.io_min.load(Relaxed) as u64 {
@@ -229,23 +233,49 @@ pub unsafe fn write(call: &WriteCall<'_>) -> isize {
 }
 
 /// Write-behind (`behind`): before a write of any size on an fd whose last
-/// write left an offer open, the offer ends; before a write that passes
-/// fds, every offer does (the socket may go to a process that writes).
-fn before_write(call: &WriteCall<'_>) -> Result<(), behind::Stuck> {
-    let Some(_inside) = Inside::enter() else { return Ok(()) };
+/// write left an offer open, the offer ends, unless a large nonblocking
+/// write grows it (`Ok(Some(bytes))`: the call's result); before a write
+/// that passes fds, every offer ends (the socket may go to a process that
+/// writes).
+fn before_write(call: &WriteCall<'_>) -> Result<Option<u64>, behind::Stuck> {
+    let Some(_inside) = Inside::enter() else { return Ok(None) };
     let errno = sys::ErrnoGuard::save();
     let settled = catch_unwind(AssertUnwindSafe(|| {
         if call.has_control() {
             behind::settle_all(behind::PASS_WAIT);
         }
         if !route::write_routed(call.fd) {
-            return Ok(());
+            return Ok(None);
         }
         let blocking = call.flags & libc::MSG_DONTWAIT == 0 && sys::net::is_blocking(call.fd).unwrap_or(false);
-        behind::before_kernel_write(call.fd, blocking)
+        if !blocking
+            && !call.has_control()
+            && let Some(added) = grow_behind(call)
+        {
+            return Ok(Some(added));
+        }
+        behind::before_kernel_write(call.fd, blocking).map(|()| None)
     }));
     drop(errno);
-    settled.unwrap_or(Ok(()))
+    settled.unwrap_or(Ok(None))
+}
+
+/// A large nonblocking write on a routed fd adds its bytes to the offer
+/// its last write left open, if the ring has room and the class's
+/// `write_behind` still holds (`writer::extend_behind` says when): the
+/// bytes added, counted in the stats; None leaves the offer to be settled.
+fn grow_behind(call: &WriteCall<'_>) -> Option<u64> {
+    let (info, at) = classify(call.fd)?;
+    let ctx = Ctx::current(at.class()).filter(|c| c.write_behind && call.length() >= c.min_bytes)?;
+    let index = route::slot(call.fd, Dir::Write)?;
+    let mut guard = channel::lock_index(index, info.key, channel::Role::Writer)?;
+    let channel::Channel::Writer(w) = &mut *guard else { return None };
+    let mut tally = Tally::new(ctx.class);
+    let added = writer::extend_behind(call, at, w, &ctx, &mut tally);
+    (added > 0).then(|| {
+        tally.record();
+        added
+    })
 }
 
 /// `shutdown(fd, how)` is about to run: a shutdown for writing ends the
