@@ -110,7 +110,8 @@ fn offers(seed: u64, grow: bool) {
             std::thread::spawn(move || {
                 crate::chaos::join();
                 while !stop.load(SeqCst) {
-                    // A write-behind offer is at most the ring's capacity.
+                    // A write-behind offer opens with at most the ring's
+                    // capacity (growing adds what the reader freed).
                     let total = 1 + xorshift(&mut x) % if grow { GEOMETRY.capacity() } else { 100_000 };
                     let before = if grow { RING_FIRST } else { 0 };
                     let Some(mut offer) = ring.try_open_after(total, pid, before) else {

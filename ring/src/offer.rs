@@ -179,6 +179,13 @@ impl Ring {
         let step = u64::from(self.geometry.slot_bytes);
         let mut at_byte = offer.total;
         while at_byte < total {
+            // Ended meanwhile (its reader took this writer for dead): what
+            // is placed so far is the write's; the settle gives back what
+            // the reader did not take.
+            let tw = self.u64_at(OFF_TAKEN).load(Acquire);
+            if self.u64_at(OFF_OFFER).load(Acquire) != offer_word(OPEN, seq, offer.pid) || tw & CLOSED != 0 {
+                break;
+            }
             let (at, to_end) = self.at(at_byte);
             let k = (total - at_byte).min(to_end).min(step);
             point();
@@ -192,8 +199,9 @@ impl Ring {
             self.ring_bell(OFF_STAGED_BELL);
             placed();
         }
-        offer.total = total;
-        n
+        let added = at_byte - offer.total;
+        offer.total = at_byte;
+        added
     }
 
     /// Waits, as [`Ring::stage`] does once every byte is placed, for the

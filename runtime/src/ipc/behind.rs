@@ -162,10 +162,12 @@ pub fn leave(writer: &mut Writer, offer: Offer, fd: i32, index: usize, pid: i32)
     wake_courier(pid, first);
 }
 
-/// Records that a write added its bytes to the offer behind `b` (of a
-/// writer of `family`): it returns now, as the one that left it did.
-pub fn extended(b: &mut Behind, family: Family) {
-    b.since = Instant::now();
+/// Records that a write of a writer of `family` added its bytes to the
+/// offer behind (`Ring::extend`). Its `since` stays: the courier settles an offer
+/// whose reader took nothing for [`COURIER_AFTER`], however often it grew
+/// meanwhile (a reader that stopped taking part must not wait for the
+/// writer to go quiet).
+pub fn extended(family: Family) {
     OFFERS[family_index(family)].fetch_add(1, Relaxed);
     GROWN[family_index(family)].fetch_add(1, Relaxed);
 }

@@ -265,6 +265,11 @@ fn before_write(call: &WriteCall<'_>) -> Result<Option<u64>, behind::Stuck> {
 /// `write_behind` still holds (`writer::extend_behind` says when): the
 /// bytes added, counted in the stats; None leaves the offer to be settled.
 fn grow_behind(call: &WriteCall<'_>) -> Option<u64> {
+    // Calls the kernel must make (urgent data, zero-copy sends, more
+    // buffers than a ring copy takes) settle instead.
+    if call.flags & (libc::MSG_OOB | libc::MSG_ZEROCOPY) != 0 || call.iov.len() > call::MAX_IOV {
+        return None;
+    }
     let (info, at) = classify(call.fd)?;
     let ctx = Ctx::current(at.class()).filter(|c| c.write_behind && call.length() >= c.min_bytes)?;
     let index = route::slot(call.fd, Dir::Write)?;

@@ -401,7 +401,7 @@ pub fn extend_behind(call: &WriteCall<'_>, at: Endpoint, writer: &mut Writer, ct
     drop(copy);
     tally.copied(&copier, added);
     if added > 0 {
-        behind::extended(b, at.family);
+        behind::extended(at.family);
     }
     added
 }
