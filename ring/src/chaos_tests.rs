@@ -56,20 +56,20 @@ fn every_counted_byte_of_grown_write_behind_offers_is_taken_once_and_in_order_un
     within(Duration::from_secs(120), move || offers(seed, true));
 }
 
+/// How the writers stage: a 2 ms patience, a long drain; `behind`: return
+/// once every byte is placed.
+fn staging<'a>(alive: &'a mut dyn FnMut() -> bool, placed: &'a mut dyn FnMut(), behind: bool) -> Staging<'a> {
+    Staging { patience: Duration::from_millis(2), drain: Duration::from_secs(20), alive, placed, behind }
+}
+
 /// Places the offer `offer` opened for `src`'s first `offer.total` bytes,
 /// left open; then grows it from the rest of `src` a few times, as the
 /// ring has room; then settles it. What counts as sent.
 fn behind_and_grown(ring: &Ring, offer: &mut offer::Offer, src: &mut [u8], x: &mut u64) -> offer::Staged {
     let segs = [iov(src)];
     let mut cursor = Cursor::new(&segs);
-    let mut alive = || true;
-    let mut how = Staging {
-        patience: Duration::from_millis(2),
-        drain: Duration::from_secs(20),
-        alive: &mut alive,
-        placed: &mut || {},
-        behind: true,
-    };
+    let (mut alive, mut placed) = (|| true, || {});
+    let mut how = staging(&mut alive, &mut placed, true);
     // SAFETY: the cursor covers src.len() >= offer.total bytes.
     let staged = unsafe { ring.stage(offer, &mut cursor, &mut copy(), &mut how) };
     assert!(staged.behind && staged.abort.is_none(), "{staged:?}");
@@ -84,14 +84,7 @@ fn behind_and_grown(ring: &Ring, offer: &mut offer::Offer, src: &mut [u8], x: &m
             ipc_offload_sys::sched_yield();
         }
     }
-    let mut how = Staging {
-        patience: Duration::from_millis(2),
-        drain: Duration::from_secs(20),
-        alive: &mut alive,
-        placed: &mut || {},
-        behind: false,
-    };
-    ring.settle(offer, &mut how)
+    ring.settle(offer, &mut staging(&mut alive, &mut placed, false))
 }
 
 fn offers(seed: u64, grow: bool) {
@@ -124,14 +117,8 @@ fn offers(seed: u64, grow: bool) {
                         behind_and_grown(&ring, &mut offer, &mut src, &mut x)
                     } else {
                         let segs = [iov(&mut src)];
-                        let mut alive = || true;
-                        let mut how = Staging {
-                            patience: Duration::from_millis(2),
-                            drain: Duration::from_secs(20),
-                            alive: &mut alive,
-                            placed: &mut || {},
-                            behind: false,
-                        };
+                        let (mut alive, mut placed) = (|| true, || {});
+                        let mut how = staging(&mut alive, &mut placed, false);
                         // SAFETY: the cursor covers offer.total bytes.
                         unsafe { ring.stage(&offer, &mut Cursor::new(&segs), &mut copy(), &mut how) }
                     };

@@ -70,6 +70,32 @@ fn measured(ctx: &mut Ctx, sides: &[SideSpec], w: &Workload, spec: RowSpec, labe
     Ok(row(&spec, sides, &samples))
 }
 
+/// The row of iperf3 workload `w` (writes of `writes` bytes, iperf3's
+/// default if None; `what` in words), run on `sides`; `fast`: its stream
+/// is expected on the fast path.
+fn iperf_row(
+    ctx: &mut Ctx,
+    sides: &[SideSpec],
+    w: Workload,
+    (writes, what): (Option<u64>, &str),
+    fast: bool,
+    note: Option<String>,
+) -> Result<Row, String> {
+    let spec = RowSpec {
+        key: w.key.clone(),
+        title: format!("iperf3 -c 127.0.0.1, {what}, {} s", iperf_seconds(ctx.quick)),
+        label: format!("iperf3, {what}"),
+        group: "tcp-throughput".into(),
+        size: writes,
+        unit: "Gbit/s",
+        better: Better::Higher,
+        value: 0,
+        expects_fast_path: Some(fast),
+        note,
+    };
+    measured(ctx, sides, &w, spec, &format!("iperf3, {what}"))
+}
+
 /// iperf3's received throughput in Gbit/s, from its `-J` report.
 pub fn parse_iperf_json(out: &str) -> Result<Vec<f64>, String> {
     let start = out.find('{').ok_or(format!("no JSON in iperf3's output: {out:?}"))?;
@@ -168,42 +194,20 @@ pub fn run_tcp(ctx: &mut Ctx) -> Result<PartResult, String> {
 
     let iperf3 = find_program("iperf3");
     if let Some(iperf3) = &iperf3 {
+        let below = "iperf3's default writes (128 KiB) are below the built-in `[tcp] min_bytes` (256 KiB): its figures measure what the hooks cost";
         for (writes, what) in IPERF_WRITES {
             let w = iperf(ctx, &text(iperf3), writes)?;
-            let below = writes.is_none();
-            let spec = RowSpec {
-                key: w.key.clone(),
-                title: format!("iperf3 -c 127.0.0.1, {what}, {} s", iperf_seconds(ctx.quick)),
-                label: format!("iperf3, {what}"),
-                group: "tcp-throughput".into(),
-                size: writes,
-                unit: "Gbit/s",
-                better: Better::Higher,
-                value: 0,
-                expects_fast_path: Some(!below),
-                note: below.then(|| "iperf3's default writes (128 KiB) are below the built-in `[tcp] min_bytes` (256 KiB): its figures measure what the hooks cost".into()),
-            };
-            rows.push(measured(ctx, &sides, &w, spec, &format!("iperf3, {what}"))?);
+            let note = writes.is_none().then(|| below.to_owned());
+            rows.push(iperf_row(ctx, &sides, w, (writes, what), writes.is_some(), note)?);
         }
         // The default writes again, with write-behind and the threshold at
         // their size (docs/ipc-protocol.md, "Growing an offer behind").
         let behind_sides = ctx.kernel_and_modes_with("-tcp-write-behind", IPERF_WRITE_BEHIND)?;
         let mut w = iperf(ctx, &text(iperf3), None)?;
         w.key = format!("{}-wb", w.key);
-        let what = "default 128 KiB writes, write_behind";
-        let spec = RowSpec {
-            key: w.key.clone(),
-            title: format!("iperf3 -c 127.0.0.1, {what}, {} s", iperf_seconds(ctx.quick)),
-            label: format!("iperf3, {what}"),
-            group: "tcp-throughput".into(),
-            size: None,
-            unit: "Gbit/s",
-            better: Better::Higher,
-            value: 0,
-            expects_fast_path: Some(true),
-            note: Some("`[tcp] write_behind = true` and `min_bytes = \"128KiB\"` added to each mode's policy; its kernel column is a kernel run of its own".into()),
-        };
-        rows.push(measured(ctx, &behind_sides, &w, spec, &format!("iperf3, {what}"))?);
+        let note = "`[tcp] write_behind = true` and `min_bytes = \"128KiB\"` added to each mode's policy; its kernel column is a kernel run of its own";
+        let what = (None, "default 128 KiB writes, write_behind");
+        rows.push(iperf_row(ctx, &behind_sides, w, what, true, Some(note.into()))?);
     }
     let mut notes = vec![
         format!(
