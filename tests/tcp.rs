@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipc_offload_tests::reliability::{class_total, fallback_total};
+use ipc_offload_tests::reliability::{class_total, fallback_total, write_behind_total};
 use ipc_offload_tests::*;
 
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -574,6 +574,11 @@ sys.exit(0 if status == 0 else 1)
 /// Runs a python script with HOST without and with the library: the same
 /// stdout, both succeed. Returns the stdout and the stats of the run with it.
 fn python_differential(name: &str, script: &str, host: &str) -> Option<(String, PathBuf)> {
+    python_differential_under(name, script, host, None)
+}
+
+/// [`python_differential`], the library's run under `policy`.
+fn python_differential_under(name: &str, script: &str, host: &str, policy: Option<&str>) -> Option<(String, PathBuf)> {
     let python = python()?;
     let started = Instant::now();
     let plain = run_without(&python, &["-c", script, host], &[]);
@@ -582,7 +587,7 @@ fn python_differential(name: &str, script: &str, host: &str) -> Option<(String, 
     let dir = scratch(&format!("tcp-py-{name}"));
     let stats = dir.join("stats.json");
     let started = Instant::now();
-    let out = run_with(&python, &["-c", script, host], &[], &stats, None);
+    let out = run_with(&python, &["-c", script, host], &[], &stats, policy);
     assert!(out.status.success(), "{name} {host} with the library: {out:#?}");
     eprintln!("{name} {host}: {plain_s:.1} s without the library, {:.1} s with it", started.elapsed().as_secs_f64());
     assert_eq!(out.stdout, plain.stdout, "{name} {host}: {out:#?}");
@@ -620,6 +625,27 @@ fn python_asyncio_streams_64_mib_both_ways_byte_exact() {
     let Some((stdout, stats)) = python_differential("asyncio", PY_ASYNCIO, "127.0.0.1") else { return };
     // Its sockets are nonblocking: whichever path, the same bytes.
     eprintln!("asyncio: {} fast-path bytes (both ends)", fast(&stats));
+    check_asyncio_exchange(&stdout);
+}
+
+#[test]
+fn python_asyncio_streams_64_mib_both_ways_byte_exact_with_write_behind() {
+    // Its transports write from the event loop on nonblocking sockets:
+    // with `[tcp] write_behind` their writes return once placed, and grow
+    // the offer their reader is still taking.
+    let policy = "[tcp]\nwrite_behind = true\n";
+    let Some((stdout, stats)) = python_differential_under("asyncio-wb", PY_ASYNCIO, "127.0.0.1", Some(policy)) else {
+        return;
+    };
+    let offers = write_behind_total(&stats, "tcp", "offers");
+    eprintln!("asyncio write-behind: {} fast-path bytes (both ends), {offers} offers behind", fast(&stats));
+    check_asyncio_exchange(&stdout);
+    assert!(offers > 0, "no write left its offer open");
+}
+
+/// PY_ASYNCIO's output: each side got what the other sent, four distinct
+/// messages.
+fn check_asyncio_exchange(stdout: &str) {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 8, "{stdout}");
     let find = |prefix: &str| -> &str {
