@@ -56,7 +56,8 @@ Parts, in the order they run:
   redis    redis-server and redis-benchmark over a Unix socket (-c 4, -c 50) and TCP, 1 MB values,
            and over the Unix socket and TCP again with write_behind (skipped without redis)
   tcp      TCP over loopback: a stream, 64 MiB request/response (blocking, epoll),
-           64 B ping-pong, iperf3 (its rows skipped without iperf3)
+           64 B ping-pong, iperf3 (and its default writes again with [tcp] write_behind;
+           its rows skipped without iperf3)
 
   --quick              smaller runs and 3 rounds (under two minutes on 2 CPUs)
   --only PART,...      these parts only
