@@ -69,6 +69,12 @@ fn case_under(mode: &str, expected: &str, policy: &str) -> Behind {
     case_on("unix", mode, expected, policy)
 }
 
+/// How much a killed writer's reader had read when told the writer's
+/// last write returned (behind_edges' stderr).
+fn told(b: &Behind) -> Option<&str> {
+    b.out.stderr.lines().find_map(|l| l.strip_prefix("reader: ")?.strip_suffix(" bytes read when told"))
+}
+
 fn case(mode: &str, expected: &str) -> Behind {
     case_under(mode, expected, WRITE_BEHIND)
 }
@@ -145,7 +151,7 @@ fn a_killed_writer_loses_none_of_what_its_writes_returned() {
     // Its last write returned before the reader took a byte of it: the
     // reader had read 23 MiB of 24 when told, and the rest came from the
     // dead writer's offer.
-    let told = b.out.stderr.lines().find_map(|l| l.strip_prefix("reader: ")?.strip_suffix(" bytes read when told"));
+    let told = told(&b);
     assert_eq!(told, Some("24117248"), "{b:#?}");
 }
 
@@ -200,7 +206,7 @@ fn tcp_the_kernel_bytes_before_a_killed_writers_last_offer_come_first_after_its_
     // the kernel's last byte.
     let b = tcp_case("killed-kernel", "prefix ok eof\n");
     assert!(b.fast > 0, "the stream never took the fast path: {b:#?}");
-    let told = b.out.stderr.lines().find_map(|l| l.strip_prefix("reader: ")?.strip_suffix(" bytes read when told"));
+    let told = told(&b);
     assert_eq!(told, Some("24117248"), "the last write did not return before the reader read on: {b:#?}");
 }
 

@@ -403,8 +403,12 @@ unsafe fn transfer(
                         // the next `before - received` bytes to arrive: no
                         // more (bytes written after the offer's start, by
                         // a sharer or without the hooks, may come with them).
-                        drop(held);
-                        return kernel_before_offer(call, got, before - received, tally);
+                        return match take_kernel_bytes(call, before - received, &mut got, &mut cursor, tally) {
+                            Some(r) => r,
+                            None if got > 0 => tally.fast_done(got),
+                            // EAGAIN: errno as the kernel's read just set it.
+                            None => -1,
+                        };
                     }
                     let mut fds = [PollFd { fd: call.fd, events: libc::POLLIN, revents: 0 }];
                     let _ = net::poll(&mut fds, Some(IN_FLIGHT_POLL));
@@ -777,23 +781,10 @@ fn kernel_first(fd: i32, ring: &Ring, ring_first: bool, class: Class, past_befor
     before.saturating_sub(received.saturating_sub(queued)).min(queued)
 }
 
-/// A nonblocking call's read of the kernel's bytes before a TCP offer:
-/// at most `most`, after the `got` bytes the call already has; the call's
-/// result (an error's errno is the kernel's).
-fn kernel_before_offer(call: &ReadCall<'_>, got: u64, most: u64, tally: &mut Tally) -> isize {
-    let flags = (call.flags & !libc::MSG_WAITALL) | libc::MSG_DONTWAIT;
-    // SAFETY: the caller's buffers, from byte `got` on.
-    let r = unsafe { call.kernel_from(got, most, flags) };
-    if r > 0 {
-        tally.kernel_bytes(r as u64);
-        return tally.fast_done(got + r as u64);
-    }
-    if got > 0 { tally.fast_done(got) } else { r }
-}
-
 /// Reads what the kernel has queued, at most `most` bytes, without waiting,
 /// into the rest of the buffers. `Some(result)` ends the call (EOF, an
-/// error, full buffers); `None` goes on (to the offer, or waiting).
+/// error, full buffers); `None` goes on (to the offer, or waiting): some
+/// bytes were read, or none were queued (errno is the kernel's `EAGAIN`).
 fn take_kernel_bytes(
     call: &ReadCall<'_>,
     most: u64,
