@@ -49,6 +49,10 @@ named_enum! {
         /// IPC writer: the reader did not take an offer within the writer's
         /// patience; the rest went through the kernel.
         NotTaken = "not-taken",
+        /// IPC writer (without write-behind): a nonblocking write whose
+        /// socket had room for all of it went to the kernel; held for its
+        /// reader, it would have waited where the kernel's does not.
+        KernelRoom = "kernel-had-room",
         /// IPC reader: a nonblocking socket or MSG_DONTWAIT.
         Nonblocking = "nonblocking",
         /// IPC reader: no writer offered bytes; the call read what the
@@ -106,6 +110,7 @@ impl Fallback {
         Fallback::NoPeer,
         Fallback::NotWaiting,
         Fallback::NotTaken,
+        Fallback::KernelRoom,
         Fallback::Nonblocking,
         Fallback::NoOffer,
         Fallback::Unsupported,

@@ -295,6 +295,17 @@ pub fn queued_out(fd: i32) -> Result<i32, Errno> {
     ioctl_int(fd, libc::TIOCOUTQ)
 }
 
+/// About how many bytes a send could queue now without waiting: the send
+/// buffer (`SO_SNDBUF`, socket(7); TCP's autotuned size) less what is queued
+/// of this socket's writes (`SIOCOUTQ`: unsent and unacknowledged bytes on
+/// TCP, unread memory on a Unix socket). An estimate: the kernel counts
+/// buffer memory, not payload, so a send may still take less.
+pub fn send_room(fd: i32) -> Result<u64, Errno> {
+    let buffer = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF)?;
+    let queued = queued_out(fd)?;
+    Ok((buffer as i64 - queued as i64).max(0) as u64)
+}
+
 /// A zero-byte send without signal: `EPIPE` when the socket can no longer
 /// send (shut down, peer gone), `ENOTCONN` when it has no peer.
 pub fn can_send(fd: i32) -> Result<(), Errno> {

@@ -41,6 +41,11 @@
  *                  wrong byte it prints which stream bytes the read got
  *                  where (pieces "[at <- from, length]") and kills the
  *                  writer
+ *   reqresp COUNT SIZE  the child, its socket nonblocking (poll for POLLOUT
+ *                  on EAGAIN), sends COUNT messages of SIZE bytes, each
+ *                  after the parent's 1-byte answer to the last; the parent
+ *                  waits in epoll_wait before each recv (nonblocking, up to
+ *                  SIZE bytes a read) and answers once a message is whole
  * internal: tcp_peers child ROLE FD TOTAL
  *
  * Prints what each end saw, in an order that does not depend on timing
@@ -53,11 +58,13 @@
 #include <grp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -539,6 +546,81 @@ static int stream(const char *transport, size_t total, size_t wsize, size_t rsiz
     return bad || got != total || !WIFEXITED(st) || WEXITSTATUS(st);
 }
 
+/* Waits in poll for `events` on fd; exits on a failure. */
+static void wait_for(int fd, short events) {
+    struct pollfd p = { .fd = fd, .events = events };
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR) { perror("poll"); _exit(1); }
+}
+
+static int reqresp(const char *transport, size_t count, size_t size) {
+    uint8_t *src = map_or_die(size);
+    for (size_t i = 0; i < size; i++) src[i] = pat(i, 0x5eed);
+    int sv[2];
+    pair_or_die(transport, sv);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+        for (size_t m = 0; m < count; m++) {
+            for (size_t sent = 0; sent < size;) {
+                ssize_t w = send(sv[1], src + sent, size - sent, 0);
+                if (w < 0 && errno == EAGAIN) { wait_for(sv[1], POLLOUT); continue; }
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) { perror("send"); _exit(1); }
+                sent += (size_t)w;
+            }
+            char ack;
+            for (;;) {
+                ssize_t r = recv(sv[1], &ack, 1, 0);
+                if (r == 1) break;
+                if (r < 0 && (errno == EAGAIN || errno == EINTR)) { wait_for(sv[1], POLLIN); continue; }
+                fprintf(stderr, "child: no answer to message %zu\n", m);
+                _exit(1);
+            }
+        }
+        close(sv[1]);
+        _exit(0);
+    }
+    close(sv[1]);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 7 };
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) != 0) { perror("epoll"); exit(2); }
+    uint8_t *buf = map_or_die(size);
+    size_t messages = 0, bytes = 0;
+    int bad = 0, eof = 0;
+    while (!bad && !eof) {
+        size_t got = 0;
+        while (got < size) {
+            struct epoll_event out;
+            int n = epoll_wait(ep, &out, 1, -1);
+            if (n < 0 && errno == EINTR) continue;
+            if (n != 1 || out.data.u64 != 7) { perror("epoll_wait"); exit(2); }
+            ssize_t r = recv(sv[0], buf + got, size - got, 0);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+            if (r < 0) { printf("recv: %s\n", err_name(errno)); bad = 1; break; }
+            if (r == 0) { eof = 1; break; }
+            if (memcmp(buf + got, src + got, (size_t)r) != 0) { printf("wrong bytes in message %zu\n", messages); bad = 1; break; }
+            got += (size_t)r;
+        }
+        bytes += got;
+        if (got == size) {
+            messages++;
+            while (send(sv[0], "k", 1, 0) != 1)
+                if (errno != EAGAIN && errno != EINTR) { printf("answer: %s\n", err_name(errno)); bad = 1; break; }
+        } else if (got > 0) {
+            printf("a message cut short at %zu bytes\n", got);
+            bad = 1;
+        }
+    }
+    if (bad) kill(pid, SIGKILL);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    printf("reqresp %zu x %zu: %zu messages, %zu bytes, %s\n", count, size, messages, bytes, bad ? "BAD" : "eof, ok");
+    return bad || messages != count || !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     pattern = map_or_die(PERIOD + MIB);
@@ -559,6 +641,7 @@ int main(int argc, char **argv) {
         return apart(transport, mode, argv[3], NULL, strtoull(argv[4], NULL, 0), argv[0]);
     if (!strcmp(mode, "stream") && argc == 7)
         return stream(transport, strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0), strtoull(argv[5], NULL, 0), argv[6]);
+    if (!strcmp(mode, "reqresp") && argc == 5) return reqresp(transport, strtoull(argv[3], NULL, 0), strtoull(argv[4], NULL, 0));
     if (!strcmp(mode, "rst-unread")) return rst_unread(transport);
     if (!strcmp(mode, "linger0")) return linger0(transport, 0);
     if (!strcmp(mode, "linger0-early")) return linger0(transport, 1);

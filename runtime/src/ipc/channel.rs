@@ -156,6 +156,10 @@ pub struct Writer {
     /// ([`super::behind`]): ended before this writer's next byte goes
     /// anywhere else.
     pub behind: Option<super::behind_offer::Behind>,
+    /// The last write returned less than it was asked: the program comes
+    /// back with the rest of a message, which stays with the offers
+    /// rather than going to a socket with room for it.
+    pub short: bool,
 }
 
 impl Writer {
@@ -177,6 +181,7 @@ impl Writer {
             reader_elsewhere: false,
             unearned,
             behind: None,
+            short: false,
         }
     }
 }

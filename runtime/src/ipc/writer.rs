@@ -100,7 +100,10 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             // SAFETY: the caller's buffers.
             let n = match unsafe { kernel_piece(call, at, sent, asked, tally) } {
                 Ok(n) => n,
-                Err(ret) => return ret,
+                Err(ret) => {
+                    writer.short = ret >= 0 && (ret as u64) < len;
+                    return ret;
+                }
             };
             sent += n;
             cursor.advance(n);
@@ -127,12 +130,21 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             tally.reason(Fallback::NoPeer);
         } else {
             let blocking = mode.get_or_insert_with(|| WriteMode::of(call, at)).blocking;
+            if !blocking && kernel_has_room(call.fd, at, len - sent, writer, ctx) {
+                // The kernel's write returns at once; an offer would hold
+                // the caller until its reader came and took the bytes.
+                tally.reason(Fallback::KernelRoom);
+                let r = finish_with_kernel(call, at, sent, len - sent, tally);
+                writer.short = r >= 0 && (r as u64) < len;
+                return r;
+            }
             match offer(call, at, writer, &mut cursor, sent, len - sent, blocking, ctx, tally, channel_index) {
                 Offered::Sent(n) if n > 0 => {
                     sent += n;
                     if !blocking {
                         // One offer per call: the caller comes back, as it
                         // would after a partial write.
+                        writer.short = sent < len;
                         return tally.fast_done(sent);
                     }
                     continue;
@@ -166,7 +178,10 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         }
         let n = match piece {
             Ok(n) => n,
-            Err(ret) => return ret,
+            Err(ret) => {
+                writer.short = ret >= 0 && (ret as u64) < len;
+                return ret;
+            }
         };
         sent += n;
         cursor.advance(n);
@@ -177,6 +192,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             break;
         }
     }
+    writer.short = sent < len;
     tally.fast_done(sent)
 }
 
@@ -201,6 +217,16 @@ unsafe fn kernel_piece(
     }
     tally.kernel_bytes(r as u64);
     Ok(r as u64)
+}
+
+/// Whether the `rest` of a nonblocking write goes to the kernel rather
+/// than to an offer (docs/ipc-protocol.md, "When a writer offers"): its
+/// socket has room for all of it, the class does not leave offers behind
+/// (write-behind returns as soon as the bytes are placed), and the
+/// program's last write on the fd did not return short (the rest of a
+/// message that did not fit stays with the offers).
+fn kernel_has_room(fd: i32, at: Endpoint, rest: u64, writer: &Writer, ctx: &Ctx) -> bool {
+    !writer.short && !ctx.write_behind && at.family != Family::Pipe && net::send_room(fd).is_ok_and(|room| room >= rest)
 }
 
 /// What an attempt at an offer came to.
