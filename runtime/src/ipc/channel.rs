@@ -156,9 +156,10 @@ pub struct Writer {
     /// ([`super::behind`]): ended before this writer's next byte goes
     /// anywhere else.
     pub behind: Option<super::behind_offer::Behind>,
-    /// The last write returned less than it was asked: the program comes
-    /// back with the rest of a message, which stays with the offers
-    /// rather than going to a socket with room for it.
+    /// The last large write this writer handled returned less than it was
+    /// asked: the program comes back with the rest of a message, which
+    /// stays with the offers rather than going to a socket with room for
+    /// it (`writer::kernel_has_room`).
     pub short: bool,
 }
 

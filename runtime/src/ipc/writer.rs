@@ -3,8 +3,9 @@
 //! reader will take them (it waits inside a read, or polls the socket
 //! through the library, or is streaming), place them and wait while it
 //! takes them; otherwise, and for whatever it did not take, kernel pieces.
-//! The same for sockets and pipes, but for the questions [`Endpoint`]
-//! answers.
+//! A nonblocking write whose socket has room for it goes to the kernel
+//! instead ([`kernel_has_room`]). The same for sockets and pipes, but for
+//! the questions [`Endpoint`] answers.
 
 use std::time::{Duration, Instant};
 
@@ -101,7 +102,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             let n = match unsafe { kernel_piece(call, at, sent, asked, tally) } {
                 Ok(n) => n,
                 Err(ret) => {
-                    writer.short = ret >= 0 && (ret as u64) < len;
+                    note_short(writer, ret, len);
                     return ret;
                 }
             };
@@ -135,7 +136,10 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
                 // the caller until its reader came and took the bytes.
                 tally.reason(Fallback::KernelRoom);
                 let r = finish_with_kernel(call, at, sent, len - sent, tally);
-                writer.short = r >= 0 && (r as u64) < len;
+                note_short(writer, r, len);
+                // As after a refused offer: a reader that let the ring go
+                // is noticed, and its mapping dropped.
+                check_reader(writer, ctx);
                 return r;
             }
             match offer(call, at, writer, &mut cursor, sent, len - sent, blocking, ctx, tally, channel_index) {
@@ -144,7 +148,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
                     if !blocking {
                         // One offer per call: the caller comes back, as it
                         // would after a partial write.
-                        writer.short = sent < len;
+                        note_short(writer, sent as isize, len);
                         return tally.fast_done(sent);
                     }
                     continue;
@@ -179,7 +183,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
         let n = match piece {
             Ok(n) => n,
             Err(ret) => {
-                writer.short = ret >= 0 && (ret as u64) < len;
+                note_short(writer, ret, len);
                 return ret;
             }
         };
@@ -192,7 +196,7 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             break;
         }
     }
-    writer.short = sent < len;
+    note_short(writer, sent as isize, len);
     tally.fast_done(sent)
 }
 
@@ -219,12 +223,23 @@ unsafe fn kernel_piece(
     Ok(r as u64)
 }
 
+/// Notes whether a write of `len` bytes that returns `ret` came back short
+/// (the program comes back with the rest); a failure (`EAGAIN`: it comes
+/// back after `POLLOUT`) leaves the note as it was.
+fn note_short(writer: &mut Writer, ret: isize, len: u64) {
+    if ret >= 0 {
+        writer.short = (ret as u64) < len;
+    }
+}
+
 /// Whether the `rest` of a nonblocking write goes to the kernel rather
 /// than to an offer (docs/ipc-protocol.md, "When a writer offers"): its
 /// socket has room for all of it, the class does not leave offers behind
-/// (write-behind returns as soon as the bytes are placed), and the
-/// program's last write on the fd did not return short (the rest of a
-/// message that did not fit stays with the offers).
+/// (write-behind returns as soon as the bytes are placed), and the last
+/// large write the library handled on the socket (through any of its fds)
+/// did not return short (the rest of a message that did not fit stays with
+/// the offers; a write the library let through uncounted, below the
+/// threshold or answered from the tables, leaves that note as it was).
 fn kernel_has_room(fd: i32, at: Endpoint, rest: u64, writer: &Writer, ctx: &Ctx) -> bool {
     !writer.short && !ctx.write_behind && at.family != Family::Pipe && net::send_room(fd).is_ok_and(|room| room >= rest)
 }
