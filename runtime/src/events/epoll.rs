@@ -127,11 +127,12 @@ impl Pass {
     fn watch(&mut self, epfd: i32, nest: Option<u64>) {
         let mut twins_here = [None; WATCHED];
         let mut n = 0;
+        // The first WATCHED of the set, as the table holds them: a wait of
+        // a set of thousands looks no further.
         twins::each_in(epfd, &mut |t| {
-            if n < WATCHED {
-                twins_here[n] = Some(t);
-                n += 1;
-            }
+            twins_here[n] = Some(t);
+            n += 1;
+            n < WATCHED
         });
         for t in twins_here.iter().take(n).flatten() {
             if !t.armed() || self.nlooks == WATCHED {
@@ -292,15 +293,20 @@ struct OneShots {
 impl OneShots {
     fn of(epfd: i32) -> OneShots {
         let mut s = OneShots { found: [(0, 0); WATCHED], n: 0, all: true };
+        if !twins::oneshot_seen() {
+            return s;
+        }
         twins::each_in(epfd, &mut |t| {
             if !t.oneshot() {
-                return;
+                return true;
             }
             if s.n < WATCHED {
                 s.found[s.n] = (t.data, t.index);
                 s.n += 1;
+                true
             } else {
                 s.all = false;
+                false
             }
         });
         s
@@ -317,6 +323,7 @@ impl OneShots {
             if t.oneshot() && t.data == data {
                 twins::disarm(t.index);
             }
+            true
         });
     }
 }

@@ -140,6 +140,14 @@ pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
         fdinfo::registrations(epfd, &mut |r: Registration| {
             if r.ino == st.ino && fdinfo::same_device(r.sdev, st.dev) {
                 twins::install(epfd, r.fd, r.events, r.data, slot, key, side);
+            } else {
+                // What the hooks did not see (registered before the
+                // process had a reader channel): noted now, so that the
+                // set's other fds opt in from the note, not from another
+                // read of this file (a server that registered a thousand
+                // connections before the first opted in read it once per
+                // connection).
+                super::registered::note(epfd, r.fd, r.events, r.data);
             }
         });
     });

@@ -5,7 +5,9 @@
 //! in, its registration is known without reading every set's
 //! `/proc/self/fdinfo` (docs/design.md, "Tables without a cap": a server
 //! whose thousand connections opted in one by one read a thousand-line
-//! file a thousand times).
+//! file a thousand times). A read of a set's fdinfo notes the other
+//! registrations it lists (`epoll_sets::adopt_fd`): a set filled before
+//! the first reader channel is read once, not once per fd.
 //!
 //! A note is only a hint: before it is used, the kernel confirms that the
 //! fd's file is the one registered under that number in that set

@@ -118,6 +118,22 @@ static LIVE_COUNT: AtomicU32 = AtomicU32::new(0);
 /// event can carry a tag, and a wait need not look at its results.
 static EVER: AtomicBool = AtomicBool::new(false);
 
+/// Set by the first twin ever given `EPOLLONESHOT` (never cleared): until
+/// then a wait has no one-shot twin to disarm, and need not look for one.
+static ONESHOT_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// Notes `events` of a twin about to be stored.
+fn note_events(events: u32) {
+    if events & libc::EPOLLONESHOT as u32 != 0 && !ONESHOT_SEEN.load(Relaxed) {
+        ONESHOT_SEEN.store(true, Release);
+    }
+}
+
+/// False until some twin was ever one-shot (see [`ONESHOT_SEEN`]).
+pub fn oneshot_seen() -> bool {
+    ONESHOT_SEEN.load(Acquire)
+}
+
 /// The tags' base, drawn at start-up, with the low bits free for the
 /// index ([`INDEX_BITS`]). A fork child keeps its parent's: the parent's twins in sets they
 /// share then look like the child's own, which it has freed, and it drops
@@ -191,8 +207,9 @@ fn live() -> impl Iterator<Item = TwinView> {
     TABLE.iter().filter_map(|(index, _)| view(index))
 }
 
-/// Calls `each` for every live twin in set `epfd`.
-pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView)) {
+/// Calls `each` for every live twin in set `epfd`, in table order, until
+/// it returns false.
+pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView) -> bool) {
     if !any() {
         return;
     }
@@ -200,8 +217,9 @@ pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView)) {
         if t.state.load(Relaxed) == LIVE
             && t.epfd.load(Relaxed) == epfd
             && let Some(v) = view(index)
+            && !each(v)
         {
-            each(v);
+            return;
         }
     }
 }
@@ -230,6 +248,7 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
             && v.key == key
             && t.side.load(Relaxed) == side
         {
+            note_events(events);
             t.events.store(events, Relaxed);
             t.data.store(data, Relaxed);
             t.disarmed.store(false, Release);
@@ -249,6 +268,7 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
     t.epfd.store(epfd, Relaxed);
     t.fd.store(fd, Relaxed);
     t.side.store(side, Relaxed);
+    note_events(events);
     t.events.store(events, Relaxed);
     t.data.store(data, Relaxed);
     t.slot.store(slot as u32, Relaxed);
@@ -284,6 +304,7 @@ pub fn modified(epfd: i32, fd: i32, events: u32, data: u64) {
     if let Some(v) = find(epfd, fd)
         && let Some(t) = TABLE.get(v.index)
     {
+        note_events(events);
         t.events.store(events, Relaxed);
         t.data.store(data, Relaxed);
         t.disarmed.store(false, Release);
@@ -411,8 +432,16 @@ mod tests {
             assert_eq!({ ev[0].u64 }, tag);
         }
         // Re-armed and updated by the program's MOD; disarmed when reported
-        // one-shot.
+        // one-shot. Until a twin is one-shot, waits look for none.
+        let seen = oneshot_seen();
+        let mut visited = 0;
+        each_in(ep, &mut |_| {
+            visited += 1;
+            false
+        });
+        assert_eq!(visited, 1, "each_in stops when told");
         modified(ep, fd, libc::EPOLLIN as u32 | libc::EPOLLONESHOT as u32, 0xbeef);
+        assert!(oneshot_seen(), "one-shot noted (before: {seen})");
         reported(t.index, 42, true);
         let t = find(ep, fd).unwrap();
         assert_eq!((t.data, t.mark, t.disarmed, t.armed()), (0xbeef, 42, true, false));
