@@ -404,6 +404,19 @@ fn a_writer_slow_to_earn_the_fast_path_is_answered_at_once() {
 }
 
 #[test]
+fn a_large_send_that_names_a_destination_fails_as_the_kernels() {
+    // sendto and sendmsg with an address on a connected stream socket:
+    // EISCONN from the kernel. The fast path once took the bytes (its
+    // kernel pieces drop the address), and the stream had them twice.
+    let e = edge_case("addressed", Duration::from_secs(60));
+    let expected = "sendto with an address: -1 (Transport endpoint is already connected)\n\
+                    sendmsg with an address: -1 (Transport endpoint is already connected)\n\
+                    8 MiB read in order, then EOF\n";
+    assert_eq!(e.out.stdout, expected, "{:#?}", e.out);
+    assert!(e.fast > 0, "the writes around them never took the fast path: {:#?}", e.out);
+}
+
+#[test]
 fn a_writer_that_execs_from_another_thread_mid_transfer() {
     // The pid lives on through the exec; the reader must notice the claim
     // is dead (its writer's side channel closed with the exec), deliver the

@@ -58,7 +58,8 @@ named_enum! {
         /// IPC reader: no writer offered bytes; the call read what the
         /// kernel had (or its EAGAIN).
         NoOffer = "no-offer",
-        /// IPC: MSG_PEEK, MSG_OOB, ancillary data, or too many buffers.
+        /// IPC: MSG_PEEK, MSG_OOB, ancillary data, a named destination, or
+        /// too many buffers.
         Unsupported = "unsupported-call",
         /// IPC: another thread of the process was using the channel, or the
         /// channel table was full.

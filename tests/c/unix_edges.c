@@ -32,6 +32,10 @@
  *                   credentials (the kernel never joins two senders' bytes)
  *   highfd          the parent reads 64 MiB on fd 70000 (the library does
  *                   not track fds that high: kernel path)
+ *   addressed       the child writes 4 MiB, then 1 MiB with sendto() and
+ *                   with sendmsg() naming a destination (both fail with
+ *                   EISCONN on a connected socket), then 4 MiB; the parent
+ *                   reads the 8 MiB in order, then EOF
  *   slow-start      the child writes its first 4 MiB slowly (16 writes of
  *                   256 KiB, 3 ms apart; how long it took goes to stderr), then 28 MiB in 1 MiB writes; the
  *                   parent reads all 32 MiB in 256 KiB reads
@@ -48,6 +52,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -334,6 +339,33 @@ static int highfd_mode(int sv[2]) {
     return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static int addressed_mode(int sv[2]) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        struct sockaddr_un to = { .sun_family = AF_UNIX };
+        strcpy(to.sun_path, "/nonexistent/ipc-offload-edge");
+        if (write(sv[1], pattern, 4 * MIB) != (ssize_t)(4 * MIB)) _exit(1);
+        ssize_t r = sendto(sv[1], pattern + 4 * MIB % 251, MIB, 0, (struct sockaddr *)&to, sizeof to);
+        printf("sendto with an address: %zd (%s)\n", r, r < 0 ? strerror(errno) : "sent");
+        struct iovec iov = { pattern + 4 * MIB % 251, MIB };
+        struct msghdr msg = { .msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov, .msg_iovlen = 1 };
+        r = sendmsg(sv[1], &msg, 0);
+        printf("sendmsg with an address: %zd (%s)\n", r, r < 0 ? strerror(errno) : "sent");
+        fflush(stdout);
+        if (write(sv[1], pattern + 4 * MIB % 251, 4 * MIB) != (ssize_t)(4 * MIB)) _exit(1);
+        _exit(0);
+    }
+    close(sv[1]);
+    uint8_t *buf = map_or_die(MIB);
+    for (size_t at = 0; at < 8 * MIB; at += MIB) read_exactly(sv[0], buf, MIB, at);
+    ssize_t end = read(sv[0], buf, MIB);
+    int status;
+    waitpid(pid, &status, 0);
+    printf("8 MiB read in order, then %s\n", end == 0 ? "EOF" : "more");
+    return !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static int slow_start_mode(int sv[2]) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -377,6 +409,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "credentials") == 0) return credentials_mode(sv);
     if (strcmp(argv[1], "highfd") == 0) return highfd_mode(sv);
     if (strcmp(argv[1], "slow-start") == 0) return slow_start_mode(sv);
+    if (strcmp(argv[1], "addressed") == 0) return addressed_mode(sv);
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

@@ -185,6 +185,21 @@ impl WriteCall<'_> {
         matches!(self.kind, WriteKind::Write | WriteKind::Writev)
     }
 
+    /// True when the application names a destination (sendto's `addr`,
+    /// sendmsg's `msg_name`): only the kernel may answer it (a connected
+    /// Unix stream socket fails it with `EISCONN`; TCP ignores it).
+    pub fn has_address(&self) -> bool {
+        match self.kind {
+            WriteKind::SendTo(addr, len) => !addr.is_null() && len > 0,
+            WriteKind::SendMsg(msg) if !msg.is_null() => {
+                // SAFETY: the hook passed the application's msghdr, valid for the call.
+                let (name, len) = unsafe { ((*msg).msg_name, (*msg).msg_namelen) };
+                !name.is_null() && len > 0
+            }
+            _ => false,
+        }
+    }
+
     /// True when the application sends ancillary data.
     pub fn has_control(&self) -> bool {
         // SAFETY: the hook passed the application's msghdr, valid for the call.

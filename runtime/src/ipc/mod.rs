@@ -265,11 +265,12 @@ fn before_write(call: &WriteCall<'_>) -> Result<Option<u64>, behind::Stuck> {
 /// `write_behind` still holds (`writer::extend_behind` says when): the
 /// bytes added, counted in the stats; None leaves the offer to be settled.
 fn grow_behind(call: &WriteCall<'_>) -> Option<u64> {
-    // Calls the kernel must make (urgent data, zero-copy sends, more
+    // Calls the kernel must make (urgent data, zero-copy sends, a named destination, more
     // buffers than a ring copy takes) settle instead.
     // Below every IPC class's threshold: settled without a system call.
     let io_min = ipc_offload_sys::real::io::REAL_IO.io_min.load(Relaxed) as u64;
     if call.flags & (libc::MSG_OOB | libc::MSG_ZEROCOPY) != 0
+        || call.has_address()
         || call.iov.len() > call::MAX_IOV
         || call.length() < io_min
     {

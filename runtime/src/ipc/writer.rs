@@ -55,7 +55,12 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
     // MSG_ZEROCOPY: the program waits for the kernel's completion
     // notifications on the error queue, which only the kernel sends.
     let kernel_flags = libc::MSG_OOB | libc::MSG_ZEROCOPY;
-    if call.has_control() || call.flags & kernel_flags != 0 || call.iov.len() > super::call::MAX_IOV || pipe_misuse {
+    if call.has_control()
+        || call.has_address()
+        || call.flags & kernel_flags != 0
+        || call.iov.len() > super::call::MAX_IOV
+        || pipe_misuse
+    {
         // (Write-behind: `ipc::write` settled the offers this call must
         // come after, this fd's and, for one that passes fds, all.)
         return tally.kernel_write(Fallback::Unsupported, call);
