@@ -15,23 +15,45 @@ use super::fdinfo::{self, Registration};
 use super::paged::{self, Paged};
 use super::twins;
 
-/// Known epoll fds, one bit per fd number (any number: a page of the
-/// bitmap covers as many fds as a page of the per-fd tables).
-static SETS: Paged<AtomicU64, { paged::FD_PAGE / 64 }, { paged::FD_PAGES }> = Paged::new();
+/// One bit per fd number (any number: a page of the bitmap covers as many
+/// fds as a page of the per-fd tables).
+type FdBits = Paged<AtomicU64, { paged::FD_PAGE / 64 }, { paged::FD_PAGES }>;
+
+/// Known epoll fds.
+static SETS: FdBits = Paged::new();
+
+/// Of those, the sets this process made through the hooks (not learnt from
+/// a wait, not inherited across fork): their registrations change through
+/// this process's epoll_ctl hooks, which mirror each change in the notes,
+/// so what their fdinfo lists may be noted ([`adopt_fd`]). (A program that
+/// changes them with raw system calls or io_uring is not seen, as for the
+/// hooks' own notes; kcmp still confirms the file before a note is used.)
+static OWN: FdBits = Paged::new();
 
 /// True if `fd` is an epoll set the library knows.
 pub fn is_epoll(fd: i32) -> bool {
-    paged::fd_index(fd).is_some_and(|i| SETS.get(i / 64).is_some_and(|w| w.load(Relaxed) & 1 << (i % 64) != 0))
+    bit(&SETS, fd)
+}
+
+fn bit(map: &FdBits, fd: i32) -> bool {
+    paged::fd_index(fd).is_some_and(|i| map.get(i / 64).is_some_and(|w| w.load(Relaxed) & 1 << (i % 64) != 0))
 }
 
 /// Records whether `fd` is an epoll set.
 pub fn mark_set(fd: i32, known: bool) {
+    mark(&SETS, fd, known);
+    if !known {
+        mark(&OWN, fd, false);
+    }
+}
+
+fn mark(map: &FdBits, fd: i32, on: bool) {
     let Some(i) = paged::fd_index(fd) else { return };
-    if known {
-        if let Some(w) = SETS.get_or_map(i / 64) {
+    if on {
+        if let Some(w) = map.get_or_map(i / 64) {
             w.fetch_or(1 << (i % 64), Relaxed);
         }
-    } else if let Some(w) = SETS.get(i / 64) {
+    } else if let Some(w) = map.get(i / 64) {
         w.fetch_and(!(1 << (i % 64)), Relaxed);
     }
 }
@@ -106,6 +128,7 @@ pub fn drop_nests(matching: impl Fn(i32, i32) -> bool) {
 pub fn created(epfd: i32) {
     if epfd >= 0 {
         mark_set(epfd, true);
+        mark(&OWN, epfd, true);
     }
 }
 
@@ -118,8 +141,12 @@ pub fn closed(epfd: i32) {
 
 /// In the fork child: sets are shared with the parent, and known as such;
 /// the parent's twins in them were freed ([`twins::after_fork`], just
-/// before).
-pub fn after_fork() {}
+/// before). None is the child's own: the parent may change them.
+pub fn after_fork() {
+    for (_, word) in OWN.iter() {
+        word.store(0, Relaxed);
+    }
+}
 
 /// A reader channel opted in through `fd` (slot `slot`, key `key`,
 /// side-channel socket `side`): twin every registration of its file in the
@@ -137,17 +164,19 @@ pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
     }
     let Ok(st) = mem::fstat(fd) else { return };
     each_set(&mut |epfd| {
+        let own = bit(&OWN, epfd);
         fdinfo::registrations(epfd, &mut |r: Registration| {
             if r.ino == st.ino && fdinfo::same_device(r.sdev, st.dev) {
                 twins::install(epfd, r.fd, r.events, r.data, slot, key, side);
-            } else {
-                // What the hooks did not see (registered before the
-                // process had a reader channel): noted now, so that the
-                // set's other fds opt in from the note, not from another
-                // read of this file (a server that registered a thousand
-                // connections before the first opted in read it once per
-                // connection).
-                super::registered::note(epfd, r.fd, r.events, r.data);
+            } else if own && !is_epoll(r.fd) {
+                // What the hooks did not note (registered before the
+                // process had a reader channel), in a set whose every
+                // change went through them: noted now, unless a note is
+                // there, so that the set's other fds opt in from the note,
+                // not from another read of this file (a server that
+                // registered a thousand connections before the first
+                // opted in read it once per connection).
+                super::registered::note_listed(epfd, r.fd, r.events, r.data);
             }
         });
     });

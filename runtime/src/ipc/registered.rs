@@ -6,8 +6,11 @@
 //! `/proc/self/fdinfo` (docs/design.md, "Tables without a cap": a server
 //! whose thousand connections opted in one by one read a thousand-line
 //! file a thousand times). A read of a set's fdinfo notes the other
-//! registrations it lists (`epoll_sets::adopt_fd`): a set filled before
-//! the first reader channel is read once, not once per fd.
+//! registrations it lists where nothing is noted (`note_listed`, from
+//! `epoll_sets::adopt_fd`), for a set this process made (not one learnt
+//! from a wait or inherited across fork, which another process may
+//! change): a set filled before the first reader channel is read once,
+//! not once per fd.
 //!
 //! A note is only a hint: before it is used, the kernel confirms that the
 //! fd's file is the one registered under that number in that set
@@ -37,7 +40,7 @@ const WRITING: u64 = u64::MAX - 1;
 /// kcmp answered `Err` once (ENOSYS, EPERM): notes are not used again.
 static NO_KCMP: AtomicBool = AtomicBool::new(false);
 
-/// A registration the hooks saw.
+/// A registration the hooks saw (or a set's fdinfo listed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Note {
     pub epfd: i32,
@@ -63,6 +66,26 @@ pub fn note(epfd: i32, fd: i32, events: u32, data: u64) {
     word.store(data, Relaxed);
     // Unless another thread found it being written and made it "several".
     let _ = set.compare_exchange(WRITING, value, AcqRel, Relaxed);
+}
+
+/// A set's fdinfo lists `fd` in `epfd` with `events` and `data`: noted if
+/// nothing is noted for the number (a note of the same set is the hooks',
+/// newer than the listing; one of another set makes it "several"). Of two
+/// lines with the same number (a file closed under it while open
+/// elsewhere, another registered under it since), the first stays: the
+/// one kcmp confirms.
+pub fn note_listed(epfd: i32, fd: i32, events: u32, data: u64) {
+    let Some(i) = fd_index(fd) else { return };
+    let (Some(set), Some(word)) = (SET.get_or_map(i), DATA.get_or_map(i)) else { return };
+    match set.compare_exchange(0, WRITING, AcqRel, Acquire) {
+        Ok(_) => {
+            word.store(data, Relaxed);
+            let value = (epfd as u64 + 1) << 32 | u64::from(events);
+            let _ = set.compare_exchange(WRITING, value, AcqRel, Relaxed);
+        }
+        Err(now) if now < WRITING && now >> 32 != epfd as u64 + 1 => set.store(SEVERAL, Release),
+        Err(_) => {}
+    }
 }
 
 /// The program took `fd` out of `epfd` (EPOLL_CTL_DEL).
