@@ -156,7 +156,7 @@ pub struct Writer {
     /// ([`super::behind`]): ended before this writer's next byte goes
     /// anywhere else.
     pub behind: Option<super::behind_offer::Behind>,
-    /// The last large write this writer handled returned less than it was
+    /// The last large write on the socket returned less than it was
     /// asked: the program comes back with the rest of a message, which
     /// stays with the offers rather than going to a socket with room for
     /// it (`writer::kernel_has_room`).

@@ -94,7 +94,16 @@ pub fn write(fd: i32, len: u64, kernel: &impl Fn() -> isize) -> Option<isize> {
         return None;
     }
     drop(guard);
-    Some(counted(class, Fallback::NotWaiting, kernel()))
+    let r = kernel();
+    if r >= 0
+        && let Some(mut guard) = channel::lock_index(slot, info.key, Role::Writer)
+        && let Channel::Writer(w) = &mut *guard
+    {
+        // A short count: the program comes back with the rest of its
+        // message (`writer::kernel_has_room`).
+        w.short = (r as u64) < len;
+    }
+    Some(counted(class, Fallback::NotWaiting, r))
 }
 
 /// The class of endpoint key `key`, if that class is on.

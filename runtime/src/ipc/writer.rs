@@ -241,10 +241,10 @@ fn note_short(writer: &mut Writer, ret: isize, len: u64) {
 /// than to an offer (docs/ipc-protocol.md, "When a writer offers"): its
 /// socket has room for all of it, the class does not leave offers behind
 /// (write-behind returns as soon as the bytes are placed), and the last
-/// large write the library handled on the socket (through any of its fds)
-/// did not return short (the rest of a message that did not fit stays with
-/// the offers; a write the library let through uncounted, below the
-/// threshold or answered from the tables, leaves that note as it was).
+/// large write on the socket (through any of its fds) did not return short
+/// (the rest of a message that did not fit stays with the offers; a write
+/// below the threshold, or one a standing hint sends to the kernel, leaves
+/// that note as it was).
 fn kernel_has_room(fd: i32, at: Endpoint, rest: u64, writer: &Writer, ctx: &Ctx) -> bool {
     !writer.short && !ctx.write_behind && at.family != Family::Pipe && net::send_room(fd).is_ok_and(|room| room >= rest)
 }
