@@ -50,8 +50,8 @@ named_enum! {
         /// patience; the rest went through the kernel.
         NotTaken = "not-taken",
         /// IPC writer (without write-behind): a nonblocking write whose
-        /// socket had room for all of it went to the kernel; held for its
-        /// reader, it would have waited where the kernel's does not.
+        /// socket had room for the rest of it sent that to the kernel; held
+        /// for its reader, it would have waited where the kernel's does not.
         KernelRoom = "kernel-had-room",
         /// IPC reader: a nonblocking socket or MSG_DONTWAIT.
         Nonblocking = "nonblocking",

@@ -170,12 +170,13 @@ pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
                 twins::install(epfd, r.fd, r.events, r.data, slot, key, side);
             } else if own && !is_epoll(r.fd) {
                 // What the hooks did not note (registered before the
-                // process had a reader channel), in a set whose every
-                // change went through them: noted now, unless a note is
-                // there, so that the set's other fds opt in from the note,
-                // not from another read of this file (a server that
-                // registered a thousand connections before the first
-                // opted in read it once per connection).
+                // process had a reader channel), in a set this process
+                // made: noted now, unless a note of this set is there (one
+                // of another set becomes "several"), so that the set's
+                // other fds opt in from the note, not from another read of
+                // this file (a server that registered a thousand
+                // connections before the first opted in read it once per
+                // connection).
                 super::registered::note_listed(epfd, r.fd, r.events, r.data);
             }
         });

@@ -34,7 +34,7 @@ static SET: PerFd<AtomicU64> = PerFd::new();
 static DATA: PerFd<AtomicU64> = PerFd::new();
 
 const SEVERAL: u64 = u64::MAX;
-/// A note being written (by `note`): read as no note.
+/// A note being written (by `note` or `note_listed`): read as no note.
 const WRITING: u64 = u64::MAX - 1;
 
 /// kcmp answered `Err` once (ENOSYS, EPERM): notes are not used again.
@@ -73,7 +73,7 @@ pub fn note(epfd: i32, fd: i32, events: u32, data: u64) {
 /// newer than the listing; one of another set makes it "several"). Of two
 /// lines with the same number (a file closed under it while open
 /// elsewhere, another registered under it since), the first stays: the
-/// one kcmp confirms.
+/// one kcmp looks at.
 pub fn note_listed(epfd: i32, fd: i32, events: u32, data: u64) {
     let Some(i) = fd_index(fd) else { return };
     let (Some(set), Some(word)) = (SET.get_or_map(i), DATA.get_or_map(i)) else { return };

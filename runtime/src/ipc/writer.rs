@@ -243,8 +243,8 @@ fn note_short(writer: &mut Writer, ret: isize, len: u64) {
 /// (write-behind returns as soon as the bytes are placed), and the last
 /// large write on the socket (through any of its fds) did not return short
 /// (the rest of a message that did not fit stays with the offers; a write
-/// below the threshold, or one a standing hint sends to the kernel, leaves
-/// that note as it was).
+/// below the hooks' lowest threshold, or one a standing hint sends to the
+/// kernel, leaves that note as it was).
 fn kernel_has_room(fd: i32, at: Endpoint, rest: u64, writer: &Writer, ctx: &Ctx) -> bool {
     !writer.short && !ctx.write_behind && at.family != Family::Pipe && net::send_room(fd).is_ok_and(|room| room >= rest)
 }
