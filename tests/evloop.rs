@@ -439,6 +439,21 @@ fn a_forked_child_reads_through_the_set_it_inherited() {
 }
 
 #[test]
+fn a_forked_child_hears_the_data_word_its_parent_set_last() {
+    // The child registers the socket in the set it shares with its parent,
+    // the parent changes the registration's data word, and the child's
+    // first large read opts the socket in. The child's note of its own
+    // registration was stale by then: its waits reported the old word
+    // (the library's twin was made from the note) until notes were kept
+    // only for sets the process made itself.
+    stream_edge(
+        &["fork-mod"],
+        "fork-mod: the child read 67108864 bytes in order, every event with the parent's data word\n\
+         fork-mod: reader exited 0; writer exited 0\n",
+    );
+}
+
+#[test]
 fn epollin_toggled_with_epoll_ctl_mod_as_libzmq_does() {
     // Also: while EPOLLIN is off, no wait reports it (bytes that the
     // library holds must not make the fd readable behind the mask).

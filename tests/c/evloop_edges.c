@@ -26,6 +26,12 @@
  *   fork-epoll       the parent makes the set with the socket registered and
  *                    forks the reader, which reads 64 MiB through the set it
  *                    inherited; a third process writes; the parent only waits
+ *   fork-mod         the parent makes the set and forks the reader, which
+ *                    first reads 1 MiB on another socket (it has a reader
+ *                    channel), then registers the socket in the shared set
+ *                    with one data word; the parent changes it to another
+ *                    with EPOLL_CTL_MOD, and a third process writes 64 MiB:
+ *                    the reader's waits must report the parent's word
  *   ctl-mod          after each read the reader turns EPOLLIN off with
  *                    EPOLL_CTL_MOD (a wait with timeout 0 must then report no
  *                    EPOLLIN), and on again, as libzmq does; once, after
@@ -438,6 +444,53 @@ static int fork_epoll_mode(void) {
     printf("fork-epoll: reader %s; ", r);
     printf("writer %s\n", wait_child(writer));
     close(ep);
+    return 0;
+}
+
+/* --- fork-mod ---------------------------------------------------------------- */
+
+static int stale_tag;
+
+static int fork_mod_mode(void) {
+    int sv[2], other[2], told[2], changed[2];
+    make_pair(sv, 0);
+    make_pair(other, 0);
+    if (pipe(told) != 0 || pipe(changed) != 0) die(2, "pipe: %s", strerror(errno));
+    ev_nonblock(sv[0], 1);
+    int ep = make_epoll();
+    pid_t reader = fork();
+    if (reader < 0) die(2, "fork: %s", strerror(errno));
+    char c = 0;
+    if (reader == 0) {
+        child_start();
+        close(sv[1]);
+        uint8_t *buf = ev_map(MIB);
+        for (size_t got = 0; got < MIB;) {
+            ssize_t n = read(other[0], buf, MIB - got);
+            if (n <= 0) die(1, "read of the other socket: %s", strerror(errno));
+            got += (size_t)n;
+        }
+        ctl(ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, &stale_tag);
+        if (write(told[1], "r", 1) != 1 || read(changed[0], &c, 1) != 1) die(2, "sync: %s", strerror(errno));
+        /* Only the parent's word may come out of a wait. */
+        void *tags[] = {&sock_tag, NULL};
+        struct ev_got got = EV_GOT_INIT;
+        struct epoll_event evs[4];
+        do wait_events(ep, evs, 4, 10000, 0, tags);
+        while (drain(sv[0], buf, &got, 1, 0, 0) != AT_EOF);
+        printf("fork-mod: the child read %llu bytes in order, every event with the parent's data word\n",
+               (unsigned long long)got.at);
+        _exit(got.at != 64 * MIB);
+    }
+    uint8_t *one = ev_map(MIB);
+    if (write(other[1], one, MIB) != (ssize_t)MIB || read(told[0], &c, 1) != 1) die(2, "sync: %s", strerror(errno));
+    ctl(ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, &sock_tag);
+    if (write(changed[1], "p", 1) != 1) die(2, "sync: %s", strerror(errno));
+    pid_t writer = fork_writer(sv[1], sv[0], 0, 64 * MIB);
+    close(sv[0]);
+    close(sv[1]);
+    printf("fork-mod: reader %s; ", wait_child(reader));
+    printf("writer %s\n", wait_child(writer));
     return 0;
 }
 
@@ -1145,6 +1198,7 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "nested") == 0) return nested_mode();
     if (strcmp(mode, "leaves-epoll") == 0) return leaves_epoll_mode();
     if (strcmp(mode, "fork-epoll") == 0) return fork_epoll_mode();
+    if (strcmp(mode, "fork-mod") == 0) return fork_mod_mode();
     if (strcmp(mode, "ctl-mod") == 0) return ctl_mod_mode();
     if (strcmp(mode, "dup-close") == 0) return dup_close_mode(0);
     if (strcmp(mode, "close-registered") == 0) return dup_close_mode(1);

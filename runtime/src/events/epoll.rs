@@ -16,7 +16,7 @@ use ipc_offload_sys::real::wait::REAL_WAIT;
 use ipc_offload_sys::{self as sys, mem};
 
 use crate::ipc::channel::{self, Role};
-use crate::ipc::epoll_sets::{NESTED, drop_nests, is_epoll, mark_set, set_nest};
+use crate::ipc::epoll_sets::{self, NESTED, drop_nests, is_epoll, mark_set, set_nest};
 use crate::ipc::fdinfo::{self, Registration};
 use crate::ipc::registered;
 use crate::ipc::twins::{self, TwinView};
@@ -30,8 +30,12 @@ pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
                 set_nest(epfd, fd, events, data);
                 return;
             }
-            // Kept for when the fd opts in (it may have no channel yet).
-            registered::note(epfd, fd, events, data);
+            // Kept for when the fd opts in (it may have no channel yet), in
+            // a set this process made: one inherited across fork, or
+            // learnt from a wait, may be changed by another process.
+            if epoll_sets::is_own(epfd) {
+                registered::note(epfd, fd, events, data);
+            }
             if let Some((slot, key)) = watch::channel_of(fd) {
                 if op == libc::EPOLL_CTL_MOD && twins::find(epfd, fd).is_some() {
                     twins::modified(epfd, fd, events, data);

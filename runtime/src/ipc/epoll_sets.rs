@@ -35,6 +35,12 @@ pub fn is_epoll(fd: i32) -> bool {
     bit(&SETS, fd)
 }
 
+/// True if `fd` is a set this process made (see [`OWN`]): its
+/// registrations may be noted.
+pub fn is_own(fd: i32) -> bool {
+    bit(&OWN, fd)
+}
+
 fn bit(map: &FdBits, fd: i32) -> bool {
     paged::fd_index(fd).is_some_and(|i| map.get(i / 64).is_some_and(|w| w.load(Relaxed) & 1 << (i % 64) != 0))
 }

@@ -1,7 +1,13 @@
 //! What the program registered in epoll sets through the epoll_ctl hooks,
 //! per fd number, for fds that have no reader channel yet, once the process
 //! has had one (`channel::had_reader`: until then epoll_ctl pays nothing,
-//! and an fd registered before is looked up in fdinfo): when one opts
+//! and an fd registered before is looked up in fdinfo), in the sets the
+//! process made itself (`epoll_sets::is_own`: a set inherited across fork
+//! or learnt from a wait may be changed by another process, whose changes
+//! no hook of this one mirrors; a fork child's note of its own
+//! registration in the set it shared with its parent went stale when the
+//! parent changed the data word, and its waits reported the old one,
+//! tests/evloop.rs `a_forked_child_hears_the_data_word_its_parent_set_last`): when one opts
 //! in, its registration is known without reading every set's
 //! `/proc/self/fdinfo` (docs/design.md, "Tables without a cap": a server
 //! whose thousand connections opted in one by one read a thousand-line
@@ -19,8 +25,8 @@
 //! one registered `EPOLLONESHOT` (the note cannot say whether the kernel
 //! has disarmed it since; fdinfo can), one whose note cannot be confirmed
 //! (a kernel without kcmp, or a filter that refuses it: then no note is
-//! used again), and every fd of a fork child (the parent may change the
-//! sets they share) are looked up in fdinfo as before.
+//! used again), and every fd of a set a fork child inherited (the parent
+//! may change the sets they share) are looked up in fdinfo as before.
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicBool, AtomicU64};
