@@ -416,6 +416,17 @@ static int leaves_epoll_mode(void) {
 
 /* --- fork-epoll ---------------------------------------------------------------- */
 
+/* Reads `fd` to EOF through set `ep`, each wait reporting only sock_tag's
+   word; returns the bytes read, every one checked. */
+static uint64_t read_through_set(int ep, int fd, uint8_t *buf) {
+    void *tags[] = {&sock_tag, NULL};
+    struct ev_got got = EV_GOT_INIT;
+    struct epoll_event evs[4];
+    do wait_events(ep, evs, 4, 10000, 0, tags);
+    while (drain(fd, buf, &got, 1, 0, 0) != AT_EOF);
+    return got.at;
+}
+
 static int fork_epoll_mode(void) {
     int sv[2];
     make_pair(sv, 0);
@@ -428,15 +439,10 @@ static int fork_epoll_mode(void) {
     if (reader == 0) {
         child_start();
         close(sv[1]);
-        void *tags[] = {&sock_tag, NULL};
-        uint8_t *buf = ev_map(MIB);
-        struct ev_got got = EV_GOT_INIT;
-        struct epoll_event evs[4];
-        do wait_events(ep, evs, 4, 10000, 0, tags);
-        while (drain(sv[0], buf, &got, 1, 0, 0) != AT_EOF);
+        uint64_t at = read_through_set(ep, sv[0], ev_map(MIB));
         printf("fork-epoll: the child read %llu bytes in order through the set it inherited, then eof\n",
-               (unsigned long long)got.at);
-        _exit(got.at != 64 * MIB);
+               (unsigned long long)at);
+        _exit(at != 64 * MIB);
     }
     close(sv[0]);
     close(sv[1]);
@@ -473,14 +479,10 @@ static int fork_mod_mode(void) {
         ctl(ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, &stale_tag);
         if (write(told[1], "r", 1) != 1 || read(changed[0], &c, 1) != 1) die(2, "sync: %s", strerror(errno));
         /* Only the parent's word may come out of a wait. */
-        void *tags[] = {&sock_tag, NULL};
-        struct ev_got got = EV_GOT_INIT;
-        struct epoll_event evs[4];
-        do wait_events(ep, evs, 4, 10000, 0, tags);
-        while (drain(sv[0], buf, &got, 1, 0, 0) != AT_EOF);
+        uint64_t at = read_through_set(ep, sv[0], buf);
         printf("fork-mod: the child read %llu bytes in order, every event with the parent's data word\n",
-               (unsigned long long)got.at);
-        _exit(got.at != 64 * MIB);
+               (unsigned long long)at);
+        _exit(at != 64 * MIB);
     }
     uint8_t *one = ev_map(MIB);
     if (write(other[1], one, MIB) != (ssize_t)MIB || read(told[0], &c, 1) != 1) die(2, "sync: %s", strerror(errno));

@@ -170,7 +170,7 @@ pub fn adopt_fd(fd: i32, slot: usize, key: u64, side: i32) {
     }
     let Ok(st) = mem::fstat(fd) else { return };
     each_set(&mut |epfd| {
-        let own = bit(&OWN, epfd);
+        let own = is_own(epfd);
         fdinfo::registrations(epfd, &mut |r: Registration| {
             if r.ino == st.ino && fdinfo::same_device(r.sdev, st.dev) {
                 twins::install(epfd, r.fd, r.events, r.data, slot, key, side);

@@ -4,10 +4,7 @@
 //! and an fd registered before is looked up in fdinfo), in the sets the
 //! process made itself (`epoll_sets::is_own`: a set inherited across fork
 //! or learnt from a wait may be changed by another process, whose changes
-//! no hook of this one mirrors; a fork child's note of its own
-//! registration in the set it shared with its parent went stale when the
-//! parent changed the data word, and its waits reported the old one,
-//! tests/evloop.rs `a_forked_child_hears_the_data_word_its_parent_set_last`): when one opts
+//! no hook of this one mirrors): when one opts
 //! in, its registration is known without reading every set's
 //! `/proc/self/fdinfo` (docs/design.md, "Tables without a cap": a server
 //! whose thousand connections opted in one by one read a thousand-line
@@ -57,21 +54,16 @@ pub struct Note {
 /// The program registered `fd` in `epfd` (EPOLL_CTL_ADD) or changed its
 /// registration there (EPOLL_CTL_MOD).
 pub fn note(epfd: i32, fd: i32, events: u32, data: u64) {
-    let Some(i) = fd_index(fd) else { return };
-    let (Some(set), Some(word)) = (SET.get_or_map(i), DATA.get_or_map(i)) else { return };
-    let value = (epfd as u64 + 1) << 32 | u64::from(events);
+    let Some((set, word)) = words(fd) else { return };
     let now = set.load(Acquire);
-    let other_set = now != 0 && now < WRITING && now >> 32 != epfd as u64 + 1;
     // Claimed with a compare-and-swap: two threads noting the same fd (in
     // two sets, or two MODs) must not pair one's set with the other's data;
     // the loser makes the note "several", which is never used.
-    if now >= WRITING || other_set || set.compare_exchange(now, WRITING, AcqRel, Acquire).is_err() {
+    if now >= WRITING || of_other_set(now, epfd) || set.compare_exchange(now, WRITING, AcqRel, Acquire).is_err() {
         set.store(SEVERAL, Release);
         return;
     }
-    word.store(data, Relaxed);
-    // Unless another thread found it being written and made it "several".
-    let _ = set.compare_exchange(WRITING, value, AcqRel, Relaxed);
+    publish(set, word, data, (epfd, events));
 }
 
 /// A set's fdinfo lists `fd` in `epfd` with `events` and `data`: noted if
@@ -81,17 +73,32 @@ pub fn note(epfd: i32, fd: i32, events: u32, data: u64) {
 /// elsewhere, another registered under it since), the first stays: the
 /// one kcmp looks at.
 pub fn note_listed(epfd: i32, fd: i32, events: u32, data: u64) {
-    let Some(i) = fd_index(fd) else { return };
-    let (Some(set), Some(word)) = (SET.get_or_map(i), DATA.get_or_map(i)) else { return };
+    let Some((set, word)) = words(fd) else { return };
     match set.compare_exchange(0, WRITING, AcqRel, Acquire) {
-        Ok(_) => {
-            word.store(data, Relaxed);
-            let value = (epfd as u64 + 1) << 32 | u64::from(events);
-            let _ = set.compare_exchange(WRITING, value, AcqRel, Relaxed);
-        }
-        Err(now) if now < WRITING && now >> 32 != epfd as u64 + 1 => set.store(SEVERAL, Release),
+        Ok(_) => publish(set, word, data, (epfd, events)),
+        Err(now) if of_other_set(now, epfd) => set.store(SEVERAL, Release),
         Err(_) => {}
     }
+}
+
+/// The two words of `fd`'s note, their pages mapped if need be.
+fn words(fd: i32) -> Option<(&'static AtomicU64, &'static AtomicU64)> {
+    let i = fd_index(fd)?;
+    Some((SET.get_or_map(i)?, DATA.get_or_map(i)?))
+}
+
+/// True if note word `now` is a note of a set other than `epfd`.
+fn of_other_set(now: u64, epfd: i32) -> bool {
+    now != 0 && now < WRITING && now >> 32 != epfd as u64 + 1
+}
+
+/// Completes a note claimed as [`WRITING`]: the data word first, then the
+/// set and events, unless another thread found it being written and made
+/// it "several" meanwhile.
+fn publish(set: &AtomicU64, word: &AtomicU64, data: u64, (epfd, events): (i32, u32)) {
+    word.store(data, Relaxed);
+    let value = (epfd as u64 + 1) << 32 | u64::from(events);
+    let _ = set.compare_exchange(WRITING, value, AcqRel, Relaxed);
 }
 
 /// The program took `fd` out of `epfd` (EPOLL_CTL_DEL).
