@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use ipc_offload_tests::reliability::{class_total, stats_files, write_behind_total};
+use ipc_offload_tests::reliability::{class_total, fallback_total, stats_files, write_behind_total};
 use ipc_offload_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -302,6 +302,70 @@ fn every_event_loop_reader_takes_a_write_behind_writers_stream_in_order() {
     // has room (docs/ipc-protocol.md, "Growing an offer behind").
     let grown: u64 = figures.iter().map(|b| b.grown).sum();
     assert!(grown > 0, "no write grew an open offer in {} cases", all.len());
+}
+
+/// A reader of 16 KiB buffers (hiredis, redis-benchmark) opts in once its
+/// filled reads carried the built-in `handshake_after` (docs/ipc-protocol.md,
+/// "Readers with small buffers"); a write-behind writer's offers, and a
+/// blocking writer's, are then taken 16 KiB per read. Without the opt-in
+/// (or without routing the reads of a ring an event loop's wait made) no
+/// byte took the fast path.
+#[test]
+fn event_loop_readers_with_16_kib_buffers_take_the_fast_path() {
+    const POLICY: &str = "[unix]\nwrite_behind = true\n\n[tcp]\nwrite_behind = true\n";
+    let readers = ["epoll-lt", "epoll-et", "poll", "select"];
+    let mut all = cases(&["unix", "tcp4"], &readers, &RECVS, &WRITERS, 16 << 10, 64 * MIB);
+    all.extend(cases(&["pipe"], &readers, &RECVS, &["blocking"], 16 << 10, 64 * MIB));
+    let mut wrong = Vec::new();
+    for case in &all {
+        // Both ends count: at least half the stream, each; over TCP with a
+        // nonblocking writer, whose writes run ahead of the reader through
+        // the kernel's deep queue (`every_event_loop_reader_takes_a_write_behind_
+        // writers_stream_in_order` asks nothing of those), an eighth.
+        let least = if case.class() == "tcp" && case.writer == "nonblocking" { case.total / 4 } else { case.total };
+        match differential(case, Some(POLICY)) {
+            Err(e) => wrong.push(e),
+            Ok((fast, _)) if fast < least => {
+                wrong.push(format!("{case:?}: only {fast} fast-path bytes of 2 x {}", case.total))
+            }
+            Ok((fast, behind)) => {
+                eprintln!("{}: {fast} fast-path bytes, {} offers behind", case.args().join(" "), behind.offers)
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} cases, these went wrong:\n{}", all.len(), wrong.join("\n"));
+}
+
+/// Without write-behind a nonblocking writer does not hold itself for a
+/// reader of 16 KiB buffers (it would wait for 64 of its reads per MiB,
+/// where the kernel's write returns once the socket is full): its writes
+/// go to the kernel (`reader-reads-small`), never waiting out a patience
+/// (`not-taken`), and the reader lets its ring go. The same bytes as the
+/// kernel's, on sockets, TCP and pipes.
+#[test]
+fn a_nonblocking_writer_leaves_a_reader_of_16_kib_buffers_to_the_kernel() {
+    let all = cases(&["unix", "tcp4", "pipe"], &["epoll-lt", "poll"], &["once"], &["nonblocking"], 16 << 10, 64 * MIB);
+    let mut wrong = Vec::new();
+    for case in &all {
+        let args = case.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plain = run_plain(matrix(), &args);
+        let dir = scratch("evloop-small");
+        let stats = dir.join("stats.json");
+        let out = Preload::new().stats(&stats).timeout(Duration::from_secs(60)).run(matrix(), &args);
+        let class = case.class();
+        let small = fallback_total(&stats, class, "reader-reads-small");
+        let not_taken = fallback_total(&stats, class, "not-taken");
+        let fast = class_total(&stats, class, "fast_path_bytes");
+        eprintln!("{}: reader-reads-small {small}, not-taken {not_taken}, fast {fast}", case.args().join(" "));
+        if !plain.status.success() || out.stdout != plain.stdout || out.status.code() != plain.status.code() {
+            wrong.push(format!("{case:?}: differs from the kernel's run {plain:#?}: {out:#?}"));
+        } else if small == 0 || not_taken > 0 || fast > 0 {
+            wrong.push(format!("{case:?}: reader-reads-small {small}, not-taken {not_taken}, fast {fast}"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(wrong.is_empty(), "{} cases, these went wrong:\n{}", all.len(), wrong.join("\n"));
 }
 
 #[test]

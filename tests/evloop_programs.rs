@@ -420,10 +420,16 @@ struct Redis {
 
 impl Redis {
     fn start(dir: &Path, stats: Option<&Path>) -> Redis {
+        Redis::start_with(dir, stats, None)
+    }
+
+    /// As [`Redis::start`], with the library under `policy` (when given).
+    fn start_with(dir: &Path, stats: Option<&Path>, policy: Option<&str>) -> Redis {
         let sock = dir.join("redis.sock");
-        let mut cmd = match stats {
-            Some(stats) => Preload::new().stats(stats).command("redis-server"),
-            None => plain_command("redis-server"),
+        let mut cmd = match (stats, policy) {
+            (Some(stats), Some(text)) => Preload::new().stats(stats).policy(dir, text).command("redis-server"),
+            (Some(stats), None) => Preload::new().stats(stats).command("redis-server"),
+            (None, _) => plain_command("redis-server"),
         };
         cmd.args(["--port", "0", "--unixsocket"])
             .arg(&sock)
@@ -550,6 +556,51 @@ fn redis_sets_and_gets_a_256_mib_value_byte_exact() {
     }
     assert_eq!(replies[0], ("OK\n".to_owned(), format!("{n}\n")));
     assert_eq!(replies[1], replies[0], "redis-cli answered differently with the library");
+}
+
+/// GET replies of 1 MB, which redis-benchmark reads 16 KiB at a time (as
+/// every hiredis client does), take the fast path once the client's
+/// filled reads opted it in and the server leaves its replies behind
+/// (`write_behind`): docs/ipc-protocol.md, "Readers with small buffers".
+/// Before, such a reader never opted in and no reply byte took it. The
+/// same tests complete with and without the library.
+#[test]
+fn redis_benchmark_gets_take_the_fast_path_with_write_behind() {
+    if !have_redis() {
+        return;
+    }
+    const POLICY: &str = "[unix]\nwrite_behind = true\n";
+    let mut tests = Vec::new();
+    for preload in [false, true] {
+        let dir = scratch(&format!("evprog-redis-get-{}", if preload { "lib" } else { "plain" }));
+        let (server_stats, bench_stats) = (dir.join("server.json"), dir.join("bench.json"));
+        let redis = Redis::start_with(&dir, preload.then_some(server_stats.as_path()), Some(POLICY));
+        let mut bench = if preload {
+            Preload::new().stats(&bench_stats).policy(&dir, POLICY).command("redis-benchmark")
+        } else {
+            plain_command("redis-benchmark")
+        };
+        bench.arg("-s").arg(&redis.sock).args(["-t", "set,get", "-d", "1000000", "-n", "200", "-c", "4", "-q"]);
+        let out = run(&mut bench, WATCHDOG);
+        let side = if preload { "with" } else { "without" };
+        assert!(out.status.success(), "redis-benchmark failed {side} the library: {out:#?}");
+        redis.stop();
+        tests.push(benchmark_tests(&out.stdout));
+        if preload {
+            // The client reads nothing else large: its fast-path bytes are
+            // GET replies (200 of 1 MB, the first 4 MiB of each connection's
+            // through the kernel while its reads earn the opt-in).
+            let fast = class_total(&bench_stats, "unix", "fast_path_bytes");
+            let report = stats_report(&bench_stats, "unix");
+            assert!(
+                fast >= 100_000_000,
+                "redis-benchmark's GET replies took the fast path for {fast} bytes:\n{report}"
+            );
+            eprintln!("redis-benchmark GET: {fast} fast-path bytes in the client:\n{report}");
+        }
+    }
+    assert_eq!(tests[0], ["SET", "GET"]);
+    assert_eq!(tests[1], tests[0]);
 }
 
 /// The test lines of `redis-benchmark -q` ("SET: 2105.26 requests per

@@ -53,6 +53,11 @@ named_enum! {
         /// socket had room for the rest of it sent that to the kernel; held
         /// for its reader, it would have waited where the kernel's does not.
         KernelRoom = "kernel-had-room",
+        /// IPC writer (without write-behind): a nonblocking write whose
+        /// reader's last read asked for less than the threshold went to the
+        /// kernel; held for its reader, it would have waited for as many of
+        /// that reader's calls as its bytes fill.
+        SmallReads = "reader-reads-small",
         /// IPC reader: a nonblocking socket or MSG_DONTWAIT.
         Nonblocking = "nonblocking",
         /// IPC reader: no writer offered bytes; the call read what the
@@ -112,6 +117,7 @@ impl Fallback {
         Fallback::NotWaiting,
         Fallback::NotTaken,
         Fallback::KernelRoom,
+        Fallback::SmallReads,
         Fallback::Nonblocking,
         Fallback::NoOffer,
         Fallback::Unsupported,

@@ -4,9 +4,10 @@
 //! is on) a write hook is two compares and a jump to libc (the second, of
 //! a flag set once the process left a write-behind offer open, adds the
 //! fd's write route from then on: a write of every size must end such an
-//! offer first), a read hook two (the fd's route word says whether an
-//! offer can be open for it: then reads of every size take its bytes
-//! first). Above it,
+//! offer first), a read hook two before the call (the fd's route word says
+//! whether an offer can be open for it: then reads of every size take its
+//! bytes first) and one after it (a read that filled a buffer of 16 KiB or
+//! more is counted toward its fd's opt-in: `ipc::small_read_filled`). Above it,
 //! the call goes to `ipc_offload_runtime::ipc`, which serves Unix stream
 //! sockets whose peer runs the library and replays everything else as it
 //! was. The vector forms add up their lengths first (a short loop).
@@ -39,6 +40,18 @@ fn small_read(fd: c_int, n: u64) -> bool {
     below(n) && !routed(fd)
 }
 
+/// After a small read with `flags` returned `r` for buffers of `n` bytes:
+/// one that filled buffers of at least `REAL_IO.stream_min` counts toward
+/// its fd's opt-in (a reader that streams with small buffers; a peek takes
+/// nothing). `r` is passed back.
+#[inline(always)]
+fn after_small_read(fd: c_int, r: isize, n: u64, flags: c_int) -> isize {
+    if r as u64 == n && n >= REAL_IO.stream_min.load(Relaxed) as u64 && flags & libc::MSG_PEEK == 0 {
+        ipc::small_read_filled(fd, n);
+    }
+    r
+}
+
 /// The caller's iovec array as a slice (empty for a null or negative count).
 ///
 /// # Safety
@@ -60,7 +73,7 @@ unsafe fn iovecs<'a>(iov: *const libc::iovec, count: usize) -> &'a [libc::iovec]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: usize) -> isize {
     if small_read(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
-        return unsafe { (REAL_IO.read.get())(fd, buf, n) };
+        return after_small_read(fd, unsafe { (REAL_IO.read.get())(fd, buf, n) }, n as u64, 0);
     }
     // SAFETY: as read(2).
     unsafe { read_large(fd, buf, n) }
@@ -81,7 +94,7 @@ unsafe extern "C" fn read_large(fd: c_int, buf: *mut c_void, n: usize) -> isize 
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: usize, flags: c_int) -> isize {
     if small_read(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
-        return unsafe { (REAL_IO.recv.get())(fd, buf, n, flags) };
+        return after_small_read(fd, unsafe { (REAL_IO.recv.get())(fd, buf, n, flags) }, n as u64, flags);
     }
     // SAFETY: as recv(2).
     unsafe { recv_large(fd, buf, n, flags) }
@@ -109,7 +122,8 @@ pub unsafe extern "C" fn recvfrom(
 ) -> isize {
     if small_read(fd, n as u64) {
         // SAFETY: the caller's arguments, passed on.
-        return unsafe { (REAL_IO.recvfrom.get())(fd, buf, n, flags, addr, addrlen) };
+        let r = unsafe { (REAL_IO.recvfrom.get())(fd, buf, n, flags, addr, addrlen) };
+        return after_small_read(fd, r, n as u64, flags);
     }
     // SAFETY: as recvfrom(2).
     unsafe { recvfrom_large(fd, buf, n, flags, addr, addrlen) }
@@ -144,9 +158,10 @@ unsafe fn read_one(fd: c_int, buf: *mut c_void, n: usize, flags: c_int, kind: Re
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, count: c_int) -> isize {
     // SAFETY: as readv(2): `iov` holds `count` entries.
     let segments = unsafe { iovecs(iov, count.max(0) as usize) };
-    if small_read(fd, total(segments)) {
+    let n = total(segments);
+    if small_read(fd, n) {
         // SAFETY: the caller's arguments, passed on.
-        return unsafe { (REAL_IO.readv.get())(fd, iov, count) };
+        return after_small_read(fd, unsafe { (REAL_IO.readv.get())(fd, iov, count) }, n, 0);
     }
     // SAFETY: the caller's buffers, as for readv(2).
     unsafe { ipc::read(&ReadCall { fd, iov: segments, flags: 0, kind: ReadKind::Readv }) }
@@ -160,9 +175,10 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, count: c_int)
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> isize {
     // SAFETY: as recvmsg(2): `msg` is valid, its iov holds iovlen entries.
     let segments = unsafe { if msg.is_null() { &[] } else { iovecs((*msg).msg_iov, (*msg).msg_iovlen) } };
-    if small_read(fd, total(segments)) {
+    let n = total(segments);
+    if small_read(fd, n) {
         // SAFETY: the caller's arguments, passed on.
-        return unsafe { (REAL_IO.recvmsg.get())(fd, msg, flags) };
+        return after_small_read(fd, unsafe { (REAL_IO.recvmsg.get())(fd, msg, flags) }, n, flags);
     }
     // SAFETY: the caller's message, as for recvmsg(2).
     unsafe { ipc::read(&ReadCall { fd, iov: segments, flags, kind: ReadKind::RecvMsg(msg) }) }
@@ -352,8 +368,8 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close_range(first: u32, last: u32, flags: c_int) -> c_int {
     if flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        // Only numbers the table may know: below its highest mapped page.
-        let end = (u64::from(last) + 1).min(ipc::table::FDS.end() as u64);
+        // Only numbers the tables may know.
+        let end = (u64::from(last) + 1).min(ipc::tracked_end() as u64);
         for fd in u64::from(first)..end {
             if tracked(fd as c_int) {
                 closing(fd as c_int);

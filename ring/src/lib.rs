@@ -96,6 +96,11 @@ const OFF_LISTEN_GEN: usize = 832;
 /// The reader takes nothing of the offer before it has received that many
 /// (0: nothing to wait for).
 const OFF_BEFORE: usize = 896;
+/// The buffer length of the reader's last read call through the library
+/// (0: none yet): a nonblocking writer without write-behind does not hold
+/// itself for a reader that takes an offer a small piece per call
+/// (docs/ipc-protocol.md, "When a writer offers").
+const OFF_READ_LEN: usize = 960;
 
 /// Set in the `before` word by a write-behind offer (docs/ipc-protocol.md,
 /// "Write-behind"): its writer had no byte in the kernel's queue when it
@@ -278,6 +283,9 @@ pub struct Presence {
     pub reads: u32,
     /// The reader's count of waits entered (see [`Ring::listen`]).
     pub waits: u32,
+    /// The buffer length of the reader's last read through the library (0:
+    /// not known).
+    pub read_len: u64,
 }
 
 impl Presence {
@@ -519,9 +527,22 @@ impl Ring {
         }
     }
 
-    /// A read call of the reader went through the library.
-    pub fn note_read(&self) {
+    /// A read call of the reader went through the library, with buffers of
+    /// `len` bytes in all.
+    pub fn note_read(&self, len: u64) {
         self.u32_at(OFF_READS).fetch_add(1, Relaxed);
+        self.set_read_len(len);
+    }
+
+    /// The reader's reads ask for `len` bytes (see [`Presence::read_len`]),
+    /// as its last read, or the read that made it opt in, did.
+    pub fn set_read_len(&self, len: u64) {
+        // Stored only when it changes: the line stays shared with the
+        // writer while the reader's calls keep one size.
+        let word = self.u64_at(OFF_READ_LEN);
+        if word.load(Relaxed) != len {
+            word.store(len, Relaxed);
+        }
     }
 
     /// What the writer can tell of its reader now.
@@ -533,6 +554,7 @@ impl Ring {
             listening: self.u32_at(OFF_LISTEN).load(SeqCst),
             reads: self.u32_at(OFF_READS).load(Relaxed),
             waits: self.u32_at(OFF_LISTEN_GEN).load(SeqCst),
+            read_len: self.u64_at(OFF_READ_LEN).load(Relaxed),
         }
     }
 

@@ -369,8 +369,12 @@ fn presence_says_where_the_reader_is() {
     reader.listen(false);
     reader.listen(false);
     assert_eq!(writer.presence().listening, 0, "never below zero");
-    reader.note_read();
+    assert_eq!(writer.presence().read_len, 0, "not known before the first read");
+    reader.note_read(16 << 10);
     assert_eq!(writer.presence().reads, 1);
+    assert_eq!(writer.presence().read_len, 16 << 10);
+    reader.note_read(1 << 20);
+    assert_eq!((writer.presence().reads, writer.presence().read_len), (2, 1 << 20), "the last read's length");
 }
 
 #[test]
@@ -515,11 +519,11 @@ fn a_side_polls_only_while_its_peer_runs_on_another_cpu() {
 fn a_read_through_the_library_moves_the_edge_mark_but_not_the_placed_mark() {
     let (reader, _writer) = pair(GEOMETRY);
     let (placed, edge) = (reader.placed_mark(), reader.edge_mark());
-    reader.note_read();
+    reader.note_read(1 << 20);
     assert_eq!(reader.placed_mark(), placed, "a read places nothing");
     assert_ne!(reader.edge_mark(), edge, "an edge-triggered wait hears of what the read left");
     let edge = reader.edge_mark();
-    reader.note_read();
+    reader.note_read(1 << 20);
     assert_ne!(reader.edge_mark(), edge, "every read moves it");
 }
 

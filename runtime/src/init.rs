@@ -98,7 +98,18 @@ fn start_inner(argv0: Option<&[u8]>) {
         .map(|c| crate::ipc::ctx::threshold(c, settings.plan.class(c).rule.min_bytes))
         .min();
     if let Some(min) = io_min {
-        ipc_offload_sys::real::io::REAL_IO.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
+        // Readers with small buffers opt in once their filled reads carried
+        // the lowest `handshake_after` (ipc/streak.rs).
+        let after = [Class::Unix, Class::Pipe, Class::Tcp]
+            .into_iter()
+            .filter(|c| settings.options[c.index()].is_some())
+            .map(|c| settings.plan.class(c).rule.handshake_after)
+            .min()
+            .unwrap_or(u64::MAX);
+        crate::ipc::streak::set_bar(after);
+        let io = &ipc_offload_sys::real::io::REAL_IO;
+        io.stream_min.store(crate::ipc::streak::FULL_READ_MIN, Release);
+        io.io_min.store(usize::try_from(min).unwrap_or(usize::MAX).max(1), Release);
     }
     // The memcpy-family hooks' one compare: the lower of [memcpy] and [shm].
     if let Some(min) = crate::mapping::enable(settings) {

@@ -22,6 +22,8 @@ use crate::ipc::registered;
 use crate::ipc::twins::{self, TwinView};
 use crate::ipc::watch::{self, Look};
 
+use super::stack::Stack;
+
 /// After the program's epoll_ctl on `epfd` succeeded: mirror it.
 pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
     match op {
@@ -39,7 +41,7 @@ pub fn ctl(epfd: i32, op: i32, fd: i32, events: u32, data: u64) {
             if let Some((slot, key)) = watch::channel_of(fd) {
                 if op == libc::EPOLL_CTL_MOD && twins::find(epfd, fd).is_some() {
                     twins::modified(epfd, fd, events, data);
-                } else if let Some(look) = watch::look(slot, key, false) {
+                } else if let Some(look) = watch::look(slot, key, false).filter(|l| !l.declines) {
                     twins::install(epfd, fd, events, data, slot, key, look.side);
                 }
             }
@@ -70,7 +72,7 @@ fn adopt_set(epfd: i32) {
         }
         let Some((slot, key)) = watch::channel_of(r.fd) else { return };
         if mem::fstat(r.fd).is_ok_and(|st| st.ino == r.ino)
-            && let Some(look) = watch::look(slot, key, false)
+            && let Some(look) = watch::look(slot, key, false).filter(|l| !l.declines)
         {
             twins::install(epfd, r.fd, r.events, r.data, slot, key, look.side);
         }
@@ -115,31 +117,24 @@ impl Reported {
 
 /// What one pass of a wait watches: marks to undo, events ready now.
 struct Pass {
-    looks: [Look; WATCHED],
-    nlooks: usize,
-    ready: [Added; WATCHED],
-    nready: usize,
+    looks: Stack<Look, WATCHED>,
+    ready: Stack<Added, WATCHED>,
 }
 
 impl Pass {
     fn new() -> Pass {
-        Pass { looks: [Look::default(); WATCHED], nlooks: 0, ready: [Added::default(); WATCHED], nready: 0 }
+        Pass { looks: Stack::new(), ready: Stack::new() }
     }
 
     /// Looks at the twins of set `epfd`, marking them listened to; events
     /// due go to `ready` as `report` says (the twin's own, or the nest's).
     fn watch(&mut self, epfd: i32, nest: Option<u64>) {
-        let mut twins_here = [None; WATCHED];
-        let mut n = 0;
+        let mut twins_here: Stack<TwinView, WATCHED> = Stack::new();
         // The first WATCHED of the set, as the table holds them: a wait of
         // a set of thousands looks no further.
-        twins::each_in(epfd, &mut |t| {
-            twins_here[n] = Some(t);
-            n += 1;
-            n < WATCHED
-        });
-        for t in twins_here.iter().take(n).flatten() {
-            if !t.armed() || self.nlooks == WATCHED {
+        twins::each_in(epfd, &mut |t| twins_here.push(t) && !twins_here.is_full());
+        for t in twins_here.as_slice() {
+            if !t.armed() || self.looks.is_full() {
                 continue;
             }
             if !channel::serves(t.slot, t.key, Role::Reader) {
@@ -147,24 +142,22 @@ impl Pass {
                 continue;
             }
             let Some(look) = watch::look(t.slot, t.key, true) else { continue };
-            self.looks[self.nlooks] = look;
-            self.nlooks += 1;
-            if !due(t, &look) || self.nready == WATCHED {
+            self.looks.push(look);
+            if !due(t, &look) || self.ready.is_full() {
                 continue;
             }
             let added = match nest {
                 Some(data) => Added { events: libc::EPOLLIN as u32, data, twin: None },
                 None => Added { events: libc::EPOLLIN as u32, data: t.data, twin: Some(Reported::of(t, &look)) },
             };
-            if !self.ready[..self.nready].iter().any(|r| r.data == added.data) {
-                self.ready[self.nready] = added;
-                self.nready += 1;
+            if !self.ready.as_slice().iter().any(|r| r.data == added.data) {
+                self.ready.push(added);
             }
         }
     }
 
     fn unlisten(&self) {
-        for look in &self.looks[..self.nlooks] {
+        for look in self.looks.as_slice() {
             watch::unlisten(look);
         }
     }
@@ -218,16 +211,17 @@ pub unsafe fn wait(
                 pass.watch(n.inner.load(Relaxed), Some(n.data.load(Relaxed)));
             }
         }
-        if pass.nready > 0 {
+        let ready = pass.ready.as_slice();
+        if !ready.is_empty() {
             // Bytes are ready now: the kernel's events of this moment too.
             pass.unlisten();
-            let room = max as usize - pass.nready.min(max as usize);
+            let room = max as usize - ready.len().min(max as usize);
             let n = if room > 0 { real(events, room as i32, Some(Duration::ZERO)) } else { 0 };
             if n < 0 {
                 return n;
             }
             let kept = translate(epfd, out, n as usize);
-            return merge(out, kept, &pass.ready[..pass.nready]) as i32;
+            return merge(out, kept, ready) as i32;
         }
         let n = real(events, max, super::timeout::remaining(deadline));
         let errno = sys::ErrnoGuard::save();

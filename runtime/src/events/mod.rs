@@ -17,6 +17,7 @@
 //! - [`epoll`]: epoll_ctl and the epoll_wait family.
 //! - [`poll`]: poll, ppoll, select, pselect.
 //! - [`timeout`]: the waits' timeouts and deadlines.
+//! - [`stack`]: the waits' scratch lists, on the stack.
 //!
 //! What the fast path itself must keep in step as fds open, opt in and
 //! close lives below it, in `crate::ipc`: the known epoll sets and their
@@ -27,4 +28,5 @@
 
 pub mod epoll;
 pub mod poll;
+mod stack;
 pub mod timeout;

@@ -10,6 +10,7 @@
 //! kernel (their writers then use the kernel path, which wakes the call by
 //! itself).
 
+use super::stack::Stack;
 use core::ffi::c_int;
 use core::time::Duration;
 
@@ -27,30 +28,29 @@ const SETSIZE: usize = libc::FD_SETSIZE;
 /// The reader channels a call watches: which entry (poll) or fd (select)
 /// each one answers for, and how it looked.
 struct Watched {
-    entries: [(usize, Look); EXTRA],
-    n: usize,
+    entries: Stack<(usize, Look), EXTRA>,
 }
 
 impl Watched {
     fn new() -> Watched {
-        Watched { entries: [(0, Look::default()); EXTRA], n: 0 }
+        Watched { entries: Stack::new() }
     }
 
-    /// Adds the reader channel of `fd`, if it has one, for `entry`.
+    /// Adds the reader channel of `fd`, if it has one (and takes rings:
+    /// see `Look::declines`), for `entry`.
     fn add(&mut self, entry: usize, fd: i32) {
-        if self.n == EXTRA {
+        if self.entries.is_full() {
             return;
         }
         if let Some((slot, key)) = watch::channel_of(fd)
-            && let Some(look) = watch::look(slot, key, true)
+            && let Some(look) = watch::look(slot, key, true).filter(|l| !l.declines && !l.small_ringless)
         {
-            self.entries[self.n] = (entry, look);
-            self.n += 1;
+            self.entries.push((entry, look));
         }
     }
 
     fn looks(&self) -> &[(usize, Look)] {
-        &self.entries[..self.n]
+        self.entries.as_slice()
     }
 
     fn any_ready(&self) -> bool {
@@ -65,7 +65,7 @@ impl Watched {
 
     /// Looks again, marking each ring listened to.
     fn relook(&mut self) {
-        for (_, look) in &mut self.entries[..self.n] {
+        for (_, look) in self.entries.as_mut_slice() {
             if let Some(again) = watch::look(look.slot, look.key, true) {
                 *look = again;
             }
@@ -102,7 +102,7 @@ pub unsafe fn poll(
             watched.add(i, p.fd);
         }
     }
-    if watched.n == 0 || program.len() + watched.n > ARRAY {
+    if watched.looks().is_empty() || program.len() + watched.looks().len() > ARRAY {
         watched.unlisten();
         return real(fds, n, timeout);
     }
@@ -127,7 +127,7 @@ pub unsafe fn poll(
         for (k, (_, look)) in watched.looks().iter().enumerate() {
             all[program.len() + k] = libc::pollfd { fd: look.side, events: libc::POLLIN, revents: 0 };
         }
-        let len = program.len() + watched.n;
+        let len = program.len() + watched.looks().len();
         let r = real(all.as_mut_ptr(), len as libc::nfds_t, super::timeout::remaining(deadline));
         let errno = sys::ErrnoGuard::save();
         watched.unlisten();
@@ -224,7 +224,7 @@ pub unsafe fn select(
             watched.add(fd, fd as i32);
         }
     }
-    if watched.n == 0 || watched.looks().iter().any(|(_, l)| l.side as usize >= SETSIZE) {
+    if watched.looks().is_empty() || watched.looks().iter().any(|(_, l)| l.side as usize >= SETSIZE) {
         watched.unlisten();
         return real(nfds, read, write, except, timeout);
     }

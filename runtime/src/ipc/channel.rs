@@ -65,7 +65,31 @@ pub struct Reader {
     /// It took bytes through a ring at least once (counted once, in the
     /// stats' `rings.served`).
     pub served: bool,
+    /// Small reads (below the threshold) through the library with a ring
+    /// and no offer open, while no offer was ever taken: a reader that
+    /// opted in for its small reads lets its ring go after
+    /// [`SMALL_MISSES`] of them (its writers do not offer to it).
+    pub misses: u32,
+    /// It let its ring go for that reason: REQUESTs go unanswered until a
+    /// large read of its comes.
+    pub declines: bool,
+    /// The buffer length of its last read through the library, or of the
+    /// small read that made it opt in (0: none yet): a new ring starts
+    /// with it (`Presence::read_len`), so that the writer's first look
+    /// knows a reader of small buffers.
+    pub read_len: u64,
+    /// Over TCP: the offer (its ring's `ring_id` and its seq) whose earlier
+    /// kernel bytes have all arrived, asked once per offer, not once per
+    /// read (a reader of 16 KiB buffers asked 64 times per 1 MB offer,
+    /// `TCP_INFO` and `SIOCINQ` each time).
+    pub caught_up: Option<(u64, u32)>,
+    /// Over TCP: the write-behind offer whose earlier kernel bytes were all
+    /// read (every kernel byte queued now comes after it).
+    pub past_before: Option<(u64, u32)>,
 }
+
+/// See [`Reader::misses`]: 16 MiB of 16 KiB reads.
+pub const SMALL_MISSES: u32 = 1024;
 
 /// Numbers rings for [`Reader::ring_id`].
 static RING_IDS: AtomicU64 = AtomicU64::new(1);
@@ -161,6 +185,11 @@ pub struct Writer {
     /// stays with the offers rather than going to a socket with room for
     /// it (`writer::kernel_has_room`).
     pub short: bool,
+    /// A REQUEST was delivered and no OFFER came since: a second such one
+    /// counts as a refusal that lasts (the reader is there but does not
+    /// answer: a reader of small buffers that declines rings, reader.rs),
+    /// and the writer's large writes go to the kernel whole.
+    pub unanswered: bool,
 }
 
 impl Writer {
@@ -183,6 +212,7 @@ impl Writer {
             unearned,
             behind: None,
             short: false,
+            unanswered: false,
         }
     }
 }
@@ -236,6 +266,10 @@ struct Slot {
     /// while it has no ring, its reads go to the kernel without the lock
     /// (see [`quiet_read`]).
     quiet: AtomicBool,
+    /// A reader's: it opted in for reads below the threshold that fill
+    /// their buffers (streak.rs): while it has no ring and is not quiet,
+    /// those reads come to the library, which answers its REQUESTs.
+    small: AtomicBool,
     /// A reader's: its fd's `O_NONBLOCK` when the slow path last looked (0:
     /// not yet, 1: blocking, 2: nonblocking). It can change behind the
     /// library's back: every [`LOOK_EVERY`]th call looks again.
@@ -259,6 +293,7 @@ unsafe impl Element for Slot {
         role: AtomicU8::new(0),
         ringed: AtomicBool::new(false),
         quiet: AtomicBool::new(false),
+        small: AtomicBool::new(false),
         nonblocking: AtomicU8::new(0),
         calls: AtomicU32::new(0),
         twins: AtomicU32::new(0),
@@ -509,6 +544,40 @@ pub fn set_quiet(index: usize, quiet: bool) {
     }
 }
 
+/// True if the reader channel in slot `index` is quiet (see [`set_quiet`]).
+pub fn is_quiet(index: usize) -> bool {
+    SLOTS.get(index).is_some_and(|slot| slot.quiet.load(Acquire))
+}
+
+/// Marks the reader channel in slot `index` as one that opted in for its
+/// small reads that fill their buffers (streak.rs).
+pub fn set_small(index: usize) {
+    if let Some(slot) = SLOTS.get(index) {
+        slot.small.store(true, Release);
+    }
+}
+
+/// Unmarks the reader channel in slot `index` as one that opted in for its
+/// small reads (it let its ring go: see [`Reader::declines`]).
+pub fn clear_small(index: usize) {
+    if let Some(slot) = SLOTS.get(index) {
+        slot.small.store(false, Release);
+    }
+}
+
+/// True if the reader channel in slot `index` opted in for its small reads.
+pub fn is_small(index: usize) -> bool {
+    SLOTS.get(index).is_some_and(|slot| slot.small.load(Acquire))
+}
+
+/// Whether the small reads of the reader channel in slot `index` come to
+/// the library while it has no ring: it opted in for them, and is not
+/// quiet (its REQUESTs are answered by its reads, not by a wait's twin, and
+/// a writer with the library may still ask).
+pub fn small_reads_wanted(index: usize) -> bool {
+    SLOTS.get(index).is_some_and(|slot| slot.small.load(Acquire) && !slot.quiet.load(Acquire))
+}
+
 /// A read of a reader channel that needs nothing of the library: slot
 /// `index` still serves `key`, has no ring and is quiet. Lock-free; unless
 /// an event loop's wait answers its REQUESTs, every [`LOOK_EVERY`]th call
@@ -592,6 +661,7 @@ fn free(slot: &Slot, guard: &mut Locked) {
     slot.behind.store(false, Release);
     slot.ringed.store(false, Release);
     slot.quiet.store(false, Release);
+    slot.small.store(false, Release);
     if slot.role.swap(0, Release) == Role::Reader as u8 {
         READERS.fetch_sub(1, Relaxed);
     }
@@ -732,6 +802,7 @@ pub unsafe fn after_fork() {
         unsafe { slot.state.reset_after_fork(|c| *c = Channel::Empty) };
         slot.ringed.store(false, Relaxed);
         slot.quiet.store(false, Relaxed);
+        slot.small.store(false, Relaxed);
         slot.behind.store(false, Relaxed);
         slot.role.store(0, Relaxed);
         slot.key.store(0, Relaxed);

@@ -16,7 +16,8 @@
 //!   the read hooks load first; [`quick`]: the calls answered from those
 //!   tables; [`watch`]: what an event loop's wait needs from a channel;
 //!   [`paged`]: the grow-only paged array those tables are made of;
-//!   [`registered`]: the epoll registrations the hooks saw, per fd.
+//!   [`registered`]: the epoll registrations the hooks saw, per fd;
+//!   [`streak`]: what small reads that fill their buffers carried, per fd.
 //! - [`epoll_sets`]: the epoll sets the library knows, and their nests;
 //!   [`twins`]: reader channels' side channels registered beside the
 //!   program's fds in those sets; [`fdinfo`]: a set's registrations as the
@@ -39,6 +40,7 @@ pub mod reader;
 pub mod registered;
 pub mod route;
 pub mod side;
+pub mod streak;
 pub mod table;
 mod tcp_path;
 pub mod twins;
@@ -121,7 +123,7 @@ fn guarded(
         return r;
     }
     let quick = match dir {
-        Dir::Read => quick::read(fd, small, flags, &kernel),
+        Dir::Read => quick::read(fd, len, small, flags, &kernel),
         Dir::Write => quick::write(fd, len, &kernel),
     };
     if let Some(r) = quick {
@@ -196,6 +198,39 @@ pub unsafe fn read(call: &ReadCall<'_>) -> isize {
         || unsafe { call.replay() },
         |info, at, ctx, tally| unsafe { reader::read(call, info, at, ctx, tally) },
     )
+}
+
+/// A read below the threshold filled its buffer of `len` bytes, at least
+/// [`streak::FULL_READ_MIN`] (the read hooks' test, after the call
+/// returned): counted, and once the fd's count crosses the bar the fd opts
+/// in as a reader (docs/ipc-protocol.md, "Readers with small buffers").
+/// Never changes errno.
+#[cold]
+#[inline(never)]
+pub fn small_read_filled(fd: i32, len: u64) {
+    if FDS.get(fd).is_some_and(|i| i.kind != FdKind::Fast) || route::slot(fd, Dir::Read).is_some() {
+        // Another kind of file, or a reader already.
+        return;
+    }
+    // (The count's table may map a page.)
+    let _errno = sys::ErrnoGuard::save();
+    if !streak::add(fd, len) {
+        return;
+    }
+    let Some(_inside) = Inside::enter().filter(|_| process::is_owner()) else {
+        // A vfork child (whose table is its parent's), or a call from
+        // inside the library: the parent's reads count anew.
+        streak::clear(fd);
+        return;
+    };
+    let done = catch_unwind(|| {
+        let Some((info, endpoint)) = classify(fd) else { return true };
+        Ctx::current(endpoint.class()).is_none_or(|ctx| reader::opt_in_small(fd, len, info, endpoint, &ctx))
+    });
+    if !matches!(done, Ok(true)) {
+        // Its channel was busy: counted anew.
+        streak::clear(fd);
+    }
 }
 
 /// The slow path of the write hooks (the buffers hold at least the
@@ -316,6 +351,7 @@ pub fn closing(fd: i32) {
         forget(fd, info);
     }
     registered::forget(fd);
+    streak::clear(fd);
     if epoll_sets::is_epoll(fd) {
         epoll_sets::closed(fd);
     }
@@ -327,14 +363,21 @@ fn forget(fd: i32, info: FdInfo) {
     FDS.forget(fd);
     hint::clear(fd);
     route::clear(fd);
+    streak::clear(fd);
     if last {
         channel::release(info.key);
     }
 }
 
+/// One past the highest fd number [`tracked`] may say yes to
+/// (`close_range`'s bound).
+pub fn tracked_end() -> usize {
+    FDS.end().max(streak::end())
+}
+
 /// Whether `fd` needs [`closing`] (the close hooks' cheap test).
 pub fn tracked(fd: i32) -> bool {
-    FDS.is_tracked(fd) || epoll_sets::is_epoll(fd) || registered::any(fd)
+    FDS.is_tracked(fd) || epoll_sets::is_epoll(fd) || registered::any(fd) || streak::any(fd)
 }
 
 /// In the fork child: forget every channel and fd (the parent keeps them),
@@ -352,4 +395,5 @@ pub unsafe fn after_fork() {
     twins::after_fork();
     epoll_sets::after_fork();
     registered::after_fork();
+    streak::clear_all();
 }

@@ -32,9 +32,10 @@ use crate::state;
 /// them (it may come to a read meanwhile).
 const WRITE_MAX: u64 = 1 << 20;
 
-/// A read the tables answer, or `None` for the slow path. `small`: below
-/// the threshold (routed); `flags`: the call's recv flags.
-pub fn read(fd: i32, small: bool, flags: i32, kernel: &impl Fn() -> isize) -> Option<isize> {
+/// A read the tables answer, or `None` for the slow path. `len`: its
+/// buffers' length; `small`: below the threshold (routed); `flags`: the
+/// call's recv flags.
+pub fn read(fd: i32, len: u64, small: bool, flags: i32, kernel: &impl Fn() -> isize) -> Option<isize> {
     let info = FDS.get(fd)?;
     if info.kind == FdKind::Other {
         return Some(kernel());
@@ -45,12 +46,19 @@ pub fn read(fd: i32, small: bool, flags: i32, kernel: &impl Fn() -> isize) -> Op
         return Some(counted(class, Fallback::NoPeer, kernel()));
     }
     if small && !channel::ringed(slot, info.key) {
+        if channel::small_reads_wanted(slot) {
+            // A reader of small buffers without a ring yet: every
+            // LOOK_EVERY-th of its reads answers REQUESTs (the slow path),
+            // which come about as often as a REQUEST's pause (its event
+            // loop's wait answers them at once, if it waits in epoll).
+            return if channel::tick(slot) { Some(kernel()) } else { None };
+        }
         // No ring (any more): no offer can come.
         route::set(fd, slot, false);
         return Some(kernel());
     }
-    let guard = channel::lock_index(slot, info.key, Role::Reader)?;
-    let Channel::Reader(reader) = &*guard else { return None };
+    let mut guard = channel::lock_index(slot, info.key, Role::Reader)?;
+    let Channel::Reader(reader) = &mut *guard else { return None };
     let (ring, _) = reader.ring.as_ref()?;
     if ring.holder().is_some() {
         return None;
@@ -69,7 +77,20 @@ pub fn read(fd: i32, small: bool, flags: i32, kernel: &impl Fn() -> isize) -> Op
         channel::set_nonblocking(slot, false);
         return None;
     }
-    ring.note_read();
+    let opted_small = channel::is_small(slot);
+    if small && opted_small && !reader.served {
+        // A miss of a reader that opted in for its small reads: at the
+        // last one the slow path lets its ring go (reader.rs).
+        if reader.misses + 1 >= channel::SMALL_MISSES {
+            return None;
+        }
+        reader.misses += 1;
+    }
+    // The length a writer weighs: a reader that opted in for its small
+    // reads only (reader.rs).
+    let len = if opted_small { len } else { 0 };
+    ring.note_read(len);
+    reader.read_len = len;
     drop(guard);
     let r = kernel();
     Some(if small { r } else { counted(class, Fallback::NoOffer, r) })

@@ -87,40 +87,57 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     let Some((mut ch, index)) = lock_retrying(at, route::slot(call.fd, super::hint::Dir::Read)) else {
         return tally.kernel(Fallback::Busy, call);
     };
-    if matches!(*ch, Channel::Empty) {
-        match opt_in(at, call.fd, ctx.euid) {
-            Some(reader) => {
-                let side = reader.side.raw();
-                *ch = Channel::Reader(reader);
-                route::set(call.fd, index, false);
-                // The program may have put the fd in epoll sets already:
-                // their waits must hear of offers too.
-                super::epoll_sets::adopt_fd(call.fd, index, info.key, side);
-            }
-            None => {
-                drop(ch);
-                channel::release_role(info.key, Role::Reader);
-                FDS.set(call.fd, FdInfo { key: info.key, kind: FdKind::NoFast });
-                return tally.kernel(Fallback::OptInFailed, call);
-            }
-        }
+    if matches!(*ch, Channel::Empty) && !join(&mut ch, index, call.fd, info, at, ctx) {
+        refuse(ch, call.fd, info);
+        return tally.kernel(Fallback::OptInFailed, call);
     }
     let Channel::Reader(reader) = &mut *ch else { return tally.kernel(Fallback::Busy, call) };
+    let small = call.capacity() < ctx.min_bytes;
+    if !small && reader.declines {
+        // A large read: rings again, and waits that watch for offers (of
+        // every fd of the socket: the retire took the side channel out of
+        // the sets of each).
+        reader.declines = false;
+        reader.misses = 0;
+        let side = reader.side.raw();
+        FDS.each_fd_of(info.key, |fd| super::epoll_sets::adopt_fd(fd, index, info.key, side));
+    } else if small
+        && reader.misses >= channel::SMALL_MISSES
+        && channel::is_small(index)
+        && !reader.served
+        && reader.ring.as_ref().is_some_and(|(ring, _)| ring.holder().is_none())
+    {
+        // Opted in for its small reads, and no writer offered to it: its
+        // writers leave a reader of small buffers to the kernel (without
+        // write-behind, "Readers with small buffers"). The ring goes, and
+        // so does what its reads and waits paid for it: its side channel
+        // leaves their sets, and its REQUESTs go unanswered.
+        channel::drop_ring(reader, index);
+        reader.declines = true;
+        channel::clear_small(index);
+        super::twins::unregister_channel(index, info.key);
+        route::set(call.fd, index, false);
+    }
     if reader.ring.is_none() {
         serve_side(reader, ctx, index);
     }
-    route::set(call.fd, index, reader.ring.is_some());
+    route::set(call.fd, index, reader.ring.is_some() || channel::small_reads_wanted(index));
     let Some((ring, _)) = &reader.ring else {
         tally.reason(Fallback::NoPeer);
         let opted = reader.since.elapsed();
         reader.unasked = reader.unasked.saturating_add(1);
         let earned = reader.unasked_bytes > ctx.handshake_after || opted >= QUIET_LATEST;
-        if !reader.requested && opted >= QUIET_AFTER && reader.unasked >= QUIET_READS && earned {
+        let silent = !reader.requested && opted >= QUIET_AFTER && reader.unasked >= QUIET_READS && earned;
+        let small_only = channel::is_small(index);
+        if silent && !small_only {
             // No writer with the library: from now on, its reads go to the
             // kernel without the lock (channel::quiet_read).
             channel::set_quiet(index, true);
         }
-        let r = if opted < HANDSHAKE && call.flags & libc::MSG_DONTWAIT == 0 && blocking != Some(false) {
+        // (Its writer asks before its first large write, so a read of a
+        // smaller buffer than the cap needs no look at the queue.)
+        let capped = call.capacity() > HANDSHAKE_READ;
+        let r = if capped && opted < HANDSHAKE && call.flags & libc::MSG_DONTWAIT == 0 && blocking != Some(false) {
             // A writer with the library may be pumping kernel pieces while
             // it waits for an OFFER, which this reader makes only between
             // reads: a kernel read that went on absorbing them would keep
@@ -134,22 +151,91 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             tally.kernel(Fallback::NoPeer, call)
         };
         reader.unasked_bytes = reader.unasked_bytes.saturating_add(r.max(0) as u64);
+        if silent && small_only {
+            // Opted in for its small reads, and no writer with the library
+            // asked: the channel goes, with its side channel (out of every
+            // set: the program's waits pay nothing for it), as if it had
+            // never opted in. Its count stays spent until the fd closes.
+            let key = info.key;
+            drop(ch);
+            super::twins::unregister_channel(index, key);
+            channel::release_role(key, Role::Reader);
+            route::set(call.fd, index, false);
+        }
         return r;
     };
-    ring.note_read();
+    // The length a writer weighs ("Readers with small buffers"): only a
+    // reader that opted in for its small reads says it (a reader of a
+    // small header before a large body is offered to as before).
+    let len = if channel::is_small(index) { call.capacity() } else { 0 };
+    ring.note_read(len);
+    reader.read_len = len;
     reader.active = Instant::now();
     // A FIFO's POLLHUP may be held back (see pipe::at_eof).
     let fifo = at.family == Family::Pipe && pipe::is_named(at.dev);
     // SAFETY: forwarded contract.
     let r = unsafe { transfer(call, &mut ch, index, blocking, fifo, ctx, tally) };
-    if tally.moved_fast()
-        && let Channel::Reader(reader) = &mut *ch
-        && !reader.served
-    {
-        reader.served = true;
-        channel::note_served(at.family);
+    if let Channel::Reader(reader) = &mut *ch {
+        if tally.moved_fast() && !reader.served {
+            reader.served = true;
+            channel::note_served(at.family);
+        } else if small && !tally.moved_fast() && !reader.served && channel::is_small(index) {
+            reader.misses = reader.misses.saturating_add(1);
+        }
     }
     r
+}
+
+/// Opts `fd` in as the reader of `at` in the empty channel `ch` (slot
+/// `index`); false if that failed (the caller then [`refuse`]s).
+fn join(ch: &mut Locked, index: usize, fd: i32, info: FdInfo, at: Endpoint, ctx: &Ctx) -> bool {
+    let Some(reader) = opt_in(at, fd, ctx.euid) else { return false };
+    let side = reader.side.raw();
+    **ch = Channel::Reader(reader);
+    route::set(fd, index, false);
+    // The program may have put the fd in epoll sets already: their waits
+    // must hear of offers too.
+    super::epoll_sets::adopt_fd(fd, index, info.key, side);
+    true
+}
+
+/// A failed opt-in: the channel goes, and the fd's reads are the kernel's
+/// for good.
+fn refuse(ch: Locked, fd: i32, info: FdInfo) {
+    drop(ch);
+    channel::release_role(info.key, Role::Reader);
+    FDS.set(fd, FdInfo { key: info.key, kind: FdKind::NoFast });
+}
+
+/// A reader whose small reads that fill their buffers crossed the bar
+/// (streak.rs): `fd` opts in as a large read would have made it, and its
+/// small reads come to the library while it has no ring and is not quiet
+/// (so that they answer REQUESTs), and whenever it has one.
+///
+/// False if it could not (the channel busy): the fd counts anew. A socket
+/// already read through another fd keeps its channel as it is (the fd is
+/// routed to it), small or not.
+pub fn opt_in_small(fd: i32, len: u64, info: FdInfo, at: Endpoint, ctx: &Ctx) -> bool {
+    if info.kind != FdKind::Fast || (at.family == Family::Pipe && !pipe::access(fd).is_ok_and(|a| a.read)) {
+        return true;
+    }
+    let Some((mut ch, index)) = lock_retrying(at, route::slot(fd, super::hint::Dir::Read)) else { return false };
+    let new = matches!(*ch, Channel::Empty);
+    if new && !join(&mut ch, index, fd, info, at, ctx) {
+        refuse(ch, fd, info);
+        return true;
+    }
+    let Channel::Reader(reader) = &mut *ch else { return false };
+    if new {
+        reader.read_len = len;
+        channel::set_small(index);
+        // Not quiet by a twin (twins.rs): its small reads answer REQUESTs
+        // until a ring comes, or no writer with the library asked for one
+        // (then the channel goes: `read`).
+        channel::set_quiet(index, false);
+    }
+    route::set(fd, index, reader.ring.is_some() || channel::small_reads_wanted(index));
+    true
 }
 
 /// The channel of `at` as reader, locked: another thread of this process
@@ -198,6 +284,11 @@ fn opt_in(own: Endpoint, fd: i32, euid: u32) -> Option<Reader> {
         ring_id: 0,
         active: Instant::now(),
         served: false,
+        misses: 0,
+        declines: false,
+        read_len: 0,
+        caught_up: None,
+        past_before: None,
     })
 }
 
@@ -215,6 +306,11 @@ pub fn serve_side(reader: &mut Reader, ctx: &Ctx, index: usize) {
         if writer_pid != creds.pid || writer_ino != reader.peer.ino32() {
             continue;
         }
+        if reader.declines {
+            // A reader of small buffers that no writer offered to (see
+            // `read`): unanswered until it reads large.
+            continue;
+        }
         if !end_offer_of_an_earlier_self(reader, writer_pid, &d.from) {
             // Its write-behind offer still has bytes to take: the address
             // stays the earlier one, so that the next REQUEST looks again.
@@ -227,6 +323,13 @@ pub fn serve_side(reader: &mut Reader, ctx: &Ctx, index: usize) {
             (reader.ring, reader.lifeline) = (ring, lifeline);
             reader.ring_id = if reader.ring.is_some() { channel::next_ring_id() } else { 0 };
             channel::set_ringed(index, reader.ring.is_some());
+            if let Some((ring, _)) = &reader.ring {
+                ring.set_read_len(reader.read_len);
+                // Offers can come now: every fd of the socket sends its
+                // reads of every size here (a ring made by an event loop's
+                // wait has no read to route its fd).
+                FDS.each_fd_of(reader.own.key(), |fd| route::set(fd, index, true));
+            }
         }
         if let (Some((ring, memfd)), Some((_, give))) = (&reader.ring, &reader.lifeline) {
             let (msg, len) = Message::Offer { ring_bytes: ring.geometry().ring_bytes() }.encode();
@@ -332,11 +435,6 @@ unsafe fn transfer(
     let mut held: Option<signal::Held> = is_blocking.then(signal::Held::block);
     let mut timeout: Option<Option<Instant>> = None;
     let mut setup_since: Option<Instant> = None;
-    // The TCP offer (its seq) whose earlier kernel bytes all arrived.
-    let mut caught_up: Option<u32> = None;
-    // The TCP write-behind offer (its seq) whose earlier kernel bytes were
-    // all read: every kernel byte now queued comes after it.
-    let mut past_before: Option<u32> = None;
     loop {
         if got == capacity {
             return tally.fast_done(got);
@@ -355,7 +453,9 @@ unsafe fn transfer(
             // into the offer with the room left, as the kernel's would
             // return all that is queued (a pipe's has no nonblocking read
             // of its own: it returns the kernel's bytes alone).
-            let first = kernel_first(call.fd, ring, ring_first, ctx.class, &mut past_before, holder.seq);
+            let this = (reader.ring_id, holder.seq);
+            let arrived = reader.caught_up == Some(this);
+            let first = kernel_first(call.fd, ring, ring_first, ctx.class, arrived, &mut reader.past_before, this);
             if first > 0 {
                 // Unless its writer is gone: then the kernel's bytes may
                 // have been written after it died (by another writer of the
@@ -387,8 +487,8 @@ unsafe fn transfer(
             // Asked once per offer after they arrived (for a write-behind
             // offer, known once `kernel_first` saw the reads past its start).
             if ctx.class == Class::Tcp
-                && caught_up != Some(holder.seq)
-                && past_before != Some(holder.seq)
+                && reader.caught_up != Some(this)
+                && reader.past_before != Some(this)
                 && ring.open_offer().is_some_and(|o| holder.open && o.seq == holder.seq)
             {
                 let before = ring.stream_before();
@@ -414,7 +514,7 @@ unsafe fn transfer(
                     let _ = net::poll(&mut fds, Some(IN_FLIGHT_POLL));
                     continue;
                 }
-                caught_up = Some(holder.seq);
+                reader.caught_up = Some(this);
             }
             // An offer being set up (a few stores away), or taken in full
             // (its writer is about to close it), has nothing for this call:
@@ -737,18 +837,31 @@ fn finish_with_kernel(call: &ReadCall<'_>, got: u64, tally: &mut Tally, held: Op
 /// there when it opened the offer), and over TCP those that lie before the
 /// offer's start in the writer's stream: the socket's received count less
 /// its queue is where its reads stand. `past_before` remembers the offer
-/// whose earlier bytes were all read.
-fn kernel_first(fd: i32, ring: &Ring, ring_first: bool, class: Class, past_before: &mut Option<u32>, seq: u32) -> u64 {
+/// whose earlier bytes were all read; `arrived`: an earlier look found
+/// them all received (so an empty queue now means all read).
+fn kernel_first(
+    fd: i32,
+    ring: &Ring,
+    ring_first: bool,
+    class: Class,
+    arrived: bool,
+    past_before: &mut Option<(u64, u32)>,
+    this: (u64, u32),
+) -> u64 {
     let queued = || net::queued_in(fd).map_or(0, |n| n.max(0) as u64);
     if !ring_first {
         return queued();
     }
-    if class != Class::Tcp || *past_before == Some(seq) {
+    if class != Class::Tcp || *past_before == Some(this) {
         return 0;
     }
     // Nothing queued: nothing to read first (whether bytes before the
-    // offer are still on their way is the caller's next question).
+    // offer are still on their way is the caller's next question; if an
+    // earlier look found them all received, they were all read).
     if queued() == 0 {
+        if arrived {
+            *past_before = Some(this);
+        }
         return 0;
     }
     let before = ring.stream_before();
@@ -768,7 +881,7 @@ fn kernel_first(fd: i32, ring: &Ring, ring_first: bool, class: Class, past_befor
         }
         let standing = received.saturating_sub(queued);
         if standing >= before {
-            *past_before = Some(seq);
+            *past_before = Some(this);
             return 0;
         }
         return (before - standing).min(queued);

@@ -183,6 +183,15 @@ impl FdTable {
         })
     }
 
+    /// Calls `f` with every fd that refers to the endpoint of `key`.
+    pub fn each_fd_of(&self, key: u64, mut f: impl FnMut(i32)) {
+        for (fd, w) in self.known() {
+            if FdInfo::unpack(w.load(Relaxed)).is_some_and(|i| i.key == key && i.kind != FdKind::Other) {
+                f(fd as i32);
+            }
+        }
+    }
+
     /// One past the highest fd number the table may know (`close_range`'s
     /// bound).
     pub fn end(&self) -> usize {
@@ -243,6 +252,9 @@ mod tests {
         assert!(!t.other_fd_for(0x80_dead_beef_0001, 3));
         t.set(9, info);
         assert!(t.other_fd_for(0x80_dead_beef_0001, 3));
+        let mut seen = Vec::new();
+        t.each_fd_of(0x80_dead_beef_0001, |fd| seen.push(fd));
+        assert_eq!(seen, [3, 9]);
         assert_eq!(t.forget(3), Some(info));
         assert_eq!(t.get(3), None);
         assert!(!t.set(-1, info));

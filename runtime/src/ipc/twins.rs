@@ -18,7 +18,7 @@
 //! hooks (`crate::events`) read it.
 
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 
 use ipc_offload_sys::real::wait::REAL_WAIT;
 
@@ -202,9 +202,20 @@ fn view(index: usize) -> Option<TwinView> {
     })
 }
 
+/// One past the highest index ever claimed: the walks stop there, not at
+/// the end of the table's static page (256 twins, a cache line each, walked
+/// by every wait of an event loop that holds a few).
+static TOP: AtomicUsize = AtomicUsize::new(0);
+
+/// The twins below [`TOP`], with their indexes.
+fn claimed() -> impl Iterator<Item = (usize, &'static Twin)> {
+    let top = TOP.load(Acquire);
+    TABLE.iter().take_while(move |(index, _)| *index < top)
+}
+
 /// Every live twin, as it stands.
 fn live() -> impl Iterator<Item = TwinView> {
-    TABLE.iter().filter_map(|(index, _)| view(index))
+    claimed().filter_map(|(index, _)| view(index))
 }
 
 /// Calls `each` for every live twin in set `epfd`, in table order, until
@@ -213,7 +224,7 @@ pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView) -> bool) {
     if !any() {
         return;
     }
-    for (index, t) in TABLE.iter() {
+    for (index, t) in claimed() {
         if t.state.load(Relaxed) == LIVE
             && t.epfd.load(Relaxed) == epfd
             && let Some(v) = view(index)
@@ -227,8 +238,7 @@ pub fn each_in(epfd: i32, each: &mut dyn FnMut(TwinView) -> bool) {
 /// True if set `epfd` has a live twin.
 pub fn any_in(epfd: i32) -> bool {
     any()
-        && TABLE
-            .iter()
+        && claimed()
             .any(|(index, t)| t.state.load(Relaxed) == LIVE && t.epfd.load(Relaxed) == epfd && view(index).is_some())
 }
 
@@ -265,6 +275,7 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
     let Some((index, t)) = TABLE.iter().find(claim).or_else(|| next().filter(claim)) else {
         return false;
     };
+    TOP.fetch_max(index + 1, Release);
     t.epfd.store(epfd, Relaxed);
     t.fd.store(fd, Relaxed);
     t.side.store(side, Relaxed);
@@ -291,7 +302,8 @@ pub fn install(epfd: i32, fd: i32, events: u32, data: u64, slot: usize, key: u64
     // it goes quiet (reader.rs): its queue holds megabytes, and a loop that
     // reads until EAGAIN may not wait again for longer than the writer asks
     // (127 ms), which would leave the stream on the kernel path.
-    if super::endpoint::class_of_key(key) != ipc_offload_policy::Class::Tcp {
+    // (Nor a reader that opted in for its small reads: reader.rs.)
+    if super::endpoint::class_of_key(key) != ipc_offload_policy::Class::Tcp && !super::channel::is_small(slot) {
         super::channel::set_quiet(slot, true);
     }
     super::channel::note_twin(slot, true);
@@ -369,6 +381,16 @@ pub fn remove_fd(fd: i32, channel_lives: bool) {
 pub fn remove_channel(slot: usize, key: u64) {
     for v in live().filter(|v| v.slot == slot && v.key == key) {
         remove_at(v.index, false);
+    }
+}
+
+/// Frees every twin of the reader channel in `slot` (serving `key`) and
+/// takes its side channel out of their sets: the channel lives on, but no
+/// wait is to watch it (a reader of small buffers that declines rings,
+/// reader.rs).
+pub fn unregister_channel(slot: usize, key: u64) {
+    for v in live().filter(|v| v.slot == slot && v.key == key) {
+        remove_at(v.index, true);
     }
 }
 

@@ -38,6 +38,14 @@ pub struct Look {
     pub mark: u64,
     /// This look marked the ring as listened to.
     pub listening: bool,
+    /// A reader of small buffers that let its ring go, no writer offering
+    /// to it (reader.rs): waits leave its side channel out.
+    pub declines: bool,
+    /// A reader that opted in for its small reads and has no ring yet:
+    /// its reads answer REQUESTs (reader.rs), and poll and select leave its
+    /// side channel out (a loop whose writer has no library paid an extra
+    /// socket in every wait for nothing).
+    pub small_ringless: bool,
 }
 
 fn lock(slot: usize, key: u64) -> Option<Locked> {
@@ -70,7 +78,15 @@ pub fn channel_of(fd: i32) -> Option<(usize, u64)> {
 pub fn look(slot: usize, key: u64, listen: bool) -> Option<Look> {
     let guard = lock(slot, key)?;
     let Channel::Reader(r) = &*guard else { return None };
-    let mut look = Look { slot, key, side: r.side.raw(), ring_id: r.ring_id, ..Look::default() };
+    let mut look = Look {
+        slot,
+        key,
+        side: r.side.raw(),
+        ring_id: r.ring_id,
+        declines: r.declines,
+        small_ringless: r.ring.is_none() && channel::is_small(slot),
+        ..Look::default()
+    };
     if let Some((ring, _)) = &r.ring {
         if listen {
             ring.listen(true);

@@ -136,10 +136,13 @@ pub unsafe fn write(call: &WriteCall<'_>, at: Endpoint, ctx: &Ctx, tally: &mut T
             tally.reason(Fallback::NoPeer);
         } else {
             let blocking = mode.get_or_insert_with(|| WriteMode::of(call, at)).blocking;
-            if !blocking && kernel_has_room(call.fd, at, len - sent, writer, ctx) {
-                // The kernel's write returns at once; an offer would hold
-                // the caller until its reader came and took the bytes.
-                tally.reason(Fallback::KernelRoom);
+            let small = !blocking && reads_small(writer, ctx);
+            if small || (!blocking && kernel_has_room(call.fd, at, len - sent, writer, ctx)) {
+                // The kernel's write returns at once, or as soon as the
+                // socket is full; an offer would hold the caller until its
+                // reader came and took the bytes (a reader of small buffers:
+                // in as many calls).
+                tally.reason(if small { Fallback::SmallReads } else { Fallback::KernelRoom });
                 let r = finish_with_kernel(call, at, sent, len - sent, tally);
                 note_short(writer, r, len);
                 // As after a refused offer: a reader that let the ring go
@@ -247,6 +250,17 @@ fn note_short(writer: &mut Writer, ret: isize, len: u64) {
 /// kernel, leaves that note as it was).
 fn kernel_has_room(fd: i32, at: Endpoint, rest: u64, writer: &Writer, ctx: &Ctx) -> bool {
     !writer.short && !ctx.write_behind && at.family != Family::Pipe && net::send_room(fd).is_ok_and(|room| room >= rest)
+}
+
+/// Whether a nonblocking writer without write-behind leaves its reader to
+/// the kernel because the reader's last read through the library asked for
+/// less than the threshold (docs/ipc-protocol.md, "Readers with small
+/// buffers"): an offer would hold the writer for one of its reader's calls
+/// per buffer, where the kernel's write returns once the socket is full.
+fn reads_small(writer: &Writer, ctx: &Ctx) -> bool {
+    let Some((ring, _)) = &writer.ring else { return false };
+    let len = ring.presence().read_len;
+    !ctx.write_behind && len > 0 && len < ctx.min_bytes
 }
 
 /// What an attempt at an offer came to.
@@ -533,6 +547,7 @@ fn forget_ring(writer: &mut Writer) {
     writer.declined = None;
     writer.read_meanwhile = false;
     writer.reads_after_piece = None;
+    writer.unanswered = false;
 }
 
 /// Sends a REQUEST unless backing off; a refusal (no reader bound the name)
@@ -555,7 +570,19 @@ fn request(writer: &mut Writer, ctx: &Ctx) {
             writer.backoff = (writer.backoff * 2).min(BACKOFF_MAX);
         }
         // Delivered, or the reader's queue is full (it is there, busy).
-        _ => writer.next_request = Some(now + BACKOFF_MAX),
+        _ => {
+            // (A writer that holds a ring asks now and then whether its
+            // reader is still there: not a REQUEST for a ring.)
+            if writer.ring.is_none() {
+                if writer.unanswered {
+                    // The last one went unanswered too: whole kernel calls
+                    // until an OFFER comes.
+                    writer.backoff = BACKOFF_MAX;
+                }
+                writer.unanswered = true;
+            }
+            writer.next_request = Some(now + BACKOFF_MAX);
+        }
     }
 }
 
@@ -601,6 +628,7 @@ fn take_offers(writer: &mut Writer, ctx: &Ctx) {
         writer.reader_elsewhere = ring.reader_pid() != ctx.pid;
         writer.ring = Some((ring, offer.memfd_ino));
         writer.backoff = BACKOFF_FIRST;
+        writer.unanswered = false;
         // It answered from inside a read or a poll of the library: it is
         // about to read this very write's bytes.
         writer.streaming_until = Some(Instant::now() + STREAMING);

@@ -85,6 +85,10 @@ pub struct RealIo {
     /// Reads and writes of at least this many bytes leave the fast path;
     /// `usize::MAX` while no IPC class is on.
     pub io_min: AtomicUsize,
+    /// A read below `io_min` that fills a buffer of at least this many
+    /// bytes is counted toward its fd's opt-in (a reader that streams with
+    /// small buffers); `usize::MAX` while no IPC class is on.
+    pub stream_min: AtomicUsize,
     /// read.
     pub read: Slot<ReadFn>,
     /// write.
@@ -170,6 +174,7 @@ mod standin {
 /// The process's table.
 pub static REAL_IO: RealIo = RealIo {
     io_min: AtomicUsize::new(usize::MAX),
+    stream_min: AtomicUsize::new(usize::MAX),
     read: Slot::<ReadFn>::new(standin::read),
     write: Slot::<WriteFn>::new(standin::write),
     readv: Slot::<VecFn>::new(standin::readv),
