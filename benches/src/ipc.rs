@@ -258,8 +258,18 @@ pub fn write_dd_input(path: &Path, bytes: u64) -> Result<(), String> {
 /// read and write) over `input` (of `bytes` bytes), as a `/bin/sh -c`
 /// command line.
 pub fn dd_pipeline(input: &Path) -> String {
-    let quoted = format!("'{}'", input.display().to_string().replace('\'', r"'\''"));
-    format!("dd if={quoted} bs=4M | dd iflag=fullblock bs=4M | dd iflag=fullblock bs=4M of=/dev/null")
+    format!("dd if={} bs=4M | dd iflag=fullblock bs=4M | dd iflag=fullblock bs=4M of=/dev/null", quoted(input))
+}
+
+/// `dd bs=4M | dd bs=64K of=/dev/null` over `input`: a reader of small
+/// buffers (docs/ipc-protocol.md, "Readers with small buffers").
+pub fn dd_small_reader(input: &Path) -> String {
+    format!("dd if={} bs=4M | dd bs=64K of=/dev/null", quoted(input))
+}
+
+/// `path` in single quotes for sh.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
 /// Compiles benches/c/ipc_bench.c into `out` with the system's C compiler.

@@ -51,7 +51,7 @@ Parts, in the order they run:
            (1 MiB and 16 KiB buffers), epoll readers (level- and edge-triggered),
            a 64 B epoll ping-pong, Python asyncio; CPU s/GiB
   scaling  memcpy copy workers, concurrent stream pairs, IPC copy workers
-  dd       dd | dd | dd over a file
+  dd       dd | dd | dd over a file, and dd | dd with 64 KiB reads
   python   python3 multiprocessing.Pipe, duplex and simplex
   redis    redis-server and redis-benchmark over a Unix socket (-c 4, -c 50) and TCP, 1 MB values,
            and over the Unix socket and TCP again with write_behind (skipped without redis)

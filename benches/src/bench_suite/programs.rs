@@ -36,7 +36,7 @@ fn redis_requests(quick: bool) -> u64 {
 }
 
 pub fn plan_dd(ctx: &Ctx) -> f64 {
-    (ctx.rounds * (1 + ctx.modes.len())) as f64 + 2.0
+    (2 * ctx.rounds * (1 + ctx.modes.len())) as f64 + 2.0
 }
 
 pub fn plan_python(ctx: &Ctx) -> f64 {
@@ -47,7 +47,8 @@ pub fn plan_redis(ctx: &Ctx) -> f64 {
     (REDIS_RUNS.len() * (ctx.rounds * (1 + ctx.modes.len()) + 1)) as f64
 }
 
-/// `dd | dd | dd` with bs=4M over a file written once, wall time.
+/// `dd | dd | dd` with bs=4M over a file written once, and `dd bs=4M | dd
+/// bs=64K` (a reader of small buffers), wall time.
 pub fn run_dd(ctx: &mut Ctx) -> Result<PartResult, String> {
     let sides = ctx.kernel_and_modes()?;
     let bytes = dd_bytes(ctx.quick);
@@ -55,39 +56,68 @@ pub fn run_dd(ctx: &mut Ctx) -> Result<PartResult, String> {
     ctx.progress.say(&format!("writing the pipeline's input, {} (not timed)", size_label(bytes)));
     ipc::write_dd_input(&input, bytes)?;
     ctx.progress.step(2.0, "input written");
-    let w = Workload {
-        key: "dd-pipeline".into(),
-        title: String::new(),
-        unit: "s",
-        better: Better::Lower,
-        target: (0.0, ""),
-        expects_fast_path: true,
-        class: "pipe",
-        measure: Measure::WallTime { check: format!("{bytes} bytes"), count: 3 },
-        argv: vec!["/bin/sh".into(), "-c".into(), ipc::dd_pipeline(&input)],
-    };
-    let samples = compare(ctx, "dd | dd | dd", &w, &sides, "s");
+    let pipelines = [
+        (
+            "dd-pipeline",
+            "dd | dd | dd",
+            ipc::dd_pipeline(&input),
+            3,
+            format!("dd | dd | dd, bs=4M, {} file, of=/dev/null (wall time)", size_label(bytes)),
+        ),
+        (
+            "dd-small-reader",
+            "dd | dd bs=64K",
+            ipc::dd_small_reader(&input),
+            2,
+            format!(
+                "dd bs=4M | dd bs=64K (a reader of 64 KiB buffers), {} file, of=/dev/null (wall time)",
+                size_label(bytes)
+            ),
+        ),
+    ];
+    let mut rows = vec![];
+    for (key, label, command, stages, title) in pipelines {
+        let w = Workload {
+            key: key.into(),
+            title: String::new(),
+            unit: "s",
+            better: Better::Lower,
+            target: (0.0, ""),
+            expects_fast_path: true,
+            class: "pipe",
+            measure: Measure::WallTime { check: format!("{bytes} bytes"), count: stages },
+            argv: vec!["/bin/sh".into(), "-c".into(), command],
+        };
+        let samples = match compare(ctx, label, &w, &sides, "s") {
+            Ok(samples) => samples,
+            Err(e) => {
+                let _ = std::fs::remove_file(&input);
+                return Err(e);
+            }
+        };
+        let spec = RowSpec {
+            key: key.into(),
+            title,
+            label: label.into(),
+            group: GROUP.into(),
+            size: None,
+            unit: "s",
+            better: Better::Lower,
+            value: 0,
+            expects_fast_path: Some(true),
+            note: None,
+        };
+        rows.push(row(&spec, &sides, &samples));
+    }
     let _ = std::fs::remove_file(&input);
-    let samples = samples?;
-    let spec = RowSpec {
-        key: "dd-pipeline".into(),
-        title: format!("dd | dd | dd, bs=4M, {} file, of=/dev/null (wall time)", size_label(bytes)),
-        label: "dd | dd | dd".into(),
-        group: GROUP.into(),
-        size: None,
-        unit: "s",
-        better: Better::Lower,
-        value: 0,
-        expects_fast_path: Some(true),
-        note: None,
-    };
     Ok(PartResult {
         table: None,
         part: Part::Dd,
-        rows: vec![row(&spec, &sides, &samples)],
+        rows,
         notes: vec![format!(
-            "`{}` on a file of {} written once before the runs; every dd's byte count is checked; with the library every process of the pipeline runs preloaded.",
+            "`{}` and `{}` on a file of {} written once before the runs; every dd's byte count is checked; with the library every process of the pipeline runs preloaded.",
             ipc::dd_pipeline(Path::new("FILE")),
+            ipc::dd_small_reader(Path::new("FILE")),
             size_label(bytes)
         )],
         skipped: None,

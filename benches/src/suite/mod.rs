@@ -89,7 +89,7 @@ impl Part {
                 "event loops on nonblocking Unix sockets: select and poll relays, epoll readers, an epoll ping-pong, asyncio"
             }
             Part::Scaling => "memcpy workers, concurrent stream pairs, and IPC copy workers (for many-core machines)",
-            Part::Dd => "dd | dd | dd over a file",
+            Part::Dd => "dd | dd | dd over a file, and dd | dd with 64 KiB reads",
             Part::Python => "python3 multiprocessing.Pipe, duplex (socketpair) and simplex (pipe)",
             Part::Redis => "redis-server and redis-benchmark over a Unix socket and over TCP, 1 MB values",
             Part::Tcp => {

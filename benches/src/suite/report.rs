@@ -6,7 +6,7 @@ use crate::stats::{Better, figure};
 /// The rows of the headline table, by key, in its order, with a short
 /// name for the headline chart: the figures of the README's "Results"
 /// (where their part ran).
-pub const HEADLINE: [(&str, &str); 40] = [
+pub const HEADLINE: [(&str, &str); 41] = [
     ("memcpy-hot-4MiB", "memcpy 4M hot"),
     ("memcpy-cold-64MiB", "memcpy 64M cold"),
     ("unix-stream-1MiB", "socket GB/s"),
@@ -19,6 +19,7 @@ pub const HEADLINE: [(&str, &str); 40] = [
     ("unix-pingpong-64B", "ping-pong"),
     ("unix-conns-4MiB", "conn/request"),
     ("dd-pipeline", "dd|dd|dd"),
+    ("dd-small-reader", "dd|dd 64K"),
     ("python-duplex", "py duplex"),
     ("python-simplex", "py simplex"),
     ("redis-set", "redis SET"),
