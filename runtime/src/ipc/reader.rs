@@ -215,8 +215,16 @@ fn refuse(ch: Locked, fd: i32, info: FdInfo) {
 /// False if it could not (the channel busy): the fd counts anew. A socket
 /// already read through another fd keeps its channel as it is (the fd is
 /// routed to it), small or not.
+/// Not over TCP: a 16 KiB read of loopback TCP costs the kernel about what
+/// a take from the ring costs the library (docs/ipc-protocol.md, "Readers
+/// with small buffers").
 pub fn opt_in_small(fd: i32, len: u64, info: FdInfo, at: Endpoint, ctx: &Ctx) -> bool {
-    if info.kind != FdKind::Fast || (at.family == Family::Pipe && !pipe::access(fd).is_ok_and(|a| a.read)) {
+    let readable = match at.family {
+        Family::Tcp => false,
+        Family::Pipe => pipe::access(fd).is_ok_and(|a| a.read),
+        Family::Unix => true,
+    };
+    if info.kind != FdKind::Fast || !readable {
         return true;
     }
     let Some((mut ch, index)) = lock_retrying(at, route::slot(fd, super::hint::Dir::Read)) else { return false };
