@@ -270,6 +270,9 @@ struct Slot {
     /// their buffers (streak.rs): while it has no ring and is not quiet,
     /// those reads come to the library, which answers its REQUESTs.
     small: AtomicBool,
+    /// A reader's, while `small` and without a ring: when (`hint::now_ms`)
+    /// one of its small reads last looked for REQUESTs (see [`look_due`]).
+    looked_ms: AtomicU32,
     /// A reader's: its fd's `O_NONBLOCK` when the slow path last looked (0:
     /// not yet, 1: blocking, 2: nonblocking). It can change behind the
     /// library's back: every [`LOOK_EVERY`]th call looks again.
@@ -294,6 +297,7 @@ unsafe impl Element for Slot {
         ringed: AtomicBool::new(false),
         quiet: AtomicBool::new(false),
         small: AtomicBool::new(false),
+        looked_ms: AtomicU32::new(0),
         nonblocking: AtomicU8::new(0),
         calls: AtomicU32::new(0),
         twins: AtomicU32::new(0),
@@ -570,12 +574,28 @@ pub fn is_small(index: usize) -> bool {
     SLOTS.get(index).is_some_and(|slot| slot.small.load(Acquire))
 }
 
+/// Whether a small read of the reader channel in slot `index`, which
+/// opted in for them and has no ring yet, looks for REQUESTs now (the slow
+/// path): at most once a millisecond (`now_ms`), so that a REQUEST is
+/// answered within a millisecond of reads, and a reader whose writer has
+/// no library pays the look a thousand times a second at most.
+pub fn look_due(index: usize, now_ms: u32) -> bool {
+    let Some(slot) = SLOTS.get(index) else { return true };
+    let last = slot.looked_ms.load(Relaxed);
+    last != now_ms && slot.looked_ms.compare_exchange(last, now_ms, Relaxed, Relaxed).is_ok()
+}
+
 /// Whether the small reads of the reader channel in slot `index` come to
 /// the library while it has no ring: it opted in for them, and is not
 /// quiet (its REQUESTs are answered by its reads, not by a wait's twin, and
 /// a writer with the library may still ask).
-pub fn small_reads_wanted(index: usize) -> bool {
-    SLOTS.get(index).is_some_and(|slot| slot.small.load(Acquire) && !slot.quiet.load(Acquire))
+pub fn small_reads_wanted(index: usize, key: u64) -> bool {
+    SLOTS.get(index).is_some_and(|slot| {
+        slot.key.load(Acquire) == key
+            && slot.role.load(Acquire) == Role::Reader as u8
+            && slot.small.load(Acquire)
+            && !slot.quiet.load(Acquire)
+    })
 }
 
 /// A read of a reader channel that needs nothing of the library: slot
@@ -651,6 +671,15 @@ fn release_where(key: u64, role: impl Fn(u8) -> bool) {
             // courier sends them, and frees the channel then.
             continue;
         }
+        free(slot, &mut guard);
+    }
+}
+
+/// Frees the channel in slot `index`, which the caller holds locked as
+/// `guard` (the decision to free it and the freeing are one step: no other
+/// thread answers its side channel in between).
+pub fn release_locked(index: usize, mut guard: Locked) {
+    if let Some(slot) = SLOTS.get(index) {
         free(slot, &mut guard);
     }
 }

@@ -46,12 +46,12 @@ pub fn read(fd: i32, len: u64, small: bool, flags: i32, kernel: &impl Fn() -> is
         return Some(counted(class, Fallback::NoPeer, kernel()));
     }
     if small && !channel::ringed(slot, info.key) {
-        if channel::small_reads_wanted(slot) {
-            // A reader of small buffers without a ring yet: every
-            // LOOK_EVERY-th of its reads answers REQUESTs (the slow path),
-            // which come about as often as a REQUEST's pause (its event
+        if channel::small_reads_wanted(slot, info.key) {
+            // A reader of small buffers without a ring yet: one of its reads
+            // a millisecond answers REQUESTs (the slow path; its event
             // loop's wait answers them at once, if it waits in epoll).
-            return if channel::tick(slot) { Some(kernel()) } else { None };
+            let now = super::hint::now_ms(state::get()?.started);
+            return if channel::look_due(slot, now) { None } else { Some(kernel()) };
         }
         // No ring (any more): no offer can come.
         route::set(fd, slot, false);

@@ -99,6 +99,7 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
         // the sets of each).
         reader.declines = false;
         reader.misses = 0;
+        reader.read_len = 0;
         let side = reader.side.raw();
         FDS.each_fd_of(info.key, |fd| super::epoll_sets::adopt_fd(fd, index, info.key, side));
     } else if small
@@ -121,15 +122,26 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
     if reader.ring.is_none() {
         serve_side(reader, ctx, index);
     }
-    route::set(call.fd, index, reader.ring.is_some() || channel::small_reads_wanted(index));
+    route::set(call.fd, index, reader.ring.is_some() || channel::small_reads_wanted(index, info.key));
     let Some((ring, _)) = &reader.ring else {
         tally.reason(Fallback::NoPeer);
         let opted = reader.since.elapsed();
         reader.unasked = reader.unasked.saturating_add(1);
         let earned = reader.unasked_bytes > ctx.handshake_after || opted >= QUIET_LATEST;
         let silent = !reader.requested && opted >= QUIET_AFTER && reader.unasked >= QUIET_READS && earned;
-        let small_only = channel::is_small(index);
-        if silent && !small_only {
+        if silent && channel::is_small(index) {
+            // Opted in for its small reads, and no writer with the library
+            // asked: the channel goes, with its side channel (out of every
+            // set: the program's waits pay nothing for it), as if it had
+            // never opted in, before the read (which may block). Its count
+            // stays spent until the fd closes.
+            let key = info.key;
+            super::twins::unregister_channel(index, key);
+            channel::release_locked(index, ch);
+            FDS.each_fd_of(key, |fd| route::set(fd, index, false));
+            return tally.kernel(Fallback::NoPeer, call);
+        }
+        if silent {
             // No writer with the library: from now on, its reads go to the
             // kernel without the lock (channel::quiet_read).
             channel::set_quiet(index, true);
@@ -151,17 +163,6 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             tally.kernel(Fallback::NoPeer, call)
         };
         reader.unasked_bytes = reader.unasked_bytes.saturating_add(r.max(0) as u64);
-        if silent && small_only {
-            // Opted in for its small reads, and no writer with the library
-            // asked: the channel goes, with its side channel (out of every
-            // set: the program's waits pay nothing for it), as if it had
-            // never opted in. Its count stays spent until the fd closes.
-            let key = info.key;
-            drop(ch);
-            super::twins::unregister_channel(index, key);
-            channel::release_role(key, Role::Reader);
-            route::set(call.fd, index, false);
-        }
         return r;
     };
     // The length a writer weighs ("Readers with small buffers"): only a
@@ -242,7 +243,7 @@ pub fn opt_in_small(fd: i32, len: u64, info: FdInfo, at: Endpoint, ctx: &Ctx) ->
         // (then the channel goes: `read`).
         channel::set_quiet(index, false);
     }
-    route::set(fd, index, reader.ring.is_some() || channel::small_reads_wanted(index));
+    route::set(fd, index, reader.ring.is_some() || channel::small_reads_wanted(index, info.key));
     true
 }
 

@@ -566,6 +566,7 @@ fn request(writer: &mut Writer, ctx: &Ctx) {
         Err(ipc_offload_sys::Errno(libc::ECONNREFUSED)) => {
             // Nobody opted in.
             writer.side = None;
+            writer.unanswered = false;
             writer.next_request = Some(now + writer.backoff);
             writer.backoff = (writer.backoff * 2).min(BACKOFF_MAX);
         }
