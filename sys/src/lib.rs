@@ -115,6 +115,15 @@ pub fn monotonic_ns() -> u64 {
     (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
 }
 
+/// The calling thread's CPU time in nanoseconds (clock_gettime(2),
+/// `CLOCK_THREAD_CPUTIME_ID`): what it ran, not what it waited to run.
+pub fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+}
+
 /// gettid(2).
 pub fn gettid() -> i32 {
     // SAFETY: gettid takes no arguments.

@@ -130,7 +130,8 @@ pub struct Counters {
     pub invalid: u64,
     /// Bytes moved, filled or compared.
     pub bytes: u64,
-    /// Nanoseconds the model spent moving, filling and comparing.
+    /// Nanoseconds of CPU the model's thread spent moving, filling and
+    /// comparing (time it waited to run is not work).
     pub work_ns: u64,
     /// Nanoseconds those descriptors took, slowdown included.
     pub busy_ns: u64,

@@ -189,8 +189,9 @@ impl<'a> Exec<'a> {
                     _ => &s.compare,
                 });
                 let started = Instant::now();
+                let cpu = ipc_offload_sys::thread_cpu_ns();
                 let (record, bytes) = self.work(d, op);
-                let worked = started.elapsed();
+                let worked = Duration::from_nanos(ipc_offload_sys::thread_cpu_ns().saturating_sub(cpu));
                 self.slow_down(started, worked, bytes);
                 let busy = started.elapsed();
                 s.bytes.fetch_add(bytes, Relaxed);
@@ -341,7 +342,13 @@ impl<'a> Exec<'a> {
     }
 
     /// Waits until the operation started at `started`, whose work took
-    /// `took`, has taken as long as the slowdown asks.
+    /// `took` of its thread's CPU time, has taken as long as the slowdown
+    /// asks. CPU time, not wall time: a model slowed 24x whose thread lost
+    /// 83 ms to the scheduler in one descriptor made that descriptor take 2
+    /// s, its waiter's stall timeout fired, and the copy returned while the
+    /// model still held descriptors into the caller's buffers, which the
+    /// program then unmapped (a SIGSEGV in CI, `the_hybrid_cpu_share_rises_
+    /// when_the_device_is_slowed`, 2026-12-07).
     fn slow_down(&self, started: Instant, took: Duration, bytes: u64) {
         let s = self.inner.slowdown();
         let scaled = took.saturating_mul(s.factor.max(1));

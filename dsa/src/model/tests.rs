@@ -673,8 +673,8 @@ fn slowdown_is_measurable() {
         (elapsed, ns(after.work_ns - before.work_ns), ns(after.busy_ns - before.busy_ns))
     };
     time(&mut dev, 0); // pages in
-    let (_, work, busy) = time(&mut dev, 1);
-    assert!(work > Duration::ZERO && busy >= work && busy < work + Duration::from_millis(5), "{work:?} {busy:?}");
+    let (elapsed, work, busy) = time(&mut dev, 1);
+    assert!(work > Duration::ZERO && busy >= work && elapsed >= busy, "{work:?} {busy:?} {elapsed:?}");
     // Four times the model's own time (which the scheduler may stretch:
     // compared with the same run's work time, not another run's).
     dev.model.set_slowdown(Slowdown { factor: 4, ..Slowdown::default() });
