@@ -548,11 +548,6 @@ pub fn set_quiet(index: usize, quiet: bool) {
     }
 }
 
-/// True if the reader channel in slot `index` is quiet (see [`set_quiet`]).
-pub fn is_quiet(index: usize) -> bool {
-    SLOTS.get(index).is_some_and(|slot| slot.quiet.load(Acquire))
-}
-
 /// Marks the reader channel in slot `index` as one that opted in for its
 /// small reads that fill their buffers (streak.rs).
 pub fn set_small(index: usize) {

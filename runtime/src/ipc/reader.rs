@@ -117,7 +117,6 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
         reader.declines = true;
         channel::clear_small(index);
         super::twins::unregister_channel(index, info.key);
-        route::set(call.fd, index, false);
     }
     if reader.ring.is_none() {
         serve_side(reader, ctx, index);
@@ -146,8 +145,8 @@ pub unsafe fn read(call: &ReadCall<'_>, info: FdInfo, at: Endpoint, ctx: &Ctx, t
             // kernel without the lock (channel::quiet_read).
             channel::set_quiet(index, true);
         }
-        // (Its writer asks before its first large write, so a read of a
-        // smaller buffer than the cap needs no look at the queue.)
+        // (A read of at most HANDSHAKE_READ is never cut: no look at the
+        // queue for it.)
         let capped = call.capacity() > HANDSHAKE_READ;
         let r = if capped && opted < HANDSHAKE && call.flags & libc::MSG_DONTWAIT == 0 && blocking != Some(false) {
             // A writer with the library may be pumping kernel pieces while
@@ -211,14 +210,13 @@ fn refuse(ch: Locked, fd: i32, info: FdInfo) {
 /// A reader whose small reads that fill their buffers crossed the bar
 /// (streak.rs): `fd` opts in as a large read would have made it, and its
 /// small reads come to the library while it has no ring and is not quiet
-/// (so that they answer REQUESTs), and whenever it has one.
-///
-/// False if it could not (the channel busy): the fd counts anew. A socket
+/// (so that they answer REQUESTs), and whenever it has one. A socket
 /// already read through another fd keeps its channel as it is (the fd is
-/// routed to it), small or not.
-/// Not over TCP: a 16 KiB read of loopback TCP costs the kernel about what
-/// a take from the ring costs the library (docs/ipc-protocol.md, "Readers
-/// with small buffers").
+/// routed to it), small or not. Not over TCP: a 16 KiB read of loopback TCP
+/// costs the kernel about what a take from the ring costs the library
+/// (docs/ipc-protocol.md, "Readers with small buffers").
+///
+/// False if it could not (the channel busy): the fd counts anew.
 pub fn opt_in_small(fd: i32, len: u64, info: FdInfo, at: Endpoint, ctx: &Ctx) -> bool {
     let readable = match at.family {
         Family::Tcp => false,
