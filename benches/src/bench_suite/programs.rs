@@ -47,6 +47,23 @@ pub fn plan_redis(ctx: &Ctx) -> f64 {
     (REDIS_RUNS.len() * (ctx.rounds * (1 + ctx.modes.len()) + 1)) as f64
 }
 
+/// A row of this part: a program's wall time (lower is better), whose
+/// class must take the fast path.
+fn wall_time_row(key: String, title: String, label: String, size: Option<u64>) -> RowSpec {
+    RowSpec {
+        key,
+        title,
+        label,
+        group: GROUP.into(),
+        size,
+        unit: "s",
+        better: Better::Lower,
+        value: 0,
+        expects_fast_path: Some(true),
+        note: None,
+    }
+}
+
 /// `dd | dd | dd` with bs=4M over a file written once, and `dd bs=4M | dd
 /// bs=64K` (a reader of small buffers), wall time.
 pub fn run_dd(ctx: &mut Ctx) -> Result<PartResult, String> {
@@ -95,19 +112,7 @@ pub fn run_dd(ctx: &mut Ctx) -> Result<PartResult, String> {
                 return Err(e);
             }
         };
-        let spec = RowSpec {
-            key: key.into(),
-            title,
-            label: label.into(),
-            group: GROUP.into(),
-            size: None,
-            unit: "s",
-            better: Better::Lower,
-            value: 0,
-            expects_fast_path: Some(true),
-            note: None,
-        };
-        rows.push(row(&spec, &sides, &samples));
+        rows.push(row(&wall_time_row(key.into(), title, label.into(), None), &sides, &samples));
     }
     let _ = std::fs::remove_file(&input);
     Ok(PartResult {
@@ -148,21 +153,11 @@ pub fn run_python(ctx: &mut Ctx) -> Result<PartResult, String> {
             argv: vec![text(&python), script.clone(), kind.into(), mib.to_string()],
         };
         let samples = compare(ctx, &format!("python3 Pipe(duplex={})", kind == "duplex"), &w, &sides, "s")?;
-        let spec = RowSpec {
-            key: format!("python-{kind}"),
-            title: format!(
-                "python3 multiprocessing.Pipe(duplex={}) ({what}), {mib} MiB, go to recv_bytes",
-                if kind == "duplex" { "True" } else { "False" }
-            ),
-            label: format!("python {kind}"),
-            group: GROUP.into(),
-            size: Some(mib << 20),
-            unit: "s",
-            better: Better::Lower,
-            value: 0,
-            expects_fast_path: Some(true),
-            note: None,
-        };
+        let title = format!(
+            "python3 multiprocessing.Pipe(duplex={}) ({what}), {mib} MiB, go to recv_bytes",
+            if kind == "duplex" { "True" } else { "False" }
+        );
+        let spec = wall_time_row(format!("python-{kind}"), title, format!("python {kind}"), Some(mib << 20));
         rows.push(row(&spec, &sides, &samples));
     }
     Ok(PartResult {
